@@ -1,0 +1,144 @@
+"""Queues (PanDA's sites / schedconfig): one TOML file read by the dispatcher and the factory.
+
+Example (``queues.toml``)::
+
+    [[queue]]
+    name = "CERN_LOCAL"          # the computing_site jobs name
+    vos = ["compass"]            # VOs served (empty or absent: any)
+    labels = ["user", "managed"] # prod_source_labels served (empty or absent: any)
+    backend = "local"            # local | slurm | htcondor | lsf
+    max_running = 100            # brokerage capacity (0: unlimited)
+
+    [queue.factory]              # pilot-factory limits for this queue
+    max_queued = 10
+    max_total = 50
+    max_per_cycle = 5
+
+    [queue.backend_options]      # backend-specific settings (partition, schedd, ...)
+    partition = "debug"
+
+The dispatcher uses ``name``, ``vos``, ``labels``, ``enabled`` and ``max_running``; the factory
+also reads ``factory``, ``backend`` and ``backend_options``. Unknown keys are errors, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ailuro.errors import InvalidArgument
+
+BACKENDS = ("local", "slurm", "htcondor", "lsf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactoryLimits:
+    """How many pilots a factory keeps for one queue (APF/Harvester-style limits)."""
+
+    max_queued: int = 10
+    """At most this many pilots waiting in the batch system."""
+    max_total: int = 50
+    """At most this many pilots queued plus running."""
+    max_per_cycle: int = 5
+    """At most this many submitted in one factory cycle."""
+    idle_timeout_s: float = 300.0
+    """A pilot that waited for work this long exits (passed to the pilot)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    """One queue (site) that jobs run on."""
+
+    name: str
+    vos: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    backend: str = "local"
+    enabled: bool = True
+    max_running: int = 0
+    factory: FactoryLimits = field(default_factory=FactoryLimits)
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def serves(self, *, vo: str, label: str) -> bool:
+        """Whether jobs of this VO and prod_source_label may run here."""
+        return self.enabled and (not self.vos or vo in self.vos) and (not self.labels or label in self.labels)
+
+
+DEFAULT_QUEUES: tuple[QueueConfig, ...] = (QueueConfig(name="LOCAL"),)
+"""Used when no queue file is given: one local queue that serves everyone."""
+
+_QUEUE_KEYS = {"name", "vos", "labels", "backend", "enabled", "max_running", "factory", "backend_options"}
+_FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
+
+
+def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[QueueConfig, ...]:
+    """Build queue configs from parsed TOML; ``InvalidArgument`` names the bad key."""
+    entries = data.get("queue", [])
+    extra = set(data) - {"queue"}
+    if extra:
+        raise InvalidArgument(f"unknown top-level key(s) {sorted(extra)}", field=source)
+    if not isinstance(entries, list) or not entries:
+        raise InvalidArgument("expected at least one [[queue]] table", field=f"{source}.queue")
+    queues: list[QueueConfig] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(entries):
+        where = f"{source}.queue[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidArgument("must be a table", field=where)
+        unknown = set(raw) - _QUEUE_KEYS
+        if unknown:
+            raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field=where)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
+        if name in seen:
+            raise InvalidArgument(f"duplicate queue name {name!r}", field=f"{where}.name")
+        seen.add(name)
+        backend = raw.get("backend", "local")
+        if backend not in BACKENDS:
+            raise InvalidArgument(f"must be one of {', '.join(BACKENDS)}, not {backend!r}", field=f"{where}.backend")
+        fac = raw.get("factory", {})
+        if not isinstance(fac, dict) or set(fac) - _FACTORY_KEYS:
+            raise InvalidArgument(f"allowed keys are {sorted(_FACTORY_KEYS)}", field=f"{where}.factory")
+        for key, value in fac.items():
+            if not isinstance(value, int | float) or value < 0:
+                raise InvalidArgument("must be a number >= 0", field=f"{where}.factory.{key}")
+        max_running = raw.get("max_running", 0)
+        if not isinstance(max_running, int) or max_running < 0:
+            raise InvalidArgument("must be an integer >= 0", field=f"{where}.max_running")
+        for key in ("vos", "labels"):
+            value = raw.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidArgument("must be a list of strings", field=f"{where}.{key}")
+        options = raw.get("backend_options", {})
+        if not isinstance(options, dict):
+            raise InvalidArgument("must be a table", field=f"{where}.backend_options")
+        queues.append(
+            QueueConfig(
+                name=name,
+                vos=tuple(raw.get("vos", [])),
+                labels=tuple(raw.get("labels", [])),
+                backend=backend,
+                enabled=bool(raw.get("enabled", True)),
+                max_running=max_running,
+                factory=FactoryLimits(**fac),
+                backend_options=dict(options),
+            )
+        )
+    return tuple(queues)
+
+
+def load_queues(path: str | Path | None) -> tuple[QueueConfig, ...]:
+    """Read a queue file; ``None`` gives :data:`DEFAULT_QUEUES`."""
+    if path is None:
+        return DEFAULT_QUEUES
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise InvalidArgument(f"no such file: {p}", field="queues") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"{p}: {exc}", field="queues") from None
+    return parse_queues(data, source=str(p))

@@ -1,0 +1,209 @@
+from ailuro.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CommandType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMAND_TYPE_UNSPECIFIED: _ClassVar[CommandType]
+    COMMAND_TYPE_KILL: _ClassVar[CommandType]
+    COMMAND_TYPE_DEBUG: _ClassVar[CommandType]
+
+class AckResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACK_RESULT_UNSPECIFIED: _ClassVar[AckResult]
+    ACK_RESULT_OK: _ClassVar[AckResult]
+    ACK_RESULT_STALE_EPOCH: _ClassVar[AckResult]
+    ACK_RESULT_NOT_FOUND: _ClassVar[AckResult]
+    ACK_RESULT_REJECTED: _ClassVar[AckResult]
+COMMAND_TYPE_UNSPECIFIED: CommandType
+COMMAND_TYPE_KILL: CommandType
+COMMAND_TYPE_DEBUG: CommandType
+ACK_RESULT_UNSPECIFIED: AckResult
+ACK_RESULT_OK: AckResult
+ACK_RESULT_STALE_EPOCH: AckResult
+ACK_RESULT_NOT_FOUND: AckResult
+ACK_RESULT_REJECTED: AckResult
+
+class HeldJob(_message.Message):
+    __slots__ = ("panda_id", "lease_epoch")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    lease_epoch: int
+    def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("pilot_id", "queue", "node", "batch_id", "cores", "memory_mb", "walltime_left_s", "version", "held_jobs")
+    PILOT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
+    pilot_id: str
+    queue: str
+    node: str
+    batch_id: str
+    cores: int
+    memory_mb: int
+    walltime_left_s: int
+    version: str
+    held_jobs: _containers.RepeatedCompositeFieldContainer[HeldJob]
+    def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ...) -> None: ...
+
+class JobRequest(_message.Message):
+    __slots__ = ("n", "walltime_left_s")
+    N_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    walltime_left_s: int
+    def __init__(self, n: _Optional[int] = ..., walltime_left_s: _Optional[int] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("panda_id", "lease_epoch", "status", "metrics")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    lease_epoch: int
+    status: _job_pb2.JobStatus
+    metrics: _job_pb2.JobMetrics
+    def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ..., status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., metrics: _Optional[_Union[_job_pb2.JobMetrics, _Mapping]] = ...) -> None: ...
+
+class HeartbeatBatch(_message.Message):
+    __slots__ = ("heartbeats",)
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    heartbeats: _containers.RepeatedCompositeFieldContainer[Heartbeat]
+    def __init__(self, heartbeats: _Optional[_Iterable[_Union[Heartbeat, _Mapping]]] = ...) -> None: ...
+
+class JobFinal(_message.Message):
+    __slots__ = ("panda_id", "lease_epoch", "status", "errors", "metrics", "files", "retryable")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    lease_epoch: int
+    status: _job_pb2.JobStatus
+    errors: _containers.RepeatedCompositeFieldContainer[_job_pb2.JobError]
+    metrics: _job_pb2.JobMetrics
+    files: _containers.RepeatedCompositeFieldContainer[_job_pb2.File]
+    retryable: bool
+    def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ..., status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., errors: _Optional[_Iterable[_Union[_job_pb2.JobError, _Mapping]]] = ..., metrics: _Optional[_Union[_job_pb2.JobMetrics, _Mapping]] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
+class PilotMessage(_message.Message):
+    __slots__ = ("hello", "job_request", "heartbeats", "final")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    JOB_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    job_request: JobRequest
+    heartbeats: HeartbeatBatch
+    final: JobFinal
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., job_request: _Optional[_Union[JobRequest, _Mapping]] = ..., heartbeats: _Optional[_Union[HeartbeatBatch, _Mapping]] = ..., final: _Optional[_Union[JobFinal, _Mapping]] = ...) -> None: ...
+
+class JobAssignment(_message.Message):
+    __slots__ = ("job", "lease_epoch", "lease_s")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    job: _job_pb2.Job
+    lease_epoch: int
+    lease_s: int
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., lease_epoch: _Optional[int] = ..., lease_s: _Optional[int] = ...) -> None: ...
+
+class NoJob(_message.Message):
+    __slots__ = ("retry_after_s",)
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    retry_after_s: float
+    def __init__(self, retry_after_s: _Optional[float] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("panda_id", "type", "reason")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    type: CommandType
+    reason: str
+    def __init__(self, panda_id: _Optional[int] = ..., type: _Optional[_Union[CommandType, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("panda_id", "lease_epoch", "result", "message", "is_final")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    lease_epoch: int
+    result: AckResult
+    message: str
+    is_final: bool
+    def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ..., result: _Optional[_Union[AckResult, str]] = ..., message: _Optional[str] = ..., is_final: _Optional[bool] = ...) -> None: ...
+
+class AckBatch(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[Ack]
+    def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ...) -> None: ...
+
+class DispatcherMessage(_message.Message):
+    __slots__ = ("assignment", "no_job", "command", "acks")
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    NO_JOB_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    assignment: JobAssignment
+    no_job: NoJob
+    command: Command
+    acks: AckBatch
+    def __init__(self, assignment: _Optional[_Union[JobAssignment, _Mapping]] = ..., no_job: _Optional[_Union[NoJob, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., acks: _Optional[_Union[AckBatch, _Mapping]] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("pilot", "n")
+    PILOT_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    pilot: Hello
+    n: int
+    def __init__(self, pilot: _Optional[_Union[Hello, _Mapping]] = ..., n: _Optional[int] = ...) -> None: ...
+
+class GetJobResponse(_message.Message):
+    __slots__ = ("assignments", "retry_after_s")
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[JobAssignment]
+    retry_after_s: float
+    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
+
+class UpdateJobRequest(_message.Message):
+    __slots__ = ("pilot_id", "heartbeats", "finals")
+    PILOT_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    FINALS_FIELD_NUMBER: _ClassVar[int]
+    pilot_id: str
+    heartbeats: _containers.RepeatedCompositeFieldContainer[Heartbeat]
+    finals: _containers.RepeatedCompositeFieldContainer[JobFinal]
+    def __init__(self, pilot_id: _Optional[str] = ..., heartbeats: _Optional[_Iterable[_Union[Heartbeat, _Mapping]]] = ..., finals: _Optional[_Iterable[_Union[JobFinal, _Mapping]]] = ...) -> None: ...
+
+class UpdateJobResponse(_message.Message):
+    __slots__ = ("acks", "commands")
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[Ack]
+    commands: _containers.RepeatedCompositeFieldContainer[Command]
+    def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ..., commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
