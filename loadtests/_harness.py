@@ -1,0 +1,94 @@
+"""Shared plumbing for benchmarks: fresh databases and dispatcher processes to measure.
+
+The dispatcher always runs in its own process (``python -m dispatcher``) so the load generators,
+in other processes, never share its interpreter: what is printed is what a deployment would see
+on this machine, load generator included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+PG_ADMIN_URL = os.environ.get("AILURO_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """Yield the URL of an empty database of ``kind`` (sqlite | postgres); remove it afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="ailuro-bench-") as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    if kind != "postgres":
+        raise ValueError(f"unknown database kind {kind!r}")
+    name = f"ailuro_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(admin.url.set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def dispatcher_process(db_url: str, *, extra_args: tuple[str, ...] = (), timeout_s: float = 60.0) -> Iterator[str]:
+    """Run ``python -m dispatcher`` on port 0; yield its address; stop it (SIGTERM, then SIGKILL)."""
+    with tempfile.TemporaryDirectory(prefix="ailuro-bench-port-") as tmp:
+        port_file = Path(tmp) / "port"
+        log_file = (Path(tmp) / "dispatcher.log").open("w+")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dispatcher",
+                "--db",
+                db_url,
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--log-level",
+                "WARNING",
+                *extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not port_file.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log_file.seek(0)
+                    raise RuntimeError(f"dispatcher did not start (rc={proc.returncode}):\n{log_file.read()[-4000:]}")
+                time.sleep(0.05)
+            yield f"127.0.0.1:{int(port_file.read_text())}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+            log_file.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values`` by nearest rank; 0.0 for an empty list."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
