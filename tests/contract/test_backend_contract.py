@@ -1,0 +1,116 @@
+"""The BatchBackend contract, run against every backend available here.
+
+Each backend submits three pilots in one bulk submission. The "pilot" is a configured command (the
+wrapper's ``pilot_command``) that behaves by its index in the submission: #0 exits 0, #1 exits 3,
+#2 waits until cancelled. All three first report that they started and then wait for a "go" file,
+so "running" is observed for certain before anything ends. Later backends (slurm, htcondor,
+lsf-emulator) join the parametrization with a fixture that starts their batch system.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from backends.base import BatchBackend, PilotSpec, WorkerState, WorkerStatus
+from backends.registry import create_backend
+
+BACKENDS = ["local"]
+
+PILOT = r"""
+import os, sys, time
+from pathlib import Path
+me = os.environ["AILURO_PILOT_ID"]
+index = int(me.rsplit("-", 1)[1])
+shared = Path(os.environ["CONTRACT_DIR"])
+(shared / f"started-{index}").write_text(os.environ.get("AILURO_BATCH_ID", ""))
+deadline = time.time() + 60
+while not (shared / "go").exists() and time.time() < deadline:
+    time.sleep(0.05)
+if index == 2:
+    time.sleep(120)  # until cancelled
+print(f"pilot {me} ending", flush=True)
+sys.exit(0 if index == 0 else 3)
+"""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BatchBackend]:
+    name = request.param
+    b = create_backend(name, workdir=tmp_path / "backend", options={"kill_grace_s": 3})
+    yield b
+    # whatever a failed assertion left behind is stopped
+    known = getattr(b, "known_batch_ids", None)
+    if known is not None:
+        b.cancel(known())
+
+
+def wait_for(
+    backend: BatchBackend, ids: Sequence[str], done: Callable[[dict[str, WorkerStatus]], bool], timeout: float = 60
+) -> dict[str, WorkerStatus]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = backend.status(ids)
+        if done(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(min(backend.poll_interval, 1.0))
+
+
+def test_submit_run_cancel_and_classify(backend: BatchBackend, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    spec = PilotSpec(
+        server="127.0.0.1:1",
+        queue="CONTRACT",
+        worker_id_prefix="CONTRACT.t1",
+        log_dir=tmp_path / "logs",
+        factory_id="contract",
+        pilot_command=(sys.executable, "-c", PILOT),
+        environment={"CONTRACT_DIR": str(shared)},
+    )
+    workers = backend.submit(3, spec)
+    assert [w.worker_id for w in workers] == ["CONTRACT.t1-0", "CONTRACT.t1-1", "CONTRACT.t1-2"]
+    ids = [w.batch_id for w in workers]
+    assert len(set(ids)) == 3
+
+    # every worker gets to run, and knows its own batch id
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all((shared / f"started-{i}").exists() for i in range(3)):
+        time.sleep(0.1)
+    for i, w in enumerate(workers):
+        assert (shared / f"started-{i}").read_text() == w.batch_id
+    st = backend.status(ids)
+    assert set(st) == set(ids)
+    assert all(s.state is WorkerState.RUNNING for s in st.values()), st
+
+    (shared / "go").write_text("")
+    st = wait_for(backend, ids[:2], lambda s: all(x.state.is_final for x in s.values()))
+    assert st[ids[0]].state is WorkerState.FINISHED and st[ids[0]].exit_code == 0
+    assert st[ids[1]].state is WorkerState.FAILED and st[ids[1]].exit_code == 3
+    assert backend.status([ids[2]])[ids[2]].state is WorkerState.RUNNING
+
+    backend.cancel([ids[2]])
+    st = wait_for(backend, [ids[2]], lambda s: s[ids[2]].state.is_final)
+    assert st[ids[2]].state is WorkerState.CANCELLED
+    # cancelling ended workers is harmless, and the states stay put
+    backend.cancel(ids)
+    final = backend.status(ids)
+    assert [final[i].state for i in ids] == [WorkerState.FINISHED, WorkerState.FAILED, WorkerState.CANCELLED]
+
+    # each pilot's output is in its own log
+    for w in workers[:2]:
+        assert f"pilot {w.worker_id} ending" in Path(w.log_path).read_text()
+
+
+def test_status_of_an_unknown_id_is_missing_not_an_error(backend: BatchBackend) -> None:
+    st = backend.status(["no-such-worker"])
+    assert st["no-such-worker"].state is WorkerState.MISSING
+
+
+def test_submit_zero_is_a_no_op(backend: BatchBackend, tmp_path: Path) -> None:
+    spec = PilotSpec(server="127.0.0.1:1", queue="CONTRACT", worker_id_prefix="z", log_dir=tmp_path / "logs")
+    assert backend.submit(0, spec) == []
