@@ -1,0 +1,1 @@
+"""Compatibility layers for scripts written for other workload management systems (PanDA)."""

@@ -1,0 +1,126 @@
+"""What every user command shares: the connection settings, error reporting, JSON and time output.
+
+Expected failures (a server error, a bad job file) are printed as one red line on stderr,
+``error: INVALID_ARGUMENT jobs[0].transformation: must not be empty``, and end the command with
+exit code 2 for bad input or 1 for anything else; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import typer
+from google.protobuf import timestamp_pb2
+from rich.console import Console
+
+from ailuro.client import Client, describe_error
+from ailuro.errors import AiluroError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+"""Exit codes: bad input (an invalid argument, a bad job file) is 2, like a usage error."""
+
+_BAD_INPUT = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
+
+_PIPE_WIDTH = 200
+"""Line width when stdout is not a terminal (and COLUMNS is unset): wide, so that tables piped
+to ``grep``/``less`` keep one job per line instead of wrapping at rich's default of 80."""
+
+
+def _width(stream: Any) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    return None if (isatty and isatty()) or "COLUMNS" in os.environ else _PIPE_WIDTH
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+"""Rich console on stdout (rich looks up ``sys.stdout`` at print time, so CliRunner captures it)."""
+err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+"""Rich console on stderr, for error lines and progress notes."""
+
+STATUS_STYLES: dict[str, str] = {
+    "defined": "white",
+    "assigned": "yellow",
+    "activated": "yellow",
+    "sent": "cyan",
+    "starting": "cyan",
+    "running": "bold cyan",
+    "holding": "blue",
+    "transferring": "blue",
+    "finished": "green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "closed": "dim",
+}
+"""Colours of state names in tables (PanDA monitor-like: green done, red failed)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Global options of the ``ailuro`` command, stored on the typer context."""
+
+    server: str | None = None
+    user: str | None = None
+
+
+def settings(ctx: typer.Context) -> Settings:
+    """The global options, wherever in the command tree ``ctx`` is."""
+    root = ctx.find_root()
+    obj = root.obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def make_client(ctx: typer.Context) -> Client:
+    """A client for the server and identity given by ``--server``/``--user`` (or the environment)."""
+    s = settings(ctx)
+    return Client(s.server, identity=s.user)
+
+
+def fail(message: str, *, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print ``error: <message>`` in red on stderr and return the exit to raise."""
+    err_console.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn expected failures into one red line and the right exit code."""
+    try:
+        yield
+    except AiluroError as exc:
+        raise fail(describe_error(exc), code=EXIT_USAGE if exc.status_code in _BAD_INPUT else EXIT_ERROR) from None
+    except OSError as exc:  # a job file or file list that cannot be read
+        raise fail(f"{exc.strerror or exc}: {exc.filename}", code=EXIT_USAGE) from None
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as JSON on stdout, unwrapped and uncoloured, for scripts and ``jq``."""
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def format_time(ts: timestamp_pb2.Timestamp, *, seconds: bool = True) -> str:
+    """A UTC timestamp as ``2026-05-01 12:00:03`` (``-`` when unset)."""
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    when = ts.ToDatetime(tzinfo=UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def styled_status(name: str) -> str:
+    """A state name with its rich colour markup."""
+    style = STATUS_STYLES.get(name)
+    return f"[{style}]{name}[/]" if style else name
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)

@@ -1,0 +1,48 @@
+"""The ``ailuro`` command: one typer app; each ``ailuro/cli/<name>.py`` adds its commands via ``register``.
+
+Global options come before the command (``ailuro --server host:port --user jdoe jobs``) and fall
+back to ``AILURO_SERVER`` / ``AILURO_USER``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ailuro.cli import demo, factory, jobs, pilot, queues, server, submit
+from ailuro.cli._common import Settings
+
+app = typer.Typer(
+    name="ailuro",
+    help="Ailuro: a pilot-based workload management system (PanDA-style).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    server_address: str | None = typer.Option(
+        None, "--server", envvar="AILURO_SERVER", help="Dispatcher address host:port (default 127.0.0.1:50051)."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", envvar="AILURO_USER", help="Identity sent with each call (default: anonymous)."
+    ),
+) -> None:
+    """Ailuro: submit, watch and manage jobs; run the dispatcher, pilots and factories."""
+    ctx.obj = Settings(server=server_address, user=user)
+
+
+for _module in (server, submit, jobs, queues, pilot, factory, demo):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point for ``python -m ailuro.cli.main``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
