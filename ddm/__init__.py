@@ -1,0 +1,8 @@
+"""Ailuro's data management: checksums, storage elements and transfer protocols.
+
+The pilot uses three pieces today: :mod:`ddm.checksum` (adler32), :mod:`ddm.protocols` (one plugin
+per URL scheme: stat, checksum, copy in/out, delete) and :mod:`ddm.storage` (storage-element names
+resolved to base URLs). The catalog and the transfer agent come later and build on the same pieces.
+"""
+
+from __future__ import annotations

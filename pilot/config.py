@@ -1,0 +1,136 @@
+"""Pilot configuration: one typed object built from the command line and the batch environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STORAGE_ROOT = Path("~/.ailuro/storage")
+"""Where storage elements live when nothing else is configured (see :mod:`ddm.storage`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PilotConfig:
+    """Everything a pilot needs to know; times in seconds, 0 meaning "no limit" where noted."""
+
+    server: str
+    """Dispatcher address, ``HOST:PORT``."""
+    queue: str
+    """Queue (computing_site) to take jobs from."""
+    pilot_id: str
+    """Unique id of this pilot (the factory's worker id, or a random one)."""
+    workdir: Path
+    """Parent of the per-job work directories ``<panda_id>-<attempt>``."""
+    spool_dir: Path
+    """Where final reports wait on disk until the dispatcher acknowledged them."""
+    storage_root: Path | None = None
+    """Base directory of ``file://`` storage elements not configured explicitly."""
+    batch_id: str = ""
+    """Batch-system id of this pilot's batch job (empty when not in a batch job)."""
+    node: str = ""
+    """Worker-node name reported to the dispatcher."""
+    cores: int = 1
+    """Cores offered to payloads."""
+    memory_mb: int = 0
+    """Memory offered to payloads (0: unknown)."""
+    heartbeat_s: float = 30.0
+    """Interval of the batched heartbeats."""
+    idle_timeout_s: float = 300.0
+    """Exit after this long without a job."""
+    walltime_s: float = 0.0
+    """Lifetime of the pilot (0: unlimited); no job is taken that would not fit in what is left."""
+    walltime_margin_s: float = 10.0
+    """Stop asking for work when less than this much walltime is left."""
+    max_jobs: int = 0
+    """Exit after this many jobs (0: unlimited)."""
+    jobs_in_parallel: int = 1
+    """How many jobs may run at once."""
+    kill_grace_s: float = 1.0
+    """Time between SIGTERM and SIGKILL when a payload is stopped."""
+    monitor_interval_s: float = 0.5
+    """How often the payload's process tree is measured (CPU, RSS) and limits are checked."""
+    reconnect_min_s: float = 0.5
+    """First reconnect delay; doubled per failed attempt, with jitter."""
+    reconnect_max_s: float = 30.0
+    """Upper bound of the reconnect delay."""
+    final_flush_timeout_s: float = 15.0
+    """At exit, how long to wait for pending final reports to be acknowledged."""
+    keep_workdirs: bool = False
+    """Keep each job's work directory after its log tarball was stored (for debugging)."""
+
+    def __post_init__(self) -> None:
+        if not self.server or ":" not in self.server:
+            raise ValueError(f"server must be HOST:PORT, got {self.server!r}")
+        if not self.queue:
+            raise ValueError("queue is required")
+        if self.jobs_in_parallel < 1:
+            raise ValueError("jobs_in_parallel must be at least 1")
+        if self.heartbeat_s <= 0:
+            raise ValueError("heartbeat_s must be positive")
+
+
+def detect_batch_id(environ: Mapping[str, str]) -> str:
+    """The batch-system job id from the environment the batch system gives its jobs.
+
+    Checks ``AILURO_BATCH_ID`` (set by the factory), then Slurm (``SLURM_JOB_ID``, with the array
+    task when there is one), LSF (``LSB_JOBID``, ``LSB_JOBINDEX``) and HTCondor (``ClusterId`` and
+    ``ProcId`` in the job ad file ``_CONDOR_JOB_AD``).
+    """
+    if environ.get("AILURO_BATCH_ID"):
+        return environ["AILURO_BATCH_ID"]
+    if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
+    if environ.get("SLURM_JOB_ID"):
+        return environ["SLURM_JOB_ID"]
+    if environ.get("LSB_JOBID"):
+        index = environ.get("LSB_JOBINDEX", "0")
+        return f"{environ['LSB_JOBID']}[{index}]" if index not in ("", "0") else environ["LSB_JOBID"]
+    ad_path = environ.get("_CONDOR_JOB_AD")
+    if ad_path:
+        return _condor_id(Path(ad_path))
+    return ""
+
+
+def _condor_id(ad_path: Path) -> str:
+    try:
+        text = ad_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    values: dict[str, str] = {}
+    for key in ("ClusterId", "ProcId"):
+        match = re.search(rf"^\s*{key}\s*=\s*(\d+)\s*$", text, re.MULTILINE | re.IGNORECASE)
+        if match:
+            values[key] = match.group(1)
+    if "ClusterId" not in values:
+        return ""
+    return f"{values['ClusterId']}.{values.get('ProcId', '0')}"
+
+
+def total_memory_mb() -> int:
+    """Physical memory of the node in MiB (0 when /proc/meminfo cannot be read)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def default_pilot_id() -> str:
+    """A fresh pilot id: host name plus a random suffix."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,150 @@
+"""The pilot's one ``PilotService.Connect`` stream, kept alive across dispatcher restarts.
+
+:class:`Connection` owns the channel and reconnects with exponential backoff and jitter. Each new
+stream starts with a fresh ``Hello`` (built by the caller, so it lists the jobs held *now*),
+then ``on_connect`` runs (the pilot resends spooled final reports there). Outgoing messages go
+through one writer task per stream, so callers never write concurrently; :meth:`send` while
+disconnected returns ``False`` and drops the message: heartbeats are periodic and final reports
+live in the spool, so nothing is lost by dropping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+"""Stream errors that another attempt cannot fix: the pilot gives up instead of reconnecting."""
+
+
+class DispatcherRefused(Exception):
+    """The dispatcher refused the pilot (bad queue, no permission, ...); retrying will not help."""
+
+
+class Backoff:
+    """Exponential backoff with "full jitter": a random delay up to min(max, min * 2**n)."""
+
+    def __init__(self, *, minimum_s: float, maximum_s: float, rng: random.Random | None = None) -> None:
+        self.minimum_s = minimum_s
+        self.maximum_s = maximum_s
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        """Delay before the next attempt; each call counts one more failure."""
+        ceiling = min(self.maximum_s, self.minimum_s * (2**self.failures))
+        self.failures += 1
+        return self._rng.uniform(self.minimum_s / 2, max(self.minimum_s / 2, ceiling))
+
+    def reset(self) -> None:
+        """A connection worked: start again from the minimum."""
+        self.failures = 0
+
+
+class Connection:
+    """One logical connection to the dispatcher, made of successive streams."""
+
+    def __init__(
+        self,
+        *,
+        target: str,
+        make_hello: Callable[[], pilot_pb2.Hello],
+        on_message: Callable[[pilot_pb2.DispatcherMessage], None],
+        on_connect: Callable[[], Awaitable[None]],
+        backoff: Backoff,
+    ) -> None:
+        self.target = target
+        self._make_hello = make_hello
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._backoff = backoff
+        self._outbox: asyncio.Queue[pilot_pb2.PilotMessage] | None = None
+        self.connected = asyncio.Event()
+        self.ever_connected = False
+        self.streams_opened = 0
+
+    def send(self, msg: pilot_pb2.PilotMessage) -> bool:
+        """Queue ``msg`` on the current stream; ``False`` (message dropped) when disconnected."""
+        if self._outbox is None or not self.connected.is_set():
+            return False
+        self._outbox.put_nowait(msg)
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a stream open until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            stub = pilot_pb2_grpc.PilotServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    await self._one_stream(stub, stop)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in FATAL_CODES:
+                        raise DispatcherRefused(f"{exc.code().name}: {exc.details()}") from exc
+                    log.warning("stream to %s lost: %s %s", self.target, exc.code().name, exc.details())
+                except (ConnectionError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                    log.warning("stream to %s lost: %s", self.target, exc or type(exc).__name__)
+                if stop.is_set():
+                    break
+                delay = self._backoff.next_delay()
+                log.info("reconnecting to %s in %.1fs", self.target, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _one_stream(self, stub: pilot_pb2_grpc.PilotServiceStub, stop: asyncio.Event) -> None:
+        call = stub.Connect(wait_for_ready=False)
+        outbox: asyncio.Queue[pilot_pb2.PilotMessage] = asyncio.Queue()
+        writer: asyncio.Task[None] | None = None
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await call.write(pilot_pb2.PilotMessage(hello=self._make_hello()))
+            self._outbox = outbox
+            self.connected.set()
+            self.ever_connected = True
+            self.streams_opened += 1
+            writer = asyncio.create_task(self._write_loop(call, outbox))
+            log.info("connected to %s", self.target)
+            await self._on_connect()
+            got_message = False
+            while True:
+                reader = asyncio.ensure_future(call.read())
+                done, _ = await asyncio.wait({reader, stopper, writer}, return_when=asyncio.FIRST_COMPLETED)
+                if reader not in done:
+                    reader.cancel()
+                    if writer in done:
+                        writer.result()  # re-raise the write error
+                    return  # stop requested
+                msg = reader.result()
+                if msg is grpc.aio.EOF:
+                    raise ConnectionError("dispatcher closed the stream")
+                if not got_message:
+                    self._backoff.reset()  # a stream that delivers messages is a working connection
+                    got_message = True
+                self._on_message(msg)
+        finally:
+            self.connected.clear()
+            self._outbox = None
+            stopper.cancel()
+            if writer is not None:
+                writer.cancel()
+            call.cancel()
+
+    @staticmethod
+    async def _write_loop(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[pilot_pb2.PilotMessage]) -> None:
+        while True:
+            await call.write(await outbox.get())

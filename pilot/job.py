@@ -1,0 +1,492 @@
+"""One job on the pilot: work directory, stage-in, payload, stage-out, log tarball, final report.
+
+:func:`run_job` is the whole life of an attempt as one asyncio task. The pilot talks to it through
+its :class:`JobContext`: ``kill()`` for a kill command, the pilot's walltime or a shutdown, and
+``abandon()`` when the lease is lost (then nothing more is reported: the dispatcher already gave
+the job to someone else). Error codes and which failures are retryable:
+
+============================  =========  ======  =========
+failure                       component  code    retryable
+============================  =========  ======  =========
+input missing / unreadable    DDM        1099    yes
+input adler32 mismatch        DDM        1171    yes
+transformation not runnable   PILOT      1008    no
+payload exit code != 0        PAYLOAD    1305    no
+payload OOM (SIGKILL by the   PAYLOAD    1235    no
+kernel, MemoryError, ...)
+RSS over ``memory_mb``        PILOT      1212    no
+over ``max_walltime_s``       PILOT      1213    no
+pilot's walltime ran out      PILOT      1213    yes
+pilot stopped by a signal     PILOT      1201    yes
+output missing / not stored   DDM        1137    yes
+output adler32 mismatch       DDM        1172    yes
+kill command                  PILOT      1144    (cancelled)
+============================  =========  ======  =========
+
+A job is retryable only when every error it carries is; a kill command always ends ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ailuro import errorcodes
+from ailuro.v1 import job_pb2, pilot_pb2
+from ddm.storage import StorageResolver
+from pilot import staging
+from pilot.config import PilotConfig
+from pilot.logtar import log_lfn, make_log_tarball
+from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
+
+PILOT_SIGNALLED = 1201
+"""PanDA's code for a pilot stopped by SIGTERM (not yet in ``ailuro.errorcodes``)."""
+
+STDOUT_NAME = "payload.stdout"
+STDERR_NAME = "payload.stderr"
+PILOT_LOG_NAME = "pilot.log"
+
+_OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "Out of memory", "out of memory")
+
+JS = job_pb2.JobStatus
+EC = job_pb2.ErrorComponent
+
+
+class KillKind:
+    """Why the pilot stops a payload from outside (values of ``JobContext.kill_kind``)."""
+
+    COMMAND = "command"
+    PILOT_WALLTIME = "pilot-walltime"
+    SHUTDOWN = "shutdown"
+    LEASE_LOST = "lease-lost"
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """The pilot's handle on one attempt it holds."""
+
+    job: job_pb2.Job
+    epoch: int
+    lease_s: float
+    workdir: Path
+    status: int = JS.JOB_STATUS_STARTING
+    payload: Payload | None = None
+    kill_kind: str | None = None
+    kill_reason: str = ""
+    abandoned: bool = False
+    reported: bool = False
+    """The final report was spooled: the job is no longer held."""
+    last_ok_ack: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def panda_id(self) -> int:
+        return self.job.panda_id
+
+    def usage(self) -> Usage:
+        """Usage so far (zeros before the payload started)."""
+        if self.payload is not None:
+            return self.payload.usage
+        return Usage(walltime_s=0.0)
+
+    def heartbeat(self) -> pilot_pb2.Heartbeat:
+        """This job's entry of the next heartbeat batch."""
+        u = self.usage()
+        return pilot_pb2.Heartbeat(
+            panda_id=self.panda_id,
+            lease_epoch=self.epoch,
+            status=self.status,  # type: ignore[arg-type]
+            metrics=job_pb2.JobMetrics(cpu_time_s=u.cpu_time_s, max_rss_kb=u.max_rss_kb, walltime_s=u.walltime_s),
+        )
+
+    def kill(self, kind: str, reason: str) -> None:
+        """Stop the job (first reason wins); the job task still makes the log and reports."""
+        if self.kill_kind is None:
+            self.kill_kind, self.kill_reason = kind, reason
+        if self.payload is not None:
+            self.payload.request_kill(EndReason.KILLED, reason)
+
+    def abandon(self, reason: str) -> None:
+        """The lease is lost: stop the payload and never report this attempt."""
+        self.abandoned = True
+        self.kill(KillKind.LEASE_LOST, reason)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobServices:
+    """What a job task needs from the pilot."""
+
+    config: PilotConfig
+    resolver: StorageResolver
+    notify_status: Callable[[JobContext], None]
+    """Called when the job's status changed (sends a heartbeat at once)."""
+    report_final: Callable[[JobContext, pilot_pb2.JobFinal], None]
+    """Spools and sends the final report."""
+
+
+class _Failure(Exception):
+    def __init__(self, component: int, code: int, diag: str) -> None:
+        super().__init__(diag)
+        self.error = job_pb2.JobError(component=component, code=code, diag=diag[:1000])  # type: ignore[arg-type]
+
+
+def job_environment(job: job_pb2.Job, workdir: Path, config: PilotConfig) -> dict[str, str]:
+    """The payload's environment: the pilot's, then the job's map, then the ``AILURO_*`` job variables."""
+    env = dict(os.environ)
+    env.update(job.environment)
+    env.update(
+        {
+            "AILURO_PANDA_ID": str(job.panda_id),
+            "AILURO_WORKDIR": str(workdir),
+            "AILURO_JOB_NAME": job.job_name,
+            "AILURO_ATTEMPT": str(job.attempt_nr),
+            "AILURO_QUEUE": config.queue,
+            "AILURO_PILOT_ID": config.pilot_id,
+        }
+    )
+    return env
+
+
+def payload_argv(transformation: str, job_parameters: str, *, workdir: Path, path_env: str) -> list[str]:
+    """The payload's argv: ``transformation`` resolved to a program plus the shell-split parameters.
+
+    A transformation with a ``/`` is a file (relative ones are looked up in the work directory,
+    where staged-in scripts land): executable files run directly, non-executable scripts through
+    their ``#!`` interpreter. A bare name is looked up on the job's ``PATH``. A transformation
+    with spaces that is not a file is split shell-style (``"python3 -u"``). Never a shell.
+    Raises ``ValueError`` with a clear message when the program cannot be found.
+    """
+    args = shlex.split(job_parameters)
+    name = transformation.strip()
+    if not name:
+        raise ValueError("the job has no transformation")
+    if "/" in name and not (" " in name and not _as_path(name, workdir).exists()):
+        path = _as_path(name, workdir)
+        if not path.is_file():
+            raise ValueError(f"transformation {name!r} not found ({path} is not a file)")
+        if os.access(path, os.X_OK):
+            return [str(path), *args]
+        with open(path, "rb") as fh:
+            first = fh.readline(256)
+        if first.startswith(b"#!"):
+            interpreter = shlex.split(first[2:].decode(errors="replace").strip())
+            if interpreter:
+                return [*interpreter, str(path), *args]
+        raise ValueError(f"transformation {name!r} is neither executable nor a script with a #! line")
+    words = shlex.split(name)
+    program = shutil.which(words[0], path=path_env)
+    if program is None:
+        raise ValueError(f"transformation {words[0]!r} not found on PATH ({path_env})")
+    return [program, *words[1:], *args]
+
+
+def _as_path(name: str, workdir: Path) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else workdir / path
+
+
+def classify(result: PayloadResult, stderr_tail: str) -> list[job_pb2.JobError]:
+    """The errors of a payload that ended (empty for success); kills by command are handled by the caller."""
+    if result.reason is EndReason.WALLTIME:
+        return [job_pb2.JobError(component=EC.ERROR_COMPONENT_PILOT, code=errorcodes.MAX_WALLTIME, diag=result.detail)]
+    if result.reason is EndReason.MEMORY:
+        return [
+            job_pb2.JobError(component=EC.ERROR_COMPONENT_PILOT, code=errorcodes.MEMORY_EXCEEDED, diag=result.detail)
+        ]
+    if result.exit_code == 0:
+        return []
+    if not result.killed_by_pilot and (result.signal == 9 or any(m in stderr_tail for m in _OOM_MARKERS)):
+        how = "killed by SIGKILL (out-of-memory killer?)" if result.signal == 9 else "ran out of memory"
+        return [
+            job_pb2.JobError(
+                component=EC.ERROR_COMPONENT_PAYLOAD,
+                code=errorcodes.PAYLOAD_OUT_OF_MEMORY,
+                diag=f"payload {how}, exit code {result.exit_code}",
+            )
+        ]
+    how = f"killed by signal {result.signal}" if result.signal else f"exited with code {result.exit_code}"
+    return [
+        job_pb2.JobError(component=EC.ERROR_COMPONENT_PAYLOAD, code=errorcodes.PAYLOAD_FAILED, diag=f"payload {how}")
+    ]
+
+
+def _tail(path: Path, size: int = 65536) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - size))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _job_logger(ctx: JobContext) -> tuple[logging.Logger, logging.Handler]:
+    logger = logging.getLogger(f"pilot.job.{ctx.panda_id}")
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(ctx.workdir / PILOT_LOG_NAME)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    return logger, handler
+
+
+async def run_job(ctx: JobContext, services: JobServices) -> None:
+    """Run one attempt from work directory to final report (never raises; reports instead)."""
+    config = services.config
+    job = ctx.job
+    try:
+        if ctx.workdir.exists():
+            shutil.rmtree(ctx.workdir)
+        ctx.workdir.mkdir(parents=True)
+        logger, handler = _job_logger(ctx)
+    except OSError as exc:  # a node problem, not the job's: another pilot may do better
+        diag = f"cannot set up the work directory {ctx.workdir}: {exc}"
+        logging.getLogger(__name__).error("job %d: %s", ctx.panda_id, diag)
+        error = job_pb2.JobError(component=EC.ERROR_COMPONENT_PILOT, code=errorcodes.PILOT_SETUP_FAILED, diag=diag)
+        final = _final(ctx, [error], [_failed_file(log_file_of(job))], None, True, cancelled=False)
+        services.report_final(ctx, final)
+        return
+    errors: list[job_pb2.JobError] = []
+    files: list[job_pb2.File] = []
+    result: PayloadResult | None = None
+    forced_retryable: bool | None = None
+    cancelled = False
+    try:
+        logger.info(
+            "job %d attempt %d (epoch %d): %s %s",
+            job.panda_id,
+            job.attempt_nr,
+            ctx.epoch,
+            job.transformation,
+            job.job_parameters,
+        )
+        services.notify_status(ctx)
+        try:
+            await _stage_in(ctx, services, logger)
+            if ctx.kill_kind is None:
+                result = await _run_payload(ctx, services, logger)
+                errors.extend(classify(result, _tail(ctx.workdir / STDERR_NAME)))
+        except _Failure as failure:
+            errors.append(failure.error)
+        if ctx.abandoned:
+            logger.warning("job %d abandoned (%s): no report", job.panda_id, ctx.kill_reason)
+        elif ctx.kill_kind is not None:
+            # a kill that comes later (during stage-out) is too late: the attempt ends as it ran
+            errors, forced_retryable = _kill_errors(ctx), ctx.kill_kind != KillKind.COMMAND
+            cancelled = ctx.kill_kind == KillKind.COMMAND
+        elif not errors:
+            ctx.status = JS.JOB_STATUS_HOLDING
+            services.notify_status(ctx)
+            files, out_errors = await _stage_out_outputs(ctx, services, logger)
+            errors.extend(out_errors)
+        else:
+            files = [_failed_file(f) for f in job.files if f.type == job_pb2.FILE_TYPE_OUTPUT]
+    except Exception as exc:  # a pilot bug must still produce a report and a log
+        logger.error("internal error: %s\n%s", exc, traceback.format_exc())
+        errors.append(
+            job_pb2.JobError(
+                component=EC.ERROR_COMPONENT_PILOT,
+                code=errorcodes.PILOT_SETUP_FAILED,
+                diag=f"pilot error: {exc}"[:1000],
+            )
+        )
+    if ctx.abandoned:
+        logger.removeHandler(handler)
+        handler.close()
+        return
+    log_file, log_error = await _store_log(ctx, services, logger, handler, errors)
+    files.append(log_file)
+    if log_error is not None:
+        errors.append(log_error)
+    final = _final(ctx, errors, files, result, forced_retryable, cancelled=cancelled)
+    services.report_final(ctx, final)
+    if not config.keep_workdirs:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+
+
+async def _stage_in(ctx: JobContext, services: JobServices, logger: logging.Logger) -> None:
+    for f in ctx.job.files:
+        if f.type != job_pb2.FILE_TYPE_INPUT:
+            continue
+        if ctx.kill_kind is not None:
+            return
+        try:
+            await asyncio.to_thread(staging.stage_in, f, ctx.workdir, services.resolver, logger)
+        except staging.StagingError as exc:
+            logger.error("stage-in failed: %s", exc.diag)
+            raise _Failure(EC.ERROR_COMPONENT_DDM, exc.code, exc.diag) from exc
+
+
+async def _run_payload(ctx: JobContext, services: JobServices, logger: logging.Logger) -> PayloadResult:
+    config, job = services.config, ctx.job
+    env = job_environment(job, ctx.workdir, config)
+    try:
+        argv = payload_argv(job.transformation, job.job_parameters, workdir=ctx.workdir, path_env=env.get("PATH", ""))
+    except ValueError as exc:
+        logger.error("%s", exc)
+        raise _Failure(EC.ERROR_COMPONENT_PILOT, errorcodes.PILOT_SETUP_FAILED, str(exc)) from exc
+    spec = PayloadSpec(
+        argv=argv,
+        cwd=ctx.workdir,
+        env=env,
+        stdout_path=ctx.workdir / STDOUT_NAME,
+        stderr_path=ctx.workdir / STDERR_NAME,
+        max_walltime_s=float(job.max_walltime_s),
+        memory_mb=job.memory_mb,
+        kill_grace_s=config.kill_grace_s,
+        monitor_interval_s=config.monitor_interval_s,
+    )
+    payload = Payload(spec=spec, logger=logger)
+    try:
+        payload.start()
+    except PayloadStartError as exc:
+        logger.error("%s", exc)
+        raise _Failure(EC.ERROR_COMPONENT_PILOT, errorcodes.PILOT_SETUP_FAILED, str(exc)) from exc
+    ctx.payload = payload
+    if ctx.kill_kind is not None:  # killed while starting
+        payload.request_kill(EndReason.KILLED, ctx.kill_reason)
+    ctx.status = JS.JOB_STATUS_RUNNING
+    services.notify_status(ctx)
+    result = await payload.wait()
+    logger.info(
+        "payload ended (%s): exit code %d, cpu %.1fs, max RSS %d KiB, walltime %.1fs",
+        result.reason.value,
+        result.exit_code,
+        result.usage.cpu_time_s,
+        result.usage.max_rss_kb,
+        result.usage.walltime_s,
+    )
+    return result
+
+
+def _kill_errors(ctx: JobContext) -> list[job_pb2.JobError]:
+    code = {
+        KillKind.COMMAND: errorcodes.KILLED_BY_USER,
+        KillKind.PILOT_WALLTIME: errorcodes.MAX_WALLTIME,
+        KillKind.SHUTDOWN: PILOT_SIGNALLED,
+    }.get(ctx.kill_kind or "", errorcodes.KILLED_BY_USER)
+    return [job_pb2.JobError(component=EC.ERROR_COMPONENT_PILOT, code=code, diag=ctx.kill_reason[:1000])]
+
+
+def _failed_file(f: job_pb2.File) -> job_pb2.File:
+    out = job_pb2.File()
+    out.CopyFrom(f)
+    out.status = staging.FILE_STATUS_FAILED
+    return out
+
+
+async def _stage_out_outputs(
+    ctx: JobContext, services: JobServices, logger: logging.Logger
+) -> tuple[list[job_pb2.File], list[job_pb2.JobError]]:
+    files: list[job_pb2.File] = []
+    first_error: job_pb2.JobError | None = None
+    for f in ctx.job.files:
+        if f.type != job_pb2.FILE_TYPE_OUTPUT:
+            continue
+        try:
+            files.append(
+                await asyncio.to_thread(staging.stage_out, f, ctx.workdir / f.lfn, ctx.job, services.resolver, logger)
+            )
+        except staging.StagingError as exc:
+            logger.error("stage-out failed: %s", exc.diag)
+            files.append(_failed_file(f))
+            if first_error is None:
+                first_error = job_pb2.JobError(component=EC.ERROR_COMPONENT_DDM, code=exc.code, diag=exc.diag[:1000])
+    return files, [first_error] if first_error else []
+
+
+def log_file_of(job: job_pb2.Job) -> job_pb2.File:
+    """The job's LOG file entry, or a new one named ``<job_name>.job.log.tgz``."""
+    for f in job.files:
+        if f.type == job_pb2.FILE_TYPE_LOG:
+            out = job_pb2.File()
+            out.CopyFrom(f)
+            return out
+    return job_pb2.File(
+        lfn=log_lfn(job.job_name or str(job.panda_id)),
+        type=job_pb2.FILE_TYPE_LOG,
+        dataset=job.destination_dblock,
+    )
+
+
+async def _store_log(
+    ctx: JobContext,
+    services: JobServices,
+    logger: logging.Logger,
+    handler: logging.Handler,
+    errors: list[job_pb2.JobError],
+) -> tuple[job_pb2.File, job_pb2.JobError | None]:
+    log_file = log_file_of(ctx.job)
+    for e in errors:
+        logger.info("error: component %s code %d: %s", job_pb2.ErrorComponent.Name(e.component), e.code, e.diag)
+    logger.info("making log tarball %s", log_file.lfn)
+    logger.removeHandler(handler)
+    handler.close()
+    tarball = ctx.workdir / log_file.lfn
+    try:
+        await asyncio.to_thread(
+            make_log_tarball,
+            tarball,
+            [
+                (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
+                (ctx.workdir / STDERR_NAME, STDERR_NAME),
+                (ctx.workdir / PILOT_LOG_NAME, PILOT_LOG_NAME),
+            ],
+        )
+        return await asyncio.to_thread(staging.stage_out, log_file, tarball, ctx.job, services.resolver, logger), None
+    except staging.StagingError as exc:
+        logger.error("log stage-out failed: %s", exc.diag)
+        return _failed_file(log_file), job_pb2.JobError(
+            component=EC.ERROR_COMPONENT_DDM, code=exc.code, diag=f"log: {exc.diag}"[:1000]
+        )
+    except OSError as exc:
+        logger.error("log tarball failed: %s", exc)
+        return _failed_file(log_file), job_pb2.JobError(
+            component=EC.ERROR_COMPONENT_PILOT, code=errorcodes.STAGEOUT_FAILED, diag=f"log tarball: {exc}"[:1000]
+        )
+
+
+def _final(
+    ctx: JobContext,
+    errors: list[job_pb2.JobError],
+    files: list[job_pb2.File],
+    result: PayloadResult | None,
+    forced_retryable: bool | None,
+    *,
+    cancelled: bool,
+) -> pilot_pb2.JobFinal:
+    if cancelled:
+        status = JS.JOB_STATUS_CANCELLED
+    elif errors:
+        status = JS.JOB_STATUS_FAILED
+    else:
+        status = JS.JOB_STATUS_FINISHED
+    if status != JS.JOB_STATUS_FAILED:
+        retryable = False
+    elif forced_retryable is not None:
+        retryable = forced_retryable
+    else:
+        retryable = all(e.code in errorcodes.RETRYABLE_CODES for e in errors)
+    usage = result.usage if result else ctx.usage()
+    metrics = job_pb2.JobMetrics(
+        cpu_time_s=usage.cpu_time_s,
+        max_rss_kb=usage.max_rss_kb,
+        walltime_s=usage.walltime_s,
+        exit_code=result.exit_code if result else 0,
+    )
+    return pilot_pb2.JobFinal(
+        panda_id=ctx.panda_id,
+        lease_epoch=ctx.epoch,
+        status=status,  # type: ignore[arg-type]
+        errors=errors,
+        metrics=metrics,
+        files=files,
+        retryable=retryable,
+    )

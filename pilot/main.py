@@ -1,0 +1,396 @@
+"""The pilot's job loop: ask for work, run jobs, heartbeat, report, exit with a PanDA-style code.
+
+Exit codes (:class:`ExitCode`):
+
+====  ===========================================================================
+0     did work, then stopped normally (idle timeout, walltime or ``--max-jobs``)
+65    the dispatcher refused the pilot (unknown queue, no permission, ...)
+80    never reached the dispatcher before the idle timeout
+82    connected, but no job was ever received before the idle timeout (PanDA: "no jobs")
+83    stopped normally, but some final reports are still undelivered in the spool
+      (the next pilot started with the same ``--spool`` resends them)
+130   stopped by SIGINT; running jobs were killed and reported failed (1201, retryable)
+143   stopped by SIGTERM (same)
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import functools
+import logging
+import signal
+import time
+from importlib import metadata
+
+from ailuro import errorcodes
+from ailuro.v1 import job_pb2, pilot_pb2
+from ddm.storage import StorageConfig, StorageResolver
+from pilot.config import PilotConfig
+from pilot.connection import Backoff, Connection, DispatcherRefused
+from pilot.job import PILOT_SIGNALLED, JobContext, JobServices, KillKind, run_job
+from pilot.spool import FinalSpool
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 30.0
+"""A JobRequest with no answer after this long is sent again."""
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of the pilot (see the module docstring)."""
+
+    OK = 0
+    REFUSED = 65
+    NEVER_CONNECTED = 80
+    NO_JOBS = 82
+    UNDELIVERED = 83
+    SIGINT = 130
+    SIGTERM = 143
+
+
+def pilot_version() -> str:
+    """The installed Ailuro version (reported in Hello)."""
+    try:
+        return metadata.version("ailuro")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+AR = pilot_pb2.AckResult
+
+
+class Pilot:
+    """One pilot process's state: the connection, the jobs it holds, the spool of final reports."""
+
+    def __init__(self, config: PilotConfig, *, resolver: StorageResolver | None = None) -> None:
+        self.config = config
+        if resolver is None:
+            storage = StorageConfig.from_env()
+            if config.storage_root is not None:
+                storage = dataclasses.replace(storage, storage_root=config.storage_root)
+            resolver = StorageResolver(storage)
+        self.resolver = resolver
+        self.spool = FinalSpool(config.spool_dir)
+        self.jobs: dict[int, JobContext] = {}
+        self.jobs_taken = 0
+        self.jobs_done = 0
+        self._started = time.monotonic()
+        self._idle_since = self._started
+        self._last_connected = self._started
+        self._request_pending = False
+        self._request_sent_at = 0.0
+        self._next_request_at = 0.0
+        self._signal: int | None = None
+        self._wake = asyncio.Event()
+        self._services = JobServices(
+            config=config,
+            resolver=self.resolver,
+            notify_status=lambda _ctx: self._send_heartbeats(),
+            report_final=self._report_final,
+        )
+        self.conn = Connection(
+            target=config.server,
+            make_hello=self._hello,
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            backoff=Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s),
+        )
+
+    # --- lifetime -----------------------------------------------------------------------------
+
+    def walltime_left(self) -> float | None:
+        """Seconds this pilot may still run; ``None`` when unlimited."""
+        if not self.config.walltime_s:
+            return None
+        return self.config.walltime_s - (time.monotonic() - self._started)
+
+    def _may_take_more(self) -> bool:
+        if self._signal is not None:
+            return False
+        if self.config.max_jobs and self.jobs_taken >= self.config.max_jobs:
+            return False
+        left = self.walltime_left()
+        return left is None or left > self.config.walltime_margin_s
+
+    def _held(self) -> list[JobContext]:
+        return [c for c in self.jobs.values() if not c.reported and not c.abandoned]
+
+    async def run(self) -> int:
+        """Run until there is no more work to do; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        stop = asyncio.Event()
+        conn_task = asyncio.create_task(self.conn.run(stop))
+        hb_task = asyncio.create_task(self._heartbeat_loop())
+        log.info(
+            "pilot %s for queue %s on %s (batch id %r), dispatcher %s",
+            self.config.pilot_id,
+            self.config.queue,
+            self.config.node,
+            self.config.batch_id,
+            self.config.server,
+        )
+        try:
+            code = await self._main_loop(conn_task)
+            await self._wait_jobs()
+            if not conn_task.done():
+                await self._flush_finals()
+        finally:
+            stop.set()
+            hb_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DispatcherRefused):
+                await conn_task
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if code == ExitCode.OK and self.spool.pending():
+            code = ExitCode.UNDELIVERED
+        log.info("pilot exits with code %d (%s): %d jobs taken", code, ExitCode(code).name, self.jobs_taken)
+        return int(code)
+
+    async def _main_loop(self, conn_task: asyncio.Task[None]) -> ExitCode:
+        while True:
+            now = time.monotonic()
+            if self._signal is not None:
+                for ctx in self._held():
+                    ctx.kill(KillKind.SHUTDOWN, f"pilot received {signal.Signals(self._signal).name}")
+                return ExitCode.SIGTERM if self._signal == signal.SIGTERM else ExitCode.SIGINT
+            if conn_task.done():
+                exc = conn_task.exception()
+                for ctx in self._held():
+                    ctx.abandon("the connection to the dispatcher ended")
+                if isinstance(exc, DispatcherRefused):
+                    log.error("dispatcher refused this pilot: %s", exc)
+                    return ExitCode.REFUSED
+                raise RuntimeError("the connection task ended unexpectedly") from exc
+            if self.conn.connected.is_set():
+                self._last_connected = now
+            left = self.walltime_left()
+            if left is not None and left <= 0:
+                for ctx in self._held():
+                    ctx.kill(KillKind.PILOT_WALLTIME, "the pilot's walltime ran out")
+            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+            if self._request_pending and now - self._request_sent_at > REQUEST_TIMEOUT_S:
+                self._request_pending = False
+            if (
+                self._may_take_more()
+                and len(active) < self.config.jobs_in_parallel
+                and not self._request_pending
+                and now >= self._next_request_at
+            ):
+                self._request_job(left)
+            if not active:
+                if not self._may_take_more():
+                    return ExitCode.OK if self.jobs_taken else ExitCode.NO_JOBS
+                if now - self._idle_since >= self.config.idle_timeout_s and not self._request_pending:
+                    log.info("idle for %.0fs: exiting", now - self._idle_since)
+                    if self.jobs_taken:
+                        return ExitCode.OK
+                    return ExitCode.NO_JOBS if self.conn.ever_connected else ExitCode.NEVER_CONNECTED
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+
+    def _request_job(self, left: float | None) -> None:
+        walltime_left_s = 0 if left is None else max(1, int(left))
+        msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1, walltime_left_s=walltime_left_s))
+        if self.conn.send(msg):
+            self._request_pending = True
+            self._request_sent_at = time.monotonic()
+
+    async def _wait_jobs(self) -> None:
+        # loop: an assignment answering a request sent just before the exit decision still runs
+        while tasks := [c.task for c in self.jobs.values() if c.task is not None and not c.task.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _flush_finals(self) -> None:
+        deadline = time.monotonic() + self.config.final_flush_timeout_s
+        while self.spool.pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    def _on_signal(self, sig: int) -> None:
+        log.warning("received %s: stopping", signal.Signals(sig).name)
+        self._signal = sig
+        self._wake.set()
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _hello(self) -> pilot_pb2.Hello:
+        left = self.walltime_left()
+        return pilot_pb2.Hello(
+            pilot_id=self.config.pilot_id,
+            queue=self.config.queue,
+            node=self.config.node,
+            batch_id=self.config.batch_id,
+            cores=self.config.cores,
+            memory_mb=self.config.memory_mb,
+            walltime_left_s=0 if left is None else max(1, int(left)),
+            version=pilot_version(),
+            held_jobs=[pilot_pb2.HeldJob(panda_id=c.panda_id, lease_epoch=c.epoch) for c in self._held()],
+        )
+
+    async def _on_connect(self) -> None:
+        self._request_pending = False
+        self._next_request_at = 0.0
+        self._last_connected = time.monotonic()
+        for final in self.spool.pending():
+            log.info("sending spooled final report of job %d (epoch %d)", final.panda_id, final.lease_epoch)
+            self.conn.send(pilot_pb2.PilotMessage(final=final))
+        self._send_heartbeats()
+        self._wake.set()
+
+    def _on_message(self, msg: pilot_pb2.DispatcherMessage) -> None:
+        kind = msg.WhichOneof("msg")
+        if kind == "assignment":
+            self._on_assignment(msg.assignment)
+        elif kind == "no_job":
+            self._request_pending = False
+            self._next_request_at = time.monotonic() + max(0.1, msg.no_job.retry_after_s or 1.0)
+        elif kind == "command":
+            self._on_command(msg.command)
+        elif kind == "acks":
+            for ack in msg.acks.acks:
+                self._on_ack(ack)
+        self._wake.set()
+
+    def _on_assignment(self, a: pilot_pb2.JobAssignment) -> None:
+        self._request_pending = False
+        job = a.job
+        held = self.jobs.get(job.panda_id)
+        if held is not None:
+            log.warning(
+                "job %d assigned again (epoch %d, held with %d): ignored", job.panda_id, a.lease_epoch, held.epoch
+            )
+            return
+        if self._signal is not None:
+            self._refuse(a, f"the pilot is stopping ({signal.Signals(self._signal).name})", code=PILOT_SIGNALLED)
+            return
+        left = self.walltime_left()
+        if left is not None and job.max_walltime_s and job.max_walltime_s > left:
+            self._refuse(a, f"the pilot has {left:.0f}s of walltime left, the job needs up to {job.max_walltime_s}s")
+            return
+        self.jobs_taken += 1
+        ctx = JobContext(
+            job=job,
+            epoch=a.lease_epoch,
+            lease_s=float(a.lease_s),
+            workdir=self.config.workdir / f"{job.panda_id}-{job.attempt_nr}",
+        )
+        self.jobs[job.panda_id] = ctx
+        log.info("got job %d attempt %d (epoch %d, lease %ds)", job.panda_id, job.attempt_nr, a.lease_epoch, a.lease_s)
+        ctx.task = asyncio.create_task(run_job(ctx, self._services), name=f"job-{job.panda_id}")
+        ctx.task.add_done_callback(functools.partial(self._job_done, job.panda_id))
+
+    def _refuse(self, a: pilot_pb2.JobAssignment, why: str, *, code: int = errorcodes.MAX_WALLTIME) -> None:
+        """Give back a job this pilot cannot run, as a retryable failure (it never started)."""
+        log.warning("refusing job %d: %s", a.job.panda_id, why)
+        final = pilot_pb2.JobFinal(
+            panda_id=a.job.panda_id,
+            lease_epoch=a.lease_epoch,
+            status=job_pb2.JOB_STATUS_FAILED,
+            errors=[job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_PILOT, code=code, diag=why[:1000])],
+            retryable=True,
+        )
+        self.spool.put(final)
+        self.conn.send(pilot_pb2.PilotMessage(final=final))
+
+    def _job_done(self, panda_id: int, _task: asyncio.Task[None]) -> None:
+        ctx = self.jobs.pop(panda_id, None)
+        if ctx is not None and ctx.task is not None and not ctx.task.cancelled() and ctx.task.exception():
+            log.error("job %d task crashed: %r", panda_id, ctx.task.exception())
+        self.jobs_done += 1
+        self._idle_since = time.monotonic()
+        self._wake.set()
+
+    def _on_command(self, cmd: pilot_pb2.Command) -> None:
+        ctx = self.jobs.get(cmd.panda_id)
+        if cmd.type == pilot_pb2.COMMAND_TYPE_KILL:
+            if ctx is None or ctx.reported:
+                log.info("kill for job %d, which this pilot does not run: nothing to do", cmd.panda_id)
+                return
+            log.info("kill command for job %d: %s", cmd.panda_id, cmd.reason)
+            ctx.kill(KillKind.COMMAND, cmd.reason or "killed on request")
+        else:
+            log.info("command %s for job %d not supported: ignored", pilot_pb2.CommandType.Name(cmd.type), cmd.panda_id)
+
+    def _on_ack(self, ack: pilot_pb2.Ack) -> None:
+        result_name = AR.Name(ack.result)
+        if ack.is_final:
+            if ack.result in (AR.ACK_RESULT_OK, AR.ACK_RESULT_STALE_EPOCH, AR.ACK_RESULT_NOT_FOUND):
+                self.spool.remove(ack.panda_id, ack.lease_epoch)
+                level = logging.INFO if ack.result == AR.ACK_RESULT_OK else logging.WARNING
+                log.log(level, "final report of job %d: %s %s", ack.panda_id, result_name, ack.message)
+            else:
+                log.error(
+                    "final report of job %d refused (%s): %s; kept in rejected/", ack.panda_id, result_name, ack.message
+                )
+                self.spool.reject(ack.panda_id, ack.lease_epoch)
+            return
+        ctx = self.jobs.get(ack.panda_id)
+        if ctx is None or ctx.epoch != ack.lease_epoch:
+            return
+        if ack.result == AR.ACK_RESULT_OK:
+            ctx.last_ok_ack = time.monotonic()
+        elif ack.result in (AR.ACK_RESULT_STALE_EPOCH, AR.ACK_RESULT_NOT_FOUND):
+            log.warning("job %d: heartbeat answered %s (%s): the lease is lost", ack.panda_id, result_name, ack.message)
+            ctx.abandon(f"dispatcher answered {result_name}: {ack.message}")
+        else:
+            log.warning("job %d: heartbeat %s: %s", ack.panda_id, result_name, ack.message)
+
+    # --- heartbeats and final reports ---------------------------------------------------------
+
+    def _send_heartbeats(self) -> None:
+        beats = [c.heartbeat() for c in self._held()]
+        if beats:
+            self.conn.send(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=beats)))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            now = time.monotonic()
+            if self.conn.connected.is_set():
+                self._last_connected = now
+            self._check_leases(now)
+            self._send_heartbeats()
+
+    def _check_leases(self, now: float) -> None:
+        """Stop jobs whose lease must have lapsed: no contact with the dispatcher for longer than it."""
+        for ctx in self._held():
+            contact = max(ctx.last_ok_ack, self._last_connected)
+            if ctx.lease_s > 0 and now - contact > ctx.lease_s:
+                log.warning(
+                    "job %d: no contact with the dispatcher for %.0fs > lease: stopping it", ctx.panda_id, now - contact
+                )
+                ctx.abandon(f"lease of {ctx.lease_s:.0f}s lapsed without contact")
+
+    def _report_final(self, ctx: JobContext, final: pilot_pb2.JobFinal) -> None:
+        self.spool.put(final)
+        ctx.reported = True
+        log.info(
+            "job %d ended %s%s",
+            ctx.panda_id,
+            job_pb2.JobStatus.Name(final.status),
+            "".join(f" [{e.code}: {e.diag}]" for e in final.errors),
+        )
+        self.conn.send(pilot_pb2.PilotMessage(final=final))
+        self._wake.set()
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Pilot messages to stderr (the batch system keeps them with the pilot's own log)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("pilot", "ddm"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+
+
+def run_pilot(config: PilotConfig) -> int:
+    """Run a pilot to completion in a fresh event loop; returns its exit code."""
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(Pilot(config).run())

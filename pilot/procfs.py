@@ -1,0 +1,100 @@
+"""Resource usage of a process tree, read from Linux's /proc.
+
+The payload runs in its own session (``start_new_session=True``), so its tree is every process
+whose session id is the payload's pid, plus any descendant (by parent pid) that left the session
+with ``setsid``. CPU time counts each live process's own time and that of its already-reaped
+children (``cutime``/``cstime``), so time spent in short-lived children is not lost.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcInfo:
+    """One process as /proc/<pid>/stat describes it."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    state: str
+    cpu_s: float
+    """utime + stime + cutime + cstime, in seconds."""
+    rss_kb: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TreeUsage:
+    """Usage summed over a process tree at one instant."""
+
+    pids: tuple[int, ...]
+    cpu_s: float
+    rss_kb: int
+
+
+def read_proc(pid: int) -> ProcInfo | None:
+    """Parse /proc/<pid>/stat; ``None`` when the process is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    # the command name is in parentheses and may itself contain spaces or parentheses
+    tail = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return ProcInfo(
+            pid=pid,
+            state=tail[0],
+            ppid=int(tail[1]),
+            pgrp=int(tail[2]),
+            session=int(tail[3]),
+            cpu_s=(int(tail[11]) + int(tail[12]) + int(tail[13]) + int(tail[14])) / _CLK_TCK,
+            rss_kb=int(tail[21]) * _PAGE_KB,
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def all_processes() -> dict[int, ProcInfo]:
+    """Every process currently visible in /proc."""
+    procs: dict[int, ProcInfo] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = read_proc(int(name))
+            if info is not None:
+                procs[info.pid] = info
+    return procs
+
+
+def process_tree(root_pid: int, procs: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
+    """The processes of ``root_pid``'s tree: its session plus its descendants by parent pid."""
+    table = all_processes() if procs is None else procs
+    members = {p.pid for p in table.values() if p.session == root_pid}
+    if root_pid in table:
+        members.add(root_pid)
+    children: dict[int, list[int]] = {}
+    for p in table.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    stack = list(members)
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in members:
+                members.add(child)
+                stack.append(child)
+    return [table[pid] for pid in sorted(members)]
+
+
+def tree_usage(root_pid: int) -> TreeUsage:
+    """CPU time and resident memory of ``root_pid``'s tree right now (zombies count as 0 RSS)."""
+    tree = process_tree(root_pid)
+    return TreeUsage(
+        pids=tuple(p.pid for p in tree),
+        cpu_s=sum(p.cpu_s for p in tree),
+        rss_kb=sum(p.rss_kb for p in tree),
+    )
