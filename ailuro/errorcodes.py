@@ -26,6 +26,8 @@ CHECKSUM_MISMATCH_STAGEOUT = 1172
 """adler32 of a staged-out file differs at the destination."""
 MAX_WALLTIME = 1213
 """The payload exceeded max_walltime_s."""
+PILOT_SIGNALLED = 1201
+"""The pilot was stopped by a signal (SIGTERM/SIGINT from the batch system) while the job ran."""
 PILOT_SETUP_FAILED = 1008
 """The pilot could not set up the job (work directory, environment)."""
 

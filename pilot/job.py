@@ -47,8 +47,8 @@ from pilot.config import PilotConfig
 from pilot.logtar import log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
 
-PILOT_SIGNALLED = 1201
-"""PanDA's code for a pilot stopped by SIGTERM (not yet in ``ailuro.errorcodes``)."""
+PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
+"""PanDA's code for a pilot stopped by SIGTERM."""
 
 STDOUT_NAME = "payload.stdout"
 STDERR_NAME = "payload.stderr"

@@ -1,0 +1,59 @@
+"""``python -m dispatcher``: run one dispatcher process (what ``ailuro server`` runs).
+
+``--port-file PATH`` writes the bound port there once the server listens (useful with
+``--port 0``); the port is also printed on stdout as ``PORT <n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from ailuro.errors import AiluroError
+from ailuro.queues import load_queues
+from dispatcher.config import DispatcherConfig
+from dispatcher.server import serve
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m dispatcher", description="Run an Ailuro dispatcher.")
+    p.add_argument("--db", default=DispatcherConfig.db_url, help="database URL (default: %(default)s)")
+    p.add_argument("--host", default=DispatcherConfig.host, help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DispatcherConfig.port, help="port; 0 picks a free one")
+    p.add_argument("--queues", default=None, help="queue TOML file (default: one LOCAL queue)")
+    p.add_argument("--port-file", default=None, help="write the bound port to this file")
+    p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = DispatcherConfig(
+            db_url=args.db, host=args.host, port=args.port, queues=load_queues(args.queues), lease_s=args.lease
+        )
+    except AiluroError as exc:
+        logging.getLogger("dispatcher").error("bad configuration: %s", exc)
+        return 2
+
+    def ready(port: int) -> None:
+        if args.port_file:
+            tmp = Path(args.port_file + ".tmp")
+            tmp.write_text(f"{port}\n")
+            tmp.replace(args.port_file)
+        sys.stdout.write(f"PORT {port}\n")
+        sys.stdout.flush()
+
+    asyncio.run(serve(config, on_ready=ready))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

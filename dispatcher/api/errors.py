@@ -1,0 +1,80 @@
+"""The one mapping from exceptions to gRPC status codes, for unary and streaming handlers.
+
+``ailuro.errors`` exceptions become their status code with the message as details and the
+offending field in trailing metadata (``ailuro-field``); database outages become UNAVAILABLE;
+anything else is a bug: INTERNAL, with the traceback logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ailuro.errors import FIELD_METADATA_KEY, AiluroError, status_code_for
+from dispatcher.identity import Identity, identity_from_metadata
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> NoReturn:
+    """End the call with the status that ``exc`` maps to."""
+    if isinstance(exc, AiluroError):
+        code = status_code_for(exc)
+        metadata = ((FIELD_METADATA_KEY, exc.field),) if exc.field else ()
+        await context.abort(code, str(exc), metadata)
+    if isinstance(exc, OperationalError | DBAPIError) and getattr(exc, "connection_invalidated", False):
+        log.warning("%s: database unavailable: %s", method, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry later")
+    log.error("%s failed unexpectedly", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    raise AssertionError("context.abort() returned")  # it always raises
+
+
+def identity_of(context: grpc.aio.ServicerContext) -> Identity:
+    """The caller's identity from the call's metadata."""
+    return identity_from_metadata(context.invocation_metadata())
+
+
+def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Wrap a unary handler with the error mapping."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await abort_with(context, exc, fn.__qualname__)
+
+    return wrapper
+
+
+def streaming(
+    fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]],
+) -> Callable[..., AsyncIterator[T]]:
+    """Wrap a server-streaming (or bidirectional) handler with the error mapping."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except Exception as exc:
+            if _is_abort(exc):
+                raise
+            await abort_with(context, exc, fn.__qualname__)
+
+    return wrapper
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc.aio signals context.abort() with an internal exception type; let it through untouched.
+    return type(exc).__name__ == "AbortError"

@@ -1,0 +1,189 @@
+"""gRPC servicer of PilotService: the Connect stream and the unary GetJob/UpdateJob.
+
+A stream's reader handles each incoming message without waiting for the database: claims and
+final reports are handed to the hub's group committers in their own tasks, heartbeats go to
+the coalescing buffer; everything the dispatcher says comes out of the stream's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import grpc
+
+from ailuro.errors import InvalidArgument
+from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
+from dispatcher import validation
+from dispatcher.api.errors import streaming, unary
+from dispatcher.services.hub import PilotHub, PilotStream
+from dispatcher.states import JobState
+from dispatcher.store import pilots as pstore
+
+log = logging.getLogger(__name__)
+
+
+def _rejected(panda_id: int, epoch: int, message: str, *, is_final: bool = False) -> pilot_pb2.Ack:
+    return pilot_pb2.Ack(
+        panda_id=panda_id, lease_epoch=epoch, result=pilot_pb2.ACK_RESULT_REJECTED, message=message, is_final=is_final
+    )
+
+
+class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
+    """Thin adapter over :class:`PilotHub`."""
+
+    def __init__(self, hub: PilotHub) -> None:
+        self.hub = hub
+
+    @streaming
+    async def Connect(
+        self, request_iterator: AsyncIterator[pilot_pb2.PilotMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pilot_pb2.DispatcherMessage]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        if first.WhichOneof("msg") != "hello":
+            raise InvalidArgument("the first message on a stream must be a Hello", field="hello")
+        stream = await self.hub.open_stream(first.hello)
+        reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
+        try:
+            while True:
+                item = await stream.out.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            await self.hub.close_stream(stream)
+
+    async def _read(self, stream: PilotStream, requests: AsyncIterator[pilot_pb2.PilotMessage]) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+
+        def spawn(coro: Coroutine[Any, Any, None]) -> None:
+            task: asyncio.Task[None] = asyncio.create_task(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("msg")
+                if kind == "job_request":
+                    validation.validate_job_request_n(msg.job_request.n, "job_request.n")
+                    spawn(self._serve_request(stream, msg.job_request.n))
+                elif kind == "heartbeats":
+                    rejected = []
+                    for hb in msg.heartbeats.heartbeats:
+                        problem = validation.heartbeat_problem(hb)
+                        if problem:
+                            rejected.append(_rejected(hb.panda_id, hb.lease_epoch, problem))
+                        else:
+                            self.hub.heartbeat(stream, hb)
+                    stream.send_acks(rejected)
+                elif kind == "final":
+                    problem = validation.final_problem(msg.final)
+                    if problem:
+                        stream.send_acks([_rejected(msg.final.panda_id, msg.final.lease_epoch, problem, is_final=True)])
+                    else:
+                        spawn(self._serve_final(stream, msg.final))
+                elif kind == "hello":
+                    raise InvalidArgument("Hello may only be sent once per stream", field="hello")
+                else:
+                    raise InvalidArgument("empty PilotMessage", field="msg")
+            # The pilot half-closed: finish what is in flight, then end the stream.
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            stream.out.put_nowait(None)
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            raise
+        except Exception as exc:
+            for t in tasks:
+                t.cancel()
+            stream.fail(exc)
+
+    async def _serve_request(self, stream: PilotStream, n: int) -> None:
+        try:
+            assignments = await self.hub.request_jobs(stream.pilot, n)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stream.fail(exc)
+            return
+        for a in assignments:
+            stream.send(pilot_pb2.DispatcherMessage(assignment=a))
+        if not assignments:
+            stream.send(
+                pilot_pb2.DispatcherMessage(no_job=pilot_pb2.NoJob(retry_after_s=self.hub.rt.config.no_job_retry_s))
+            )
+
+    async def _serve_final(self, stream: PilotStream, final: pilot_pb2.JobFinal) -> None:
+        try:
+            ack = await self.hub.final(stream.pilot.pilot_id, final)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stream.fail(exc)
+            return
+        stream.send_acks([ack])
+
+    @unary
+    async def GetJob(
+        self, request: pilot_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> pilot_pb2.GetJobResponse:
+        validation.validate_get_job(request, known_queues=self.hub.rt.queue_names)
+        h = request.pilot
+        info = pstore.PilotInfo(pilot_id=h.pilot_id, queue=h.queue, node=h.node, batch_id=h.batch_id, version=h.version)
+        rt = self.hub.rt
+
+        def register() -> None:
+            with rt.db.write() as conn:
+                pstore.register_pilot(conn, info, dispatcher_id=rt.dispatcher_id, connected=False, now=rt.now())
+
+        await rt.db_call(register)
+        assignments = await self.hub.request_jobs(info, request.n)
+        retry = 0.0 if assignments else rt.config.no_job_retry_s
+        return pilot_pb2.GetJobResponse(assignments=assignments, retry_after_s=retry)
+
+    @unary
+    async def UpdateJob(
+        self, request: pilot_pb2.UpdateJobRequest, context: grpc.aio.ServicerContext
+    ) -> pilot_pb2.UpdateJobResponse:
+        validation.validate_update_job(request)
+        acks: list[pilot_pb2.Ack | None] = []
+        beats = []
+        for hb in request.heartbeats:
+            problem = validation.heartbeat_problem(hb)
+            acks.append(_rejected(hb.panda_id, hb.lease_epoch, problem) if problem else None)
+            if not problem:
+                beats.append(
+                    pstore.HeartbeatIn(
+                        panda_id=hb.panda_id,
+                        epoch=hb.lease_epoch,
+                        status=JobState.from_proto(hb.status),
+                        metrics=hb.metrics,
+                        pilot_id=request.pilot_id,
+                    )
+                )
+        results = iter(await self.hub.apply_heartbeats_now(beats) if beats else [])
+        for i, hb in enumerate(request.heartbeats):
+            if acks[i] is None:
+                res, msg = next(results)
+                acks[i] = pilot_pb2.Ack(panda_id=hb.panda_id, lease_epoch=hb.lease_epoch, result=res, message=msg)
+
+        async def one_final(final: pilot_pb2.JobFinal) -> pilot_pb2.Ack:
+            problem = validation.final_problem(final)
+            if problem:
+                return _rejected(final.panda_id, final.lease_epoch, problem, is_final=True)
+            return await self.hub.final(request.pilot_id, final)
+
+        finals = await asyncio.gather(*(one_final(f) for f in request.finals))
+        commands = await self.hub.take_commands_for(request.pilot_id)
+        return pilot_pb2.UpdateJobResponse(acks=[a for a in acks if a is not None] + finals, commands=commands)

@@ -1,0 +1,181 @@
+"""The dispatcher server: wires store, services and servicers into one ``grpc.aio`` server.
+
+``serve(config)`` runs until cancelled or signalled (``ailuro server``); ``run_in_thread(config)``
+runs the same server on its own event loop in a background thread (tests, embedded use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ailuro.v1 import factory_pb2, factory_pb2_grpc, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
+from dispatcher.api.factory import FactoryServicer
+from dispatcher.api.pilot import PilotServicer
+from dispatcher.api.submission import SubmissionServicer
+from dispatcher.config import DispatcherConfig
+from dispatcher.services.events import EventTail
+from dispatcher.services.factory import FactoryService
+from dispatcher.services.hub import PilotHub
+from dispatcher.services.runtime import Runtime
+from dispatcher.services.submission import SubmissionService
+from dispatcher.services.watchdog import Watchdog
+from dispatcher.store.engine import open_database
+
+log = logging.getLogger(__name__)
+
+_SERVICE_NAMES = (
+    submission_pb2.DESCRIPTOR.services_by_name["SubmissionService"].full_name,
+    pilot_pb2.DESCRIPTOR.services_by_name["PilotService"].full_name,
+    factory_pb2.DESCRIPTOR.services_by_name["FactoryService"].full_name,
+)
+
+
+@dataclass(kw_only=True)
+class _Started:
+    server: grpc.aio.Server
+    port: int
+    shutdown: Callable[[], Awaitable[None]]
+    runtime: Runtime
+
+
+async def _start(config: DispatcherConfig) -> _Started:
+    db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4)
+    runtime = Runtime(config, db)
+    hub = PilotHub(runtime)
+    events = EventTail(runtime)
+    watchdog = Watchdog(runtime)
+    await hub.start()
+    await events.start()
+    watchdog.start()
+
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
+        SubmissionServicer(SubmissionService(runtime), hub, events), server
+    )
+    pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
+    factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise OSError(f"could not bind {config.host}:{config.port}")
+    await server.start()
+    for name in ("", *_SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "dispatcher %s listening on %s:%d (db %s)",
+        runtime.dispatcher_id,
+        config.host,
+        port,
+        db.engine.url.render_as_string(hide_password=True),
+    )
+
+    async def shutdown() -> None:
+        await health_servicer.enter_graceful_shutdown()
+        await hub.stop()
+        await events.stop()
+        await server.stop(config.grace_s)
+        await watchdog.stop()
+        await asyncio.to_thread(runtime.close)
+        log.info("dispatcher %s stopped", runtime.dispatcher_id)
+
+    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime)
+
+
+async def serve(config: DispatcherConfig, *, on_ready: Callable[[int], None] | None = None) -> None:
+    """Run a dispatcher until cancelled, SIGINT or SIGTERM; ``on_ready(port)`` once it listens."""
+    started = await _start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    if on_ready is not None:
+        on_ready(started.port)
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await asyncio.shield(started.shutdown())
+
+
+class RunningDispatcher:
+    """A dispatcher running in a background thread; a context manager that stops it on exit."""
+
+    def __init__(self, config: DispatcherConfig) -> None:
+        self.config = config
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=f"dispatcher-{config.port}", daemon=True)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to give a gRPC channel."""
+        return f"{self.config.host}:{self.port}"
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._amain())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    async def _amain(self) -> None:
+        self._stop = asyncio.Event()
+        started = await _start(self.config)
+        self.port = started.port
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await started.shutdown()
+
+    def start(self, timeout: float = 60.0) -> RunningDispatcher:
+        """Start the thread and wait until the server listens (re-raising a start-up failure)."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"dispatcher did not start within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop gracefully and join the thread."""
+        if self._thread.is_alive() and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"dispatcher did not stop within {timeout} s")
+
+    def __enter__(self) -> RunningDispatcher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def run_in_thread(config: DispatcherConfig) -> RunningDispatcher:
+    """Start a dispatcher on its own event loop in a background thread; returns once it listens."""
+    return RunningDispatcher(config).start()

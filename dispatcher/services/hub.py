@@ -1,0 +1,316 @@
+"""The pilot hub: the hot path between pilot streams and the database (DESIGN.md section 9).
+
+- Job requests from all streams are claimed together (:class:`GroupCommitter`, one transaction
+  per batch) and answered with assignments or ``NoJob``.
+- Heartbeats are coalesced in memory (the latest per job) and flushed in bulk every
+  ``heartbeat_flush_s``; their acks go out after the flush commits.
+- Final reports are group-committed and acknowledged only after their transaction commits.
+- Kill commands are pushed at once to pilots streaming to this process, and picked up from
+  ``pilot_commands`` every ``command_poll_s`` when another dispatcher process wrote them.
+Nothing that matters lives only here: a lost process loses buffered heartbeats (the lease
+covers that) and unacknowledged finals (the pilot resends them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ailuro.v1 import pilot_pb2
+from dispatcher import validation
+from dispatcher.services.batching import GroupCommitter
+from dispatcher.services.runtime import Runtime
+from dispatcher.states import JobState
+from dispatcher.store import pilots as pstore
+from dispatcher.store.jobs import KillCommand
+
+log = logging.getLogger(__name__)
+
+_COMMAND_TYPES: dict[str, pilot_pb2.CommandType] = {
+    "kill": pilot_pb2.COMMAND_TYPE_KILL,
+    "debug": pilot_pb2.COMMAND_TYPE_DEBUG,
+}
+
+
+@dataclass(eq=False, kw_only=True)
+class PilotStream:
+    """One open Connect stream: who is on it and the queue of messages to send down it."""
+
+    pilot: pstore.PilotInfo
+    out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+
+    def send(self, msg: pilot_pb2.DispatcherMessage) -> None:
+        """Queue a message for the pilot (dropped once the stream closed)."""
+        if not self.closed:
+            self.out.put_nowait(msg)
+
+    def send_acks(self, acks: Sequence[pilot_pb2.Ack]) -> None:
+        """Queue one AckBatch."""
+        if acks:
+            self.send(pilot_pb2.DispatcherMessage(acks=pilot_pb2.AckBatch(acks=acks)))
+
+    def fail(self, exc: BaseException) -> None:
+        """End the stream with ``exc`` (mapped to a status code by the servicer)."""
+        if not self.closed:
+            self.out.put_nowait(exc)
+
+
+def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
+    """A Command message from a ``pilot_commands`` row's fields."""
+    kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
+    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason)
+
+
+class PilotHub:
+    """Streams of this process and the batched database work behind them."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        cfg = runtime.config
+        self.streams: dict[str, PilotStream] = {}
+        self._enabled = {q.name for q in cfg.queues if q.enabled}
+        self._claims: GroupCommitter[pstore.ClaimRequest, list[pilot_pb2.JobAssignment]] = GroupCommitter(
+            runtime, self._claim_batch, name="claims", window_s=cfg.claim_window_ms / 1000, max_batch=1000
+        )
+        self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
+            runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
+        )
+        self._beats: dict[int, tuple[pstore.HeartbeatIn, PilotStream]] = {}
+        self._running: dict[str, int] = {}
+        self._running_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the batchers and the periodic flush / command-poll tasks."""
+        self._claims.start()
+        self._finals.start()
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
+            asyncio.create_task(self._command_loop(), name="command-poll"),
+        ]
+
+    async def stop(self) -> None:
+        """Flush what is buffered, stop background work, close every stream."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush_heartbeats()
+        await self._claims.stop()
+        await self._finals.stop()
+        for stream in list(self.streams.values()):
+            stream.out.put_nowait(None)
+            stream.closed = True
+
+    # --- stream lifecycle -------------------------------------------------------------------
+
+    async def open_stream(self, hello: pilot_pb2.Hello) -> PilotStream:
+        """Validate a Hello, register the pilot as connected here, resume its held jobs."""
+        validation.validate_hello(hello, known_queues=self.rt.queue_names)
+        info = pstore.PilotInfo(
+            pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, batch_id=hello.batch_id, version=hello.version
+        )
+        stream = PilotStream(pilot=info)
+        old = self.streams.get(info.pilot_id)
+        if old is not None:  # the same pilot reconnected before its old stream was noticed closed
+            old.out.put_nowait(None)
+            old.closed = True
+        self.streams[info.pilot_id] = stream
+        cfg = self.rt.config
+
+        def run() -> dict[int, tuple[pstore.AckResult, str, bool]]:
+            with self.rt.db.write() as conn:
+                now = self.rt.now()
+                pstore.register_pilot(conn, info, dispatcher_id=self.rt.dispatcher_id, connected=True, now=now)
+                if not hello.held_jobs:
+                    return {}
+                return pstore.resume_held(conn, info, list(hello.held_jobs), lease_s=cfg.lease_s, now=now)
+
+        try:
+            held = await self.rt.db_call(run)
+        except BaseException:
+            self.streams.pop(info.pilot_id, None)
+            raise
+        epochs = {h.panda_id: h.lease_epoch for h in hello.held_jobs}
+        stream.send_acks(
+            [
+                pilot_pb2.Ack(panda_id=pid, lease_epoch=epochs[pid], result=res, message=msg)
+                for pid, (res, msg, _) in held.items()
+            ]
+        )
+        for pid, (_, _, kill) in held.items():
+            if kill:
+                stream.send(pilot_pb2.DispatcherMessage(command=command_message(pid, "kill", "kill requested")))
+        log.info("pilot %s connected (queue %s, %d held job(s))", info.pilot_id, info.queue, len(held))
+        return stream
+
+    async def close_stream(self, stream: PilotStream) -> None:
+        """Forget a closed stream and mark the pilot disconnected (unless it already reconnected)."""
+        stream.closed = True
+        pid = stream.pilot.pilot_id
+        if self.streams.get(pid) is stream:
+            del self.streams[pid]
+
+            def run() -> None:
+                with self.rt.db.write() as conn:
+                    pstore.disconnect_pilot(conn, pid, dispatcher_id=self.rt.dispatcher_id, now=self.rt.now())
+
+            with contextlib.suppress(Exception):
+                await self.rt.db_call(run)
+        log.info("pilot %s disconnected", pid)
+
+    # --- claims -----------------------------------------------------------------------------
+
+    async def request_jobs(self, pilot: pstore.PilotInfo, n: int) -> list[pilot_pb2.JobAssignment]:
+        """Up to ``n`` assignments for ``pilot`` (claimed together with other pilots' requests)."""
+        if pilot.queue not in self._enabled:
+            return []
+        return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n))
+
+    def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
+        cfg = self.rt.config
+        for r in reqs:  # this function may be re-run after a transient conflict
+            r.assignments.clear()
+        with self.rt.db.write() as conn:
+            now = self.rt.now()
+            if now - self._running_at > cfg.share_refresh_s:
+                self._running = pstore.running_by_vo(conn)
+                self._running_at = now
+            pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, running=self._running, shares=self.rt.shares)
+        return [r.assignments for r in reqs]
+
+    # --- heartbeats -------------------------------------------------------------------------
+
+    def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> None:
+        """Buffer a (validated) heartbeat; the latest per job wins; acked after the next flush."""
+        self._beats[hb.panda_id] = (
+            pstore.HeartbeatIn(
+                panda_id=hb.panda_id,
+                epoch=hb.lease_epoch,
+                status=JobState.from_proto(hb.status),
+                metrics=hb.metrics,
+                pilot_id=stream.pilot.pilot_id,
+            ),
+            stream,
+        )
+
+    async def apply_heartbeats_now(self, beats: Sequence[pstore.HeartbeatIn]) -> list[tuple[pstore.AckResult, str]]:
+        """Apply heartbeats without buffering (unary UpdateJob); one result per heartbeat."""
+
+        def run() -> list[tuple[pstore.AckResult, str]]:
+            with self.rt.db.write() as conn:
+                return pstore.apply_heartbeats(conn, beats, lease_s=self.rt.config.lease_s, now=self.rt.now())
+
+        return await self.rt.db_call(run)
+
+    async def _flush_loop(self) -> None:
+        interval = self.rt.config.heartbeat_flush_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._flush_heartbeats()
+                if self.streams:
+                    await self.rt.db_call(self._touch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat flush failed; the batch will be resent by the pilots")
+
+    def _touch(self) -> None:
+        with self.rt.db.write() as conn:
+            pstore.touch_pilots(conn, dispatcher_id=self.rt.dispatcher_id, now=self.rt.now())
+
+    async def _flush_heartbeats(self) -> None:
+        if not self._beats:
+            return
+        batch, self._beats = self._beats, {}
+        items = list(batch.values())
+        results: list[tuple[pstore.AckResult, str]] = []
+        step = self.rt.config.max_batch
+        for start in range(0, len(items), step):
+            results += await self.apply_heartbeats_now([b for b, _ in items[start : start + step]])
+        per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
+        for (beat, stream), (res, msg) in zip(items, results, strict=True):
+            per_stream[stream].append(
+                pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
+            )
+        for stream, acks in per_stream.items():
+            stream.send_acks(acks)
+
+    # --- finals -----------------------------------------------------------------------------
+
+    async def final(self, pilot_id: str, report: pilot_pb2.JobFinal) -> pilot_pb2.Ack:
+        """Apply a (validated) final report in the next group commit; the Ack reflects the outcome."""
+        pending = self._beats.get(report.panda_id)
+        if pending is not None and pending[0].epoch == report.lease_epoch:
+            del self._beats[report.panda_id]  # superseded by the final
+        res, msg = await self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id))
+        return pilot_pb2.Ack(
+            panda_id=report.panda_id, lease_epoch=report.lease_epoch, result=res, message=msg, is_final=True
+        )
+
+    def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
+        with self.rt.db.write() as conn:
+            return pstore.apply_finals(conn, items, now=self.rt.now())
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def push_commands(self, commands: Sequence[KillCommand]) -> None:
+        """Deliver commands at once to pilots streaming here (others are picked up by their process)."""
+        local = [c.command_id for c in commands if c.pilot_id in self.streams]
+        if not local:
+            return
+
+        def run() -> list[Any]:
+            with self.rt.db.write() as conn:
+                return pstore.take_commands(conn, command_ids=local)
+
+        self._deliver(await self.rt.db_call(run))
+
+    def _deliver(self, rows: Sequence[Any]) -> None:
+        for row in rows:
+            stream = self.streams.get(row["pilot_id"])
+            if stream is None:
+                log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
+                continue
+            stream.send(
+                pilot_pb2.DispatcherMessage(command=command_message(row["panda_id"], row["type"], row["reason"]))
+            )
+
+    async def _command_loop(self) -> None:
+        interval = self.rt.config.command_poll_s
+
+        def run() -> list[Any]:
+            # Look before writing: on SQLite a write transaction every poll would contend with claims.
+            with self.rt.db.read() as conn:
+                if not pstore.has_pending_commands(conn, dispatcher_id=self.rt.dispatcher_id):
+                    return []
+            with self.rt.db.write() as conn:
+                return pstore.take_commands(conn, dispatcher_id=self.rt.dispatcher_id)
+
+        while True:
+            await asyncio.sleep(interval)
+            if not self.streams:
+                continue
+            try:
+                self._deliver(await self.rt.db_call(run))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("polling pilot commands failed")
+
+    async def take_commands_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
+        """Pending commands of one pilot (unary UpdateJob), marked delivered."""
+
+        def run() -> list[Any]:
+            with self.rt.db.write() as conn:
+                return pstore.take_commands(conn, pilot_id=pilot_id)
+
+        rows = await self.rt.db_call(run)
+        return [command_message(r["panda_id"], r["type"], r["reason"]) for r in rows]

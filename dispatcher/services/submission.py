@@ -1,0 +1,257 @@
+"""The submission service: what users call, independent of gRPC (identity is an argument)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from ailuro.errors import AlreadyExists
+from ailuro.v1 import job_pb2, submission_pb2
+from dispatcher import validation
+from dispatcher.identity import Identity
+from dispatcher.services.brokerage import Broker
+from dispatcher.services.runtime import Runtime
+from dispatcher.store import jobs as store
+from dispatcher.store import workers as wstore
+from dispatcher.store.schema import submit_requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VO = "default"
+DEFAULT_LABEL = "user"
+
+# Fields the server owns: cleared from a submitted definition before it is stored.
+_SERVER_FIELDS = (
+    "panda_id",
+    "attempt_nr",
+    "status",
+    "creation_time",
+    "modification_time",
+    "start_time",
+    "end_time",
+    "owner",
+    "pilot_id",
+    "batch_id",
+    "node",
+    "metrics",
+    "errors",
+    "lease_epoch",
+    "brokerage_reason",
+    "parent_panda_id",
+)
+
+
+def normalize(job: job_pb2.Job, identity: Identity) -> job_pb2.Job:
+    """A copy of a submitted job with server fields cleared and defaults applied.
+
+    Defaults: ``vo`` from the identity, else ``"default"``; label ``"user"``; ``max_attempt`` 3;
+    ``cores`` 1; a random guid for each file without one; adler32 lowercase.
+    """
+    out = job_pb2.Job()
+    out.CopyFrom(job)
+    for name in _SERVER_FIELDS:
+        out.ClearField(name)
+    out.vo = job.vo or identity.vo or DEFAULT_VO
+    out.prod_source_label = job.prod_source_label or DEFAULT_LABEL
+    out.max_attempt = job.max_attempt or validation.DEFAULT_MAX_ATTEMPT
+    out.cores = job.cores or 1
+    for f in out.files:
+        f.guid = f.guid or str(uuid.uuid4())
+        f.adler32 = f.adler32.lower()
+    return out
+
+
+def fingerprint(req: submission_pb2.SubmitJobsRequest) -> str:
+    """A stable digest of a request's jobs (deterministic serialization), for idempotency."""
+    digest = hashlib.sha256()
+    for job in req.jobs:
+        blob = job.SerializeToString(deterministic=True)
+        digest.update(len(blob).to_bytes(8, "big"))
+        digest.update(blob)
+    return digest.hexdigest()
+
+
+class SubmissionService:
+    """Submit, kill, retry, get, list jobs; the gRPC layer and tests call this."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # --- submit -----------------------------------------------------------------------------
+
+    async def submit(self, req: submission_pb2.SubmitJobsRequest, identity: Identity) -> tuple[list[int], bool]:
+        """Validate, broker and store a batch, all or nothing; ``(panda_ids, replayed)``."""
+        validation.validate_submit(req, known_sites=self.rt.queue_names)
+        specs = [normalize(j, identity) for j in req.jobs]
+        fp = fingerprint(req) if req.request_id else ""
+        return await self.rt.db_call(self._submit_sync, req.request_id, fp, specs, identity)
+
+    @staticmethod
+    def _replayed(conn: Connection, request_id: str, fp: str, owner: str) -> list[int] | None:
+        """The panda_ids of an earlier identical request, ``None`` if new; ``AlreadyExists`` if it differed."""
+        row = conn.execute(
+            select(submit_requests.c.fingerprint, submit_requests.c.panda_ids).where(
+                submit_requests.c.owner == owner, submit_requests.c.request_id == request_id
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.fingerprint != fp:
+            raise AlreadyExists(
+                f"request_id {request_id!r} was already used for a different batch of jobs", field="request_id"
+            )
+        return [int(x) for x in row.panda_ids.split(",") if x]
+
+    def _submit_sync(
+        self, request_id: str, fp: str, specs: Sequence[job_pb2.Job], identity: Identity
+    ) -> tuple[list[int], bool]:
+        db = self.rt.db
+        if request_id:
+            with db.read() as conn:
+                ids = self._replayed(conn, request_id, fp, identity.name)
+            if ids is not None:
+                return ids, True
+        now = self.rt.now()
+        try:
+            with db.write() as conn:
+                if request_id:
+                    # Claim the request id first: a concurrent twin blocks here (PostgreSQL) or
+                    # fails the unique constraint, then reads the winner's ids below.
+                    conn.execute(
+                        submit_requests.insert().values(
+                            owner=identity.name, request_id=request_id, fingerprint=fp, panda_ids="", created=now
+                        )
+                    )
+                broker = Broker(self.rt.config.queues, store.active_counts_by_site(conn))
+                new_jobs = []
+                for i, spec in enumerate(specs):
+                    site, reason = broker.place(
+                        site=spec.computing_site, vo=spec.vo, label=spec.prod_source_label, where=f"jobs[{i}]"
+                    )
+                    spec.computing_site = site
+                    new_jobs.append(store.NewJob(spec=spec, brokerage_reason=reason))
+                ids = store.insert_jobs(conn, new_jobs, owner=identity.name, now=now)
+                if request_id:
+                    conn.execute(
+                        submit_requests.update()
+                        .where(submit_requests.c.owner == identity.name, submit_requests.c.request_id == request_id)
+                        .values(panda_ids=",".join(map(str, ids)))
+                    )
+        except IntegrityError:
+            if not request_id:
+                raise
+            with db.read() as conn:
+                replay = self._replayed(conn, request_id, fp, identity.name)
+            if replay is None:
+                raise
+            return replay, True
+        log.info("%s submitted %d job(s) %d..%d", identity.name, len(ids), ids[0], ids[-1])
+        return ids, False
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get_jobs(self, req: submission_pb2.GetJobsRequest, identity: Identity) -> list[job_pb2.Job]:
+        """Jobs by id with files (``NotFound`` names the first unknown id)."""
+        validation.validate_ids(req.panda_ids)
+
+        def run() -> list[job_pb2.Job]:
+            with self.rt.db.read() as conn:
+                return store.get_jobs(conn, list(req.panda_ids))
+
+        return await self.rt.db_call(run)
+
+    async def list_jobs(
+        self, req: submission_pb2.ListJobsRequest, identity: Identity
+    ) -> submission_pb2.ListJobsResponse:
+        """One page of matching jobs, newest first, plus per-state totals."""
+        page_size, after = validation.validate_list(req)
+
+        def run() -> submission_pb2.ListJobsResponse:
+            with self.rt.db.read() as conn:
+                page, last, counts = store.list_jobs(conn, req, page_size=page_size, after=after)
+            resp = submission_pb2.ListJobsResponse(jobs=page, status_counts=counts, total=sum(counts.values()))
+            if last is not None:
+                resp.next_page_token = validation.encode_page_token(last)
+            return resp
+
+        return await self.rt.db_call(run)
+
+    async def job_events(self, req: submission_pb2.GetJobEventsRequest, identity: Identity) -> list[job_pb2.JobEvent]:
+        """A job's history, oldest first."""
+        validation.validate_job_events(req)
+
+        def run() -> list[job_pb2.JobEvent]:
+            with self.rt.db.read() as conn:
+                return store.get_events(conn, req.panda_id)
+
+        return await self.rt.db_call(run)
+
+    async def list_queues(self, identity: Identity) -> list[submission_pb2.QueueInfo]:
+        """Configured queues with their non-final job counts and connected pilots."""
+        now = self.rt.now()
+
+        def run() -> tuple[dict[str, dict[str, int]], dict[str, tuple[int, int]]]:
+            with self.rt.db.read() as conn:
+                return (
+                    store.active_counts_by_site(conn),
+                    wstore.connected_pilots(conn, now=now, stale_s=self.rt.config.pilot_stale_s),
+                )
+
+        counts, connected = await self.rt.db_call(run)
+        return [
+            submission_pb2.QueueInfo(
+                name=q.name,
+                vos=q.vos,
+                labels=q.labels,
+                backend=q.backend,
+                enabled=q.enabled,
+                status_counts=counts.get(q.name, {}),
+                connected_pilots=connected.get(q.name, (0, 0))[0],
+                max_running=q.max_running,
+            )
+            for q in self.rt.config.queues
+        ]
+
+    # --- kill / retry -----------------------------------------------------------------------
+
+    async def kill(
+        self, req: submission_pb2.KillJobsRequest, identity: Identity
+    ) -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
+        """Cancel queued jobs now; flag jobs on pilots and return the kill commands to push."""
+        validation.validate_kill(req)
+
+        def run() -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
+            with self.rt.db.write() as conn:
+                return store.kill_jobs(
+                    conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=self.rt.now()
+                )
+
+        results, commands = await self.rt.db_call(run)
+        log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), len(commands))
+        return results, commands
+
+    async def retry(self, req: submission_pb2.RetryJobsRequest, identity: Identity) -> list[int]:
+        """Resubmit final failed/cancelled/closed jobs as new jobs; their new panda_ids in order."""
+        validation.validate_ids(req.panda_ids)
+
+        def run() -> list[int]:
+            with self.rt.db.write() as conn:
+                new_jobs, owners = store.retry_jobs(conn, list(req.panda_ids))
+                now = self.rt.now()
+                # The original owner keeps owning the retried job: insert per owner, keep request order.
+                by_owner: dict[str, list[int]] = {}
+                for i, owner in enumerate(owners):
+                    by_owner.setdefault(owner, []).append(i)
+                out = [0] * len(new_jobs)
+                for owner, idx in by_owner.items():
+                    ids = store.insert_jobs(conn, [new_jobs[i] for i in idx], owner=owner, now=now)
+                    for i, pid in zip(idx, ids, strict=True):
+                        out[i] = pid
+                return out
+
+        return await self.rt.db_call(run)

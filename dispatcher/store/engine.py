@@ -1,0 +1,158 @@
+"""Engine creation, SQLite tuning, programmatic Alembic migrations, and transaction helpers.
+
+SQLite runs in WAL mode (readers never block the writer) with a busy timeout, and every write
+transaction starts with ``BEGIN IMMEDIATE`` under a process-wide lock: one writer at a time,
+and no deadlock when a transaction that has read later wants to write. Other processes on the
+same file wait on the busy timeout. PostgreSQL needs none of this: row locks and
+``SKIP LOCKED`` let writers proceed in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ailuro.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_LOCK_KEY = 0x41494C55524F  # "AILURO": PostgreSQL advisory lock held while migrating
+
+
+class Database:
+    """One engine plus the transaction discipline of its backend (see module docstring)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        if self.is_sqlite:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            _tune_sqlite(self.engine)
+        else:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction, committed on normal exit, rolled back on an exception."""
+        try:
+            if self._write_lock is not None:
+                with self._write_lock, self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connection_error(exc):
+                raise Unavailable(f"database unavailable: {exc.orig}") from exc
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (plain ``BEGIN`` on SQLite, so it never waits for the writer)."""
+        try:
+            with self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
+                yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connection_error(exc):
+                raise Unavailable(f"database unavailable: {exc.orig}") from exc
+            raise
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+T = TypeVar("T")
+_TRANSIENT = {"DeadlockDetected", "SerializationFailure", "LockNotAvailable"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a conflict that re-running the whole transaction resolves."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    name = type(orig).__name__
+    return name in _TRANSIENT or (name == "OperationalError" and "locked" in str(orig))
+
+
+def retry_transient(fn: Callable[[], T], *, attempts: int = 4) -> T:
+    """Run ``fn`` (one or more complete transactions), re-running it after a deadlock or lock timeout.
+
+    Raises ``Unavailable`` when the conflict persists, so clients know the call is safe to retry.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == attempts - 1:
+                raise Unavailable(f"database busy: {exc.orig}") from exc
+            log.warning("transient database conflict (%s); retrying", type(exc.orig).__name__)
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    return name in {"OperationalError", "InterfaceError"} and "locked" not in str(exc.orig)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event below issue BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("ailuro_read") else "BEGIN IMMEDIATE")
+
+
+def migrate(db: Database) -> None:
+    """Bring the schema to the newest Alembic revision (``upgrade head``); safe to run concurrently."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.connect() as conn:
+        if db.is_postgres:
+            # Two dispatchers starting together must not both create the tables.
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if db.is_postgres:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+    log.info("database schema is at the newest revision (%s)", db.engine.url.render_as_string(hide_password=True))
+
+
+def open_database(url: str, *, pool_size: int = 10, run_migrations: bool = True) -> Database:
+    """Create the :class:`Database` for ``url`` and migrate it."""
+    db = Database(url, pool_size=pool_size)
+    if run_migrations:
+        migrate(db)
+    return db

@@ -1,0 +1,331 @@
+"""Job storage for the submission side: insert, read, list, kill and retry.
+
+Functions take an open :class:`sqlalchemy.Connection` inside a transaction chosen by the
+caller (``Database.write()`` / ``Database.read()``), so a service can compose several of them
+atomically. They never sleep and never talk to the network.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from ailuro import errorcodes
+from ailuro.errors import FailedPrecondition, NotFound
+from ailuro.v1 import job_pb2, submission_pb2
+from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
+from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
+from dispatcher.store.schema import files, job_events, jobs, pilot_commands
+from dispatcher.store.transitions import Change, apply_changes
+
+_IN_CHUNK = 900
+RETRYABLE_FINAL = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.CLOSED})
+
+
+def chunks(seq: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    """Slices of ``seq`` small enough for an ``IN (...)`` list."""
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewJob:
+    """A normalized job definition ready to insert (defaults applied, site chosen)."""
+
+    spec: job_pb2.Job
+    brokerage_reason: str
+    parent_panda_id: int = 0
+
+
+def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now: float) -> list[int]:
+    """Insert jobs as ``activated`` (recording defined -> activated); return their panda_ids in order."""
+    rows = []
+    for nj in new_jobs:
+        j = nj.spec
+        rows.append(
+            {
+                "job_name": j.job_name,
+                "job_definition_id": j.job_definition_id,
+                "task_id": j.task_id,
+                "vo": j.vo,
+                "prod_source_label": j.prod_source_label,
+                "transformation": j.transformation,
+                "job_parameters": j.job_parameters,
+                "computing_site": j.computing_site,
+                "current_priority": j.current_priority,
+                "max_attempt": j.max_attempt,
+                "attempt_nr": 1,
+                "cores": j.cores,
+                "memory_mb": j.memory_mb,
+                "max_walltime_s": j.max_walltime_s,
+                "destination_dblock": j.destination_dblock,
+                "destination_se": j.destination_se,
+                "processing_type": j.processing_type,
+                "status": JobState.ACTIVATED.value,
+                "creation_time": now,
+                "modification_time": now,
+                "owner": owner,
+                "pilot_id": "",
+                "batch_id": "",
+                "node": "",
+                "cpu_time_s": 0.0,
+                "max_rss_kb": 0,
+                "walltime_s": 0.0,
+                "exit_code": 0,
+                "errors": None,
+                "lease_epoch": 0,
+                "kill_requested": False,
+                "kill_reason": "",
+                "brokerage_reason": nj.brokerage_reason,
+                "parent_panda_id": nj.parent_panda_id,
+                "last_final_epoch": 0,
+                "last_final_status": "",
+                "spec": j.SerializeToString(),
+            }
+        )
+    result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
+    ids = [r[0] for r in result]
+    file_rows = [
+        {
+            "panda_id": pid,
+            "lfn": f.lfn,
+            "guid": f.guid,
+            "type": FILE_TYPE_NAMES[f.type],
+            "dataset": f.dataset,
+            "scope": f.scope,
+            "size": f.size,
+            "adler32": f.adler32,
+            "status": f.status,
+            "source_se": f.source_se,
+            "destination_se": f.destination_se,
+            "pfn": f.pfn,
+        }
+        for pid, nj in zip(ids, new_jobs, strict=True)
+        for f in nj.spec.files
+    ]
+    if file_rows:
+        conn.execute(files.insert(), file_rows)
+    events = []
+    for pid, nj in zip(ids, new_jobs, strict=True):
+        base = {"panda_id": pid, "time": now, "actor": owner, "attempt_nr": 1, "lease_epoch": 0}
+        why = f"retry of job {nj.parent_panda_id}" if nj.parent_panda_id else "submitted"
+        events.append({**base, "from_status": "", "to_status": JobState.DEFINED.value, "reason": why})
+        events.append(
+            {
+                **base,
+                "from_status": JobState.DEFINED.value,
+                "to_status": JobState.ACTIVATED.value,
+                "reason": f"brokerage: {nj.brokerage_reason}",
+            }
+        )
+    conn.execute(job_events.insert(), events)
+    return ids
+
+
+def fetch_rows(conn: Connection, ids: Sequence[int], *, lock: bool = False) -> dict[int, Any]:
+    """Job rows by panda_id (missing ids are absent); ``lock`` takes row locks on PostgreSQL."""
+    out: dict[int, Any] = {}
+    for part in chunks(sorted(set(ids))):
+        stmt = select(jobs).where(jobs.c.panda_id.in_(part)).order_by(jobs.c.panda_id)
+        if lock and conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        for row in conn.execute(stmt).mappings():
+            out[row["panda_id"]] = row
+    return out
+
+
+def fetch_files(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]:
+    """File rows grouped by panda_id, in insertion order."""
+    out: dict[int, list[Any]] = defaultdict(list)
+    for part in chunks(sorted(set(ids))):
+        stmt = select(files).where(files.c.panda_id.in_(part)).order_by(files.c.file_id)
+        for row in conn.execute(stmt).mappings():
+            out[row["panda_id"]].append(row)
+    return out
+
+
+def require_all(rows: dict[int, Any], ids: Sequence[int], field: str = "panda_ids") -> None:
+    """``NotFound`` naming the first requested id that has no row."""
+    for i, pid in enumerate(ids):
+        if pid not in rows:
+            raise NotFound(f"no job with panda_id {pid}", field=f"{field}[{i}]")
+
+
+def get_jobs(conn: Connection, ids: Sequence[int]) -> list[job_pb2.Job]:
+    """Jobs with files, in request order; ``NotFound`` for an unknown id."""
+    rows = fetch_rows(conn, ids)
+    require_all(rows, ids)
+    file_map = fetch_files(conn, list(rows))
+    built = {pid: job_row_to_proto(row, file_map.get(pid, [])) for pid, row in rows.items()}
+    return [built[pid] for pid in ids]
+
+
+def _list_filters(req: submission_pb2.ListJobsRequest) -> list[Any]:
+    conds: list[Any] = []
+    for name in ("computing_site", "prod_source_label", "owner", "transformation", "vo", "job_name"):
+        value = getattr(req, name)
+        if value:
+            conds.append(jobs.c[name] == value)
+    if req.task_id:
+        conds.append(jobs.c.task_id == req.task_id)
+    if req.statuses:
+        conds.append(jobs.c.status.in_([JobState.from_proto(s).value for s in req.statuses]))
+    if req.HasField("since"):
+        conds.append(jobs.c.modification_time >= seconds(req.since))
+    if req.HasField("until"):
+        conds.append(jobs.c.modification_time < seconds(req.until))
+    return conds
+
+
+def list_jobs(
+    conn: Connection, req: submission_pb2.ListJobsRequest, *, page_size: int, after: int | None
+) -> tuple[list[job_pb2.Job], int | None, dict[str, int]]:
+    """One page of matching jobs (newest first), the last id if more follow, and per-state totals."""
+    conds = _list_filters(req)
+    page_conds = [*conds, jobs.c.panda_id < after] if after is not None else conds
+    stmt = select(jobs).where(and_(True, *page_conds)).order_by(jobs.c.panda_id.desc()).limit(page_size + 1)
+    rows = list(conn.execute(stmt).mappings())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    file_map = fetch_files(conn, [r["panda_id"] for r in rows]) if req.with_files else None
+    page = [job_row_to_proto(r, file_map.get(r["panda_id"], []) if file_map is not None else None) for r in rows]
+    counts_stmt = select(jobs.c.status, func.count()).where(and_(True, *conds)).group_by(jobs.c.status)
+    counts = {status: int(n) for status, n in conn.execute(counts_stmt)}
+    return page, (rows[-1]["panda_id"] if more and rows else None), counts
+
+
+def get_events(conn: Connection, panda_id: int) -> list[job_pb2.JobEvent]:
+    """A job's history, oldest first; ``NotFound`` for an unknown job."""
+    if conn.execute(select(jobs.c.panda_id).where(jobs.c.panda_id == panda_id)).first() is None:
+        raise NotFound(f"no job with panda_id {panda_id}", field="panda_id")
+    stmt = select(job_events).where(job_events.c.panda_id == panda_id).order_by(job_events.c.event_id)
+    return [event_row_to_proto(r) for r in conn.execute(stmt).mappings()]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KillCommand:
+    """A kill command written to ``pilot_commands`` for a job held by a pilot."""
+
+    command_id: int
+    pilot_id: str
+    panda_id: int
+    reason: str
+
+
+def kill_jobs(
+    conn: Connection, ids: Sequence[int], *, who: str, reason: str, now: float
+) -> tuple[list[submission_pb2.KillResult], list[KillCommand]]:
+    """Cancel queued jobs, flag jobs on pilots and queue a kill command for each pilot.
+
+    Returns one result per requested id and the commands to push. ``NotFound`` (nothing
+    written) if any id is unknown.
+    """
+    rows = fetch_rows(conn, ids, lock=True)
+    require_all(rows, ids)
+    diag = f"killed by {who}" + (f": {reason}" if reason else "")
+    error = encode_errors(
+        [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
+    )
+    changes: list[Change] = []
+    commands: list[dict[str, Any]] = []
+    messages: dict[int, tuple[JobState, bool, str]] = {}
+    for pid in dict.fromkeys(ids):
+        row = rows[pid]
+        state = JobState(row["status"])
+        if state in FINAL_STATES:
+            messages[pid] = (state, False, f"already {state.value}")
+        elif state in QUEUED_STATES:
+            changes.append(
+                Change(
+                    panda_id=pid,
+                    from_status=state,
+                    epoch=row["lease_epoch"],
+                    to_status=JobState.CANCELLED,
+                    values={"errors": error, "end_time": now, "kill_requested": True, "kill_reason": diag},
+                    reason=diag,
+                    actor=who,
+                    attempt_nr=row["attempt_nr"],
+                )
+            )
+            messages[pid] = (JobState.CANCELLED, True, "cancelled")
+        else:
+            assert state in ON_PILOT_STATES
+            changes.append(
+                Change(
+                    panda_id=pid,
+                    from_status=state,
+                    epoch=row["lease_epoch"],
+                    to_status=state,
+                    values={"kill_requested": True, "kill_reason": diag},
+                    actor=who,
+                    attempt_nr=row["attempt_nr"],
+                )
+            )
+            commands.append({"pilot_id": row["pilot_id"], "panda_id": pid, "type": "kill", "reason": diag})
+            messages[pid] = (state, True, f"kill command sent to pilot {row['pilot_id']}")
+    applied = apply_changes(conn, changes, now=now)
+    if len(applied) != len(changes):
+        # Rows were locked (PostgreSQL) or the writer is single (SQLite): a miss is a bug, not a race.
+        raise FailedPrecondition("jobs changed while being killed; retry the call")
+    sent: list[KillCommand] = []
+    if commands:
+        result = conn.execute(
+            pilot_commands.insert().returning(pilot_commands.c.command_id, sort_by_parameter_order=True),
+            [{**c, "created": now, "delivered": False} for c in commands],
+        )
+        for cid, c in zip((r[0] for r in result), commands, strict=True):
+            sent.append(KillCommand(command_id=cid, pilot_id=c["pilot_id"], panda_id=c["panda_id"], reason=diag))
+    results = []
+    for pid in ids:
+        state, accepted, message = messages[pid]
+        results.append(
+            submission_pb2.KillResult(panda_id=pid, status=job_status(state), accepted=accepted, message=message)
+        )
+    return results, sent
+
+
+def retry_jobs(conn: Connection, ids: Sequence[int]) -> tuple[list[NewJob], list[str]]:
+    """Definitions (and owners) for resubmitting final failed/cancelled/closed jobs.
+
+    ``FailedPrecondition`` naming the id for a job in any other state; ``NotFound`` for unknown ids.
+    """
+    rows = fetch_rows(conn, ids)
+    require_all(rows, ids)
+    out: list[NewJob] = []
+    owners: list[str] = []
+    for i, pid in enumerate(ids):
+        row = rows[pid]
+        state = JobState(row["status"])
+        if state not in RETRYABLE_FINAL:
+            raise FailedPrecondition(
+                f"job {pid} is {state.value}; only failed, cancelled or closed jobs can be retried",
+                field=f"panda_ids[{i}]",
+            )
+        spec = job_pb2.Job.FromString(row["spec"])
+        spec.parent_panda_id = pid
+        for f in spec.files:
+            if f.type != job_pb2.FILE_TYPE_INPUT:
+                f.guid = str(uuid.uuid4())
+        out.append(
+            NewJob(spec=spec, brokerage_reason=f"{row['brokerage_reason']} (retry of {pid})", parent_panda_id=pid)
+        )
+        owners.append(row["owner"])
+    return out, owners
+
+
+def active_counts_by_site(conn: Connection) -> dict[str, dict[str, int]]:
+    """Non-final job counts per queue and state."""
+    stmt = (
+        select(jobs.c.computing_site, jobs.c.status, func.count())
+        .where(jobs.c.status.notin_([s.value for s in FINAL_STATES]))
+        .group_by(jobs.c.computing_site, jobs.c.status)
+    )
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for site, status, n in conn.execute(stmt):
+        out[site][status] = int(n)
+    return out

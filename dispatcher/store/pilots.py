@@ -1,0 +1,466 @@
+"""Storage for the pilot side: claims, heartbeats, final reports, commands, the pilots registry.
+
+Every function works on a batch (the hot path groups requests from many streams into one
+transaction) and returns per-item outcomes so the caller can answer each pilot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ailuro.v1 import job_pb2, pilot_pb2
+from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, job_status
+from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, should_retry
+from dispatcher.store.jobs import chunks, fetch_rows
+from dispatcher.store.schema import files, jobs, pilot_commands, pilots
+from dispatcher.store.transitions import Change, apply_changes
+
+AckResult = pilot_pb2.AckResult
+OK = pilot_pb2.ACK_RESULT_OK
+STALE = pilot_pb2.ACK_RESULT_STALE_EPOCH
+NOT_FOUND = pilot_pb2.ACK_RESULT_NOT_FOUND
+REJECTED = pilot_pb2.ACK_RESULT_REJECTED
+_ON_PILOT = [s.value for s in ON_PILOT_STATES]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PilotInfo:
+    """What the dispatcher knows about a pilot from its Hello."""
+
+    pilot_id: str
+    queue: str
+    node: str = ""
+    batch_id: str = ""
+    version: str = ""
+
+
+@dataclass(kw_only=True)
+class ClaimRequest:
+    """One pilot's request for ``n`` jobs; ``assignments`` is filled by :func:`claim_jobs`."""
+
+    pilot: PilotInfo
+    n: int
+    assignments: list[pilot_pb2.JobAssignment] = field(default_factory=list)
+
+
+def _insert_for(conn: Connection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+def register_pilot(conn: Connection, pilot: PilotInfo, *, dispatcher_id: str, connected: bool, now: float) -> None:
+    """Insert or refresh the pilot's row (connected to ``dispatcher_id`` when it holds a stream)."""
+    values = {
+        "queue": pilot.queue,
+        "node": pilot.node,
+        "batch_id": pilot.batch_id,
+        "version": pilot.version,
+        "dispatcher_id": dispatcher_id if connected else "",
+        "connected": connected,
+        "last_seen": now,
+    }
+    ins = _insert_for(conn)(pilots).values(pilot_id=pilot.pilot_id, first_seen=now, **values)
+    conn.execute(ins.on_conflict_do_update(index_elements=[pilots.c.pilot_id], set_=values))
+
+
+def disconnect_pilot(conn: Connection, pilot_id: str, *, dispatcher_id: str, now: float) -> None:
+    """Mark a pilot's stream closed (only if this dispatcher still owns it)."""
+    conn.execute(
+        update(pilots)
+        .where(pilots.c.pilot_id == pilot_id, pilots.c.dispatcher_id == dispatcher_id)
+        .values(connected=False, last_seen=now)
+    )
+
+
+def touch_pilots(conn: Connection, *, dispatcher_id: str, now: float) -> None:
+    """Refresh ``last_seen`` of every pilot streaming to this dispatcher (liveness of the process)."""
+    conn.execute(
+        update(pilots).where(pilots.c.dispatcher_id == dispatcher_id, pilots.c.connected).values(last_seen=now)
+    )
+
+
+def _share_order(cands: list[Any], running: Mapping[str, int], shares: Mapping[str, float], n: int) -> list[Any]:
+    """Pick ``n`` candidates: priority first, then the VO furthest below its share, then age."""
+    by_prio: dict[int, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for row in cands:  # already ordered by priority desc, panda_id asc
+        by_prio[row["current_priority"]][row["vo"]].append(row)
+    usage = dict(running)
+    picked: list[Any] = []
+    for prio in sorted(by_prio, reverse=True):
+        queues = {vo: list(reversed(rows)) for vo, rows in by_prio[prio].items()}
+        while queues and len(picked) < n:
+            vo = min(queues, key=lambda v: (usage.get(v, 0) / shares.get(v, 1.0), queues[v][-1]["panda_id"]))
+            picked.append(queues[vo].pop())
+            usage[vo] = usage.get(vo, 0) + 1
+            if not queues[vo]:
+                del queues[vo]
+        if len(picked) >= n:
+            break
+    return picked
+
+
+def running_by_vo(conn: Connection) -> dict[str, int]:
+    """Jobs held by pilots per VO (the usage side of fair share)."""
+    stmt = select(jobs.c.vo, func.count()).where(jobs.c.status.in_(_ON_PILOT)).group_by(jobs.c.vo)
+    return {vo: int(n) for vo, n in conn.execute(stmt)}
+
+
+def claim_jobs(
+    conn: Connection,
+    requests: Sequence[ClaimRequest],
+    *,
+    lease_s: float,
+    now: float,
+    running: Mapping[str, int],
+    shares: Mapping[str, float],
+) -> None:
+    """Hand activated jobs to the requesting pilots: one candidate query and one update per queue.
+
+    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
+    dispatchers claim disjoint jobs; on SQLite the single writer gives the same guarantee.
+    """
+    by_queue: dict[str, list[ClaimRequest]] = defaultdict(list)
+    for req in requests:
+        by_queue[req.pilot.queue].append(req)
+    for queue, reqs in by_queue.items():
+        wanted = sum(r.n for r in reqs)
+        window = max(4 * wanted, 50)
+        stmt = (
+            select(
+                jobs.c.panda_id,
+                jobs.c.vo,
+                jobs.c.current_priority,
+                jobs.c.lease_epoch,
+                jobs.c.attempt_nr,
+                jobs.c.owner,
+                jobs.c.creation_time,
+                jobs.c.brokerage_reason,
+                jobs.c.spec,
+            )
+            .where(jobs.c.computing_site == queue, jobs.c.status == JobState.ACTIVATED.value)
+            .order_by(jobs.c.current_priority.desc(), jobs.c.panda_id)
+            .limit(window)
+        )
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        cands = list(conn.execute(stmt).mappings())
+        picked = _share_order(cands, running, shares, wanted)
+        plan: list[tuple[ClaimRequest, Any]] = []
+        it = iter(picked)
+        for req in reqs:
+            for _ in range(req.n):
+                row = next(it, None)
+                if row is None:
+                    break
+                plan.append((req, row))
+        changes = [
+            Change(
+                panda_id=row["panda_id"],
+                from_status=JobState.ACTIVATED,
+                epoch=row["lease_epoch"],
+                to_status=JobState.SENT,
+                values={
+                    "lease_epoch": row["lease_epoch"] + 1,
+                    "pilot_id": req.pilot.pilot_id,
+                    "batch_id": req.pilot.batch_id,
+                    "node": req.pilot.node,
+                    "sent_time": now,
+                    "lease_expires": now + lease_s,
+                },
+                reason=f"sent to pilot {req.pilot.pilot_id}",
+                actor=f"pilot:{req.pilot.pilot_id}",
+                attempt_nr=row["attempt_nr"],
+                event_epoch=row["lease_epoch"] + 1,
+            )
+            for req, row in plan
+        ]
+        applied = apply_changes(conn, changes, now=now)
+        for req, row in plan:
+            if row["panda_id"] not in applied:
+                continue
+            job = job_pb2.Job.FromString(row["spec"])
+            job.panda_id = row["panda_id"]
+            job.status = job_status(JobState.SENT)
+            job.attempt_nr = row["attempt_nr"]
+            job.lease_epoch = row["lease_epoch"] + 1
+            job.owner = row["owner"]
+            job.brokerage_reason = row["brokerage_reason"]
+            job.pilot_id = req.pilot.pilot_id
+            job.batch_id = req.pilot.batch_id
+            job.node = req.pilot.node
+            job.creation_time.FromNanoseconds(int(row["creation_time"] * 1e9))
+            req.assignments.append(
+                pilot_pb2.JobAssignment(job=job, lease_epoch=row["lease_epoch"] + 1, lease_s=int(lease_s))
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeartbeatIn:
+    """A heartbeat to apply (the latest one per job after coalescing)."""
+
+    panda_id: int
+    epoch: int
+    status: JobState
+    metrics: job_pb2.JobMetrics
+    pilot_id: str
+
+
+def apply_heartbeats(
+    conn: Connection, beats: Sequence[HeartbeatIn], *, lease_s: float, now: float
+) -> list[tuple[AckResult, str]]:
+    """Renew leases, record reported progress; ``(AckResult, message)`` per heartbeat, in order.
+
+    Several heartbeats of one job in a batch are judged alike; the last valid one is written.
+    """
+    rows = fetch_rows(conn, [b.panda_id for b in beats], lock=True)
+    out: list[tuple[AckResult, str]] = []
+    changes: dict[int, Change] = {}
+    for b in beats:
+        row = rows.get(b.panda_id)
+        if row is None:
+            out.append((NOT_FOUND, f"no job {b.panda_id}"))
+            continue
+        state = JobState(row["status"])
+        if row["lease_epoch"] != b.epoch or state not in ON_PILOT_STATES:
+            out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
+            continue
+        values: dict[str, Any] = {
+            "lease_expires": now + lease_s,
+            "cpu_time_s": b.metrics.cpu_time_s,
+            "max_rss_kb": b.metrics.max_rss_kb,
+            "walltime_s": b.metrics.walltime_s,
+        }
+        target = state
+        message = ""
+        if b.status != state:
+            if is_allowed(state, b.status):
+                target = b.status
+                if b.status == JobState.RUNNING and row["start_time"] is None:
+                    values["start_time"] = now
+            else:
+                message = f"kept {state.value}: {b.status.value} would go backwards"
+        changes[b.panda_id] = Change(
+            panda_id=b.panda_id,
+            from_status=state,
+            epoch=b.epoch,
+            to_status=target,
+            values=values,
+            reason=f"reported by pilot {b.pilot_id}",
+            actor=f"pilot:{b.pilot_id}",
+            attempt_nr=row["attempt_nr"],
+        )
+        out.append((OK, message))
+    applied = apply_changes(conn, list(changes.values()), now=now)
+    for i, b in enumerate(beats):
+        if b.panda_id in changes and b.panda_id not in applied and out[i][0] == OK:
+            out[i] = (STALE, "the job changed concurrently")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalIn:
+    """A pilot's final report of one attempt."""
+
+    report: pilot_pb2.JobFinal
+    pilot_id: str
+
+
+def _final_change(row: Any, f: FinalIn, now: float) -> Change:
+    rep = f.report
+    state = JobState(row["status"])
+    reported = JobState.from_proto(rep.status)
+    actor = f"pilot:{f.pilot_id}"
+    attempt = row["attempt_nr"]
+    values: dict[str, Any] = {
+        "cpu_time_s": rep.metrics.cpu_time_s,
+        "max_rss_kb": rep.metrics.max_rss_kb,
+        "walltime_s": rep.metrics.walltime_s,
+        "exit_code": rep.metrics.exit_code,
+        "errors": encode_errors(rep.errors) if rep.errors else None,
+        "lease_expires": None,
+        "last_final_epoch": rep.lease_epoch,
+        "last_final_status": reported.value,
+    }
+    summary = "; ".join(f"{job_pb2.ErrorComponent.Name(e.component)} {e.code}: {e.diag}" for e in rep.errors)
+    kw = {
+        "panda_id": rep.panda_id,
+        "from_status": state,
+        "epoch": rep.lease_epoch,
+        "actor": actor,
+        "attempt_nr": attempt,
+    }
+    if reported == JobState.FINISHED:
+        values["end_time"] = now
+        events: list[tuple[JobState, JobState, str]]
+        if state in (JobState.HOLDING, JobState.TRANSFERRING):
+            events = [(state, JobState.FINISHED, "final report: finished")]
+        else:
+            events = [
+                (state, JobState.HOLDING, "payload done; registering outputs"),
+                (JobState.HOLDING, JobState.FINISHED, "final report: finished"),
+            ]
+        return Change(**kw, to_status=JobState.FINISHED, values=values, events=events)
+    if reported == JobState.CANCELLED or row["kill_requested"]:
+        values["end_time"] = now
+        why = row["kill_reason"] or "cancelled by the pilot"
+        return Change(**kw, to_status=JobState.CANCELLED, values=values, reason=f"final report: cancelled ({why})")
+    if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=rep.retryable):
+        values["attempt_nr"] = attempt + 1
+        values["sent_time"] = None
+        reason = f"attempt {attempt} failed ({summary or 'no error given'}); retrying as attempt {attempt + 1}"
+        return Change(**kw, to_status=JobState.ACTIVATED, values=values, reason=reason)
+    values["end_time"] = now
+    why = "not retryable" if not rep.retryable else f"attempt {attempt} of {row['max_attempt']}"
+    reason = f"final report: failed ({summary or 'no error given'}; {why})"
+    return Change(**kw, to_status=JobState.FAILED, values=values, reason=reason)
+
+
+def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> list[tuple[AckResult, str]]:
+    """Apply final reports; return ``(AckResult, message)`` per report, in order."""
+    rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
+    out: list[tuple[AckResult, str]] = []
+    changes: list[Change] = []
+    seen: dict[int, tuple[int, JobState]] = {}
+    for f in finals:
+        rep = f.report
+        row = rows.get(rep.panda_id)
+        if row is None:
+            out.append((NOT_FOUND, f"no job {rep.panda_id}"))
+            continue
+        reported = JobState.from_proto(rep.status)
+        if row["last_final_epoch"] == rep.lease_epoch and row["last_final_status"] == reported.value:
+            out.append((OK, "already recorded"))
+            continue
+        if rep.panda_id in seen:  # the same job twice in one batch: a replay, or a contradiction
+            same = seen[rep.panda_id] == (rep.lease_epoch, reported)
+            out.append((OK, "already recorded") if same else (STALE, "another final report came first"))
+            continue
+        state = JobState(row["status"])
+        if row["lease_epoch"] != rep.lease_epoch or state not in ON_PILOT_STATES:
+            out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
+            continue
+        seen[rep.panda_id] = (rep.lease_epoch, reported)
+        changes.append(_final_change(row, f, now))
+        out.append((OK, ""))
+    applied = apply_changes(conn, changes, now=now)
+    for ch in changes:
+        if ch.panda_id not in applied:
+            for i, f in enumerate(finals):
+                if f.report.panda_id == ch.panda_id and out[i][0] == OK:
+                    out[i] = (STALE, "the job changed concurrently")
+    _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
+    return out
+
+
+def _store_output_files(conn: Connection, reports: Sequence[pilot_pb2.JobFinal]) -> None:
+    reported = [(r.panda_id, f) for r in reports for f in r.files]
+    if not reported:
+        return
+    existing: set[tuple[int, str]] = set()
+    for part in chunks(sorted({pid for pid, _ in reported})):
+        stmt = select(files.c.panda_id, files.c.lfn).where(files.c.panda_id.in_(part))
+        existing |= {(pid, lfn) for pid, lfn in conn.execute(stmt)}
+    inserts, updates = [], []
+    for pid, f in reported:
+        row = {"size": f.size, "adler32": f.adler32.lower(), "pfn": f.pfn, "status": f.status or "transferred"}
+        if (pid, f.lfn) in existing:
+            updates.append({"b_pid": pid, "b_lfn": f.lfn, **row})
+        else:
+            inserts.append(
+                {
+                    "panda_id": pid,
+                    "lfn": f.lfn,
+                    "guid": f.guid,
+                    "type": FILE_TYPE_NAMES.get(f.type, "output"),
+                    "dataset": f.dataset,
+                    "scope": f.scope,
+                    "source_se": f.source_se,
+                    "destination_se": f.destination_se,
+                    **row,
+                }
+            )
+            existing.add((pid, f.lfn))
+    if updates:
+        upd = (
+            update(files)
+            .where(files.c.panda_id == bindparam("b_pid"), files.c.lfn == bindparam("b_lfn"))
+            .values(
+                size=bindparam("size"), adler32=bindparam("adler32"), pfn=bindparam("pfn"), status=bindparam("status")
+            )
+        )
+        conn.execute(upd, updates)
+    if inserts:
+        conn.execute(files.insert(), inserts)
+
+
+def resume_held(
+    conn: Connection, pilot: PilotInfo, held: Sequence[pilot_pb2.HeldJob], *, lease_s: float, now: float
+) -> dict[int, tuple[AckResult, str, bool]]:
+    """Renew the leases of jobs a reconnecting pilot still runs: ``{panda_id: (AckResult, message, kill)}``."""
+    rows = fetch_rows(conn, [h.panda_id for h in held], lock=True)
+    out: dict[int, tuple[AckResult, str, bool]] = {}
+    changes = []
+    for h in held:
+        row = rows.get(h.panda_id)
+        if row is None:
+            out[h.panda_id] = (NOT_FOUND, f"no job {h.panda_id}", False)
+            continue
+        state = JobState(row["status"])
+        if row["lease_epoch"] != h.lease_epoch or state not in ON_PILOT_STATES or row["pilot_id"] != pilot.pilot_id:
+            out[h.panda_id] = (STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}", False)
+            continue
+        changes.append(
+            Change(
+                panda_id=h.panda_id,
+                from_status=state,
+                epoch=h.lease_epoch,
+                to_status=state,
+                values={"lease_expires": now + lease_s},
+                attempt_nr=row["attempt_nr"],
+            )
+        )
+        out[h.panda_id] = (OK, "lease resumed", bool(row["kill_requested"]))
+    applied = apply_changes(conn, changes, now=now)
+    for ch in changes:
+        if ch.panda_id not in applied:
+            out[ch.panda_id] = (STALE, "the job changed concurrently", False)
+    return out
+
+
+def has_pending_commands(conn: Connection, *, dispatcher_id: str) -> bool:
+    """Whether any undelivered command targets a pilot streaming to ``dispatcher_id`` (a cheap read)."""
+    c = pilot_commands
+    local = select(pilots.c.pilot_id).where(pilots.c.dispatcher_id == dispatcher_id, pilots.c.connected)
+    stmt = select(c.c.command_id).where(c.c.delivered.is_(False), c.c.pilot_id.in_(local)).limit(1)
+    return conn.execute(stmt).first() is not None
+
+
+def take_commands(
+    conn: Connection, *, dispatcher_id: str | None = None, pilot_id: str | None = None, command_ids: Sequence[int] = ()
+) -> list[Any]:
+    """Mark pending commands delivered and return them (each is returned to exactly one caller).
+
+    Selects by explicit ids, by one pilot, or every pilot streaming to ``dispatcher_id``.
+    """
+    c = pilot_commands
+    cond: list[Any] = [c.c.delivered.is_(False)]
+    if command_ids:
+        cond.append(c.c.command_id.in_(list(command_ids)))
+    elif pilot_id is not None:
+        cond.append(c.c.pilot_id == pilot_id)
+    else:
+        local = select(pilots.c.pilot_id).where(pilots.c.dispatcher_id == dispatcher_id, pilots.c.connected)
+        cond.append(c.c.pilot_id.in_(local))
+    stmt = (
+        update(c)
+        .where(and_(*cond))
+        .values(delivered=True)
+        .returning(c.c.command_id, c.c.pilot_id, c.c.panda_id, c.c.type, c.c.reason)
+    )
+    return list(conn.execute(stmt).mappings())

@@ -1,0 +1,110 @@
+"""Bulk conditional state transitions: the one place that writes ``jobs.status``.
+
+Each :class:`Change` is applied by an UPDATE whose WHERE clause repeats the state and lease
+epoch the caller read, so a concurrent writer (another dispatcher, the watchdog, a stale pilot)
+makes the update miss instead of overwriting. Many changes go in one statement
+(``WITH v(...) AS (VALUES ...) UPDATE jobs ... FROM v ... RETURNING``, valid on SQLite >= 3.35
+and PostgreSQL), and the events of the applied ones are appended in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from dispatcher.states import JobState, check_transition
+from dispatcher.store.schema import job_events, jobs
+
+_CHUNK_ROWS = 400  # keeps bind parameters per statement well under SQLite's and PostgreSQL's limits
+
+
+@dataclass(kw_only=True)
+class Change:
+    """One job's update: expected ``(status, lease_epoch)``, the new state, other columns to set.
+
+    ``events`` lists the transitions to record as ``(from, to, reason)``; by default the one
+    ``from_status -> to_status`` transition with ``reason``, none when the state is unchanged.
+    """
+
+    panda_id: int
+    from_status: JobState
+    epoch: int
+    to_status: JobState
+    values: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    actor: str = ""
+    attempt_nr: int = 1
+    event_epoch: int | None = None
+    events: list[tuple[JobState, JobState, str]] | None = None
+
+    def transitions(self) -> list[tuple[JobState, JobState, str]]:
+        """The transitions this change records in ``job_events``."""
+        if self.events is not None:
+            return self.events
+        if self.from_status == self.to_status:
+            return []
+        return [(self.from_status, self.to_status, self.reason)]
+
+
+def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) -> set[int]:
+    """Apply ``changes`` conditionally; return the panda_ids that matched (and got their events)."""
+    for ch in changes:
+        for src, dst, _ in ch.transitions():
+            check_transition(ch.panda_id, src, dst)
+    groups: dict[tuple[str, ...], list[Change]] = defaultdict(list)
+    for ch in changes:
+        groups[tuple(sorted(ch.values))].append(ch)
+    applied: set[int] = set()
+    for cols, group in groups.items():
+        for start in range(0, len(group), _CHUNK_ROWS):
+            applied |= _update_chunk(conn, cols, group[start : start + _CHUNK_ROWS], now)
+    events = [
+        {
+            "panda_id": ch.panda_id,
+            "time": now,
+            "from_status": src.value,
+            "to_status": dst.value,
+            "actor": ch.actor[:255],
+            "reason": reason,
+            "attempt_nr": ch.attempt_nr,
+            "lease_epoch": ch.epoch if ch.event_epoch is None else ch.event_epoch,
+        }
+        for ch in changes
+        if ch.panda_id in applied
+        for src, dst, reason in ch.transitions()
+    ]
+    if events:
+        conn.execute(job_events.insert(), events)
+    return applied
+
+
+def _update_chunk(conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float) -> set[int]:
+    dialect = conn.dialect
+    types = {c: jobs.c[c].type.compile(dialect=dialect) for c in cols}
+    idt = jobs.c.panda_id.type.compile(dialect=dialect)
+    params: dict[str, Any] = {"now": now}
+    rows = []
+    for i, ch in enumerate(chunk):
+        params[f"i{i}"] = ch.panda_id
+        params[f"s{i}"] = ch.from_status.value
+        params[f"e{i}"] = ch.epoch
+        params[f"t{i}"] = ch.to_status.value
+        cells = [f"CAST(:i{i} AS {idt})", f"CAST(:s{i} AS VARCHAR(16))", f"CAST(:e{i} AS BIGINT)"]
+        cells.append(f"CAST(:t{i} AS VARCHAR(16))")
+        for k, c in enumerate(cols):
+            params[f"c{k}_{i}"] = ch.values[c]
+            cells.append(f"CAST(:c{k}_{i} AS {types[c]})")
+        rows.append("(" + ", ".join(cells) + ")")
+    names = ["v_id", "v_from", "v_epoch", "v_to", *[f"v_c{k}" for k in range(len(cols))]]
+    sets = ["status = v.v_to", "modification_time = :now", *[f"{c} = v.v_c{k}" for k, c in enumerate(cols)]]
+    sql = (
+        f"WITH v({', '.join(names)}) AS (VALUES {', '.join(rows)}) "
+        f"UPDATE jobs SET {', '.join(sets)} FROM v "
+        "WHERE jobs.panda_id = v.v_id AND jobs.status = v.v_from AND jobs.lease_epoch = v.v_epoch "
+        "RETURNING panda_id"
+    )
+    return {r[0] for r in conn.execute(text(sql), params)}

@@ -1,0 +1,110 @@
+"""Watchdog storage: requeue jobs that never started, fail attempts whose lease expired.
+
+Candidates are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several dispatcher
+processes can run their watchdogs at once without handling a job twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from ailuro import errorcodes
+from ailuro.v1 import job_pb2
+from dispatcher.convert import encode_errors
+from dispatcher.states import JobState, should_retry
+from dispatcher.store.schema import jobs, pilot_commands
+from dispatcher.store.transitions import Change, apply_changes
+
+ACTOR = "watchdog"
+_LEASED = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.HOLDING, JobState.TRANSFERRING)]
+
+
+def _candidates(conn: Connection, cond: Any, limit: int) -> list[Any]:
+    stmt = select(jobs).where(cond).order_by(jobs.c.panda_id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.execute(stmt).mappings())
+
+
+def _error(code: int, diag: str) -> bytes:
+    return encode_errors([job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=code, diag=diag)])
+
+
+def _killed(row: Any, now: float, why: str) -> Change:
+    return Change(
+        panda_id=row["panda_id"],
+        from_status=JobState(row["status"]),
+        epoch=row["lease_epoch"],
+        to_status=JobState.CANCELLED,
+        values={
+            "end_time": now,
+            "lease_expires": None,
+            "errors": _error(errorcodes.KILLED_BY_USER, row["kill_reason"]),
+        },
+        reason=f"{why} after a kill request ({row['kill_reason']})",
+        actor=ACTOR,
+        attempt_nr=row["attempt_nr"],
+    )
+
+
+def requeue_unstarted(conn: Connection, *, sent_timeout_s: float, now: float, limit: int) -> int:
+    """``sent`` jobs whose pilot did not report ``starting`` in time go back to ``activated``."""
+    rows = _candidates(conn, (jobs.c.status == JobState.SENT.value) & (jobs.c.sent_time < now - sent_timeout_s), limit)
+    changes = []
+    for row in rows:
+        if row["kill_requested"]:
+            changes.append(_killed(row, now, "never started"))
+            continue
+        diag = f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s"
+        changes.append(
+            Change(
+                panda_id=row["panda_id"],
+                from_status=JobState.SENT,
+                epoch=row["lease_epoch"],
+                to_status=JobState.ACTIVATED,
+                values={"sent_time": None, "lease_expires": None, "errors": _error(errorcodes.NOT_STARTED, diag)},
+                reason=f"requeued: {diag} (error {errorcodes.NOT_STARTED})",
+                actor=ACTOR,
+                attempt_nr=row["attempt_nr"],
+            )
+        )
+    return len(apply_changes(conn, changes, now=now))
+
+
+def expire_leases(conn: Connection, *, now: float, limit: int) -> int:
+    """Attempts whose lease lapsed fail with a lost-heartbeat error, then follow the retry rules."""
+    rows = _candidates(conn, jobs.c.status.in_(_LEASED) & (jobs.c.lease_expires < now), limit)
+    changes = []
+    for row in rows:
+        if row["kill_requested"]:
+            changes.append(_killed(row, now, "lease expired"))
+            continue
+        attempt = row["attempt_nr"]
+        diag = f"lost heartbeat: pilot {row['pilot_id']} stopped reporting"
+        base: dict[str, Any] = {
+            "panda_id": row["panda_id"],
+            "from_status": JobState(row["status"]),
+            "epoch": row["lease_epoch"],
+            "actor": ACTOR,
+            "attempt_nr": attempt,
+        }
+        values: dict[str, Any] = {"lease_expires": None, "errors": _error(errorcodes.LOST_HEARTBEAT, diag)}
+        if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=True):
+            values.update(attempt_nr=attempt + 1, sent_time=None)
+            reason = (
+                f"attempt {attempt} failed ({diag}, error {errorcodes.LOST_HEARTBEAT}); "
+                f"retrying as attempt {attempt + 1}"
+            )
+            changes.append(Change(**base, to_status=JobState.ACTIVATED, values=values, reason=reason))
+        else:
+            values["end_time"] = now
+            reason = f"failed: {diag} (error {errorcodes.LOST_HEARTBEAT}); attempt {attempt} of {row['max_attempt']}"
+            changes.append(Change(**base, to_status=JobState.FAILED, values=values, reason=reason))
+    return len(apply_changes(conn, changes, now=now))
+
+
+def purge_commands(conn: Connection, *, before: float) -> int:
+    """Delete pilot commands issued before ``before`` (their jobs' leases are long decided)."""
+    return conn.execute(delete(pilot_commands).where(pilot_commands.c.created < before)).rowcount or 0
