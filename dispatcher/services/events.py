@@ -99,6 +99,10 @@ class EventTail:
         watcher = _Watcher(req)
         self._watchers.add(watcher)
         try:
+            # The shared tail may lag behind the table (it only moves every command_poll_s), so a new
+            # watcher would otherwise be handed events from before it subscribed: drop everything at or
+            # below the point the caller asked to start from.
+            floor = req.after_event_id or await self.rt.db_call(self._newest)
             replayed: set[int] = set()
             if req.after_event_id:
                 upto = self._last_id
@@ -115,7 +119,7 @@ class EventTail:
                 item = await watcher.queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                if item.event_id not in replayed:
+                if item.event_id > floor and item.event_id not in replayed:
                     yield item
         finally:
             self._watchers.discard(watcher)

@@ -97,6 +97,30 @@ def test_watch_replays_history_after_an_event_id(dispatcher: RunningDispatcher) 
             w.close()
 
 
+def test_watch_never_delivers_events_from_before_its_start(make_dispatcher: Callable[..., RunningDispatcher]) -> None:
+    # a slow tail (2 s) lags behind the table: a new watcher must still not see older events
+    d = make_dispatcher(command_poll_s=2.0)
+    with grpc.insecure_channel(d.address) as ch:
+        sub = submission_pb2_grpc.SubmissionServiceStub(ch)
+        time.sleep(2.5)  # let the idle tail move its start point once, before the events below
+        (a,) = sub.SubmitJobs(S.SubmitJobsRequest(jobs=[J.Job(transformation="t")])).panda_ids
+        sub.KillJobs(S.KillJobsRequest(panda_ids=[a]))
+        defined, activated, cancelled = sub.GetJobEvents(S.GetJobEventsRequest(panda_id=a)).events
+        replay = Watch(d.address, S.WatchJobsRequest(panda_ids=[a], after_event_id=activated.event_id))
+        live = Watch(d.address, S.WatchJobsRequest(panda_ids=[a]))
+        try:
+            (first,) = replay.take(1)
+            assert first.event_id == cancelled.event_id
+            (b,) = sub.SubmitJobs(S.SubmitJobsRequest(jobs=[J.Job(transformation="t")])).panda_ids
+            sub.KillJobs(S.KillJobsRequest(panda_ids=[a, b]))  # a is final: no new event for it
+            time.sleep(4.5)  # two tail periods: anything old would have arrived by now
+            assert replay.events.empty()
+            assert live.events.empty()
+        finally:
+            replay.close()
+            live.close()
+
+
 def test_watch_bad_input(dispatcher: RunningDispatcher) -> None:
     with grpc.insecure_channel(dispatcher.address) as ch:
         sub = submission_pb2_grpc.SubmissionServiceStub(ch)
