@@ -76,7 +76,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 kind = msg.WhichOneof("msg")
                 if kind == "job_request":
                     validation.validate_job_request_n(msg.job_request.n, "job_request.n")
-                    spawn(self._serve_request(stream, msg.job_request.n))
+                    spawn(self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s))
                 elif kind == "heartbeats":
                     rejected = []
                     for hb in msg.heartbeats.heartbeats:
@@ -109,9 +109,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 t.cancel()
             stream.fail(exc)
 
-    async def _serve_request(self, stream: PilotStream, n: int) -> None:
+    async def _serve_request(self, stream: PilotStream, n: int, walltime_left_s: int) -> None:
         try:
-            assignments = await self.hub.request_jobs(stream.pilot, n)
+            assignments = await self.hub.request_jobs(stream.pilot, n, walltime_left_s=walltime_left_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -148,7 +148,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 pstore.register_pilot(conn, info, dispatcher_id=rt.dispatcher_id, connected=False, now=rt.now())
 
         await rt.db_call(register)
-        assignments = await self.hub.request_jobs(info, request.n)
+        assignments = await self.hub.request_jobs(info, request.n, walltime_left_s=h.walltime_left_s)
         retry = 0.0 if assignments else rt.config.no_job_retry_s
         return pilot_pb2.GetJobResponse(assignments=assignments, retry_after_s=retry)
 

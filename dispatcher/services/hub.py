@@ -167,11 +167,16 @@ class PilotHub:
 
     # --- claims -----------------------------------------------------------------------------
 
-    async def request_jobs(self, pilot: pstore.PilotInfo, n: int) -> list[pilot_pb2.JobAssignment]:
-        """Up to ``n`` assignments for ``pilot`` (claimed together with other pilots' requests)."""
+    async def request_jobs(
+        self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0
+    ) -> list[pilot_pb2.JobAssignment]:
+        """Up to ``n`` assignments for ``pilot`` (claimed together with other pilots' requests).
+
+        ``walltime_left_s`` > 0 keeps jobs whose ``max_walltime_s`` would not fit away from the pilot.
+        """
         if pilot.queue not in self._enabled:
             return []
-        return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n))
+        return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s))
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
         cfg = self.rt.config

@@ -47,6 +47,8 @@ class ClaimRequest:
 
     pilot: PilotInfo
     n: int
+    walltime_left_s: int = 0
+    """The pilot's remaining walltime (0: unknown/unlimited); longer jobs are not handed to it."""
     assignments: list[pilot_pb2.JobAssignment] = field(default_factory=list)
 
 
@@ -141,6 +143,7 @@ def claim_jobs(
                 jobs.c.owner,
                 jobs.c.creation_time,
                 jobs.c.brokerage_reason,
+                jobs.c.max_walltime_s,
                 jobs.c.spec,
             )
             .where(jobs.c.computing_site == queue, jobs.c.status == JobState.ACTIVATED.value)
@@ -150,15 +153,18 @@ def claim_jobs(
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         cands = list(conn.execute(stmt).mappings())
-        picked = _share_order(cands, running, shares, wanted)
+        picked = _share_order(cands, running, shares, len(cands))
         plan: list[tuple[ClaimRequest, Any]] = []
-        it = iter(picked)
+        taken: set[int] = set()
         for req in reqs:
-            for _ in range(req.n):
-                row = next(it, None)
-                if row is None:
-                    break
-                plan.append((req, row))
+            fits = [
+                row
+                for row in picked
+                if row["panda_id"] not in taken
+                and not (req.walltime_left_s and row["max_walltime_s"] > req.walltime_left_s)
+            ][: req.n]
+            taken.update(row["panda_id"] for row in fits)
+            plan += [(req, row) for row in fits]
         changes = [
             Change(
                 panda_id=row["panda_id"],

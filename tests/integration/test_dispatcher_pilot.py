@@ -302,3 +302,26 @@ def test_each_job_is_assigned_once_across_many_streams(
     assert sorted(seen) == sorted(ids)
     time.sleep(0.1)
     assert sub.ListJobs(S.ListJobsRequest(statuses=[J.JOB_STATUS_SENT])).total == 60
+
+
+def test_a_job_longer_than_the_pilot_walltime_is_not_handed_to_it(
+    dispatcher: RunningDispatcher, sub: Any, raw_pilot: Callable[..., Any]
+) -> None:
+    (long_job,) = submit(sub, max_walltime_s=3600, current_priority=10)
+    (short_job,) = submit(sub, max_walltime_s=30)
+    p = raw_pilot(dispatcher.address, pilot_id="p-short")
+    p.send(P.PilotMessage(job_request=P.JobRequest(n=2, walltime_left_s=60)))
+    assert p.expect("assignment").job.panda_id == short_job  # the higher-priority long job was passed over
+    assert status_of(sub, long_job) == J.JOB_STATUS_ACTIVATED
+    p.send(P.PilotMessage(job_request=P.JobRequest(n=1, walltime_left_s=60)))
+    p.expect("no_job")
+    p.send(P.PilotMessage(job_request=P.JobRequest(n=1)))  # 0 = unlimited
+    assert p.expect("assignment").job.panda_id == long_job
+    # unary GetJob honours Hello.walltime_left_s the same way
+    (another_long,) = submit(sub, max_walltime_s=3600)
+    with grpc.insecure_channel(dispatcher.address) as ch:
+        stub = pilot_pb2_grpc.PilotServiceStub(ch)
+        hello = P.Hello(pilot_id="p-unary-short", queue="LOCAL", walltime_left_s=100)
+        assert not stub.GetJob(P.GetJobRequest(pilot=hello, n=1)).assignments
+        hello.walltime_left_s = 7200
+        assert [a.job.panda_id for a in stub.GetJob(P.GetJobRequest(pilot=hello, n=1)).assignments] == [another_long]
