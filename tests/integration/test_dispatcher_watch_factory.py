@@ -105,7 +105,7 @@ def test_watch_never_delivers_events_from_before_its_start(make_dispatcher: Call
         time.sleep(2.5)  # let the idle tail move its start point once, before the events below
         (a,) = sub.SubmitJobs(S.SubmitJobsRequest(jobs=[J.Job(transformation="t")])).panda_ids
         sub.KillJobs(S.KillJobsRequest(panda_ids=[a]))
-        defined, activated, cancelled = sub.GetJobEvents(S.GetJobEventsRequest(panda_id=a)).events
+        _defined, activated, cancelled = sub.GetJobEvents(S.GetJobEventsRequest(panda_id=a)).events
         replay = Watch(d.address, S.WatchJobsRequest(panda_ids=[a], after_event_id=activated.event_id))
         live = Watch(d.address, S.WatchJobsRequest(panda_ids=[a]))
         try:
