@@ -298,6 +298,25 @@ class Client:
         request = submission_pb2.GetJobEventsRequest(panda_id=panda_id)
         return list(self._call(self._stub.GetJobEvents, request, idempotent=True).events)
 
+    def job_log(self, panda_id: int, *, member: str = "") -> tuple[bytes, submission_pb2.JobLogChunk]:
+        """A job's log tarball (``member=""``) or one file inside it (``"payload.stdout"``, ...).
+
+        Returns the content and the first chunk, whose ``lfn``, ``pfn`` and ``members`` describe the
+        tarball. The server checks the tarball's adler32 against the catalog before sending it.
+        """
+        request = submission_pb2.GetJobLogRequest(panda_id=panda_id, member=member)
+        attempt = 0
+        while True:
+            try:
+                chunks = list(self._stub.GetJobLog(request, timeout=self.timeout, metadata=self._metadata))
+                return b"".join(c.data for c in chunks), chunks[0]
+            except grpc.RpcError as err:
+                if err.code() in _RETRY_IDEMPOTENT and attempt < self.retries:
+                    self._sleep_before_retry(attempt)
+                    attempt += 1
+                    continue
+                raise from_rpc_error(err) from None
+
     def queues(self) -> list[submission_pb2.QueueInfo]:
         """The configured queues (sites) with their load."""
         return list(self._call(self._stub.ListQueues, submission_pb2.ListQueuesRequest(), idempotent=True).queues)

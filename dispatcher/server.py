@@ -26,6 +26,7 @@ from dispatcher.config import DispatcherConfig
 from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
+from dispatcher.services.logs import JobLogService
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import SubmissionService
 from dispatcher.services.watchdog import Watchdog
@@ -60,7 +61,7 @@ async def _start(config: DispatcherConfig) -> _Started:
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
-        SubmissionServicer(SubmissionService(runtime), hub, events), server
+        SubmissionServicer(SubmissionService(runtime), hub, events, JobLogService(runtime)), server
     )
     pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)

@@ -1,4 +1,4 @@
-"""``ailuro jobs`` (an squeue-like listing) and ``ailuro job show|events|why|kill|retry|watch``."""
+"""``ailuro jobs`` (an squeue-like listing) and ``ailuro job show|events|why|log|kill|retry|watch``."""
 
 from __future__ import annotations
 
@@ -246,6 +246,29 @@ def events(
         print_json([message_to_dict(e) for e in history])
         return
     console.print(_events_table(history))
+
+
+@job_app.command("log")
+def log(
+    ctx: typer.Context,
+    panda_id: int = typer.Argument(..., help="The job's panda id."),
+    stderr: bool = typer.Option(False, "--stderr", help="Show the payload's stderr instead of its stdout."),
+    pilot: bool = typer.Option(False, "--pilot", help="Show the pilot's log for this job."),
+    member: str = typer.Option("", "--member", help="Show this file from the log tarball (by base name)."),
+    output: str = typer.Option("", "--output", "-o", help="Save the whole log tarball to this path."),
+) -> None:
+    """The job's log: payload stdout by default, or stderr / the pilot log / the whole tarball (-o)."""
+    if sum(bool(x) for x in (stderr, pilot, member, output)) > 1:
+        raise fail("use only one of --stderr, --pilot, --member, --output", code=EXIT_USAGE)
+    wanted = "" if output else member or ("payload.stderr" if stderr else "pilot.log" if pilot else "payload.stdout")
+    with reported_errors(), make_client(ctx) as client:
+        data, head = client.job_log(panda_id, member=wanted)
+    if output:
+        with open(output, "wb") as f:
+            f.write(data)
+        console.print(f"saved {head.lfn} ({head.size} bytes, from {head.pfn}) to {output}", markup=False)
+        return
+    typer.echo(data.decode("utf-8", errors="replace"), nl=False)
 
 
 @job_app.command("kill")

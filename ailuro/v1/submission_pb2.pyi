@@ -187,3 +187,25 @@ class ListQueuesResponse(_message.Message):
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[QueueInfo]
     def __init__(self, queues: _Optional[_Iterable[_Union[QueueInfo, _Mapping]]] = ...) -> None: ...
+
+class GetJobLogRequest(_message.Message):
+    __slots__ = ("panda_id", "member")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    member: str
+    def __init__(self, panda_id: _Optional[int] = ..., member: _Optional[str] = ...) -> None: ...
+
+class JobLogChunk(_message.Message):
+    __slots__ = ("data", "lfn", "pfn", "size", "members")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LFN_FIELD_NUMBER: _ClassVar[int]
+    PFN_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    lfn: str
+    pfn: str
+    size: int
+    members: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, data: _Optional[bytes] = ..., lfn: _Optional[str] = ..., pfn: _Optional[str] = ..., size: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...

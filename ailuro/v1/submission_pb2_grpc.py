@@ -76,6 +76,11 @@ class SubmissionServiceStub:
                 request_serializer=ailuro_dot_v1_dot_submission__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=ailuro_dot_v1_dot_submission__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.GetJobLog = channel.unary_stream(
+                '/ailuro.v1.SubmissionService/GetJobLog',
+                request_serializer=ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_submission__pb2.JobLogChunk.FromString,
+                _registered_method=True)
 
 
 class SubmissionServiceServicer:
@@ -138,6 +143,14 @@ class SubmissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJobLog(self, request, context):
+        """A job's log tarball (<job_name>.job.log.tgz), or one file inside it, in chunks. The tarball's
+        adler32 is verified against the catalog before anything is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SubmissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +193,11 @@ def add_SubmissionServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=ailuro_dot_v1_dot_submission__pb2.ListQueuesRequest.FromString,
                     response_serializer=ailuro_dot_v1_dot_submission__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'GetJobLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetJobLog,
+                    request_deserializer=ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_submission__pb2.JobLogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +417,33 @@ class SubmissionService:
             '/ailuro.v1.SubmissionService/ListQueues',
             ailuro_dot_v1_dot_submission__pb2.ListQueuesRequest.SerializeToString,
             ailuro_dot_v1_dot_submission__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJobLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ailuro.v1.SubmissionService/GetJobLog',
+            ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.SerializeToString,
+            ailuro_dot_v1_dot_submission__pb2.JobLogChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,16 +10,18 @@ from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from dispatcher.api.errors import identity_of, streaming, unary
 from dispatcher.services.events import EventTail
 from dispatcher.services.hub import PilotHub
+from dispatcher.services.logs import JobLogService
 from dispatcher.services.submission import SubmissionService
 
 
 class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
     """Thin adapter over :class:`SubmissionService`."""
 
-    def __init__(self, service: SubmissionService, hub: PilotHub, events: EventTail) -> None:
+    def __init__(self, service: SubmissionService, hub: PilotHub, events: EventTail, logs: JobLogService) -> None:
         self.service = service
         self.hub = hub
         self.events = events
+        self.logs = logs
 
     @unary
     async def SubmitJobs(
@@ -73,3 +75,10 @@ class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
         self, request: submission_pb2.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> submission_pb2.ListQueuesResponse:
         return submission_pb2.ListQueuesResponse(queues=await self.service.list_queues(identity_of(context)))
+
+    @streaming
+    async def GetJobLog(
+        self, request: submission_pb2.GetJobLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[submission_pb2.JobLogChunk]:
+        for chunk in await self.logs.chunks(request, identity_of(context)):
+            yield chunk
