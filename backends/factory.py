@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +170,11 @@ class FactoryConfig:
     """Longest backoff delay."""
     metadata: tuple[tuple[str, str], ...] = ()
     """gRPC metadata sent with every call (e.g. an authorization token)."""
+    pilot_bundle_url: str = ""
+    """Base URL of the dispatcher's pilot bundle server (``http://host:port``): when set, wrappers
+    download the pilot from it and check its version and sha256, instead of using ``pilot_command``."""
+    pilot_python: str = "python3"
+    """Python that runs a downloaded pilot bundle on the worker node."""
 
 
 @dataclass(kw_only=True)
@@ -296,9 +302,10 @@ class Factory:
         report.backoff_s = self.backoff.blocked_for(queue.name)
         if n == 0 or report.backoff_s > 0:
             return
-        spec = self._spec(queue)
         try:
-            # constructing the backend belongs here: a queue whose backend cannot even start is backed off too
+            # constructing the backend (and fetching the bundle's checksum) belongs here: a queue
+            # whose backend cannot even start is backed off too
+            spec = self._spec(queue)
             submitted = self.backend_for(queue).submit(n, spec)
         except Exception as exc:
             delay = self.backoff.failed(queue.name)
@@ -321,6 +328,9 @@ class Factory:
     # --- pieces ----------------------------------------------------------------------------
 
     def _spec(self, queue: QueueConfig) -> PilotSpec:
+        environment = dict(self.config.pilot_environment)
+        if self.config.pilot_bundle_url:
+            environment.update(bundle_environment(self.config.pilot_bundle_url, python=self.config.pilot_python))
         return PilotSpec(
             server=self.config.server,
             queue=queue.name,
@@ -330,7 +340,7 @@ class Factory:
             idle_timeout_s=float(queue.factory.idle_timeout_s),
             pilot_command=self.config.pilot_command,
             pilot_args=self.config.pilot_args,
-            environment=dict(self.config.pilot_environment),
+            environment=environment,
         )
 
     def _register(self, queue: QueueConfig, submitted: Sequence[SubmittedWorker]) -> None:
@@ -469,6 +479,25 @@ class Factory:
             for key in ("last_submission_time", "last_submission_count", "last_error", "last_error_time"):
                 if key in saved:
                     setattr(report, key, saved[key])
+
+
+def bundle_environment(base_url: str, *, python: str = "python3", timeout: float = 10.0) -> dict[str, str]:
+    """The wrapper's bundle settings: ``bundle.json`` from ``base_url`` says what to expect.
+
+    Asked at every submission, so pilots always get the bundle the dispatcher serves now; the
+    wrapper refuses a download whose sha256 or version differs.
+    """
+    from backends.wrapper import BUNDLE_PYTHON_ENV, BUNDLE_SHA256_ENV, BUNDLE_URL_ENV, BUNDLE_VERSION_ENV
+
+    base = base_url.rstrip("/")
+    with urllib.request.urlopen(f"{base}/pilot/bundle.json", timeout=timeout) as resp:
+        info = json.loads(resp.read())
+    return {
+        BUNDLE_URL_ENV: f"{base}{info.get('url_path', '/pilot/bundle.pyz')}",
+        BUNDLE_SHA256_ENV: str(info["sha256"]),
+        BUNDLE_VERSION_ENV: str(info["version"]),
+        BUNDLE_PYTHON_ENV: python,
+    }
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,8 +16,11 @@ from backends.base import BatchBackend
 
 BACKEND_CLASSES: dict[str, str] = {
     "local": "backends.local:LocalBackend",
+    "slurm": "backends.slurm:SlurmBackend",
+    "htcondor": "backends.htcondor:HTCondorBackend",
+    "lsf": "backends.lsf:LSFBackend",
 }
-"""name -> "module:Class". Later backends (slurm, htcondor, lsf) add one line each."""
+"""name -> "module:Class", one line per backend."""
 
 
 def backend_class(name: str) -> type[BatchBackend]:

@@ -24,6 +24,8 @@ class QueueStatus:
     """One row of ``ailuro factory status``."""
 
     queue: str
+    backend: str = ""
+    """Backend(s) of the queue's workers, as recorded by the factories (comma-separated)."""
     activated_jobs: int = 0
     running_jobs: int = 0
     connected_pilots: int = 0
@@ -77,6 +79,7 @@ def collect_status(
             metadata=tuple(metadata),
         ).workers
         if listed:
+            row.backend = ",".join(sorted({w.backend for w in listed if w.backend}))
             row.last_submission = max(w.submit_time.ToNanoseconds() / 1e9 for w in listed)
             bad = [
                 w

@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queues", default=None, help="queue TOML file (default: one LOCAL queue)")
     p.add_argument("--port-file", default=None, help="write the bound port to this file")
     p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
+    p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = DispatcherConfig(
-            db_url=args.db, host=args.host, port=args.port, queues=load_queues(args.queues), lease_s=args.lease
+            db_url=args.db,
+            host=args.host,
+            port=args.port,
+            queues=load_queues(args.queues),
+            lease_s=args.lease,
+            bundle_port=args.bundle_port,
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)

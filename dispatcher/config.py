@@ -51,5 +51,9 @@ class DispatcherConfig:
     """Pilot commands (delivered or not) are deleted this long after they were issued."""
     db_threads: int = 8
     """Worker threads doing database work, so the event loop never blocks on the database."""
+    bundle_port: int | None = None
+    """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
+    ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the
+    pilot; ``None``: off, 0: an ephemeral port."""
     grace_s: float = 2.0
     """On stop, open calls get this long to finish."""

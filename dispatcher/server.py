@@ -47,6 +47,7 @@ class _Started:
     port: int
     shutdown: Callable[[], Awaitable[None]]
     runtime: Runtime
+    bundle_port: int = 0
 
 
 async def _start(config: DispatcherConfig) -> _Started:
@@ -82,7 +83,16 @@ async def _start(config: DispatcherConfig) -> _Started:
         db.engine.url.render_as_string(hide_password=True),
     )
 
+    bundle_server, bundle_port = None, 0
+    if config.bundle_port is not None:
+        from dispatcher.bundle import start_bundle_server
+
+        bundle_server, bundle_port = await start_bundle_server(config.host, config.bundle_port)
+
     async def shutdown() -> None:
+        if bundle_server is not None:
+            bundle_server.close()
+            await bundle_server.wait_closed()
         await health_servicer.enter_graceful_shutdown()
         await hub.stop()
         await events.stop()
@@ -91,7 +101,7 @@ async def _start(config: DispatcherConfig) -> _Started:
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 
-    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime)
+    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime, bundle_port=bundle_port)
 
 
 async def serve(config: DispatcherConfig, *, on_ready: Callable[[int], None] | None = None) -> None:
@@ -120,6 +130,8 @@ class RunningDispatcher:
     def __init__(self, config: DispatcherConfig) -> None:
         self.config = config
         self.port = 0
+        self.bundle_port = 0
+        """Where the pilot bundle is served (0 when ``config.bundle_port`` is None)."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -145,6 +157,7 @@ class RunningDispatcher:
         self._stop = asyncio.Event()
         started = await _start(self.config)
         self.port = started.port
+        self.bundle_port = started.bundle_port
         self._ready.set()
         try:
             await self._stop.wait()

@@ -48,6 +48,14 @@ def register(app: typer.Typer) -> None:
         cancel_queued_after_s: float = typer.Option(
             900.0, "--cancel-queued-after-s", help="Cancel pilots queued this long for a queue with no work (0: never)."
         ),
+        pilot_bundle_url: str = typer.Option(
+            "",
+            "--pilot-bundle-url",
+            help="Dispatcher bundle server (http://host:port): pilots download the pilot from it, checked by sha256.",
+        ),
+        pilot_python: str = typer.Option(
+            "python3", "--pilot-python", help="Python that runs a downloaded pilot bundle on the worker nodes."
+        ),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every decision."),
     ) -> None:
         """Run the factory loop until Ctrl-C / SIGTERM (or one cycle with --once)."""
@@ -73,6 +81,8 @@ def register(app: typer.Typer) -> None:
             factory_id=factory_id or "",
             cycle_s=cycle_s,
             cancel_queued_after_s=cancel_queued_after_s,
+            pilot_bundle_url=pilot_bundle_url,
+            pilot_python=pilot_python,
         )
         factory = Factory(cfg)
         try:
@@ -133,6 +143,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title="Pilot factory status")
         for col in (
             "queue",
+            "backend",
             "activated",
             "running jobs",
             "pilots (idle)",
@@ -147,6 +158,7 @@ def register(app: typer.Typer) -> None:
             error = f"{r.last_error} ({_ago(r.last_error_time)})" if r.last_error else r.last_worker_error
             table.add_row(
                 r.queue,
+                r.backend,
                 str(r.activated_jobs),
                 str(r.running_jobs),
                 f"{r.connected_pilots} ({r.idle_pilots})",

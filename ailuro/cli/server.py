@@ -23,6 +23,13 @@ def server(
     sent_timeout_s: float | None = typer.Option(
         None, "--sent-timeout-s", min=1, help="A job sent to a pilot that does not start within this is requeued."
     ),
+    bundle_port: int | None = typer.Option(
+        None,
+        "--bundle-port",
+        min=0,
+        max=65535,
+        help="Also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -44,6 +51,8 @@ def server(
         options["lease_s"] = lease_s
     if sent_timeout_s is not None:
         options["sent_timeout_s"] = sent_timeout_s
+    if bundle_port is not None:
+        options["bundle_port"] = bundle_port
     with reported_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)

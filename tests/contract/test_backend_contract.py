@@ -3,8 +3,12 @@
 Each backend submits three pilots in one bulk submission. The "pilot" is a configured command (the
 wrapper's ``pilot_command``) that behaves by its index in the submission: #0 exits 0, #1 exits 3,
 #2 waits until cancelled. All three first report that they started and then wait for a "go" file,
-so "running" is observed for certain before anything ends. Later backends (slurm, htcondor,
-lsf-emulator) join the parametrization with a fixture that starts their batch system.
+so "running" is observed for certain before anything ends.
+
+Backends: ``local``, ``slurm`` (real single-node Slurm), ``htcondor`` (real HTCondor pool in a
+chroot; jobs run as an ordinary user, so the test's files live in the pool's shared directory)
+and ``lsf-emulator`` (the LSF adapter against ``tests/lsf_emulator``; real LSF is not exercised).
+A batch system that is not running fails these tests unless ``AILURO_ALLOW_NO_BATCH=1``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from infra.services import condor_pool, lsf_emulator, slurm_cluster  # noqa: F401  (fixtures)
 
 from backends.base import BatchBackend, PilotSpec, WorkerState, WorkerStatus
 from backends.registry import create_backend
 
-BACKENDS = ["local"]
+BACKENDS = [
+    "local",
+    pytest.param("slurm", marks=pytest.mark.slow),
+    pytest.param("htcondor", marks=pytest.mark.slow),
+    pytest.param("lsf-emulator", marks=pytest.mark.slow),
+]
 
 PILOT = r"""
 import os, sys, time
@@ -28,7 +38,7 @@ me = os.environ["AILURO_PILOT_ID"]
 index = int(me.rsplit("-", 1)[1])
 shared = Path(os.environ["CONTRACT_DIR"])
 (shared / f"started-{index}").write_text(os.environ.get("AILURO_BATCH_ID", ""))
-deadline = time.time() + 60
+deadline = time.time() + 120
 while not (shared / "go").exists() and time.time() < deadline:
     time.sleep(0.05)
 if index == 2:
@@ -39,9 +49,29 @@ sys.exit(0 if index == 0 else 3)
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BatchBackend]:
-    name = request.param
-    b = create_backend(name, workdir=tmp_path / "backend", options={"kill_grace_s": 3})
+def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
+    """(backend name, a directory its jobs can read and write at the same path)."""
+    if request.param == "htcondor":
+        pool = request.getfixturevalue("condor_pool")
+        return request.param, pool.workspace(f"contract-{tmp_path.name}")
+    return request.param, tmp_path
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, workspace: tuple[str, Path]) -> Iterator[BatchBackend]:
+    name, where = workspace
+    if name == "local":
+        b = create_backend("local", workdir=where / "backend", options={"kill_grace_s": 3})
+    elif name == "slurm":
+        b = create_backend(
+            "slurm", workdir=where / "backend", options=request.getfixturevalue("slurm_cluster").options()
+        )
+    elif name == "htcondor":
+        pool = request.getfixturevalue("condor_pool")
+        b = create_backend("htcondor", workdir=where / "backend", options=pool.options())
+    else:
+        emu = request.getfixturevalue("lsf_emulator")
+        b = create_backend("lsf", workdir=where / "backend", options=emu.options(queue="8nh"))
     yield b
     # whatever a failed assertion left behind is stopped
     known = getattr(b, "known_batch_ids", None)
@@ -60,9 +90,11 @@ def wait_for(
         time.sleep(min(backend.poll_interval, 1.0))
 
 
-def test_submit_run_cancel_and_classify(backend: BatchBackend, tmp_path: Path) -> None:
+def test_submit_run_cancel_and_classify(backend: BatchBackend, workspace: tuple[str, Path]) -> None:
+    tmp_path = workspace[1]
     shared = tmp_path / "shared"
     shared.mkdir()
+    shared.chmod(0o1777)  # HTCondor jobs run as an ordinary user
     spec = PilotSpec(
         server="127.0.0.1:1",
         queue="CONTRACT",
@@ -78,7 +110,7 @@ def test_submit_run_cancel_and_classify(backend: BatchBackend, tmp_path: Path) -
     assert len(set(ids)) == 3
 
     # every worker gets to run, and knows its own batch id
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not all((shared / f"started-{i}").exists() for i in range(3)):
         time.sleep(0.1)
     for i, w in enumerate(workers):
@@ -88,7 +120,7 @@ def test_submit_run_cancel_and_classify(backend: BatchBackend, tmp_path: Path) -
     assert all(s.state is WorkerState.RUNNING for s in st.values()), st
 
     (shared / "go").write_text("")
-    st = wait_for(backend, ids[:2], lambda s: all(x.state.is_final for x in s.values()))
+    st = wait_for(backend, ids[:2], lambda s: all(x.state.is_final for x in s.values()), timeout=90)
     assert st[ids[0]].state is WorkerState.FINISHED and st[ids[0]].exit_code == 0
     assert st[ids[1]].state is WorkerState.FAILED and st[ids[1]].exit_code == 3
     assert backend.status([ids[2]])[ids[2]].state is WorkerState.RUNNING
@@ -111,6 +143,6 @@ def test_status_of_an_unknown_id_is_missing_not_an_error(backend: BatchBackend) 
     assert st["no-such-worker"].state is WorkerState.MISSING
 
 
-def test_submit_zero_is_a_no_op(backend: BatchBackend, tmp_path: Path) -> None:
-    spec = PilotSpec(server="127.0.0.1:1", queue="CONTRACT", worker_id_prefix="z", log_dir=tmp_path / "logs")
+def test_submit_zero_is_a_no_op(backend: BatchBackend, workspace: tuple[str, Path]) -> None:
+    spec = PilotSpec(server="127.0.0.1:1", queue="CONTRACT", worker_id_prefix="z", log_dir=workspace[1] / "logs")
     assert backend.submit(0, spec) == []

@@ -1,0 +1,183 @@
+"""End to end per backend: jobs submitted to a queue on Slurm, HTCondor or the LSF emulator
+finish through pilots that the factory submitted there (real dispatcher on port 0, SQLite).
+
+The Slurm case gets its pilot as a bundle downloaded from the dispatcher's bundle server and
+checked by version and sha256; the others run the installed pilot. HTCondor pilots run inside
+the pool's chroot as an ordinary user, so the factory's work dir is in the pool's shared dir.
+"""
+
+# ruff: noqa: F811  (the batch-system fixtures are imported by name, then requested as arguments)
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from infra.services import condor_pool, lsf_emulator, slurm_cluster  # noqa: F401  (fixtures)
+
+from ailuro.client import Client
+from ailuro.queues import FactoryLimits, QueueConfig
+from ailuro.v1 import factory_pb2, factory_pb2_grpc, job_pb2
+from backends.factory import Factory, FactoryConfig
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+LIMITS = FactoryLimits(max_queued=2, max_total=2, max_per_cycle=2, idle_timeout_s=4)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: these tests exercise the batch systems, not the database."""
+    return f"sqlite:///{tmp_path / 'e2e.db'}"
+
+
+class BundleServer:
+    """The dispatcher's pilot bundle server on its own event loop in a thread."""
+
+    def __init__(self, bundle_dir: Path) -> None:
+        from dispatcher.bundle import start_bundle_server
+
+        self.loop = asyncio.new_event_loop()
+        self.server, self.port = self.loop.run_until_complete(
+            start_bundle_server("127.0.0.1", 0, bundle_dir=bundle_dir)
+        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        async def _close() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def bundle_server(tmp_path: Path) -> Iterator[BundleServer]:
+    server = BundleServer(tmp_path / "bundle")
+    yield server
+    server.close()
+
+
+def jobs_for(queue: str, n: int) -> list[job_pb2.Job]:
+    """Short payloads that print which pilot ran them."""
+    return [
+        job_pb2.Job(
+            job_name=f"e2e-{queue}-{i}",
+            transformation="/bin/sh",
+            job_parameters=f"-c 'echo job {i} on $AILURO_PILOT_ID; sleep 0.5'",
+            computing_site=queue,
+            max_attempt=1,
+        )
+        for i in range(n)
+    ]
+
+
+def list_workers(server: str, queue: str) -> list[factory_pb2.Worker]:
+    """Every worker the dispatcher has for ``queue``."""
+    with grpc.insecure_channel(server) as ch:
+        stub = factory_pb2_grpc.FactoryServiceStub(ch)
+        req = factory_pb2.ListWorkersRequest(queue=queue, include_final=True)
+        return list(stub.ListWorkers(req, timeout=10).workers)
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def run_jobs_through_factory(
+    make_dispatcher: Callable[..., Any], queue: QueueConfig, workdir: Path, **factory_kw: Any
+) -> tuple[list[job_pb2.Job], dict[str, factory_pb2.Worker], Factory]:
+    """Start a dispatcher for ``queue``, submit 4 jobs, run a factory until they all ended."""
+    dispatcher = make_dispatcher(queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, watchdog_interval_s=0.5)
+    server = str(dispatcher.address)
+    factory = Factory(
+        FactoryConfig(
+            server=server,
+            queues=(queue,),
+            workdir=workdir,
+            cycle_s=1.0,
+            pilot_args=("--heartbeat-s", "2"),
+            pilot_environment={"AILURO_STORAGE_ROOT": str(workdir / "storage")},
+            cancel_queued_after_s=0,
+            **factory_kw,
+        )
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=factory.run, args=(stop,), daemon=True)
+    try:
+        with Client(server, identity="e2e") as client:
+            ids = client.submit(jobs_for(queue.name, 4))
+            thread.start()
+            wait(lambda: all(j.status >= job_pb2.JOB_STATUS_FINISHED for j in client.get(ids)), 200, "jobs to end")
+            jobs = client.get(ids)
+        # the pilots run out of work and exit; the factory reports their end from the batch system
+        wait(
+            lambda: all(w.state == factory_pb2.WORKER_STATE_FINISHED for w in list_workers(server, queue.name)),
+            90,
+            "workers to be reported finished",
+        )
+        workers = {w.worker_id: w for w in list_workers(server, queue.name)}
+    finally:
+        stop.set()
+        thread.join(30)
+        factory.cancel_all()
+        factory.close()
+    return jobs, workers, factory
+
+
+def check(jobs: list[job_pb2.Job], workers: dict[str, factory_pb2.Worker], backend: str) -> None:
+    """Every job finished on a pilot the factory submitted to ``backend``, with its batch id."""
+    assert [j.status for j in jobs] == [job_pb2.JOB_STATUS_FINISHED] * len(jobs), [j.errors for j in jobs]
+    assert 1 <= len(workers) <= LIMITS.max_total
+    for job in jobs:
+        worker = workers[job.pilot_id]
+        assert worker.backend == backend and job.batch_id == worker.batch_id != ""
+    for w in workers.values():
+        assert "exited with" in Path(w.log_path).read_text()
+
+
+def test_slurm_pilots_from_the_dispatcher_bundle(
+    make_dispatcher: Callable[..., Any], slurm_cluster: Any, bundle_server: BundleServer, tmp_path: Path
+) -> None:
+    queue = QueueConfig(name="JINR_SLURM", backend="slurm", factory=LIMITS, backend_options=slurm_cluster.options())
+    jobs, workers, _ = run_jobs_through_factory(
+        make_dispatcher, queue, tmp_path / "factory", pilot_bundle_url=bundle_server.url, pilot_python=sys.executable
+    )
+    check(jobs, workers, "slurm")
+    for w in workers.values():
+        log = Path(w.log_path).read_text()
+        assert "ailuro-wrapper: pilot bundle 0.1.0+src." in log, log  # downloaded, checked, and run
+
+
+def test_htcondor_pilots(make_dispatcher: Callable[..., Any], condor_pool: Any, tmp_path: Path) -> None:
+    queue = QueueConfig(name="CONDOR_POOL", backend="htcondor", factory=LIMITS, backend_options=condor_pool.options())
+    jobs, workers, _ = run_jobs_through_factory(make_dispatcher, queue, condor_pool.workspace(f"e2e-{tmp_path.name}"))
+    check(jobs, workers, "htcondor")
+    assert all(" as panda " in Path(w.log_path).read_text() for w in workers.values())  # never as root
+
+
+def test_lsf_emulator_pilots(make_dispatcher: Callable[..., Any], lsf_emulator: Any, tmp_path: Path) -> None:
+    queue = QueueConfig(
+        name="CERN_LSF", backend="lsf", factory=LIMITS, backend_options=lsf_emulator.options(queue="8nh")
+    )
+    jobs, workers, _ = run_jobs_through_factory(make_dispatcher, queue, tmp_path / "factory")
+    check(jobs, workers, "lsf")
