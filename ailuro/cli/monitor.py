@@ -1,0 +1,50 @@
+"""``ailuro monitor``: serve the web monitor over a dispatcher's database (see :mod:`monitor`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+_HELP = """Serve the web monitor: jobs, tasks, sites, pilots, errors, users, datasets, plots, /metrics.
+
+It reads the dispatcher's database directly and read-only. Every page has a JSON twin
+(add ?json to the URL).
+"""
+
+
+def monitor_command(
+    db: Annotated[
+        str,
+        typer.Option(envvar="AILURO_DB", help="Dispatcher database URL (sqlite:///PATH or postgresql+psycopg://...)."),
+    ] = "sqlite:///ailuro.db",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8880,
+    refresh_s: Annotated[float, typer.Option(help="Seconds between live updates of open pages (0: off).")] = 10.0,
+    log_root: Annotated[
+        list[Path] | None, typer.Option(help="Only serve job log tarballs under this directory (repeatable).")
+    ] = None,
+) -> None:
+    """Serve the monitor until interrupted."""
+    import logging
+
+    from monitor.config import MonitorConfig
+    from monitor.db import SchemaMissing
+    from monitor.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = MonitorConfig(db_url=db, host=host, port=port, refresh_s=refresh_s, log_roots=tuple(log_root or ()))
+    try:
+        serve(config)
+    except SchemaMissing as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ailuro monitor`` to the CLI."""
+    app.command("monitor", help=_HELP)(monitor_command)

@@ -1,0 +1,210 @@
+"""What a page shows: the URL's filters, the time window, sorting, paging, and who is looking.
+
+The filter names are BigPanDA's (``computingsite``, ``jobstatus``, ``prodsourcelabel``,
+``produsername``, ``transformation``), so a PanDA user's URLs read the same here. A value may list
+alternatives separated by ``|`` (``jobstatus=failed|cancelled``).
+
+Every query over jobs builds its WHERE clause through :func:`job_conditions`, which is also where
+the viewer's visibility rule goes: once authentication lands, restricting a user to their own jobs
+(or a VO's production jobs) is a change to :func:`visibility_clause` alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import ColumnElement, true
+
+from ailuro.errors import InvalidArgument
+from dispatcher.store.schema import jobs
+
+FACETS: dict[str, Any] = {
+    "computingsite": jobs.c.computing_site,
+    "jobstatus": jobs.c.status,
+    "prodsourcelabel": jobs.c.prod_source_label,
+    "produsername": jobs.c.owner,
+    "transformation": jobs.c.transformation,
+}
+"""URL filter name -> jobs column; each is also a facet counted above the jobs table."""
+
+SORT_KEYS: dict[str, Any] = {
+    "pandaid": jobs.c.panda_id,
+    "owner": jobs.c.owner,
+    "task": jobs.c.task_id,
+    "transformation": jobs.c.transformation,
+    "status": jobs.c.status,
+    "created": jobs.c.creation_time,
+    "start": jobs.c.start_time,
+    "end": jobs.c.end_time,
+    "modified": jobs.c.modification_time,
+    "site": jobs.c.computing_site,
+    "priority": jobs.c.current_priority,
+}
+"""``sort=`` values of the jobs table."""
+
+DEFAULT_HOURS = 12.0
+MAX_HOURS = 24.0 * 90
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Viewer:
+    """Who is looking. Today everyone sees everything (the monitor has no authentication yet)."""
+
+    name: str = ""
+    roles: frozenset[str] = frozenset({"admin"})
+
+
+ANONYMOUS_ADMIN = Viewer()
+
+
+def visibility_clause(viewer: Viewer) -> ColumnElement[bool]:
+    """The jobs a viewer may see; the single place where per-user visibility will be enforced."""
+    if "admin" in viewer.roles:
+        return true()
+    # Until authentication lands there are no other viewers; when it does: own jobs for ``user``,
+    # the VO's production jobs for ``production`` (see DESIGN.md §8).
+    return jobs.c.owner == viewer.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFilter:
+    """Filters from the URL plus the time window (on ``modification_time``, as BigPanDA does)."""
+
+    hours: float = DEFAULT_HOURS
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    taskid: int | None = None
+    now: float = field(default_factory=time.time)
+
+    @property
+    def since(self) -> float:
+        """Start of the time window (epoch seconds)."""
+        return self.now - self.hours * 3600.0
+
+    def with_value(self, name: str, value: str) -> JobFilter:
+        """This filter with facet ``name`` set to ``value`` (for facet links)."""
+        return replace(self, values={**self.values, name: (value,)})
+
+    def without(self, name: str) -> JobFilter:
+        """This filter with facet ``name`` cleared (for "remove filter" links)."""
+        return replace(self, values={k: v for k, v in self.values.items() if k != name})
+
+    def query_params(self) -> dict[str, str]:
+        """The URL parameters that reproduce this filter."""
+        params: dict[str, str] = {}
+        for name in FACETS:
+            if self.values.get(name):
+                params[name] = "|".join(self.values[name])
+        if self.taskid is not None:
+            params["taskid"] = str(self.taskid)
+        if self.hours != DEFAULT_HOURS:
+            params["hours"] = _fmt_hours(self.hours)
+        return params
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filter as shown in JSON twins (stable keys)."""
+        return {
+            "hours": self.hours,
+            "since": self.since,
+            "now": self.now,
+            "taskid": self.taskid,
+            **{name: list(self.values.get(name, ())) for name in FACETS},
+        }
+
+
+def job_conditions(flt: JobFilter, viewer: Viewer) -> list[ColumnElement[bool]]:
+    """The WHERE terms of every jobs query: visibility, time window, then the URL filters."""
+    conds: list[ColumnElement[bool]] = [visibility_clause(viewer), jobs.c.modification_time >= flt.since]
+    for name, column in FACETS.items():
+        wanted = flt.values.get(name, ())
+        if len(wanted) == 1:
+            conds.append(column == wanted[0])
+        elif wanted:
+            conds.append(column.in_(wanted))
+    if flt.taskid is not None:
+        conds.append(jobs.c.task_id == flt.taskid)
+    return conds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    """Sorting and paging of a table (``sort``, ``order``, ``page`` from 1, ``limit``)."""
+
+    sort: str = "pandaid"
+    descending: bool = True
+    page: int = 1
+    limit: int = DEFAULT_LIMIT
+
+    @property
+    def offset(self) -> int:
+        """Rows skipped before this page."""
+        return (self.page - 1) * self.limit
+
+
+def _fmt_hours(hours: float) -> str:
+    return str(int(hours)) if hours == int(hours) else str(hours)
+
+
+def _one(params: Mapping[str, str], name: str) -> str:
+    return params.get(name, "").strip()
+
+
+def parse_int(params: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """An integer URL parameter within bounds; ``InvalidArgument`` (HTTP 400) names a bad one."""
+    raw = _one(params, name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"must be an integer, got {raw!r}", field=name) from None
+    if not minimum <= value <= maximum:
+        raise InvalidArgument(f"must be between {minimum} and {maximum}, got {value}", field=name)
+    return value
+
+
+def parse_hours(params: Mapping[str, str], default: float = DEFAULT_HOURS) -> float:
+    """``hours=`` (or ``days=``): the time window, at most :data:`MAX_HOURS`."""
+    raw, unit = _one(params, "hours"), 1.0
+    if not raw and _one(params, "days"):
+        raw, unit = _one(params, "days"), 24.0
+    if not raw:
+        return default
+    try:
+        hours = float(raw) * unit
+    except ValueError:
+        raise InvalidArgument(f"must be a number, got {raw!r}", field="hours") from None
+    if not 0 < hours <= MAX_HOURS:
+        raise InvalidArgument(f"must be more than 0 and at most {MAX_HOURS:g} hours", field="hours")
+    return hours
+
+
+def parse_filter(params: Mapping[str, str], *, now: float | None = None) -> JobFilter:
+    """A :class:`JobFilter` from URL parameters."""
+    values = {}
+    for name in FACETS:
+        raw = _one(params, name)
+        if raw:
+            values[name] = tuple(v for v in (p.strip() for p in raw.split("|")) if v)
+    taskid = parse_int(params, "taskid", -1, minimum=0, maximum=2**63 - 1) if _one(params, "taskid") else None
+    return JobFilter(hours=parse_hours(params), values=values, taskid=taskid, now=time.time() if now is None else now)
+
+
+def parse_page(params: Mapping[str, str], *, default_sort: str = "pandaid") -> Page:
+    """A :class:`Page` from URL parameters."""
+    sort = _one(params, "sort") or default_sort
+    if sort not in SORT_KEYS:
+        raise InvalidArgument(f"unknown sort key {sort!r} (one of: {', '.join(SORT_KEYS)})", field="sort")
+    order = _one(params, "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidArgument(f"must be asc or desc, got {order!r}", field="order")
+    return Page(
+        sort=sort,
+        descending=order == "desc",
+        page=parse_int(params, "page", 1, minimum=1, maximum=1_000_000),
+        limit=parse_int(params, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT),
+    )

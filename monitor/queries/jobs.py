@@ -1,0 +1,193 @@
+"""Jobs list with facet counts, and one job in detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from dispatcher.store.schema import files, job_events, jobs, pilots, workers
+from monitor.filters import FACETS, SORT_KEYS, JobFilter, Page, Viewer, job_conditions, visibility_clause
+from monitor.queries.errors import decode
+
+FACET_TOP = 40
+"""Values shown per facet (the most frequent); the rest are summed into ``other``."""
+
+LIST_COLUMNS = (
+    jobs.c.panda_id,
+    jobs.c.job_name,
+    jobs.c.owner,
+    jobs.c.task_id,
+    jobs.c.transformation,
+    jobs.c.status,
+    jobs.c.creation_time,
+    jobs.c.start_time,
+    jobs.c.end_time,
+    jobs.c.modification_time,
+    jobs.c.computing_site,
+    jobs.c.current_priority,
+    jobs.c.attempt_nr,
+    jobs.c.prod_source_label,
+)
+
+
+def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, list[dict[str, Any]]]:
+    """``{facet: [{value, count}, ...]}`` most frequent first, over the filtered time window.
+
+    PostgreSQL counts all facets in one pass (GROUPING SETS); SQLite runs one GROUP BY per facet.
+    Both read only the window's rows through the modification-time index.
+    """
+    conds = job_conditions(flt, viewer)
+    counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    columns = list(FACETS.values())
+    if conn.dialect.name == "postgresql":
+        stmt = select(*columns, func.count()).where(*conds).group_by(func.grouping_sets(*columns))
+        for row in conn.execute(stmt):
+            # columns are NOT NULL, so the one non-NULL value names the grouping set of the row
+            for name, value in zip(FACETS, row[:-1], strict=True):
+                if value is not None:
+                    counts[name][str(value)] = int(row[-1])
+                    break
+    else:
+        for name, column in FACETS.items():
+            for value, n in conn.execute(select(column, func.count()).where(*conds).group_by(column)):
+                counts[name][str(value)] = int(n)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, values in counts.items():
+        ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = [{"value": v, "count": n} for v, n in ranked[:FACET_TOP]]
+        rest = sum(n for _, n in ranked[FACET_TOP:])
+        if rest:
+            shown.append({"value": None, "count": rest, "other_values": len(ranked) - FACET_TOP})
+        out[name] = shown
+    return out
+
+
+def _job_row(r: Any) -> dict[str, Any]:
+    return {
+        "pandaid": int(r.panda_id),
+        "jobname": r.job_name,
+        "produsername": r.owner,
+        "taskid": int(r.task_id),
+        "transformation": r.transformation,
+        "jobstatus": r.status,
+        "creationtime": r.creation_time,
+        "starttime": r.start_time,
+        "endtime": r.end_time,
+        "modificationtime": r.modification_time,
+        "computingsite": r.computing_site,
+        "currentpriority": int(r.current_priority),
+        "attemptnr": int(r.attempt_nr),
+        "prodsourcelabel": r.prod_source_label,
+    }
+
+
+def list_jobs(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> list[dict[str, Any]]:
+    """One page of jobs, sorted by ``page.sort`` (PandaID breaks ties)."""
+    key = SORT_KEYS[page.sort]
+    order = [key.desc(), jobs.c.panda_id.desc()] if page.descending else [key.asc(), jobs.c.panda_id.asc()]
+    if page.sort == "pandaid":
+        order = order[:1]
+    stmt = select(*LIST_COLUMNS).where(*job_conditions(flt, viewer)).order_by(*order)
+    stmt = stmt.limit(page.limit).offset(page.offset)
+    return [_job_row(r) for r in conn.execute(stmt)]
+
+
+def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> dict[str, Any]:
+    """The jobs page: facets, the total in the window, and one page of rows."""
+    facets = facet_counts(conn, flt, viewer)
+    total = sum(f["count"] for f in facets["jobstatus"])
+    return {
+        "filter": flt.as_dict(),
+        "sort": page.sort,
+        "order": "desc" if page.descending else "asc",
+        "pagenum": page.page,
+        "limit": page.limit,
+        "total": total,
+        "pages": max(1, -(-total // page.limit)),
+        "facets": facets,
+        "jobs": list_jobs(conn, flt, page, viewer),
+    }
+
+
+def _file_row(r: Any) -> dict[str, Any]:
+    return {
+        "lfn": r.lfn,
+        "type": r.type,
+        "size": int(r.size),
+        "status": r.status,
+        "dataset": r.dataset,
+        "scope": r.scope,
+        "adler32": r.adler32,
+        "guid": r.guid,
+        "pfn": r.pfn,
+        "destination_se": r.destination_se,
+    }
+
+
+def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any] | None:
+    """Everything about one job, or None when it does not exist (or the viewer may not see it)."""
+    row = conn.execute(select(jobs).where(jobs.c.panda_id == panda_id, visibility_clause(viewer))).first()
+    if row is None:
+        return None
+    job = _job_row(row)
+    job.update(
+        {
+            "vo": row.vo,
+            "jobdefinitionid": int(row.job_definition_id),
+            "processingtype": row.processing_type,
+            "jobparameters": row.job_parameters,
+            "maxattempt": int(row.max_attempt),
+            "cores": int(row.cores),
+            "memory_mb": int(row.memory_mb),
+            "maxwalltime_s": int(row.max_walltime_s),
+            "destinationdblock": row.destination_dblock,
+            "destinationse": row.destination_se,
+            "pilotid": row.pilot_id,
+            "batchid": row.batch_id,
+            "node": row.node,
+            "cputime_s": float(row.cpu_time_s),
+            "walltime_s": float(row.walltime_s),
+            "maxrss_kb": int(row.max_rss_kb),
+            "exitcode": int(row.exit_code),
+            "senttime": row.sent_time,
+            "leaseepoch": int(row.lease_epoch),
+            "killrequested": bool(row.kill_requested),
+            "killreason": row.kill_reason,
+            "brokeragereason": row.brokerage_reason,
+            "parentpandaid": int(row.parent_panda_id),
+        }
+    )
+    file_rows = conn.execute(select(files).where(files.c.panda_id == panda_id).order_by(files.c.file_id)).all()
+    events = conn.execute(
+        select(job_events).where(job_events.c.panda_id == panda_id).order_by(job_events.c.event_id)
+    ).all()
+    worker = None
+    if row.pilot_id:
+        p = conn.execute(select(pilots).where(pilots.c.pilot_id == row.pilot_id)).first()
+        if p is not None:
+            worker = conn.execute(
+                select(workers.c.worker_id, workers.c.backend, workers.c.state).where(
+                    and_(workers.c.queue == p.queue, workers.c.batch_id == p.batch_id, p.batch_id != "")
+                )
+            ).first()
+    return {
+        "job": job,
+        "errors": decode(row.errors),
+        "files": [_file_row(f) for f in file_rows],
+        "events": [
+            {
+                "time": e.time,
+                "from": e.from_status,
+                "to": e.to_status,
+                "actor": e.actor,
+                "reason": e.reason,
+                "attemptnr": int(e.attempt_nr),
+                "leaseepoch": int(e.lease_epoch),
+            }
+            for e in events
+        ],
+        "worker": None
+        if worker is None
+        else {"workerid": worker.worker_id, "backend": worker.backend, "state": worker.state},
+    }

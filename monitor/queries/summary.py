@@ -1,0 +1,261 @@
+"""Summary pages: tasks, sites/queues, pilots and workers, errors, users, datasets.
+
+All job counts are GROUP BYs over the time window (``modification_time >= since``, indexed), or
+over the non-final states (few rows at any time, indexed by status); none reads every job.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from dispatcher.convert import FINAL_WORKER_STATES
+from dispatcher.states import FINAL_STATES, JobState
+from dispatcher.store.schema import files, jobs, pilots, workers
+from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
+from monitor.queries.errors import decode
+
+ACTIVE_STATES = tuple(s.value for s in JobState if s not in FINAL_STATES)
+FINAL_STATE_VALUES = tuple(s.value for s in FINAL_STATES)
+ERROR_SCAN_LIMIT = 50_000
+"""At most this many failed jobs (newest first) are decoded for the error summary."""
+EXAMPLES_PER_ERROR = 5
+LIST_LIMIT = 500
+
+
+def _status_matrix(conn: Connection, key: Any, conds: list[Any]) -> dict[Any, dict[str, int]]:
+    out: dict[Any, dict[str, int]] = defaultdict(dict)
+    for k, status, n in conn.execute(
+        select(key, jobs.c.status, func.count()).where(*conds).group_by(key, jobs.c.status)
+    ):
+        out[k][status] = int(n)
+    return out
+
+
+def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """Tasks with jobs in the window: job counts per state, owner, first creation and last change."""
+    conds = job_conditions(flt, viewer)
+    stmt = (
+        select(
+            jobs.c.task_id,
+            func.min(jobs.c.owner),
+            func.min(jobs.c.creation_time),
+            func.max(jobs.c.modification_time),
+            func.count(),
+        )
+        .where(*conds)
+        .group_by(jobs.c.task_id)
+        .order_by(func.max(jobs.c.modification_time).desc())
+        .limit(LIST_LIMIT)
+    )
+    rows = conn.execute(stmt).all()
+    matrix = _status_matrix(conn, jobs.c.task_id, [*conds, jobs.c.task_id.in_([r[0] for r in rows])]) if rows else {}
+    tasks = []
+    for task_id, owner, created, modified, n in rows:
+        states = matrix.get(task_id, {})
+        done = (
+            states.get("finished", 0) + states.get("failed", 0) + states.get("cancelled", 0) + states.get("closed", 0)
+        )
+        tasks.append(
+            {
+                "taskid": int(task_id),
+                "produsername": owner,
+                "created": created,
+                "modified": modified,
+                "njobs": int(n),
+                "states": states,
+                "progress": done / n if n else 0.0,
+            }
+        )
+    return {"filter": flt.as_dict(), "tasks": tasks}
+
+
+def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """Per queue: jobs in every non-final state (now), finished/failed in the window, pilots and workers."""
+    vis = visibility_clause(viewer)
+    active = _status_matrix(conn, jobs.c.computing_site, [vis, jobs.c.status.in_(ACTIVE_STATES)])
+    final = _status_matrix(
+        conn, jobs.c.computing_site, [vis, jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= flt.since]
+    )
+    connected: dict[str, int] = {
+        q: int(n)
+        for q, n in conn.execute(
+            select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
+        )
+    }
+    by_backend: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for queue, backend, state, n in conn.execute(
+        select(workers.c.queue, workers.c.backend, workers.c.state, func.count())
+        .where(workers.c.state.notin_(FINAL_WORKER_STATES))
+        .group_by(workers.c.queue, workers.c.backend, workers.c.state)
+    ):
+        by_backend[queue][backend or "?"][state] = int(n)
+    names = sorted(set(active) | set(final) | set(connected) | set(by_backend))
+    sites = []
+    for name in names:
+        states = {**active.get(name, {}), **final.get(name, {})}
+        finished, failed = states.get("finished", 0), states.get("failed", 0)
+        backends = {b: dict(s) for b, s in by_backend.get(name, {}).items()}
+        sites.append(
+            {
+                "computingsite": name,
+                "states": states,
+                "activated": states.get("activated", 0),
+                "running": sum(states.get(s, 0) for s in ("sent", "starting", "running", "holding", "transferring")),
+                "finished": finished,
+                "failed": failed,
+                "failure_rate": failed / (finished + failed) if finished + failed else None,
+                "pilots_connected": connected.get(name, 0),
+                "workers": backends,
+                "pilots_queued": sum(
+                    s.get("submitted", 0) + s.get("idle", 0) + s.get("held", 0) for s in backends.values()
+                ),
+                "pilots_running": sum(s.get("running", 0) for s in backends.values()),
+            }
+        )
+    return {"filter": flt.as_dict(), "sites": sites}
+
+
+def pilots_page(conn: Connection, flt: JobFilter) -> dict[str, Any]:
+    """Pilots seen in the window and workers updated in it, newest first."""
+    pilot_rows = conn.execute(
+        select(pilots).where(pilots.c.last_seen >= flt.since).order_by(pilots.c.last_seen.desc()).limit(LIST_LIMIT)
+    ).all()
+    worker_rows = conn.execute(
+        select(workers)
+        .where(workers.c.update_time >= flt.since)
+        .order_by(workers.c.update_time.desc())
+        .limit(LIST_LIMIT)
+    ).all()
+    worker_states: dict[str, dict[str, int]] = defaultdict(dict)
+    for backend, state, n in conn.execute(
+        select(workers.c.backend, workers.c.state, func.count())
+        .where(workers.c.update_time >= flt.since)
+        .group_by(workers.c.backend, workers.c.state)
+    ):
+        worker_states[backend or "?"][state] = int(n)
+    return {
+        "filter": flt.as_dict(),
+        "pilots": [
+            {
+                "pilotid": p.pilot_id,
+                "queue": p.queue,
+                "node": p.node,
+                "batchid": p.batch_id,
+                "version": p.version,
+                "dispatcherid": p.dispatcher_id,
+                "connected": bool(p.connected),
+                "firstseen": p.first_seen,
+                "lastseen": p.last_seen,
+            }
+            for p in pilot_rows
+        ],
+        "workers": [
+            {
+                "workerid": w.worker_id,
+                "queue": w.queue,
+                "backend": w.backend,
+                "factoryid": w.factory_id,
+                "batchid": w.batch_id,
+                "state": w.state,
+                "diag": w.diag,
+                "submittime": w.submit_time,
+                "updatetime": w.update_time,
+            }
+            for w in worker_rows
+        ],
+        "worker_states": {b: dict(s) for b, s in worker_states.items()},
+    }
+
+
+def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """Failed jobs in the window summarized by (component, code), with sites and example jobs.
+
+    Errors are stored per job as a serialized list, so the newest :data:`ERROR_SCAN_LIMIT` failed
+    jobs of the window are decoded here (``truncated`` says when there were more).
+    """
+    values = dict(flt.values)
+    values.setdefault("jobstatus", ("failed",))
+    scoped = JobFilter(hours=flt.hours, values=values, taskid=flt.taskid, now=flt.now)
+    stmt = (
+        select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors)
+        .where(*job_conditions(scoped, viewer))
+        .order_by(jobs.c.modification_time.desc())
+        .limit(ERROR_SCAN_LIMIT + 1)
+    )
+    rows = conn.execute(stmt).all()
+    truncated = len(rows) > ERROR_SCAN_LIMIT
+    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows[:ERROR_SCAN_LIMIT]:
+        errs = decode(r.errors) or [{"component": "unknown", "code": 0, "name": "no_error_recorded", "diag": ""}]
+        for e in errs:
+            g = groups.setdefault(
+                (e["component"], e["code"]),
+                {
+                    "component": e["component"],
+                    "code": e["code"],
+                    "name": e["name"],
+                    "count": 0,
+                    "sites": {},
+                    "users": {},
+                    "examples": [],
+                },
+            )
+            g["count"] += 1
+            g["sites"][r.computing_site] = g["sites"].get(r.computing_site, 0) + 1
+            g["users"][r.owner] = g["users"].get(r.owner, 0) + 1
+            if len(g["examples"]) < EXAMPLES_PER_ERROR:
+                g["examples"].append({"pandaid": int(r.panda_id), "computingsite": r.computing_site, "diag": e["diag"]})
+    summary = sorted(groups.values(), key=lambda g: (-g["count"], g["component"], g["code"]))
+    return {
+        "filter": scoped.as_dict(),
+        "jobs_scanned": min(len(rows), ERROR_SCAN_LIMIT),
+        "truncated": truncated,
+        "errors": summary,
+    }
+
+
+def users_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """Users with jobs in the window: counts per state and the last activity."""
+    conds = job_conditions(flt, viewer)
+    matrix = _status_matrix(conn, jobs.c.owner, conds)
+    last = dict(
+        conn.execute(
+            select(jobs.c.owner, func.max(jobs.c.modification_time)).where(*conds).group_by(jobs.c.owner)
+        ).all()
+    )
+    users = [
+        {"produsername": name, "njobs": sum(states.values()), "states": states, "lastactivity": last.get(name)}
+        for name, states in matrix.items()
+    ]
+    users.sort(key=lambda u: (-u["njobs"], u["produsername"]))
+    return {"filter": flt.as_dict(), "users": users}
+
+
+def datasets_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """Datasets named by the files of the window's jobs (DDM has no tables of its own yet)."""
+    stmt = (
+        select(
+            files.c.dataset,
+            files.c.scope,
+            files.c.type,
+            func.count(),
+            func.coalesce(func.sum(files.c.size), 0),
+            func.count(func.distinct(files.c.panda_id)),
+        )
+        .select_from(files.join(jobs, jobs.c.panda_id == files.c.panda_id))
+        .where(*job_conditions(flt, viewer), files.c.dataset != "")
+        .group_by(files.c.dataset, files.c.scope, files.c.type)
+        .order_by(func.count().desc())
+        .limit(LIST_LIMIT)
+    )
+    return {
+        "filter": flt.as_dict(),
+        "source": "files",
+        "datasets": [
+            {"dataset": d, "scope": s, "type": t, "nfiles": int(n), "bytes": int(b), "njobs": int(j)}
+            for d, s, t, n, b, j in conn.execute(stmt)
+        ],
+    }
