@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+UNARY_ENV = "AILURO_PILOT_UNARY"
+"""Environment variable that switches the pilot to the unary ``GetJob``/``UpdateJob`` transport."""
+
 DEFAULT_STORAGE_ROOT = Path("~/.ailuro/storage")
 """Where storage elements live when nothing else is configured (see :mod:`ddm.storage`)."""
 
@@ -62,6 +65,14 @@ class PilotConfig:
     """At exit, how long to wait for pending final reports to be acknowledged."""
     keep_workdirs: bool = False
     """Keep each job's work directory after its log tarball was stored (for debugging)."""
+    unary: bool | None = None
+    """Use unary ``GetJob``/``UpdateJob`` polls instead of the ``Connect`` stream (for pilots
+    behind proxies that cannot keep a stream); ``None``: as ``AILURO_PILOT_UNARY`` says."""
+
+    @property
+    def use_unary(self) -> bool:
+        """The transport decision: ``unary`` when given, else the environment."""
+        return unary_from_env() if self.unary is None else self.unary
 
     def __post_init__(self) -> None:
         if not self.server or ":" not in self.server:
@@ -72,6 +83,8 @@ class PilotConfig:
             raise ValueError("jobs_in_parallel must be at least 1")
         if self.heartbeat_s <= 0:
             raise ValueError("heartbeat_s must be positive")
+        if self.cores < 1:
+            raise ValueError("cores must be at least 1")
 
 
 def detect_batch_id(environ: Mapping[str, str]) -> str:
@@ -128,9 +141,40 @@ def default_pilot_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
 
 
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity), at least 1."""
+def available_cores(environ: Mapping[str, str] | None = None) -> int:
+    """Cores this pilot may give to payloads, at least 1.
+
+    What the batch system granted, when it says: Slurm's ``SLURM_CPUS_ON_NODE``, LSF's
+    ``LSB_DJOB_NUMPROC``, HTCondor's ``RequestCpus`` in the job ad (``_CONDOR_JOB_AD``);
+    otherwise the CPU affinity of this process (which cgroups and ``taskset`` narrow), else
+    ``os.cpu_count()``.
+    """
+    env = os.environ if environ is None else environ
+    for key in ("SLURM_CPUS_ON_NODE", "LSB_DJOB_NUMPROC"):
+        value = env.get(key, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    ad_path = env.get("_CONDOR_JOB_AD")
+    if ad_path:
+        cpus = _condor_request_cpus(Path(ad_path))
+        if cpus:
+            return cpus
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def _condor_request_cpus(ad_path: Path) -> int:
+    try:
+        text = ad_path.read_text(errors="replace")
+    except OSError:
+        return 0
+    match = re.search(r"^\s*RequestCpus\s*=\s*(\d+)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else 0
+
+
+def unary_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``AILURO_PILOT_UNARY`` asks for the unary transport (``1``, ``true``, ``yes``)."""
+    env = os.environ if environ is None else environ
+    return env.get(UNARY_ENV, "").strip().lower() in ("1", "true", "yes", "on")

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 
@@ -31,6 +32,24 @@ FATAL_CODES = frozenset(
     }
 )
 """Stream errors that another attempt cannot fix: the pilot gives up instead of reconnecting."""
+
+
+class Transport(Protocol):
+    """What the pilot needs from its link to the dispatcher: :class:`Connection` (the stream) or
+    :class:`pilot.unary.UnaryConnection` (unary polls)."""
+
+    connected: asyncio.Event
+    """Set while messages can be sent."""
+    ever_connected: bool
+    """Whether the dispatcher was reached at least once."""
+
+    def send(self, msg: pilot_pb2.PilotMessage) -> bool:
+        """Send or queue ``msg``; ``False`` (dropped) while disconnected."""
+        ...
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the link up until ``stop`` is set; ``DispatcherRefused`` on a fatal refusal."""
+        ...
 
 
 class DispatcherRefused(Exception):

@@ -42,7 +42,7 @@ from pathlib import Path
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
-from pilot import staging
+from pilot import procfs, staging
 from pilot.config import PilotConfig
 from pilot.logtar import log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
@@ -53,6 +53,10 @@ PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
 STDOUT_NAME = "payload.stdout"
 STDERR_NAME = "payload.stderr"
 PILOT_LOG_NAME = "pilot.log"
+DEBUG_SNAPSHOT_GLOB = "debug-snapshot-*.txt"
+"""Snapshots written on a DEBUG command (they go into the log tarball)."""
+DEBUG_TAIL_BYTES = 4096
+"""How much of the end of stdout and stderr a debug snapshot shows."""
 
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "Out of memory", "out of memory")
 
@@ -87,6 +91,9 @@ class JobContext:
     last_ok_ack: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
+    logger: logging.Logger | None = None
+    """The job's own logger (its pilot.log), once the work directory exists."""
+    debug_snapshots: int = 0
 
     @property
     def panda_id(self) -> int:
@@ -114,6 +121,38 @@ class JobContext:
             self.kill_kind, self.kill_reason = kind, reason
         if self.payload is not None:
             self.payload.request_kill(EndReason.KILLED, reason)
+
+    def debug_snapshot(self, reason: str = "") -> Path:
+        """Answer a DEBUG command: write what the payload is doing into the work directory.
+
+        The snapshot (the process tree with CPU and RSS, then the tails of stdout and stderr) goes
+        to ``debug-snapshot-<n>.txt`` and into the job's pilot log, so both end up in the log
+        tarball. Heartbeats have no field for it, so this is where a DEBUG command's output lives.
+        """
+        self.debug_snapshots += 1
+        path = self.workdir / f"debug-snapshot-{self.debug_snapshots}.txt"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        parts = [f"debug snapshot {self.debug_snapshots} of job {self.panda_id} at {stamp}: {reason or '-'}"]
+        u = self.usage()
+        parts.append(
+            f"status {JS.Name(self.status)}; cpu {u.cpu_time_s:.1f}s, max RSS {u.max_rss_kb} KiB, "
+            f"walltime {u.walltime_s:.1f}s"
+        )
+        if self.payload is not None and self.payload.pid is not None:
+            parts.append(f"processes (the first is the payload guard):\n{procfs.describe_tree(self.payload.pid)}")
+        else:
+            parts.append("no payload process (not started yet, or already ended)")
+        for name in (STDOUT_NAME, STDERR_NAME):
+            tail = _tail(self.workdir / name, DEBUG_TAIL_BYTES)
+            parts.append(f"--- last {DEBUG_TAIL_BYTES} bytes of {name} ---\n{tail}")
+        text = "\n".join(parts) + "\n"
+        try:
+            path.write_text(text)
+        except OSError as exc:
+            text += f"(could not write {path}: {exc})\n"
+        if self.logger is not None:
+            self.logger.info("%s", text.rstrip("\n"))
+        return path
 
     def abandon(self, reason: str) -> None:
         """The lease is lost: stop the payload and never report this attempt."""
@@ -246,6 +285,7 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
             shutil.rmtree(ctx.workdir)
         ctx.workdir.mkdir(parents=True)
         logger, handler = _job_logger(ctx)
+        ctx.logger = logger
     except OSError as exc:  # a node problem, not the job's: another pilot may do better
         diag = f"cannot set up the work directory {ctx.workdir}: {exc}"
         logging.getLogger(__name__).error("job %d: %s", ctx.panda_id, diag)
@@ -298,6 +338,7 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
             )
         )
     if ctx.abandoned:
+        ctx.logger = None
         logger.removeHandler(handler)
         handler.close()
         return
@@ -345,7 +386,7 @@ async def _run_payload(ctx: JobContext, services: JobServices, logger: logging.L
     )
     payload = Payload(spec=spec, logger=logger)
     try:
-        payload.start()
+        await payload.start()
     except PayloadStartError as exc:
         logger.error("%s", exc)
         raise _Failure(EC.ERROR_COMPONENT_PILOT, errorcodes.PILOT_SETUP_FAILED, str(exc)) from exc
@@ -429,7 +470,9 @@ async def _store_log(
     logger.info("making log tarball %s", log_file.lfn)
     logger.removeHandler(handler)
     handler.close()
+    ctx.logger = None
     tarball = ctx.workdir / log_file.lfn
+    snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     try:
         await asyncio.to_thread(
             make_log_tarball,
@@ -438,6 +481,7 @@ async def _store_log(
                 (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
                 (ctx.workdir / STDERR_NAME, STDERR_NAME),
                 (ctx.workdir / PILOT_LOG_NAME, PILOT_LOG_NAME),
+                *((p, p.name) for p in snapshots),
             ],
         )
         return await asyncio.to_thread(staging.stage_out, log_file, tarball, ctx.job, services.resolver, logger), None

@@ -1,5 +1,13 @@
 """The pilot's job loop: ask for work, run jobs, heartbeat, report, exit with a PanDA-style code.
 
+The link to the dispatcher is the ``Connect`` stream (:mod:`pilot.connection`), or unary
+``GetJob``/``UpdateJob`` polls (:mod:`pilot.unary`) with ``--unary`` / ``AILURO_PILOT_UNARY=1``;
+the loop below sees the same messages either way. It asks for as many jobs as it has free job
+slots (``--jobs-in-parallel``) and free cores (``--cores``, each job using ``job.cores``).
+Commands: KILL stops the job (cancelled, 1144); DEBUG writes a snapshot of the payload (process
+tree, output tails) into the work directory and the job's pilot log, so it lands in the log
+tarball, and sends a heartbeat at once.
+
 Exit codes (:class:`ExitCode`):
 
 ====  ===========================================================================
@@ -30,14 +38,18 @@ from ailuro import errorcodes
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageConfig, StorageResolver
 from pilot.config import PilotConfig
-from pilot.connection import Backoff, Connection, DispatcherRefused
+from pilot.connection import Backoff, Connection, DispatcherRefused, Transport
 from pilot.job import PILOT_SIGNALLED, JobContext, JobServices, KillKind, run_job
 from pilot.spool import FinalSpool
+from pilot.unary import UnaryConnection
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
 """A JobRequest with no answer after this long is sent again."""
+REQUEST_SETTLE_S = 0.5
+"""After an assignment answering a request for several jobs, wait this long for the rest of the
+batch before asking again (the stream sends no end marker when fewer jobs than asked came)."""
 
 
 class ExitCode(enum.IntEnum):
@@ -82,7 +94,10 @@ class Pilot:
         self._idle_since = self._started
         self._last_connected = self._started
         self._request_pending = False
-        self._request_sent_at = 0.0
+        self._request_deadline = 0.0
+        """When a pending request without a complete answer is given up (and asked again)."""
+        self._request_left = 0
+        """Assignments still expected for the pending request."""
         self._next_request_at = 0.0
         self._signal: int | None = None
         self._wake = asyncio.Event()
@@ -92,13 +107,26 @@ class Pilot:
             notify_status=lambda _ctx: self._send_heartbeats(),
             report_final=self._report_final,
         )
-        self.conn = Connection(
-            target=config.server,
-            make_hello=self._hello,
-            on_message=self._on_message,
-            on_connect=self._on_connect,
-            backoff=Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s),
-        )
+        backoff = Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s)
+        self.conn: Transport
+        if config.use_unary:
+            self.conn = UnaryConnection(
+                target=config.server,
+                pilot_id=config.pilot_id,
+                make_hello=self._hello,
+                on_message=self._on_message,
+                on_connect=self._on_connect,
+                backoff=backoff,
+                poll_s=config.heartbeat_s,
+            )
+        else:
+            self.conn = Connection(
+                target=config.server,
+                make_hello=self._hello,
+                on_message=self._on_message,
+                on_connect=self._on_connect,
+                backoff=backoff,
+            )
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -128,12 +156,14 @@ class Pilot:
         conn_task = asyncio.create_task(self.conn.run(stop))
         hb_task = asyncio.create_task(self._heartbeat_loop())
         log.info(
-            "pilot %s for queue %s on %s (batch id %r), dispatcher %s",
+            "pilot %s for queue %s on %s (batch id %r, %d cores), dispatcher %s%s",
             self.config.pilot_id,
             self.config.queue,
             self.config.node,
             self.config.batch_id,
+            self.config.cores,
             self.config.server,
+            " (unary)" if self.config.use_unary else "",
         )
         try:
             code = await self._main_loop(conn_task)
@@ -174,15 +204,11 @@ class Pilot:
                 for ctx in self._held():
                     ctx.kill(KillKind.PILOT_WALLTIME, "the pilot's walltime ran out")
             active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
-            if self._request_pending and now - self._request_sent_at > REQUEST_TIMEOUT_S:
+            if self._request_pending and now > self._request_deadline:
                 self._request_pending = False
-            if (
-                self._may_take_more()
-                and len(active) < self.config.jobs_in_parallel
-                and not self._request_pending
-                and now >= self._next_request_at
-            ):
-                self._request_job(left)
+            want = self._room(active)
+            if self._may_take_more() and want > 0 and not self._request_pending and now >= self._next_request_at:
+                self._request_job(want, left)
             if not active:
                 if not self._may_take_more():
                     return ExitCode.OK if self.jobs_taken else ExitCode.NO_JOBS
@@ -195,12 +221,26 @@ class Pilot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
 
-    def _request_job(self, left: float | None) -> None:
+    def free_cores(self, active: list[JobContext] | None = None) -> int:
+        """Cores not used by running jobs (a job uses ``job.cores``, at least 1)."""
+        if active is None:
+            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+        return self.config.cores - sum(max(1, c.job.cores) for c in active)
+
+    def _room(self, active: list[JobContext]) -> int:
+        """How many more jobs to ask for: free job slots, but no more than free cores."""
+        room = min(self.config.jobs_in_parallel - len(active), self.free_cores(active))
+        if self.config.max_jobs:
+            room = min(room, self.config.max_jobs - self.jobs_taken)
+        return max(0, min(room, 100))
+
+    def _request_job(self, n: int, left: float | None) -> None:
         walltime_left_s = 0 if left is None else max(1, int(left))
-        msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1, walltime_left_s=walltime_left_s))
+        msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=n, walltime_left_s=walltime_left_s))
         if self.conn.send(msg):
             self._request_pending = True
-            self._request_sent_at = time.monotonic()
+            self._request_left = n
+            self._request_deadline = time.monotonic() + REQUEST_TIMEOUT_S
 
     async def _wait_jobs(self) -> None:
         # loop: an assignment answering a request sent just before the exit decision still runs
@@ -249,6 +289,7 @@ class Pilot:
             self._on_assignment(msg.assignment)
         elif kind == "no_job":
             self._request_pending = False
+            self._request_left = 0
             self._next_request_at = time.monotonic() + max(0.1, msg.no_job.retry_after_s or 1.0)
         elif kind == "command":
             self._on_command(msg.command)
@@ -258,7 +299,11 @@ class Pilot:
         self._wake.set()
 
     def _on_assignment(self, a: pilot_pb2.JobAssignment) -> None:
-        self._request_pending = False
+        self._request_left -= 1
+        if self._request_left <= 0:
+            self._request_pending = False
+        else:  # more may follow: wait a moment before asking again, even if no more come
+            self._request_deadline = min(self._request_deadline, time.monotonic() + REQUEST_SETTLE_S)
         job = a.job
         held = self.jobs.get(job.panda_id)
         if held is not None:
@@ -273,6 +318,10 @@ class Pilot:
         if left is not None and job.max_walltime_s and job.max_walltime_s > left:
             self._refuse(a, f"the pilot has {left:.0f}s of walltime left, the job needs up to {job.max_walltime_s}s")
             return
+        free = self.free_cores()
+        if max(1, job.cores) > free:
+            # the lease is granted: giving the job back would cost it an attempt, so it runs
+            log.warning("job %d needs %d cores, %d free: the node is oversubscribed", job.panda_id, job.cores, free)
         self.jobs_taken += 1
         ctx = JobContext(
             job=job,
@@ -314,6 +363,13 @@ class Pilot:
                 return
             log.info("kill command for job %d: %s", cmd.panda_id, cmd.reason)
             ctx.kill(KillKind.COMMAND, cmd.reason or "killed on request")
+        elif cmd.type == pilot_pb2.COMMAND_TYPE_DEBUG:
+            if ctx is None or ctx.reported:
+                log.info("debug for job %d, which this pilot does not run: nothing to do", cmd.panda_id)
+                return
+            path = ctx.debug_snapshot(cmd.reason)
+            log.info("debug snapshot of job %d written to %s", cmd.panda_id, path)
+            self._send_heartbeats()  # "with the next heartbeat": the dispatcher gets fresh figures now
         else:
             log.info("command %s for job %d not supported: ignored", pilot_pb2.CommandType.Name(cmd.type), cmd.panda_id)
 

@@ -1,9 +1,10 @@
 """Resource usage of a process tree, read from Linux's /proc.
 
-The payload runs in its own session (``start_new_session=True``), so its tree is every process
-whose session id is the payload's pid, plus any descendant (by parent pid) that left the session
-with ``setsid``. CPU time counts each live process's own time and that of its already-reaped
-children (``cutime``/``cstime``), so time spent in short-lived children is not lost.
+The payload runs in its own session, led by its guard (:mod:`pilot.guard`), so its tree is every
+process whose session id is the guard's pid, plus any descendant (by parent pid) that left the
+session with ``setsid`` (the guard is a subreaper, so orphans stay its descendants).
+CPU time counts each live process's own time and that of its already-reaped children
+(``cutime``/``cstime``), so time spent in short-lived children is not lost.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class ProcInfo:
     state: str
     cpu_s: float
     """utime + stime + cutime + cstime, in seconds."""
+    own_cpu_s: float
+    """utime + stime only: the process's own CPU, without its reaped children."""
     rss_kb: int
 
 
@@ -55,6 +58,7 @@ def read_proc(pid: int) -> ProcInfo | None:
             pgrp=int(tail[2]),
             session=int(tail[3]),
             cpu_s=(int(tail[11]) + int(tail[12]) + int(tail[13]) + int(tail[14])) / _CLK_TCK,
+            own_cpu_s=(int(tail[11]) + int(tail[12])) / _CLK_TCK,
             rss_kb=int(tail[21]) * _PAGE_KB,
         )
     except (IndexError, ValueError):
@@ -90,11 +94,37 @@ def process_tree(root_pid: int, procs: dict[int, ProcInfo] | None = None) -> lis
     return [table[pid] for pid in sorted(members)]
 
 
-def tree_usage(root_pid: int) -> TreeUsage:
-    """CPU time and resident memory of ``root_pid``'s tree right now (zombies count as 0 RSS)."""
+def tree_usage(root_pid: int, *, exclude_root: bool = False) -> TreeUsage:
+    """CPU time and resident memory of ``root_pid``'s tree right now (zombies count as 0 RSS).
+
+    With ``exclude_root`` the root's own CPU and RSS are left out but the CPU of children it
+    reaped is kept: that is how the payload guard (the root) stays out of the payload's figures.
+    """
     tree = process_tree(root_pid)
-    return TreeUsage(
-        pids=tuple(p.pid for p in tree),
-        cpu_s=sum(p.cpu_s for p in tree),
-        rss_kb=sum(p.rss_kb for p in tree),
-    )
+    cpu_s = sum(p.cpu_s for p in tree)
+    rss_kb = sum(p.rss_kb for p in tree)
+    if exclude_root:
+        for p in tree:
+            if p.pid == root_pid:
+                cpu_s -= p.own_cpu_s
+                rss_kb -= p.rss_kb
+    return TreeUsage(pids=tuple(p.pid for p in tree), cpu_s=cpu_s, rss_kb=rss_kb)
+
+
+def cmdline(pid: int, limit: int = 200) -> str:
+    """The process's command line (NULs as spaces, cut at ``limit``); empty when unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError:
+        return ""
+    text = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def describe_tree(root_pid: int) -> str:
+    """A ``ps``-like listing of ``root_pid``'s tree: pid, ppid, state, CPU, RSS, command line."""
+    lines = [f"{'PID':>8} {'PPID':>8} S {'CPU_S':>9} {'RSS_KB':>10}  COMMAND"]
+    for p in process_tree(root_pid):
+        lines.append(f"{p.pid:>8} {p.ppid:>8} {p.state} {p.cpu_s:>9.2f} {p.rss_kb:>10}  {cmdline(p.pid)}")
+    return "\n".join(lines)

@@ -1,11 +1,13 @@
-"""The payload process: start it in its own session, measure it, enforce limits, stop it.
+"""The payload process: start it under its guard in its own session, measure it, enforce limits, stop it.
 
-A :class:`Payload` is driven from asyncio: :meth:`Payload.wait` runs the monitor loop (it wakes
-when the process exits, through a pidfd, or when a kill is requested, or every
-``monitor_interval_s`` to measure the tree and check the limits). Stopping always goes through
-the whole tree: SIGTERM to the process group and to every tree member outside it, then SIGKILL
-after the grace period. When the main process exits on its own, leftover processes of its
-session are killed at once: a payload must not outlive its job.
+A :class:`Payload` is driven from asyncio: :meth:`Payload.start` starts :mod:`pilot.guard` (which
+kills the payload tree if the pilot dies) and waits until it started the payload;
+:meth:`Payload.wait` runs the monitor loop (it wakes when the guard exits, through a pidfd, or
+when a kill is requested, or every ``monitor_interval_s`` to measure the tree and check the
+limits). Stopping always goes through the whole tree: SIGTERM to the process group and to every
+tree member outside it, then SIGKILL after the grace period. When the main process exits on its
+own, the guard and then the pilot kill leftover processes of its session at once: a payload must
+not outlive its job.
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pilot import procfs
+from pilot import guard, procfs
 
 log = logging.getLogger(__name__)
 
 _LEFTOVER_KILL_TIMEOUT_S = 5.0
 """How long to keep killing processes left behind by a payload that exited (D state can delay death)."""
+_GUARD_START_TIMEOUT_S = 60.0
+"""How long the guard may take to start the payload (a Python start-up on a loaded node)."""
 
 
 class EndReason(enum.StrEnum):
@@ -99,9 +105,28 @@ class PayloadStartError(Exception):
     """The payload could not be started (missing executable, permission, ...)."""
 
 
+def guard_command() -> list[str]:
+    """How to run :mod:`pilot.guard`: its file, or its source with ``-c`` when the pilot runs from a zipapp.
+
+    Always ``-I -S`` (isolated, no site-packages): the guard needs the standard library only, and
+    the job's ``PYTHON*`` variables (it runs in the job's environment) must not break it.
+    """
+    path = Path(guard.__file__ or "")
+    if path.is_file():
+        return [sys.executable, "-I", "-S", str(path)]
+    source = inspect.getsource(guard)
+    return [sys.executable, "-I", "-S", "-c", source]
+
+
 @dataclass(kw_only=True)
 class Payload:
-    """One running payload process tree."""
+    """One running payload process tree, under its guard (:mod:`pilot.guard`).
+
+    The pilot's child is the guard: the leader of the payload's session and process group, and
+    the payload's parent. Signals go to the group (the guard ignores SIGTERM and outlives the
+    payload to report its wait status); SIGKILL reaches the guard as well. Usage figures exclude
+    the guard's own CPU and RSS (about 10 MiB), and include everything below it.
+    """
 
     spec: PayloadSpec
     usage: Usage = field(default_factory=Usage)
@@ -112,18 +137,38 @@ class Payload:
     """Where this payload's messages go (the job's own logger, so they land in its pilot log)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_rss_kb: int = 0
+    _status_fd: int = -1
+    _status_buf: bytes = b""
+    _guard_cpu_s: float = 0.0
+    payload_pid: int | None = None
+    """Pid of the payload's main process (the guard's child), once started."""
 
     @property
     def pid(self) -> int | None:
-        """Pid of the main process (also its process-group and session id)."""
+        """Pid of the guard, which is also the process-group and session id of the payload tree."""
         return self._proc.pid if self._proc else None
 
-    def start(self) -> None:
-        """Start the process in a new session with stdout/stderr going to the spec's files."""
+    async def start(self) -> None:
+        """Start the guard in a new session; return once it started the payload.
+
+        Raises :class:`PayloadStartError` when the payload cannot be started (missing program,
+        permission, ...). Call it from the event-loop thread: the guard's parent-death signal is
+        tied to the thread that forks it.
+        """
+        read_fd, write_fd = os.pipe()
+        argv = [
+            *guard_command(),
+            "--parent",
+            str(os.getpid()),
+            "--status-fd",
+            str(write_fd),
+            "--",
+            *self.spec.argv,
+        ]
         try:
             with open(self.spec.stdout_path, "ab") as out, open(self.spec.stderr_path, "ab") as err:
                 self._proc = subprocess.Popen(
-                    list(self.spec.argv),
+                    argv,
                     cwd=self.spec.cwd,
                     env=dict(self.spec.env),
                     stdin=subprocess.DEVNULL,
@@ -131,18 +176,80 @@ class Payload:
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(write_fd,),
                 )
         except OSError as exc:
-            raise PayloadStartError(f"cannot start {self.spec.argv[0]!r}: {exc}") from exc
+            os.close(read_fd)
+            raise PayloadStartError(f"cannot start the payload guard: {exc}") from exc
+        finally:
+            os.close(write_fd)
         self._started = time.monotonic()
-        self.logger.info("payload started, pid %d: %s", self._proc.pid, " ".join(self.spec.argv))
+        self._status_fd = read_fd
+        os.set_blocking(read_fd, False)
+        line = await self._first_status_line()
+        if line.startswith("started "):
+            self.payload_pid = int(line.split()[1])
+            self.logger.info(
+                "payload started, pid %d (guard %d): %s", self.payload_pid, self._proc.pid, " ".join(self.spec.argv)
+            )
+            return
+        code = await asyncio.to_thread(self._proc.wait, _GUARD_START_TIMEOUT_S)
+        self._close_status()
+        if line.startswith("error "):
+            raise PayloadStartError(line[len("error ") :])
+        raise PayloadStartError(f"the payload guard exited with code {code} before starting it (see payload.stderr)")
+
+    async def _first_status_line(self) -> str:
+        """The guard's first status line ('' when it ended without one or took too long)."""
+        loop = asyncio.get_running_loop()
+        got_line = asyncio.Event()
+        eof = False
+
+        def readable() -> None:
+            nonlocal eof
+            eof = eof or not self._read_status()
+            if eof or b"\n" in self._status_buf:
+                got_line.set()
+
+        loop.add_reader(self._status_fd, readable)
+        try:
+            await asyncio.wait_for(got_line.wait(), _GUARD_START_TIMEOUT_S)
+        except TimeoutError:
+            assert self._proc is not None
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)  # the guard and anything it started
+        finally:
+            loop.remove_reader(self._status_fd)
+        line, _, rest = self._status_buf.partition(b"\n")
+        if not _:
+            return ""
+        self._status_buf = rest
+        return line.decode(errors="replace")
+
+    def _read_status(self) -> bool:
+        """Read what the guard wrote; ``False`` at end of file."""
+        while True:
+            try:
+                chunk = os.read(self._status_fd, 4096)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self._status_buf += chunk
+
+    def _close_status(self) -> None:
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
 
     def request_kill(self, reason: EndReason, detail: str) -> None:
         """Stop the tree now: SIGTERM immediately, SIGKILL after the grace period (first request wins)."""
         if self._proc is None or self._kill is not None:
             return
         self._kill = _KillRequest(reason=reason, detail=detail, sigkill_at=time.monotonic() + self.spec.kill_grace_s)
-        self.logger.info("stopping payload pid %d (%s): %s", self._proc.pid, reason.value, detail)
+        self.logger.info("stopping payload pid %s (%s): %s", self.payload_pid, reason.value, detail)
         self._signal_tree(signal.SIGTERM)
         self._wake.set()
 
@@ -177,14 +284,14 @@ class Payload:
                         break
                     if now - reaped_at > _LEFTOVER_KILL_TIMEOUT_S:
                         self.logger.warning(
-                            "payload pid %d: leftover processes survive SIGKILL (uninterruptible?)", proc.pid
+                            "payload (guard pid %d): leftovers survive SIGKILL (uninterruptible?)", proc.pid
                         )
                         break
                 else:
                     self._check_limits(now)
                     if self._kill and not self._kill.sigkill_sent and now >= self._kill.sigkill_at:
                         self.logger.info(
-                            "payload pid %d still alive after %.1fs: SIGKILL", proc.pid, self.spec.kill_grace_s
+                            "payload pid %s still alive after %.1fs: SIGKILL", self.payload_pid, self.spec.kill_grace_s
                         )
                         self._signal_tree(signal.SIGKILL)
                         self._kill.sigkill_sent = True
@@ -196,10 +303,13 @@ class Payload:
             loop.remove_reader(pidfd)
             os.close(pidfd)
         assert status is not None
+        status, guard_cpu_s = self._payload_status(status)
         if rusage is not None:
-            # CPU of reaped children is only known from here; ru_maxrss is not used because Linux
-            # carries the forking pilot's own peak over exec() into it
-            self.usage.cpu_time_s = max(self.usage.cpu_time_s, rusage.ru_utime + rusage.ru_stime)
+            # CPU of reaped children is only known from here (the guard's rusage includes every
+            # process it reaped, the payload too, plus its own start-up, taken out again);
+            # ru_maxrss is not used because Linux carries the forking pilot's own peak over exec()
+            cpu_s = rusage.ru_utime + rusage.ru_stime - guard_cpu_s
+            self.usage.cpu_time_s = max(self.usage.cpu_time_s, cpu_s)
         code = os.waitstatus_to_exitcode(status)
         sig = -code if code < 0 else None
         kill = self._kill
@@ -212,6 +322,21 @@ class Payload:
             killed_by_pilot=kill is not None,
         )
 
+    def _payload_status(self, guard_status: int) -> tuple[int, float]:
+        """The payload's wait status and the guard's own CPU, from the guard's last status line.
+
+        A guard that was killed (SIGKILL after the grace period) could not report: then its own
+        status stands for the payload's (the same SIGKILL reached both), and its CPU as last sampled.
+        """
+        self._read_status()
+        self._close_status()
+        for line in self._status_buf.decode(errors="replace").splitlines():
+            words = line.split()
+            if len(words) == 3 and words[0] == "exited":
+                with contextlib.suppress(ValueError):
+                    return int(words[1]), float(words[2])
+        return guard_status, self._guard_cpu_s
+
     def _kill_deadline(self) -> float:
         if self._kill and not self._kill.sigkill_sent:
             return self._kill.sigkill_at
@@ -219,7 +344,10 @@ class Payload:
 
     def _sample(self, now: float) -> None:
         assert self._proc is not None
-        tree = procfs.tree_usage(self._proc.pid)
+        root = procfs.read_proc(self._proc.pid)
+        if root is not None and root.state != "Z":
+            self._guard_cpu_s = root.own_cpu_s
+        tree = procfs.tree_usage(self._proc.pid, exclude_root=True)
         self.usage.cpu_time_s = max(self.usage.cpu_time_s, tree.cpu_s)
         self.usage.max_rss_kb = max(self.usage.max_rss_kb, tree.rss_kb)
         self.usage.walltime_s = now - self._started

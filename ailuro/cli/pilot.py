@@ -37,7 +37,21 @@ def pilot_command(
         Path | None,
         typer.Option(envvar="AILURO_STORAGE_ROOT", help="Base directory of file:// storage elements."),
     ] = None,
-    cores: Annotated[int, typer.Option(help="Cores offered to payloads (default: CPU affinity).")] = 0,
+    cores: Annotated[
+        int,
+        typer.Option(
+            help="Cores offered to payloads (default: from the batch system: SLURM_CPUS_ON_NODE, "
+            "LSB_DJOB_NUMPROC, HTCondor RequestCpus; else CPU affinity)."
+        ),
+    ] = 0,
+    unary: Annotated[
+        bool,
+        typer.Option(
+            "--unary/--stream",
+            envvar="AILURO_PILOT_UNARY",
+            help="Use unary GetJob/UpdateJob polls instead of the Connect stream (for proxies).",
+        ),
+    ] = False,
     memory_mb: Annotated[int, typer.Option(help="Memory offered to payloads in MiB (default: node memory).")] = 0,
     keep_workdirs: Annotated[bool, typer.Option(help="Keep job work directories after the job.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -77,6 +91,7 @@ def pilot_command(
             jobs_in_parallel=jobs_in_parallel,
             kill_grace_s=kill_grace_s,
             keep_workdirs=keep_workdirs,
+            unary=unary,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -35,7 +35,7 @@ JS = job_pb2.JobStatus
 class PilotProcess:
     """One ``python -m pilot`` subprocess with its stderr in a file."""
 
-    def __init__(self, address: str, tmp: Path, name: str, *args: str) -> None:
+    def __init__(self, address: str, tmp: Path, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.workdir = tmp / name
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -60,10 +60,12 @@ class PilotProcess:
             "0.5",
             *args,
         ]
-        env = dict(os.environ, AILURO_STORAGE_ROOT=str(tmp / "storage"))
-        env.pop("AILURO_SERVER", None)
+        environ = dict(os.environ, AILURO_STORAGE_ROOT=str(tmp / "storage"))
+        for key in ("AILURO_SERVER", "AILURO_PILOT_UNARY"):
+            environ.pop(key, None)
+        environ.update(env or {})
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self, timeout: float = 60) -> int:
         """The exit code (the test fails if the pilot does not exit in time)."""
@@ -83,11 +85,11 @@ class PilotProcess:
 
 @pytest.fixture
 def pilots(tmp_path: Path) -> Iterator[Callable[..., PilotProcess]]:
-    """Factory: ``pilots(address, name, *extra_args)``; every pilot is killed at teardown."""
+    """Factory: ``pilots(address, name, *extra_args, env=...)``; every pilot is killed at teardown."""
     started: list[PilotProcess] = []
 
-    def start(address: str, name: str, *args: str) -> PilotProcess:
-        p = PilotProcess(address, tmp_path, name, *args)
+    def start(address: str, name: str, *args: str, env: dict[str, str] | None = None) -> PilotProcess:
+        p = PilotProcess(address, tmp_path, name, *args, env=env)
         started.append(p)
         return p
 
@@ -258,24 +260,31 @@ def test_lost_pilot_fails_over_and_its_late_report_is_refused(
 ) -> None:
     dispatcher = make_dispatcher(lease_s=2.0)
     runs = tmp_path / "runs.txt"
-    # the first attempt hangs (its pilot dies under it); the retry is quick
-    code = (
-        "import os, time\n"
-        f"fh = open({str(runs)!r}, 'a')\n"
-        "fh.write(f\"{os.environ['AILURO_PILOT_ID']} {os.getpid()}\\n\"); fh.close()\n"
-        f"time.sleep(60 if len(open({str(runs)!r}).readlines()) == 1 else 0.5)\n"
+    # a shell payload: the first attempt starts a long-running grandchild and hangs (its pilot
+    # dies under it); the retry is quick
+    script = tmp_path / "failover.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$AILURO_PILOT_ID $$" >> {runs}\n'
+        f"if [ $(wc -l < {runs}) -eq 1 ]; then\n"
+        f"  sleep 120 &\n  echo $! > {tmp_path / 'grandchild'}\n  sleep 120\n"
+        "else\n  sleep 0.5\nfi\n"
     )
+    script.chmod(0o755)
+    job = job_pb2.Job(job_name="failover", computing_site="LOCAL", transformation=str(script), max_attempt=3)
     with Client(dispatcher.address) as client:
-        (panda_id,) = client.submit([python_job("failover", code, max_attempt=3)])
+        (panda_id,) = client.submit([job])
         first = pilots(dispatcher.address, "pilot-doomed")
-        wait_until(lambda: runs.exists() and runs.read_text().strip(), 30, "the first run")
+        grandchild_file = tmp_path / "grandchild"
+        wait_until(lambda: grandchild_file.exists() and grandchild_file.read_text().strip(), 30, "the first run")
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 10, "running")
         old_epoch = client.get([panda_id])[0].lease_epoch
+        orphans = [int(runs.read_text().split()[1]), int(grandchild_file.read_text())]
+        assert all(pid_alive(p) for p in orphans)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
-        # a batch system would kill the orphaned payload with the pilot's job; here the test does
-        payload_pid = int(runs.read_text().split()[1])
-        os.kill(payload_pid, signal.SIGKILL)
+        # the payload guard saw its pilot die and took the payload and its grandchild with it
+        wait_until(lambda: not any(pid_alive(p) for p in orphans), 2.0, "the orphaned payload tree to be gone")
 
         def retried() -> job_pb2.Job | None:
             job = client.get([panda_id])[0]
@@ -393,7 +402,7 @@ def test_jobs_in_parallel(dispatcher: RunningDispatcher, pilots: Callable[..., P
     )
     with Client(dispatcher.address) as client:
         ids = client.submit([python_job(f"par{i}", code) for i in range(2)])
-        pilot = pilots(dispatcher.address, "pilot-par", "--jobs-in-parallel", "2", "--max-jobs", "2")
+        pilot = pilots(dispatcher.address, "pilot-par", "--jobs-in-parallel", "2", "--cores", "2", "--max-jobs", "2")
         assert pilot.wait() == 0, pilot.log()
         assert [j.status for j in client.get(ids)] == [JS.JOB_STATUS_FINISHED] * 2
     (a0, a1), (b0, b1) = ([float(x) for x in p.read_text().split()] for p in spans.iterdir())
@@ -416,3 +425,127 @@ def test_job_longer_than_the_pilot_walltime_never_runs(
     if after.status != JS.JOB_STATUS_ACTIVATED:
         assert after.status == JS.JOB_STATUS_FAILED, after
         assert [e.code for e in after.errors] == [errorcodes.MAX_WALLTIME]
+
+
+def test_pilot_walltime_running_out_fails_the_job_as_retryable(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess]
+) -> None:
+    """The pilot's own lifetime ends mid-job: the payload is stopped, 1213, and another pilot may retry."""
+    with Client(dispatcher.address) as client:
+        (panda_id,) = client.submit([python_job("outlived", "import time; time.sleep(120)", max_attempt=2)])
+        # 10 s of the 13 are the margin under which no job is taken: it starts at once, then runs out
+        pilot = pilots(dispatcher.address, "pilot-mortal", "--walltime-s", "13", "--idle-timeout-s", "30")
+        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 10, "running")
+        assert pilot.wait(40) == 0, pilot.log()
+        (job,) = client.get([panda_id])
+    assert (job.status, job.attempt_nr) == (JS.JOB_STATUS_ACTIVATED, 2), pilot.log()
+    assert [(e.component, e.code) for e in job.errors] == [(job_pb2.ERROR_COMPONENT_PILOT, errorcodes.MAX_WALLTIME)]
+    assert "walltime ran out" in job.errors[0].diag
+
+
+def test_unary_pilot_runs_a_job_to_finished(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
+) -> None:
+    job = python_job(
+        "unary_ok",
+        "open('out.dat', 'w').write('unary')",
+        files=[job_pb2.File(lfn="out.dat", type=job_pb2.FILE_TYPE_OUTPUT)],
+    )
+    with Client(dispatcher.address) as client:
+        (panda_id,) = client.submit([job])
+        pilot = pilots(dispatcher.address, "pilot-unary", "--max-jobs", "1", env={"AILURO_PILOT_UNARY": "1"})
+        assert pilot.wait() == 0, pilot.log()
+        (done,) = client.get([panda_id])
+    assert done.status == JS.JOB_STATUS_FINISHED, (done.errors, pilot.log())
+    assert (done.pilot_id, done.metrics.exit_code) == ("pilot-unary", 0)
+    (out,) = [f for f in done.files if f.lfn == "out.dat"]
+    assert url_to_path(out.pfn).read_text() == "unary"
+    assert "connected to" in pilot.log() and "(unary)" in pilot.log()
+
+
+def test_kill_reaches_a_unary_pilot_within_a_heartbeat_period(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "payload.pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    with Client(dispatcher.address) as client:
+        (panda_id,) = client.submit([python_job("unary_kill", code)])
+        pilot = pilots(dispatcher.address, "pilot-unary-kill", "--max-jobs", "1", env={"AILURO_PILOT_UNARY": "1"})
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the payload to start")
+        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 10, "running")
+        pid = int(pid_file.read_text())
+        (result,) = client.kill([panda_id], reason="unary kill")
+        assert result.accepted, result.message
+        # heartbeat period 0.5 s (the poll that fetches the command) + nothing else: the payload
+        # honours SIGTERM; 2 s leaves room for a loaded machine
+        wait_until(lambda: not pid_alive(pid), 2.0, "the payload to be gone")
+        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_CANCELLED, 10, "cancelled")
+        assert pilot.wait() == 0, pilot.log()
+        (job,) = client.get([panda_id])
+    assert [e.code for e in job.errors] == [errorcodes.KILLED_BY_USER]
+
+
+def test_debug_command_leaves_a_snapshot_in_the_log_tarball(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
+
+    from dispatcher.store.schema import pilot_commands
+
+    go = tmp_path / "go"
+    code = (
+        "import os, time\n"
+        "print('working on it', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+    )
+    with Client(dispatcher.address) as client:
+        (panda_id,) = client.submit([python_job("debugged", code)])
+        pilot = pilots(dispatcher.address, "pilot-debug", "--max-jobs", "1")
+        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 30, "running")
+        # no SDK call sends DEBUG yet: write the command row the dispatcher delivers to the pilot
+        engine = create_engine(dispatcher.config.db_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    pilot_commands.insert().values(
+                        pilot_id="pilot-debug",
+                        panda_id=panda_id,
+                        type="debug",
+                        reason="why so slow?",
+                        created=time.time(),
+                        delivered=False,
+                    )
+                )
+        finally:
+            engine.dispose()
+        wait_until(lambda: "debug snapshot of job" in pilot.log(), 10, "the snapshot")
+        go.touch()
+        assert pilot.wait() == 0, pilot.log()
+        (job,) = client.get([panda_id])
+    assert job.status == JS.JOB_STATUS_FINISHED, job.errors
+    (log,) = [f for f in job.files if f.type == job_pb2.FILE_TYPE_LOG]
+    with tarfile.open(url_to_path(log.pfn)) as tar:
+        snapshot = tar.extractfile("debugged.job.log/debug-snapshot-1.txt").read().decode()  # type: ignore[union-attr]
+        pilot_log = tar.extractfile("debugged.job.log/pilot.log").read().decode()  # type: ignore[union-attr]
+    assert "why so slow?" in snapshot and "working on it" in snapshot
+    assert sys.executable in snapshot  # the process listing shows the payload's command line
+    assert "why so slow?" in pilot_log
+
+
+def test_jobs_in_parallel_respects_cores(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    code = (
+        "import os, time\n"
+        "start = time.time(); time.sleep(1)\n"
+        f"open(os.path.join({str(spans)!r}, os.environ['AILURO_PANDA_ID']), 'w').write(f'{{start}} {{time.time()}}')\n"
+    )
+    with Client(dispatcher.address) as client:
+        ids = client.submit([python_job(f"core{i}", code) for i in range(2)])
+        pilot = pilots(dispatcher.address, "pilot-1core", "--jobs-in-parallel", "2", "--cores", "1", "--max-jobs", "2")
+        assert pilot.wait() == 0, pilot.log()
+        assert [j.status for j in client.get(ids)] == [JS.JOB_STATUS_FINISHED] * 2
+    (_, first_end), (second_start, _) = sorted([float(x) for x in p.read_text().split()] for p in spans.iterdir())
+    assert first_end <= second_start, "one core: the second job started only after the first ended"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
 
-from pilot.config import PilotConfig, detect_batch_id
+from pilot.config import UNARY_ENV, PilotConfig, available_cores, detect_batch_id, unary_from_env
 from pilot.connection import Backoff
 
 
@@ -49,3 +50,39 @@ def test_backoff_grows_bounded_with_jitter() -> None:
     assert len(set(delays)) == len(delays)  # jittered
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SLURM_CPUS_ON_NODE": "8"}, 8),
+        ({"LSB_DJOB_NUMPROC": "4"}, 4),
+        ({"SLURM_CPUS_ON_NODE": "0", "LSB_DJOB_NUMPROC": "3"}, 3),  # nonsense is skipped
+    ],
+)
+def test_cores_from_the_batch_system(env: dict[str, str], expected: int) -> None:
+    assert available_cores(env) == expected
+
+
+def test_cores_from_the_condor_job_ad(tmp_path: Path) -> None:
+    ad = tmp_path / ".job.ad"
+    ad.write_text("ClusterId = 1\nRequestCpus = 6\n")
+    assert available_cores({"_CONDOR_JOB_AD": str(ad)}) == 6
+
+
+def test_cores_default_to_the_cpu_affinity() -> None:
+    assert available_cores({}) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_unary_switch_from_the_environment(value: str, expected: bool) -> None:
+    assert unary_from_env({UNARY_ENV: value}) is expected
+
+
+def test_explicit_transport_wins_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(UNARY_ENV, "1")
+    common = {"server": "h:1", "queue": "Q", "pilot_id": "p", "workdir": tmp_path, "spool_dir": tmp_path}
+    assert PilotConfig(**common).use_unary  # type: ignore[arg-type]
+    assert not PilotConfig(unary=False, **common).use_unary  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cores"):
+        PilotConfig(cores=0, **common)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from ddm.protocols import url_to_path
 from ddm.storage import StorageConfig, StorageResolver
 from pilot.config import PilotConfig
 from pilot.job import JobContext, JobServices, KillKind, payload_argv, run_job
+from pilot.runner import EndReason, Payload, PayloadSpec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -271,3 +272,28 @@ async def test_unusable_workdir_is_a_retryable_pilot_failure(env: tuple[JobServi
     (final,) = rec.finals
     assert (final.status, final.retryable) == (JS.JOB_STATUS_FAILED, True)
     assert final.errors[0].code == errorcodes.PILOT_SETUP_FAILED and "cannot set up" in final.errors[0].diag
+
+
+async def test_debug_snapshot_shows_the_tree_and_the_output_tails(tmp_path: Path) -> None:
+    (tmp_path / "payload.stdout").write_text("x" * 10_000 + "the end of stdout\n")
+    ctx = JobContext(job=job_pb2.Job(panda_id=77), epoch=1, lease_s=10, workdir=tmp_path)
+    assert "no payload process" in ctx.debug_snapshot("before start").read_text()
+    spec = PayloadSpec(
+        argv=["sleep", "30"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        stdout_path=tmp_path / "payload.stdout",
+        stderr_path=tmp_path / "payload.stderr",
+    )
+    ctx.payload = Payload(spec=spec)
+    await ctx.payload.start()
+    try:
+        path = ctx.debug_snapshot("look")
+        text = path.read_text()
+    finally:
+        ctx.payload.request_kill(EndReason.KILLED, "done")
+        await asyncio.wait_for(ctx.payload.wait(), 10)
+    assert path.name == "debug-snapshot-2.txt"
+    assert "job 77" in text and "look" in text
+    assert f" {ctx.payload.payload_pid} " in text and "sleep 30" in text
+    assert "the end of stdout" in text and "x" * 5000 not in text  # only the tail

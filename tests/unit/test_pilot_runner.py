@@ -55,7 +55,7 @@ async def _wait_for_file(path: Path, timeout: float = 20.0) -> None:
 
 async def test_exit_code_and_output(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, ["sh", "-c", "echo out; echo err >&2; exit 3"]))
-    payload.start()
+    await payload.start()
     result = await payload.wait()
     assert (result.reason, result.exit_code, result.signal, result.killed_by_pilot) == (
         EndReason.EXITED,
@@ -69,25 +69,25 @@ async def test_exit_code_and_output(tmp_path: Path) -> None:
 
 async def test_success(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, ["true"]))
-    payload.start()
+    await payload.start()
     assert (await payload.wait()).exit_code == 0
 
 
 async def test_signal_exit_uses_shell_convention(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, ["sh", "-c", "kill -SEGV $$"]))
-    payload.start()
+    await payload.start()
     result = await payload.wait()
     assert (result.signal, result.exit_code, result.killed_by_pilot) == (11, 128 + 11, False)
 
 
 async def test_missing_program_is_a_start_error(tmp_path: Path) -> None:
     with pytest.raises(PayloadStartError, match="cannot start"):
-        Payload(spec=_spec(tmp_path, [str(tmp_path / "nope")])).start()
+        await Payload(spec=_spec(tmp_path, [str(tmp_path / "nope")])).start()
 
 
 async def test_kill_stops_the_whole_tree_within_a_second(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, [sys.executable, "-c", TERM_IGNORING_TREE], kill_grace_s=0.5))
-    payload.start()
+    await payload.start()
     waiter = asyncio.create_task(payload.wait())
     await _wait_for_file(tmp_path / "pids")
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
@@ -104,7 +104,7 @@ async def test_kill_stops_the_whole_tree_within_a_second(tmp_path: Path) -> None
 
 async def test_leftover_children_are_killed_when_the_main_process_exits(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, ["sh", "-c", "sleep 300 & echo $! > child; exit 0"]))
-    payload.start()
+    await payload.start()
     result = await asyncio.wait_for(payload.wait(), 10)
     assert result.exit_code == 0
     assert not _alive(int((tmp_path / "child").read_text()))
@@ -112,7 +112,7 @@ async def test_leftover_children_are_killed_when_the_main_process_exits(tmp_path
 
 async def test_walltime_limit(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, ["sleep", "30"], max_walltime_s=1.0, monitor_interval_s=0.1))
-    payload.start()
+    await payload.start()
     result = await asyncio.wait_for(payload.wait(), 10)
     assert result.reason is EndReason.WALLTIME
     assert result.signal == 15  # sleep honours SIGTERM: no SIGKILL was needed
@@ -127,7 +127,7 @@ async def test_memory_limit_counts_the_tree(tmp_path: Path) -> None:
         "'import time; x = bytearray(200 * 1024 * 1024); x[::4096] = b\"y\" * len(x[::4096]); time.sleep(60)'])"
     )
     payload = Payload(spec=_spec(tmp_path, [sys.executable, "-c", code], memory_mb=80, monitor_interval_s=0.1))
-    payload.start()
+    await payload.start()
     result = await asyncio.wait_for(payload.wait(), 30)
     assert result.reason is EndReason.MEMORY
     assert "exceeded the memory limit of 80 MiB" in result.detail
@@ -140,7 +140,7 @@ async def test_usage_is_measured(tmp_path: Path) -> None:
         "t = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(0.5)"
     )
     payload = Payload(spec=_spec(tmp_path, [sys.executable, "-c", code], monitor_interval_s=0.1))
-    payload.start()
+    await payload.start()
     result = await asyncio.wait_for(payload.wait(), 30)
     assert result.exit_code == 0
     assert result.usage.cpu_time_s >= 0.5
