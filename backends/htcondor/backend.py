@@ -33,19 +33,16 @@ from typing import Any
 
 from ailuro.errors import InvalidArgument
 from backends.base import (
-    PILOT_CLEAN_EXIT_CODES,
     BatchBackend,
     PilotSpec,
     SubmittedWorker,
     WorkerState,
     WorkerStatus,
-    describe_exit_code,
 )
 from backends.htcondor.parse import PROJECTION, batch_id, classify
 from backends.wrapper import write_wrapper
 from backends.wrapper.batch import check_options, number, str_map
-from backends.wrapper.book import BookEntry, WorkerBook
-from backends.wrapper.evidence import read_evidence
+from backends.wrapper.book import BookEntry, WorkerBook, settle, status_without_batch_record
 
 log = logging.getLogger(__name__)
 
@@ -251,21 +248,10 @@ class HTCondorBackend(BatchBackend):
             )
 
     def _from_evidence(self, entry: BookEntry | None) -> WorkerStatus:
-        if entry is None:
-            return WorkerStatus(state=WorkerState.MISSING, diag="not in the queue or history, and not submitted here")
-        rc = read_evidence(entry.log_dir, entry.worker_id).exit_code
-        if rc is not None:
-            state = WorkerState.FINISHED if rc in PILOT_CLEAN_EXIT_CODES else WorkerState.FAILED
-            return WorkerStatus(state=state, exit_code=rc, diag=f"{describe_exit_code(rc)} (wrapper record)")
-        if entry.cancelled:
-            return WorkerStatus(state=WorkerState.CANCELLED, diag="removed by the factory; gone from the history")
-        return WorkerStatus(state=WorkerState.MISSING, diag="not in the queue or history, no wrapper record")
+        return status_without_batch_record(entry, system="the schedd's queue and history")
 
     def _settle(self, entry: BookEntry | None, st: WorkerStatus) -> WorkerStatus:
-        if entry is not None and st.state.is_final and not entry.final_state:
-            entry.final_state, entry.exit_code, entry.diag = st.state.value, st.exit_code, st.diag
-            entry.ended_at = time.time()
-        return st
+        return settle(entry, st)
 
 
 def _parse_id(bid: str) -> tuple[int, int] | None:

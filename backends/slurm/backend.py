@@ -32,14 +32,12 @@ from typing import Any
 
 from ailuro.errors import InvalidArgument
 from backends.base import (
-    PILOT_CLEAN_EXIT_CODES,
     BatchBackend,
     CommandError,
     PilotSpec,
     SubmittedWorker,
     WorkerState,
     WorkerStatus,
-    describe_exit_code,
 )
 from backends.slurm.parse import (
     SlurmRecord,
@@ -51,7 +49,7 @@ from backends.slurm.parse import (
 )
 from backends.wrapper import write_wrapper
 from backends.wrapper.batch import CommandRunner, check_options, number, str_list
-from backends.wrapper.book import BookEntry, WorkerBook
+from backends.wrapper.book import BookEntry, WorkerBook, settle, status_without_batch_record
 from backends.wrapper.evidence import read_evidence
 
 log = logging.getLogger(__name__)
@@ -254,23 +252,8 @@ class SlurmBackend(BatchBackend):
             return WorkerStatus(
                 state=st.state, native_state=st.native_state, exit_code=st.exit_code, diag=f"{st.diag} (sacct)".strip()
             )
-        if entry is None:
-            return WorkerStatus(
-                state=WorkerState.MISSING, native_state="", diag="not in squeue or sacct, and not submitted here"
-            )
-        rc = read_evidence(entry.log_dir, entry.worker_id).exit_code
-        if rc is not None:
-            state = WorkerState.FINISHED if rc in PILOT_CLEAN_EXIT_CODES else WorkerState.FAILED
-            return WorkerStatus(
-                state=state, exit_code=rc, diag=f"{describe_exit_code(rc)} (wrapper record; gone from squeue)"
-            )
-        if cancelled:
-            return WorkerStatus(state=WorkerState.CANCELLED, diag="cancelled by the factory; gone from squeue")
-        return WorkerStatus(state=WorkerState.MISSING, diag="gone from squeue with no sacct or wrapper record")
+        return status_without_batch_record(entry, system="squeue and sacct")
 
     def _settle(self, bid: str, entry: BookEntry | None, st: WorkerStatus) -> WorkerStatus:
         """Remember a final state, so later polls answer without asking Slurm."""
-        if entry is not None and st.state.is_final and not entry.final_state:
-            entry.final_state, entry.exit_code, entry.diag = st.state.value, st.exit_code, st.diag
-            entry.ended_at = time.time()
-        return st
+        return settle(entry, st)

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from backends.base import PILOT_CLEAN_EXIT_CODES, WorkerState, WorkerStatus, describe_exit_code
+from backends.wrapper.evidence import read_evidence
+
 log = logging.getLogger(__name__)
 
 
@@ -100,3 +103,30 @@ class WorkerBook:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"workers": {b: asdict(e) for b, e in self._entries.items()}}, indent=1))
         tmp.replace(self.path)
+
+
+def settle(entry: BookEntry | None, status: WorkerStatus) -> WorkerStatus:
+    """Remember a worker's final state in its book entry, so later polls answer without the batch system."""
+    if entry is not None and status.state.is_final and not entry.final_state:
+        entry.final_state, entry.exit_code, entry.diag = status.state.value, status.exit_code, status.diag
+        entry.ended_at = time.time()
+    return status
+
+
+def status_without_batch_record(entry: BookEntry | None, *, system: str) -> WorkerStatus:
+    """Classify a worker that ``system`` (e.g. ``"squeue"``, ``"bjobs"``) no longer knows.
+
+    Evidence only: the wrapper's exit record, then the factory's own cancel; with neither the
+    worker is ``missing``, never guessed finished.
+    """
+    if entry is None:
+        return WorkerStatus(state=WorkerState.MISSING, diag=f"not known to {system}, and not submitted here")
+    rc = read_evidence(entry.log_dir, entry.worker_id).exit_code
+    if rc is not None:
+        state = WorkerState.FINISHED if rc in PILOT_CLEAN_EXIT_CODES else WorkerState.FAILED
+        return WorkerStatus(
+            state=state, exit_code=rc, diag=f"{describe_exit_code(rc)} (wrapper record; gone from {system})"
+        )
+    if entry.cancelled:
+        return WorkerStatus(state=WorkerState.CANCELLED, diag=f"cancelled by the factory; gone from {system}")
+    return WorkerStatus(state=WorkerState.MISSING, diag=f"gone from {system} with no wrapper record")

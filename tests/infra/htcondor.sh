@@ -16,6 +16,8 @@
 # The job directory ($AILURO_INFRA_DIR/htcondor/jobs) has the same path inside and outside.
 # Everything listens on 127.0.0.1 only (shared port $AILURO_HTC_PORT, default 29618).
 set -euo pipefail
+# the daemons and tools inside the chroot read their own config, never a client config from the caller
+unset CONDOR_CONFIG
 
 INFRA=${AILURO_INFRA_DIR:-/tmp/ailuro-infra}
 BASE=$INFRA/htcondor
