@@ -20,6 +20,28 @@ Example (``queues.toml``)::
 The dispatcher uses ``name``, ``vos``, ``labels``, ``enabled`` and ``max_running``; the factory
 also reads ``factory``, ``backend`` and ``backend_options``. Unknown keys are errors, so a typo
 never silently falls back to a default.
+
+Storage elements (DDM) live in the same file; a queue names the ones it reads inputs from
+(``input_se``, first = preferred) and writes outputs to (``output_se``)::
+
+    [[storage]]
+    name = "CERN_EOS"                 # storage element name, as jobs and the catalog use it
+    site = "CERN"
+    kind = "disk"                     # disk | tape
+    endpoints = ["root://eos.example//eos/compass", "http://eos.example:8443/eos/compass"]
+    max_transfers = 4                 # concurrent transfers per DDM agent touching this SE
+
+    [[storage]]
+    name = "CERN_CASTOR"
+    kind = "tape"
+    endpoints = ["root://castor.example//castor/compass"]
+    staging_latency_s = 3600          # bring-online (tape recall) time before a file is readable
+    pin_lifetime_s = 86400            # how long a recalled file stays on the disk buffer
+
+    [[queue]]
+    name = "CERN_LOCAL"
+    input_se = ["CERN_EOS"]
+    output_se = ["CERN_EOS"]
 """
 
 from __future__ import annotations
@@ -32,6 +54,7 @@ from typing import Any
 from ailuro.errors import InvalidArgument
 
 BACKENDS = ("local", "slurm", "htcondor", "lsf")
+SE_KINDS = ("disk", "tape")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,23 +83,61 @@ class QueueConfig:
     max_running: int = 0
     factory: FactoryLimits = field(default_factory=FactoryLimits)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    input_se: tuple[str, ...] = ()
+    """Storage elements the queue's pilots read inputs from (first = preferred); empty: no DDM."""
+    output_se: tuple[str, ...] = ()
+    """Storage elements outputs of the queue's jobs go to when a job names no ``destination_se``."""
 
     def serves(self, *, vo: str, label: str) -> bool:
         """Whether jobs of this VO and prod_source_label may run here."""
         return self.enabled and (not self.vos or vo in self.vos) and (not self.labels or label in self.labels)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StorageElementConfig:
+    """One storage element (SE): where files live and how they are reached."""
+
+    name: str
+    site: str = ""
+    kind: str = "disk"
+    """``disk`` (readable at once) or ``tape`` (a file must be staged, bring-online, first)."""
+    endpoints: tuple[str, ...] = ()
+    """Base URLs, one per protocol, preferred first: ``root://host//path``, ``https://...``, ``file:///...``."""
+    staging_latency_s: float = 0.0
+    """Tape only: time a bring-online request takes before the file is readable."""
+    pin_lifetime_s: float = 86400.0
+    """Tape only: how long a staged file stays readable (on the disk buffer)."""
+    max_transfers: int = 4
+    """Concurrent transfers (and stagings) one DDM agent runs that read or write this SE."""
+
+    @property
+    def is_tape(self) -> bool:
+        return self.kind == "tape"
+
+
 DEFAULT_QUEUES: tuple[QueueConfig, ...] = (QueueConfig(name="LOCAL"),)
 """Used when no queue file is given: one local queue that serves everyone."""
 
-_QUEUE_KEYS = {"name", "vos", "labels", "backend", "enabled", "max_running", "factory", "backend_options"}
+_QUEUE_KEYS = {
+    "name",
+    "vos",
+    "labels",
+    "backend",
+    "enabled",
+    "max_running",
+    "factory",
+    "backend_options",
+    "input_se",
+    "output_se",
+}
+_STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers"}
 _FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
 
 
 def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[QueueConfig, ...]:
     """Build queue configs from parsed TOML; ``InvalidArgument`` names the bad key."""
     entries = data.get("queue", [])
-    extra = set(data) - {"queue"}
+    extra = set(data) - {"queue", "storage"}
     if extra:
         raise InvalidArgument(f"unknown top-level key(s) {sorted(extra)}", field=source)
     if not isinstance(entries, list) or not entries:
@@ -108,7 +169,7 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
         max_running = raw.get("max_running", 0)
         if not isinstance(max_running, int) or max_running < 0:
             raise InvalidArgument("must be an integer >= 0", field=f"{where}.max_running")
-        for key in ("vos", "labels"):
+        for key in ("vos", "labels", "input_se", "output_se"):
             value = raw.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InvalidArgument("must be a list of strings", field=f"{where}.{key}")
@@ -125,9 +186,81 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
                 max_running=max_running,
                 factory=FactoryLimits(**fac),
                 backend_options=dict(options),
+                input_se=tuple(raw.get("input_se", [])),
+                output_se=tuple(raw.get("output_se", [])),
             )
         )
+    known_se = {se.name for se in parse_storage(data, source=source)}
+    for i, q in enumerate(queues):
+        for key in ("input_se", "output_se"):
+            for name in getattr(q, key):
+                if name not in known_se:
+                    raise InvalidArgument(f"unknown storage element {name!r}", field=f"{source}.queue[{i}].{key}")
     return tuple(queues)
+
+
+def parse_storage(data: dict[str, Any], *, source: str = "queues") -> tuple[StorageElementConfig, ...]:
+    """Build storage-element configs from the ``[[storage]]`` tables; ``InvalidArgument`` names the bad key."""
+    entries = data.get("storage", [])
+    if not isinstance(entries, list):
+        raise InvalidArgument("expected [[storage]] tables", field=f"{source}.storage")
+    out: list[StorageElementConfig] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(entries):
+        where = f"{source}.storage[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidArgument("must be a table", field=where)
+        unknown = set(raw) - _STORAGE_KEYS
+        if unknown:
+            raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field=where)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
+        if name in seen:
+            raise InvalidArgument(f"duplicate storage element {name!r}", field=f"{where}.name")
+        seen.add(name)
+        kind = raw.get("kind", "disk")
+        if kind not in SE_KINDS:
+            raise InvalidArgument(f"must be one of {', '.join(SE_KINDS)}, not {kind!r}", field=f"{where}.kind")
+        endpoints = raw.get("endpoints", [])
+        if (
+            not isinstance(endpoints, list)
+            or not endpoints
+            or not all(isinstance(e, str) and "://" in e for e in endpoints)
+        ):
+            raise InvalidArgument("must be a non-empty list of URLs (scheme://...)", field=f"{where}.endpoints")
+        numbers: dict[str, Any] = {}
+        for key in ("staging_latency_s", "pin_lifetime_s", "max_transfers"):
+            if key in raw:
+                value = raw[key]
+                if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                    raise InvalidArgument("must be a number >= 0", field=f"{where}.{key}")
+                numbers[key] = value
+        if "max_transfers" in numbers and (
+            not isinstance(numbers["max_transfers"], int) or numbers["max_transfers"] < 1
+        ):
+            raise InvalidArgument("must be an integer >= 1", field=f"{where}.max_transfers")
+        site = raw.get("site", "")
+        if not isinstance(site, str):
+            raise InvalidArgument("must be a string", field=f"{where}.site")
+        out.append(StorageElementConfig(name=name, site=site, kind=kind, endpoints=tuple(endpoints), **numbers))
+    return tuple(out)
+
+
+def load_storage(path: str | Path | None) -> tuple[StorageElementConfig, ...]:
+    """The ``[[storage]]`` tables of a queue file (none without a file)."""
+    if path is None:
+        return ()
+    return parse_storage(_read_toml(Path(path)), source=str(path))
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise InvalidArgument(f"no such file: {p}", field="queues") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"{p}: {exc}", field="queues") from None
 
 
 def load_queues(path: str | Path | None) -> tuple[QueueConfig, ...]:
@@ -135,10 +268,4 @@ def load_queues(path: str | Path | None) -> tuple[QueueConfig, ...]:
     if path is None:
         return DEFAULT_QUEUES
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise InvalidArgument(f"no such file: {p}", field="queues") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidArgument(f"{p}: {exc}", field="queues") from None
-    return parse_queues(data, source=str(p))
+    return parse_queues(_read_toml(p), source=str(p))

@@ -99,3 +99,12 @@ class StorageResolver:
         if not scheme_of(url):
             raise InvalidArgument(f"storage element {name}: bad URL {url!r}", field="endpoint")
         return url
+
+
+def se_file_url(endpoint: str, *, scope: str, lfn: str) -> str:
+    """Where file ``scope:lfn`` lives under a storage element's base URL (``<base>/<scope>/<lfn>``)."""
+    if not lfn or "/" in lfn or lfn in (".", ".."):
+        raise InvalidArgument(f"bad lfn {lfn!r}", field="lfn")
+    if "/" in scope or scope in (".", ".."):
+        raise InvalidArgument(f"bad scope {scope!r}", field="scope")
+    return join_url(endpoint, scope, lfn)

@@ -41,7 +41,10 @@ def input_url(f: job_pb2.File, resolver: StorageResolver) -> str:
 
 
 def output_url(f: job_pb2.File, job: job_pb2.Job, resolver: StorageResolver) -> str:
-    """Where an output or log goes: its ``destination_se``, else the job's, else the default SE."""
+    """Where an output or log goes: the ``pfn`` the dispatcher chose (DDM queues), else its place on
+    its ``destination_se``, else the job's, else the default SE."""
+    if f.pfn:
+        return f.pfn
     return resolver.file_url(f.destination_se or job.destination_se, lfn=f.lfn, scope=f.scope)
 
 

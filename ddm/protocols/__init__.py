@@ -1,9 +1,10 @@
 """Protocol plugins, chosen by URL scheme.
 
 ``protocol_for(url)`` returns the plugin for ``url``'s scheme; a URL without ``://`` is a local
-path and served by the ``file`` plugin. New plugins (``root://`` over XRootD, ``davs://``/``https://``
-over WebDAV) subclass :class:`ddm.protocols.base.Protocol` and call :func:`register`; nothing else
-in the pilot changes.
+path and served by the ``file`` plugin. Built in: ``file://``, ``root://``/``xroot://`` (XRootD
+client tools), ``http(s)://``/``dav(s)://`` (WebDAV), and gfal2 for ``gsiftp``/``srm``/``ftp`` when
+its Python module imports. New plugins subclass :class:`ddm.protocols.base.Protocol` and call
+:func:`register`; nothing else in the pilot or the agent changes.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from urllib.parse import urlsplit
 from ailuro.errors import InvalidArgument
 from ddm.protocols.base import CopyResult, FileStat, Protocol, TransferError
 from ddm.protocols.file import FileProtocol, path_to_url, url_to_path
+from ddm.protocols.gfal import GfalProtocol, gfal2_available
+from ddm.protocols.http import HttpProtocol
+from ddm.protocols.xrootd import XRootDProtocol
 
 __all__ = [
     "CopyResult",
     "FileProtocol",
     "FileStat",
+    "GfalProtocol",
+    "HttpProtocol",
     "Protocol",
     "TransferError",
+    "XRootDProtocol",
     "join_url",
     "path_to_url",
     "protocol_for",
@@ -65,3 +72,7 @@ def join_url(base: str, *parts: str) -> str:
 
 
 register(FileProtocol)
+register(XRootDProtocol)
+register(HttpProtocol)
+if gfal2_available():
+    register(GfalProtocol)

@@ -29,8 +29,14 @@ class Broker:
         load = self._load[q.name]
         return load / q.max_running if q.max_running else float(load)
 
-    def place(self, *, site: str, vo: str, label: str, where: str) -> tuple[str, str]:
-        """``(computing_site, reason)`` for one job; ``InvalidArgument`` naming ``where`` fields."""
+    def place(
+        self, *, site: str, vo: str, label: str, where: str, holding: frozenset[str] = frozenset()
+    ) -> tuple[str, str]:
+        """``(computing_site, reason)`` for one job; ``InvalidArgument`` naming ``where`` fields.
+
+        ``holding`` names queues whose storage already holds the job's inputs: when one of them
+        serves the job, the least loaded of those wins (no transfer or tape staging needed).
+        """
         if site:
             q = self._by_name[site]
             if not q.serves(vo=vo, label=label):
@@ -43,12 +49,12 @@ class Broker:
             raise InvalidArgument(
                 f"no enabled queue serves vo {vo!r} with prod_source_label {label!r}", field=f"{where}.vo"
             )
-        best = min(candidates, key=self._ratio)
+        with_data = [q for q in candidates if q.name in holding]
+        pool = with_data or candidates
+        best = min(pool, key=self._ratio)
         load = self._load[best.name]
         cap = f"/{best.max_running} max_running" if best.max_running else " (no limit)"
-        reason = (
-            f"lowest load among {len(candidates)} queue(s) serving vo={vo} label={label}: "
-            f"{best.name} had {load}{cap} active jobs"
-        )
+        which = f"{len(pool)} queue(s) holding the inputs" if with_data else f"{len(pool)} queue(s)"
+        reason = f"lowest load among {which} serving vo={vo} label={label}: {best.name} had {load}{cap} active jobs"
         self._load[best.name] += 1
         return best.name, reason

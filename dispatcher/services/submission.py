@@ -13,9 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from ailuro.errors import AlreadyExists
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import validation
+from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.services.brokerage import Broker
 from dispatcher.services.runtime import Runtime
+from dispatcher.store import dataflow
 from dispatcher.store import jobs as store
 from dispatcher.store import workers as wstore
 from dispatcher.store.schema import submit_requests
@@ -76,6 +78,35 @@ def fingerprint(req: submission_pb2.SubmitJobsRequest) -> str:
     return digest.hexdigest()
 
 
+def place_and_insert(
+    conn: Connection, specs: Sequence[job_pb2.Job], config: DispatcherConfig, *, owner: str, now: float
+) -> list[int]:
+    """Broker, plan data (DDM) and insert normalized jobs in the caller's transaction; their panda_ids.
+
+    Brokerage prefers queues whose storage already holds a job's inputs. Jobs whose inputs must
+    first be transferred or staged from tape are parked in ``assigned`` (see ``dataflow``).
+    """
+    storage = {se.name: se for se in config.storage}
+    broker = Broker(config.queues, store.active_counts_by_site(conn))
+    new_jobs = []
+    for i, spec in enumerate(specs):
+        holding = (
+            dataflow.queues_holding_inputs(conn, spec, config.queues, storage)
+            if storage and not spec.computing_site
+            else frozenset()
+        )
+        site, reason = broker.place(
+            site=spec.computing_site, vo=spec.vo, label=spec.prod_source_label, where=f"jobs[{i}]", holding=holding
+        )
+        spec.computing_site = site
+        new_jobs.append(store.NewJob(spec=spec, brokerage_reason=reason))
+    plans = dataflow.plan_jobs(conn, specs, {q.name: q for q in config.queues}, storage, now=now)
+    ids = store.insert_jobs(conn, new_jobs, owner=owner, now=now)
+    if any(p is not None for p in plans):
+        dataflow.link_jobs(conn, ids, specs, plans, now=now)
+    return ids
+
+
 class SubmissionService:
     """Submit, kill, retry, get, list jobs; the gRPC layer and tests call this."""
 
@@ -127,15 +158,7 @@ class SubmissionService:
                             owner=identity.name, request_id=request_id, fingerprint=fp, panda_ids="", created=now
                         )
                     )
-                broker = Broker(self.rt.config.queues, store.active_counts_by_site(conn))
-                new_jobs = []
-                for i, spec in enumerate(specs):
-                    site, reason = broker.place(
-                        site=spec.computing_site, vo=spec.vo, label=spec.prod_source_label, where=f"jobs[{i}]"
-                    )
-                    spec.computing_site = site
-                    new_jobs.append(store.NewJob(spec=spec, brokerage_reason=reason))
-                ids = store.insert_jobs(conn, new_jobs, owner=identity.name, now=now)
+                ids = place_and_insert(conn, specs, self.rt.config, owner=identity.name, now=now)
                 if request_id:
                     conn.execute(
                         submit_requests.update()

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from ailuro.errors import InvalidArgument, NotFound
-from ddm.protocols import FileProtocol, join_url, path_to_url, protocol_for, scheme_of, url_to_path
+from ddm.protocols import (
+    FileProtocol,
+    HttpProtocol,
+    XRootDProtocol,
+    join_url,
+    path_to_url,
+    protocol_for,
+    scheme_of,
+    url_to_path,
+)
 from ddm.storage import StorageConfig, StorageResolver, env_var_for
 
 
@@ -26,8 +35,10 @@ def test_registry_by_scheme() -> None:
     assert isinstance(protocol_for("/data/x"), FileProtocol)
     assert isinstance(protocol_for("file:///data/x"), FileProtocol)
     assert scheme_of("ROOT://eos//x") == "root"
-    with pytest.raises(InvalidArgument, match="no protocol plugin for root://"):
-        protocol_for("root://eos.example//x")
+    assert isinstance(protocol_for("root://eos.example//x"), XRootDProtocol)
+    assert isinstance(protocol_for("davs://dcache.example:2880/x"), HttpProtocol)
+    with pytest.raises(InvalidArgument, match="no protocol plugin for s3://"):
+        protocol_for("s3://bucket/x")
 
 
 def test_copy_out_in_stat_checksum_delete(tmp_path: Path) -> None:

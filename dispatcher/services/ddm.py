@@ -1,0 +1,355 @@
+"""The DDM agent (``ailuro ddm agent``): runs transfer, staging and verify requests from the catalog.
+
+Each cycle it (1) advances jobs and tasks whose data changed (``dataflow.activate_ready``,
+``dataflow.finish_verified``, ``tasks.advance_tasks``), (2) renews the leases of the requests it
+runs and stops the ones that were withdrawn, (3) claims due requests while every storage element
+involved has a free slot (``max_transfers`` per SE and agent) and runs them on a thread pool.
+Several agents can share one database: claims are leased rows, so no request runs twice, and a
+dead agent's requests are taken over when their lease expires.
+
+Failures are retried with exponential backoff (``backoff_base_s * 2**(attempt-1)``, capped)
+until ``max_attempts``; the last error and its PanDA code stay on the request for the CLI and the
+monitor. A source that is missing or corrupted is marked ``bad`` and another replica is used.
+
+Tape (bring-online) is modelled in the catalog: a tape SE is an ordinary server, and a replica on
+it is readable only while ``online_until`` lies in the future. A transfer from tape first queues a
+``stage`` request due ``staging_latency_s`` later (the recall); running it checks the file on the
+tape server (size and adler32) and marks it online for ``pin_lifetime_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ailuro import errorcodes
+from ailuro.queues import QueueConfig, StorageElementConfig
+from ddm.storage import se_file_url
+from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
+from dispatcher.store import catalog, dataflow
+from dispatcher.store.engine import Database, open_database
+from dispatcher.store.schema import ddm_requests, jobs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """Settings of one DDM agent process."""
+
+    db_url: str
+    """The dispatcher's database (the catalog lives there)."""
+    storage: tuple[StorageElementConfig, ...]
+    """Storage elements (the ``[[storage]]`` tables of the queue file)."""
+    agent_id: str = ""
+    """Lease owner name; a random one when empty."""
+    poll_s: float = 1.0
+    """Pause between cycles."""
+    lease_s: float = 60.0
+    """A claimed request returns to the pool this long after its agent's last renewal."""
+    max_workers: int = 8
+    """Requests run at once by this agent (each SE also has its own ``max_transfers``)."""
+    backoff_base_s: float = 5.0
+    """Delay before the first retry; doubled for every further attempt."""
+    backoff_max_s: float = 600.0
+    """Upper bound of the retry delay."""
+    scratch_dir: Path = Path("/tmp/ailuro-ddm")
+    """Where files pass through between source and destination."""
+    reconcile: bool = True
+    """Also advance jobs and tasks (any number of agents may; the updates are conditional)."""
+    queues: tuple[QueueConfig, ...] = ()
+    """Queues, for placing the jobs tasks create (merge jobs)."""
+
+
+@dataclass(kw_only=True)
+class _Running:
+    row: Any
+    future: Future[None]
+    ses: tuple[str, ...]
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class DDMAgent:
+    """One agent; :meth:`cycle` does one pass, :meth:`run` loops until stopped."""
+
+    def __init__(self, config: AgentConfig, *, db: Database | None = None) -> None:
+        self.config = config
+        self.agent_id = config.agent_id or f"ddm-{uuid.uuid4().hex[:8]}"
+        self.db = db or open_database(config.db_url, pool_size=config.max_workers + 2)
+        self.storage: dict[str, StorageElementConfig] = {se.name: se for se in config.storage}
+        self.pool = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="ddm-xfer")
+        self.running: dict[int, _Running] = {}
+        self._lock = threading.Lock()
+
+    # --- loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Cycle until ``stop`` is set, then wait for running requests."""
+        log.info("DDM agent %s started (%d storage elements)", self.agent_id, len(self.storage))
+        while not stop.is_set():
+            try:
+                self.cycle()
+            except Exception:  # keep the agent alive through a database outage
+                log.exception("DDM agent cycle failed")
+            stop.wait(self.config.poll_s)
+        self.close()
+
+    def close(self) -> None:
+        """Stop running requests (they are withdrawn from this agent and retried by another)."""
+        for r in self.running.values():
+            r.cancel.set()
+        self.pool.shutdown(wait=True)
+
+    def cycle(self) -> int:
+        """One pass; returns how many requests were started."""
+        now = time.time()
+        if self.config.reconcile:
+            from dispatcher.services import tasks
+
+            with self.db.write() as conn:
+                _withdraw_for_cancelled_jobs(conn, now=now)
+                activated = dataflow.activate_ready(conn, self.storage, now=now)
+                finished = dataflow.finish_verified(conn, now=now)
+                tasks.advance_tasks(conn, queues=self.config.queues, storage=self.config.storage, now=now)
+            if activated or finished:
+                log.info("jobs activated %s, finished %s", activated, finished)
+        self._watch_running(now)
+        return self._claim_and_start(now)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Cycle until nothing runs or is due (tests and one-shot use)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            started = self.cycle()
+            if not started and not self.running:
+                return
+            time.sleep(0.05)
+
+    def _watch_running(self, now: float) -> None:
+        with self._lock:
+            done = [rid for rid, r in self.running.items() if r.future.done()]
+            for rid in done:
+                del self.running[rid]
+            ids = list(self.running)
+        if not ids:
+            return
+        with self.db.write() as conn:
+            held = catalog.held_requests(conn, ids, owner=self.agent_id)
+            catalog.renew_leases(conn, sorted(held), owner=self.agent_id, lease_s=self.config.lease_s, now=now)
+        for rid in ids:
+            if rid not in held:
+                log.info("request %d was withdrawn: stopping it", rid)
+                self.running[rid].cancel.set()
+
+    def _ses_of(self, row: Any) -> tuple[str, ...]:
+        return tuple(s for s in (row["source_se"], row["dest_se"]) if s)
+
+    def _claim_and_start(self, now: float) -> int:
+        free = self.config.max_workers - len(self.running)
+        if free <= 0:
+            return 0
+        busy = Counter(se for r in self.running.values() for se in r.ses)
+
+        def fits(row: Any) -> bool:
+            ses = self._ses_of(row)
+            if any(busy[s] >= self.storage[s].max_transfers for s in ses if s in self.storage):
+                return False
+            busy.update(ses)
+            return True
+
+        with self.db.write() as conn:
+            rows = catalog.claim_requests(
+                conn, owner=self.agent_id, limit=free, lease_s=self.config.lease_s, now=now, fits=fits
+            )
+        for row in rows:
+            running = _Running(row=row, future=Future(), ses=self._ses_of(row))
+            running.future = self.pool.submit(self._execute, row, running.cancel)
+            with self._lock:
+                self.running[int(row["request_id"])] = running
+        return len(rows)
+
+    # --- one request ------------------------------------------------------------------------
+
+    def _execute(self, row: Any, cancel: threading.Event) -> None:
+        rid = int(row["request_id"])
+        try:
+            with self.db.read() as conn:
+                file = catalog.files_by_id(conn, [int(row["file_id"])])[int(row["file_id"])]
+                replicas = catalog.replicas_of(conn, [int(row["file_id"])]).get(int(row["file_id"]), [])
+            expected = Expected(size=int(file["size"]), adler32=file["adler32"])
+            if row["kind"] == "transfer":
+                self._transfer(row, file, replicas, expected, cancel)
+            elif row["kind"] == "stage":
+                self._stage(row, file, expected)
+            else:
+                self._verify(row, file, replicas, expected)
+        except Cancelled as exc:
+            log.info("request %d: %s", rid, exc)
+        except TransferFailure as exc:
+            self._failed(row, exc)
+        except Exception as exc:  # an agent bug: keep the error on the request, retry later
+            log.exception("request %d failed unexpectedly", rid)
+            self._failed(row, TransferFailure(errorcodes.STAGEIN_FAILED, f"agent error: {exc}"))
+
+    def _url(self, se: str, file: Any) -> str:
+        return se_file_url(self.storage[se].endpoints[0], scope=file["scope"], lfn=file["lfn"])
+
+    def _pick_source(self, row: Any, replicas: list[Any]) -> Any | None:
+        good = [
+            r
+            for r in replicas
+            if r["state"] == catalog.AVAILABLE and r["se"] != row["dest_se"] and r["se"] in self.storage
+        ]
+        if row["source_se"]:
+            good = [r for r in good if r["se"] == row["source_se"]] or good
+        if not good:
+            return None
+        return min(good, key=lambda r: (r["se"] != row["source_se"], self.storage[r["se"]].is_tape))
+
+    def _transfer(self, row: Any, file: Any, replicas: list[Any], expected: Expected, cancel: threading.Event) -> None:
+        now = time.time()
+        source = self._pick_source(row, replicas)
+        if source is None:
+            raise TransferFailure(
+                errorcodes.STAGEIN_FAILED,
+                f"no available replica of {file['scope']}:{file['lfn']} to copy from",
+                retryable=False,
+            )
+        se = self.storage[source["se"]]
+        if se.is_tape and not (source["online_until"] and source["online_until"] > now):
+            with self.db.write() as conn:
+                sid = catalog.add_request(
+                    conn,
+                    kind="stage",
+                    file_id=int(file["file_id"]),
+                    dest_se=se.name,
+                    task_id=int(row["task_id"]),
+                    activity="bring-online",
+                    now=now,
+                    not_before=now + se.staging_latency_s,
+                )
+                stage = conn.execute(ddm_requests.select().where(ddm_requests.c.request_id == sid)).mappings().first()
+                ready = max(float(stage["next_attempt"]), now) + min(self.config.poll_s, 1.0) if stage else now + 1
+                note = f"waiting for tape staging (request {sid}) of {file['lfn']} on {se.name}"
+                catalog.finish_request(
+                    conn,
+                    int(row["request_id"]),
+                    owner=self.agent_id,
+                    state=catalog.QUEUED,
+                    now=now,
+                    error=note,
+                    next_attempt=ready,
+                    count_attempt=False,
+                )
+            return
+        dest = row["dest_se"]
+        src_url, dst_url = self._url(source["se"], file), self._url(dest, file)
+        scratch = self.config.scratch_dir / self.agent_id
+        try:
+            copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
+        except TransferFailure as exc:
+            if exc.source_bad and exc.code != errorcodes.CHECKSUM_MISMATCH_STAGEOUT:
+                with self.db.write() as conn:
+                    catalog.set_replica_state(conn, int(file["file_id"]), source["se"], catalog.BAD, now=time.time())
+                exc.retryable = True  # another replica may do
+            raise
+        now = time.time()
+        with self.db.write() as conn:
+            ok = catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now)
+            if ok:
+                online = now + self.storage[dest].pin_lifetime_s if self.storage[dest].is_tape else None
+                catalog.set_replica(
+                    conn, int(file["file_id"]), dest, state=catalog.AVAILABLE, pfn=dst_url, now=now, online_until=online
+                )
+        if ok:
+            log.info("request %d: %s -> %s done (adler32 %s)", row["request_id"], src_url, dst_url, expected.adler32)
+
+    def _stage(self, row: Any, file: Any, expected: Expected) -> None:
+        se = self.storage[row["dest_se"]]
+        verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
+        now = time.time()
+        with self.db.write() as conn:
+            if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
+                catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
+        log.info("request %d: %s staged on %s", row["request_id"], file["lfn"], se.name)
+
+    def _verify(self, row: Any, file: Any, replicas: list[Any], expected: Expected) -> None:
+        se = row["dest_se"]
+        try:
+            verify(self._url(se, file), expected)
+        except TransferFailure as exc:
+            if not exc.source_bad:
+                raise  # could not reach the SE: retry later
+            now = time.time()
+            with self.db.write() as conn:
+                catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.BAD, now=now)
+                catalog.finish_request(
+                    conn,
+                    int(row["request_id"]),
+                    owner=self.agent_id,
+                    state=catalog.FAILED,
+                    now=now,
+                    error=exc.message,
+                    code=exc.code,
+                )
+                others = [r for r in replicas if r["se"] != se and r["state"] == catalog.AVAILABLE]
+                if others:  # repair: copy a good replica over the bad one
+                    rid = catalog.add_request(
+                        conn,
+                        kind="transfer",
+                        file_id=int(file["file_id"]),
+                        dest_se=se,
+                        panda_id=int(row["panda_id"]),
+                        task_id=int(row["task_id"]),
+                        activity="repair",
+                        now=now,
+                    )
+                    log.warning(
+                        "replica of %s on %s is bad (%s): repair transfer %d", file["lfn"], se, exc.message, rid
+                    )
+            return
+        now = time.time()
+        with self.db.write() as conn:
+            if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
+                catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.AVAILABLE, now=now)
+
+    def _failed(self, row: Any, exc: TransferFailure) -> None:
+        now = time.time()
+        attempt = int(row["attempts"]) + 1
+        final = not exc.retryable or attempt >= int(row["max_attempts"])
+        delay = min(self.config.backoff_base_s * 2 ** (attempt - 1), self.config.backoff_max_s)
+        with self.db.write() as conn:
+            catalog.finish_request(
+                conn,
+                int(row["request_id"]),
+                owner=self.agent_id,
+                state=catalog.FAILED if final else catalog.QUEUED,
+                now=now,
+                error=f"attempt {attempt}: {exc.message}",
+                code=exc.code,
+                next_attempt=None if final else now + delay,
+            )
+        how = "giving up" if final else f"retry in {delay:.1f} s"
+        log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
+
+
+def _withdraw_for_cancelled_jobs(conn: Any, *, now: float) -> None:
+    """Stage-in requests made for jobs that were cancelled are withdrawn."""
+    from sqlalchemy import select
+
+    r = ddm_requests
+    stmt = (
+        select(r.c.request_id)
+        .select_from(r.join(jobs, jobs.c.panda_id == r.c.panda_id))
+        .where(r.c.state.in_(catalog.OPEN_REQUEST_STATES), r.c.kind == "transfer", jobs.c.status == "cancelled")
+    )
+    ids = [int(x[0]) for x in conn.execute(stmt)]
+    if ids:
+        catalog.cancel_requests(conn, ids, now=now, reason="the job that needed it was cancelled")

@@ -1,0 +1,256 @@
+"""Tasks: the COMPASS chain "process these files -> merge the outputs -> archive to tape" as one unit.
+
+A task file (YAML) names an input dataset, a processing step (one job per input file), a merge
+step (one job over all processing outputs, run where they sit on disk) and an archive SE (tape).
+:func:`submit_task` stores the task and its processing jobs in one transaction (jobs carry the
+``task_id``); the DDM agent calls :func:`advance_tasks` every cycle:
+
+``processing`` -> (every processing job finished) -> ``merging`` -> (merge job finished, output
+verified) -> ``archiving`` (transfer to the archive SE) -> ``done`` once the tape replica's
+checksum matched; any step that fails for good makes the task ``failed`` with the reason in ``diag``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from ailuro.errors import InvalidArgument
+from ailuro.queues import QueueConfig, StorageElementConfig
+from ailuro.v1 import job_pb2
+from dispatcher.config import DispatcherConfig
+from dispatcher.identity import Identity
+from dispatcher.services.submission import normalize, place_and_insert
+from dispatcher.store import catalog
+from dispatcher.store.schema import ddm_replicas, ddm_tasks, files, jobs
+
+_STEP_KEYS = {"transformation", "parameters", "output", "output_dataset", "site", "max_walltime_s", "memory_mb"}
+_TOP_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority"}
+ACTIVE_STATES = ("processing", "merging", "archiving")
+
+
+def parse_task(data: Any, *, base_dir: Path) -> dict[str, Any]:
+    """Validate a task file's content; relative script paths become absolute (from ``base_dir``)."""
+    if not isinstance(data, dict):
+        raise InvalidArgument("a task file is a mapping", field="task")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field="task")
+    for key in ("name", "input_dataset", "archive_se"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise InvalidArgument("must be a non-empty string", field=f"task.{key}")
+    catalog.split_did(data["input_dataset"], field="task.input_dataset")
+    out = dict(data)
+    for step in ("process", "merge"):
+        raw = data.get(step)
+        if not isinstance(raw, dict) or set(raw) - _STEP_KEYS:
+            raise InvalidArgument(f"must be a mapping with keys from {sorted(_STEP_KEYS)}", field=f"task.{step}")
+        for key in ("transformation", "output", "output_dataset"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise InvalidArgument("must be a non-empty string", field=f"task.{step}.{key}")
+        catalog.split_did(raw["output_dataset"], field=f"task.{step}.output_dataset")
+        step_out = dict(raw)
+        script = Path(raw["transformation"])
+        if not script.is_absolute() and (base_dir / script).is_file():
+            step_out["transformation"] = str((base_dir / script).resolve())
+        out[step] = step_out
+    return out
+
+
+def _job(
+    task: Mapping[str, Any],
+    task_id: int,
+    step: str,
+    *,
+    name: str,
+    inputs: Sequence[tuple[str, str]],
+    output: str,
+    params: str,
+) -> job_pb2.Job:
+    s = task[step]
+    ds_scope, _ = catalog.split_did(s["output_dataset"])
+    job = job_pb2.Job(
+        job_name=name,
+        task_id=task_id,
+        vo=task.get("vo", ""),
+        prod_source_label=task.get("label", "managed"),
+        transformation=s["transformation"],
+        job_parameters=params,
+        computing_site=s.get("site", ""),
+        current_priority=int(task.get("priority", 0)),
+        max_walltime_s=int(s.get("max_walltime_s", 0)),
+        memory_mb=int(s.get("memory_mb", 0)),
+        destination_dblock=s["output_dataset"],
+    )
+    for scope, lfn in inputs:
+        job.files.add(lfn=lfn, scope=scope, type=job_pb2.FILE_TYPE_INPUT)
+    job.files.add(lfn=output, scope=ds_scope, type=job_pb2.FILE_TYPE_OUTPUT, dataset=s["output_dataset"])
+    return job
+
+
+def submit_task(
+    conn: Connection, task: Mapping[str, Any], config: DispatcherConfig, *, owner: str, now: float
+) -> tuple[int, list[int]]:
+    """Store a parsed task and its processing jobs; ``(task_id, panda_ids)``."""
+    if task["archive_se"] not in {se.name for se in config.storage}:
+        raise InvalidArgument(f"unknown storage element {task['archive_se']!r}", field="task.archive_se")
+    scope, name = catalog.split_did(task["input_dataset"], field="task.input_dataset")
+    inputs = catalog.dataset_files(conn, scope, name)
+    if not inputs:
+        raise InvalidArgument(f"dataset {scope}:{name} is empty", field="task.input_dataset")
+    res = conn.execute(
+        ddm_tasks.insert().values(
+            name=task["name"],
+            owner=owner,
+            vo=task.get("vo", ""),
+            state="processing",
+            spec=json.dumps(task, sort_keys=True),
+            diag="",
+            merge_panda_id=0,
+            created=now,
+            updated=now,
+        )
+    )
+    task_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+    identity = Identity(name=owner, vo=task.get("vo", ""))
+    specs = []
+    for f in inputs:
+        stem = f["lfn"].rsplit(".", 1)[0]
+        output = task["process"]["output"].format(stem=stem, lfn=f["lfn"])
+        params = task["process"].get("parameters", "{input} {output}").format(input=f["lfn"], output=output)
+        job = _job(
+            task,
+            task_id,
+            "process",
+            name=f"{task['name']}.process.{stem}",
+            inputs=[(scope, f["lfn"])],
+            output=output,
+            params=params,
+        )
+        specs.append(normalize(job, identity))
+    ids = place_and_insert(conn, specs, config, owner=owner, now=now)
+    return task_id, ids
+
+
+def _set(conn: Connection, task_id: int, *, now: float, **values: Any) -> None:
+    conn.execute(update(ddm_tasks).where(ddm_tasks.c.task_id == task_id).values(updated=now, **values))
+
+
+def advance_tasks(
+    conn: Connection, *, queues: Sequence[QueueConfig], storage: Sequence[StorageElementConfig], now: float
+) -> None:
+    """Move every active task as far as its jobs and transfers allow."""
+    rows = list(conn.execute(select(ddm_tasks).where(ddm_tasks.c.state.in_(ACTIVE_STATES))).mappings())
+    for row in rows:
+        task = json.loads(row["spec"])
+        tid = int(row["task_id"])
+        statuses = [
+            (int(r[0]), r[1]) for r in conn.execute(select(jobs.c.panda_id, jobs.c.status).where(jobs.c.task_id == tid))
+        ]
+        merge_id = int(row["merge_panda_id"])
+        if row["state"] == "processing":
+            proc = [(pid, st) for pid, st in statuses if pid != merge_id]
+            if any(st in ("failed", "cancelled", "closed") for _, st in proc):
+                bad = [pid for pid, st in proc if st != "finished" and st in ("failed", "cancelled", "closed")]
+                _set(conn, tid, now=now, state="failed", diag=f"processing job(s) {bad} did not finish")
+            elif proc and all(st == "finished" for _, st in proc):
+                _start_merge(conn, task, tid, [pid for pid, _ in proc], queues, storage, owner=row["owner"], now=now)
+        elif row["state"] == "merging":
+            st = dict(statuses).get(merge_id, "")
+            if st == "finished":
+                _start_archive(conn, task, tid, merge_id, now=now)
+            elif st in ("failed", "cancelled", "closed"):
+                _set(conn, tid, now=now, state="failed", diag=f"merge job {merge_id} {st}")
+        elif row["state"] == "archiving":
+            reqs = catalog.list_requests(conn, task_id=tid)
+            archive = [r for r in reqs if r["activity"] == "archive"]
+            if archive and archive[0]["state"] == catalog.DONE:
+                _set(conn, tid, now=now, state="done", diag=f"merged file archived on {task['archive_se']}")
+            elif archive and archive[0]["state"] in (catalog.FAILED, catalog.CANCELLED):
+                _set(conn, tid, now=now, state="failed", diag=f"archive transfer: {archive[0]['last_error']}")
+
+
+def _start_merge(
+    conn: Connection,
+    task: Mapping[str, Any],
+    tid: int,
+    proc_ids: list[int],
+    queues: Sequence[QueueConfig],
+    storage: Sequence[StorageElementConfig],
+    *,
+    owner: str,
+    now: float,
+) -> None:
+    outs = conn.execute(
+        select(files.c.scope, files.c.lfn)
+        .where(files.c.panda_id.in_(proc_ids), files.c.type == "output")
+        .order_by(files.c.lfn)
+    ).all()
+    inputs = [(r[0], r[1]) for r in outs]
+    output = task["merge"]["output"]
+    params = (
+        task["merge"]
+        .get("parameters", "{output} {inputs}")
+        .format(output=output, inputs=" ".join(lfn for _, lfn in inputs))
+    )
+    job = _job(task, tid, "merge", name=f"{task['name']}.merge", inputs=inputs, output=output, params=params)
+    spec = normalize(job, Identity(name=owner, vo=task.get("vo", "")))
+    config = DispatcherConfig(queues=tuple(queues), storage=tuple(storage))
+    (merge_id,) = place_and_insert(conn, [spec], config, owner=owner, now=now)
+    _set(conn, tid, now=now, state="merging", merge_panda_id=merge_id)
+
+
+def _start_archive(conn: Connection, task: Mapping[str, Any], tid: int, merge_id: int, *, now: float) -> None:
+    scope, _ = catalog.split_did(task["merge"]["output_dataset"])
+    known = catalog.lookup_files(conn, [(scope, task["merge"]["output"])])
+    row = known.get((scope, task["merge"]["output"]))
+    if row is None:
+        _set(conn, tid, now=now, state="failed", diag=f"merge job {merge_id} output is not in the catalog")
+        return
+    fid = int(row["file_id"])
+    have = conn.execute(
+        select(ddm_replicas.c.se).where(ddm_replicas.c.file_id == fid, ddm_replicas.c.state == catalog.AVAILABLE)
+    ).all()
+    source = have[0][0] if have else ""
+    catalog.add_request(
+        conn,
+        kind="transfer",
+        file_id=fid,
+        source_se=source,
+        dest_se=task["archive_se"],
+        task_id=tid,
+        activity="archive",
+        now=now,
+    )
+    _set(conn, tid, now=now, state="archiving")
+
+
+def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
+    """A task with its jobs' states and its requests (``InvalidArgument`` when unknown)."""
+    row = conn.execute(select(ddm_tasks).where(ddm_tasks.c.task_id == task_id)).mappings().first()
+    if row is None:
+        from ailuro.errors import NotFound
+
+        raise NotFound(f"no task {task_id}", field="task_id")
+    job_rows = conn.execute(
+        select(jobs.c.panda_id, jobs.c.job_name, jobs.c.status, jobs.c.computing_site)
+        .where(jobs.c.task_id == task_id)
+        .order_by(jobs.c.panda_id)
+    ).mappings()
+    return {
+        "task_id": task_id,
+        "name": row["name"],
+        "owner": row["owner"],
+        "state": row["state"],
+        "diag": row["diag"],
+        "merge_panda_id": row["merge_panda_id"],
+        "jobs": [dict(j) for j in job_rows],
+        "requests": [
+            {k: r[k] for k in ("request_id", "kind", "lfn", "source_se", "dest_se", "state", "attempts", "last_error")}
+            for r in catalog.list_requests(conn, task_id=task_id)
+        ],
+    }
