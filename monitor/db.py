@@ -18,7 +18,20 @@ from sqlalchemy import Connection, create_engine, event, inspect
 STATEMENT_TIMEOUT_MS = 30_000
 """A runaway query (say, a huge time window) is cut off rather than holding a connection forever."""
 
-REQUIRED_TABLES = frozenset({"jobs", "files", "job_events", "pilots", "workers"})
+REQUIRED_TABLES = frozenset(
+    {
+        "jobs",
+        "files",
+        "job_events",
+        "pilots",
+        "workers",
+        "job_counts",
+        "job_error_counts",
+        "job_count_deltas",
+        "job_error_count_deltas",
+    }
+)
+"""The dispatcher's tables the monitor reads (the counters come with migrations 0004 and 0005)."""
 
 
 class SchemaMissing(RuntimeError):

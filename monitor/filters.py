@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, and_, or_, true
 
 from ailuro.errors import InvalidArgument
+from dispatcher.states import FINAL_STATES
 from dispatcher.store.schema import jobs
 
 FACETS: dict[str, Any] = {
@@ -45,6 +46,7 @@ SORT_KEYS: dict[str, Any] = {
 }
 """``sort=`` values of the jobs table."""
 
+FINAL_STATE_VALUES = tuple(sorted(s.value for s in FINAL_STATES))
 DEFAULT_HOURS = 12.0
 MAX_HOURS = 24.0 * 90
 DEFAULT_LIMIT = 100
@@ -73,7 +75,7 @@ def visibility_clause(viewer: Viewer) -> ColumnElement[bool]:
 
 @dataclass(frozen=True, kw_only=True)
 class JobFilter:
-    """Filters from the URL plus the time window (on ``modification_time``, as BigPanDA does)."""
+    """Filters from the URL plus the time window (jobs not final yet + jobs that ended in it)."""
 
     hours: float = DEFAULT_HOURS
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -116,9 +118,22 @@ class JobFilter:
         }
 
 
+def window_clause(since: float) -> ColumnElement[bool]:
+    """The time window: every job not final yet, plus the jobs that became final at or after ``since``.
+
+    A final job's ``modification_time`` is the time it became final (final states are terminal and
+    nothing writes such a job again), while heartbeats keep moving it for running jobs; so the
+    window is on "ended since", which is also what the maintained counters count.
+    """
+    return or_(
+        jobs.c.status.notin_(FINAL_STATE_VALUES),
+        and_(jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= since),
+    )
+
+
 def job_conditions(flt: JobFilter, viewer: Viewer) -> list[ColumnElement[bool]]:
-    """The WHERE terms of every jobs query: visibility, time window, then the URL filters."""
-    conds: list[ColumnElement[bool]] = [visibility_clause(viewer), jobs.c.modification_time >= flt.since]
+    """The WHERE terms of every jobs query: visibility, time window (:func:`window_clause`), URL filters."""
+    conds: list[ColumnElement[bool]] = [visibility_clause(viewer), window_clause(flt.since)]
     for name, column in FACETS.items():
         wanted = flt.values.get(name, ())
         if len(wanted) == 1:

@@ -1,9 +1,10 @@
 """``/metrics`` for Prometheus: gauges computed from the database at each scrape.
 
 What the database can tell is exported here: jobs by state and site (non-final states now, final
-states over the last hour), state transitions and the dispatch rate over the last five minutes
-(from ``job_events``), connected pilots and batch workers. Per-RPC latencies and heartbeat rates
-live only in the dispatcher process, so they belong on the dispatcher's own metrics endpoint.
+states over the last hour, both from the maintained counters), state transitions and the
+dispatch rate over the last five minutes (from ``job_events``), connected pilots and batch
+workers. Per-RPC latencies and heartbeat rates live only in the dispatcher process, so they
+belong on the dispatcher's own metrics endpoint.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from dispatcher.convert import FINAL_WORKER_STATES
-from dispatcher.store.schema import job_events, jobs, pilots, workers
+from dispatcher.store.schema import job_events, pilots, workers
 from monitor.db import MonitorDatabase
-from monitor.queries.summary import ACTIVE_STATES, FINAL_STATE_VALUES
+from monitor.filters import JobFilter
+from monitor.queries import counts
+from monitor.queries.summary import ACTIVE_STATES, ALL_STATES
 
 RATE_WINDOW_S = 300.0
 FINAL_WINDOW_S = 3600.0
@@ -58,18 +61,11 @@ class DatabaseCollector(Collector):
             labels=["queue", "backend", "state"],
         )
         with self.db.read() as conn:
-            for site, state, n in conn.execute(
-                select(jobs.c.computing_site, jobs.c.status, func.count())
-                .where(jobs.c.status.in_(ACTIVE_STATES))
-                .group_by(jobs.c.computing_site, jobs.c.status)
-            ):
-                active.add_metric([state, site], int(n))
-            for site, state, n in conn.execute(
-                select(jobs.c.computing_site, jobs.c.status, func.count())
-                .where(jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= now - FINAL_WINDOW_S)
-                .group_by(jobs.c.computing_site, jobs.c.status)
-            ):
-                final.add_metric([state, site], int(n))
+            last_hour = JobFilter(hours=FINAL_WINDOW_S / 3600.0, now=now)
+            by_site = counts.facet_states(conn, last_hour, ["computingsite"], statuses=ALL_STATES)["computingsite"]
+            for site, states in sorted(by_site.items()):
+                for state, n in sorted(states.items()):
+                    (active if state in ACTIVE_STATES else final).add_metric([state, site], n)
             sent = 0
             for state, n in conn.execute(
                 select(job_events.c.to_status, func.count())

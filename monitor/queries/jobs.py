@@ -8,6 +8,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
 from monitor.filters import FACETS, SORT_KEYS, JobFilter, Page, Viewer, job_conditions, visibility_clause
+from monitor.queries.counts import facet_states, uses_counters
 from monitor.queries.errors import decode
 
 FACET_TOP = 40
@@ -34,11 +35,22 @@ LIST_COLUMNS = (
 def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, list[dict[str, Any]]]:
     """``{facet: [{value, count}, ...]}`` most frequent first, over the filtered time window.
 
-    PostgreSQL counts all facets in one pass (GROUPING SETS); SQLite runs one GROUP BY per facet.
-    Both read only the window's rows through the modification-time index.
+    Unfiltered and state-filtered views sum the maintained counters (:mod:`monitor.queries.counts`).
+    Other filters are selective, so they count the matching rows through the jobs indexes:
+    PostgreSQL all facets in one pass (GROUPING SETS), SQLite one GROUP BY per facet.
     """
-    conds = job_conditions(flt, viewer)
     counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    if uses_counters(flt, viewer):
+        others = [name for name in FACETS if name != "jobstatus"]
+        per_facet = facet_states(conn, flt, others)
+        for name, values in per_facet.items():
+            for value, states in values.items():
+                counts[name][value] = sum(states.values())
+                if name == others[0]:  # every job has exactly one site: its rows give the state totals
+                    for status, n in states.items():
+                        counts["jobstatus"][status] = counts["jobstatus"].get(status, 0) + n
+        return _ranked(counts)
+    conds = job_conditions(flt, viewer)
     columns = list(FACETS.values())
     if conn.dialect.name == "postgresql":
         stmt = select(*columns, func.count()).where(*conds).group_by(func.grouping_sets(*columns))
@@ -52,6 +64,10 @@ def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, 
         for name, column in FACETS.items():
             for value, n in conn.execute(select(column, func.count()).where(*conds).group_by(column)):
                 counts[name][str(value)] = int(n)
+    return _ranked(counts)
+
+
+def _ranked(counts: dict[str, dict[str, int]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for name, values in counts.items():
         ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -11,14 +11,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from dispatcher.convert import FINAL_WORKER_STATES
+from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store.schema import files, jobs, pilots, workers
 from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
-from monitor.queries.errors import decode
+from monitor.queries import counts
+from monitor.queries.errors import CODE_NAMES, component_name, decode
 
 ACTIVE_STATES = tuple(s.value for s in JobState if s not in FINAL_STATES)
 FINAL_STATE_VALUES = tuple(s.value for s in FINAL_STATES)
+ALL_STATES = tuple(s.value for s in JobState)
 ERROR_SCAN_LIMIT = 50_000
 """At most this many failed jobs (newest first) are decoded for the error summary."""
 EXAMPLES_PER_ERROR = 5
@@ -36,6 +38,8 @@ def _status_matrix(conn: Connection, key: Any, conds: list[Any]) -> dict[Any, di
 
 def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Tasks with jobs in the window: job counts per state, owner, first creation and last change."""
+    if counts.uses_counters(flt, viewer):
+        return _tasks_from_counters(conn, flt)
     conds = job_conditions(flt, viewer)
     stmt = (
         select(
@@ -72,13 +76,54 @@ def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     return {"filter": flt.as_dict(), "tasks": tasks}
 
 
+def _tasks_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
+    """Tasks page from the task counters; owner and creation time from each task's first job."""
+    matrix, last = counts.facet_states_last(conn, flt, "taskid")
+    ranked = sorted(
+        ((task, states) for task, states in matrix.items() if sum(states.values())),
+        key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
+    )[:LIST_LIMIT]
+    ids = [int(task) for task, _ in ranked]
+    first: dict[int, Any] = {}
+    if ids:
+        firsts = (
+            select(func.min(jobs.c.panda_id)).where(jobs.c.task_id.in_(ids)).group_by(jobs.c.task_id).scalar_subquery()
+        )
+        stmt = select(jobs.c.task_id, jobs.c.owner, jobs.c.creation_time).where(jobs.c.panda_id.in_(firsts))
+        first = {int(r.task_id): r for r in conn.execute(stmt)}
+    tasks = []
+    for task, states in ranked:
+        n = sum(states.values())
+        done = sum(states.get(s, 0) for s in FINAL_STATE_VALUES)
+        row = first.get(int(task))
+        tasks.append(
+            {
+                "taskid": int(task),
+                "produsername": row.owner if row is not None else "",
+                "created": row.creation_time if row is not None else None,
+                "modified": last.get(task),
+                "njobs": n,
+                "states": states,
+                "progress": done / n if n else 0.0,
+            }
+        )
+    return {"filter": flt.as_dict(), "tasks": tasks}
+
+
 def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Per queue: jobs in every non-final state (now), finished/failed in the window, pilots and workers."""
-    vis = visibility_clause(viewer)
-    active = _status_matrix(conn, jobs.c.computing_site, [vis, jobs.c.status.in_(ACTIVE_STATES)])
-    final = _status_matrix(
-        conn, jobs.c.computing_site, [vis, jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= flt.since]
-    )
+    if "admin" in viewer.roles:
+        by_site = counts.facet_states(conn, flt, ["computingsite"], statuses=ALL_STATES)["computingsite"]
+        active = {site: {s: n for s, n in st.items() if s in ACTIVE_STATES} for site, st in by_site.items()}
+        final = {site: {s: n for s, n in st.items() if s in FINAL_STATE_VALUES} for site, st in by_site.items()}
+    else:
+        vis = visibility_clause(viewer)
+        active = _status_matrix(conn, jobs.c.computing_site, [vis, jobs.c.status.in_(ACTIVE_STATES)])
+        final = _status_matrix(
+            conn,
+            jobs.c.computing_site,
+            [vis, jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= flt.since],
+        )
     connected: dict[str, int] = {
         q: int(n)
         for q, n in conn.execute(
@@ -179,6 +224,8 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
     values = dict(flt.values)
     values.setdefault("jobstatus", ("failed",))
     scoped = JobFilter(hours=flt.hours, values=values, taskid=flt.taskid, now=flt.now)
+    if counts.uses_counters(scoped, viewer):
+        return _errors_from_counters(conn, scoped)
     stmt = (
         select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors)
         .where(*job_conditions(scoped, viewer))
@@ -217,8 +264,74 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
     }
 
 
+def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
+    """The error summary from the error counters, plus the window's partial first hour from ``jobs``."""
+    statuses = [st for st in flt.values["jobstatus"] if st in FINAL_STATE_VALUES]
+    groups: dict[tuple[int, int], dict[str, Any]] = {}
+    candidates: dict[tuple[int, int], set[int]] = defaultdict(set)
+
+    def group(comp: int, code: int) -> dict[str, Any]:
+        g = groups.get((comp, code))
+        if g is None:
+            name = CODE_NAMES.get(code, "") if comp or code else "no_error_recorded"
+            g = groups[(comp, code)] = {
+                "component": component_name(comp) if comp or code else "unknown",
+                "code": code,
+                "name": name,
+                "count": 0,
+                "sites": {},
+                "users": {},
+                "examples": [],
+            }
+        return g
+
+    rows, window = counts.error_rows(conn, flt, statuses)
+    for facet, _status, comp, code, value, n, example in rows:
+        g = group(int(comp), int(code))
+        key = "sites" if facet == "computingsite" else "users"
+        g[key][value] = g[key].get(value, 0) + int(n)
+        if facet == "computingsite":
+            g["count"] += int(n)
+        candidates[(int(comp), int(code))].add(int(example))
+    head = window.head_rows(conn, [jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors], statuses)
+    for r in head:
+        errs = {(int(e.component), int(e.code)) for e in decode_errors(r.errors)} or {(0, 0)}
+        for comp, code in errs:
+            g = group(comp, code)
+            g["count"] += 1
+            g["sites"][r.computing_site] = g["sites"].get(r.computing_site, 0) + 1
+            g["users"][r.owner] = g["users"].get(r.owner, 0) + 1
+            candidates[(comp, code)].add(int(r.panda_id))
+    # examples: the newest jobs seen per (error, site or owner); their diagnostics from the jobs rows
+    wanted = {key: sorted(ids, reverse=True)[:EXAMPLES_PER_ERROR] for key, ids in candidates.items()}
+    ids = sorted({pid for chosen in wanted.values() for pid in chosen})
+    details: dict[int, Any] = {}
+    for start in range(0, len(ids), 900):
+        stmt = select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.errors).where(
+            jobs.c.panda_id.in_(ids[start : start + 900])
+        )
+        details.update({int(r.panda_id): r for r in conn.execute(stmt)})
+    for key, chosen in wanted.items():
+        for pid in chosen:
+            r = details.get(pid)
+            if r is None:
+                continue
+            diag = next((e.diag for e in decode_errors(r.errors) if (e.component, e.code) == key), "")
+            groups[key]["examples"].append({"pandaid": pid, "computingsite": r.computing_site, "diag": diag})
+    jobs_counted = sum(
+        n
+        for states in counts.facet_states(conn, flt, ["computingsite"])["computingsite"].values()
+        for n in states.values()
+    )
+    summary = sorted(groups.values(), key=lambda g: (-g["count"], g["component"], g["code"]))
+    return {"filter": flt.as_dict(), "jobs_scanned": jobs_counted, "truncated": False, "errors": summary}
+
+
 def users_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Users with jobs in the window: counts per state and the last activity."""
+    if counts.uses_counters(flt, viewer):
+        matrix, last = counts.facet_states_last(conn, flt, "produsername")
+        return {"filter": flt.as_dict(), "users": _users(matrix, last)}
     conds = job_conditions(flt, viewer)
     matrix = _status_matrix(conn, jobs.c.owner, conds)
     last = dict(
@@ -226,12 +339,17 @@ def users_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
             select(jobs.c.owner, func.max(jobs.c.modification_time)).where(*conds).group_by(jobs.c.owner)
         ).all()
     )
+    return {"filter": flt.as_dict(), "users": _users(matrix, last)}
+
+
+def _users(matrix: dict[Any, dict[str, int]], last: dict[Any, Any]) -> list[dict[str, Any]]:
     users = [
         {"produsername": name, "njobs": sum(states.values()), "states": states, "lastactivity": last.get(name)}
         for name, states in matrix.items()
+        if sum(states.values())
     ]
     users.sort(key=lambda u: (-u["njobs"], u["produsername"]))
-    return {"filter": flt.as_dict(), "users": users}
+    return users
 
 
 def datasets_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
+from dispatcher.store import counters
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import files, jobs
 from monitor.app import create_app
@@ -78,9 +79,13 @@ def _get_json(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
     return r.json()
 
 
+FINAL = ("finished", "failed", "cancelled", "closed")
+
+
 def _in_window(p: Populated, hours: float) -> list[dict[str, Any]]:
+    """The window: jobs not final yet, plus jobs that became final in the last ``hours``."""
     since = time.time() - hours * 3600
-    return [r.job for r in p.rows if r.job["modification_time"] >= since]
+    return [r.job for r in p.rows if r.job["status"] not in FINAL or r.job["modification_time"] >= since]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -303,3 +308,37 @@ def test_monitor_connection_is_read_only(populated: Populated) -> None:
             conn.execute(insert(jobs).values(**{**populated.rows[0].job, "panda_id": 10**9}))
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("hours", [1, 5.5, 13, 30])
+def test_counter_facets_equal_row_counts(populated: Populated, hours: float) -> None:
+    """Counters (unfiltered view) and a direct count (a filter naming every site) agree, and match the rows."""
+    window = _in_window(populated, hours)
+    every_site = "|".join(sorted({j["computing_site"] for j in window}))
+    from_counters = _get_json(populated.client, "/jobs/", hours=hours)
+    from_rows = _get_json(populated.client, "/jobs/", hours=hours, computingsite=every_site)
+    assert from_counters["facets"] == from_rows["facets"]
+    assert from_counters["total"] == len(window)
+    got = {f["value"]: f["count"] for f in from_counters["facets"]["jobstatus"]}
+    assert got == dict(Counter(j["status"] for j in window))
+    users = _get_json(populated.client, "/users/", hours=hours)["users"]
+    assert {u["produsername"]: u["njobs"] for u in users} == dict(Counter(j["owner"] for j in window))
+
+
+def test_window_keeps_unfinished_jobs_and_drops_old_endings(populated: Populated) -> None:
+    """An activated job untouched for days stays visible; a job that ended 3 h ago leaves a 1 h window."""
+    queued = next(r.job for r in populated.rows if r.job["status"] == "activated")
+    ended = next(r.job for r in populated.rows if r.job["status"] == "failed")
+    db = open_database(populated.url)
+    with db.write() as conn:  # rewrite history behind the counters' back, then recount like the migration
+        conn.execute(update(jobs).where(jobs.c.panda_id == queued["panda_id"]).values(modification_time=1.0e9))
+        three_h = time.time() - 3 * 3600
+        conn.execute(update(jobs).where(jobs.c.panda_id == ended["panda_id"]).values(modification_time=three_h))
+        counters.rebuild(conn)
+    db.dispose()
+    one = _get_json(populated.client, "/jobs/", hours=1, limit=1000)
+    ids = {j["pandaid"] for j in one["jobs"]}
+    assert queued["panda_id"] in ids and ended["panda_id"] not in ids
+    four = _get_json(populated.client, "/jobs/", hours=4, limit=1000)
+    assert ended["panda_id"] in {j["pandaid"] for j in four["jobs"]}
+    assert one["total"] == len(one["jobs"]) and four["total"] == len(four["jobs"])

@@ -1,0 +1,201 @@
+"""Exact job counts over a time window, read from the dispatcher's maintained counters.
+
+The window of every page is: **all jobs not final yet, plus the jobs that became final
+(finished, failed, cancelled, closed) within the last N hours**. That is what the counters keep
+(``dispatcher/store/counters.py``): one bucket for the non-final jobs, and for final jobs the hour
+and the day in which they ended. A window is then summed from a few hundred rows:
+
+- the non-final bucket;
+- whole days from the first midnight (UTC) after the window's first whole hour to now;
+- whole hours before that midnight;
+- and the window's first, partial hour read from ``jobs`` itself (final jobs with
+  ``modification_time`` in ``[since, next hour)``, an index range of at most one hour of jobs),
+  so the counts are exact to the second, not to the hour.
+
+Writers append deltas that the dispatcher folds into the counters about once a second; every
+query here adds the not-yet-folded delta rows (``job_count_deltas``, ``job_error_count_deltas``)
+to the folded ones **in the same statement**, so it reads one snapshot and stays exact whether a
+fold happened before, after or never. The monitor itself never folds: it is read-only.
+
+Counters exist per facet (site, label, owner, transformation, task) and state, not per
+combination, so they answer unfiltered views and views filtered by state only. Views filtered by
+another facet, by task or restricted to a viewer's own jobs are counted from ``jobs`` through
+its indexes (see :func:`uses_counters`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Subquery, Table, and_, func, or_, select, union_all
+
+from dispatcher.store.counters import DAY_HOURS, FACET_COLUMNS, FINAL_VALUES, HOUR, hour_of
+from dispatcher.store.schema import job_count_deltas, job_counts, job_error_count_deltas, job_error_counts, jobs
+from monitor.filters import JobFilter, Viewer
+
+_COUNT_COLUMNS = ("facet", "width", "bucket", "value", "status", "n", "last")
+_ERROR_COLUMNS = ("facet", "width", "bucket", "status", "component", "code", "value", "n", "example")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """The bucket ranges that tile ``[since, now]``: the partial head hour, then hours, then days."""
+
+    since: float
+    first_hour: int  # the first whole hour (its start is >= since)
+    first_day: int  # the first day bucket (epoch hour, multiple of 24) covered by day rows
+
+    @classmethod
+    def of(cls, since: float) -> Window:
+        """The tiling of a window starting at ``since``."""
+        first_hour = math.ceil(since / HOUR)
+        return cls(since=since, first_hour=first_hour, first_day=-(-first_hour // DAY_HOURS) * DAY_HOURS)
+
+    def clause(self, table: Any, *, active: bool = True) -> ColumnElement[bool]:
+        """Rows of ``table`` (job_counts or job_error_counts) inside the window."""
+        c = table.c
+        terms = [
+            and_(c.width == 1, c.bucket >= self.first_hour, c.bucket < self.first_day),
+            and_(c.width == DAY_HOURS, c.bucket >= self.first_day),
+        ]
+        if active:
+            terms.insert(0, c.width == 0)
+        return or_(*terms)
+
+    def head_rows(self, conn: Connection, columns: Iterable[Any], statuses: Iterable[str]) -> list[Any]:
+        """Final jobs of the window's partial first hour (the counters' hour rows start after it)."""
+        wanted = sorted(set(statuses) & FINAL_VALUES)
+        end = self.first_hour * HOUR
+        if not wanted or end <= self.since:
+            return []
+        stmt = select(*columns, jobs.c.modification_time).where(
+            jobs.c.status.in_(wanted), jobs.c.modification_time >= self.since, jobs.c.modification_time < end + 1.0
+        )
+        # the counters bucket by floor(t / 3600); apply the very same rule at the boundary
+        return [r for r in conn.execute(stmt) if hour_of(r.modification_time) < self.first_hour]
+
+
+def _with_pending(
+    folded: Table, pending: Table, columns: Iterable[str], where: Callable[[Any], list[ColumnElement[bool]]]
+) -> Subquery:
+    """Folded counter rows and pending delta rows matching ``where`` (applied to each table), as one.
+
+    A fold deletes deltas and adds them to the counters in one transaction, so one statement
+    reading both sees every delta exactly once. Callers sum ``n`` per key.
+    """
+    cols = list(columns)
+    parts = [select(*(t.c[k] for k in cols)).where(*where(t)) for t in (folded, pending)]
+    return union_all(*parts).subquery("counted")
+
+
+def uses_counters(flt: JobFilter, viewer: Viewer) -> bool:
+    """Whether a view is answered from the counters: an admin view filtered at most by state."""
+    others = [name for name, values in flt.values.items() if values and name != "jobstatus"]
+    return "admin" in viewer.roles and flt.taskid is None and not others
+
+
+def all_statuses(flt: JobFilter) -> tuple[str, ...] | None:
+    """The ``jobstatus`` filter, or None for every state."""
+    wanted = flt.values.get("jobstatus", ())
+    return tuple(wanted) if wanted else None
+
+
+def facet_states(
+    conn: Connection, flt: JobFilter, facets: Iterable[str], *, statuses: Iterable[str] | None = None
+) -> dict[str, dict[str, dict[str, int]]]:
+    """``{facet: {value: {status: n}}}`` over the window (exact), with ``last`` changes in ``.last``.
+
+    ``statuses`` (default: the filter's ``jobstatus``, or all) restricts the states counted.
+    """
+    return _facet_query(conn, flt, list(facets), statuses if statuses is not None else all_statuses(flt))[0]
+
+
+def facet_states_last(
+    conn: Connection, flt: JobFilter, facet: str, *, statuses: Iterable[str] | None = None
+) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """One facet's ``{value: {status: n}}`` and ``{value: time of its latest counted state change}``."""
+    counts, last = _facet_query(conn, flt, [facet], statuses if statuses is not None else all_statuses(flt))
+    return counts[facet], last[facet]
+
+
+def _facet_query(
+    conn: Connection, flt: JobFilter, facets: list[str], statuses: Iterable[str] | None
+) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, float]]]:
+    window = Window.of(flt.since)
+    wanted = None if statuses is None else sorted(set(statuses))
+
+    def where(t: Any) -> list[ColumnElement[bool]]:
+        conds = [t.c.facet.in_(facets), window.clause(t), t.c.n != 0]
+        if wanted is not None:
+            conds.append(t.c.status.in_(wanted))
+        return conds
+
+    c = _with_pending(job_counts, job_count_deltas, _COUNT_COLUMNS, where).c
+    out: dict[str, dict[str, dict[str, int]]] = {f: defaultdict(lambda: defaultdict(int)) for f in facets}
+    last: dict[str, dict[str, float]] = {f: {} for f in facets}
+    stmt = select(c.facet, c.value, c.status, func.sum(c.n), func.max(c.last))
+    for facet, value, status, n, latest in conn.execute(stmt.group_by(c.facet, c.value, c.status)):
+        if int(n):
+            out[facet][value][status] += int(n)
+            last[facet][value] = max(last[facet].get(value, 0.0), float(latest))
+    columns = [jobs.c[FACET_COLUMNS[f]].label(f) for f in facets]
+    for row in window.head_rows(conn, [*columns, jobs.c.status], wanted if wanted is not None else FINAL_VALUES):
+        for f in facets:
+            value = str(getattr(row, f))
+            out[f][value][row.status] += 1
+            last[f][value] = max(last[f].get(value, 0.0), float(row.modification_time))
+    return {f: {v: dict(s) for v, s in vals.items()} for f, vals in out.items()}, last
+
+
+def transitions_per_hour(conn: Connection, first_hour: int) -> dict[str, dict[int, int]]:
+    """``{to_state: {epoch hour: transitions}}`` from the flow counters, hours >= ``first_hour``."""
+    c = _with_pending(
+        job_counts,
+        job_count_deltas,
+        ("value", "bucket", "n"),
+        lambda t: [t.c.facet == "transition", t.c.width == 1, t.c.bucket >= first_hour],
+    ).c
+    out: dict[str, dict[int, int]] = defaultdict(dict)
+    stmt = select(c.value, c.bucket, func.sum(c.n)).group_by(c.value, c.bucket)
+    for status, hour, n in conn.execute(stmt):
+        out[status][int(hour)] = int(n)
+    return out
+
+
+def finals_per_hour(conn: Connection, first_hour: int, statuses: Iterable[str]) -> list[tuple[str, int, str, int]]:
+    """``(site, epoch hour, state, jobs)`` of jobs that became final in each whole hour from ``first_hour``."""
+    wanted = sorted(statuses)
+    c = _with_pending(
+        job_counts,
+        job_count_deltas,
+        ("value", "bucket", "status", "n"),
+        lambda t: [
+            t.c.facet == "computingsite",
+            t.c.width == 1,
+            t.c.bucket >= first_hour,
+            t.c.status.in_(wanted),
+            t.c.n != 0,
+        ],
+    ).c
+    stmt = select(c.value, c.bucket, c.status, func.sum(c.n)).group_by(c.value, c.bucket, c.status)
+    return [(site, int(h), status, int(n)) for site, h, status, n in conn.execute(stmt) if int(n)]
+
+
+def error_rows(conn: Connection, flt: JobFilter, statuses: Iterable[str]) -> tuple[list[Any], Window]:
+    """Error counter rows of the window (``facet, status, component, code, value, n, example``)."""
+    window = Window.of(flt.since)
+    wanted = sorted(statuses)
+    e = _with_pending(
+        job_error_counts,
+        job_error_count_deltas,
+        _ERROR_COLUMNS,
+        lambda t: [window.clause(t, active=False), t.c.status.in_(wanted), t.c.n != 0],
+    ).c
+    stmt = select(e.facet, e.status, e.component, e.code, e.value, func.sum(e.n), func.max(e.example)).group_by(
+        e.facet, e.status, e.component, e.code, e.value
+    )
+    return list(conn.execute(stmt)), window
