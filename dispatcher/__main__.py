@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ailuro.errors import AiluroError
-from ailuro.queues import load_queues
+from ailuro.queues import load_queues, load_storage
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import serve
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             queues=load_queues(args.queues),
+            storage=load_storage(args.queues),
             lease_s=args.lease,
             bundle_port=args.bundle_port,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ailuro.queues import DEFAULT_QUEUES, QueueConfig
+from ailuro.queues import DEFAULT_QUEUES, QueueConfig, StorageElementConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +22,8 @@ class DispatcherConfig:
     """Port to bind; 0 picks a free ephemeral port (tests)."""
     queues: tuple[QueueConfig, ...] = DEFAULT_QUEUES
     """The queues (sites) this instance knows."""
+    storage: tuple[StorageElementConfig, ...] = ()
+    """Storage elements (``[[storage]]`` of the queue file); with none, jobs bypass the DDM catalog."""
     lease_s: float = 120.0
     """A job's lease lapses this long after its pilot's last heartbeat (then: lost heartbeat)."""
     sent_timeout_s: float = 60.0
@@ -30,6 +32,8 @@ class DispatcherConfig:
     """Coalesced heartbeats are written to the database (and acknowledged) this often."""
     watchdog_interval_s: float = 2.0
     """How often the watchdog looks for timed-out ``sent`` jobs and expired leases."""
+    counter_fold_s: float = 1.0
+    """How often the job counter deltas appended by writers are folded into the monitor's counters."""
     no_job_retry_s: float = 5.0
     """``NoJob.retry_after_s`` sent to pilots when there is no work."""
     command_poll_s: float = 0.2

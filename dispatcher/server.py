@@ -23,6 +23,7 @@ from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
 from dispatcher.config import DispatcherConfig
+from dispatcher.services.counters import CounterFolder
 from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
@@ -56,9 +57,11 @@ async def _start(config: DispatcherConfig) -> _Started:
     hub = PilotHub(runtime)
     events = EventTail(runtime)
     watchdog = Watchdog(runtime)
+    folder = CounterFolder(runtime)
     await hub.start()
     await events.start()
     watchdog.start()
+    folder.start()
 
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
@@ -98,6 +101,7 @@ async def _start(config: DispatcherConfig) -> _Started:
         await events.stop()
         await server.stop(config.grace_s)
         await watchdog.stop()
+        await folder.stop()
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 

@@ -40,7 +40,7 @@ def server(
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from ailuro.queues import load_queues
+    from ailuro.queues import load_queues, load_storage
 
     # imported here: the dispatcher pulls in SQLAlchemy and is not needed by user commands
     from dispatcher.config import DispatcherConfig
@@ -64,6 +64,7 @@ def server(
             if not queues.is_file():
                 raise fail(f"queues file not found: {queues}", code=EXIT_USAGE)
             options["queues"] = load_queues(queues)
+            options["storage"] = load_storage(queues)
         config = DispatcherConfig(**options)  # type: ignore[arg-type]
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

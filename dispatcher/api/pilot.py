@@ -48,6 +48,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         if first.WhichOneof("msg") != "hello":
             raise InvalidArgument("the first message on a stream must be a Hello", field="hello")
         stream = await self.hub.open_stream(first.hello)
+        stream.handler = asyncio.current_task()
         reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
         try:
             while True:
@@ -132,7 +133,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         except Exception as exc:
             stream.fail(exc)
             return
-        stream.send_acks([ack])
+        stream.queue_ack(ack)
 
     @unary
     async def GetJob(

@@ -37,6 +37,13 @@ _COMMAND_TYPES: dict[str, pilot_pb2.CommandType] = {
 }
 
 
+MAX_PENDING_MESSAGES = 1000
+"""Messages queued for one stream beyond which its pilot is deemed stuck and the stream is cut.
+
+A pilot asks for at most 100 jobs at a time and reads continuously, so a healthy stream never
+comes near this; a pilot that stopped reading would otherwise grow the queue without bound."""
+
+
 @dataclass(eq=False, kw_only=True)
 class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
@@ -44,16 +51,50 @@ class PilotStream:
     pilot: pstore.PilotInfo
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
+    handler: asyncio.Task[Any] | None = None
+    """The task serving the Connect call, cancelled when the pilot stops reading."""
+    _acks: list[pilot_pb2.Ack] = field(default_factory=list)
+
+    @property
+    def backed_up(self) -> bool:
+        """Whether half the send queue is in use: claim nothing more for this pilot now."""
+        return self.out.qsize() >= MAX_PENDING_MESSAGES // 2
 
     def send(self, msg: pilot_pb2.DispatcherMessage) -> None:
-        """Queue a message for the pilot (dropped once the stream closed)."""
-        if not self.closed:
-            self.out.put_nowait(msg)
+        """Queue a message for the pilot (dropped once the stream closed; cuts a stuck stream)."""
+        if self.closed:
+            return
+        if self.out.qsize() >= MAX_PENDING_MESSAGES:
+            # Dropped assignments come back by the sent timeout, dropped acks are resent by the pilot.
+            log.warning(
+                "pilot %s does not read its stream (%d messages queued): cutting it",
+                self.pilot.pilot_id,
+                self.out.qsize(),
+            )
+            self.closed = True
+            if self.handler is not None:
+                self.handler.cancel()
+            return
+        self.out.put_nowait(msg)
 
     def send_acks(self, acks: Sequence[pilot_pb2.Ack]) -> None:
         """Queue one AckBatch."""
         if acks:
             self.send(pilot_pb2.DispatcherMessage(acks=pilot_pb2.AckBatch(acks=acks)))
+
+    def queue_ack(self, ack: pilot_pb2.Ack) -> None:
+        """Send ``ack`` in one AckBatch with the others queued during this event-loop pass.
+
+        A group commit resolves many finals at once; one message per stream instead of one per
+        final saves a gRPC write each (the largest per-message cost on the hot path).
+        """
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._acks.append(ack)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        self.send_acks(acks)
 
     def fail(self, exc: BaseException) -> None:
         """End the stream with ``exc`` (mapped to a status code by the servicer)."""
@@ -176,6 +217,9 @@ class PilotHub:
         """
         if pilot.queue not in self._enabled:
             return []
+        stream = self.streams.get(pilot.pilot_id)
+        if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
+            return []  # what it was sent is still unread: hand the work to pilots that read
         return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s))
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:

@@ -20,6 +20,7 @@ from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
 from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
+from dispatcher.store import counters
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -90,6 +91,7 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
         )
     result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
     ids = [r[0] for r in result]
+    counters.record_inserts(conn, ids, now=now)  # written at commit, in one upsert
     file_rows = [
         {
             "panda_id": pid,

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, job_status
 from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, should_retry
+from dispatcher.store import dataflow
 from dispatcher.store.jobs import chunks, fetch_rows
 from dispatcher.store.schema import files, jobs, pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
@@ -107,6 +108,30 @@ def _share_order(cands: list[Any], running: Mapping[str, int], shares: Mapping[s
     return picked
 
 
+def _match(reqs: Sequence[ClaimRequest], picked: Sequence[Any]) -> list[tuple[ClaimRequest, Any]]:
+    """Give each request, in order, the first ``n`` untaken candidates that fit its walltime.
+
+    Linear for requests without a walltime bound (the common case): every candidate before
+    ``head`` is taken, so they start there instead of rescanning the whole list.
+    """
+    plan: list[tuple[ClaimRequest, Any]] = []
+    taken = [False] * len(picked)
+    head = 0
+    for req in reqs:
+        got = 0
+        i = head
+        while got < req.n and i < len(picked):
+            row = picked[i]
+            if not taken[i] and not (req.walltime_left_s and row["max_walltime_s"] > req.walltime_left_s):
+                taken[i] = True
+                plan.append((req, row))
+                got += 1
+            i += 1
+        while head < len(picked) and taken[head]:
+            head += 1
+    return plan
+
+
 def running_by_vo(conn: Connection) -> dict[str, int]:
     """Jobs held by pilots per VO (the usage side of fair share)."""
     stmt = select(jobs.c.vo, func.count()).where(jobs.c.status.in_(_ON_PILOT)).group_by(jobs.c.vo)
@@ -154,17 +179,7 @@ def claim_jobs(
             stmt = stmt.with_for_update(skip_locked=True)
         cands = list(conn.execute(stmt).mappings())
         picked = _share_order(cands, running, shares, len(cands))
-        plan: list[tuple[ClaimRequest, Any]] = []
-        taken: set[int] = set()
-        for req in reqs:
-            fits = [
-                row
-                for row in picked
-                if row["panda_id"] not in taken
-                and not (req.walltime_left_s and row["max_walltime_s"] > req.walltime_left_s)
-            ][: req.n]
-            taken.update(row["panda_id"] for row in fits)
-            plan += [(req, row) for row in fits]
+        plan = _match(reqs, picked)
         changes = [
             Change(
                 panda_id=row["panda_id"],
@@ -354,6 +369,7 @@ def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> 
         seen[rep.panda_id] = (rep.lease_epoch, reported)
         changes.append(_final_change(row, f, now))
         out.append((OK, ""))
+    dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:
@@ -361,6 +377,7 @@ def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> 
                 if f.report.panda_id == ch.panda_id and out[i][0] == OK:
                     out[i] = (STALE, "the job changed concurrently")
     _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
+    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now)
     return out
 
 

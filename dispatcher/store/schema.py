@@ -178,3 +178,185 @@ pilot_commands = Table(
     Column("delivered", Boolean, nullable=False, default=False),
     Index("ix_pilot_commands_pending", "delivered", "pilot_id"),
 )
+
+# --- DDM catalog (migration 0003): Rucio-like scopes/datasets/files/replicas, transfer and
+# staging requests, and the tasks that chain process -> merge -> archive. ---------------------
+
+ddm_scopes = Table(
+    "ddm_scopes",
+    metadata,
+    Column("scope", String(255), primary_key=True),
+    Column("created", Float, nullable=False),
+)
+
+ddm_datasets = Table(
+    "ddm_datasets",
+    metadata,
+    Column("dataset_id", IdType, primary_key=True, autoincrement=True),
+    Column("scope", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("scope", "name", name="uq_ddm_datasets_name"),
+)
+
+ddm_files = Table(
+    "ddm_files",
+    metadata,
+    Column("file_id", IdType, primary_key=True, autoincrement=True),
+    Column("scope", String(255), nullable=False),
+    Column("lfn", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("adler32", String(8), nullable=False),
+    Column("guid", String(255), nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("scope", "lfn", name="uq_ddm_files_name"),
+)
+
+ddm_dataset_files = Table(
+    "ddm_dataset_files",
+    metadata,
+    Column("dataset_id", BigInteger, nullable=False),
+    Column("file_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("dataset_id", "file_id", name="pk_ddm_dataset_files"),
+)
+
+ddm_replicas = Table(
+    "ddm_replicas",
+    metadata,
+    Column("replica_id", IdType, primary_key=True, autoincrement=True),
+    Column("file_id", BigInteger, nullable=False),
+    Column("se", String(255), nullable=False),
+    # copying: a transfer is writing it; unverified: written, checksum not yet compared;
+    # available: checksum matched the catalog; bad: mismatch or lost (a transfer may repair it)
+    Column("state", String(16), nullable=False),
+    Column("pfn", Text, nullable=False, default=""),
+    Column("online_until", Float, nullable=True),  # tape: staged (readable) until then
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    UniqueConstraint("file_id", "se", name="uq_ddm_replicas_file_se"),
+    Index("ix_ddm_replicas_se", "se", "state"),
+)
+
+ddm_requests = Table(
+    "ddm_requests",
+    metadata,
+    Column("request_id", IdType, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # transfer | stage | verify
+    Column("file_id", BigInteger, nullable=False),
+    Column("source_se", String(255), nullable=False, default=""),
+    Column("dest_se", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # queued | active | done | failed | cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=5),
+    Column("next_attempt", Float, nullable=False),
+    Column("lease_owner", String(255), nullable=False, default=""),
+    Column("lease_expires", Float, nullable=True),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("error_code", Integer, nullable=False, default=0),
+    Column("panda_id", BigInteger, nullable=False, default=0),  # the job waiting for it (0: none)
+    Column("task_id", BigInteger, nullable=False, default=0),
+    Column("activity", String(64), nullable=False, default=""),  # e.g. "stage-in", "archive"
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Index("ix_ddm_requests_claim", "state", "next_attempt"),
+    Index("ix_ddm_requests_file", "file_id", "dest_se", "state"),
+    Index("ix_ddm_requests_job", "panda_id"),
+)
+
+ddm_job_links = Table(
+    "ddm_job_links",
+    metadata,
+    Column("panda_id", BigInteger, primary_key=True),
+    Column("input_se", String(255), nullable=False, default=""),  # where the pilot reads inputs
+    Column("output_se", String(255), nullable=False, default=""),  # where outputs must end up
+)
+"""Jobs whose data the DDM manages (inputs from the catalog, outputs registered and verified)."""
+
+ddm_tasks = Table(
+    "ddm_tasks",
+    metadata,
+    Column("task_id", IdType, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("vo", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # submitted | processing | merging | archiving | done | failed
+    Column("spec", Text, nullable=False),  # the task file, as JSON
+    Column("diag", Text, nullable=False, default=""),
+    Column("merge_panda_id", BigInteger, nullable=False, default=0),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Index("ix_ddm_tasks_state", "state"),
+)
+
+# Monitor indexes (migration 0002): the plots and metrics read events by time, the pilots and
+# workers pages read the most recently seen rows.
+Index("ix_job_events_time", job_events.c.time)
+Index("ix_pilots_last_seen", pilots.c.last_seen)
+Index("ix_workers_update", workers.c.update_time)
+
+# --- Job counters (migration 0004), maintained by ``dispatcher/store/counters.py`` on every job
+# insert and state change, so the monitor counts jobs by summing a few rows. ------------------
+
+job_counts = Table(
+    "job_counts",
+    metadata,
+    # computingsite | prodsourcelabel | produsername | transformation | taskid (stock counts),
+    # or "transition" (flow counts: value = target state, status = '')
+    Column("facet", String(16), nullable=False),
+    Column("width", Integer, nullable=False),  # bucket width in hours; 0: jobs not final yet
+    Column("bucket", BigInteger, nullable=False),  # first epoch hour of the bucket (0 when width is 0)
+    Column("value", Text, nullable=False),  # Text: transformation is unbounded
+    Column("status", String(16), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("last", Float, nullable=False),  # time of the latest change counted in this row
+    PrimaryKeyConstraint("facet", "width", "bucket", "value", "status", name="pk_job_counts"),
+)
+
+job_error_counts = Table(
+    "job_error_counts",
+    metadata,
+    Column("facet", String(16), nullable=False),  # computingsite | produsername
+    Column("width", Integer, nullable=False),  # 1 (hour) or 24 (day) in which the jobs became final
+    Column("bucket", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # the final state (failed, cancelled, ...)
+    Column("component", Integer, nullable=False),  # ErrorComponent number (0: no error recorded)
+    Column("code", Integer, nullable=False),
+    Column("value", Text, nullable=False),  # Text: transformation is unbounded
+    Column("n", BigInteger, nullable=False),
+    Column("example", BigInteger, nullable=False),  # the newest panda_id counted here
+    PrimaryKeyConstraint(
+        "facet", "width", "bucket", "status", "component", "code", "value", name="pk_job_error_counts"
+    ),
+)
+
+# --- Pending counter deltas (migration 0005): writers append, the dispatcher's folder moves them
+# into job_counts / job_error_counts about once a second. Append-only, so concurrent transactions
+# never wait for each other on a shared counter row; readers add the not-yet-folded rows. ------
+
+job_count_deltas = Table(
+    "job_count_deltas",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("facet", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("last", Float, nullable=False),
+)
+
+job_error_count_deltas = Table(
+    "job_error_count_deltas",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("facet", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("component", Integer, nullable=False),
+    Column("code", Integer, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("example", BigInteger, nullable=False),
+)
