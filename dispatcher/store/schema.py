@@ -360,3 +360,18 @@ job_error_count_deltas = Table(
     Column("n", BigInteger, nullable=False),
     Column("example", BigInteger, nullable=False),
 )
+
+# Monitor window indexes (migration 0006): owner-filtered views and ``sort=created`` read the
+# window (non-final jobs + jobs final since T) as index ranges, not a scan of ``jobs``.
+_ACTIVE_JOB_STATES = jobs.c.status.in_(
+    ["defined", "assigned", "activated", "sent", "starting", "running", "holding", "transferring"]
+)
+Index("ix_jobs_owner_window", jobs.c.owner, jobs.c.status, jobs.c.modification_time)
+Index("ix_jobs_final_created", jobs.c.status, jobs.c.modification_time, jobs.c.creation_time, jobs.c.panda_id)
+Index(
+    "ix_jobs_active_created",
+    jobs.c.creation_time,
+    jobs.c.panda_id,
+    postgresql_where=_ACTIVE_JOB_STATES,
+    sqlite_where=_ACTIVE_JOB_STATES,
+)

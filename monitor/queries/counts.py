@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Subquery, Table, and_, func, or_, select, union_all
+from sqlalchemy import BigInteger, ColumnElement, Connection, Subquery, Table, and_, cast, func, or_, select, union_all
 
 from dispatcher.store.counters import DAY_HOURS, FACET_COLUMNS, FINAL_VALUES, HOUR, hour_of
 from dispatcher.store.schema import job_count_deltas, job_counts, job_error_count_deltas, job_error_counts, jobs
@@ -122,8 +122,66 @@ def facet_states_last(
     return counts[facet], last[facet]
 
 
+def latest_tasks(conn: Connection, flt: JobFilter, limit: int) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """The ``limit`` tasks changed most recently in the window: ``{task: {status: n}}`` and last changes.
+
+    Ranked in SQL (latest change first, then the higher task id), so only the chosen tasks' rows
+    leave the database rather than every task's. The window's partial first hour comes from
+    ``jobs``; a task seen there is added to the candidates, then all candidates are merged and
+    ranked again here. That is exact: a task outside both sets has its latest change only in the
+    counters, where at least ``limit`` tasks rank above it, and merging only raises their keys.
+    """
+    window = Window.of(flt.since)
+    wanted = all_statuses(flt)
+    column = jobs.c[FACET_COLUMNS["taskid"]]
+
+    def status_terms(t: Any) -> list[ColumnElement[bool]]:
+        return [] if wanted is None else [t.c.status.in_(sorted(set(wanted)))]
+
+    head_rows = window.head_rows(
+        conn, [column.label("task"), jobs.c.status], FINAL_VALUES if wanted is None else wanted
+    )
+    head = {str(r.task) for r in head_rows}
+    c = _with_pending(
+        job_counts,
+        job_count_deltas,
+        ("value", "status", "n", "last"),
+        lambda t: [t.c.facet == "taskid", window.clause(t), t.c.n != 0, *status_terms(t)],
+    ).c
+    per_state = (
+        select(c.value, c.status, func.sum(c.n).label("n"), func.max(c.last).label("last"))
+        .group_by(c.value, c.status)
+        .having(func.sum(c.n) != 0)
+        .cte("per_state")
+    )
+    latest = func.max(per_state.c.last)
+    ranked = (
+        select(per_state.c.value)
+        .group_by(per_state.c.value)
+        .order_by(latest.desc(), cast(per_state.c.value, BigInteger).desc())
+        .limit(limit)
+        .scalar_subquery()
+    )
+    chosen = per_state.c.value.in_(ranked)
+    if head:
+        chosen = or_(chosen, per_state.c.value.in_(sorted(head)))
+    matrix: dict[str, dict[str, int]] = defaultdict(dict)
+    last: dict[str, float] = {}
+    for value, status, n, latest_change in conn.execute(select(per_state).where(chosen)):
+        matrix[value][status] = int(n)
+        last[value] = max(last.get(value, 0.0), float(latest_change))
+    for row in head_rows:
+        value = str(row.task)
+        matrix[value][row.status] = matrix[value].get(row.status, 0) + 1
+        last[value] = max(last.get(value, 0.0), float(row.modification_time))
+    return dict(matrix), last
+
+
 def _facet_query(
-    conn: Connection, flt: JobFilter, facets: list[str], statuses: Iterable[str] | None
+    conn: Connection,
+    flt: JobFilter,
+    facets: list[str],
+    statuses: Iterable[str] | None,
 ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, float]]]:
     window = Window.of(flt.since)
     wanted = None if statuses is None else sorted(set(statuses))

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, func, select, union_all
 
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
-from monitor.filters import FACETS, SORT_KEYS, JobFilter, Page, Viewer, job_conditions, visibility_clause
+from monitor.filters import (
+    FACETS,
+    SORT_KEYS,
+    JobFilter,
+    Page,
+    Viewer,
+    filter_conditions,
+    job_conditions,
+    visibility_clause,
+    window_branches,
+)
 from monitor.queries.counts import facet_states, uses_counters
 from monitor.queries.errors import decode
 
@@ -98,15 +108,42 @@ def _job_row(r: Any) -> dict[str, Any]:
     }
 
 
+def _ordered(key: Any, pid: Any, descending: bool) -> list[Any]:
+    return [key.desc(), pid.desc()] if descending else [key.asc(), pid.asc()]
+
+
 def list_jobs(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> list[dict[str, Any]]:
-    """One page of jobs, sorted by ``page.sort`` (PandaID breaks ties)."""
+    """One page of jobs, sorted by ``page.sort`` (PandaID breaks ties).
+
+    The window's two halves (non-final jobs; jobs final since the window start) are disjoint, so
+    the page is the top of the union of each half's own top ``offset + limit``. Each half sorts
+    through its own index (for ``sort=created``: the partial index of live jobs and an index-only
+    range of the final ones, migration 0006) instead of sorting the whole window; the PandaIDs
+    found first, the page's rows are then read by primary key.
+    """
     key = SORT_KEYS[page.sort]
-    order = [key.desc(), jobs.c.panda_id.desc()] if page.descending else [key.asc(), jobs.c.panda_id.asc()]
-    if page.sort == "pandaid":
-        order = order[:1]
-    stmt = select(*LIST_COLUMNS).where(*job_conditions(flt, viewer)).order_by(*order)
-    stmt = stmt.limit(page.limit).offset(page.offset)
-    return [_job_row(r) for r in conn.execute(stmt)]
+    base = filter_conditions(flt, viewer)
+    depth = page.offset + page.limit
+    halves = [
+        select(jobs.c.panda_id, key.label("k"))
+        .where(*base, half)
+        .order_by(*_ordered(key, jobs.c.panda_id, page.descending))
+        .limit(depth)
+        .subquery()
+        for half in window_branches(flt.since)
+    ]
+    both = union_all(*(select(h.c.panda_id, h.c.k) for h in halves)).subquery("window")
+    ids_stmt = (
+        select(both.c.panda_id)
+        .order_by(*_ordered(both.c.k, both.c.panda_id, page.descending))
+        .limit(page.limit)
+        .offset(page.offset)
+    )
+    ids = [int(pid) for pid in conn.execute(ids_stmt).scalars()]
+    if not ids:
+        return []
+    rows = {int(r.panda_id): r for r in conn.execute(select(*LIST_COLUMNS).where(jobs.c.panda_id.in_(ids)))}
+    return [_job_row(rows[pid]) for pid in ids if pid in rows]
 
 
 def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> dict[str, Any]:

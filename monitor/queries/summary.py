@@ -78,7 +78,7 @@ def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
 
 def _tasks_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
     """Tasks page from the task counters; owner and creation time from each task's first job."""
-    matrix, last = counts.facet_states_last(conn, flt, "taskid")
+    matrix, last = counts.latest_tasks(conn, flt, LIST_LIMIT)
     ranked = sorted(
         ((task, states) for task, states in matrix.items() if sum(states.values())),
         key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),

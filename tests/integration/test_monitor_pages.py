@@ -342,3 +342,63 @@ def test_window_keeps_unfinished_jobs_and_drops_old_endings(populated: Populated
     four = _get_json(populated.client, "/jobs/", hours=4, limit=1000)
     assert ended["panda_id"] in {j["pandaid"] for j in four["jobs"]}
     assert one["total"] == len(one["jobs"]) and four["total"] == len(four["jobs"])
+
+
+def _key(job: dict[str, Any], column: str) -> tuple[bool, float]:
+    """A sort key for a time column (the columns sorted here are never NULL)."""
+    value = job[column]
+    return (value is not None, float(value) if value is not None else 0.0)
+
+
+@pytest.mark.parametrize(
+    ("sort", "column"), [("created", "creation_time"), ("modified", "modification_time"), ("pandaid", "panda_id")]
+)
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("hours", [2, 30])
+def test_sorted_pages_read_from_both_window_halves_are_exact(
+    populated: Populated, sort: str, column: str, order: str, hours: float
+) -> None:
+    """Every page of a sorted list equals the same slice of the window sorted here (PandaID breaks ties)."""
+    window = _in_window(populated, hours)
+    want = sorted(window, key=lambda j: (_key(j, column), j["panda_id"]), reverse=order == "desc")
+    want_ids = [j["panda_id"] for j in want]
+    got: list[int] = []
+    page = 1
+    while True:
+        rows = _get_json(populated.client, "/jobs/", hours=hours, sort=sort, order=order, limit=37, page=page)["jobs"]
+        if not rows:
+            break
+        got.extend(j["pandaid"] for j in rows)
+        page += 1
+    assert got == want_ids
+    owner = window[0]["owner"]
+    mine = [pid for pid, j in zip(want_ids, want, strict=True) if j["owner"] == owner]
+    rows = _get_json(populated.client, "/jobs/", hours=hours, sort=sort, order=order, produsername=owner, limit=1000)
+    assert [j["pandaid"] for j in rows["jobs"]] == mine
+
+
+@pytest.mark.parametrize("hours", [1.5, 13, 72])
+def test_tasks_page_ranks_the_latest_tasks_exactly(populated: Populated, hours: float) -> None:
+    """With a limit smaller than the number of tasks, the SQL ranking picks the same tasks as ranking them all."""
+    from monitor.filters import parse_filter
+    from monitor.queries import counts
+
+    db = MonitorDatabase(populated.url)
+    try:
+        with db.read() as conn:
+            flt = parse_filter({"hours": str(hours)})
+            everything, last = counts.facet_states_last(conn, flt, "taskid")
+            ranked = sorted(
+                (t for t, states in everything.items() if sum(states.values())),
+                key=lambda t: (-last[t], -int(t)),
+            )
+            for limit in (1, 3, 10, len(ranked) + 5):
+                matrix, got_last = counts.latest_tasks(conn, flt, limit)
+                top = sorted(matrix, key=lambda t: (-got_last[t], -int(t)))[:limit]
+                assert top == ranked[:limit]
+                assert {t: matrix[t] for t in top} == {t: everything[t] for t in top}
+    finally:
+        db.engine.dispose()
+    window = _in_window(populated, hours)
+    tasks = _get_json(populated.client, "/tasks/", hours=hours)["tasks"]
+    assert {t["taskid"]: t["njobs"] for t in tasks} == dict(Counter(j["task_id"] for j in window))
