@@ -25,6 +25,7 @@ from monitor.config import MonitorConfig
 from monitor.db import MonitorDatabase
 from monitor.filters import ANONYMOUS_ADMIN, FACETS, JobFilter, Viewer, parse_filter, parse_page
 from monitor.metrics import make_registry, render
+from monitor.queries import ddm as ddmq
 from monitor.queries import jobs as jobq
 from monitor.queries import plots as plotq
 from monitor.queries import summary
@@ -52,6 +53,7 @@ NAV = (
     ("errors", "/errors/", "Errors"),
     ("users", "/users/", "Users"),
     ("datasets", "/datasets/", "Datasets"),
+    ("transfers", "/transfers/", "Transfers"),
     ("plots", "/plots/", "Plots"),
 )
 
@@ -176,6 +178,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             if data is None:
                 raise NotFound(f"job {panda_id} not found")
             log = logs.find_log(conn, panda_id, config.log_roots)
+            data["ddm"] = ddmq.job_requests(conn, panda_id, now=time.time())
         data["log"] = None if log is None else log.as_dict()
         return respond(request, "job", data, "job.html")
 
@@ -219,7 +222,10 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/tasks", include_in_schema=False)
     @app.get("/tasks/")
     def tasks_view(request: Request) -> Response:
-        return page_of(request, "tasks", "tasks.html", summary.tasks_page)
+        def build(conn: Any, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
+            return {**summary.tasks_page(conn, flt, viewer), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
+
+        return page_of(request, "tasks", "tasks.html", build)
 
     @app.get("/sites", include_in_schema=False)
     @app.get("/sites/")
@@ -244,7 +250,24 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/datasets", include_in_schema=False)
     @app.get("/datasets/")
     def datasets_view(request: Request) -> Response:
-        return page_of(request, "datasets", "datasets.html", summary.datasets_page)
+        params = request.query_params
+        return page_of(
+            request, "datasets", "datasets.html", lambda conn, flt, v: ddmq.datasets_page(conn, params, flt, v)
+        )
+
+    @app.get("/dataset/{did:path}")
+    def dataset_view(request: Request, did: str) -> Response:
+        with database.read() as conn:
+            data = ddmq.dataset_detail(conn, did, request.query_params, now=time.time())
+        return respond(request, "dataset", data, "dataset.html")
+
+    @app.get("/transfers", include_in_schema=False)
+    @app.get("/transfers/")
+    def transfers_view(request: Request) -> Response:
+        tf = ddmq.parse_transfer_filter(request.query_params)
+        with database.read() as conn:
+            data = ddmq.transfers_page(conn, tf, request.query_params)
+        return respond(request, "transfers", data, "transfers.html", tf=tf)
 
     @app.get("/plots", include_in_schema=False)
     @app.get("/plots/")

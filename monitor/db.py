@@ -29,9 +29,15 @@ REQUIRED_TABLES = frozenset(
         "job_error_counts",
         "job_count_deltas",
         "job_error_count_deltas",
+        "ddm_datasets",
+        "ddm_dataset_files",
+        "ddm_files",
+        "ddm_replicas",
+        "ddm_requests",
+        "ddm_tasks",
     }
 )
-"""The dispatcher's tables the monitor reads (the counters come with migrations 0004 and 0005)."""
+"""The dispatcher's tables the monitor reads (DDM catalog: 0003; counters: migrations 0004 and 0005)."""
 
 
 class SchemaMissing(RuntimeError):

@@ -375,3 +375,16 @@ Index(
     postgresql_where=_ACTIVE_JOB_STATES,
     sqlite_where=_ACTIVE_JOB_STATES,
 )
+
+# Monitor data management indexes (migration 0007): the transfers page reads each request state's
+# window newest first and counts by state and kind from one index; a task's requests by task id;
+# DDM tasks that ended in the window by their last change.
+Index(
+    "ix_ddm_requests_window",
+    ddm_requests.c.state,
+    ddm_requests.c.updated,
+    ddm_requests.c.kind,
+    ddm_requests.c.error_code,
+)
+Index("ix_ddm_requests_task", ddm_requests.c.task_id, ddm_requests.c.state)
+Index("ix_ddm_tasks_updated", ddm_tasks.c.updated)

@@ -1,4 +1,4 @@
-"""Summary pages: tasks, sites/queues, pilots and workers, errors, users, datasets.
+"""Summary pages: tasks, sites/queues, pilots and workers, errors, users (datasets: :mod:`monitor.queries.ddm`).
 
 All job counts are GROUP BYs over the time window (``modification_time >= since``, indexed), or
 over the non-final states (few rows at any time, indexed by status); none reads every job.
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
-from dispatcher.store.schema import files, jobs, pilots, workers
+from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
 from monitor.queries import counts
 from monitor.queries.errors import CODE_NAMES, component_name, decode
@@ -350,30 +350,3 @@ def _users(matrix: dict[Any, dict[str, int]], last: dict[Any, Any]) -> list[dict
     ]
     users.sort(key=lambda u: (-u["njobs"], u["produsername"]))
     return users
-
-
-def datasets_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
-    """Datasets named by the files of the window's jobs (DDM has no tables of its own yet)."""
-    stmt = (
-        select(
-            files.c.dataset,
-            files.c.scope,
-            files.c.type,
-            func.count(),
-            func.coalesce(func.sum(files.c.size), 0),
-            func.count(func.distinct(files.c.panda_id)),
-        )
-        .select_from(files.join(jobs, jobs.c.panda_id == files.c.panda_id))
-        .where(*job_conditions(flt, viewer), files.c.dataset != "")
-        .group_by(files.c.dataset, files.c.scope, files.c.type)
-        .order_by(func.count().desc())
-        .limit(LIST_LIMIT)
-    )
-    return {
-        "filter": flt.as_dict(),
-        "source": "files",
-        "datasets": [
-            {"dataset": d, "scope": s, "type": t, "nfiles": int(n), "bytes": int(b), "njobs": int(j)}
-            for d, s, t, n, b, j in conn.execute(stmt)
-        ],
-    }
