@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -43,9 +44,27 @@ def database(kind: str) -> Iterator[str]:
         admin.dispose()
 
 
+@dataclass(frozen=True, kw_only=True)
+class DispatcherHandle:
+    """A running dispatcher process: where it listens and its pid (for CPU and RSS readings)."""
+
+    address: str
+    pid: int
+    proc: subprocess.Popen[bytes]
+
+
 @contextmanager
 def dispatcher_process(db_url: str, *, extra_args: tuple[str, ...] = (), timeout_s: float = 60.0) -> Iterator[str]:
     """Run ``python -m dispatcher`` on port 0; yield its address; stop it (SIGTERM, then SIGKILL)."""
+    with dispatcher_handle(db_url, extra_args=extra_args, timeout_s=timeout_s) as handle:
+        yield handle.address
+
+
+@contextmanager
+def dispatcher_handle(
+    db_url: str, *, extra_args: tuple[str, ...] = (), timeout_s: float = 60.0
+) -> Iterator[DispatcherHandle]:
+    """Like :func:`dispatcher_process` but yields a :class:`DispatcherHandle`."""
     with tempfile.TemporaryDirectory(prefix="ailuro-bench-port-") as tmp:
         port_file = Path(tmp) / "port"
         log_file = (Path(tmp) / "dispatcher.log").open("w+")
@@ -74,7 +93,7 @@ def dispatcher_process(db_url: str, *, extra_args: tuple[str, ...] = (), timeout
                     log_file.seek(0)
                     raise RuntimeError(f"dispatcher did not start (rc={proc.returncode}):\n{log_file.read()[-4000:]}")
                 time.sleep(0.05)
-            yield f"127.0.0.1:{int(port_file.read_text())}"
+            yield DispatcherHandle(address=f"127.0.0.1:{int(port_file.read_text())}", pid=proc.pid, proc=proc)
         finally:
             proc.terminate()
             try:
@@ -83,6 +102,26 @@ def dispatcher_process(db_url: str, *, extra_args: tuple[str, ...] = (), timeout
                 proc.kill()
                 proc.wait(timeout=15)
             log_file.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``; 0.0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MiB (Linux ``/proc``; 0.0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,0 +1,462 @@
+"""Full job lifecycle benchmark: jobs/s from submit to finished, GetJob and kill latency, ceiling.
+
+    python -m loadtests.bench                                  # PostgreSQL, 1 and 2 dispatchers
+    python -m loadtests.bench --db both --dispatchers 1,2 --jobs 60000
+    python -m loadtests.bench --db sqlite --dispatchers 1 --jobs 10000
+
+Each configuration gets a fresh database and fresh dispatcher processes (``python -m dispatcher``,
+default settings). Load comes from separate processes over real gRPC, asyncio clients:
+
+- one submitter process: ``SubmitJobs`` batches of ``--batch`` (with a request_id), spread
+  round-robin over the dispatchers, as fast as they are accepted;
+- ``--load-processes`` pilot processes with ``--pilots`` Connect streams in total, spread
+  round-robin over the dispatchers. Each stream keeps ``--slots`` jobs in hand with
+  ``JobRequest(n=1)`` messages (GetJob latency = request to answer). A job goes
+  ``STARTING`` -> ``RUNNING`` x ``--renewals`` in HeartbeatBatch messages, each sent once the
+  previous heartbeat of that job was acknowledged (the dispatcher acks after its periodic flush),
+  then a ``JobFinal(FINISHED)``; the job counts when the final is acknowledged.
+- every ``--kill-every``-th job that reaches RUNNING is killed with ``KillJobs`` (through the
+  *other* dispatcher when there are two, so the cross-process path is measured); kill latency is
+  ``KillJobs`` sent to the Command arriving on the pilot's stream, both clocks in one process.
+
+Printed: jobs/s end to end (first submit to last final ack) and steady (the middle 60 % of
+completions), jobs/day, GetJob p50/p99, kill p50/p99, dispatcher CPU ms per job, the raw gRPC
+echo ceiling measured in the same run with ratios, and the database consistency check.
+Figures only: nothing here asserts a speed; the exit code is 1 only when the check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import platform
+import time
+import uuid
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
+from loadtests import consistency
+from loadtests._harness import cpu_seconds, database, dispatcher_handle, percentile
+from loadtests.echo import EchoCeiling, measure_ceiling
+
+QUEUE = "LOCAL"
+_RUNNING = job_pb2.JOB_STATUS_RUNNING
+_STARTING = job_pb2.JOB_STATUS_STARTING
+
+
+@dataclass(frozen=True, kw_only=True)
+class LifecycleConfig:
+    """What one lifecycle run does."""
+
+    jobs: int = 40_000
+    batch: int = 500
+    submitters: int = 4
+    pilots: int = 200
+    slots: int = 40
+    load_processes: int = 2
+    renewals: int = 3
+    kill_every: int = 200
+    echo_seconds: float = 3.0
+    timeout_s: float = 900.0
+    tick_s: float = 0.05
+    """How often each pilot stream sends its due heartbeats and job requests (one message each)."""
+
+
+@dataclass(kw_only=True)
+class Result:
+    """Figures of one (database, dispatcher count) run."""
+
+    db: str
+    dispatchers: int
+    jobs: int = 0
+    elapsed_s: float = 0.0
+    steady_jobs_per_s: float = 0.0
+    getjob_p50_ms: float = 0.0
+    getjob_p99_ms: float = 0.0
+    kill_p50_ms: float = 0.0
+    kill_p99_ms: float = 0.0
+    kills: int = 0
+    steady_getjob_p50_ms: float = 0.0
+    steady_getjob_p99_ms: float = 0.0
+    submit_per_s: float = 0.0
+    cpu_ms_per_job: float = 0.0
+    check: consistency.Consistency = field(default_factory=consistency.Consistency)
+
+    @property
+    def jobs_per_s(self) -> float:
+        """End-to-end rate: all jobs over first submit to last final ack."""
+        return self.jobs / self.elapsed_s if self.elapsed_s else 0.0
+
+
+# --- submitter ------------------------------------------------------------------------------
+
+
+async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
+    template = job_pb2.Job(transformation="/bin/true", job_parameters="--events 1000", computing_site=QUEUE)
+    sizes = deque(min(cfg.batch, cfg.jobs - i) for i in range(0, cfg.jobs, cfg.batch))
+    channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    stubs = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
+    ids: list[int] = []
+    t0 = time.time()
+
+    async def worker(w: int) -> None:
+        k = 0
+        while sizes:
+            n = sizes.popleft()
+            jobs = []
+            for i in range(n):
+                job = job_pb2.Job()
+                job.CopyFrom(template)
+                job.job_name = f"bench.{w}.{k}.{i}"
+                jobs.append(job)
+            req = submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs)
+            resp = await stubs[(w + k) % len(stubs)].SubmitJobs(req, timeout=120)
+            ids.extend(resp.panda_ids)
+            k += 1
+
+    try:
+        await asyncio.gather(*(worker(w) for w in range(cfg.submitters)))
+    finally:
+        for c in channels:
+            await c.close()
+    return {"ids": ids, "t0": t0, "t1": time.time()}
+
+
+def _submit_process(addresses: list[str], cfg: LifecycleConfig, out: Any) -> None:
+    try:
+        out.put(asyncio.run(_submit(addresses, cfg)))
+    except BaseException as exc:  # reported to the parent, which stops the run
+        out.put({"error": f"submitter: {exc!r}"})
+
+
+# --- pilots ---------------------------------------------------------------------------------
+
+
+class _Shared:
+    """Per-process state of all its pilot streams."""
+
+    def __init__(self, cfg: LifecycleConfig, done: Any, total: int) -> None:
+        self.cfg = cfg
+        self.done = done  # mp.Value shared by the pilot processes: jobs completed
+        self.total = total
+        self.finished_at: list[float] = []
+        self.getjob: list[tuple[float, float]] = []  # (wall clock answered, seconds)
+        self.kill_lat: list[float] = []
+        self.assigned: list[tuple[int, int]] = []
+        self.running_seen = 0
+        self.stop = asyncio.Event()
+
+    def complete(self) -> None:
+        self.finished_at.append(time.time())
+        with self.done.get_lock():
+            self.done.value += 1
+
+
+class _LifecyclePilot:
+    """One Connect stream holding up to ``slots`` jobs through their whole lifecycle."""
+
+    def __init__(
+        self,
+        stub: pilot_pb2_grpc.PilotServiceStub,
+        killer: submission_pb2_grpc.SubmissionServiceStub,
+        pilot_id: str,
+        shared: _Shared,
+    ) -> None:
+        self.sh = shared
+        self.killer = killer
+        self.pilot_id = pilot_id
+        self.call = stub.Connect()
+        self.jobs: dict[int, list[int]] = {}  # panda_id -> [epoch, heartbeats acked]
+        self.requests: deque[float] = deque()
+        self.due: list[pilot_pb2.Heartbeat] = []
+        self.killing: dict[int, float] = {}
+        self.cancelled: set[int] = set()
+        self.idle_until = 0.0
+        self._lock = asyncio.Lock()  # one write at a time on a call
+
+    async def _write(self, msg: pilot_pb2.PilotMessage) -> None:
+        async with self._lock:
+            await self.call.write(msg)
+
+    def _beat(self, pid: int, epoch: int, status: int) -> None:
+        self.due.append(pilot_pb2.Heartbeat(panda_id=pid, lease_epoch=epoch, status=status))
+
+    async def run(self) -> None:
+        hello = pilot_pb2.Hello(pilot_id=self.pilot_id, queue=QUEUE, node="bench", cores=self.sh.cfg.slots)
+        await self._write(pilot_pb2.PilotMessage(hello=hello))
+        reader = asyncio.create_task(self._read())
+        try:
+            while not self.sh.stop.is_set():
+                if reader.done():  # the stream ended or a reply was refused: fail the run loudly
+                    reader.result()
+                    raise RuntimeError(f"pilot {self.pilot_id}: stream ended early")
+                await self._tick()
+                await asyncio.sleep(self.sh.cfg.tick_s)
+            async with self._lock:
+                await self.call.done_writing()
+            await asyncio.wait_for(reader, timeout=30)
+        finally:
+            reader.cancel()
+
+    async def _tick(self) -> None:
+        if self.due:
+            batch, self.due = [hb for hb in self.due if hb.panda_id not in self.cancelled], []
+            await self._write(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=batch)))
+        free = self.sh.cfg.slots - len(self.jobs) - len(self.requests)
+        if free > 0 and time.monotonic() >= self.idle_until:
+            msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1))
+            for _ in range(free):
+                self.requests.append(time.perf_counter())
+                await self._write(msg)
+
+    async def _final(self, pid: int, epoch: int, status: int) -> None:
+        final = pilot_pb2.JobFinal(panda_id=pid, lease_epoch=epoch, status=status, metrics=job_pb2.JobMetrics())
+        await self._write(pilot_pb2.PilotMessage(final=final))
+
+    async def _kill(self, pid: int) -> None:
+        self.killing[pid] = time.perf_counter()
+        await self.killer.KillJobs(submission_pb2.KillJobsRequest(panda_ids=[pid], reason="bench"), timeout=30)
+
+    async def _read(self) -> None:
+        sh = self.sh
+        while True:
+            msg = await self.call.read()
+            if msg is grpc.aio.EOF:
+                return
+            kind = msg.WhichOneof("msg")
+            if kind == "assignment":
+                sh.getjob.append((time.time(), time.perf_counter() - self.requests.popleft()))
+                a = msg.assignment
+                self.jobs[a.job.panda_id] = [a.lease_epoch, 0]
+                sh.assigned.append((a.job.panda_id, a.lease_epoch))
+                self._beat(a.job.panda_id, a.lease_epoch, _STARTING)
+            elif kind == "no_job":
+                sh.getjob.append((time.time(), time.perf_counter() - self.requests.popleft()))
+                self.idle_until = time.monotonic() + min(msg.no_job.retry_after_s, 0.5)
+            elif kind == "command":
+                pid = msg.command.panda_id
+                if pid in self.killing:
+                    sh.kill_lat.append(time.perf_counter() - self.killing.pop(pid))
+                if pid in self.jobs and self.jobs[pid][1] >= 0:
+                    self.cancelled.add(pid)
+                    self.jobs[pid][1] = -1  # stop heartbeating; report it cancelled
+                    await self._final(pid, self.jobs[pid][0], job_pb2.JOB_STATUS_CANCELLED)
+            elif kind == "acks":
+                for ack in msg.acks.acks:
+                    await self._ack(ack)
+
+    async def _ack(self, ack: pilot_pb2.Ack) -> None:
+        sh = self.sh
+        pid = ack.panda_id
+        job = self.jobs.get(pid)
+        if ack.result != pilot_pb2.ACK_RESULT_OK:
+            if pid in self.cancelled and not ack.is_final:
+                return  # a heartbeat that crossed the kill: the final report settles the job
+            raise RuntimeError(f"pilot {self.pilot_id}: refused {ack}")
+        if job is None:
+            return
+        if ack.is_final:
+            del self.jobs[pid]
+            sh.complete()
+            if sh.done.value >= sh.total:
+                sh.stop.set()
+            return
+        if job[1] < 0:
+            return  # being killed: the final is on its way
+        job[1] += 1
+        if job[1] <= sh.cfg.renewals:
+            if job[1] == 1:
+                sh.running_seen += 1
+                if sh.cfg.kill_every and sh.running_seen % sh.cfg.kill_every == 0:
+                    asyncio.get_running_loop().create_task(self._kill(pid))
+            self._beat(pid, job[0], _RUNNING)
+        else:
+            job[1] = -1
+            await self._final(pid, job[0], job_pb2.JOB_STATUS_FINISHED)
+
+
+async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: Any, total: int) -> dict[str, Any]:
+    share = cfg.pilots // cfg.load_processes + (1 if index < cfg.pilots % cfg.load_processes else 0)
+    channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    shared = _Shared(cfg, done, total)
+    stubs = [pilot_pb2_grpc.PilotServiceStub(c) for c in channels]
+    killers = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
+    # Streams spread round-robin; each pilot's kills go through the next process (cross-process path).
+    n = len(channels)
+    pilots = [_LifecyclePilot(stubs[i % n], killers[(i + 1) % n], f"bench-{index}-{i}", shared) for i in range(share)]
+
+    async def watch_total() -> None:
+        while not shared.stop.is_set():
+            if done.value >= total:
+                shared.stop.set()
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch_total())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.run() for p in pilots)), timeout=cfg.timeout_s)
+    finally:
+        watcher.cancel()
+        for c in channels:
+            await c.close()
+    return {
+        "finished_at": shared.finished_at,
+        "getjob": shared.getjob,
+        "kill": shared.kill_lat,
+        "assigned": shared.assigned,
+    }
+
+
+def _pilot_process(addresses: list[str], cfg: LifecycleConfig, index: int, done: Any, total: int, out: Any) -> None:
+    try:
+        out.put(asyncio.run(_pilots(addresses, cfg, index, done, total)))
+    except BaseException as exc:  # reported to the parent, which stops the run
+        out.put({"error": f"pilot process {index}: {exc!r}"})
+
+
+# --- orchestration --------------------------------------------------------------------------
+
+
+def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig) -> Result:
+    """One run: fresh database, ``n_dispatchers`` processes, submitter and pilot processes."""
+    ctx = mp.get_context("spawn")
+    res = Result(db=kind, dispatchers=n_dispatchers)
+    with database(kind) as url, ExitStack() as stack:
+        handles = [stack.enter_context(dispatcher_handle(url)) for _ in range(n_dispatchers)]
+        addresses = [h.address for h in handles]
+        cpu0 = sum(cpu_seconds(h.pid) for h in handles)
+        done = ctx.Value("q", 0)
+        out: Any = ctx.Queue()
+        procs = [ctx.Process(target=_submit_process, args=(addresses, cfg, out))]
+        procs += [
+            ctx.Process(target=_pilot_process, args=(addresses, cfg, i, done, cfg.jobs, out))
+            for i in range(cfg.load_processes)
+        ]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=cfg.timeout_s + 120) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        cpu1 = sum(cpu_seconds(h.pid) for h in handles)
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        sub = next(r for r in results if "ids" in r)
+        pil = [r for r in results if "ids" not in r]
+        finished = sorted(t for r in pil for t in r["finished_at"])
+        res.jobs = len(finished)
+        res.elapsed_s = finished[-1] - sub["t0"] if finished else 0.0
+        lo, hi = int(len(finished) * 0.2), int(len(finished) * 0.8)
+        if hi > lo + 1:
+            res.steady_jobs_per_s = (hi - lo) / (finished[hi - 1] - finished[lo])
+        res.submit_per_s = len(sub["ids"]) / max(sub["t1"] - sub["t0"], 1e-9)
+        getjob_all = [tuple(x) for r in pil for x in r["getjob"]]
+        getjob = [d for _, d in getjob_all]
+        if hi > lo + 1:  # GetJob latency in the steady window, without the start-up burst
+            steady = [d for t, d in getjob_all if finished[lo] <= t <= finished[hi - 1]]
+            res.steady_getjob_p50_ms = percentile(steady, 50) * 1e3
+            res.steady_getjob_p99_ms = percentile(steady, 99) * 1e3
+        kills = [x for r in pil for x in r["kill"]]
+        res.getjob_p50_ms, res.getjob_p99_ms = percentile(getjob, 50) * 1e3, percentile(getjob, 99) * 1e3
+        res.kill_p50_ms, res.kill_p99_ms = percentile(kills, 50) * 1e3, percentile(kills, 99) * 1e3
+        res.kills = len(kills)
+        res.cpu_ms_per_job = (cpu1 - cpu0) * 1e3 / max(res.jobs, 1)
+        assigned = [tuple(a) for r in pil for a in r["assigned"]]
+        res.check = consistency.check(url, submitted=sub["ids"], assignments=assigned, expect_final=True)
+    return res
+
+
+def machine() -> str:
+    """A one-line description of this machine (CPU model, cores, memory)."""
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):  # noqa: SIM115 - tiny read-only file
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))  # noqa: SIM115
+    except (OSError, StopIteration):
+        mem_kb = 0
+    return f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB, Python {platform.python_version()}"
+
+
+def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig) -> str:
+    """The printed table."""
+    msgs = 9 + 2 * cfg.renewals  # request, assignment, heartbeats + acks, final + ack per job
+    lines = [
+        f"Ailuro lifecycle benchmark on {machine()} (load generator on the same machine)",
+        f"{cfg.jobs:,} jobs: submit -> JobRequest -> STARTING -> RUNNING x{cfg.renewals} -> FINISHED; "
+        f"{cfg.pilots} pilot streams x {cfg.slots} slots in {cfg.load_processes} processes; "
+        f"1 in {cfg.kill_every} running jobs killed",
+        f"{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
+        f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}",
+    ]
+    for r in results:
+        lines.append(
+            f"{r.db:<9}{r.dispatchers:>5}{r.jobs_per_s:>9,.0f}{r.steady_jobs_per_s:>9,.0f}"
+            f"{r.jobs_per_s * 86400:>14,.0f}{r.getjob_p50_ms:>10.1f}ms{r.getjob_p99_ms:>7.1f}ms"
+            f"{r.kill_p50_ms:>8.0f}ms{r.kill_p99_ms:>7.0f}ms{r.cpu_ms_per_job:>12.2f}{r.submit_per_s:>10,.0f}"
+        )
+    lines.append(
+        f"raw gRPC echo ceiling (same machine, same run): unary {ceiling.unary_calls_per_s:,.0f} calls/s, "
+        f"bidi {ceiling.bidi_msgs_per_s:,.0f} msgs/s"
+    )
+    for r in results:
+        lines.append(
+            f"ratio {r.db}/{r.dispatchers}: {r.jobs_per_s * msgs:,.0f} logical pilot messages/s = "
+            f"{r.jobs_per_s * msgs / ceiling.bidi_msgs_per_s:.2f} x the bidi echo ceiling "
+            f"({msgs} per job; heartbeats and their acks travel batched); {r.jobs} jobs, {r.kills} kills"
+        )
+        lines.append(
+            f"  steady window (middle 60 % of completions): {r.steady_jobs_per_s:,.0f} jobs/s, "
+            f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms"
+        )
+        lines += [f"  {line}" for line in r.check.summary().splitlines()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run each (database, dispatcher count), print the report."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="postgres")
+    p.add_argument("--dispatchers", default="1,2", help="comma-separated process counts (default: %(default)s)")
+    d = LifecycleConfig()
+    for name in ("jobs", "batch", "submitters", "pilots", "slots", "load_processes", "renewals", "kill_every"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    p.add_argument("--echo-seconds", type=float, default=d.echo_seconds)
+    p.add_argument("--timeout", type=float, default=d.timeout_s)
+    a = p.parse_args(argv)
+    cfg = LifecycleConfig(
+        jobs=a.jobs,
+        batch=a.batch,
+        submitters=a.submitters,
+        pilots=a.pilots,
+        slots=a.slots,
+        load_processes=a.load_processes,
+        renewals=max(a.renewals, 2),
+        kill_every=a.kill_every,
+        echo_seconds=a.echo_seconds,
+        timeout_s=a.timeout,
+    )
+    kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
+    counts = [int(x) for x in a.dispatchers.split(",") if x]
+    results = []
+    for kind in kinds:
+        for n in counts:
+            results.append(run_lifecycle(kind, n, cfg))
+            print(f"done: {kind} x{n}: {results[-1].jobs_per_s:,.0f} jobs/s", flush=True)
+    ceiling = measure_ceiling(seconds=cfg.echo_seconds)
+    print(report(results, ceiling, cfg))
+    return 0 if all(r.check.ok and r.jobs == cfg.jobs for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

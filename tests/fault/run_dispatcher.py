@@ -1,0 +1,38 @@
+"""Run one dispatcher process with an explicit configuration (JSON), for tests that SIGKILL it.
+
+    python tests/fault/run_dispatcher.py --port-file F --config '{"db_url": "...", "lease_s": 3}'
+
+``python -m dispatcher`` exposes only the production options; fault tests need short timeouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from dispatcher.config import DispatcherConfig
+from dispatcher.server import serve
+
+
+def main() -> None:
+    """Parse the arguments, run until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--port-file", required=True)
+    p.add_argument("--config", required=True, help="DispatcherConfig fields as a JSON object")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = DispatcherConfig(**json.loads(a.config))
+
+    def ready(port: int) -> None:
+        tmp = Path(a.port_file + ".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(a.port_file)
+
+    asyncio.run(serve(config, on_ready=ready))
+
+
+if __name__ == "__main__":
+    main()

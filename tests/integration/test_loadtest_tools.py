@@ -1,0 +1,84 @@
+"""The load-test tools run end to end at a small scale: locust scenario, lifecycle bench, memory.
+
+They assert what the tools themselves check (no failed call, consistent database), never a speed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+REPO = Path(__file__).parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    pg = os.environ.get("AILURO_TEST_PG_URL")
+    if pg:
+        env["AILURO_BENCH_PG_URL"] = pg
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.timeout(240)
+def test_locust_compass_x10_short_run_is_clean() -> None:
+    """COMPASS x10 (35 jobs/s) for 45 s on PostgreSQL: no failure, every job accounted for."""
+    res = _run(["loadtests.run", "--scenario", "compass-x10", "--minutes", "0.75", "--db", "postgres"], timeout=220)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert "== Ailuro load test report" in out, out[-6000:]
+    assert "failures: 0" in out
+    assert "consistency: OK" in out
+    assert "grpc SubmitJobs" in out and "stream JobFinal" in out and "stream Heartbeat" in out
+
+
+@pytest.mark.timeout(300)
+def test_lifecycle_bench_small_run_is_consistent() -> None:
+    """The lifecycle benchmark on both databases, one and two dispatchers, prints its table and passes its check."""
+    args = ["loadtests.bench", "--db", "both", "--dispatchers", "1,2", "--jobs", "1500", "--pilots", "20"]
+    res = _run([*args, "--slots", "20", "--echo-seconds", "1", "--kill-every", "50"], timeout=280)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    for row in ("sqlite       1", "sqlite       2", "postgres     1", "postgres     2"):
+        assert row in out, out[-4000:]
+    assert out.count("consistency: OK") == 4
+    assert "raw gRPC echo ceiling" in out
+
+
+@pytest.mark.timeout(180)
+def test_memory_tool_small_run() -> None:
+    """RSS is printed with every stream connected and after a claim burst against the queue."""
+    res = _run(["loadtests.memory", "--streams", "300", "--queued", "20000", "--processes", "2"], timeout=170)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert "RSS with 300 connected pilot streams" in out
+    assert "20,000 queued jobs" in out
+
+
+def test_cli_registers_loadtest_commands() -> None:
+    """``register(app)`` adds ``loadtest run|bench|memory``; bad input is refused before any work."""
+    from ailuro.cli import loadtest
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    loadtest.register(app)
+    runner = CliRunner()
+    res = runner.invoke(app, ["loadtest", "--help"])
+    assert res.exit_code == 0
+    for name in ("run", "bench", "memory"):
+        assert name in res.output
+    res = runner.invoke(app, ["loadtest", "run", "--scenario", "nope"])
+    assert res.exit_code == 2
