@@ -47,6 +47,7 @@ Storage elements (DDM) live in the same file; a queue names the ones it reads in
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,28 @@ _STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_
 _FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
 
 
+def _named_tables(
+    entries: list[Any], prefix: str, allowed: set[str] | frozenset[str], what: str
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(field path, table, name)`` of each ``[[...]]`` table, after the checks every kind shares:
+    a table, only ``allowed`` keys, a non-empty ``name`` not used twice."""
+    seen: set[str] = set()
+    for i, raw in enumerate(entries):
+        where = f"{prefix}[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidArgument("must be a table", field=where)
+        unknown = set(raw) - allowed
+        if unknown:
+            raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field=where)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
+        if name in seen:
+            raise InvalidArgument(f"duplicate {what} {name!r}", field=f"{where}.name")
+        seen.add(name)
+        yield where, raw, name
+
+
 def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[QueueConfig, ...]:
     """Build queue configs from parsed TOML; ``InvalidArgument`` names the bad key."""
     entries = data.get("queue", [])
@@ -143,20 +166,7 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
     if not isinstance(entries, list) or not entries:
         raise InvalidArgument("expected at least one [[queue]] table", field=f"{source}.queue")
     queues: list[QueueConfig] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(entries):
-        where = f"{source}.queue[{i}]"
-        if not isinstance(raw, dict):
-            raise InvalidArgument("must be a table", field=where)
-        unknown = set(raw) - _QUEUE_KEYS
-        if unknown:
-            raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field=where)
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
-        if name in seen:
-            raise InvalidArgument(f"duplicate queue name {name!r}", field=f"{where}.name")
-        seen.add(name)
+    for where, raw, name in _named_tables(entries, f"{source}.queue", _QUEUE_KEYS, "queue name"):
         backend = raw.get("backend", "local")
         if backend not in BACKENDS:
             raise InvalidArgument(f"must be one of {', '.join(BACKENDS)}, not {backend!r}", field=f"{where}.backend")
@@ -205,20 +215,7 @@ def parse_storage(data: dict[str, Any], *, source: str = "queues") -> tuple[Stor
     if not isinstance(entries, list):
         raise InvalidArgument("expected [[storage]] tables", field=f"{source}.storage")
     out: list[StorageElementConfig] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(entries):
-        where = f"{source}.storage[{i}]"
-        if not isinstance(raw, dict):
-            raise InvalidArgument("must be a table", field=where)
-        unknown = set(raw) - _STORAGE_KEYS
-        if unknown:
-            raise InvalidArgument(f"unknown key(s) {sorted(unknown)}", field=where)
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
-        if name in seen:
-            raise InvalidArgument(f"duplicate storage element {name!r}", field=f"{where}.name")
-        seen.add(name)
+    for where, raw, name in _named_tables(entries, f"{source}.storage", _STORAGE_KEYS, "storage element"):
         kind = raw.get("kind", "disk")
         if kind not in SE_KINDS:
             raise InvalidArgument(f"must be one of {', '.join(SE_KINDS)}, not {kind!r}", field=f"{where}.kind")
