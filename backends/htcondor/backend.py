@@ -206,10 +206,9 @@ class HTCondorBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """Remove the workers from the schedd; ones that already ended are ignored."""
-        ids = [b for b in batch_ids if _parse_id(b) is not None and not ((e := self.book.get(b)) and e.final_state)]
+        ids = self.book.mark_cancelled(b for b in batch_ids if _parse_id(b) is not None)
         if not ids:
             return
-        self.book.update(ids, cancelled=True)
         self.schedd().act(self.htcondor.JobAction.Remove, _constraint(ids), reason="cancelled by the Ailuro factory")
 
     # --- helpers ---------------------------------------------------------------------------

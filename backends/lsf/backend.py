@@ -146,10 +146,9 @@ class LSFBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """``bkill`` the workers; ones that already ended are ignored."""
-        ids = [b for b in batch_ids if not ((e := self.book.get(b)) and e.final_state)]
+        ids = self.book.mark_cancelled(batch_ids)
         if not ids:
             return
-        self.book.update(ids, cancelled=True)
         result = self.runner.run("bkill", ids, check=False)
         if result.returncode != 0:
             log.warning("lsf: bkill %s: exit %d: %s", " ".join(ids), result.returncode, result.stderr.strip())

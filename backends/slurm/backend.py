@@ -182,10 +182,9 @@ class SlurmBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """``scancel`` the workers; ones that already ended are ignored."""
-        ids = [b for b in batch_ids if not ((e := self.book.get(b)) and e.final_state)]
+        ids = self.book.mark_cancelled(batch_ids)
         if not ids:
             return
-        self.book.update(ids, cancelled=True)
         result = self.runner.run("scancel", ids, check=False)
         if result.returncode != 0:
             # scancel exits 1 for ids that already ended or were purged; report anything else

@@ -75,6 +75,17 @@ class WorkerBook:
         with self._lock:
             self._save()
 
+    def mark_cancelled(self, batch_ids: Iterable[str]) -> list[str]:
+        """Record that the factory cancels ``batch_ids``; return those still worth cancelling.
+
+        Workers whose end is already settled are left out; the mark is what later lets a worker
+        that vanished from the batch system be classified ``cancelled`` rather than ``missing``.
+        """
+        ids = [b for b in batch_ids if not ((e := self.get(b)) and e.final_state)]
+        if ids:
+            self.update(ids, cancelled=True)
+        return ids
+
     def open_ids(self) -> list[str]:
         """Batch ids whose final state is not settled yet."""
         with self._lock:
