@@ -143,10 +143,21 @@ def test_sigkill_pilots_jobs_fail_over_by_lease(pg_url: str, dispatchers: Callab
         argv += ["--seconds", "100"]
         procs.append(subprocess.Popen(argv, cwd=HERE.parents[1]))
     try:
+        # kill only once the doomed pilots (proc0-*, proc1-*) hold started jobs: a pilot that dies
+        # holding only `sent` jobs is recovered by the sent-timeout requeue, not by its lease
+        engine = create_engine(pg_url)
+        started_on_doomed = text(
+            "SELECT count(*) FROM jobs WHERE status IN ('starting', 'running') "
+            "AND (pilot_id LIKE 'proc0-%' OR pilot_id LIKE 'proc1-%')"
+        )
         deadline = time.monotonic() + 60
-        while sum(job_states(pg_url).get(s, 0) for s in ("starting", "running")) < 10:
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(started_on_doomed).scalar_one() >= 4:
+                    break
             assert time.monotonic() < deadline, job_states(pg_url)
-            time.sleep(0.05)
+            time.sleep(0.02)
+        engine.dispose()
         for p in procs[:2]:  # half the pilots die holding jobs
             p.send_signal(signal.SIGKILL)
             p.wait(timeout=10)
