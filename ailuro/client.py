@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
+from ailuro import targets
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
@@ -129,7 +130,7 @@ class Client:
         if roles:
             metadata.append((ROLES_METADATA_KEY, ",".join(roles)))
         self._metadata = tuple(metadata)
-        self._channel = grpc.insecure_channel(self.server)
+        self._channel = targets.channel(self.server)
         self._stub = submission_pb2_grpc.SubmissionServiceStub(self._channel)
 
     # -- plumbing -------------------------------------------------------------------------------

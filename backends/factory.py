@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ailuro import targets
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc
 from backends.base import (
@@ -144,7 +145,7 @@ class FactoryConfig:
     """How one factory process runs."""
 
     server: str
-    """Dispatcher address (``host:port``) for FactoryService calls and for the pilots."""
+    """Dispatcher address (``host:port``, or several comma-separated) for FactoryService calls and the pilots."""
     queues: tuple[QueueConfig, ...]
     """Queues to serve; each names its backend and limits."""
     workdir: Path
@@ -205,7 +206,7 @@ class Factory:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.factory_id = config.factory_id or self._stored_factory_id()
         self._own_channel = channel is None
-        self._channel = channel or grpc.insecure_channel(config.server)
+        self._channel = channel or targets.channel(config.server)
         self._stub = factory_pb2_grpc.FactoryServiceStub(self._channel)
         self.backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self._backends: dict[str, BatchBackend] = {}

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ailuro import targets
+
 UNARY_ENV = "AILURO_PILOT_UNARY"
 """Environment variable that switches the pilot to the unary ``GetJob``/``UpdateJob`` transport."""
 
@@ -22,7 +24,7 @@ class PilotConfig:
     """Everything a pilot needs to know; times in seconds, 0 meaning "no limit" where noted."""
 
     server: str
-    """Dispatcher address, ``HOST:PORT``."""
+    """Dispatcher address ``HOST:PORT``, or several comma-separated (see :mod:`ailuro.targets`)."""
     queue: str
     """Queue (computing_site) to take jobs from."""
     pilot_id: str
@@ -75,8 +77,7 @@ class PilotConfig:
         return unary_from_env() if self.unary is None else self.unary
 
     def __post_init__(self) -> None:
-        if not self.server or ":" not in self.server:
-            raise ValueError(f"server must be HOST:PORT, got {self.server!r}")
+        targets.parse_targets(self.server)  # ValueError naming the bad address
         if not self.queue:
             raise ValueError("queue is required")
         if self.jobs_in_parallel < 1:

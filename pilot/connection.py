@@ -19,6 +19,7 @@ from typing import Protocol
 
 import grpc
 
+from ailuro import targets
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Connection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a stream open until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with targets.aio_channel(self.target) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

@@ -17,6 +17,7 @@ from types import FrameType
 
 import typer
 
+from ailuro import targets
 from ailuro.cli._common import console, err_console, settings
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", "-c", help="queues.toml (default: one LOCAL queue on the local backend)."
         ),
-        server: str | None = typer.Option(None, "--server", help="Dispatcher address host:port."),
+        server: str | None = typer.Option(None, "--server", help="Dispatcher host:port (or a comma-separated list)."),
         once: bool = typer.Option(False, "--once", help="Run one cycle and exit."),
         cycle_s: float = typer.Option(10.0, "--cycle-s", min=0.1, help="Seconds between cycles."),
         workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help="Wrappers, backend state, pilot logs."),
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
     @factory_app.command("status")
     def status(
         ctx: typer.Context,
-        server: str | None = typer.Option(None, "--server", help="Dispatcher address host:port."),
+        server: str | None = typer.Option(None, "--server", help="Dispatcher host:port (or a comma-separated list)."),
         config: Path | None = typer.Option(None, "--config", "-c", help="Only the queues in this queues.toml."),
         workdir: Path | None = typer.Option(
             None, "--workdir", help="A factory's work dir: adds its last submission error."
@@ -129,7 +130,7 @@ def register(app: typer.Typer) -> None:
         names = [q.name for q in load_queues(config)] if config else []
         if workdir is None and DEFAULT_WORKDIR.is_dir():
             workdir = DEFAULT_WORKDIR
-        with grpc.insecure_channel(_server(ctx, server)) as channel:
+        with targets.channel(_server(ctx, server)) as channel:
             try:
                 rows = collect_status(channel, queues=names, workdir=workdir)
             except grpc.RpcError as exc:

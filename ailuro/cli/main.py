@@ -25,7 +25,10 @@ app = typer.Typer(
 def _global_options(
     ctx: typer.Context,
     server_address: str | None = typer.Option(
-        None, "--server", envvar="AILURO_SERVER", help="Dispatcher address host:port (default 127.0.0.1:50051)."
+        None,
+        "--server",
+        envvar="AILURO_SERVER",
+        help="Dispatcher host:port or a comma-separated list (default 127.0.0.1:50051).",
     ),
     user: str | None = typer.Option(
         None, "--user", envvar="AILURO_USER", help="Identity sent with each call (default: anonymous)."

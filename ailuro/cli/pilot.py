@@ -16,7 +16,9 @@ Exit codes: 0 did work, 65 refused by the dispatcher, 80 dispatcher never reache
 
 
 def pilot_command(
-    server: Annotated[str, typer.Option(envvar="AILURO_SERVER", help="Dispatcher address HOST:PORT.")],
+    server: Annotated[
+        str, typer.Option(envvar="AILURO_SERVER", help="Dispatcher HOST:PORT or a comma-separated list.")
+    ],
     queue: Annotated[str, typer.Option(envvar="AILURO_QUEUE", help="Queue (computing site) to serve.")],
     pilot_id: Annotated[
         str, typer.Option(envvar="AILURO_PILOT_ID", help="Pilot id (default: host name + random suffix).")

@@ -7,15 +7,13 @@ none lost, all finished. Pilots are real gRPC streams split across the two proce
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from dispatcher_procs import DispatcherProcess
 from sqlalchemy import create_engine, text
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
@@ -31,48 +29,17 @@ DEADLINE_S = 240.0
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def _start(pg_url: str, workdir: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
-    port_file = workdir / f"{name}.port"
-    argv = [sys.executable, "-m", "dispatcher", "--db", pg_url, "--port", "0", "--port-file", str(port_file)]
-    argv += ["--log-level", "WARNING"]
-    out = (workdir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
-    return proc, port_file
-
-
-def _log(workdir: Path, name: str) -> str:
-    path = workdir / f"{name}.log"
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-
 @pytest.fixture
 def two_dispatchers(pg_url: str, tmp_path: Path) -> Iterator[list[str]]:
-    procs = {name: _start(pg_url, tmp_path, name) for name in ("d1", "d2")}
+    procs = [DispatcherProcess(pg_url, tmp_path, name) for name in ("d1", "d2")]
     try:
-        addresses = []
-        for name, (proc, port_file) in procs.items():
-            deadline = time.monotonic() + 60
-            while not port_file.exists():
-                if proc.poll() is not None:
-                    pytest.fail(f"{name} exited with {proc.returncode}:\n{_log(tmp_path, name)}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{name} did not start in 60 s:\n{_log(tmp_path, name)}")
-                time.sleep(0.1)
-            addresses.append(f"127.0.0.1:{int(port_file.read_text())}")
-        yield addresses
-        for name, (proc, _) in procs.items():
-            assert proc.poll() is None, f"{name} died during the test:\n{_log(tmp_path, name)}"
+        yield [p.wait_ready() for p in procs]
+        for p in procs:
+            assert p.proc.poll() is None, f"{p.name} died during the test:\n{p.log()}"
     finally:
-        for proc, _ in procs.values():
-            proc.terminate()
-        for name, (proc, _) in procs.items():
-            try:
-                rc = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-                rc = None
-            assert rc == 0, f"{name} did not stop cleanly (rc={rc}):\n{_log(tmp_path, name)}"
+        codes = [p.stop() for p in procs]
+        for p, rc in zip(procs, codes, strict=True):
+            assert rc == 0, f"{p.name} did not stop cleanly (rc={rc}):\n{p.log()}"
 
 
 class Tally:
