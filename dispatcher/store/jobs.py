@@ -20,7 +20,7 @@ from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
 from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
-from dispatcher.store import counters
+from dispatcher.store import bulk, counters
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -89,8 +89,14 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
                 "spec": j.SerializeToString(),
             }
         )
-    result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
-    ids = [r[0] for r in result]
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        ids = bulk.allocate_ids(conn, jobs.c.panda_id, len(rows))
+        columns = ["panda_id", *rows[0]] if rows else []
+        bulk.copy_rows(conn, jobs, columns, ([pid, *row.values()] for pid, row in zip(ids, rows, strict=True)))
+    else:
+        result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
+        ids = [r[0] for r in result]
     counters.record_inserts(conn, ids, now=now)  # written at commit, in one upsert
     file_rows = [
         {
@@ -110,22 +116,21 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
         for pid, nj in zip(ids, new_jobs, strict=True)
         for f in nj.spec.files
     ]
-    if file_rows:
+    if file_rows and pg:
+        bulk.copy_rows(conn, files, list(file_rows[0]), (tuple(r.values()) for r in file_rows))
+    elif file_rows:
         conn.execute(files.insert(), file_rows)
+    event_cols = ("panda_id", "time", "actor", "attempt_nr", "lease_epoch", "from_status", "to_status", "reason")
     events = []
     for pid, nj in zip(ids, new_jobs, strict=True):
-        base = {"panda_id": pid, "time": now, "actor": owner, "attempt_nr": 1, "lease_epoch": 0}
         why = f"retry of job {nj.parent_panda_id}" if nj.parent_panda_id else "submitted"
-        events.append({**base, "from_status": "", "to_status": JobState.DEFINED.value, "reason": why})
-        events.append(
-            {
-                **base,
-                "from_status": JobState.DEFINED.value,
-                "to_status": JobState.ACTIVATED.value,
-                "reason": f"brokerage: {nj.brokerage_reason}",
-            }
-        )
-    conn.execute(job_events.insert(), events)
+        events.append((pid, now, owner, 1, 0, "", JobState.DEFINED.value, why))
+        brokerage = f"brokerage: {nj.brokerage_reason}"
+        events.append((pid, now, owner, 1, 0, JobState.DEFINED.value, JobState.ACTIVATED.value, brokerage))
+    if pg:
+        bulk.copy_rows(conn, job_events, event_cols, events)
+    else:
+        conn.execute(job_events.insert(), [dict(zip(event_cols, e, strict=True)) for e in events])
     return ids
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from dispatcher.states import JobState, check_transition
-from dispatcher.store import counters
+from dispatcher.store import bulk, counters
 from dispatcher.store.schema import job_events, jobs
 
 _CHUNK_ROWS = 400  # keeps bind parameters per statement well under SQLite's and PostgreSQL's limits
@@ -90,21 +90,16 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
     return applied
 
 
-# PostgreSQL: the rows travel as one array per column through ``unnest``, so the statement text
+# PostgreSQL: updates travel as one array per column through ``unnest``, so the statement text
 # depends only on the set of columns (psycopg prepares it once) and costs no per-row parsing;
 # a text() statement with named parameters per row spent most of the hot path's CPU in
-# SQLAlchemy and psycopg query parsing.
+# SQLAlchemy and psycopg query parsing. Events are appended with COPY (see ``bulk``).
 _PG_CHUNK_ROWS = 5000
 _EVENT_COLS = ("panda_id", "time", "from_status", "to_status", "actor", "reason", "attempt_nr", "lease_epoch")
-_EVENT_SQL = (
-    f"INSERT INTO job_events ({', '.join(_EVENT_COLS)}) "
-    "SELECT * FROM unnest(%s::BIGINT[], %s::FLOAT8[], %s::VARCHAR(16)[], %s::VARCHAR(16)[], "
-    "%s::VARCHAR(255)[], %s::TEXT[], %s::INTEGER[], %s::BIGINT[])"
-)
 
 
 def _insert_events_pg(conn: Connection, events: list[dict[str, Any]]) -> None:
-    conn.exec_driver_sql(_EVENT_SQL, tuple([e[c] for e in events] for c in _EVENT_COLS))
+    bulk.copy_rows(conn, job_events, _EVENT_COLS, ([e[c] for c in _EVENT_COLS] for e in events))
 
 
 def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float) -> set[int]:
