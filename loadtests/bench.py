@@ -3,15 +3,18 @@
     python -m loadtests.bench                                  # PostgreSQL, 1 and 2 dispatchers
     python -m loadtests.bench --db both --dispatchers 1,2 --jobs 60000
     python -m loadtests.bench --db sqlite --dispatchers 1 --jobs 10000
+    python -m loadtests.bench --dispatchers 1 --jobs 60000 --rate 1000   # latency at 1,000 jobs/s
 
 Each configuration gets a fresh database and fresh dispatcher processes (``python -m dispatcher``,
 default settings). Load comes from separate processes over real gRPC, asyncio clients:
 
 - one submitter process: ``SubmitJobs`` batches of ``--batch`` (with a request_id), spread
-  round-robin over the dispatchers, as fast as they are accepted;
+  round-robin over the dispatchers, as fast as they are accepted (with ``--rate R``: at R jobs/s,
+  two seconds ahead of the pilots);
 - ``--load-processes`` pilot processes with ``--pilots`` Connect streams in total, spread
   round-robin over the dispatchers. Each stream keeps ``--slots`` jobs in hand with
-  ``JobRequest(n=1)`` messages (GetJob latency = request to answer). A job goes
+  ``JobRequest(n=1)`` messages (GetJob latency = request to answer; with ``--rate R`` the pilot
+  processes together send at most R requests per second, an open loop at the target load). A job goes
   ``STARTING`` -> ``RUNNING`` x ``--renewals`` in HeartbeatBatch messages, each sent once the
   previous heartbeat of that job was acknowledged (the dispatcher acks after its periodic flush),
   then a ``JobFinal(FINISHED)``; the job counts when the final is acknowledged.
@@ -67,6 +70,12 @@ class LifecycleConfig:
     timeout_s: float = 900.0
     tick_s: float = 0.05
     """How often each pilot stream sends its due heartbeats and job requests (one message each)."""
+    rate: float = 0.0
+    """Offered load in jobs/s (0: as fast as the dispatcher takes them, a closed loop).
+
+    With a rate, jobs are submitted and requested at that pace (submission runs two seconds
+    ahead so the queue never runs dry), so GetJob latency is the dispatcher's answer time at that
+    load, not the time a request waits behind thousands of others in a saturated closed loop."""
 
 
 @dataclass(kw_only=True)
@@ -105,11 +114,16 @@ async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
     stubs = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
     ids: list[int] = []
     t0 = time.time()
+    queued = 0  # jobs handed to a worker so far (for pacing)
 
     async def worker(w: int) -> None:
+        nonlocal queued
         k = 0
         while sizes:
             n = sizes.popleft()
+            if cfg.rate:  # stay two seconds ahead of the pilots, no more
+                queued += n
+                await asyncio.sleep(max(0.0, t0 + queued / cfg.rate - 2.0 - time.time()))
             jobs = []
             for i in range(n):
                 job = job_pb2.Job()
@@ -152,6 +166,25 @@ class _Shared:
         self.assigned: list[tuple[int, int]] = []
         self.running_seen = 0
         self.stop = asyncio.Event()
+        self.tokens = 0.0
+        """Job requests this process may still send (``--rate``); refilled by :meth:`pace`."""
+
+    async def pace(self, rate: float) -> None:
+        """Add ``rate`` request tokens per second, holding at most a tenth of a second's worth."""
+        last = time.monotonic()
+        while not self.stop.is_set():
+            await asyncio.sleep(self.cfg.tick_s / 2)
+            now = time.monotonic()
+            self.tokens = min(self.tokens + (now - last) * rate, max(rate * 0.1, 1.0))
+            last = now
+
+    def take(self, wanted: int) -> int:
+        """How many of ``wanted`` job requests may go out now."""
+        if not self.cfg.rate:
+            return wanted
+        n = min(wanted, int(self.tokens))
+        self.tokens -= n
+        return n
 
     def complete(self) -> None:
         self.finished_at.append(time.time())
@@ -212,7 +245,7 @@ class _LifecyclePilot:
         free = self.sh.cfg.slots - len(self.jobs) - len(self.requests)
         if free > 0 and time.monotonic() >= self.idle_until:
             msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1))
-            for _ in range(free):
+            for _ in range(self.sh.take(free)):
                 self.requests.append(time.perf_counter())
                 await self._write(msg)
 
@@ -299,10 +332,13 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch_total())
+    pacer = asyncio.create_task(shared.pace(cfg.rate / cfg.load_processes)) if cfg.rate else None
     try:
         await asyncio.wait_for(asyncio.gather(*(p.run() for p in pilots)), timeout=cfg.timeout_s)
     finally:
         watcher.cancel()
+        if pacer is not None:
+            pacer.cancel()
         for c in channels:
             await c.close()
     return {
@@ -395,7 +431,8 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig) ->
         f"Ailuro lifecycle benchmark on {machine()} (load generator on the same machine)",
         f"{cfg.jobs:,} jobs: submit -> JobRequest -> STARTING -> RUNNING x{cfg.renewals} -> FINISHED; "
         f"{cfg.pilots} pilot streams x {cfg.slots} slots in {cfg.load_processes} processes; "
-        f"1 in {cfg.kill_every} running jobs killed",
+        f"1 in {cfg.kill_every} running jobs killed; "
+        + (f"offered load {cfg.rate:,.0f} jobs/s" if cfg.rate else "closed loop (jobs taken as fast as served)"),
         f"{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
         f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}",
     ]
@@ -433,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     p.add_argument("--echo-seconds", type=float, default=d.echo_seconds)
     p.add_argument("--timeout", type=float, default=d.timeout_s)
+    p.add_argument("--rate", type=float, default=0.0, help="offered jobs/s (default: closed loop, as fast as taken)")
     a = p.parse_args(argv)
     cfg = LifecycleConfig(
         jobs=a.jobs,
@@ -445,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_every=a.kill_every,
         echo_seconds=a.echo_seconds,
         timeout_s=a.timeout,
+        rate=a.rate,
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]
