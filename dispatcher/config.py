@@ -61,3 +61,8 @@ class DispatcherConfig:
     pilot; ``None``: off, 0: an ephemeral port."""
     grace_s: float = 2.0
     """On stop, open calls get this long to finish."""
+    max_pending_calls: int = 50_000
+    """Incoming calls gRPC may hold before the event loop picks them up (twice this is the hard
+    limit). gRPC's own default (1,000, rising to 3,000) makes it refuse new calls with CANCELLED
+    while the loop is busy: a storm of 10,000 pilots reconnecting to one dispatcher lost about
+    one stream in eight to it. Pilots retry refused streams, but nothing is gained by refusing."""

@@ -63,7 +63,14 @@ async def _start(config: DispatcherConfig) -> _Started:
     watchdog.start()
     folder.start()
 
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.server.max_pending_requests", config.max_pending_calls),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
+        ]
+    )
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
         SubmissionServicer(SubmissionService(runtime), hub, events, JobLogService(runtime)), server
     )
