@@ -1,0 +1,88 @@
+"""``apply_heartbeats`` on both databases: lease renewals (PostgreSQL's single-UPDATE path) and
+status changes judged alike, whatever mix a batch holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from ailuro.v1 import job_pb2, pilot_pb2
+from dispatcher.states import JobState
+from dispatcher.store import jobs as store
+from dispatcher.store import pilots as pstore
+from dispatcher.store.engine import Database, open_database
+from dispatcher.store.schema import jobs
+
+OK, STALE, NOT_FOUND = pilot_pb2.ACK_RESULT_OK, pilot_pb2.ACK_RESULT_STALE_EPOCH, pilot_pb2.ACK_RESULT_NOT_FOUND
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    yield database
+    database.dispose()
+
+
+def _claimed(db: Database, n: int) -> list[tuple[int, int]]:
+    spec = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", vo="compass", prod_source_label="user")
+    with db.write() as conn:
+        store.insert_jobs(conn, [store.NewJob(spec=spec, brokerage_reason="test") for _ in range(n)], owner="me", now=1)
+    req = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p1", queue="LOCAL"), n=n)
+    with db.write() as conn:
+        pstore.claim_jobs(conn, [req], lease_s=60, now=time.time(), running={}, shares={})
+    return [(a.job.panda_id, a.lease_epoch) for a in req.assignments]
+
+
+def _beat(pid: int, epoch: int, status: JobState, cpu: float = 0.0) -> pstore.HeartbeatIn:
+    return pstore.HeartbeatIn(
+        panda_id=pid, epoch=epoch, status=status, metrics=job_pb2.JobMetrics(cpu_time_s=cpu), pilot_id="p1"
+    )
+
+
+def _apply(db: Database, beats: list[pstore.HeartbeatIn], now: float) -> list[tuple[int, str]]:
+    with db.write() as conn:
+        return pstore.apply_heartbeats(conn, beats, lease_s=100, now=now)
+
+
+def _row(db: Database, pid: int) -> dict[str, object]:
+    with db.read() as conn:
+        return dict(conn.execute(select(jobs).where(jobs.c.panda_id == pid)).mappings().one())
+
+
+def test_renewals_and_changes_in_one_batch(db: Database) -> None:
+    (a, ea), (b, eb), (c, ec) = _claimed(db, 3)
+    now = time.time()
+    assert _apply(db, [_beat(a, ea, JobState.STARTING), _beat(b, eb, JobState.STARTING)], now) == [(OK, "")] * 2
+    out = _apply(
+        db,
+        [
+            _beat(a, ea, JobState.STARTING, cpu=5.0),  # renewal
+            _beat(b, eb + 1, JobState.STARTING),  # wrong epoch: stale, nothing written
+            _beat(999_999, 1, JobState.RUNNING),  # unknown job
+            _beat(c, ec, JobState.RUNNING),  # sent -> running (through starting)
+            _beat(b, eb, JobState.STARTING),  # same job twice in one batch: both judged alike
+            _beat(b, eb, JobState.RUNNING, cpu=7.0),
+        ],
+        now + 10,
+    )
+    assert [r for r, _ in out] == [OK, STALE, NOT_FOUND, OK, OK, OK]
+    ra, rb, rc = _row(db, a), _row(db, b), _row(db, c)
+    assert (ra["status"], ra["cpu_time_s"], ra["lease_expires"]) == ("starting", 5.0, pytest.approx(now + 110))
+    assert (rb["status"], rb["cpu_time_s"]) == ("running", 7.0)
+    assert rc["status"] == "running" and rc["start_time"] == pytest.approx(now + 10)
+
+
+def test_a_renewal_never_revives_a_job_that_left_the_pilot(db: Database) -> None:
+    ((a, ea),) = _claimed(db, 1)
+    now = time.time()
+    _apply(db, [_beat(a, ea, JobState.RUNNING)], now)
+    with db.write() as conn:
+        final = pilot_pb2.JobFinal(panda_id=a, lease_epoch=ea, status=job_pb2.JOB_STATUS_FINISHED)
+        assert pstore.apply_finals(conn, [pstore.FinalIn(report=final, pilot_id="p1")], now=now)[0][0] == OK
+    ((result, message),) = _apply(db, [_beat(a, ea, JobState.RUNNING, cpu=9.0)], now + 1)
+    assert result == STALE and "finished" in message
+    row = _row(db, a)
+    assert (row["status"], row["cpu_time_s"], row["lease_expires"]) == ("finished", 0.0, None)
