@@ -45,6 +45,8 @@ class NewJob:
 
 def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now: float) -> list[int]:
     """Insert jobs as ``activated`` (recording defined -> activated); return their panda_ids in order."""
+    if not new_jobs:
+        return []
     rows = []
     for nj in new_jobs:
         j = nj.spec
@@ -92,7 +94,7 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
     pg = conn.dialect.name == "postgresql"
     if pg:
         ids = bulk.allocate_ids(conn, jobs.c.panda_id, len(rows))
-        columns = ["panda_id", *rows[0]] if rows else []
+        columns = ["panda_id", *rows[0]]
         bulk.copy_rows(conn, jobs, columns, ([pid, *row.values()] for pid, row in zip(ids, rows, strict=True)))
     else:
         result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)

@@ -1,5 +1,6 @@
-"""``apply_heartbeats`` on both databases: lease renewals (PostgreSQL's single-UPDATE path) and
-status changes judged alike, whatever mix a batch holds."""
+"""Batched store writes on both databases: ``apply_heartbeats`` judges lease renewals (PostgreSQL's
+single-UPDATE path) and status changes alike, whatever mix a batch holds; ``insert_jobs`` of
+nothing writes nothing."""
 
 from __future__ import annotations
 
@@ -86,3 +87,8 @@ def test_a_renewal_never_revives_a_job_that_left_the_pilot(db: Database) -> None
     assert result == STALE and "finished" in message
     row = _row(db, a)
     assert (row["status"], row["cpu_time_s"], row["lease_expires"]) == ("finished", 0.0, None)
+
+
+def test_inserting_no_jobs_is_a_no_op(db: Database) -> None:
+    with db.write() as conn:
+        assert store.insert_jobs(conn, [], owner="me", now=1) == []
