@@ -118,17 +118,11 @@ class HTCondorBackend(BatchBackend):
         sub = self.htcondor.Submit(self.submit_description(spec, wrapper))
         result = self.schedd().submit(sub, count=n)
         cluster, first = int(result.cluster()), int(result.first_proc())
-        now = time.time()
-        workers = [
-            SubmittedWorker(
-                worker_id=spec.worker_id(i),
-                batch_id=f"{cluster}.{first + i}",
-                log_path=str(log_dir / f"{spec.worker_id(i)}.log"),
-            )
-            for i in range(n)
-        ]
-        self.book.add(
-            {w.batch_id: BookEntry(worker_id=w.worker_id, log_dir=str(log_dir), submitted_at=now) for w in workers}
+        workers = self.book.record_array(
+            spec,
+            log_dir,
+            [f"{cluster}.{first + i}" for i in range(n)],
+            [str(log_dir / f"{spec.worker_id(i)}.log") for i in range(n)],
         )
         log.info("htcondor: submitted cluster %d with %d pilot(s) for %s", cluster, n, spec.queue)
         return workers

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,17 +80,11 @@ class LSFBackend(BatchBackend):
         wrapper = write_wrapper(spec, self.workdir / "wrappers" / f"{spec.worker_id_prefix}.sh")
         result = self.runner.run("bsub", self.bsub_argv(n, spec, wrapper))
         job_id = parse_bsub(result.stdout)
-        now = time.time()
-        workers = [
-            SubmittedWorker(
-                worker_id=spec.worker_id(i),
-                batch_id=f"{job_id}[{i + 1}]",
-                log_path=str(log_dir / f"{spec.worker_id_prefix}.lsf-{i + 1}.log"),
-            )
-            for i in range(n)
-        ]
-        self.book.add(
-            {w.batch_id: BookEntry(worker_id=w.worker_id, log_dir=str(log_dir), submitted_at=now) for w in workers}
+        workers = self.book.record_array(
+            spec,
+            log_dir,
+            [f"{job_id}[{i + 1}]" for i in range(n)],
+            [str(log_dir / f"{spec.worker_id_prefix}.lsf-{i + 1}.log") for i in range(n)],
         )
         log.info("lsf: submitted job array %s with %d pilot(s) for %s", job_id, n, spec.queue)
         return workers

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,17 +111,11 @@ class SlurmBackend(BatchBackend):
         args = self.sbatch_args(n, spec, wrapper)
         result = self.runner.run("sbatch", args)
         job_id = parse_sbatch(result.stdout)
-        now = time.time()
-        workers = [
-            SubmittedWorker(
-                worker_id=spec.worker_id(i),
-                batch_id=f"{job_id}_{i}",
-                log_path=str(log_dir / f"{spec.worker_id(i)}.log"),
-            )
-            for i in range(n)
-        ]
-        self.book.add(
-            {w.batch_id: BookEntry(worker_id=w.worker_id, log_dir=str(log_dir), submitted_at=now) for w in workers}
+        workers = self.book.record_array(
+            spec,
+            log_dir,
+            [f"{job_id}_{i}" for i in range(n)],
+            [str(log_dir / f"{spec.worker_id(i)}.log") for i in range(n)],
         )
         log.info("slurm: submitted array %s with %d pilot(s) for %s", job_id, n, spec.queue)
         return workers

@@ -13,11 +13,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from backends.base import PILOT_CLEAN_EXIT_CODES, WorkerState, WorkerStatus, describe_exit_code
+from backends.base import (
+    PILOT_CLEAN_EXIT_CODES,
+    PilotSpec,
+    SubmittedWorker,
+    WorkerState,
+    WorkerStatus,
+    describe_exit_code,
+)
 from backends.wrapper.evidence import read_evidence
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,21 @@ class WorkerBook:
         with self._lock:
             self._entries.update(entries)
             self._save()
+
+    def record_array(
+        self, spec: PilotSpec, log_dir: Path, batch_ids: Sequence[str], log_paths: Sequence[str]
+    ) -> list[SubmittedWorker]:
+        """Record the ``len(batch_ids)`` workers of one array submission (element ``i`` is
+        ``spec.worker_id(i)``); the :class:`SubmittedWorker` list the backend returns."""
+        now = time.time()
+        workers = [
+            SubmittedWorker(worker_id=spec.worker_id(i), batch_id=bid, log_path=path)
+            for i, (bid, path) in enumerate(zip(batch_ids, log_paths, strict=True))
+        ]
+        self.add(
+            {w.batch_id: BookEntry(worker_id=w.worker_id, log_dir=str(log_dir), submitted_at=now) for w in workers}
+        )
+        return workers
 
     def update(self, batch_ids: Iterable[str], **changes: object) -> None:
         """Set fields of the given entries (unknown ids are ignored) and save."""
