@@ -8,7 +8,7 @@ with no statement to parse. ``COPY`` cannot return generated ids, so inserts tha
 the ids first (:func:`allocate_ids`) and copy them in explicitly.
 
 Both run on the caller's connection, inside its transaction. PostgreSQL only: callers keep their
-portable ``INSERT`` for SQLite.
+portable ``INSERT`` for SQLite, or call :func:`append_rows`, which picks for them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,17 @@ def copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iter
     with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def append_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) whose generated ids nobody needs back:
+    ``COPY`` on PostgreSQL, an executemany ``INSERT`` elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        copy_rows(conn, table, columns, rows)
+    else:
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def allocate_ids(conn: Connection, column: Column[Any], n: int) -> list[int]:

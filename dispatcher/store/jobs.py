@@ -22,7 +22,7 @@ from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_prot
 from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
 from dispatcher.store import bulk, counters
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
-from dispatcher.store.transitions import Change, apply_changes
+from dispatcher.store.transitions import Change, append_events, apply_changes
 
 _IN_CHUNK = 900
 RETRYABLE_FINAL = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.CLOSED})
@@ -91,8 +91,7 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
                 "spec": j.SerializeToString(),
             }
         )
-    pg = conn.dialect.name == "postgresql"
-    if pg:
+    if conn.dialect.name == "postgresql":
         ids = bulk.allocate_ids(conn, jobs.c.panda_id, len(rows))
         columns = ["panda_id", *rows[0]]
         bulk.copy_rows(conn, jobs, columns, ([pid, *row.values()] for pid, row in zip(ids, rows, strict=True)))
@@ -118,21 +117,15 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
         for pid, nj in zip(ids, new_jobs, strict=True)
         for f in nj.spec.files
     ]
-    if file_rows and pg:
-        bulk.copy_rows(conn, files, list(file_rows[0]), (tuple(r.values()) for r in file_rows))
-    elif file_rows:
-        conn.execute(files.insert(), file_rows)
-    event_cols = ("panda_id", "time", "actor", "attempt_nr", "lease_epoch", "from_status", "to_status", "reason")
+    if file_rows:
+        bulk.append_rows(conn, files, list(file_rows[0]), [tuple(r.values()) for r in file_rows])
     events = []
     for pid, nj in zip(ids, new_jobs, strict=True):
         why = f"retry of job {nj.parent_panda_id}" if nj.parent_panda_id else "submitted"
-        events.append((pid, now, owner, 1, 0, "", JobState.DEFINED.value, why))
+        events.append((pid, now, "", JobState.DEFINED.value, owner, why, 1, 0))
         brokerage = f"brokerage: {nj.brokerage_reason}"
-        events.append((pid, now, owner, 1, 0, JobState.DEFINED.value, JobState.ACTIVATED.value, brokerage))
-    if pg:
-        bulk.copy_rows(conn, job_events, event_cols, events)
-    else:
-        conn.execute(job_events.insert(), [dict(zip(event_cols, e, strict=True)) for e in events])
+        events.append((pid, now, JobState.DEFINED.value, JobState.ACTIVATED.value, owner, brokerage, 1, 0))
+    append_events(conn, events)  # in EVENT_COLUMNS order
     return ids
 
 

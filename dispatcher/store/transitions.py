@@ -68,38 +68,38 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
             applied |= update_chunk(conn, cols, group[start : start + step], now)
     counters.record_changes(conn, changes, applied, now=now)  # written at commit, in one upsert
     events = [
-        {
-            "panda_id": ch.panda_id,
-            "time": now,
-            "from_status": src.value,
-            "to_status": dst.value,
-            "actor": ch.actor[:255],
-            "reason": reason,
-            "attempt_nr": ch.attempt_nr,
-            "lease_epoch": ch.epoch if ch.event_epoch is None else ch.event_epoch,
-        }
+        (
+            ch.panda_id,
+            now,
+            src.value,
+            dst.value,
+            ch.actor[:255],
+            reason,
+            ch.attempt_nr,
+            ch.epoch if ch.event_epoch is None else ch.event_epoch,
+        )
         for ch in changes
         if ch.panda_id in applied
         for src, dst, reason in ch.transitions()
     ]
-    if events:
-        if pg:
-            _insert_events_pg(conn, events)
-        else:
-            conn.execute(job_events.insert(), events)
+    append_events(conn, events)
     return applied
+
+
+EVENT_COLUMNS = ("panda_id", "time", "from_status", "to_status", "actor", "reason", "attempt_nr", "lease_epoch")
+"""The order of the tuples :func:`append_events` takes."""
+
+
+def append_events(conn: Connection, events: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``job_events`` rows (tuples in :data:`EVENT_COLUMNS` order; COPY on PostgreSQL)."""
+    bulk.append_rows(conn, job_events, EVENT_COLUMNS, events)
 
 
 # PostgreSQL: updates travel as one array per column through ``unnest``, so the statement text
 # depends only on the set of columns (psycopg prepares it once) and costs no per-row parsing;
 # a text() statement with named parameters per row spent most of the hot path's CPU in
-# SQLAlchemy and psycopg query parsing. Events are appended with COPY (see ``bulk``).
+# SQLAlchemy and psycopg query parsing.
 _PG_CHUNK_ROWS = 5000
-_EVENT_COLS = ("panda_id", "time", "from_status", "to_status", "actor", "reason", "attempt_nr", "lease_epoch")
-
-
-def _insert_events_pg(conn: Connection, events: list[dict[str, Any]]) -> None:
-    bulk.copy_rows(conn, job_events, _EVENT_COLS, ([e[c] for c in _EVENT_COLS] for e in events))
 
 
 def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float) -> set[int]:
