@@ -340,6 +340,43 @@ class DDMAgent:
         log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
 
 
+class InProcessAgent:
+    """The DDM agent of a dispatcher process (started by the server when storage is configured).
+
+    It runs on its own thread over the dispatcher's database, so the catalog has one writer: the
+    dispatcher. Several dispatchers on one PostgreSQL database each run one; request leases keep
+    them from running a request twice.
+    """
+
+    def __init__(self, agent: DDMAgent) -> None:
+        self.agent = agent
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=agent.run, args=(self.stop_event,), name="ddm-agent", daemon=True)
+
+    @classmethod
+    def start(cls, config: Any, db: Database) -> InProcessAgent:
+        """Start an agent for a ``DispatcherConfig`` over its open database."""
+        agent_config = AgentConfig(
+            db_url=config.db_url,
+            storage=config.storage,
+            queues=config.queues,
+            max_workers=config.ddm_workers,
+            poll_s=config.ddm_poll_s,
+            backoff_base_s=config.ddm_backoff_base_s,
+            scratch_dir=Path(config.ddm_scratch_dir),
+        )
+        runner = cls(DDMAgent(agent_config, db=db))
+        runner.thread.start()
+        return runner
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop cycling; running requests are cancelled (their leases lapse and they are retried)."""
+        self.stop_event.set()
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            log.warning("DDM agent %s did not stop within %.0f s", self.agent.agent_id, timeout_s)
+
+
 def _withdraw_for_cancelled_jobs(conn: Any, *, now: float) -> None:
     """Stage-in requests made for jobs that were cancelled are withdrawn."""
     from sqlalchemy import select
