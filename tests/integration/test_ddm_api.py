@@ -160,7 +160,8 @@ def test_register_bad_input(quiet_dispatcher: Any, storage_root: Path) -> None:
         _raises(InvalidArgument, "files[1].lfn", lambda: reg("s:d", "DISK", ["there.dat", "there.dat"]))
         _raises(InvalidArgument, "files[0].adler32", lambda: reg("s:d", "DISK", [{"lfn": "a", "adler32": "xyz"}]))
         _raises(InvalidArgument, "files[0].size", lambda: reg("s:d", "DISK", [{"lfn": "a", "size": 5}]))
-        _raises(InvalidArgument, "files[0].size", lambda: reg("s:d", "DISK", [{"lfn": "a", "size": -1, "adler32": "00000001"}]))
+        negative = [{"lfn": "a", "size": -1, "adler32": "00000001"}]
+        _raises(InvalidArgument, "files[0].size", lambda: reg("s:d", "DISK", negative))
         _raises(InvalidArgument, "dataset", lambda: reg("bad", "DISK", ["there.dat"]))
         _raises(NotFound, "files[0].lfn", lambda: reg("s:d", "DISK", ["missing.dat"]))
         # the limits are the server's: go around the SDK's chunking with the raw stub
@@ -175,7 +176,8 @@ def test_register_bad_input(quiet_dispatcher: Any, storage_root: Path) -> None:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         # the same name never means two contents; and nothing of a refused call was stored
         reg("s:d", "DISK", ["there.dat"])
-        _raises(InvalidArgument, "files", lambda: reg("s:d", "DISK", [{"lfn": "there.dat", "size": 1, "adler32": "00000002"}]))
+        other = [{"lfn": "there.dat", "size": 1, "adler32": "00000002"}]
+        _raises(InvalidArgument, "files", lambda: reg("s:d", "DISK", other))
         assert [f.lfn for f in c.ddm.dataset("s:d")[1]] == ["there.dat"]
 
 
@@ -269,8 +271,10 @@ def test_tasks_submit_list_show_and_bad_input(quiet_dispatcher: Any, storage_roo
         _raises(InvalidArgument, "task.process.transformation", lambda: sub(_task(**{"process.transformation": ""})))
         _raises(InvalidArgument, "task.merge.transformation", lambda: sub(_task(**{"merge.transformation": " "})))
         _raises(InvalidArgument, "task.process.output", lambda: sub(_task(**{"process.output": "{stem.__class__}"})))
-        _raises(InvalidArgument, "task.process.parameters", lambda: sub(_task(**{"process.parameters": "{0:>99999999}"})))
-        _raises(InvalidArgument, "task.process.jobs[0].files[1].lfn", lambda: sub(_task(**{"process.output": "a/{stem}"})))
+        huge = _task(**{"process.parameters": "{0:>99999999}"})
+        _raises(InvalidArgument, "task.process.parameters", lambda: sub(huge))
+        path = _task(**{"process.output": "a/{stem}"})
+        _raises(InvalidArgument, "task.process.jobs[0].files[1].lfn", lambda: sub(path))
         _raises(InvalidArgument, "task.merge.job.files[1].lfn", lambda: sub(_task(**{"process.output": "same"})))
         _raises(InvalidArgument, "task.process.jobs[0].computing_site", lambda: sub(_task(**{"process.site": "NOPE"})))
         _raises(InvalidArgument, "task.archive_se", lambda: sub(_task(archive_se="NOPE_SE")))
@@ -281,7 +285,8 @@ def test_tasks_submit_list_show_and_bad_input(quiet_dispatcher: Any, storage_roo
         task_id, ids = sub(_task())
         assert len(ids) == 2
         got = c.tasks.get(task_id)
-        assert (got.task.name, got.task.owner, word(ddm_pb2.TaskState, got.task.state)) == ("T.api", "prod", "processing")
+        state = word(ddm_pb2.TaskState, got.task.state)
+        assert (got.task.name, got.task.owner, state) == ("T.api", "prod", "processing")
         assert got.task.spec.process.output == "{stem}.mdst"
         assert [j.job_name for j in got.jobs] == ["T.api.process.k0", "T.api.process.k1"]
         assert [t.task_id for t in c.tasks.list(states=["processing"], owner="prod")] == [task_id]
