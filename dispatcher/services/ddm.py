@@ -1,4 +1,8 @@
-"""The DDM agent (``ailuro ddm agent``): runs transfer, staging and verify requests from the catalog.
+"""The DDM agent: runs transfer, staging and verify requests from the catalog, inside the dispatcher.
+
+``ailuro server --queues FILE`` starts one (:class:`InProcessAgent`) when the file has
+``[[storage]]`` tables, on its own threads over the dispatcher's database: the catalog has one
+writer, the dispatcher, and clients reach it only through ``DDMService``/``TaskService``.
 
 Each cycle it (1) advances jobs and tasks whose data changed (``dataflow.activate_ready``,
 ``dataflow.finish_verified``, ``tasks.advance_tasks``), (2) renews the leases of the requests it
@@ -33,6 +37,7 @@ from ailuro import errorcodes
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
+from dispatcher.config import DispatcherConfig
 from dispatcher.store import catalog, dataflow
 from dispatcher.store.engine import Database, open_database
 from dispatcher.store.schema import ddm_requests, jobs
@@ -354,7 +359,7 @@ class InProcessAgent:
         self.thread = threading.Thread(target=agent.run, args=(self.stop_event,), name="ddm-agent", daemon=True)
 
     @classmethod
-    def start(cls, config: Any, db: Database) -> InProcessAgent:
+    def start(cls, config: DispatcherConfig, db: Database) -> InProcessAgent:
         """Start an agent for a ``DispatcherConfig`` over its open database."""
         agent_config = AgentConfig(
             db_url=config.db_url,

@@ -82,6 +82,11 @@ def test_ddm_commands_through_the_dispatcher(setup: tuple[Any, Path]) -> None:
     assert set(rows[0]) >= {"request_id", "kind", "scope", "lfn", "dest_se", "state", "attempts", "last_error"}
     assert json.loads(_ok(_run(d, "ddm", "transfers", "--state", "failed", "--state", "done", "--json"))) == []
     assert "compass:a.raw" in _ok(_run(d, "ddm", "transfers"))
+    assert len(json.loads(_ok(_run(d, "ddm", "transfers", "--limit", "1", "--json")))) == 1
+    assert json.loads(_ok(_run(d, "ddm", "replicas", "compass:raw.P01", "--se", "DISK", "--json"))) == []
+    made = json.loads(_ok(_run(d, "ddm", "dataset", "user:new.ds", "--create", "--json")))
+    assert made == {"scope": "user", "name": "new.ds", "files": 0, "created": True}
+    assert _ok(_run(d, "ddm", "dataset", "user:new.ds", "--create")).strip() == "dataset user:new.ds exists"
     assert _ok(_run(d, "ddm", "transfers", "--cancel", str(staged[0]))).strip() == "withdrew 1 request(s)"
     # refused at once, with the field named and exit code 2 for bad input
     bad = _run(d, "ddm", "replicate", "compass:raw.P01", "--to", "NOPE_SE")
@@ -121,6 +126,9 @@ def test_task_commands_through_the_dispatcher(setup: tuple[Any, Path], tmp_path:
         sub["task_id"]
     ]
     assert _ok(_run(d, "task", "submit", str(spec))).startswith("task ")
+    assert len(json.loads(_ok(_run(d, "task", "list", "--owner", "prod", "--json")))) == 2
+    assert json.loads(_ok(_run(d, "task", "list", "--owner", "nobody", "--json"))) == []
+    assert "X1" in _ok(_run(d, "task", "list"))
     # an empty script path is refused at submit, like SubmitJobs refuses an empty transformation
     spec.write_text(text.replace("transformation: process.py", "transformation: ''"))
     bad = _run(d, "task", "submit", str(spec))
