@@ -296,3 +296,29 @@ def test_tasks_submit_list_show_and_bad_input(quiet_dispatcher: Any, storage_roo
         _raises(InvalidArgument, "states[0]", lambda: c.tasks.list(states=["sleeping"]))
         jobs = c.get(ids)
         assert {j.task_id for j in jobs} == {task_id} and {j.computing_site for j in jobs} == {"SITE"}
+
+
+def test_dataset_and_replica_pages(quiet_dispatcher: Any) -> None:
+    files = [{"lfn": f"p{i}.dat", "size": i, "adler32": f"{i:08x}"} for i in range(5)]
+    with Client(quiet_dispatcher.address) as c:
+        c.ddm.register_files("pg:five", "DISK", files)
+        stub = ddm_pb2_grpc.DDMServiceStub(grpc.insecure_channel(quiet_dispatcher.address))
+        seen, after, pages = [], "", 0
+        while True:
+            resp = stub.GetDataset(ddm_pb2.GetDatasetRequest(dataset="pg:five", limit=2, after_lfn=after))
+            seen += [f.lfn for f in resp.files]
+            pages += 1
+            after = resp.next_after_lfn
+            if not after:
+                break
+        assert seen == [f["lfn"] for f in files] and pages == 3
+        resp = stub.ListReplicas(ddm_pb2.ListReplicasRequest(did="pg:five", limit=3))
+        assert [r.lfn for r in resp.replicas] == ["p0.dat", "p1.dat", "p2.dat"] and resp.next_after_lfn == "p2.dat"
+        rest = stub.ListReplicas(ddm_pb2.ListReplicasRequest(did="pg:five", limit=3, after_lfn="p2.dat"))
+        assert [r.lfn for r in rest.replicas] == ["p3.dat", "p4.dat"] and not rest.next_after_lfn
+        assert {word(RS, r.state) for r in c.ddm.replicas("pg:five")} == {"unverified"}
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetDataset(ddm_pb2.GetDatasetRequest(dataset="pg:five", limit=5001))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        _raises(InvalidArgument, "storage_element", lambda: c.ddm.replicas("pg:five", storage_element="NOPE"))
+        _raises(NotFound, "did", lambda: c.ddm.replicas("pg:none"))
