@@ -8,11 +8,15 @@ to URLs built from a configured SE endpoint and a checked ``scope``/``lfn``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
 
 from ailuro.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from ailuro.queues import StorageElementConfig
@@ -26,6 +30,7 @@ from dispatcher.store import catalog
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PROBE_THREADS = 8
 """Files measured at an SE at once during one RegisterFiles call."""
 
@@ -43,6 +48,17 @@ class Registered:
 class _Measured:
     size: int
     adler32: str
+
+
+def _once_more_on_conflict(fn: Callable[[], T]) -> T:
+    """Run a registering transaction again if a concurrent caller inserted the same names first.
+
+    The second run finds the other caller's rows and reuses them (registration is idempotent).
+    """
+    try:
+        return fn()
+    except IntegrityError:
+        return fn()
 
 
 class CatalogService:
@@ -77,7 +93,7 @@ class CatalogService:
                 catalog.ensure_dataset(conn, scope, name, now=self.rt.now())
                 return catalog.list_datasets(conn, scope, name=name)[0], not existed
 
-        return await self.rt.db_call(run)
+        return await self.rt.db_call(_once_more_on_conflict, run)
 
     async def list_datasets(self, scope: str, limit: int) -> tuple[list[Any], bool]:
         """``(rows, truncated)``."""
@@ -151,7 +167,7 @@ class CatalogService:
                 files=[files[ids[e.lfn]] for e in entries], replica_states=states, verify_requests=verifies
             )
 
-        return await self.rt.db_call(run)
+        return await self.rt.db_call(_once_more_on_conflict, run)
 
     async def _measure(
         self, se: StorageElementConfig, scope: str, wanted: list[tuple[int, str]]
@@ -180,8 +196,6 @@ class CatalogService:
         def run() -> dict[int, _Measured]:
             with ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="ddm-probe") as pool:
                 return dict(pool.map(one, wanted))
-
-        import asyncio
 
         return await asyncio.to_thread(run)
 
