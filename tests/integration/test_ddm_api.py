@@ -322,3 +322,30 @@ def test_dataset_and_replica_pages(quiet_dispatcher: Any) -> None:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         _raises(InvalidArgument, "storage_element", lambda: c.ddm.replicas("pg:five", storage_element="NOPE"))
         _raises(NotFound, "did", lambda: c.ddm.replicas("pg:none"))
+
+
+def test_concurrent_registrations_of_the_same_files_both_succeed(quiet_dispatcher: Any) -> None:
+    import threading
+
+    files = [{"lfn": f"c{i:04d}.dat", "size": i, "adler32": f"{i:08x}"} for i in range(500)]
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            with Client(quiet_dispatcher.address) as c:
+                results.append(c.ddm.register_files("race:same", "DISK", files))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    guids = {tuple(f.guid for f in r.files) for r in results}
+    assert len(results) == 3 and len(guids) == 1  # one registration, seen three times
+    with Client(quiet_dispatcher.address) as c:
+        assert c.ddm.dataset("race:same")[0].file_count == 500
+        assert len(c.ddm.transfers(kind="verify", limit=5000)) == 500  # open verify requests were reused
