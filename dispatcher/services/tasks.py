@@ -262,7 +262,7 @@ def _start_archive(conn: Connection, task: Mapping[str, Any], tid: int, merge_id
 
 
 def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
-    """A task with its jobs' states and its requests (``InvalidArgument`` when unknown)."""
+    """A task with its jobs' states and its requests (``NotFound`` when unknown)."""
     row = conn.execute(select(ddm_tasks).where(ddm_tasks.c.task_id == task_id)).mappings().first()
     if row is None:
         raise NotFound(f"no task {task_id}", field="task_id")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -151,3 +152,59 @@ def test_real_subprocess_needs_no_database(setup: tuple[Any, Path]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert [s["name"] for s in json.loads(proc.stdout)] == ["DISK", "TAPE"]
     assert not list(Path.cwd().iterdir())
+
+
+def test_remote_dispatcher_process_runs_the_agent(db_url: str, tmp_path: Path) -> None:
+    """``python -m dispatcher --queues FILE`` serves DDMService and runs the DDM agent; the CLI, a
+    separate process with no database URL, registers files and has them copied tape -> disk."""
+    from dispatcher_procs import DispatcherProcess
+
+    root = tmp_path / "se"
+    queues = tmp_path / "queues.toml"
+    queues.write_text(
+        f'[[storage]]\nname = "DISK"\nendpoints = ["{(root / "DISK").as_uri()}"]\n\n'
+        f'[[storage]]\nname = "TAPE"\nkind = "tape"\nendpoints = ["{(root / "TAPE").as_uri()}"]\n'
+        'staging_latency_s = 0.2\n\n[[queue]]\nname = "SITE"\ninput_se = ["DISK"]\n'
+    )
+    data = {lfn: os.urandom(3000) for lfn in ("r1.raw", "r2.raw")}
+    for lfn, blob in data.items():
+        _put(root, "TAPE", "compass", lfn, blob)
+    proc = DispatcherProcess(db_url, tmp_path, "remote", extra_args=("--queues", str(queues), "--ddm-workers", "2"))
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    exe = Path(sys.executable).with_name("ailuro")
+    env = {k: v for k, v in os.environ.items() if k not in _NO_DB}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [str(exe), "--server", proc.address, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=client_dir,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        proc.wait_ready()
+        cli("ddm", "register", "compass:raw.R", "--se", "TAPE", *sorted(data))
+        ids = json.loads(cli("ddm", "replicate", "compass:raw.R", "--to", "DISK", "--json"))
+        assert len(ids) == 2
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            reps = json.loads(cli("ddm", "replicas", "compass:raw.R", "--se", "DISK", "--json"))
+            if [r["state"] for r in reps] == ["available", "available"]:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"files not copied to DISK: {cli('ddm', 'transfers')}\n{proc.log()}")
+        kinds = {(r["kind"], r["state"]) for r in json.loads(cli("ddm", "transfers", "--json"))}
+        assert {("stage", "done"), ("transfer", "done")} <= kinds
+        for lfn, blob in data.items():
+            assert (root / "DISK" / "compass" / lfn).read_bytes() == blob
+    finally:
+        assert proc.stop() == 0, proc.log()
+    assert not list(client_dir.iterdir())
