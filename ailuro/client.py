@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -35,6 +35,9 @@ from ailuro import targets
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+
+if TYPE_CHECKING:
+    from ailuro.ddm import DDMClient, TaskClient
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 """Where the client connects when neither the argument nor ``AILURO_SERVER`` says otherwise."""
@@ -147,6 +150,20 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(server={self.server!r}, identity={self.identity!r})"
+
+    @property
+    def ddm(self) -> DDMClient:
+        """Data management on the same connection: SEs, datasets, replicas, transfers (:mod:`ailuro.ddm`)."""
+        from ailuro.ddm import DDMClient
+
+        return DDMClient(self)
+
+    @property
+    def tasks(self) -> TaskClient:
+        """Production task chains on the same connection (:mod:`ailuro.ddm`)."""
+        from ailuro.ddm import TaskClient
+
+        return TaskClient(self)
 
     def _sleep_before_retry(self, attempt: int) -> None:
         # full jitter keeps many clients that lost the same server from returning in lockstep

@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", default=None, help="write the bound port to this file")
     p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
     p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
+    p.add_argument(
+        "--ddm-workers",
+        type=int,
+        default=DispatcherConfig.ddm_workers,
+        help="DDM requests run at once by this process's agent (runs when the queue file has [[storage]]); 0: none",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             storage=load_storage(args.queues),
             lease_s=args.lease,
             bundle_port=args.bundle_port,
+            ddm_workers=max(0, args.ddm_workers),
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)

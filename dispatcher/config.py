@@ -66,3 +66,12 @@ class DispatcherConfig:
     limit). gRPC's own default (1,000, rising to 3,000) makes it refuse new calls with CANCELLED
     while the loop is busy: a storm of 10,000 pilots reconnecting to one dispatcher lost about
     one stream in eight to it. Pilots retry refused streams, but nothing is gained by refusing."""
+    ddm_workers: int = 8
+    """Requests the DDM agent inside this dispatcher runs at once; the agent runs only when
+    ``storage`` is configured, and 0 turns it off here (another dispatcher on the same database runs it)."""
+    ddm_poll_s: float = 1.0
+    """Pause between the DDM agent's cycles (advance jobs and tasks, claim due requests)."""
+    ddm_backoff_base_s: float = 5.0
+    """Delay before a failed DDM request's first retry; doubled for every further attempt."""
+    ddm_scratch_dir: str = "/tmp/ailuro-ddm"
+    """Where the DDM agent passes files through between source and destination SE."""

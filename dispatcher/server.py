@@ -18,18 +18,31 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ailuro.v1 import factory_pb2, factory_pb2_grpc, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
+from ailuro.v1 import (
+    ddm_pb2,
+    ddm_pb2_grpc,
+    factory_pb2,
+    factory_pb2_grpc,
+    pilot_pb2,
+    pilot_pb2_grpc,
+    submission_pb2,
+    submission_pb2_grpc,
+)
+from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
 from dispatcher.config import DispatcherConfig
 from dispatcher.services.counters import CounterFolder
+from dispatcher.services.ddm import InProcessAgent
+from dispatcher.services.ddm_catalog import CatalogService
 from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
 from dispatcher.services.logs import JobLogService
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import SubmissionService
+from dispatcher.services.tasks import TaskService
 from dispatcher.services.watchdog import Watchdog
 from dispatcher.store.engine import open_database
 
@@ -39,6 +52,8 @@ _SERVICE_NAMES = (
     submission_pb2.DESCRIPTOR.services_by_name["SubmissionService"].full_name,
     pilot_pb2.DESCRIPTOR.services_by_name["PilotService"].full_name,
     factory_pb2.DESCRIPTOR.services_by_name["FactoryService"].full_name,
+    ddm_pb2.DESCRIPTOR.services_by_name["DDMService"].full_name,
+    ddm_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
 )
 
 
@@ -52,7 +67,8 @@ class _Started:
 
 
 async def _start(config: DispatcherConfig) -> _Started:
-    db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4)
+    agent_threads = config.ddm_workers + 2 if config.storage and config.ddm_workers > 0 else 0
+    db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4 + agent_threads)
     runtime = Runtime(config, db)
     hub = PilotHub(runtime)
     events = EventTail(runtime)
@@ -62,6 +78,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     await events.start()
     watchdog.start()
     folder.start()
+    agent = InProcessAgent.start(config, db) if agent_threads else None
 
     server = grpc.aio.server(
         options=[
@@ -76,6 +93,8 @@ async def _start(config: DispatcherConfig) -> _Started:
     )
     pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
+    ddm_pb2_grpc.add_DDMServiceServicer_to_server(DDMServicer(CatalogService(runtime)), server)
+    ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime)), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -109,6 +128,8 @@ async def _start(config: DispatcherConfig) -> _Started:
         await server.stop(config.grace_s)
         await watchdog.stop()
         await folder.stop()
+        if agent is not None:
+            await asyncio.to_thread(agent.stop)
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 

@@ -1,40 +1,42 @@
-"""``ailuro ddm``: storage elements, datasets, replicas, transfers, and the DDM agent.
+"""``ailuro ddm``: storage elements, datasets, replicas and transfers, through the dispatcher's DDMService.
 
-These commands work on the catalog in the dispatcher's database (``--db``/``AILURO_DB_URL``) and
-the storage elements of the queue file (``--config``/``AILURO_QUEUES``): they are operator tools
-that run next to the dispatcher, like the agent itself.
+Like every user command these talk to a dispatcher (``ailuro --server host:port ddm ...`` or
+``AILURO_SERVER``); no database URL or queue file is needed on the client. The DDM agent that runs
+the requests lives inside the dispatcher (``ailuro server --queues FILE`` with ``[[storage]]``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import typer
+from google.protobuf import timestamp_pb2
 from rich.table import Table
 
-from ailuro.cli._common import console, fail, print_json, reported_errors
+from ailuro.cli._common import EXIT_USAGE, console, fail, make_client, print_json, reported_errors
+from ailuro.ddm import word, words
+from ailuro.v1 import ddm_pb2
 
 ddm_app = typer.Typer(help="Data management: storage elements, datasets, replicas, transfers.", no_args_is_help=True)
 
-DB_OPT = typer.Option("sqlite:///ailuro.db", "--db", envvar="AILURO_DB_URL", help="The dispatcher's database URL.")
-CONFIG_OPT = typer.Option(None, "--config", envvar="AILURO_QUEUES", help="Queue file with [[storage]] tables.")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON.")
-
-
-def _storage(config: Path | None) -> dict[str, Any]:
-    from ailuro.queues import load_storage
-
-    return {se.name: se for se in load_storage(config)}
-
-
-def _db(url: str) -> Any:
-    from dispatcher.store.engine import open_database
-
-    return open_database(url, pool_size=2)
+TRANSFER_KEYS = (
+    "request_id",
+    "kind",
+    "scope",
+    "lfn",
+    "source_se",
+    "dest_se",
+    "state",
+    "attempts",
+    "error_code",
+    "last_error",
+    "panda_id",
+    "task_id",
+    "activity",
+)
+"""Keys of one request in ``ailuro ddm transfers --json`` (and ``ailuro task show --json``)."""
 
 
 def _table(columns: list[str], rows: list[list[Any]]) -> None:
@@ -42,20 +44,57 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*[str(x) for x in r])
-    console.print(table)
+        table.add_row(*[str(x) for x in r], end_section=False)
+    console.print(table, markup=False)
+
+
+def _seconds(ts: timestamp_pb2.Timestamp) -> float | None:
+    return ts.seconds + ts.nanos / 1e9 if ts.seconds or ts.nanos else None
+
+
+def transfer_dict(r: ddm_pb2.TransferRequest) -> dict[str, Any]:
+    """A request as the JSON row the CLI prints."""
+    row = {k: getattr(r, k) for k in TRANSFER_KEYS}
+    row["kind"] = word(ddm_pb2.RequestKind, r.kind)
+    row["state"] = word(ddm_pb2.RequestState, r.state)
+    return row
+
+
+def transfer_table(rows: list[dict[str, Any]]) -> None:
+    """The table of requests (``ddm transfers``, ``task show``)."""
+    _table(
+        ["ID", "KIND", "FILE", "FROM", "TO", "STATE", "TRIES", "LAST ERROR"],
+        [
+            [
+                r["request_id"],
+                r["kind"],
+                f"{r['scope']}:{r['lfn']}",
+                r["source_se"] or "-",
+                r["dest_se"],
+                r["state"],
+                r["attempts"],
+                (f"{r['error_code']}: " if r["error_code"] else "") + r["last_error"][:80],
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _split(values: list[str]) -> list[str]:
+    """``--state a,b --state c`` -> ``[a, b, c]``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 @ddm_app.command("se")
-def list_se(config: Path | None = CONFIG_OPT, as_json: bool = JSON_OPT) -> None:
-    """List the configured storage elements."""
-    with reported_errors():
-        ses = list(_storage(config).values())
+def list_se(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """List the storage elements the dispatcher is configured with."""
+    with reported_errors(), make_client(ctx) as client:
+        ses = client.ddm.storage_elements()
     rows = [
         {
             "name": s.name,
             "site": s.site,
-            "kind": s.kind,
+            "kind": word(ddm_pb2.StorageKind, s.kind),
             "endpoints": list(s.endpoints),
             "staging_latency_s": s.staging_latency_s,
             "max_transfers": s.max_transfers,
@@ -76,53 +115,59 @@ def list_se(config: Path | None = CONFIG_OPT, as_json: bool = JSON_OPT) -> None:
 
 @ddm_app.command("dataset")
 def dataset(
-    did: str = typer.Argument("", help="scope:name (empty: list datasets)"), db: str = DB_OPT, as_json: bool = JSON_OPT
+    ctx: typer.Context,
+    did: str = typer.Argument("", help="scope:name (empty: list datasets)"),
+    create: bool = typer.Option(False, "--create", help="Create the (empty) dataset scope:name."),
+    as_json: bool = JSON_OPT,
 ) -> None:
-    """List datasets, or the files of one dataset with size and adler32."""
-    from dispatcher.store import catalog
-
-    with reported_errors():
-        database = _db(db)
-        with database.read() as conn:
+    """List datasets, or the files of one dataset with size and adler32 (``--create`` makes one)."""
+    with reported_errors(), make_client(ctx) as client:
+        if create:
             if not did:
-                rows = [dict(r) for r in catalog.list_datasets(conn)]
-            else:
-                scope, name = catalog.split_did(did)
-                rows = [
-                    {k: r[k] for k in ("scope", "lfn", "size", "adler32", "guid")}
-                    for r in catalog.dataset_files(conn, scope, name)
-                ]
+                raise fail("--create needs a dataset scope:name", code=EXIT_USAGE)
+            ds, created = client.ddm.create_dataset(did)
+            out = {"scope": ds.scope, "name": ds.name, "files": ds.file_count, "created": created}
+            print_json(out) if as_json else console.print(f"dataset {did} {'created' if created else 'exists'}")
+            return
+        if not did:
+            datasets, truncated = client.ddm.datasets()
+            rows = [{"scope": d.scope, "name": d.name, "files": d.file_count} for d in datasets]
+        else:
+            _, files = client.ddm.dataset(did)
+            truncated = False
+            rows = [
+                {"scope": f.scope, "lfn": f.lfn, "size": f.size, "adler32": f.adler32, "guid": f.guid} for f in files
+            ]
     if as_json:
         print_json(rows)
     elif rows:
         _table([k.upper() for k in rows[0]], [list(r.values()) for r in rows])
+        if truncated:
+            console.print(f"(showing the first {len(rows)} datasets)")
+    else:
+        console.print("no datasets" if not did else f"dataset {did} has no files")
 
 
 @ddm_app.command("replicas")
 def replicas(
-    did: str = typer.Argument(..., help="scope:dataset or scope:lfn"), db: str = DB_OPT, as_json: bool = JSON_OPT
+    ctx: typer.Context,
+    did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
+    se: str = typer.Option("", "--se", help="Only replicas on this SE."),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Replicas (SE, state, online-until for tape) of a dataset's files or of one file."""
-    from dispatcher.store import catalog
-
-    with reported_errors():
-        database = _db(db)
-        with database.read() as conn:
-            scope, name = catalog.split_did(did)
-            file_rows = catalog.lookup_files(conn, [(scope, name)])
-            files = list(file_rows.values()) or catalog.dataset_files(conn, scope, name)
-            reps = catalog.replicas_of(conn, [int(f["file_id"]) for f in files])
+    with reported_errors(), make_client(ctx) as client:
+        reps = client.ddm.replicas(did, storage_element=se)
     rows = [
         {
-            "scope": f["scope"],
-            "lfn": f["lfn"],
-            "se": r["se"],
-            "state": r["state"],
-            "pfn": r["pfn"],
-            "online_until": r["online_until"],
+            "scope": r.scope,
+            "lfn": r.lfn,
+            "se": r.storage_element,
+            "state": word(ddm_pb2.ReplicaState, r.state),
+            "pfn": r.pfn,
+            "online_until": _seconds(r.online_until),
         }
-        for f in files
-        for r in reps.get(int(f["file_id"]), [])
+        for r in reps
     ]
     if as_json:
         print_json(rows)
@@ -138,187 +183,88 @@ def replicas(
 
 @ddm_app.command("transfers")
 def transfers(
-    db: str = DB_OPT,
-    state: list[str] = typer.Option([], "--state", help="Filter by state."),
-    job: int = typer.Option(0, "--job", help="Requests made for this panda_id."),
-    task: int = typer.Option(0, "--task", help="Requests of this task."),
+    ctx: typer.Context,
+    state: list[str] = typer.Option(
+        [], "--state", help=f"Filter by state ({', '.join(words(ddm_pb2.RequestState))}); a,b or repeated."
+    ),
+    job: int = typer.Option(0, "--job", min=0, help="Requests made for this panda_id."),
+    task: int = typer.Option(0, "--task", min=0, help="Requests of this task."),
+    limit: int = typer.Option(200, "--limit", min=1, max=5000, help="At most this many (newest first)."),
     cancel: list[int] = typer.Option([], "--cancel", help="Withdraw these request ids."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Transfer, staging and verify requests with attempts and each one's last error; ``--cancel`` withdraws."""
-    from dispatcher.store import catalog
-
-    with reported_errors():
-        database = _db(db)
+    with reported_errors(), make_client(ctx) as client:
         if cancel:
-            with database.write() as conn:
-                n = catalog.cancel_requests(conn, cancel, now=time.time(), reason="withdrawn by the operator")
+            n = client.ddm.cancel(cancel, reason="withdrawn by the operator")
             console.print(f"withdrew {n} request(s)")
             return
-        with database.read() as conn:
-            rows = [dict(r) for r in catalog.list_requests(conn, states=state, panda_id=job, task_id=task)]
-    keys = (
-        "request_id",
-        "kind",
-        "scope",
-        "lfn",
-        "source_se",
-        "dest_se",
-        "state",
-        "attempts",
-        "error_code",
-        "last_error",
-        "panda_id",
-        "task_id",
-        "activity",
-    )
-    rows = [{k: r[k] for k in keys} for r in rows]
+        rows = [
+            transfer_dict(r)
+            for r in client.ddm.transfers(states=_split(state), panda_id=job, task_id=task, limit=limit)
+        ]
     if as_json:
         print_json(rows)
     else:
-        _table(
-            ["ID", "KIND", "FILE", "FROM", "TO", "STATE", "TRIES", "LAST ERROR"],
-            [
-                [
-                    r["request_id"],
-                    r["kind"],
-                    f"{r['scope']}:{r['lfn']}",
-                    r["source_se"] or "-",
-                    r["dest_se"],
-                    r["state"],
-                    r["attempts"],
-                    (f"{r['error_code']}: " if r["error_code"] else "") + r["last_error"][:80],
-                ]
-                for r in rows
-            ],
-        )
+        transfer_table(rows)
 
 
 @ddm_app.command("register")
 def register_files(
+    ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset to add the files to"),
     se: str = typer.Option(..., "--se", help="Storage element holding the files."),
     lfns: list[str] = typer.Argument(..., help="File names (they live at <endpoint>/<scope>/<lfn>)."),
-    db: str = DB_OPT,
-    config: Path | None = CONFIG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Register files already on an SE: size and adler32 are asked from the SE itself."""
-    from ddm.protocols import protocol_for
-    from ddm.storage import se_file_url
-    from dispatcher.store import catalog
-
-    with reported_errors():
-        ses = _storage(config)
-        if se not in ses:
-            raise fail(f"unknown storage element {se!r}")
-        scope, name = catalog.split_did(did)
-        entries, urls = [], {}
-        for lfn in lfns:
-            url = se_file_url(ses[se].endpoints[0], scope=scope, lfn=lfn)
-            proto = protocol_for(url)
-            entries.append(
-                catalog.FileEntry(
-                    lfn=lfn, size=proto.stat(url).size, adler32=proto.checksum(url), guid=str(uuid.uuid4())
-                )
-            )
-            urls[lfn] = url
-        database = _db(db)
-        now = time.time()
-        with database.write() as conn:
-            ds = catalog.ensure_dataset(conn, scope, name, now=now)
-            ids = catalog.add_files(conn, scope, entries, dataset_id=ds, now=now)
-            for lfn, fid in ids.items():
-                catalog.set_replica(conn, fid, se, state=catalog.AVAILABLE, pfn=urls[lfn], now=now)
-    out = [{"lfn": e.lfn, "size": e.size, "adler32": e.adler32, "se": se} for e in entries]
+    """Register files already on an SE: the dispatcher asks the SE itself for size and adler32."""
+    with reported_errors(), make_client(ctx) as client:
+        resp = client.ddm.register_files(did, se, lfns)
+    out = [
+        {"lfn": f.lfn, "size": f.size, "adler32": f.adler32, "se": se, "state": word(ddm_pb2.ReplicaState, st)}
+        for f, st in zip(resp.files, resp.replica_states, strict=True)
+    ]
     print_json(out) if as_json else console.print(f"registered {len(out)} file(s) in {did} on {se}")
 
 
-def _request_all(kind: str, did: str, se: str, db: str) -> list[int]:
-    from dispatcher.store import catalog
-
-    database = _db(db)
-    scope, name = catalog.split_did(did)
-    now = time.time()
-    with database.write() as conn:
-        files = list(catalog.lookup_files(conn, [(scope, name)]).values()) or catalog.dataset_files(conn, scope, name)
-        return [
-            catalog.add_request(conn, kind=kind, file_id=int(f["file_id"]), dest_se=se, now=now, activity=f"cli-{kind}")
-            for f in files
-        ]
+def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool) -> None:
+    with reported_errors(), make_client(ctx) as client:
+        ids = client.ddm.request(kind, did, se)
+    noun = {"transfer": "transfer", "stage": "staging", "verify": "verify"}[kind]
+    print_json(ids) if as_json else console.print(f"{len(ids)} {noun} request(s): {ids}")
 
 
 @ddm_app.command("replicate")
 def replicate(
+    ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
     se: str = typer.Option(..., "--to", help="Destination storage element."),
-    db: str = DB_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Request copies of a dataset (or a file) on another SE; the agent runs them."""
-    with reported_errors():
-        ids = _request_all("transfer", did, se, db)
-    print_json(ids) if as_json else console.print(f"{len(ids)} transfer request(s): {ids}")
+    """Request copies of a dataset (or a file) on another SE; the dispatcher's DDM agent runs them."""
+    _request(ctx, "transfer", did, se, as_json)
 
 
 @ddm_app.command("stage")
 def stage(
+    ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
     se: str = typer.Option(..., "--se", help="The tape SE to bring the files online on."),
-    db: str = DB_OPT,
-    config: Path | None = CONFIG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Bring files online on a tape SE (ready after its staging latency)."""
-    with reported_errors():
-        ses = _storage(config)
-        if se not in ses or ses[se].kind != "tape":
-            raise fail(f"{se!r} is not a configured tape storage element")
-        ids = _request_all("stage", did, se, db)
-    print_json(ids) if as_json else console.print(f"{len(ids)} staging request(s): {ids}")
+    _request(ctx, "stage", did, se, as_json)
 
 
 @ddm_app.command("verify")
 def verify(
+    ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
     se: str = typer.Option(..., "--se", help="SE whose replicas to check."),
-    db: str = DB_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Compare replicas' adler32 at the SE with the catalog (bad ones are repaired from another copy)."""
-    with reported_errors():
-        ids = _request_all("verify", did, se, db)
-    print_json(ids) if as_json else console.print(f"{len(ids)} verify request(s): {ids}")
-
-
-@ddm_app.command("agent")
-def agent(
-    db: str = DB_OPT,
-    config: Path | None = CONFIG_OPT,
-    workers: int = typer.Option(8, "--workers", help="Requests run at once."),
-    poll_s: float = typer.Option(1.0, "--poll-s", help="Pause between cycles."),
-    scratch: Path = typer.Option(Path("/tmp/ailuro-ddm"), "--scratch", help="Scratch directory."),
-) -> None:
-    """Run the DDM agent: transfers, tape staging, verification; advances DDM jobs and tasks."""
-    import signal
-
-    from ailuro.queues import load_queues, load_storage
-    from dispatcher.services.ddm import AgentConfig, DDMAgent
-
-    with reported_errors():
-        cfg = AgentConfig(
-            db_url=db,
-            storage=load_storage(config),
-            queues=load_queues(config) if config else (),
-            max_workers=workers,
-            poll_s=poll_s,
-            scratch_dir=scratch,
-        )
-        runner = DDMAgent(cfg)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    runner.run(stop)
+    _request(ctx, "verify", did, se, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,12 @@ def server(
         max=65535,
         help="Also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json).",
     ),
+    ddm_workers: int | None = typer.Option(
+        None,
+        "--ddm-workers",
+        min=0,
+        help="DDM requests run at once by this dispatcher's agent (runs when --queues has [[storage]]); 0: none.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -53,6 +59,8 @@ def server(
         options["sent_timeout_s"] = sent_timeout_s
     if bundle_port is not None:
         options["bundle_port"] = bundle_port
+    if ddm_workers is not None:
+        options["ddm_workers"] = ddm_workers
     with reported_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)

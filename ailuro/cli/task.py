@@ -1,19 +1,21 @@
-"""``ailuro task submit FILE`` / ``ailuro task show ID``: chained production tasks (process -> merge -> archive).
+"""``ailuro task submit FILE`` / ``list`` / ``show ID``: chained production tasks (process -> merge -> archive).
 
-A task is stored in the dispatcher's database with its processing jobs (one per input file, all
-carrying the ``task_id``); the DDM agent adds the merge job and the archive transfer as steps
-complete. ``ailuro jobs --task ID`` lists the jobs through the dispatcher as usual.
+Through the dispatcher's TaskService: the dispatcher stores the task with its processing jobs (one
+per input file, all carrying the ``task_id``) and adds the merge job and the archive transfer as
+steps complete. ``ailuro jobs --task ID`` lists the jobs as usual.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from ailuro.cli._common import console, print_json, reported_errors, settings
-from ailuro.cli.ddm import CONFIG_OPT, DB_OPT, JSON_OPT, _db, _table
+from ailuro.cli._common import console, make_client, print_json, reported_errors
+from ailuro.cli.ddm import JSON_OPT, _split, _table, transfer_dict, transfer_table
+from ailuro.ddm import task_from_dict, word, words
+from ailuro.v1 import ddm_pb2, job_pb2
 
 task_app = typer.Typer(help="Production tasks: process -> merge -> archive chains.", no_args_is_help=True)
 
@@ -22,46 +24,87 @@ task_app = typer.Typer(help="Production tasks: process -> merge -> archive chain
 def submit(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="Task file (YAML)."),
-    db: str = DB_OPT,
-    config: Path | None = CONFIG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Submit a task: its processing jobs now, the merge and the archive when their turn comes."""
     import yaml
 
-    from ailuro.queues import load_queues, load_storage
-    from dispatcher.config import DispatcherConfig
-    from dispatcher.services.tasks import parse_task, submit_task
-
     with reported_errors():
-        task = parse_task(yaml.safe_load(file.read_text()), base_dir=file.resolve().parent)
-        dconf = DispatcherConfig(queues=load_queues(config), storage=load_storage(config))
-        database = _db(db)
-        owner = settings(ctx).user or "anonymous"
-        with database.write() as conn:
-            task_id, ids = submit_task(conn, task, dconf, owner=owner, now=time.time())
+        try:
+            data = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            from ailuro.errors import InvalidArgument
+
+            raise InvalidArgument(f"not valid YAML: {exc}", field=str(file)) from None
+        spec = task_from_dict(data, base_dir=file.resolve().parent)
+        with make_client(ctx) as client:
+            task_id, ids = client.tasks.submit(spec)
     if as_json:
         print_json({"task_id": task_id, "panda_ids": ids})
     else:
         console.print(f"task {task_id}: {len(ids)} processing job(s) {ids[0]}..{ids[-1]}")
 
 
-@task_app.command("show")
-def show(task_id: int = typer.Argument(...), db: str = DB_OPT, as_json: bool = JSON_OPT) -> None:
-    """A task's state, its jobs and its data requests."""
-    from dispatcher.services.tasks import get_task
+@task_app.command("list")
+def list_tasks(
+    ctx: typer.Context,
+    state: list[str] = typer.Option(
+        [], "--state", help=f"Filter by state ({', '.join(words(ddm_pb2.TaskState))}); a,b or repeated."
+    ),
+    owner: str = typer.Option("", "--owner", help="Only this owner's tasks."),
+    limit: int = typer.Option(200, "--limit", min=1, max=5000, help="At most this many (newest first)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Tasks, newest first."""
+    with reported_errors(), make_client(ctx) as client:
+        tasks = client.tasks.list(states=_split(state), owner=owner, limit=limit)
+    rows = [
+        {
+            "task_id": t.task_id,
+            "name": t.name,
+            "owner": t.owner,
+            "state": word(ddm_pb2.TaskState, t.state),
+            "merge_panda_id": t.merge_panda_id,
+            "diag": t.diag,
+        }
+        for t in tasks
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        _table(["TASK", "NAME", "OWNER", "STATE", "MERGE_JOB", "DIAG"], [list(r.values()) for r in rows])
 
-    with reported_errors(), _db(db).read() as conn:
-        info = get_task(conn, task_id)
+
+@task_app.command("show")
+def show(ctx: typer.Context, task_id: int = typer.Argument(..., min=1), as_json: bool = JSON_OPT) -> None:
+    """A task's state, its jobs and its data requests."""
+    with reported_errors(), make_client(ctx) as client:
+        resp = client.tasks.get(task_id)
+    t = resp.task
+    info = {
+        "task_id": t.task_id,
+        "name": t.name,
+        "owner": t.owner,
+        "state": word(ddm_pb2.TaskState, t.state),
+        "diag": t.diag,
+        "merge_panda_id": t.merge_panda_id,
+        "jobs": [
+            {
+                "panda_id": j.panda_id,
+                "job_name": j.job_name,
+                "status": word(job_pb2.JobStatus, j.status),
+                "computing_site": j.computing_site,
+            }
+            for j in resp.jobs
+        ],
+        "requests": [transfer_dict(r) for r in resp.requests],
+    }
     if as_json:
         print_json(info)
         return
-    console.print(f"task {task_id} {info['name']}: [bold]{info['state']}[/] {info['diag']}")
+    console.print(f"task {task_id} {escape(info['name'])}: [bold]{info['state']}[/] {escape(info['diag'])}")
     _table(["PANDA_ID", "JOB", "STATUS", "SITE"], [list(j.values()) for j in info["jobs"]])
-    _table(
-        ["REQ", "KIND", "LFN", "FROM", "TO", "STATE", "TRIES", "LAST ERROR"],
-        [list(r.values()) for r in info["requests"]],
-    )
+    transfer_table(info["requests"])
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,8 @@
-"""The DDM agent (``ailuro ddm agent``): runs transfer, staging and verify requests from the catalog.
+"""The DDM agent: runs transfer, staging and verify requests from the catalog, inside the dispatcher.
+
+``ailuro server --queues FILE`` starts one (:class:`InProcessAgent`) when the file has
+``[[storage]]`` tables, on its own threads over the dispatcher's database: the catalog has one
+writer, the dispatcher, and clients reach it only through ``DDMService``/``TaskService``.
 
 Each cycle it (1) advances jobs and tasks whose data changed (``dataflow.activate_ready``,
 ``dataflow.finish_verified``, ``tasks.advance_tasks``), (2) renews the leases of the requests it
@@ -33,6 +37,7 @@ from ailuro import errorcodes
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
+from dispatcher.config import DispatcherConfig
 from dispatcher.store import catalog, dataflow
 from dispatcher.store.engine import Database, open_database
 from dispatcher.store.schema import ddm_requests, jobs
@@ -338,6 +343,43 @@ class DDMAgent:
             )
         how = "giving up" if final else f"retry in {delay:.1f} s"
         log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
+
+
+class InProcessAgent:
+    """The DDM agent of a dispatcher process (started by the server when storage is configured).
+
+    It runs on its own thread over the dispatcher's database, so the catalog has one writer: the
+    dispatcher. Several dispatchers on one PostgreSQL database each run one; request leases keep
+    them from running a request twice.
+    """
+
+    def __init__(self, agent: DDMAgent) -> None:
+        self.agent = agent
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=agent.run, args=(self.stop_event,), name="ddm-agent", daemon=True)
+
+    @classmethod
+    def start(cls, config: DispatcherConfig, db: Database) -> InProcessAgent:
+        """Start an agent for a ``DispatcherConfig`` over its open database."""
+        agent_config = AgentConfig(
+            db_url=config.db_url,
+            storage=config.storage,
+            queues=config.queues,
+            max_workers=config.ddm_workers,
+            poll_s=config.ddm_poll_s,
+            backoff_base_s=config.ddm_backoff_base_s,
+            scratch_dir=Path(config.ddm_scratch_dir),
+        )
+        runner = cls(DDMAgent(agent_config, db=db))
+        runner.thread.start()
+        return runner
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop cycling; running requests are cancelled (their leases lapse and they are retried)."""
+        self.stop_event.set()
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            log.warning("DDM agent %s did not stop within %.0f s", self.agent.agent_id, timeout_s)
 
 
 def _withdraw_for_cancelled_jobs(conn: Any, *, now: float) -> None:

@@ -13,17 +13,20 @@ checksum matched; any step that fails for good makes the task ``failed`` with th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from ailuro.errors import InvalidArgument
+from ailuro.errors import AiluroError, InvalidArgument, NotFound
 from ailuro.queues import QueueConfig, StorageElementConfig
-from ailuro.v1 import job_pb2
+from ailuro.v1 import ddm_pb2, job_pb2
+from dispatcher import ddm_validation, validation
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
+from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import normalize, place_and_insert
 from dispatcher.store import catalog
 from dispatcher.store.schema import ddm_replicas, ddm_tasks, files, jobs
@@ -31,10 +34,11 @@ from dispatcher.store.schema import ddm_replicas, ddm_tasks, files, jobs
 _STEP_KEYS = {"transformation", "parameters", "output", "output_dataset", "site", "max_walltime_s", "memory_mb"}
 _TOP_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority"}
 ACTIVE_STATES = ("processing", "merging", "archiving")
+log = logging.getLogger(__name__)
 
 
-def parse_task(data: Any, *, base_dir: Path) -> dict[str, Any]:
-    """Validate a task file's content; relative script paths become absolute (from ``base_dir``)."""
+def parse_task(data: Any, *, base_dir: Path | None) -> dict[str, Any]:
+    """Validate a task file's content; relative script paths become absolute (from ``base_dir``, if given)."""
     if not isinstance(data, dict):
         raise InvalidArgument("a task file is a mapping", field="task")
     unknown = set(data) - _TOP_KEYS
@@ -55,7 +59,7 @@ def parse_task(data: Any, *, base_dir: Path) -> dict[str, Any]:
         catalog.split_did(raw["output_dataset"], field=f"task.{step}.output_dataset")
         step_out = dict(raw)
         script = Path(raw["transformation"])
-        if not script.is_absolute() and (base_dir / script).is_file():
+        if base_dir is not None and not script.is_absolute() and (base_dir / script).is_file():
             step_out["transformation"] = str((base_dir / script).resolve())
         out[step] = step_out
     return out
@@ -99,7 +103,10 @@ def submit_task(
     if task["archive_se"] not in {se.name for se in config.storage}:
         raise InvalidArgument(f"unknown storage element {task['archive_se']!r}", field="task.archive_se")
     scope, name = catalog.split_did(task["input_dataset"], field="task.input_dataset")
-    inputs = catalog.dataset_files(conn, scope, name)
+    try:
+        inputs = catalog.dataset_files(conn, scope, name)
+    except NotFound:
+        raise NotFound(f"no dataset {scope}:{name}", field="task.input_dataset") from None
     if not inputs:
         raise InvalidArgument(f"dataset {scope}:{name} is empty", field="task.input_dataset")
     res = conn.execute(
@@ -117,7 +124,11 @@ def submit_task(
     )
     task_id = int(res.inserted_primary_key[0])  # type: ignore[index]
     identity = Identity(name=owner, vo=task.get("vo", ""))
-    specs = []
+    # the jobs a task creates pass the same checks as SubmitJobs: the batch limit, every job field,
+    # and the merge job it will create later (over the outputs these jobs will produce)
+    validation._batch(len(inputs), "task.input_dataset")
+    sites = {q.name for q in config.queues}
+    raw, outputs = [], []
     for f in inputs:
         stem = f["lfn"].rsplit(".", 1)[0]
         output = task["process"]["output"].format(stem=stem, lfn=f["lfn"])
@@ -131,9 +142,23 @@ def submit_task(
             output=output,
             params=params,
         )
-        specs.append(normalize(job, identity))
-    ids = place_and_insert(conn, specs, config, owner=owner, now=now)
+        validation.validate_job(job, f"task.process.jobs[{len(raw)}]", known_sites=sites)
+        raw.append(job)
+        outputs.append((job.files[-1].scope, output))
+    validation.validate_job(_merge_job(task, task_id, outputs), "task.merge.job", known_sites=sites)
+    ids = place_and_insert(conn, [normalize(j, identity) for j in raw], config, owner=owner, now=now)
     return task_id, ids
+
+
+def _merge_job(task: Mapping[str, Any], task_id: int, inputs: Sequence[tuple[str, str]]) -> job_pb2.Job:
+    """The merge job over ``inputs`` (the processing outputs)."""
+    output = task["merge"]["output"]
+    params = (
+        task["merge"]
+        .get("parameters", "{output} {inputs}")
+        .format(output=output, inputs=" ".join(lfn for _, lfn in inputs))
+    )
+    return _job(task, task_id, "merge", name=f"{task['name']}.merge", inputs=inputs, output=output, params=params)
 
 
 def _set(conn: Connection, task_id: int, *, now: float, **values: Any) -> None:
@@ -190,18 +215,25 @@ def _start_merge(
         .where(files.c.panda_id.in_(proc_ids), files.c.type == "output")
         .order_by(files.c.lfn)
     ).all()
-    inputs = [(r[0], r[1]) for r in outs]
-    output = task["merge"]["output"]
-    params = (
-        task["merge"]
-        .get("parameters", "{output} {inputs}")
-        .format(output=output, inputs=" ".join(lfn for _, lfn in inputs))
+    job = _merge_job(task, tid, [(r[0], r[1]) for r in outs])
+    # claim the step first: another dispatcher's agent advancing the same task then does nothing
+    claimed = conn.execute(
+        update(ddm_tasks)
+        .where(ddm_tasks.c.task_id == tid, ddm_tasks.c.state == "processing")
+        .values(state="merging", updated=now)
     )
-    job = _job(task, tid, "merge", name=f"{task['name']}.merge", inputs=inputs, output=output, params=params)
-    spec = normalize(job, Identity(name=owner, vo=task.get("vo", "")))
+    if claimed.rowcount != 1:
+        return
     config = DispatcherConfig(queues=tuple(queues), storage=tuple(storage))
-    (merge_id,) = place_and_insert(conn, [spec], config, owner=owner, now=now)
-    _set(conn, tid, now=now, state="merging", merge_panda_id=merge_id)
+    try:
+        validation.validate_job(job, "task.merge.job", known_sites={q.name for q in queues})
+        spec = normalize(job, Identity(name=owner, vo=task.get("vo", "")))
+        # brokerage and data planning refuse before anything is written, so the task alone fails
+        (merge_id,) = place_and_insert(conn, [spec], config, owner=owner, now=now)
+    except AiluroError as exc:
+        _set(conn, tid, now=now, state="failed", diag=f"merge job refused: {exc}"[:1000])
+        return
+    _set(conn, tid, now=now, merge_panda_id=merge_id)
 
 
 def _start_archive(conn: Connection, task: Mapping[str, Any], tid: int, merge_id: int, *, now: float) -> None:
@@ -230,11 +262,9 @@ def _start_archive(conn: Connection, task: Mapping[str, Any], tid: int, merge_id
 
 
 def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
-    """A task with its jobs' states and its requests (``InvalidArgument`` when unknown)."""
+    """A task with its jobs' states and its requests (``NotFound`` when unknown)."""
     row = conn.execute(select(ddm_tasks).where(ddm_tasks.c.task_id == task_id)).mappings().first()
     if row is None:
-        from ailuro.errors import NotFound
-
         raise NotFound(f"no task {task_id}", field="task_id")
     job_rows = conn.execute(
         select(jobs.c.panda_id, jobs.c.job_name, jobs.c.status, jobs.c.computing_site)
@@ -248,9 +278,64 @@ def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
         "state": row["state"],
         "diag": row["diag"],
         "merge_panda_id": row["merge_panda_id"],
+        "row": row,
         "jobs": [dict(j) for j in job_rows],
         "requests": [
             {k: r[k] for k in ("request_id", "kind", "lfn", "source_se", "dest_se", "state", "attempts", "last_error")}
             for r in catalog.list_requests(conn, task_id=task_id)
         ],
+        "request_rows": catalog.list_requests(conn, task_id=task_id, limit=5000),
     }
+
+
+def list_tasks(conn: Connection, *, states: Sequence[str] = (), owner: str = "", limit: int = 200) -> list[Any]:
+    """Task rows, newest first."""
+    stmt = select(ddm_tasks).order_by(ddm_tasks.c.task_id.desc()).limit(limit)
+    if states:
+        stmt = stmt.where(ddm_tasks.c.state.in_(list(states)))
+    if owner:
+        stmt = stmt.where(ddm_tasks.c.owner == owner)
+    return list(conn.execute(stmt).mappings())
+
+
+class TaskService:
+    """Submit, list and show tasks; what ``TaskService`` (gRPC) calls, identity as an argument."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def submit(self, spec: ddm_pb2.TaskSpec, identity: Identity) -> tuple[int, list[int]]:
+        """Validate the spec and every job it makes, store the task and its processing jobs."""
+        task = parse_task(ddm_validation.task_spec(spec), base_dir=None)
+        if not task.get("vo") and identity.vo:
+            task["vo"] = identity.vo
+
+        def run() -> tuple[int, list[int]]:
+            with self.rt.db.write() as conn:
+                return submit_task(conn, task, self.rt.config, owner=identity.name, now=self.rt.now())
+
+        task_id, ids = await self.rt.db_call(run)
+        log.info("%s submitted task %d (%s) with %d processing job(s)", identity.name, task_id, task["name"], len(ids))
+        return task_id, ids
+
+    async def list(self, req: ddm_pb2.ListTasksRequest) -> list[Any]:
+        """Task rows, newest first."""
+        states = ddm_validation.task_states(req.states)
+        ddm_validation.text(req.owner, "owner")
+        n = ddm_validation.limit(req.limit, "limit", default=200)
+
+        def run() -> list[Any]:
+            with self.rt.db.read() as conn:
+                return list_tasks(conn, states=states, owner=req.owner, limit=n)
+
+        return await self.rt.db_call(run)
+
+    async def get(self, task_id: int) -> dict[str, Any]:
+        """:func:`get_task` of one task (``NotFound`` when unknown)."""
+        ddm_validation.positive_id(task_id, "task_id")
+
+        def run() -> dict[str, Any]:
+            with self.rt.db.read() as conn:
+                return get_task(conn, task_id)
+
+        return await self.rt.db_call(run)

@@ -80,22 +80,22 @@ def add_files(
     if conn.execute(select(ddm_scopes.c.scope).where(ddm_scopes.c.scope == scope)).first() is None:
         conn.execute(ddm_scopes.insert().values(scope=scope, created=now))
     known = lookup_files(conn, [(scope, e.lfn) for e in entries])
-    out: dict[str, int] = {}
-    for e in entries:
+    new_rows = []
+    for i, e in enumerate(entries):
         row = known.get((scope, e.lfn))
-        if row is not None:
-            if row["size"] != e.size or row["adler32"] != e.adler32:
-                raise InvalidArgument(
-                    f"{scope}:{e.lfn} is registered with size {row['size']}, adler32 {row['adler32']}; "
-                    f"not {e.size}, {e.adler32}",
-                    field="files",
-                )
-            out[e.lfn] = int(row["file_id"])
-            continue
-        res = conn.execute(
-            ddm_files.insert().values(scope=scope, lfn=e.lfn, size=e.size, adler32=e.adler32, guid=e.guid, created=now)
-        )
-        out[e.lfn] = int(res.inserted_primary_key[0])  # type: ignore[index]
+        if row is None:
+            new_rows.append({"scope": scope, "lfn": e.lfn, "size": e.size, "adler32": e.adler32, "guid": e.guid})
+        elif row["size"] != e.size or row["adler32"] != e.adler32:
+            raise InvalidArgument(
+                f"{scope}:{e.lfn} is registered with size {row['size']}, adler32 {row['adler32']}; "
+                f"not {e.size}, {e.adler32}",
+                field=f"files[{i}]" if len(entries) > 1 else "files",
+            )
+    if new_rows:  # one multi-row statement per chunk, then the ids in one lookup: bulk registration
+        for part in chunks(new_rows):
+            conn.execute(ddm_files.insert(), [{**r, "created": now} for r in part])
+        known.update(lookup_files(conn, [(scope, r["lfn"]) for r in new_rows]))
+    out = {e.lfn: int(known[(scope, e.lfn)]["file_id"]) for e in entries}
     if dataset_id is not None and out:
         have = {
             r[0]
@@ -149,18 +149,40 @@ def dataset_files(conn: Connection, scope: str, name: str) -> list[Any]:
     return list(conn.execute(stmt).mappings())
 
 
-def list_datasets(conn: Connection, scope: str = "") -> list[Any]:
-    """Datasets (of one scope, or all) with their file counts."""
+def list_datasets(conn: Connection, scope: str = "", *, limit: int | None = None, name: str = "") -> list[Any]:
+    """Datasets (of one scope, or all; or the one called ``name``) with their file counts and creation time."""
     from sqlalchemy import func
 
+    d = ddm_datasets
     stmt = (
-        select(ddm_datasets.c.scope, ddm_datasets.c.name, func.count(ddm_dataset_files.c.file_id).label("files"))
-        .select_from(ddm_datasets.outerjoin(ddm_dataset_files))
-        .group_by(ddm_datasets.c.dataset_id, ddm_datasets.c.scope, ddm_datasets.c.name)
-        .order_by(ddm_datasets.c.scope, ddm_datasets.c.name)
+        select(d.c.scope, d.c.name, d.c.created, func.count(ddm_dataset_files.c.file_id).label("files"))
+        .select_from(d.outerjoin(ddm_dataset_files, ddm_dataset_files.c.dataset_id == d.c.dataset_id))
+        .group_by(d.c.dataset_id, d.c.scope, d.c.name, d.c.created)
+        .order_by(d.c.scope, d.c.name)
     )
     if scope:
-        stmt = stmt.where(ddm_datasets.c.scope == scope)
+        stmt = stmt.where(d.c.scope == scope)
+    if name:
+        stmt = stmt.where(d.c.name == name)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt).mappings())
+
+
+def dataset_files_page(conn: Connection, scope: str, name: str, *, after_lfn: str, limit: int) -> list[Any]:
+    """Up to ``limit`` files of dataset ``scope:name`` after ``after_lfn``, in lfn order (``NotFound`` when unknown)."""
+    ds = conn.execute(
+        select(ddm_datasets.c.dataset_id).where(ddm_datasets.c.scope == scope, ddm_datasets.c.name == name)
+    ).first()
+    if ds is None:
+        raise NotFound(f"no dataset {scope}:{name}", field="dataset")
+    stmt = (
+        select(ddm_files)
+        .join(ddm_dataset_files, ddm_dataset_files.c.file_id == ddm_files.c.file_id)
+        .where(ddm_dataset_files.c.dataset_id == ds[0], ddm_files.c.lfn > after_lfn)
+        .order_by(ddm_files.c.lfn)
+        .limit(limit)
+    )
     return list(conn.execute(stmt).mappings())
 
 
@@ -191,6 +213,84 @@ def set_replica(
     )
     if res.rowcount == 0:
         conn.execute(ddm_replicas.insert().values(file_id=file_id, se=se, created=now, **values))
+
+
+def set_replicas(conn: Connection, se: str, items: Sequence[tuple[int, str, str]], *, now: float) -> None:
+    """Create or update many replicas on ``se`` at once; ``items`` are ``(file_id, state, pfn)``."""
+    from sqlalchemy import bindparam
+
+    have = {fid for fid, reps in replicas_of(conn, [i[0] for i in items]).items() if any(r["se"] == se for r in reps)}
+    updates = [{"fid": fid, "st": state, "url": pfn} for fid, state, pfn in items if fid in have]
+    inserts = [
+        {"file_id": fid, "se": se, "state": state, "pfn": pfn, "online_until": None, "created": now, "updated": now}
+        for fid, state, pfn in items
+        if fid not in have
+    ]
+    if updates:
+        stmt = (
+            update(ddm_replicas)
+            .where(ddm_replicas.c.file_id == bindparam("fid"), ddm_replicas.c.se == se)
+            .values(state=bindparam("st"), pfn=bindparam("url"), updated=now)
+        )
+        for part in chunks(updates):
+            conn.execute(stmt, list(part))
+    for part in chunks(inserts):
+        conn.execute(ddm_replicas.insert(), list(part))
+
+
+def add_requests(
+    conn: Connection,
+    *,
+    kind: str,
+    file_ids: Sequence[int],
+    dest_se: str,
+    now: float,
+    source_se: str = "",
+    activity: str = "",
+) -> dict[int, int]:
+    """:func:`add_request` for many files at once; ``{file_id: request_id}`` (open requests are reused)."""
+    if kind not in KINDS:
+        raise InvalidArgument(f"kind must be one of {KINDS}", field="kind")
+    r = ddm_requests
+
+    def open_ids(fids: Sequence[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for part in chunks(sorted(set(fids))):
+            stmt = select(r.c.file_id, r.c.request_id).where(
+                r.c.kind == kind,
+                r.c.dest_se == dest_se,
+                r.c.state.in_(OPEN_REQUEST_STATES),
+                r.c.file_id.in_(list(part)),
+            )
+            for fid, rid in conn.execute(stmt):
+                found.setdefault(int(fid), int(rid))
+        return found
+
+    out = open_ids(file_ids)
+    base = {
+        "kind": kind,
+        "source_se": source_se,
+        "dest_se": dest_se,
+        "state": QUEUED,
+        "attempts": 0,
+        "max_attempts": 5,
+        "next_attempt": now,
+        "lease_owner": "",
+        "lease_expires": None,
+        "last_error": "",
+        "error_code": 0,
+        "panda_id": 0,
+        "task_id": 0,
+        "activity": activity,
+        "created": now,
+        "updated": now,
+    }
+    missing = sorted({f for f in file_ids if f not in out})
+    for part in chunks(missing):
+        conn.execute(r.insert(), [{**base, "file_id": fid} for fid in part])
+    if missing:
+        out.update(open_ids(missing))
+    return out
 
 
 def set_replica_state(conn: Connection, file_id: int, se: str, state: str, *, now: float) -> None:
@@ -368,7 +468,13 @@ def cancel_requests(conn: Connection, ids: Sequence[int], *, now: float, reason:
 
 
 def list_requests(
-    conn: Connection, *, states: Sequence[str] = (), panda_id: int = 0, task_id: int = 0, limit: int = 200
+    conn: Connection,
+    *,
+    states: Sequence[str] = (),
+    panda_id: int = 0,
+    task_id: int = 0,
+    limit: int = 200,
+    kind: str = "",
 ) -> list[Any]:
     """Requests with their file names, newest first."""
     r, f = ddm_requests, ddm_files
@@ -384,6 +490,8 @@ def list_requests(
         stmt = stmt.where(r.c.panda_id == panda_id)
     if task_id:
         stmt = stmt.where(r.c.task_id == task_id)
+    if kind:
+        stmt = stmt.where(r.c.kind == kind)
     return list(conn.execute(stmt).mappings())
 
 

@@ -16,13 +16,15 @@ ROOT = Path(__file__).parents[2]
 class DispatcherProcess:
     """One ``python -m dispatcher`` on 127.0.0.1 with its output in ``<workdir>/<name>.log``."""
 
-    def __init__(self, db_url: str, workdir: Path, name: str, *, port: int = 0) -> None:
+    def __init__(
+        self, db_url: str, workdir: Path, name: str, *, port: int = 0, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self.port_file = workdir / f"{name}.port"
         self.port_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "dispatcher", "--db", db_url, "--port", str(port)]
-        argv += ["--port-file", str(self.port_file), "--log-level", "WARNING"]
+        argv += ["--port-file", str(self.port_file), "--log-level", "WARNING", *extra_args]
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         self.address = ""

@@ -1,79 +1,78 @@
-"""The COMPASS chain end to end on real XRootD: raw files on tape -> staged and copied to disk ->
-N processing jobs -> one merge job on disk -> merged file archived to tape, every checksum consistent."""
+"""The COMPASS chain end to end on real XRootD, driven only through the dispatcher's API (the SDK and
+the ``ailuro`` CLI with ``--server``, no database URL on the client): raw files on tape -> staged and
+copied to disk -> N processing jobs -> one merge job on disk -> merged file archived to tape, every
+checksum consistent. The DDM agent is the one inside the dispatcher."""
 
 # ruff: noqa: F811  (pytest fixtures imported from ddm_support are used as parameters)
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import threading
-import time
-import uuid
 import zlib
 from pathlib import Path
 
 import pytest
 import yaml
 from ddm_support import ROOT, XRootDServers, put, random_file, se, wait_until, xrootd  # noqa: F401
+from typer.testing import CliRunner
 
+from ailuro.cli.main import app
 from ailuro.client import Client
+from ailuro.ddm import word
 from ailuro.queues import QueueConfig
-from ailuro.v1 import job_pb2
-from dispatcher.services.ddm import AgentConfig, DDMAgent
-from dispatcher.services.tasks import get_task, parse_task, submit_task
-from dispatcher.store import catalog
-from dispatcher.store.engine import open_database
+from ailuro.v1 import ddm_pb2, job_pb2
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N_FILES = 3
 JS = job_pb2.JobStatus
 
 
-def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_dispatcher, db_url: str) -> None:
+def _cli(address: str, *args: str) -> str:
+    env = {"COLUMNS": "200", "AILURO_DB_URL": None, "AILURO_DB": None, "AILURO_QUEUES": None}
+    result = CliRunner(env=env).invoke(app, ["--server", address, "--user", "prod", *args])
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stdout} {result.stderr}"
+    return result.stdout
+
+
+def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_dispatcher) -> None:
     tape_base, disk_base = xrootd.tape, xrootd.disk
     storage = (
         se("EOS", disk_base, site="CERN"),
         se("CASTOR", tape_base, site="CERN", kind="tape", staging_latency_s=1.5),
     )
     queues = (QueueConfig(name="CERN", vos=("compass",), input_se=("EOS",), output_se=("EOS",)),)
-    d = make_dispatcher(queues=queues, storage=storage)
-    # raw data on tape, registered in the catalog as dataset compass:raw.T1
-    db = open_database(db_url)
+    d = make_dispatcher(
+        queues=queues,
+        storage=storage,
+        ddm_workers=8,
+        ddm_poll_s=0.2,
+        ddm_backoff_base_s=0.5,
+        ddm_scratch_dir=str(tmp_path / "scratch"),
+    )
+    client = Client(d.address, identity="prod")
+    # raw data on tape, registered as dataset compass:raw.T1 (size and adler32 measured by the dispatcher)
     raws: dict[str, bytes] = {}
-    with db.write() as conn:
-        ds = catalog.ensure_dataset(conn, "compass", "raw.T1", now=time.time())
-        for i in range(N_FILES):
-            local = tmp_path / f"cdr{i:03d}.raw"
-            adler = random_file(local, 100_000 + i)
-            raws[local.name] = local.read_bytes()
-            url = put(tape_base, "compass", local.name, local)
-            entry = catalog.FileEntry(lfn=local.name, size=local.stat().st_size, adler32=adler, guid=str(uuid.uuid4()))
-            fid = catalog.add_files(conn, "compass", [entry], dataset_id=ds, now=time.time())[local.name]
-            catalog.set_replica(conn, fid, "CASTOR", state=catalog.AVAILABLE, pfn=url, now=time.time())
+    for i in range(N_FILES):
+        local = tmp_path / f"cdr{i:03d}.raw"
+        random_file(local, 100_000 + i)
+        raws[local.name] = local.read_bytes()
+        put(tape_base, "compass", local.name, local)
+    out = _cli(d.address, "ddm", "register", "compass:raw.T1", "--se", "CASTOR", *sorted(raws))
+    assert out.strip() == f"registered {N_FILES} file(s) in compass:raw.T1 on CASTOR"
     spec_file = ROOT / "examples" / "compass_chain" / "task.yaml"
-    task = parse_task(yaml.safe_load(spec_file.read_text()), base_dir=spec_file.parent)
+    task = yaml.safe_load(spec_file.read_text())
     task.update(name="T1", input_dataset="compass:raw.T1", archive_se="CASTOR")
-    with db.write() as conn:
-        task_id, proc_ids = submit_task(conn, task, d.config, owner="prod", now=time.time())
+    for step in ("process", "merge"):
+        task[step]["transformation"] = str(spec_file.parent / task[step]["transformation"])
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    submitted = json.loads(_cli(d.address, "task", "submit", str(tmp_path / "task.yaml"), "--json"))
+    task_id, proc_ids = submitted["task_id"], submitted["panda_ids"]
     assert len(proc_ids) == N_FILES
-    client = Client(d.address)
     jobs = client.get(proc_ids)
     assert {j.status for j in jobs} == {JS.JOB_STATUS_ASSIGNED}  # inputs only on tape
-    # one DDM agent and one pilot
-    agent = DDMAgent(
-        AgentConfig(
-            db_url=db_url,
-            storage=storage,
-            queues=queues,
-            poll_s=0.2,
-            backoff_base_s=0.5,
-            scratch_dir=tmp_path / "scratch",
-        ),
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    thread.start()
+    # one pilot; the DDM agent runs inside the dispatcher
     log = open(tmp_path / "pilot.log", "wb")  # noqa: SIM115 (closed in finally, after the pilot)
     env = dict(os.environ, AILURO_STORAGE_ROOT=str(tmp_path / "logs"))
     pilot = subprocess.Popen(
@@ -101,19 +100,15 @@ def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_di
     try:
 
         def state() -> str:
-            with db.read() as conn:
-                return get_task(conn, task_id)["state"]
+            return word(ddm_pb2.TaskState, client.tasks.get(task_id).task.state)
 
         wait_until(lambda: state() in ("done", "failed"), 240, "the task to end", interval=0.3)
-        with db.read() as conn:
-            info = get_task(conn, task_id)
+        info = json.loads(_cli(d.address, "task", "show", str(task_id), "--json"))
         assert info["state"] == "done", info
     finally:
-        stop.set()
         pilot.kill()
         pilot.wait(10)
         log.close()
-        thread.join(60)
     # every processing job waited in assigned until its input was staged from tape and copied to
     # disk, then was activated and ran: assigned -> activated -> ... -> transferring -> finished
     for pid in proc_ids:
@@ -130,13 +125,13 @@ def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_di
     # the merged file on tape has exactly the expected content's checksum, in catalog and on the server
     expected = b"".join(f"mDST of {name} ({len(data)} bytes)\n".encode() + data for name, data in sorted(raws.items()))
     expected_adler = f"{zlib.adler32(expected) & 0xFFFFFFFF:08x}"
-    with db.read() as conn:
-        merged = catalog.lookup_files(conn, [("compass", "P01.merged.mdst")])[("compass", "P01.merged.mdst")]
-        reps = {r["se"]: r["state"] for r in catalog.replicas_of(conn, [merged["file_id"]])[merged["file_id"]]}
-    assert merged["adler32"] == expected_adler and merged["size"] == len(expected)
-    assert reps == {"EOS": "available", "CASTOR": "available"}
+    _, merged_files = client.ddm.dataset("compass:merged.P01")
+    (merged,) = [f for f in merged_files if f.lfn == "P01.merged.mdst"]
+    assert merged.adler32 == expected_adler and merged.size == len(expected)
+    reps = json.loads(_cli(d.address, "ddm", "replicas", "compass:P01.merged.mdst", "--json"))
+    assert {r["se"]: r["state"] for r in reps} == {"EOS": "available", "CASTOR": "available"}
     from ddm.protocols import protocol_for
 
     url = f"{tape_base}/compass/P01.merged.mdst"
     assert protocol_for(url).checksum(url) == expected_adler
-    db.dispose()
+    client.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from google.protobuf.descriptor import EnumDescriptor
 
-from ailuro.v1 import factory_pb2, job_pb2, pilot_pb2, submission_pb2
+from ailuro.v1 import ddm_pb2, factory_pb2, job_pb2, pilot_pb2, submission_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def test_regenerating_from_protos_changes_nothing() -> None:
 
 def _enums() -> list[EnumDescriptor]:
     found: list[EnumDescriptor] = []
-    for module in (job_pb2, pilot_pb2, submission_pb2, factory_pb2):
+    for module in (job_pb2, pilot_pb2, submission_pb2, factory_pb2, ddm_pb2):
         found.extend(module.DESCRIPTOR.enum_types_by_name.values())
     return found
 
