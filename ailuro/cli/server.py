@@ -30,6 +30,13 @@ def server(
         max=65535,
         help="Also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json).",
     ),
+    storage_root: Path | None = typer.Option(
+        None,
+        "--storage-root",
+        envvar="AILURO_STORAGE_ROOT",
+        help="Directory of file:// storage elements (<root>/<SE>, as pilots use it); logs are read back only "
+        "from there and from the queue file's [[storage]] endpoints.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -53,6 +60,8 @@ def server(
         options["sent_timeout_s"] = sent_timeout_s
     if bundle_port is not None:
         options["bundle_port"] = bundle_port
+    if storage_root is not None:
+        options["storage_root"] = storage_root.expanduser().absolute()
     with reported_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)
