@@ -18,6 +18,7 @@ from dispatcher import validation
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.services.brokerage import Broker
+from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import dataflow
 from dispatcher.store import jobs as store
@@ -136,12 +137,14 @@ class SubmissionService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.locations = locations_of(runtime)
 
     # --- submit -----------------------------------------------------------------------------
 
     async def submit(self, req: submission_pb2.SubmitJobsRequest, identity: Identity) -> tuple[list[int], bool]:
         """Validate, broker and store a batch, all or nothing; ``(panda_ids, replayed)``."""
         validation.validate_submit(req, known_sites=self.rt.queue_names)
+        validation.validate_output_locations(req, self.locations)
         specs = [normalize(j, identity) for j in req.jobs]
         fp = fingerprint(req) if req.request_id else ""
         return await self.rt.db_call(self._submit_sync, req.request_id, fp, specs, identity)

@@ -1,7 +1,8 @@
 """GetJobLog against hostile log locations (issue 12, findings 1, 2 and the log half of 4).
 
-Every log location here was chosen by a submitter (a LOG file ``pfn`` in SubmitJobs), which the
-dispatcher stores but reads back only when it lies inside configured storage:
+Every log location here was chosen by a client: a pilot's final report (stored as reported) or,
+inside storage, a submitter. The dispatcher reads one back only when it lies inside configured
+storage:
 
 - outside storage (``/etc/passwd``, a tarball next door, ``..``, a symlink out, an internal HTTP
   URL) it is refused with FAILED_PRECONDITION naming ``pfn``, saying nothing about the host;
@@ -29,9 +30,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ailuro import Client
-from ailuro.errors import FailedPrecondition, ResourceExhausted
+from ailuro.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from ailuro.queues import StorageElementConfig
-from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from ailuro.v1 import job_pb2, pilot_pb2, submission_pb2, submission_pb2_grpc
 from dispatcher.server import RunningDispatcher
 from pilot.logtar import make_log_tarball
 
@@ -47,9 +48,26 @@ def _adler32(path: Path) -> str:
 
 
 def _submit_log(client: Client, pfn: str, *, lfn: str = "j.job.log.tgz", adler32: str = "") -> int:
+    """A job submitted with its log location (accepted only inside configured storage)."""
     log = job_pb2.File(lfn=lfn, type=LOG, pfn=pfn, adler32=adler32)
     (panda_id,) = client.submit([job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", files=[log])])
     return panda_id
+
+
+def _reported_logs(d: RunningDispatcher, raw_pilot: Callable[..., Any], logs: list[tuple[str, str, str]]) -> list[int]:
+    """Jobs whose pilot reported ``(pfn, lfn, adler32)`` as their log: stored as reported, never opened."""
+    with Client(d.address) as client:
+        client.submit([job_pb2.Job(transformation="/bin/true", computing_site="LOCAL") for _ in logs])
+    p = raw_pilot(d.address, pilot_id=f"reporter-{len(logs)}", queue="LOCAL")
+    ids = []
+    for pfn, lfn, adler32 in logs:
+        p.request(1)
+        a = p.expect("assignment")
+        log = job_pb2.File(lfn=lfn, type=LOG, pfn=pfn, adler32=adler32)
+        p.final(a.job.panda_id, a.lease_epoch, job_pb2.JOB_STATUS_FINISHED, files=[log])
+        assert p.ack_for(a.job.panda_id, final=True).result == pilot_pb2.ACK_RESULT_OK
+        ids.append(a.job.panda_id)
+    return ids
 
 
 def _tarball(directory: Path, name: str, text: str) -> Path:
@@ -117,7 +135,7 @@ def _storage(tmp_path: Path, web: _Web | None = None) -> tuple[StorageElementCon
 
 
 def test_locations_outside_storage_are_never_read(
-    make_dispatcher: Callable[..., RunningDispatcher], tmp_path: Path
+    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any], tmp_path: Path
 ) -> None:
     d = make_dispatcher(storage=_storage(tmp_path), **NEW_LIMITS)
     disk = tmp_path / "storage" / "DISK"
@@ -125,16 +143,16 @@ def test_locations_outside_storage_are_never_read(
     secret = _tarball(tmp_path / "outside", "j.job.log.tgz", "TOP SECRET\n")
     (disk / "j.job.log.tgz").symlink_to(secret)
     with Client(d.address) as client:
-        ok = _submit_log(client, good.as_uri(), lfn=good.name, adler32=_adler32(good))
-        assert client.job_log(ok, member="payload.stdout")[0] == b"visible\n"
-        hostile = {
-            "passwd": _submit_log(client, "file:///etc/passwd", adler32="00000001"),
-            "next door": _submit_log(client, secret.as_uri()),
-            "dot-dot": _submit_log(client, f"file://{disk}/../../outside/j.job.log.tgz"),
-            "symlink": _submit_log(client, (disk / "j.job.log.tgz").as_uri()),
-            "plain path": _submit_log(client, str(secret)),
-            "missing": _submit_log(client, str(tmp_path / "outside" / "nothing.tgz"), adler32="00000001"),
+        reported = {
+            "passwd": ("file:///etc/passwd", "00000001"),
+            "next door": (secret.as_uri(), ""),
+            "dot-dot": (f"file://{disk}/../../outside/j.job.log.tgz", ""),
+            "symlink": ((disk / "j.job.log.tgz").as_uri(), ""),
+            "plain path": (str(secret), ""),
+            "missing": (str(tmp_path / "outside" / "nothing.tgz"), "00000001"),
         }
+        ids = _reported_logs(d, raw_pilot, [(pfn, "j.job.log.tgz", adler) for pfn, adler in reported.values()])
+        hostile = dict(zip(reported, ids, strict=True))
         messages = {}
         for what, panda_id in hostile.items():
             for member in ("", "payload.stdout"):
@@ -146,10 +164,16 @@ def test_locations_outside_storage_are_never_read(
                 messages[what] = text.replace(str(panda_id), "<id>")
         # existing or not, readable or not: the refusal reads the same
         assert len(set(messages.values())) == 1, messages
+        for pfn, _ in reported.values():  # a submitter cannot store them in the first place
+            with pytest.raises(InvalidArgument) as bad:
+                _submit_log(client, pfn)
+            assert bad.value.field == "jobs[0].files[0].pfn" and "SECRET" not in str(bad.value)
+        ok = _submit_log(client, good.as_uri(), lfn=good.name, adler32=_adler32(good))  # (after the pilot's jobs)
+        assert client.job_log(ok, member="payload.stdout")[0] == b"visible\n"
 
 
 def test_http_locations_are_fetched_only_inside_a_configured_endpoint(
-    make_dispatcher: Callable[..., RunningDispatcher], tmp_path: Path, web: _Web
+    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any], tmp_path: Path, web: _Web
 ) -> None:
     d = make_dispatcher(storage=_storage(tmp_path, web), **NEW_LIMITS)
     good = _tarball(tmp_path / "src", "good.job.log.tgz", "over http\n")
@@ -157,18 +181,23 @@ def test_http_locations_are_fetched_only_inside_a_configured_endpoint(
     web.files["/internal/admin.tgz"] = _tarball(tmp_path / "src2", "admin.tgz", "INTERNAL\n").read_bytes()
     base = f"http://127.0.0.1:{web.port}"
     with Client(d.address) as client:
-        ok = _submit_log(client, f"{base}/se/good.job.log.tgz", lfn=good.name, adler32=_adler32(good))
-        assert client.job_log(ok, member="payload.stdout")[0] == b"over http\n"
-        for pfn in (
+        hostile = (
             f"{base}/internal/admin.tgz",
             f"{base}/se/../internal/admin.tgz",
             f"{base}/se%2f..%2finternal/admin.tgz",
             f"http://localhost:{web.port}/internal/admin.tgz",
             f"http://x@127.0.0.1:{web.port}/se/good.job.log.tgz",
-        ):
-            with pytest.raises(FailedPrecondition) as info:
-                client.job_log(_submit_log(client, pfn))
+        )
+        for pfn in hostile:  # a submitter cannot even store these ...
+            with pytest.raises(InvalidArgument) as bad:
+                _submit_log(client, pfn)
+            assert bad.value.field == "jobs[0].files[0].pfn"
+        for panda_id in _reported_logs(d, raw_pilot, [(pfn, "j.job.log.tgz", "") for pfn in hostile]):
+            with pytest.raises(FailedPrecondition) as info:  # ... and what a pilot reports is not fetched
+                client.job_log(panda_id)
             assert info.value.field == "pfn" and "INTERNAL" not in str(info.value)
+        ok = _submit_log(client, f"{base}/se/good.job.log.tgz", lfn=good.name, adler32=_adler32(good))
+        assert client.job_log(ok, member="payload.stdout")[0] == b"over http\n"
     assert not [p for p in web.seen if "internal" in p], web.seen  # no request ever left for it
 
 
