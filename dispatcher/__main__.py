@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", default=None, help="write the bound port to this file")
     p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
     p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
+    p.add_argument(
+        "--storage-root",
+        type=Path,
+        default=os.environ.get("AILURO_STORAGE_ROOT") or None,
+        help="directory of file:// storage elements (<root>/<SE>); logs are read back only from configured storage",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -45,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             storage=load_storage(args.queues),
             lease_s=args.lease,
             bundle_port=args.bundle_port,
+            storage_root=Path(args.storage_root).absolute() if args.storage_root else None,
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)
