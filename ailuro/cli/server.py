@@ -34,8 +34,8 @@ def server(
         None,
         "--storage-root",
         envvar="AILURO_STORAGE_ROOT",
-        help="Directory of file:// storage elements (<root>/<SE>, as pilots use it); logs are read back only "
-        "from there and from the queue file's [[storage]] endpoints.",
+        help="Directory of file:// storage elements (<root>/<SE>, as pilots use it; default: the pilots' "
+        "default, ~/.ailuro/storage); logs are read back only from there and the queue file's [[storage]] endpoints.",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
@@ -60,8 +60,9 @@ def server(
         options["sent_timeout_s"] = sent_timeout_s
     if bundle_port is not None:
         options["bundle_port"] = bundle_port
-    if storage_root is not None:
-        options["storage_root"] = storage_root.expanduser().absolute()
+    from pilot.config import DEFAULT_STORAGE_ROOT
+
+    options["storage_root"] = (storage_root or DEFAULT_STORAGE_ROOT).expanduser().absolute()
     with reported_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)
