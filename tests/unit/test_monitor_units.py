@@ -173,3 +173,17 @@ def test_cli_refuses_a_database_without_schema(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["monitor", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--port", "0"])
     assert result.exit_code == 2
     assert "ailuro server" in result.output
+
+
+def test_log_view_stops_at_the_unpacked_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gzip bomb as payload.stdout: the monitor stops unpacking at its limit (not the whole member)."""
+    import monitor.logs as monitor_logs
+    from ailuro.errors import ResourceExhausted
+    from ddm.tarballs import TarLimits
+
+    (tmp_path / "o").write_bytes(bytes(4 * 1024 * 1024))
+    tgz = make_log_tarball(tmp_path / "b.job.log.tgz", [(tmp_path / "o", "payload.stdout")])
+    location = StorageLocations.from_config(roots=(tmp_path,)).resolve(str(tgz))
+    monkeypatch.setattr(monitor_logs, "TAR_LIMITS", TarLimits(max_unpacked_bytes=1024 * 1024))
+    with pytest.raises(ResourceExhausted, match="limit"):
+        read_member(location, "stdout")
