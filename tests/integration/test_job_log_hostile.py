@@ -233,9 +233,14 @@ def test_fifo_and_slow_drip_logs_cannot_wedge_the_dispatcher(
 
     threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in ids]
     try:
-        for t in threads:
+        for t in threads[8:]:  # the slow drips first, so some surely hold a reader when the FIFOs come
             t.start()
-        time.sleep(1.0)  # let the log calls start (no timing is asserted)
+        waited = time.monotonic() + 30
+        while not any("/drip/" in p for p in web.seen) and time.monotonic() < waited:
+            time.sleep(0.05)
+        for t in threads[:8]:
+            t.start()
+        time.sleep(0.5)  # let the FIFO calls start too (no timing is asserted)
         listed = stub.ListJobs(submission_pb2.ListJobsRequest(page_size=5), timeout=ANSWER_WITHIN_S)
         assert listed.total == len(ids)
         new = stub.SubmitJobs(
