@@ -257,6 +257,8 @@ def test_fifo_and_slow_drip_logs_cannot_wedge_the_dispatcher(
         assert {codes[i] for i in ids[:8]} <= {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert {codes[i] for i in ids[8:]} <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
         assert grpc.StatusCode.DEADLINE_EXCEEDED in codes.values()
+        # 8 drips for 4 readers: the ones past log_reads_in_flight were turned away, not queued
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in {codes[i] for i in ids[8:]}
     finally:
         _unblock_fifo(fifo)
         web.stopping.set()
