@@ -222,11 +222,12 @@ class Client:
     def get(self, ids: Iterable[int]) -> list[job_pb2.Job]:
         """The jobs with these panda_ids, in the same order; ``NotFound`` names an unknown id."""
         wanted = list(ids)
-        jobs: list[job_pb2.Job] = []
-        for chunk in _chunks(wanted, MAX_BATCH):
+        found: dict[int, job_pb2.Job] = {}
+        # the server answers each distinct id once; ask for each once and repeat locally
+        for chunk in _chunks(list(dict.fromkeys(wanted)), MAX_BATCH):
             response = self._call(self._stub.GetJobs, submission_pb2.GetJobsRequest(panda_ids=chunk), idempotent=True)
-            jobs.extend(response.jobs)
-        return jobs
+            found.update((job.panda_id, job) for job in response.jobs)
+        return [found[pid] for pid in wanted]
 
     def list_page(
         self,

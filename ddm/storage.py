@@ -12,6 +12,11 @@ staging later). Resolution of a name, first match wins:
 An empty SE name means the default SE (``AILURO_DEFAULT_SE``, else ``LOCAL``). A file ``lfn`` of
 ``scope`` lives at ``<base>/<scope>/<lfn>`` (``<base>/<lfn>`` without a scope): scope plus name is
 unique, as in Rucio.
+
+SE names, scopes and lfns come from job definitions, that is from clients, so each must be one
+plain path component (no ``/`` or ``\\``, not ``.`` or ``..``, no NUL or control characters) before
+it becomes part of a path: a ``destination_se`` of ``../../etc`` can never make a pilot or the
+DDM agent write outside the storage root or an SE's base.
 """
 
 from __future__ import annotations
@@ -29,6 +34,30 @@ ENV_PREFIX = "AILURO_SE_"
 ENV_STORAGE_ROOT = "AILURO_STORAGE_ROOT"
 ENV_DEFAULT_SE = "AILURO_DEFAULT_SE"
 DEFAULT_SE = "LOCAL"
+
+
+MAX_COMPONENT = 255
+"""Longest SE name, scope or lfn used as a path component."""
+
+
+def check_component(value: str, field: str, *, required: bool = True) -> str:
+    """``value`` if it is one safe path component; ``InvalidArgument`` naming ``field`` otherwise."""
+    if not value:
+        if required:
+            raise InvalidArgument("must not be empty", field=field)
+        return value
+    if (
+        len(value) > MAX_COMPONENT
+        or value in (".", "..")
+        or "/" in value
+        or "\\" in value
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    ):
+        raise InvalidArgument(
+            "must be a plain name (no '/', '\\\\', '.', '..', control characters; at most 255 characters)",
+            field=field,
+        )
+    return value
 
 
 def env_var_for(se: str) -> str:
@@ -69,9 +98,9 @@ class StorageResolver:
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
 
-    def base_url(self, se: str) -> str:
+    def base_url(self, se: str, *, field: str = "destination_se") -> str:
         """Base URL of storage element ``se`` (empty: the default SE); ``NotFound`` when unknown."""
-        name = se or self.config.default_se
+        name = check_component(se or self.config.default_se, field)
         if name in self.config.endpoints:
             return self._checked(name, self.config.endpoints[name])
         from_env = self.config.environ.get(env_var_for(name))
@@ -83,13 +112,9 @@ class StorageResolver:
             f"unknown storage element {name!r}: set {env_var_for(name)}=<base URL> or {ENV_STORAGE_ROOT}=<dir>"
         )
 
-    def file_url(self, se: str, *, lfn: str, scope: str = "") -> str:
-        """Where file ``scope:lfn`` lives on ``se``."""
-        if not lfn or "/" in lfn or lfn in (".", ".."):
-            raise InvalidArgument(f"bad lfn {lfn!r}", field="lfn")
-        if "/" in scope or scope in (".", ".."):
-            raise InvalidArgument(f"bad scope {scope!r}", field="scope")
-        return join_url(self.base_url(se), scope, lfn)
+    def file_url(self, se: str, *, lfn: str, scope: str = "", field: str = "destination_se") -> str:
+        """Where file ``scope:lfn`` lives on ``se`` (``field`` names the SE in errors)."""
+        return se_file_url(self.base_url(se, field=field), scope=scope, lfn=lfn)
 
     @staticmethod
     def _checked(name: str, url: str) -> str:
@@ -103,8 +128,6 @@ class StorageResolver:
 
 def se_file_url(endpoint: str, *, scope: str, lfn: str) -> str:
     """Where file ``scope:lfn`` lives under a storage element's base URL (``<base>/<scope>/<lfn>``)."""
-    if not lfn or "/" in lfn or lfn in (".", ".."):
-        raise InvalidArgument(f"bad lfn {lfn!r}", field="lfn")
-    if "/" in scope or scope in (".", ".."):
-        raise InvalidArgument(f"bad scope {scope!r}", field="scope")
+    check_component(lfn, "lfn")
+    check_component(scope, "scope", required=False)
     return join_url(endpoint, scope, lfn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DispatcherConfig.ddm_workers,
         help="DDM requests run at once by this process's agent (runs when the queue file has [[storage]]); 0: none",
     )
+    p.add_argument(
+        "--storage-root",
+        type=Path,
+        default=os.environ.get("AILURO_STORAGE_ROOT") or None,
+        help="directory of file:// storage elements (<root>/<SE>); logs are read back only from configured storage",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             lease_s=args.lease,
             bundle_port=args.bundle_port,
             ddm_workers=max(0, args.ddm_workers),
+            storage_root=Path(args.storage_root).absolute() if args.storage_root else None,
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ailuro.queues import DEFAULT_QUEUES, QueueConfig, StorageElementConfig
 
@@ -24,6 +25,19 @@ class DispatcherConfig:
     """The queues (sites) this instance knows."""
     storage: tuple[StorageElementConfig, ...] = ()
     """Storage elements (``[[storage]]`` of the queue file); with none, jobs bypass the DDM catalog."""
+    storage_root: Path | None = None
+    """Directory whose subdirectories are ``file://`` storage elements named implicitly
+    (``<root>/<SE>``, what pilots with the same ``AILURO_STORAGE_ROOT`` write). Locations under it
+    count as configured storage, like the ``storage`` endpoints; GetJobLog reads nothing else."""
+    log_deadline_s: float = 60.0
+    """A GetJobLog call (fetching, checking and sending the log) ends with DEADLINE_EXCEEDED after this."""
+    log_max_bytes: int = 64 * 1024 * 1024
+    """GetJobLog reads a log tarball of at most this many bytes (RESOURCE_EXHAUSTED beyond)."""
+    log_max_unpacked_bytes: int = 128 * 1024 * 1024
+    """GetJobLog decompresses at most this many bytes of a tarball (a gzip bomb stops here)."""
+    log_reads_in_flight: int = 4
+    """GetJobLog calls served at once, each on its own thread (not the database pool); more get
+    RESOURCE_EXHAUSTED."""
     lease_s: float = 120.0
     """A job's lease lapses this long after its pilot's last heartbeat (then: lost heartbeat)."""
     sent_timeout_s: float = 60.0

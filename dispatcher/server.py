@@ -88,8 +88,9 @@ async def _start(config: DispatcherConfig) -> _Started:
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
         ]
     )
+    job_logs = JobLogService(runtime)
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
-        SubmissionServicer(SubmissionService(runtime), hub, events, JobLogService(runtime)), server
+        SubmissionServicer(SubmissionService(runtime), hub, events, job_logs), server
     )
     pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
@@ -130,6 +131,7 @@ async def _start(config: DispatcherConfig) -> _Started:
         await folder.stop()
         if agent is not None:
             await asyncio.to_thread(agent.stop)
+        job_logs.close()
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 

@@ -33,6 +33,7 @@ from collections.abc import Collection, Sequence
 
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import factory_pb2, job_pb2, pilot_pb2, submission_pb2
+from ddm.locations import StorageLocations
 from dispatcher.states import PILOT_FINAL_REPORTABLE, PILOT_REPORTABLE, JobState
 
 MAX_BATCH = 5000
@@ -344,3 +345,15 @@ def validate_queue_stats(req: factory_pb2.GetQueueStatsRequest, *, known_queues:
     for i, q in enumerate(req.queues):
         if q not in known_queues:
             raise InvalidArgument(f"unknown queue {q!r}", field=f"queues[{i}]")
+
+
+def validate_output_locations(req: submission_pb2.SubmitJobsRequest, locations: StorageLocations) -> None:
+    """Output and log ``pfn`` of submitted jobs: empty (the pilot or the DDM plan chooses), or inside
+    configured storage. A pilot writes there with its own rights, so a submitter must not be able to
+    point it at another user's files or anywhere on the worker. Input pfns are only read into the
+    job's own work directory; pfns in final reports are stored but read back only through
+    :mod:`ddm.locations`."""
+    for i, job in enumerate(req.jobs):
+        for j, f in enumerate(job.files):
+            if f.pfn and f.type in (job_pb2.FILE_TYPE_OUTPUT, job_pb2.FILE_TYPE_LOG):
+                locations.resolve(f.pfn, field=f"jobs[{i}].files[{j}].pfn")

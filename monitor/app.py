@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ailuro.errors import InvalidArgument, NotFound
+from ailuro.errors import InvalidArgument, NotFound, ResourceExhausted
+from ddm.locations import StorageLocations
 from monitor import logs, svg
 from monitor.config import MonitorConfig
 from monitor.db import MonitorDatabase
@@ -113,6 +114,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     registry = make_registry(database)
     app = FastAPI(title="Ailuro monitor", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = database
+    locations = StorageLocations.from_config(config.storage, roots=config.log_roots)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def respond(request: Request, page: str, data: dict[str, Any], template: str, **extra: Any) -> Response:
@@ -144,6 +146,10 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.exception_handler(NotFound)
     def _not_found(request: Request, exc: NotFound) -> Response:
         return _error(request, 404, str(exc))
+
+    @app.exception_handler(ResourceExhausted)
+    def _too_large(request: Request, exc: ResourceExhausted) -> Response:
+        return _error(request, 413, str(exc), field=exc.field or "")
 
     def _error(request: Request, status: int, message: str, *, field: str = "") -> Response:
         if wants_json(request):
@@ -177,7 +183,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             data = jobq.job_detail(conn, panda_id, viewer_of(request))
             if data is None:
                 raise NotFound(f"job {panda_id} not found")
-            log = logs.find_log(conn, panda_id, config.log_roots)
+            log = logs.find_log(conn, panda_id, locations)
             data["ddm"] = ddmq.job_requests(conn, panda_id, now=time.time())
         data["log"] = None if log is None else log.as_dict()
         return respond(request, "job", data, "job.html")
@@ -186,26 +192,28 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         with database.read() as conn:
             if jobq.job_detail(conn, panda_id, viewer_of(request)) is None:
                 raise NotFound(f"job {panda_id} not found")
-            log = logs.find_log(conn, panda_id, config.log_roots)
+            log = logs.find_log(conn, panda_id, locations)
         if log is None:
             raise NotFound(f"job {panda_id} has no log file")
-        if log.path is None:
+        if log.location is None:
             raise NotFound(f"log of job {panda_id} cannot be served: {log.reason}")
         return log
 
     @app.get("/job/{panda_id}/log")
     def job_log(request: Request, panda_id: int) -> Response:
         log = _log_of(request, panda_id)
-        assert log.path is not None
-        return FileResponse(log.path, media_type="application/gzip", filename=log.lfn)
+        assert log.location is not None
+        # percent-encoded as FileResponse does: an lfn is submitter data and must not shape the header
+        headers = {"Content-Disposition": f"attachment; filename*=utf-8''{quote(log.lfn)}"}
+        return StreamingResponse(logs.iter_file(log.location), media_type="application/gzip", headers=headers)
 
     @app.get("/job/{panda_id}/{view}")
     def job_log_member(request: Request, panda_id: int, view: str) -> Response:
         if view not in logs.MEMBERS:
             raise NotFound(f"no page {view!r} (one of: {', '.join(logs.MEMBERS)}, log)")
         log = _log_of(request, panda_id)
-        assert log.path is not None
-        found = logs.read_member(log.path, view)
+        assert log.location is not None
+        found = logs.read_member(log.location, view)
         if found is None:
             raise NotFound(f"{logs.MEMBERS[view]} is not in {log.lfn}")
         text, truncated = found

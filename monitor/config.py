@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ailuro.queues import StorageElementConfig
+
 
 @dataclass(frozen=True, kw_only=True)
 class MonitorConfig:
     """Where the dispatcher's database is, where to listen, and how pages behave.
 
-    ``log_roots``: directories log tarballs may be served from (empty: any local path that passes
-    the checks in :mod:`monitor.logs`). ``refresh_s``: how often open pages poll for updates.
+    ``storage`` (the queue file's ``[[storage]]`` tables) and ``log_roots`` (directories) are the
+    configured storage log tarballs may be served from; with neither, no log is served (see
+    :mod:`monitor.logs`). ``refresh_s``: how often open pages poll for updates.
     """
 
     db_url: str
@@ -19,4 +22,5 @@ class MonitorConfig:
     port: int = 8880
     refresh_s: float = 10.0
     log_roots: tuple[Path, ...] = ()
+    storage: tuple[StorageElementConfig, ...] = ()
     pool_size: int = 5

@@ -37,7 +37,7 @@ def input_url(f: job_pb2.File, resolver: StorageResolver) -> str:
     """Where an input is read from: its ``pfn`` if given, else its place on ``source_se``."""
     if f.pfn:
         return f.pfn
-    return resolver.file_url(f.source_se, lfn=f.lfn, scope=f.scope)
+    return resolver.file_url(f.source_se, lfn=f.lfn, scope=f.scope, field="source_se")
 
 
 def output_url(f: job_pb2.File, job: job_pb2.Job, resolver: StorageResolver) -> str:

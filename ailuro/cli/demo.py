@@ -268,6 +268,7 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
             host="127.0.0.1",
             port=0,
             queues=queues,
+            storage_root=storage,
             no_job_retry_s=1.0,
             heartbeat_flush_s=0.5,
             watchdog_interval_s=1.0,

@@ -23,18 +23,32 @@ def monitor_command(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8880,
     refresh_s: Annotated[float, typer.Option(help="Seconds between live updates of open pages (0: off).")] = 10.0,
     log_root: Annotated[
-        list[Path] | None, typer.Option(help="Only serve job log tarballs under this directory (repeatable).")
+        list[Path] | None,
+        typer.Option(help="Serve job log tarballs stored under this directory, e.g. the storage root (repeatable)."),
+    ] = None,
+    queues: Annotated[
+        Path | None,
+        typer.Option(help="Queue file whose [[storage]] endpoints logs may be served from (file:// ones)."),
     ] = None,
 ) -> None:
     """Serve the monitor until interrupted."""
     import logging
 
+    from ailuro.errors import InvalidArgument
+    from ailuro.queues import load_storage
     from monitor.config import MonitorConfig
     from monitor.db import SchemaMissing
     from monitor.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = MonitorConfig(db_url=db, host=host, port=port, refresh_s=refresh_s, log_roots=tuple(log_root or ()))
+    try:
+        storage = load_storage(queues)
+    except InvalidArgument as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    config = MonitorConfig(
+        db_url=db, host=host, port=port, refresh_s=refresh_s, log_roots=tuple(log_root or ()), storage=storage
+    )
     try:
         serve(config)
     except SchemaMissing as exc:

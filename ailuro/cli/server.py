@@ -36,6 +36,13 @@ def server(
         min=0,
         help="DDM requests run at once by this dispatcher's agent (runs when --queues has [[storage]]); 0: none.",
     ),
+    storage_root: Path | None = typer.Option(
+        None,
+        "--storage-root",
+        envvar="AILURO_STORAGE_ROOT",
+        help="Directory of file:// storage elements (<root>/<SE>, as pilots use it; default: the pilots' "
+        "default, ~/.ailuro/storage); logs are read back only from there and the queue file's [[storage]] endpoints.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -61,6 +68,9 @@ def server(
         options["bundle_port"] = bundle_port
     if ddm_workers is not None:
         options["ddm_workers"] = ddm_workers
+    from pilot.config import DEFAULT_STORAGE_ROOT
+
+    options["storage_root"] = (storage_root or DEFAULT_STORAGE_ROOT).expanduser().absolute()
     with reported_errors():
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)

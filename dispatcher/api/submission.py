@@ -80,5 +80,5 @@ class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
     async def GetJobLog(
         self, request: submission_pb2.GetJobLogRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[submission_pb2.JobLogChunk]:
-        for chunk in await self.logs.chunks(request, identity_of(context)):
+        async for chunk in self.logs.stream(request, identity_of(context)):
             yield chunk

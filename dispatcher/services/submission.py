@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from ailuro.errors import AlreadyExists
+from ailuro.errors import AiluroError, AlreadyExists
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import validation
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.services.brokerage import Broker
+from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import dataflow
 from dispatcher.store import jobs as store
@@ -23,6 +26,8 @@ from dispatcher.store import workers as wstore
 from dispatcher.store.schema import submit_requests
 
 log = logging.getLogger(__name__)
+
+_ID_FIELD = re.compile(r"panda_ids\[(\d+)\]")
 
 DEFAULT_VO = "default"
 DEFAULT_LABEL = "user"
@@ -107,17 +112,39 @@ def place_and_insert(
     return ids
 
 
+def _distinct(ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The distinct ids in order of first appearance, and the request index of each."""
+    first: dict[int, int] = {}
+    for i, pid in enumerate(ids):
+        first.setdefault(pid, i)
+    return list(first), list(first.values())
+
+
+@contextlib.contextmanager
+def _request_indexes(positions: Sequence[int]) -> Iterator[None]:
+    """Re-point a ``panda_ids[i]`` field of an error about the distinct ids at the request's index."""
+    try:
+        yield
+    except AiluroError as exc:
+        match = _ID_FIELD.fullmatch(exc.field or "")
+        if match is None:
+            raise
+        raise type(exc)(exc.message, field=f"panda_ids[{positions[int(match.group(1))]}]") from None
+
+
 class SubmissionService:
     """Submit, kill, retry, get, list jobs; the gRPC layer and tests call this."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.locations = locations_of(runtime)
 
     # --- submit -----------------------------------------------------------------------------
 
     async def submit(self, req: submission_pb2.SubmitJobsRequest, identity: Identity) -> tuple[list[int], bool]:
         """Validate, broker and store a batch, all or nothing; ``(panda_ids, replayed)``."""
         validation.validate_submit(req, known_sites=self.rt.queue_names)
+        validation.validate_output_locations(req, self.locations)
         specs = [normalize(j, identity) for j in req.jobs]
         fp = fingerprint(req) if req.request_id else ""
         return await self.rt.db_call(self._submit_sync, req.request_id, fp, specs, identity)
@@ -179,14 +206,20 @@ class SubmissionService:
     # --- reads ------------------------------------------------------------------------------
 
     async def get_jobs(self, req: submission_pb2.GetJobsRequest, identity: Identity) -> list[job_pb2.Job]:
-        """Jobs by id with files (``NotFound`` names the first unknown id)."""
+        """Jobs by id with files, each once, in order of first appearance (``NotFound`` names an unknown id).
+
+        Duplicates are dropped before anything is read: ten copies of one big job must not cost ten
+        times its size in memory and on the wire.
+        """
         validation.validate_ids(req.panda_ids)
+        ids, positions = _distinct(req.panda_ids)
 
         def run() -> list[job_pb2.Job]:
             with self.rt.db.read() as conn:
-                return store.get_jobs(conn, list(req.panda_ids))
+                return store.get_jobs(conn, ids)
 
-        return await self.rt.db_call(run)
+        with _request_indexes(positions):
+            return await self.rt.db_call(run)
 
     async def list_jobs(
         self, req: submission_pb2.ListJobsRequest, identity: Identity
@@ -259,12 +292,17 @@ class SubmissionService:
         return results, commands
 
     async def retry(self, req: submission_pb2.RetryJobsRequest, identity: Identity) -> list[int]:
-        """Resubmit final failed/cancelled/closed jobs as new jobs; their new panda_ids in order."""
+        """Resubmit final failed/cancelled/closed jobs as new jobs; their new panda_ids in request order.
+
+        A job named twice is retried once (both positions get its one new id): a repeated id must
+        not make the same work run twice.
+        """
         validation.validate_ids(req.panda_ids)
+        unique, positions = _distinct(req.panda_ids)
 
         def run() -> list[int]:
             with self.rt.db.write() as conn:
-                new_jobs, owners = store.retry_jobs(conn, list(req.panda_ids))
+                new_jobs, owners = store.retry_jobs(conn, unique)
                 now = self.rt.now()
                 # The original owner keeps owning the retried job: insert per owner, keep request order.
                 by_owner: dict[str, list[int]] = {}
@@ -277,4 +315,6 @@ class SubmissionService:
                         out[i] = pid
                 return out
 
-        return await self.rt.db_call(run)
+        with _request_indexes(positions):
+            new_ids = dict(zip(unique, await self.rt.db_call(run), strict=True))
+        return [new_ids[pid] for pid in req.panda_ids]

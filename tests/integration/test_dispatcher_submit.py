@@ -76,10 +76,11 @@ def test_anonymous_identity_and_default_vo(sub: Any) -> None:
     assert (got.owner, got.vo) == ("anonymous", "default")
 
 
-def test_get_jobs_keeps_request_order_and_repeats(sub: Any) -> None:
+def test_get_jobs_keeps_request_order_and_serves_repeats_once(sub: Any) -> None:
+    # issue 12 (finding 4): a repeated id is answered once, so repeats cannot amplify the response
     ids = list(sub.SubmitJobs(S.SubmitJobsRequest(jobs=[job(job_name=f"n{i}") for i in range(3)])).panda_ids)
     got = sub.GetJobs(S.GetJobsRequest(panda_ids=[ids[2], ids[0], ids[2]])).jobs
-    assert [j.job_name for j in got] == ["n2", "n0", "n2"]
+    assert [j.job_name for j in got] == ["n2", "n0"]
 
 
 def test_idempotent_submit_replays_same_ids(sub: Any) -> None:

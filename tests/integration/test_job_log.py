@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ from ailuro.cli.main import app
 from ailuro.errors import FailedPrecondition, InvalidArgument, NotFound
 from ailuro.v1 import job_pb2
 from dispatcher.server import RunningDispatcher
+
+
+@pytest.fixture
+def dispatcher(make_dispatcher: Callable[..., RunningDispatcher], tmp_path: Path) -> RunningDispatcher:
+    """A dispatcher that reads logs back from the pilots' storage root (and nowhere else)."""
+    return make_dispatcher(storage_root=tmp_path / "storage")
 
 
 def _run_one_job(dispatcher: RunningDispatcher, tmp_path: Path, code: str) -> int:

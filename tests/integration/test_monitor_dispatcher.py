@@ -58,7 +58,7 @@ def test_monitor_shows_what_the_dispatcher_did(
         killed = next(i for i in ids if i != run_id)
         client.kill([killed], reason="not needed")
 
-    app = create_app(MonitorConfig(db_url=db_url))
+    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,)))
     with TestClient(app) as web:
         jobs = web.get("/jobs/?json").json()
         assert jobs["total"] == 3

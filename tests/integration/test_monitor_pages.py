@@ -66,7 +66,7 @@ def populated(db_url: str, tmp_path: Path) -> Iterator[Populated]:
             update(files).where(files.c.panda_id == job["panda_id"], files.c.type == "log").values(pfn=tarball.as_uri())
         )
     db.dispose()
-    app = create_app(MonitorConfig(db_url=db_url))
+    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,)))
     with TestClient(app) as client:
         yield Populated(url=db_url, rows=rows, client=client, log_job=job["panda_id"], tarball=tarball)
     app.state.db.dispose()
@@ -402,3 +402,19 @@ def test_tasks_page_ranks_the_latest_tasks_exactly(populated: Populated, hours: 
     window = _in_window(populated, hours)
     tasks = _get_json(populated.client, "/tasks/", hours=hours)["tasks"]
     assert {t["taskid"]: t["njobs"] for t in tasks} == dict(Counter(j["task_id"] for j in window))
+
+
+def test_logs_are_served_only_from_configured_storage(populated: Populated) -> None:
+    """Issue 12 finding 1: without --log-root/--queues the monitor used to serve any local tarball."""
+    for config in (
+        MonitorConfig(db_url=populated.url),
+        MonitorConfig(db_url=populated.url, log_roots=(populated.tarball.parent / "elsewhere",)),
+    ):
+        app = create_app(config)
+        with TestClient(app) as web:
+            data = web.get(f"/job/{populated.log_job}?json").json()
+            assert data["log"]["available"] is False
+            for view in ("log", "stdout"):
+                r = web.get(f"/job/{populated.log_job}/{view}")
+                assert r.status_code == 404 and b"hello from the payload" not in r.content
+        app.state.db.dispose()

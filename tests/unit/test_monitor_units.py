@@ -11,6 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from ailuro.errors import InvalidArgument
+from ailuro.queues import StorageElementConfig
+from ddm.locations import StorageLocations
 from monitor import svg
 from monitor.filters import DEFAULT_HOURS, MAX_HOURS, Viewer, job_conditions, parse_filter, parse_page
 from monitor.logs import _check, read_member
@@ -91,24 +93,44 @@ def test_svg_charts_are_well_formed_and_escaped() -> None:
 def test_log_checks(tmp_path: Path) -> None:
     (tmp_path / "o").write_text("out\n")
     tgz = make_log_tarball(tmp_path / "j.job.log.tgz", [(tmp_path / "o", "payload.stdout")])
-    path, reason = _check("j.job.log.tgz", tgz.as_uri(), ())
-    assert path == tgz.resolve() and reason == ""
-    assert read_member(tgz, "stdout") == ("out\n", False)
-    assert read_member(tgz, "stderr") is None
+    here = StorageLocations.from_config(roots=(tmp_path,))
+    location, reason = _check("j.job.log.tgz", tgz.as_uri(), here)
+    assert location is not None and Path(location.path) == tgz.resolve() and reason == ""
+    assert read_member(location, "stdout") == ("out\n", False)
+    assert read_member(location, "stderr") is None
     big = tmp_path / "big"
     big.write_text("x" * 5000 + "END")
     tgz2 = make_log_tarball(tmp_path / "k.job.log.tgz", [(big, "payload.stdout")])
-    text, cut = read_member(tgz2, "stdout", limit=100) or ("", False)
+    big_location = here.resolve(str(tgz2))
+    text, cut = read_member(big_location, "stdout", limit=100) or ("", False)
     assert cut and text.endswith("END") and len(text) == 100
-    # a pfn that names another file, a remote URL, a missing file, or a path outside the roots is refused
-    assert _check("j.job.log.tgz", "file:///etc/passwd", ())[0] is None
-    assert "remote" in _check("j.job.log.tgz", "root://eos//j.job.log.tgz", ())[1]
-    assert "not found" in _check("x.job.log.tgz", (tmp_path / "x.job.log.tgz").as_uri(), ())[1]
-    assert "outside" in _check("j.job.log.tgz", tgz.as_uri(), (tmp_path / "elsewhere",))[1]
+    # a pfn that names another file, a remote URL, a missing file, or a path outside storage is refused
+    assert _check("j.job.log.tgz", "file:///etc/passwd", here)[0] is None
+    eos = StorageLocations.from_config((StorageElementConfig(name="EOS", endpoints=("root://eos//",)),))
+    assert "remote" in _check("j.job.log.tgz", "root://eos//j.job.log.tgz", eos)[1]
+    assert "not found" in _check("x.job.log.tgz", (tmp_path / "x.job.log.tgz").as_uri(), here)[1]
+    elsewhere = StorageLocations.from_config(roots=(tmp_path / "elsewhere",))
+    assert "outside" in _check("j.job.log.tgz", tgz.as_uri(), elsewhere)[1]
+    # with no storage configured (no --log-root, no [[storage]]) nothing is served
+    assert "no storage is configured" in _check("j.job.log.tgz", tgz.as_uri(), StorageLocations.from_config())[1]
     fake = tmp_path / "f.job.log.tgz"
     fake.write_text("not a tarball")
-    assert "tarball" in _check("f.job.log.tgz", str(fake), ())[1]
+    assert "tarball" in _check("f.job.log.tgz", str(fake), here)[1]
     assert tarfile.is_tarfile(tgz)
+
+
+def test_log_outside_storage_is_refused_whatever_the_root(tmp_path: Path) -> None:
+    """Issue 12 finding 1, monitor side: a pfn escaping storage by symlink or ``..`` is never served."""
+    storage, outside = tmp_path / "storage", tmp_path / "outside"
+    storage.mkdir()
+    outside.mkdir()
+    (outside / "o").write_text("secret\n")
+    secret = make_log_tarball(outside / "s.job.log.tgz", [(outside / "o", "payload.stdout")])
+    (storage / "s.job.log.tgz").symlink_to(secret)
+    here = StorageLocations.from_config(roots=(storage,))
+    for pfn in ((storage / "s.job.log.tgz").as_uri(), f"{storage}/../outside/s.job.log.tgz", secret.as_uri()):
+        location, reason = _check("s.job.log.tgz", pfn, here)
+        assert location is None and "outside" in reason, pfn
 
 
 def test_sample_data_is_deterministic_and_consistent() -> None:
@@ -151,3 +173,17 @@ def test_cli_refuses_a_database_without_schema(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["monitor", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--port", "0"])
     assert result.exit_code == 2
     assert "ailuro server" in result.output
+
+
+def test_log_view_stops_at_the_unpacked_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gzip bomb as payload.stdout: the monitor stops unpacking at its limit (not the whole member)."""
+    import monitor.logs as monitor_logs
+    from ailuro.errors import ResourceExhausted
+    from ddm.tarballs import TarLimits
+
+    (tmp_path / "o").write_bytes(bytes(4 * 1024 * 1024))
+    tgz = make_log_tarball(tmp_path / "b.job.log.tgz", [(tmp_path / "o", "payload.stdout")])
+    location = StorageLocations.from_config(roots=(tmp_path,)).resolve(str(tgz))
+    monkeypatch.setattr(monitor_logs, "TAR_LIMITS", TarLimits(max_unpacked_bytes=1024 * 1024))
+    with pytest.raises(ResourceExhausted, match="limit"):
+        read_member(location, "stdout")
