@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ailuro.cli._common import console, fail, print_json, reported_errors
+from ailuro.cli._common import cell, console, fail, print_json, reported_errors
 
 ddm_app = typer.Typer(help="Data management: storage elements, datasets, replicas, transfers.", no_args_is_help=True)
 
@@ -42,7 +42,7 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*[str(x) for x in r])
+        table.add_row(*[cell(x) for x in r])
     console.print(table)
 
 
@@ -231,7 +231,7 @@ def register_files(
             for lfn, fid in ids.items():
                 catalog.set_replica(conn, fid, se, state=catalog.AVAILABLE, pfn=urls[lfn], now=now)
     out = [{"lfn": e.lfn, "size": e.size, "adler32": e.adler32, "se": se} for e in entries]
-    print_json(out) if as_json else console.print(f"registered {len(out)} file(s) in {did} on {se}")
+    print_json(out) if as_json else console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
 
 
 def _request_all(kind: str, did: str, se: str, db: str) -> list[int]:

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
-from ailuro.cli._common import console, print_json, reported_errors, settings
+from ailuro.cli._common import cell, console, print_json, reported_errors, settings
 from ailuro.cli.ddm import CONFIG_OPT, DB_OPT, JSON_OPT, _db, _table
 
 task_app = typer.Typer(help="Production tasks: process -> merge -> archive chains.", no_args_is_help=True)
@@ -56,7 +57,11 @@ def show(task_id: int = typer.Argument(...), db: str = DB_OPT, as_json: bool = J
     if as_json:
         print_json(info)
         return
-    console.print(f"task {task_id} {info['name']}: [bold]{info['state']}[/] {info['diag']}")
+    console.print(
+        Text.assemble(
+            f"task {task_id} ", cell(info["name"]), ": ", cell(info["state"], style="bold"), " ", cell(info["diag"])
+        )
+    )
     _table(["PANDA_ID", "JOB", "STATUS", "SITE"], [list(j.values()) for j in info["jobs"]])
     _table(
         ["REQ", "KIND", "LFN", "FROM", "TO", "STATE", "TRIES", "LAST ERROR"],
