@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from ailuro.cli._common import cell, console, fail, print_json, reported_errors
+from ailuro.names import check_dataset, check_lfn
 
 ddm_app = typer.Typer(help="Data management: storage elements, datasets, replicas, transfers.", no_args_is_help=True)
 
@@ -213,6 +214,9 @@ def register_files(
         if se not in ses:
             raise fail(f"unknown storage element {se!r}")
         scope, name = catalog.split_did(did)
+        check_dataset(did, "did")  # the SDK's name rules: the catalog holds only names jobs can use
+        for i, lfn in enumerate(lfns):
+            check_lfn(lfn, f"lfns[{i}]")
         entries, urls = [], {}
         for lfn in lfns:
             url = se_file_url(ses[se].endpoints[0], scope=scope, lfn=lfn)

@@ -8,6 +8,8 @@ scripts: ``megaDST-80616-0-7.root.022``, ``lxplus_test_job_<uuid>.job.log.tgz``,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ailuro import names
@@ -200,3 +202,28 @@ def test_safe_file_name_makes_a_valid_lfn(job_name: str, expected: str) -> None:
     assert lfn == expected
     names.check_lfn(lfn, "lfn")
     assert len(names.safe_file_name("a" * 400, fallback="7", suffix=".job.log.tgz")) == 255
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"input_dataset": "compass:../raw"}, "task.input_dataset"),
+        ({"archive_se": "../TAPE"}, "task.archive_se"),
+        ({"process": "compass:a/b"}, "task.process.output_dataset"),
+    ],
+)
+def test_task_files_follow_the_same_name_rules(change: dict[str, str], field: str) -> None:
+    import yaml
+
+    from dispatcher.services.tasks import parse_task
+
+    spec_file = Path(__file__).resolve().parents[2] / "examples" / "compass_chain" / "task.yaml"
+    data = yaml.safe_load(spec_file.read_text())
+    parse_task(dict(data), base_dir=spec_file.parent)  # the example itself passes
+    if "process" in change:
+        data["process"] = {**data["process"], "output_dataset": change["process"]}
+    else:
+        data.update(change)
+    with pytest.raises(InvalidArgument) as info:
+        parse_task(data, base_dir=spec_file.parent)
+    assert info.value.field == field
