@@ -10,7 +10,7 @@ never as markup, so ``[bold red]x[/]`` in a job name prints as written.
 
 from __future__ import annotations
 
-from ailuro.names import is_control
+from ailuro.names import CONTROL
 
 _KEPT = frozenset("\n\t")
 """Harmless where text is printed: a new line and a tab move the cursor forward only."""
@@ -35,4 +35,4 @@ def printable(text: object, *, keep_newlines: bool = True) -> str:
     if s.isprintable():  # the common case, and a fast one: no control character at all
         return s
     kept = _KEPT if keep_newlines else frozenset()
-    return "".join(_visible(c) if is_control(c) and c not in kept else c for c in s)
+    return CONTROL.sub(lambda m: m.group() if m.group() in kept else _visible(m.group()), s)
