@@ -219,3 +219,38 @@ def test_default_allow_list_names_are_not_credentials(name: str) -> None:
     from pilot import environment
 
     assert environment.inherited({name: "x"}, environment.DEFAULT_ALLOW) == {name: "x"}
+
+
+def test_queue_pilot_env_reaches_the_pilot_config_through_the_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pilot_env`` in the queue file -> the factory's ``--pass-env`` -> ``PilotConfig.payload_env_allow``."""
+    import typer
+    from typer.testing import CliRunner
+
+    import pilot.main
+    from ailuro.cli.pilot import register
+    from ailuro.errors import InvalidArgument
+    from ailuro.queues import parse_queues
+    from backends.factory import Factory, FactoryConfig
+
+    (queue,) = parse_queues({"queue": [{"name": "CERN_LOCAL", "pilot_env": ["CMT_*", "LD_LIBRARY_PATH"]}]})
+    with pytest.raises(InvalidArgument):
+        parse_queues({"queue": [{"name": "Q", "pilot_env": ["A=B"]}]})
+    factory = Factory(FactoryConfig(server="127.0.0.1:1", queues=(queue,), workdir=tmp_path / "factory"))
+    try:
+        args = factory._spec(queue).pilot_args
+    finally:
+        factory.close()
+    assert args == ("--pass-env=CMT_*", "--pass-env=LD_LIBRARY_PATH")
+
+    seen: list[PilotConfig] = []
+    monkeypatch.setattr(pilot.main, "run_pilot", lambda config: seen.append(config) or 0)
+    monkeypatch.setattr(pilot.main, "setup_logging", lambda level: None)
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(
+        app, ["--server", "127.0.0.1:1", "--queue", "CERN_LOCAL", "--workdir", str(tmp_path / "w"), *args]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[0].payload_env_allow == ("CMT_*", "LD_LIBRARY_PATH")
