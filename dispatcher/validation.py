@@ -91,12 +91,14 @@ def validate_ids(ids: Sequence[int], field: str = "panda_ids") -> None:
 def validate_file(f: job_pb2.File, where: str) -> None:
     """One file of a submitted job or of a final report.
 
-    The lfn must be a plain file name here; the full character sets (``ailuro.names``) are checked
-    where names are born (:func:`validate_job`), so a final report of a job accepted under older
-    rules is still accepted.
+    Only the rule every dispatcher version applied is checked here (no ``/``, no NUL): the full
+    character sets (``ailuro.names``) are checked where names are born (:func:`validate_job`), so
+    the final report of a job accepted under older rules is still accepted and the job never
+    sits in holding because of its own name. The pilot never writes outside its work directory
+    whatever the name (``pilot.sandbox``).
     """
     _text(f.lfn, f"{where}.lfn", required=True)
-    if not names.is_plain_file_name(f.lfn):
+    if "/" in f.lfn:
         raise InvalidArgument("must be a file name, not a path", field=f"{where}.lfn")
     if f.type not in (job_pb2.FILE_TYPE_INPUT, job_pb2.FILE_TYPE_OUTPUT, job_pb2.FILE_TYPE_LOG):
         raise InvalidArgument("must be FILE_TYPE_INPUT, FILE_TYPE_OUTPUT or FILE_TYPE_LOG", field=f"{where}.type")
