@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
-from ailuro import targets
+from ailuro import names, targets
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
@@ -204,6 +204,8 @@ class Client:
         ]
         if not messages:
             raise InvalidArgument("at least one job is required", field="jobs")
+        for i, message in enumerate(messages):  # the dispatcher's own name rules, checked before sending
+            names.check_job_names(message, f"jobs[{i}]")
         base_id = request_id or str(uuid.uuid4())
         chunks = _chunks(messages, MAX_BATCH)
         ids: list[int] = []

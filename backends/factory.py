@@ -340,7 +340,7 @@ class Factory:
             factory_id=self.factory_id,
             idle_timeout_s=float(queue.factory.idle_timeout_s),
             pilot_command=self.config.pilot_command,
-            pilot_args=self.config.pilot_args,
+            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pilot_env)),
             environment=environment,
         )
 

@@ -9,6 +9,7 @@ Limits (also in the README):
 ================================  ============================================
 batch sizes (jobs, ids, workers)  1 to 5,000
 names (job_name, vo, label, site, lfn, guid, dataset, scope, SEs, pilot/worker ids)  at most 255 characters
+name character sets              job_name, lfn, scope, dataset, SEs: see ``ailuro.names`` (one rule, client and server)
 transformation                    1 to 4,096 characters
 job_parameters                    at most 65,536 characters
 environment                       at most 256 entries; names like shell variables; values at most 4,096
@@ -31,6 +32,7 @@ import binascii
 import re
 from collections.abc import Collection, Sequence
 
+from ailuro import names
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import factory_pb2, job_pb2, pilot_pb2, submission_pb2
 from ddm.locations import StorageLocations
@@ -88,7 +90,14 @@ def validate_ids(ids: Sequence[int], field: str = "panda_ids") -> None:
 
 
 def validate_file(f: job_pb2.File, where: str) -> None:
-    """One file of a submitted job."""
+    """One file of a submitted job or of a final report.
+
+    Only the rule every dispatcher version applied is checked here (no ``/``, no NUL): the full
+    character sets (``ailuro.names``) are checked where names are born (:func:`validate_job`), so
+    the final report of a job accepted under older rules is still accepted and the job never
+    sits in holding because of its own name. The pilot never writes outside its work directory
+    whatever the name (``pilot.sandbox``).
+    """
     _text(f.lfn, f"{where}.lfn", required=True)
     if "/" in f.lfn:
         raise InvalidArgument("must be a file name, not a path", field=f"{where}.lfn")
@@ -140,9 +149,11 @@ def validate_job(job: job_pb2.Job, where: str, *, known_sites: Collection[str]) 
         _text(value, f"{where}.environment[{key}]", limit=MAX_ENV_VALUE)
     if len(job.files) > MAX_FILES_PER_JOB:
         raise InvalidArgument(f"has {len(job.files)} files; the limit is {MAX_FILES_PER_JOB}", field=f"{where}.files")
-    seen: set[str] = set()
+    names.check_job_names(job, where)  # the SDK's own rule, so both report the same field and message
     for j, f in enumerate(job.files):
         validate_file(f, f"{where}.files[{j}]")
+    seen: set[str] = set()
+    for j, f in enumerate(job.files):
         if f.lfn in seen:
             raise InvalidArgument(f"duplicate lfn {f.lfn!r} within the job", field=f"{where}.files[{j}].lfn")
         seen.add(f.lfn)

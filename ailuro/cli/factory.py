@@ -16,9 +16,10 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.text import Text
 
 from ailuro import targets
-from ailuro.cli._common import console, err_console, settings
+from ailuro.cli._common import cell, console, err_console, settings
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         try:
             queues = load_queues(config)
         except AiluroError as exc:
-            err_console.print(f"[red]error:[/] {exc}")
+            err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
         cfg = FactoryConfig(
             server=_server(ctx, server),
@@ -94,7 +95,9 @@ def register(app: typer.Typer) -> None:
                         f"{r.queue}: activated {r.activated}, idle pilots {r.idle_pilots}, queued {r.queued}, "
                         f"running {r.running}, submitted {r.submitted}"
                     )
-                    console.print(line + (f", [red]error: {r.last_error}[/]" if r.last_error else ""))
+                    console.print(
+                        Text.assemble(cell(line), cell(f", error: {r.last_error}", style="red") if r.last_error else "")
+                    )
                 return
             stop = threading.Event()
 
@@ -104,8 +107,10 @@ def register(app: typer.Typer) -> None:
             signal.signal(signal.SIGINT, _stop)
             signal.signal(signal.SIGTERM, _stop)
             console.print(
-                f"factory {factory.factory_id} serving {', '.join(q.name for q in queues)} "
-                f"for {cfg.server} (work dir {cfg.workdir}); Ctrl-C stops"
+                cell(
+                    f"factory {factory.factory_id} serving {', '.join(q.name for q in queues)} "
+                    f"for {cfg.server} (work dir {cfg.workdir}); Ctrl-C stops"
+                )
             )
             factory.run(stop)
         finally:
@@ -134,7 +139,8 @@ def register(app: typer.Typer) -> None:
             try:
                 rows = collect_status(channel, queues=names, workdir=workdir)
             except grpc.RpcError as exc:
-                err_console.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+                details = exc.details()  # type: ignore[attr-defined]
+                err_console.print(cell(f"error: {exc.code().name}: {details}", style="red"))
                 raise typer.Exit(1) from None
         if as_json:
             console.print_json(json.dumps([r.as_dict() for r in rows]))
@@ -158,8 +164,8 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             error = f"{r.last_error} ({_ago(r.last_error_time)})" if r.last_error else r.last_worker_error
             table.add_row(
-                r.queue,
-                r.backend,
+                cell(r.queue),
+                cell(r.backend),
                 str(r.activated_jobs),
                 str(r.running_jobs),
                 f"{r.connected_pilots} ({r.idle_pilots})",
@@ -167,7 +173,7 @@ def register(app: typer.Typer) -> None:
                 str(r.running_workers),
                 str(r.held_workers),
                 _ago(r.last_submission),
-                f"[red]{error}[/]" if error else "",
+                cell(error, style="red") if error else "",
             )
         console.print(table)
 

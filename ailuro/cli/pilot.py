@@ -56,6 +56,15 @@ def pilot_command(
     ] = False,
     memory_mb: Annotated[int, typer.Option(help="Memory offered to payloads in MiB (default: node memory).")] = 0,
     keep_workdirs: Annotated[bool, typer.Option(help="Keep job work directories after the job.")] = False,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pass-env",
+            envvar="AILURO_PILOT_PASS_ENV",
+            help="Also pass this variable (or shell pattern, e.g. 'CMT_*') of the pilot's environment to "
+            "payloads (repeatable). Credential-like names never pass.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run a pilot for one queue."""
@@ -93,6 +102,7 @@ def pilot_command(
             jobs_in_parallel=jobs_in_parallel,
             kill_grace_s=kill_grace_s,
             keep_workdirs=keep_workdirs,
+            payload_env_allow=tuple(pass_env or ()),
             unary=unary,
         )
     except ValueError as exc:
