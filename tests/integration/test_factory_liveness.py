@@ -185,8 +185,8 @@ def test_held_and_ended_workers_release_their_pilots_jobs(
 
 def test_held_pilots_are_removed_and_replaced_at_once(
     make_dispatcher: Callable[..., Any],
-    lsf_emulator: Any,
-    tmp_path: Path,  # noqa: F811
+    lsf_emulator: Any,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
 ) -> None:
     # "bsub -H": every pilot is submitted held (PSUSP) and would stay so for ever
     queue = QueueConfig(
