@@ -298,7 +298,11 @@ class Factory:
         if n == 0 or report.backoff_s > 0:
             return
         if self.start_failures[queue.name].count:
-            n = 1  # pilots die at start: probe with one until one connects
+            # pilots die at start: one probe at a time, until one connects
+            probing = counts.queued + max(0, counts.running - int(stats.connected_pilots))
+            n = 0 if probing else 1
+        if n == 0:
+            return
         try:
             # constructing the backend (and fetching the bundle's checksum) belongs here: a queue
             # whose backend cannot even start is backed off too
