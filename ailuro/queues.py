@@ -46,6 +46,7 @@ Storage elements (DDM) live in the same file; a queue names the ones it reads in
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class QueueConfig:
     """Storage elements the queue's pilots read inputs from (first = preferred); empty: no DDM."""
     output_se: tuple[str, ...] = ()
     """Storage elements outputs of the queue's jobs go to when a job names no ``destination_se``."""
+    pilot_environment: dict[str, str] = field(default_factory=dict)
+    """Environment the factory gives this queue's pilots (over the factory-wide one)."""
 
     def serves(self, *, vo: str, label: str) -> bool:
         """Whether jobs of this VO and prod_source_label may run here."""
@@ -130,8 +133,10 @@ _QUEUE_KEYS = {
     "backend_options",
     "input_se",
     "output_se",
+    "pilot_environment",
 }
 _STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
 
 
@@ -186,6 +191,14 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
         options = raw.get("backend_options", {})
         if not isinstance(options, dict):
             raise InvalidArgument("must be a table", field=f"{where}.backend_options")
+        pilot_env = raw.get("pilot_environment", {})
+        if not isinstance(pilot_env, dict) or not all(
+            isinstance(k, str) and _ENV_NAME.fullmatch(k) and isinstance(v, str) for k, v in pilot_env.items()
+        ):
+            raise InvalidArgument(
+                'must be a table of NAME = "value" strings (names: letters, digits, _)',
+                field=f"{where}.pilot_environment",
+            )
         queues.append(
             QueueConfig(
                 name=name,
@@ -198,6 +211,7 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
                 backend_options=dict(options),
                 input_se=tuple(raw.get("input_se", [])),
                 output_se=tuple(raw.get("output_se", [])),
+                pilot_environment=dict(pilot_env),
             )
         )
     known_se = {se.name for se in parse_storage(data, source=source)}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ from backends.health import Backoff, StartFailures, error_line
 from backends.ids import valid_batch_id
 from backends.registry import create_backend
 from backends.wrapper.bundle import bundle_environment
+from ddm.storage import ENV_STORAGE_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,9 @@ class FactoryConfig:
     pilot_args: tuple[str, ...] = ()
     """Extra pilot options, appended by the wrapper."""
     pilot_environment: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment for pilots."""
+    """Extra environment for every queue's pilots (a queue's ``pilot_environment`` wins); without
+    ``AILURO_STORAGE_ROOT`` here, in the queue's or the factory's own environment, pilots get
+    ``<workdir>/storage``."""
     cancel_queued_after_s: float = 900.0
     """Cancel workers still waiting in the batch system after this long while their queue has no
     activated jobs (0: never)."""
@@ -329,7 +333,11 @@ class Factory:
     # --- pieces ----------------------------------------------------------------------------
 
     def _spec(self, queue: QueueConfig) -> PilotSpec:
-        environment = dict(self.config.pilot_environment)
+        environment = {**self.config.pilot_environment, **queue.pilot_environment}
+        # file:// storage (job log tarballs included) under the work dir unless configured: a
+        # path the factory's host (and the dispatcher next to it) can read, never the home of
+        # whichever user the batch system runs the pilot as
+        environment.setdefault(ENV_STORAGE_ROOT, os.environ.get(ENV_STORAGE_ROOT) or str(self.workdir / "storage"))
         if self.config.pilot_bundle_url:
             environment.update(bundle_environment(self.config.pilot_bundle_url, python=self.config.pilot_python))
         return PilotSpec(
