@@ -40,7 +40,6 @@ from ailuro import targets
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc
 from backends.base import (
-    FINAL_WORKER_STATES,
     QUEUED_WORKER_STATES,
     BatchBackend,
     PilotSpec,
@@ -432,7 +431,7 @@ class Factory:
             state = st.state.to_proto()
             if state != w.state:
                 updates.append(factory_pb2.WorkerUpdate(worker_id=w.worker_id, state=state, diag=st.diag))
-                if st.state in FINAL_WORKER_STATES and st.state != WorkerState.CANCELLED and not w.node:
+                if st.state == WorkerState.FAILED and not w.node:  # ended in error, never said Hello
                     self._start_failed(queue.name, w, st.diag)
         if updates:
             resp = self._stub.UpdateWorkers(
