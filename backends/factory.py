@@ -202,7 +202,7 @@ class Factory:
         self.backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self.start_backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self.start_failures: dict[str, StartFailures] = {q.name: StartFailures() for q in config.queues}
-        self._seen_connected: set[str] = set()
+        self._seen_connected: dict[str, set[str]] = {}
         self._reported_health: dict[str, tuple[int, bool, str]] = {}
         self._backends: dict[str, BatchBackend] = {}
         self._last_poll: dict[str, float] = {}
@@ -418,11 +418,13 @@ class Factory:
         statuses = backend.status([w.batch_id for w in workers])
         updates = []
         held: list[str] = []
+        # a pilot newly seen connected proves the queue's pilots can start (bounded: live workers only)
+        connected = {w.worker_id for w in workers if w.node}
+        if connected - self._seen_connected.get(queue.name, set()):
+            self.start_failures[queue.name].connected()
+            self.start_backoff.succeeded(queue.name)
+        self._seen_connected[queue.name] = connected
         for w in workers:
-            if w.node and w.worker_id not in self._seen_connected:
-                self._seen_connected.add(w.worker_id)
-                self.start_failures[queue.name].connected()
-                self.start_backoff.succeeded(queue.name)
             st = statuses.get(w.batch_id)
             if st is None:
                 continue
