@@ -32,6 +32,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from ailuro import names, targets
+from ailuro.backoff import backoff_delay
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
@@ -48,6 +49,10 @@ MAX_BATCH = 5000
 USER_METADATA_KEY = "ailuro-user"
 VO_METADATA_KEY = "ailuro-vo"
 ROLES_METADATA_KEY = "ailuro-roles"
+FACTORY_ID_METADATA_KEY = "ailuro-factory-id"
+"""Metadata key naming the calling pilot factory (FactoryService calls that change workers)."""
+FACTORY_SECRET_METADATA_KEY = "ailuro-factory-secret"
+"""Metadata key carrying that factory's secret (until real identities replace it)."""
 
 _RETRY_ALWAYS = frozenset({grpc.StatusCode.UNAVAILABLE})
 _RETRY_IDEMPOTENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -167,7 +172,7 @@ class Client:
 
     def _sleep_before_retry(self, attempt: int) -> None:
         # full jitter keeps many clients that lost the same server from returning in lockstep
-        delay = min(5.0, self.backoff_s * (2**attempt))
+        delay = backoff_delay(attempt + 1, base_s=self.backoff_s, max_s=5.0)
         time.sleep(random.uniform(delay / 2, delay))
 
     def _call(self, method: Callable[..., _T], request: Any, *, idempotent: bool) -> _T:

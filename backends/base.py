@@ -18,12 +18,13 @@ import os
 import subprocess
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 from ailuro.v1 import factory_pb2
+from backends.ids import split_batch_ids
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,11 @@ class WorkerState(enum.Enum):
 FINAL_WORKER_STATES = frozenset({WorkerState.FINISHED, WorkerState.FAILED, WorkerState.CANCELLED, WorkerState.MISSING})
 """States a worker never leaves."""
 
-QUEUED_WORKER_STATES = frozenset({WorkerState.SUBMITTED, WorkerState.IDLE, WorkerState.HELD})
-"""States of a worker that is in the batch system but not running: it still occupies a queue slot."""
+QUEUED_WORKER_STATES = frozenset({WorkerState.SUBMITTED, WorkerState.IDLE})
+"""States of a worker that waits in the batch system to run a pilot: it still occupies a queue slot.
+
+A held worker is not one of them: it will not run a pilot unless someone releases it, so it must
+not stop the factory from submitting a replacement (the factory removes held workers)."""
 
 
 PILOT_EXIT_CODES: Mapping[int, str] = {
@@ -199,6 +203,17 @@ class BatchBackend(ABC):
     @abstractmethod
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """Remove the given workers; ids that already ended are ignored."""
+
+    def own_ids(self, batch_ids: Iterable[str]) -> list[str]:
+        """The ids that have this backend's form (:mod:`backends.ids`), in order.
+
+        Every other id is logged and dropped: ids come from the dispatcher's records, and only an
+        id of the right form may reach a batch command line.
+        """
+        valid, refused = split_batch_ids(self.name, batch_ids)
+        if refused:
+            log.error("%s: refusing %d batch id(s) not of its form: %r", self.name, len(refused), refused[:5])
+        return valid
 
 
 # --- the one seam for external commands ------------------------------------------------------

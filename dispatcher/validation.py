@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Collection, Sequence
 
@@ -340,6 +341,24 @@ def validate_update_workers(req: factory_pb2.UpdateWorkersRequest) -> None:
         _text(u.worker_id, f"updates[{i}].worker_id", required=True)
         _worker_state(u.state, f"updates[{i}].state")
         _text(u.diag, f"updates[{i}].diag", limit=MAX_TEXT)
+
+
+def validate_queue_health(req: factory_pb2.ReportQueueHealthRequest, *, known_queues: Collection[str]) -> None:
+    """A ReportQueueHealth request: known queues, each once, bounded text, sane numbers."""
+    _batch(len(req.queues), "queues")
+    seen: set[str] = set()
+    for i, h in enumerate(req.queues):
+        where = f"queues[{i}]"
+        if h.queue not in known_queues:
+            raise InvalidArgument(f"unknown queue {h.queue!r}", field=f"{where}.queue")
+        if h.queue in seen:
+            raise InvalidArgument(f"duplicate queue {h.queue!r}", field=f"{where}.queue")
+        seen.add(h.queue)
+        if h.start_failures < 0:
+            raise InvalidArgument("must be >= 0", field=f"{where}.start_failures")
+        if not math.isfinite(h.backoff_until) or h.backoff_until < 0:
+            raise InvalidArgument("must be a finite time >= 0", field=f"{where}.backoff_until")
+        _text(h.last_error, f"{where}.last_error", limit=MAX_TEXT)
 
 
 def validate_list_workers(req: factory_pb2.ListWorkersRequest) -> int:

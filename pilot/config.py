@@ -68,7 +68,7 @@ class PilotConfig:
     payload_env_allow: tuple[str, ...] = ()
     """Names or shell-style patterns (``CMT_*``) of the pilot's environment variables passed to
     payloads besides :data:`pilot.environment.DEFAULT_ALLOW` (``--pass-env``, or the queue's
-    ``pilot_env``); credential-like names never pass."""
+    ``pass_env``); credential-like names never pass."""
     keep_workdirs: bool = False
     """Keep each job's work directory after its log tarball was stored (for debugging)."""
     unary: bool | None = None

@@ -6,6 +6,7 @@ processes can run their watchdogs at once without handling a job twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
@@ -58,51 +59,82 @@ def requeue_unstarted(conn: Connection, *, sent_timeout_s: float, now: float, li
             changes.append(_killed(row, now, "never started"))
             continue
         diag = f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s"
-        changes.append(
-            Change(
-                panda_id=row["panda_id"],
-                from_status=JobState.SENT,
-                epoch=row["lease_epoch"],
-                to_status=JobState.ACTIVATED,
-                values={"sent_time": None, "lease_expires": None, "errors": _error(errorcodes.NOT_STARTED, diag)},
-                reason=f"requeued: {diag} (error {errorcodes.NOT_STARTED})",
-                actor=ACTOR,
-                attempt_nr=row["attempt_nr"],
-            )
-        )
+        changes.append(_unstarted(row, diag))
     return len(apply_changes(conn, changes, now=now))
 
 
 def expire_leases(conn: Connection, *, now: float, limit: int) -> int:
     """Attempts whose lease lapsed fail with a lost-heartbeat error, then follow the retry rules."""
     rows = _candidates(conn, jobs.c.status.in_(_LEASED) & (jobs.c.lease_expires < now), limit)
-    changes = []
-    for row in rows:
-        if row["kill_requested"]:
-            changes.append(_killed(row, now, "lease expired"))
-            continue
-        attempt = row["attempt_nr"]
-        diag = f"lost heartbeat: pilot {row['pilot_id']} stopped reporting"
-        base: dict[str, Any] = {
-            "panda_id": row["panda_id"],
-            "from_status": JobState(row["status"]),
-            "epoch": row["lease_epoch"],
-            "actor": ACTOR,
-            "attempt_nr": attempt,
-        }
-        values: dict[str, Any] = {"lease_expires": None, "errors": _error(errorcodes.LOST_HEARTBEAT, diag)}
-        if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=True):
-            values.update(attempt_nr=attempt + 1, sent_time=None)
-            reason = (
-                f"attempt {attempt} failed ({diag}, error {errorcodes.LOST_HEARTBEAT}); "
-                f"retrying as attempt {attempt + 1}"
-            )
-            changes.append(Change(**base, to_status=JobState.ACTIVATED, values=values, reason=reason))
-        else:
-            values["end_time"] = now
-            reason = f"failed: {diag} (error {errorcodes.LOST_HEARTBEAT}); attempt {attempt} of {row['max_attempt']}"
-            changes.append(Change(**base, to_status=JobState.FAILED, values=values, reason=reason))
+    changes = [
+        _killed(row, now, "lease expired")
+        if row["kill_requested"]
+        else _lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} stopped reporting")
+        for row in rows
+    ]
     return len(apply_changes(conn, changes, now=now))
+
+
+def release_pilot_jobs(conn: Connection, pilot_ids: Sequence[str], *, now: float, why: str, limit: int) -> int:
+    """Jobs still leased to pilots known to be gone are decided now, as their lease expiry would.
+
+    A factory saw these pilots' workers end (or be held), so their leases cannot be renewed:
+    a ``sent`` job goes back to ``activated`` (it never started), a started one fails its attempt
+    with the lost-heartbeat error and follows the retry rules. Jobs whose lease is already cleared
+    (the pilot's final report arrived) are left alone.
+    """
+    if not pilot_ids:
+        return 0
+    cond = (
+        jobs.c.pilot_id.in_(list(pilot_ids))
+        & jobs.c.status.in_([JobState.SENT.value, *_LEASED])
+        & jobs.c.lease_expires.is_not(None)
+    )
+    changes = []
+    for row in _candidates(conn, cond, limit):
+        if row["kill_requested"]:
+            changes.append(_killed(row, now, f"pilot gone ({why})"))
+        elif row["status"] == JobState.SENT.value:
+            changes.append(_unstarted(row, f"pilot {row['pilot_id']} {why} before starting the job"))
+        else:
+            changes.append(_lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} {why}"))
+    return len(apply_changes(conn, changes, now=now))
+
+
+def _unstarted(row: Any, diag: str) -> Change:
+    """A ``sent`` job back to ``activated`` (no attempt was spent: it never started)."""
+    return Change(
+        panda_id=row["panda_id"],
+        from_status=JobState.SENT,
+        epoch=row["lease_epoch"],
+        to_status=JobState.ACTIVATED,
+        values={"sent_time": None, "lease_expires": None, "errors": _error(errorcodes.NOT_STARTED, diag)},
+        reason=f"requeued: {diag} (error {errorcodes.NOT_STARTED})",
+        actor=ACTOR,
+        attempt_nr=row["attempt_nr"],
+    )
+
+
+def _lost(row: Any, now: float, diag: str) -> Change:
+    """A started attempt whose pilot is lost: failed with error LOST_HEARTBEAT, retried if allowed."""
+    attempt = row["attempt_nr"]
+    base: dict[str, Any] = {
+        "panda_id": row["panda_id"],
+        "from_status": JobState(row["status"]),
+        "epoch": row["lease_epoch"],
+        "actor": ACTOR,
+        "attempt_nr": attempt,
+    }
+    values: dict[str, Any] = {"lease_expires": None, "errors": _error(errorcodes.LOST_HEARTBEAT, diag)}
+    if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=True):
+        values.update(attempt_nr=attempt + 1, sent_time=None)
+        reason = (
+            f"attempt {attempt} failed ({diag}, error {errorcodes.LOST_HEARTBEAT}); retrying as attempt {attempt + 1}"
+        )
+        return Change(**base, to_status=JobState.ACTIVATED, values=values, reason=reason)
+    values["end_time"] = now
+    reason = f"failed: {diag} (error {errorcodes.LOST_HEARTBEAT}); attempt {attempt} of {row['max_attempt']}"
+    return Change(**base, to_status=JobState.FAILED, values=values, reason=reason)
 
 
 def purge_commands(conn: Connection, *, before: float) -> int:

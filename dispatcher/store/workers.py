@@ -70,8 +70,9 @@ def list_workers(
         .where(jobs.c.pilot_id == workers.c.worker_id, jobs.c.status.in_(_ON_PILOT))
         .scalar_subquery()
     )
+    node = select(pilots.c.node).where(pilots.c.pilot_id == workers.c.worker_id).scalar_subquery()
     stmt = (
-        select(workers, current.label("current_panda_id"))
+        select(workers, current.label("current_panda_id"), node.label("node"))
         .where(and_(True, *conds))
         .order_by(workers.c.submit_time.desc(), workers.c.worker_id)
         .limit(limit)
@@ -88,11 +89,19 @@ def list_workers(
             diag=r["diag"],
             log_path=r["log_path"],
             current_panda_id=r["current_panda_id"] or 0,
+            node=r["node"] or "",
         )
         w.submit_time.FromNanoseconds(int(r["submit_time"] * 1e9))
         w.update_time.FromNanoseconds(int(r["update_time"] * 1e9))
         out.append(w)
     return out
+
+
+def disconnect_pilots(conn: Connection, pilot_ids: Sequence[str]) -> None:
+    """Mark pilots whose workers ended as no longer connected (a stream left open by a dead
+    process must not count as an idle pilot)."""
+    for part in chunks(sorted(set(pilot_ids))):
+        conn.execute(update(pilots).where(pilots.c.pilot_id.in_(part), pilots.c.connected).values(connected=False))
 
 
 def connected_pilots(conn: Connection, *, now: float, stale_s: float) -> dict[str, tuple[int, int]]:

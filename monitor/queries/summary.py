@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
+from dispatcher.store import factories
 from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
 from monitor.queries import counts
@@ -137,7 +138,8 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
         .group_by(workers.c.queue, workers.c.backend, workers.c.state)
     ):
         by_backend[queue][backend or "?"][state] = int(n)
-    names = sorted(set(active) | set(final) | set(connected) | set(by_backend))
+    health = factories.queue_health(conn)
+    names = sorted(set(active) | set(final) | set(connected) | set(by_backend) | set(health))
     sites = []
     for name in names:
         states = {**active.get(name, {}), **final.get(name, {})}
@@ -154,10 +156,12 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
                 "failure_rate": failed / (finished + failed) if finished + failed else None,
                 "pilots_connected": connected.get(name, 0),
                 "workers": backends,
-                "pilots_queued": sum(
-                    s.get("submitted", 0) + s.get("idle", 0) + s.get("held", 0) for s in backends.values()
-                ),
+                "pilots_queued": sum(s.get("submitted", 0) + s.get("idle", 0) for s in backends.values()),
                 "pilots_running": sum(s.get("running", 0) for s in backends.values()),
+                # pilots that died at start in a row, as the factories report them (flagged at their threshold)
+                "start_failures": health.get(name, (0, False, ""))[0],
+                "flagged": health.get(name, (0, False, ""))[1],
+                "flag_reason": health.get(name, (0, False, ""))[2],
             }
         )
     return {"filter": flt.as_dict(), "sites": sites}

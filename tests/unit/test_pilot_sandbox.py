@@ -224,7 +224,7 @@ def test_default_allow_list_names_are_not_credentials(name: str) -> None:
 def test_queue_pilot_env_reaches_the_pilot_config_through_the_factory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``pilot_env`` in the queue file -> the factory's ``--pass-env`` -> ``PilotConfig.payload_env_allow``."""
+    """``pass_env`` in the queue file -> the factory's ``--pass-env`` -> ``PilotConfig.payload_env_allow``."""
     import typer
     from typer.testing import CliRunner
 
@@ -234,9 +234,9 @@ def test_queue_pilot_env_reaches_the_pilot_config_through_the_factory(
     from ailuro.queues import parse_queues
     from backends.factory import Factory, FactoryConfig
 
-    (queue,) = parse_queues({"queue": [{"name": "CERN_LOCAL", "pilot_env": ["CMT_*", "LD_LIBRARY_PATH"]}]})
+    (queue,) = parse_queues({"queue": [{"name": "CERN_LOCAL", "pass_env": ["CMT_*", "LD_LIBRARY_PATH"]}]})
     with pytest.raises(InvalidArgument):
-        parse_queues({"queue": [{"name": "Q", "pilot_env": ["A=B"]}]})
+        parse_queues({"queue": [{"name": "Q", "pass_env": ["A=B"]}]})
     factory = Factory(FactoryConfig(server="127.0.0.1:1", queues=(queue,), workdir=tmp_path / "factory"))
     try:
         args = factory._spec(queue).pilot_args
