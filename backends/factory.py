@@ -236,7 +236,11 @@ class Factory:
         return backend
 
     def cancel_all(self) -> int:
-        """Cancel every non-final worker of this factory and record it; returns how many."""
+        """Cancel every non-final worker of this factory; returns how many were asked to end.
+
+        The count is of cancel requests, not of workers already seen gone: a busy batch system
+        takes a while to act on ``scancel``/``condor_rm``, and the factory's next polls record the
+        end (the poll here records whatever has ended already)."""
         total = 0
         for queue in self.config.queues:
             workers = self._my_workers(queue)
@@ -244,7 +248,8 @@ class Factory:
                 continue
             backend = self.backend_for(queue)
             backend.cancel([w.batch_id for w in workers])
-            total += self._poll(queue, backend, workers, force=True)
+            self._poll(queue, backend, workers, force=True)
+            total += len(workers)
         return total
 
     # --- one cycle -------------------------------------------------------------------------

@@ -42,8 +42,14 @@ def test_htcondor_job_logs_are_fetchable_and_queue_environment_reaches_pilots(
         backend_options=condor_pool.options(),
         pilot_environment={"AILURO_QUEUE_MARK": "from-the-queue"},
     )
-    server = str(make_dispatcher(queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2).address)
     workdir = condor_pool.workspace(f"logs-{tmp_path.name}")
+    # the dispatcher reads logs back only from configured storage: here, the factory's default
+    # storage root for its pilots (README, "Security model")
+    server = str(
+        make_dispatcher(
+            queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, storage_root=workdir / "storage"
+        ).address
+    )
     # no AILURO_STORAGE_ROOT anywhere: the factory's default must put logs where they can be read
     factory = Factory(
         FactoryConfig(
