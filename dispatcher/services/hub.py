@@ -416,8 +416,8 @@ class PilotHub:
                 self._deliver(await self.rt.db_call(run))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("polling pilot commands failed")
+            except Exception as exc:
+                log.error("polling pilot commands failed: %s", describe(exc))
 
     async def take_commands_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""

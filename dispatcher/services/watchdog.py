@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dispatcher.logsafe import describe
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import watchdog as wstore
 
@@ -63,5 +64,5 @@ class Watchdog:
                 await self.rt.db_call(self.sweep)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("watchdog sweep failed; retrying next interval")
+            except Exception as exc:
+                log.error("watchdog sweep failed; retrying next interval: %s", describe(exc))

@@ -12,12 +12,13 @@ consistency check.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import grpc
 import pytest
+from poison import poisoned_row
 from sqlalchemy import create_engine, text
 
 from ailuro.v1 import job_pb2, pilot_pb2, submission_pb2, submission_pb2_grpc
@@ -28,43 +29,6 @@ J = job_pb2
 P = pilot_pb2
 PILOTS = 6
 JOBS_EACH = 4
-
-
-@contextmanager
-def poisoned_row(db_url: str, panda_id: int) -> Iterator[None]:
-    """Make the database refuse every UPDATE of job ``panda_id`` (a trigger that raises) while inside."""
-    engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        if db_url.startswith("sqlite"):
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER ailuro_poison BEFORE UPDATE ON jobs WHEN NEW.panda_id = {panda_id} "
-                    "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    "CREATE FUNCTION ailuro_poison() RETURNS trigger AS $$ BEGIN "
-                    "RAISE EXCEPTION 'poisoned row'; END $$ LANGUAGE plpgsql"
-                )
-            )
-            conn.execute(
-                text(
-                    "CREATE TRIGGER ailuro_poison BEFORE UPDATE ON jobs FOR EACH ROW "
-                    f"WHEN (NEW.panda_id = {panda_id}) EXECUTE FUNCTION ailuro_poison()"
-                )
-            )
-    try:
-        yield
-    finally:
-        with engine.connect() as conn:
-            if db_url.startswith("sqlite"):
-                conn.execute(text("DROP TRIGGER ailuro_poison"))
-            else:
-                conn.execute(text("DROP TRIGGER ailuro_poison ON jobs"))
-                conn.execute(text("DROP FUNCTION ailuro_poison()"))
-        engine.dispose()
 
 
 def leases(db_url: str, ids: list[int]) -> dict[int, float]:
