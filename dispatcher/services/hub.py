@@ -270,7 +270,13 @@ class PilotHub:
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
-        return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s))
+        req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s)
+        outcome = await _settled(self._claims.submit(req))
+        if isinstance(outcome, Unavailable):
+            raise outcome
+        if isinstance(outcome, BaseException):  # this request failed alone (logged): answer NoJob, keep the stream
+            return []
+        return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
         cfg = self.rt.config
