@@ -12,6 +12,7 @@ consistency check.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -167,4 +168,38 @@ def test_poisoned_final_fails_alone(
     p.final(poisoned, epoch, J.JOB_STATUS_FINISHED, metrics=J.JobMetrics(exit_code=0))
     assert p.ack_for(poisoned, final=True).result == P.ACK_RESULT_OK
     check = consistency.check(db_url, submitted=fleet.ids, expect_final=True)
+    assert check.ok, check.summary()
+
+
+def test_poisoned_row_does_not_stop_the_watchdog(
+    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any], db_url: str
+) -> None:
+    """Leases of every other job still expire (and their jobs are retried) while one row is refused."""
+    d = make_dispatcher(lease_s=1.0)
+    with grpc.insecure_channel(d.address) as ch:
+        sub = submission_pb2_grpc.SubmissionServiceStub(ch)
+        jobs = [J.Job(transformation="/bin/true") for _ in range(5)]
+        ids = list(sub.SubmitJobs(submission_pb2.SubmitJobsRequest(jobs=jobs)).panda_ids)
+        p = raw_pilot(d.address, pilot_id="silent")
+        p.request(len(ids))
+        held = {}
+        for _ in ids:
+            a = p.expect("assignment")
+            held[a.job.panda_id] = a.lease_epoch
+        poisoned = ids[2]
+        with poisoned_row(db_url, poisoned):
+            for pid, epoch in held.items():  # one heartbeat, then silence: every lease lapses
+                p.heartbeat(pid, epoch, J.JOB_STATUS_STARTING)
+            deadline = time.monotonic() + 30
+            others = [pid for pid in ids if pid != poisoned]
+            while time.monotonic() < deadline:
+                got = {j.panda_id: j for j in sub.GetJobs(submission_pb2.GetJobsRequest(panda_ids=ids)).jobs}
+                if all(got[pid].attempt_nr == 2 for pid in others):
+                    break
+                time.sleep(0.2)
+            assert {pid: (got[pid].status, got[pid].attempt_nr) for pid in others} == dict.fromkeys(
+                others, (J.JOB_STATUS_ACTIVATED, 2)
+            ), "one refused row stopped every lease from expiring"
+            assert got[poisoned].attempt_nr == 1
+    check = consistency.check(db_url, submitted=ids)
     assert check.ok, check.summary()
