@@ -17,9 +17,10 @@ class Limits:
     every client shares (name lengths, jobs per call, ...) live in ``dispatcher/validation.py``.
     """
 
-    max_message_bytes: int = 16 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
     """Largest request message the gRPC server accepts (``grpc.max_receive_message_length``);
-    larger ones end with RESOURCE_EXHAUSTED from gRPC itself. 5,000 ordinary jobs are ~2 MB."""
+    larger ones end with RESOURCE_EXHAUSTED from gRPC itself. 5,000 ordinary jobs are ~2 MB; the
+    SDK splits submissions by count only, so 5,000 jobs with long parameters need the room."""
     errors_per_final: int = 32
     """JobError entries in one final report (one per failing component is the norm). Beyond it the
     report is REJECTED: each distinct error becomes up to four permanent monitor counter rows."""
