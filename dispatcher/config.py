@@ -37,8 +37,12 @@ class Limits:
     """Heartbeats in one HeartbeatBatch (or one UpdateJob call, with its finals)."""
     pending_per_stream: int = 1000
     """Messages of one Connect stream received but not answered yet (job requests and final
-    reports in flight, heartbeats waiting for the flush). A pilot that sends faster than it is
-    served gets RESOURCE_EXHAUSTED and its stream ends, instead of growing the server's memory."""
+    reports in flight, heartbeats waiting for the flush). Beyond it the stream is not read (gRPC
+    flow control pushes back on the pilot) for up to ``pending_wait_s``; if its backlog has not
+    drained by then, the stream ends with RESOURCE_EXHAUSTED. Memory never grows with it."""
+    pending_wait_s: float = 10.0
+    """How long a stream over ``pending_per_stream`` waits for its backlog to drain (a burst of
+    spooled final reports after a reconnect does) before it ends with RESOURCE_EXHAUSTED."""
     send_queue_per_stream: int = 1000
     """Messages queued for one stream that its pilot has not read; beyond it the pilot is deemed
     stuck and the stream is cut (assignments come back by the sent timeout, acks are resent)."""

@@ -81,7 +81,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         try:
             async for msg in requests:
                 kind = msg.WhichOneof("msg")
-                stream.check_pending(limits.pending_per_stream)
+                await stream.wait_pending(limits.pending_per_stream, limits.pending_wait_s)
                 if kind == "job_request":
                     validation.validate_job_request_n(msg.job_request.n, "job_request.n")
                     spawn(self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s))

@@ -48,6 +48,10 @@ A pilot asks for at most 100 jobs at a time and reads continuously, so a healthy
 comes near this; a pilot that stopped reading would otherwise grow the queue without bound."""
 
 
+_PENDING_POLL_S = 0.02
+"""How often a stream paused over ``pending_per_stream`` looks whether its backlog drained."""
+
+
 @dataclass(eq=False, kw_only=True)
 class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
@@ -70,14 +74,21 @@ class PilotStream:
         """Whether half the send queue is in use: claim nothing more for this pilot now."""
         return self.out.qsize() >= self.send_limit // 2
 
-    def check_pending(self, limit: int) -> None:
-        """Raise ``ResourceExhausted`` once more than ``limit`` of its messages wait for an answer."""
-        pending = self.in_flight + self.buffered
-        if pending > limit:
-            raise ResourceExhausted(
-                f"{pending} messages of this stream are not answered yet; the limit (pending_per_stream) is "
-                f"{limit}: wait for answers before sending more"
-            )
+    async def wait_pending(self, limit: int, wait_s: float) -> None:
+        """Return once at most ``limit`` of its messages wait for an answer; ``ResourceExhausted`` after ``wait_s``.
+
+        Meanwhile the stream is not read, so gRPC flow control holds the pilot back.
+        """
+        if self.in_flight + self.buffered <= limit:
+            return
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while self.in_flight + self.buffered > limit:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise ResourceExhausted(
+                    f"{self.in_flight + self.buffered} messages of this stream are not answered yet; the limit "
+                    f"(pending_per_stream) is {limit}: wait for answers before sending more"
+                )
+            await asyncio.sleep(_PENDING_POLL_S)
 
     def send(self, msg: pilot_pb2.DispatcherMessage) -> None:
         """Queue a message for the pilot (dropped once the stream closed; cuts a stuck stream)."""

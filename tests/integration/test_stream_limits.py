@@ -49,7 +49,7 @@ def test_pending_messages_per_stream(
     make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any]
 ) -> None:
     # Heartbeats wait for a flush that does not come during the test: they pile up unanswered.
-    d = make_dispatcher(limits=Limits(pending_per_stream=5), heartbeat_flush_s=60.0)
+    d = make_dispatcher(limits=Limits(pending_per_stream=5, pending_wait_s=0.5), heartbeat_flush_s=60.0)
     fast = raw_pilot(d.address, pilot_id="too-fast")
     other = raw_pilot(d.address, pilot_id="patient")
     _alive(other)
@@ -59,6 +59,18 @@ def test_pending_messages_per_stream(
     err = _ended_with(fast, grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert "pending_per_stream" in err.details()
     _alive(other)
+
+
+def test_a_burst_over_the_pending_limit_is_paused_not_cut(
+    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any]
+) -> None:
+    # Like spooled finals after a reconnect: more requests at once than the limit, served in turn.
+    d = make_dispatcher(limits=Limits(pending_per_stream=5))
+    p = raw_pilot(d.address, pilot_id="bursty")
+    for _ in range(50):
+        p.request(1)
+    for _ in range(50):
+        assert p.expect("no_job").retry_after_s > 0
 
 
 def test_heartbeats_per_message(
