@@ -6,7 +6,7 @@ processes can run their watchdogs at once without handling a job twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
@@ -22,7 +22,14 @@ ACTOR = "watchdog"
 _LEASED = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.HOLDING, JobState.TRANSFERRING)]
 
 
-def _candidates(conn: Connection, cond: Any, limit: int) -> list[Any]:
+def _candidates(
+    conn: Connection, cond: Any, limit: int, only: Sequence[int] | None = None, exclude: Collection[int] = ()
+) -> list[Any]:
+    """Jobs matching ``cond``: among ``only`` when given, never those in ``exclude`` (quarantined)."""
+    if only is not None:
+        cond = cond & jobs.c.panda_id.in_(list(only))
+    if exclude:
+        cond = cond & jobs.c.panda_id.notin_(sorted(exclude))
     stmt = select(jobs).where(cond).order_by(jobs.c.panda_id).limit(limit)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
@@ -50,9 +57,38 @@ def _killed(row: Any, now: float, why: str) -> Change:
     )
 
 
-def requeue_unstarted(conn: Connection, *, sent_timeout_s: float, now: float, limit: int) -> int:
-    """``sent`` jobs whose pilot did not report ``starting`` in time go back to ``activated``."""
-    rows = _candidates(conn, (jobs.c.status == JobState.SENT.value) & (jobs.c.sent_time < now - sent_timeout_s), limit)
+def unstarted_cond(*, sent_timeout_s: float, now: float) -> Any:
+    """``sent`` jobs whose pilot did not report ``starting`` within ``sent_timeout_s``."""
+    return (jobs.c.status == JobState.SENT.value) & (jobs.c.sent_time < now - sent_timeout_s)
+
+
+def expired_cond(*, now: float) -> Any:
+    """Jobs on a pilot whose lease lapsed."""
+    return jobs.c.status.in_(_LEASED) & (jobs.c.lease_expires < now)
+
+
+def candidate_ids(conn: Connection, cond: Any, *, limit: int, exclude: Collection[int] = ()) -> list[int]:
+    """The ids a sweep step would handle (a plain read: used to isolate a job the database refuses)."""
+    if exclude:
+        cond = cond & jobs.c.panda_id.notin_(sorted(exclude))
+    stmt = select(jobs.c.panda_id).where(cond).order_by(jobs.c.panda_id).limit(limit)
+    return [int(r[0]) for r in conn.execute(stmt)]
+
+
+def requeue_unstarted(
+    conn: Connection,
+    *,
+    sent_timeout_s: float,
+    now: float,
+    limit: int,
+    only: Sequence[int] | None = None,
+    exclude: Collection[int] = (),
+) -> int:
+    """``sent`` jobs whose pilot did not report ``starting`` in time go back to ``activated``.
+
+    ``only``/``exclude`` restrict the candidates (isolating a job the database refuses).
+    """
+    rows = _candidates(conn, unstarted_cond(sent_timeout_s=sent_timeout_s, now=now), limit, only, exclude)
     changes = []
     for row in rows:
         if row["kill_requested"]:
@@ -63,9 +99,11 @@ def requeue_unstarted(conn: Connection, *, sent_timeout_s: float, now: float, li
     return len(apply_changes(conn, changes, now=now))
 
 
-def expire_leases(conn: Connection, *, now: float, limit: int) -> int:
+def expire_leases(
+    conn: Connection, *, now: float, limit: int, only: Sequence[int] | None = None, exclude: Collection[int] = ()
+) -> int:
     """Attempts whose lease lapsed fail with a lost-heartbeat error, then follow the retry rules."""
-    rows = _candidates(conn, jobs.c.status.in_(_LEASED) & (jobs.c.lease_expires < now), limit)
+    rows = _candidates(conn, expired_cond(now=now), limit, only, exclude)
     changes = [
         _killed(row, now, "lease expired")
         if row["kill_requested"]

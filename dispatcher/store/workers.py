@@ -13,7 +13,7 @@ from ailuro.v1 import factory_pb2
 from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES, WORKER_STATES_BY_NAME
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.jobs import chunks
-from dispatcher.store.pilots import _insert_for
+from dispatcher.store.pilots import _insert_for, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 
 _ON_PILOT = [s.value for s in ON_PILOT_STATES]
@@ -109,7 +109,7 @@ def connected_pilots(conn: Connection, *, now: float, stale_s: float) -> dict[st
     busy = exists().where(jobs.c.pilot_id == pilots.c.pilot_id, jobs.c.status.in_(_ON_PILOT))
     stmt = (
         select(pilots.c.queue, func.count(), func.sum(case((busy, 0), else_=1)))
-        .where(pilots.c.connected, pilots.c.last_seen >= now - stale_s)
+        .where(connected_clause(now=now, stale_s=stale_s))
         .group_by(pilots.c.queue)
     )
     return {q: (int(n), int(idle or 0)) for q, n, idle in conn.execute(stmt)}

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import factories
+from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
 from monitor.queries import counts
@@ -128,7 +129,7 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     connected: dict[str, int] = {
         q: int(n)
         for q, n in conn.execute(
-            select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
+            select(pilots.c.queue, func.count()).where(connected_clause(now=flt.now)).group_by(pilots.c.queue)
         )
     }
     by_backend: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
@@ -195,7 +196,7 @@ def pilots_page(conn: Connection, flt: JobFilter) -> dict[str, Any]:
                 "batchid": p.batch_id,
                 "version": p.version,
                 "dispatcherid": p.dispatcher_id,
-                "connected": bool(p.connected),
+                "connected": bool(p.connected) and p.last_seen >= flt.now - PILOT_STALE_S,
                 "firstseen": p.first_seen,
                 "lastseen": p.last_seen,
             }
