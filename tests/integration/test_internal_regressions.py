@@ -1,0 +1,54 @@
+"""Finding 10 of issue #12 through real gRPC: inputs that used to end as INTERNAL, on SQLite and PostgreSQL.
+
+The property suite (``tests/property``) found these; each is pinned here with the exact input.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ailuro.errors import FIELD_METADATA_KEY
+from ailuro.v1 import factory_pb2, factory_pb2_grpc, submission_pb2, submission_pb2_grpc
+
+
+def _token(body: str) -> str:
+    return base64.urlsafe_b64encode(body.encode()).decode()
+
+
+def _invalid_field(call: Any, request: Any) -> str:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    return dict(info.value.trailing_metadata() or ()).get(FIELD_METADATA_KEY, "")
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (submission_pb2.ListJobsRequest(page_token=_token("v1:" + "9" * 30)), "page_token"),
+        (submission_pb2.ListJobsRequest(page_token=_token(f"v1:{2**63}")), "page_token"),
+        (submission_pb2.ListJobsRequest(since=Timestamp(seconds=-62135596801)), "since.seconds"),
+        (submission_pb2.ListJobsRequest(until=Timestamp(seconds=10**15)), "until.seconds"),
+        (submission_pb2.ListJobsRequest(since=Timestamp(seconds=1, nanos=-1)), "since.nanos"),
+    ],
+    ids=["token-30-digits", "token-2^63", "since-year-0", "until-1e15", "since-negative-nanos"],
+)
+def test_list_jobs_bad_token_or_time_is_invalid_argument(dispatcher: Any, request_: Any, field: str) -> None:
+    with grpc.insecure_channel(dispatcher.address) as channel:
+        stub = submission_pb2_grpc.SubmissionServiceStub(channel)
+        assert _invalid_field(stub.ListJobs, request_) == field
+        stub.ListJobs(submission_pb2.ListJobsRequest(page_size=1), timeout=30)  # still serving
+
+
+def test_register_worker_with_invalid_submit_time_is_invalid_argument(dispatcher: Any) -> None:
+    w = factory_pb2.Worker(worker_id="w1", queue="LOCAL", submit_time=Timestamp(seconds=10**15))
+    with grpc.insecure_channel(dispatcher.address) as channel:
+        stub = factory_pb2_grpc.FactoryServiceStub(channel)
+        field = _invalid_field(stub.RegisterWorkers, factory_pb2.RegisterWorkersRequest(workers=[w]))
+        assert field == "workers[0].submit_time.seconds"
+        assert not stub.ListWorkers(factory_pb2.ListWorkersRequest(), timeout=30).workers  # nothing stored
