@@ -41,6 +41,8 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     finished: set[int] = field(default_factory=set)
     replayed: int = 0
+    odd: list[str] = field(default_factory=list)
+    """``where: CODE details`` of every non-retryable status clients saw (for failure messages)."""
     sink: Any = None
     """A text file each assignment is written to at once (survives a SIGKILL of the process)."""
 
@@ -65,6 +67,8 @@ async def submit(
                     resp = await stubs[(b + attempt) % len(stubs)].SubmitJobs(req, timeout=timeout)
                 except grpc.aio.AioRpcError as exc:
                     tally.codes[exc.code().name] += 1
+                    if exc.code() not in RETRYABLE:
+                        tally.odd.append(f"SubmitJobs: {exc.code().name} {exc.details()}")
                     if exc.code() not in RETRYABLE or time.monotonic() > end:
                         raise
                     attempt += 1
@@ -103,6 +107,8 @@ class ResilientPilot:
                 backoff = 0.05
             except grpc.aio.AioRpcError as exc:
                 self.tally.codes[exc.code().name] += 1
+                if exc.code() not in RETRYABLE:
+                    self.tally.odd.append(f"Connect: {exc.code().name} {exc.details()}")
                 self.index += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
