@@ -41,6 +41,8 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     finished: set[int] = field(default_factory=set)
     replayed: int = 0
+    write_races: int = 0
+    """Writes that failed because the server had just ended the stream (see ``_session``)."""
     odd: list[str] = field(default_factory=list)
     """``where: CODE details`` of every non-retryable status clients saw (for failure messages)."""
     sink: Any = None
@@ -122,7 +124,21 @@ class ResilientPilot:
         reader = asyncio.create_task(self._read(call))
         try:
             while not stop.is_set() and not reader.done():
-                await self._tick(call)
+                # A write fails only once the call is over (the server ended it meanwhile).
+                try:
+                    await self._tick(call)
+                except asyncio.InvalidStateError:  # the server's status has arrived: the reader raises it
+                    self.tally.write_races += 1
+                    await asyncio.wait({reader}, timeout=5)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # It had not arrived: grpc.aio records a status of its own making on the call
+                    # (INTERNAL "Internal error from Core", grpc/grpc#36066), and the server's is lost.
+                    # Not something the server sent; the tests check the dispatcher's log for those.
+                    self.tally.write_races += 1
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE, None, None, f"stream ended while writing ({exc.details()})"
+                    ) from None
                 await asyncio.sleep(self.period)
             if reader.done():
                 reader.result()  # raises the stream's error

@@ -52,3 +52,11 @@ def test_register_worker_with_invalid_submit_time_is_invalid_argument(dispatcher
         field = _invalid_field(stub.RegisterWorkers, factory_pb2.RegisterWorkersRequest(workers=[w]))
         assert field == "workers[0].submit_time.seconds"
         assert not stub.ListWorkers(factory_pb2.ListWorkersRequest(), timeout=30).workers  # nothing stored
+
+
+def test_queue_stats_answer_each_queue_once(dispatcher: Any) -> None:
+    """20,000 copies of one queue name got 20,000 entries back (past the client's 4 MiB: RESOURCE_EXHAUSTED)."""
+    with grpc.insecure_channel(dispatcher.address) as channel:
+        stub = factory_pb2_grpc.FactoryServiceStub(channel)
+        resp = stub.GetQueueStats(factory_pb2.GetQueueStatsRequest(queues=["LOCAL"] * 20_000), timeout=30)
+        assert [q.queue for q in resp.queues] == ["LOCAL"]
