@@ -108,3 +108,24 @@ def pilot_messages() -> st.SearchStrategy[pilot_pb2.PilotMessage]:
     return st.one_of(
         near_valid(descriptor, hints=HINTS), near_valid(descriptor, hints=HINTS), messages(descriptor, hints=HINTS)
     )
+
+
+def pilot_reports() -> st.SearchStrategy[pilot_pb2.PilotMessage]:
+    """Well-formed final reports and heartbeats carrying any metrics (to be bound to a held job).
+
+    The state is one a pilot may report, files and errors are mostly absent, so the report passes
+    validation and its odd metrics (NaN, infinities, negatives, int64 limits) reach the group commit.
+    """
+    metrics = messages(job_pb2.JobMetrics.DESCRIPTOR, hints=HINTS)
+    final_states = st.sampled_from(
+        [job_pb2.JOB_STATUS_FINISHED, job_pb2.JOB_STATUS_FAILED, job_pb2.JOB_STATUS_CANCELLED]
+    )
+    beat_states = st.sampled_from([job_pb2.JOB_STATUS_STARTING, job_pb2.JOB_STATUS_RUNNING, job_pb2.JOB_STATUS_HOLDING])
+    final = st.builds(pilot_pb2.JobFinal, status=final_states, metrics=metrics, retryable=st.booleans())
+    beat = st.builds(pilot_pb2.Heartbeat, status=beat_states, metrics=metrics)
+    return st.one_of(
+        final.map(lambda f: pilot_pb2.PilotMessage(final=f)),
+        st.lists(beat, min_size=1, max_size=3).map(
+            lambda hbs: pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=hbs))
+        ),
+    )

@@ -328,7 +328,7 @@ def near_valid(descriptor: Descriptor, *, hints: Hints, depth: int = 0) -> st.Se
                 strategy = _hinted(member, hints, depth)
                 if strategy is not None:
                     values[member.name] = draw(strategy)
-        if depth <= 1 and leaves and draw(st.booleans()):
+        if depth <= 3 and leaves and draw(st.booleans()):
             odd = draw(st.sampled_from(leaves))  # nested messages get their own odd field
             values[odd.name] = draw(field_strategy(odd, hints, depth + 1))
         return cls(**values)
