@@ -81,6 +81,8 @@ class Target:
     address: str
     db_url: str
     channel: grpc.Channel
+    kind: str = "sqlite"
+    """``sqlite`` or ``postgres``: the PostgreSQL run uses fewer examples."""
     submitted: set[int] = field(default_factory=set)
     assignments: list[tuple[int, int]] = field(default_factory=list)
 

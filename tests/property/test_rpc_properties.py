@@ -65,8 +65,7 @@ def _serve(db_url: str, kind: str) -> Iterator[Target]:
     channel = grpc.insecure_channel(d.address)
     try:
         wait_for_channel(channel)
-        t = Target(address=d.address, db_url=db_url, channel=channel)
-        t.kind = kind  # type: ignore[attr-defined]
+        t = Target(address=d.address, db_url=db_url, channel=channel, kind=kind)
         t.submit(40)
         yield t
     finally:
@@ -89,7 +88,7 @@ def test_rpc_answers_with_a_documented_status(target: Target, method: Any) -> No
     allowed = STREAM_ANSWERS if method.server_streaming and not method.client_streaming else ANSWERS
     seen: dict[str, int] = {}
 
-    @settings(max_examples=examples(SCALE[target.kind]))  # type: ignore[attr-defined]
+    @settings(max_examples=examples(SCALE[target.kind]))
     @given(request=requests_for(method), metadata=identities())
     def run(request: Any, metadata: list[tuple[str, str]]) -> None:
         out = target.call(method, request, metadata=metadata)
@@ -127,7 +126,7 @@ def test_pilot_sessions_answer_with_a_documented_status(target: Target) -> None:
         st.tuples(st.just("report"), pilot_reports(), st.integers(0, 3)),
     )
 
-    @settings(max_examples=examples(SCALE[target.kind]))  # type: ignore[attr-defined]
+    @settings(max_examples=examples(SCALE[target.kind]))
     @given(script=st.lists(step, max_size=8), pilot=st.sampled_from(["prop-s1", "prop-s2", "prop-s3"]))
     def run(script: list[tuple[str, Any, int]], pilot: str) -> None:
         target.submit(2)
