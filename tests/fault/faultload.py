@@ -41,6 +41,10 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     finished: set[int] = field(default_factory=set)
     replayed: int = 0
+    write_races: int = 0
+    """Writes that failed because the server had just ended the stream (see ``_session``)."""
+    odd: list[str] = field(default_factory=list)
+    """``where: CODE details`` of every non-retryable status clients saw (for failure messages)."""
     sink: Any = None
     """A text file each assignment is written to at once (survives a SIGKILL of the process)."""
 
@@ -65,6 +69,8 @@ async def submit(
                     resp = await stubs[(b + attempt) % len(stubs)].SubmitJobs(req, timeout=timeout)
                 except grpc.aio.AioRpcError as exc:
                     tally.codes[exc.code().name] += 1
+                    if exc.code() not in RETRYABLE:
+                        tally.odd.append(f"SubmitJobs: {exc.code().name} {exc.details()}")
                     if exc.code() not in RETRYABLE or time.monotonic() > end:
                         raise
                     attempt += 1
@@ -103,6 +109,8 @@ class ResilientPilot:
                 backoff = 0.05
             except grpc.aio.AioRpcError as exc:
                 self.tally.codes[exc.code().name] += 1
+                if exc.code() not in RETRYABLE:
+                    self.tally.odd.append(f"Connect: {exc.code().name} {exc.details()}")
                 self.index += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -116,7 +124,21 @@ class ResilientPilot:
         reader = asyncio.create_task(self._read(call))
         try:
             while not stop.is_set() and not reader.done():
-                await self._tick(call)
+                # A write fails only once the call is over (the server ended it meanwhile).
+                try:
+                    await self._tick(call)
+                except asyncio.InvalidStateError:  # the server's status has arrived: the reader raises it
+                    self.tally.write_races += 1
+                    await asyncio.wait({reader}, timeout=5)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # It had not arrived: grpc.aio records a status of its own making on the call
+                    # (INTERNAL "Internal error from Core", grpc/grpc#36066), and the server's is lost.
+                    # Not something the server sent; the tests check the dispatcher's log for those.
+                    self.tally.write_races += 1
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE, None, None, f"stream ended while writing ({exc.details()})"
+                    ) from None
                 await asyncio.sleep(self.period)
             if reader.done():
                 reader.result()  # raises the stream's error
