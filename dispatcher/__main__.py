@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", default=None, help="write the bound port to this file")
     p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
     p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -58,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"PORT {port}\n")
         sys.stdout.flush()
 
-    asyncio.run(serve(config, on_ready=ready))
+    if args.workers > 1:
+        from dispatcher.workers import serve_workers
+
+        serve_workers(config, args.workers, on_ready=ready, log_level=args.log_level.upper())
+    else:
+        asyncio.run(serve(config, on_ready=ready))
     return 0
 
 

@@ -98,7 +98,10 @@ class ResilientPilot:
         while not stop.is_set():
             address = self.addresses[self.index % len(self.addresses)]
             try:
-                async with grpc.aio.insecure_channel(address) as channel:
+                # Its own connection, as a real pilot (its own process) has: gRPC would otherwise
+                # share one per address among all pilots of this process.
+                own = [("grpc.use_local_subchannel_pool", 1)]
+                async with grpc.aio.insecure_channel(address, options=own) as channel:
                     await self._session(pilot_pb2_grpc.PilotServiceStub(channel), stop)
                 backoff = 0.05
             except grpc.aio.AioRpcError as exc:
