@@ -73,6 +73,8 @@ class LifecycleConfig:
     kill_every: int = 200
     echo_seconds: float = 3.0
     timeout_s: float = 900.0
+    pg_settings: tuple[str, ...] = ()
+    """``name=value`` PostgreSQL settings applied to the benchmark's database (``--pg-set``)."""
     connections: int = 1
     """TCP connections per load process and dispatcher address; pilot streams are spread over them.
     Real pilots each have their own connection; with ``--workers`` the kernel spreads connections
@@ -381,7 +383,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
     ctx = mp.get_context("spawn")
     res = Result(db=kind, dispatchers=n_dispatchers)
     extra = ("--workers", str(workers)) if workers > 1 else ()
-    with database(kind) as url, ExitStack() as stack:
+    with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
         handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
         addresses = [h.address for h in handles]
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
@@ -478,7 +480,8 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
         f"{cfg.jobs:,} jobs: submit -> JobRequest -> STARTING -> RUNNING x{cfg.renewals} -> FINISHED; "
         f"{cfg.pilots} pilot streams x {cfg.slots} slots in {cfg.load_processes} processes; "
         f"{workers} server process(es) per dispatcher, {cfg.connections} connection(s) per load process; "
-        f"1 in {cfg.kill_every} running jobs killed; "
+        + (f"PostgreSQL {', '.join(cfg.pg_settings)}; " if cfg.pg_settings else "")
+        + f"1 in {cfg.kill_every} running jobs killed; "
         + (f"offered load {cfg.rate:,.0f} jobs/s" if cfg.rate else "closed loop (jobs taken as fast as served)"),
         f"{'offered':<17}{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
         f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}",
@@ -528,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--connections", type=int, default=0, help="connections per load process and address (default: 4 x workers)"
     )
+    p.add_argument(
+        "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
+    )
     a = p.parse_args(argv)
     cfg = LifecycleConfig(
         jobs=a.jobs,
@@ -542,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=a.timeout,
         rate=a.rate,
         connections=a.connections or 4 * a.workers,
+        pg_settings=tuple(a.pg_set),
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]
