@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import signal
@@ -37,6 +38,7 @@ START_TIMEOUT_S = 120.0
 """A worker that does not listen within this is a start-up failure (nothing is restarted then)."""
 RESTART_DELAY_S = 1.0
 """Pause before restarting a worker that died, so a worker that keeps crashing does not spin."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -56,10 +58,19 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when its supervisor dies (even by SIGKILL): no orphans
+    keep serving the port after the supervisor is gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _worker_main(config: DispatcherConfig, ready: Any, log_level: str) -> None:
     """Entry point of one worker process: a whole dispatcher bound with ``SO_REUSEPORT``."""
     from dispatcher.server import serve  # in the child: the supervisor never loads the server
 
+    _die_with_parent()
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     asyncio.run(serve(config, on_ready=lambda _port: ready.set()))
 
@@ -152,8 +163,8 @@ def serve_workers(
 ) -> None:
     """Run ``n`` workers on ``config.port`` until SIGINT or SIGTERM; ``on_ready(port)`` once all listen."""
     stop = threading.Event()
+    pool = WorkerPool(config, n, log_level=log_level)  # raises at once when the port is taken
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = WorkerPool(config, n, log_level=log_level)
     try:
         pool.start()
         if on_ready is not None:
