@@ -59,11 +59,13 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker when its supervisor dies (even by SIGKILL): no orphans
-    keep serving the port after the supervisor is gone."""
+    """Ask Linux to SIGKILL this worker when its supervisor dies (even by SIGKILL): no orphans
+    keep serving the port after the supervisor is gone. SIGKILL, not SIGTERM: a graceful stop
+    gains nothing here (pilots reconnect, finals are resent) and an orphan whose shutdown hung
+    was seen once."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _worker_main(config: DispatcherConfig, ready: Any, log_level: str) -> None:
