@@ -15,36 +15,50 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ailuro.errors import InvalidArgument, NotFound
-from monitor import logs, svg
+from monitor import fmt, logs, svg
 from monitor.config import MonitorConfig
 from monitor.db import MonitorDatabase
-from monitor.filters import ANONYMOUS_ADMIN, FACETS, JobFilter, Viewer, parse_filter, parse_page
+from monitor.filters import (
+    ANONYMOUS_ADMIN,
+    FACETS,
+    FILTER_PARAMS,
+    PAGE_PARAMS,
+    WINDOW_PARAMS,
+    JobFilter,
+    Viewer,
+    check_params,
+    parse_filter,
+    parse_page,
+)
 from monitor.metrics import make_registry, render
 from monitor.queries import ddm as ddmq
+from monitor.queries import entities, summary
 from monitor.queries import jobs as jobq
 from monitor.queries import plots as plotq
-from monitor.queries import summary
 
 HERE = Path(__file__).parent
 STATE_COLORS = {
-    "defined": "#a0aec0",
-    "assigned": "#b7791f",
-    "activated": "#d69e2e",
-    "sent": "#63b3ed",
-    "starting": "#4299e1",
-    "running": "#2b6cb0",
-    "holding": "#6b46c1",
-    "transferring": "#805ad5",
-    "finished": "#38a169",
-    "failed": "#c53030",
-    "cancelled": "#718096",
-    "closed": "#4a5568",
+    "defined": "#64748b",
+    "assigned": "#8c5a0b",
+    "activated": "#a14a00",
+    "sent": "#0f6e7a",
+    "starting": "#4338ca",
+    "running": "#1d4ed8",
+    "holding": "#6b21a8",
+    "transferring": "#7c3aed",
+    "finished": "#276738",
+    "failed": "#b91c1c",
+    "cancelled": "#6b5a4e",
+    "closed": "#374151",
 }
+"""State badge and plot colours; the same values as ``.st-<state>`` in ``static/monitor.css``."""
 NAV = (
     ("jobs", "/jobs/", "Jobs"),
     ("tasks", "/tasks/", "Tasks"),
@@ -71,21 +85,35 @@ def viewer_of(_request: Request) -> Viewer:
     return ANONYMOUS_ADMIN
 
 
-def fmt_time(value: float | None) -> str:
-    """Epoch seconds as ``YYYY-MM-DD HH:MM:SS`` UTC (empty for None)."""
-    if value is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+fmt_time = fmt.utc
+fmt_bytes = fmt.human_bytes
 
-
-def fmt_bytes(value: int) -> str:
-    """Bytes in binary units."""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)
+TOP_USERS = 3
+"""Users shown per error row (the rest are folded into "+N more")."""
+JOB_FILTERS = FILTER_PARAMS
+"""Pages over jobs apply every job filter (facets, task, error, window)."""
+NO_ERROR_FILTERS = FILTER_PARAMS - {"errorcode", "errorcomponent"}
+"""Pages whose counts come from per-state counters or events, which have no error filter."""
+PAGE_FILTERS: dict[str, frozenset[str]] = {
+    "jobs": JOB_FILTERS | PAGE_PARAMS,
+    "tasks": NO_ERROR_FILTERS | {"page"},
+    "sites": WINDOW_PARAMS | {"computingsite"},
+    "pilots": WINDOW_PARAMS | {"computingsite", "page"},
+    "errors": JOB_FILTERS,
+    "users": NO_ERROR_FILTERS,
+    "datasets": WINDOW_PARAMS | {"scope", "page", "limit"},
+    "dataset": frozenset({"page", "limit"}),
+    "transfers": WINDOW_PARAMS | {"state", "kind", "source", "dest", "task", "job", "code", "dataset", "page", "limit"},
+    "plots": NO_ERROR_FILTERS,
+    "job": frozenset(),
+    "joblog": frozenset(),
+    "site": WINDOW_PARAMS,
+    "task": frozenset({"page"}),
+    "pilot": frozenset({"page"}),
+    "worker": frozenset(),
+    "search": frozenset({"q"}),
+}
+"""URL parameters each page applies; any other one is refused with a 400 naming it."""
 
 
 def make_templates() -> Environment:
@@ -93,6 +121,10 @@ def make_templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     env.filters["ts"] = fmt_time
     env.filters["bytes"] = fmt_bytes
+    env.filters["dur"] = fmt.duration_html
+    env.filters["size"] = fmt.bytes_html
+    env.filters["t"] = fmt.time_html
+    env.filters["age"] = fmt.age_html
     env.globals["STATE_COLORS"] = STATE_COLORS
     env.globals["NAV"] = NAV
     env.globals["FACETS"] = list(FACETS)
@@ -116,6 +148,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def respond(request: Request, page: str, data: dict[str, Any], template: str, **extra: Any) -> Response:
+        check_params(request.query_params, PAGE_FILTERS[page])
         body = {"page": page, "generated": time.time(), **data}
         if wants_json(request):
             return JSONResponse(body)
@@ -130,12 +163,17 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         return HTMLResponse(html)
 
     def page_of(
-        request: Request, page: str, template: str, build: Callable[[Any, JobFilter, Viewer], dict[str, Any]]
+        request: Request,
+        page: str,
+        template: str,
+        build: Callable[[Any, JobFilter, Viewer], dict[str, Any]],
+        **extra: Any,
     ) -> Response:
+        check_params(request.query_params, PAGE_FILTERS[page])
         flt = parse_filter(request.query_params)
         with database.read() as conn:
             data = build(conn, flt, viewer_of(request))
-        return respond(request, page, data, template, flt=flt)
+        return respond(request, page, data, template, flt=flt, **extra)
 
     @app.exception_handler(InvalidArgument)
     def _bad_request(request: Request, exc: InvalidArgument) -> Response:
@@ -144,6 +182,18 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.exception_handler(NotFound)
     def _not_found(request: Request, exc: NotFound) -> Response:
         return _error(request, 404, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return _error(request, exc.status_code, f"{message}: {request.url.path}")
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = first.get("loc", ())
+        name = str(where[-1]) if where else ""
+        return _error(request, 422, f"{name}: {first.get('msg', 'invalid value')}", field=name)
 
     def _error(request: Request, status: int, message: str, *, field: str = "") -> Response:
         if wants_json(request):
@@ -165,11 +215,22 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/jobs", include_in_schema=False)
     @app.get("/jobs/")
     def jobs_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["jobs"])
         flt = parse_filter(request.query_params)
         page = parse_page(request.query_params)
         with database.read() as conn:
             data = jobq.jobs_page(conn, flt, page, viewer_of(request))
         return respond(request, "jobs", data, "jobs.html", flt=flt, pg=page)
+
+    @app.get("/job", include_in_schema=False)
+    @app.get("/job/", include_in_schema=False)
+    def job_by_query(request: Request) -> Response:
+        """BigPanDA's ``/job?pandaid=N`` form: redirect to ``/job/N``."""
+        check_params(request.query_params, frozenset({"pandaid"}))
+        raw = request.query_params.get("pandaid", "").strip()
+        if not raw.isdigit():
+            raise InvalidArgument(f"must be a PandaID (digits), got {raw!r}", field="pandaid")
+        return RedirectResponse(f"/job/{int(raw)}", status_code=303)
 
     @app.get("/job/{panda_id}")
     def job_view(request: Request, panda_id: int) -> Response:
@@ -223,7 +284,8 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/tasks/")
     def tasks_view(request: Request) -> Response:
         def build(conn: Any, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
-            return {**summary.tasks_page(conn, flt, viewer), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
+            page = parse_page(request.query_params).page
+            return {**summary.tasks_page(conn, flt, viewer, page), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
 
         return page_of(request, "tasks", "tasks.html", build)
 
@@ -235,12 +297,13 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/pilots", include_in_schema=False)
     @app.get("/pilots/")
     def pilots_view(request: Request) -> Response:
-        return page_of(request, "pilots", "pilots.html", lambda conn, flt, _v: summary.pilots_page(conn, flt))
+        page = parse_page(request.query_params).page
+        return page_of(request, "pilots", "pilots.html", lambda conn, flt, _v: summary.pilots_page(conn, flt, page))
 
     @app.get("/errors", include_in_schema=False)
     @app.get("/errors/")
     def errors_view(request: Request) -> Response:
-        return page_of(request, "errors", "errors.html", summary.errors_page)
+        return page_of(request, "errors", "errors.html", summary.errors_page, top_users=TOP_USERS)
 
     @app.get("/users", include_in_schema=False)
     @app.get("/users/")
@@ -257,6 +320,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
 
     @app.get("/dataset/{did:path}")
     def dataset_view(request: Request, did: str) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["dataset"])
         with database.read() as conn:
             data = ddmq.dataset_detail(conn, did, request.query_params, now=time.time())
         return respond(request, "dataset", data, "dataset.html")
@@ -264,6 +328,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/transfers", include_in_schema=False)
     @app.get("/transfers/")
     def transfers_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["transfers"])
         tf = ddmq.parse_transfer_filter(request.query_params)
         with database.read() as conn:
             data = ddmq.transfers_page(conn, tf, request.query_params)
@@ -272,6 +337,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/plots", include_in_schema=False)
     @app.get("/plots/")
     def plots_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["plots"])
         flt = parse_filter(request.query_params)
         with database.read() as conn:
             data = plotq.plots_data(conn, flt, viewer_of(request))
@@ -289,6 +355,55 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             ),
         }
         return respond(request, "plots", data, "plots.html", flt=flt, charts=charts)
+
+    @app.get("/site/{site}")
+    def site_view(request: Request, site: str) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["site"])
+        flt = parse_filter(request.query_params)
+        with database.read() as conn:
+            data = entities.site_detail(conn, site, flt, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no site {site!r}: no jobs, pilots or workers name it")
+        return respond(request, "site", data, "site.html", flt=flt)
+
+    @app.get("/task/{task_id}")
+    def task_view(request: Request, task_id: int) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["task"])
+        page = parse_page(request.query_params)
+        with database.read() as conn:
+            data = entities.task_detail(conn, task_id, page, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no task {task_id}: it has no jobs")
+        return respond(request, "task", data, "task.html", pg=page)
+
+    @app.get("/pilot/{pilot_id}")
+    def pilot_view(request: Request, pilot_id: str) -> Response:
+        with database.read() as conn:
+            data = entities.pilot_detail(conn, pilot_id, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no pilot {pilot_id!r}")
+        return respond(request, "pilot", data, "pilot.html")
+
+    @app.get("/worker/{worker_id}")
+    def worker_view(request: Request, worker_id: str) -> Response:
+        with database.read() as conn:
+            data = entities.worker_detail(conn, worker_id, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no worker {worker_id!r}")
+        return respond(request, "worker", data, "pilot.html")
+
+    @app.get("/search", include_in_schema=False)
+    @app.get("/search/")
+    def search_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["search"])
+        query = request.query_params.get("q", "")
+        if len(query) > 255:
+            raise InvalidArgument("at most 255 characters", field="q")
+        with database.read() as conn:
+            data = entities.search(conn, query, viewer_of(request))
+        if data["go"] and not wants_json(request):
+            return RedirectResponse(data["go"], status_code=303)
+        return respond(request, "search", data, "search.html")
 
     @app.get("/metrics")
     def metrics() -> Response:
