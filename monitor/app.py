@@ -124,6 +124,7 @@ def make_templates() -> Environment:
     env.filters["dur"] = fmt.duration_html
     env.filters["size"] = fmt.bytes_html
     env.filters["t"] = fmt.time_html
+    env.filters["ts_short"] = fmt.short_time_html
     env.filters["age"] = fmt.age_html
     env.globals["STATE_COLORS"] = STATE_COLORS
     env.globals["NAV"] = NAV
@@ -209,8 +210,9 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         return HTMLResponse(html, status_code=status)
 
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
-        return RedirectResponse("/jobs/")
+    def index(request: Request) -> Response:
+        query = request.url.query
+        return RedirectResponse(f"/jobs/?{query}" if query else "/jobs/")
 
     @app.get("/jobs", include_in_schema=False)
     @app.get("/jobs/")

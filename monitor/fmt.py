@@ -92,3 +92,14 @@ def age_html(value: float | None) -> Markup:
     if value is None:
         return Markup("")
     return _span(human_age(value), f"{utc(value)} UTC")
+
+
+def short_time_html(value: float | None) -> Markup:
+    """A UTC time as ``MM-DD HH:MM`` for dense tables; the full time and age on hover."""
+    if value is None:
+        return Markup("")
+    full = utc(value)
+    return Markup(
+        f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))}" '
+        f'title="{full} UTC · {Markup.escape(human_age(value))}">{full[5:16]}</time>'
+    )

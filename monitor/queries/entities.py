@@ -138,11 +138,25 @@ def pilot_detail(conn: Connection, pilot_id: str, viewer: Viewer) -> dict[str, A
     ran = _jobs_where(conn, [visibility_clause(viewer), jobs.c.pilot_id == pilot_id])
     if p is None and not ran:
         return None
+    seen = None
+    if p is None:  # where it ran, as its newest job recorded it
+        last = conn.execute(
+            select(jobs.c.computing_site, jobs.c.node, jobs.c.batch_id)
+            .where(jobs.c.pilot_id == pilot_id)
+            .order_by(jobs.c.panda_id.desc())
+            .limit(1)
+        ).first()
+        seen = {"queue": last.computing_site, "node": last.node, "batchid": last.batch_id} if last else None
+    if p is not None:
+        queue, batch_id = p.queue, p.batch_id
+    else:
+        queue, batch_id = (seen["queue"], seen["batchid"]) if seen else ("", "")
     w = None
-    if p is not None and p.batch_id:
-        w = conn.execute(select(workers).where(workers.c.queue == p.queue, workers.c.batch_id == p.batch_id)).first()
+    if queue and batch_id:
+        w = conn.execute(select(workers).where(workers.c.queue == queue, workers.c.batch_id == batch_id)).first()
     return {
         "pilotid": pilot_id,
+        "seen": seen,
         "pilot": None if p is None else _pilot_row(p),
         "worker": None if w is None else _worker_row(w),
         "jobs": ran,
