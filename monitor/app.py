@@ -37,7 +37,7 @@ from monitor.filters import (
     parse_filter,
     parse_page,
 )
-from monitor.metrics import make_registry, render
+from monitor.metrics import RequestMetrics, make_registry, render
 from monitor.queries import ddm as ddmq
 from monitor.queries import entities, summary
 from monitor.queries import jobs as jobq
@@ -88,6 +88,11 @@ def viewer_of(_request: Request) -> Viewer:
 fmt_time = fmt.utc
 fmt_bytes = fmt.human_bytes
 
+KNOWN_SEGMENTS = frozenset(
+    {"", "jobs", "job", "tasks", "task", "sites", "site", "pilots", "pilot", "worker", "errors", "users"}
+    | {"datasets", "dataset", "transfers", "plots", "search", "metrics", "healthz", "static"}
+)
+"""First path segments counted as themselves in the request metrics (anything else is ``other``)."""
 TOP_USERS = 3
 """Users shown per error row (the rest are folded into "+N more")."""
 JOB_FILTERS = FILTER_PARAMS
@@ -144,7 +149,19 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     database = db or MonitorDatabase(config.db_url, pool_size=config.pool_size)
     templates = make_templates()
     registry = make_registry(database)
+    request_metrics = RequestMetrics(registry)
     app = FastAPI(title="Ailuro monitor", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def _timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        # the page's first path segment: a bounded label set, never a client's id or query
+        first = request.url.path.strip("/").split("/", 1)[0]
+        page = first if first in KNOWN_SEGMENTS else "other"
+        request_metrics.observe(page, response.status_code, time.perf_counter() - started)
+        return response
+
     app.state.db = database
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

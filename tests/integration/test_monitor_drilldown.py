@@ -186,3 +186,23 @@ def test_no_broken_links(populated: Populated) -> None:
             # a log member a tarball does not hold is an honest 404 with a message; anything else must work
             if not (got.status_code == 404 and re.search(r"/job/\d+/(stdout|stderr|pilotlog|log)$", path)):
                 assert got.status_code == 200, (page, href, got.status_code, got.text[:300])
+
+
+def test_metrics_counters_and_histograms(populated: Populated) -> None:
+    populated.client.get("/jobs/")
+    text = populated.client.get("/metrics").text
+    assert "# TYPE ailuro_jobs_ended_total counter" in text
+    assert "# TYPE ailuro_monitor_request_duration_seconds histogram" in text
+    ended = Counter(
+        (r.job["computing_site"], r.job["status"])
+        for r in populated.rows
+        if r.job["status"] in ("finished", "failed", "cancelled", "closed")
+    )
+    (site, state), n = ended.most_common(1)[0]
+    assert f'ailuro_jobs_ended_total{{site="{site}",state="{state}"}} {float(n)}' in text
+    failed_here = [r.job for r in populated.rows if r.job["status"] == "failed" and r.job["computing_site"] == site]
+    by_error = Counter(e for j in failed_here for e in _errors_of(j))
+    (component, code), k = by_error.most_common(1)[0]
+    want = f'ailuro_job_errors_total{{code="{code}",component="{component}",site="{site}",state="failed"}} {float(k)}'
+    assert want in text
+    assert 'ailuro_monitor_requests_total{code="200",page="jobs"}' in text
