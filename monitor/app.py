@@ -93,6 +93,9 @@ KNOWN_SEGMENTS = frozenset(
     | {"datasets", "dataset", "transfers", "plots", "search", "metrics", "healthz", "static"}
 )
 """First path segments counted as themselves in the request metrics (anything else is ``other``)."""
+PLOT_CACHE_S = 30.0
+"""Rendered plots are reused this long per URL (plots summarize hours; a refresh need not recount)."""
+PLOT_CACHE_SIZE = 64
 TOP_USERS = 3
 """Users shown per error row (the rest are folded into "+N more")."""
 JOB_FILTERS = FILTER_PARAMS
@@ -142,6 +145,27 @@ def link(path: str, params: Mapping[str, Any]) -> str:
     """``path?params`` with empty values dropped."""
     clean = {k: v for k, v in params.items() if v not in (None, "")}
     return f"{path}?{urlencode(clean)}" if clean else path
+
+
+def _charts(data: dict[str, Any], width: int) -> dict[str, str]:
+    """The three plots as SVG, in ``width``-hour bins."""
+    b = plotq.binned(data, width)
+    per = "day" if width == 24 else "hour"
+    rate_name = "failed / (finished + failed)"
+    return {
+        "transitions": svg.stacked_bars(
+            f"State transitions per {per}", b["starts"], b["transitions"], STATE_COLORS, bin_hours=width
+        ),
+        "completions": svg.lines(f"Finished jobs per {per} per site", b["starts"], b["completions"], bin_hours=width),
+        "failure_rate": svg.lines(
+            f"Failure rate per {per}",
+            b["starts"],
+            {rate_name: b["failure_rate"]},
+            percent=True,
+            fixed_colors={rate_name: STATE_COLORS["failed"]},
+            bin_hours=width,
+        ),
+    }
 
 
 def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> FastAPI:
@@ -353,27 +377,25 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             data = ddmq.transfers_page(conn, tf, request.query_params)
         return respond(request, "transfers", data, "transfers.html", tf=tf)
 
+    plot_cache: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, Any], dict[str, str]]] = {}
+
     @app.get("/plots", include_in_schema=False)
     @app.get("/plots/")
     def plots_view(request: Request) -> Response:
         check_params(request.query_params, PAGE_FILTERS["plots"])
         flt = parse_filter(request.query_params)
-        with database.read() as conn:
-            data = plotq.plots_data(conn, flt, viewer_of(request))
-        charts = {
-            "transitions": svg.stacked_bars(
-                "State transitions per hour", data["hours"], data["transitions_per_hour"], STATE_COLORS
-            ),
-            "completions": svg.lines("Finished jobs per hour per site", data["hours"], data["completions_per_hour"]),
-            "failure_rate": svg.lines(
-                "Failure rate per hour",
-                data["hours"],
-                {"failed / (finished + failed)": data["failure_rate_per_hour"]},
-                percent=True,
-                fixed_colors={"failed / (finished + failed)": STATE_COLORS["failed"]},
-            ),
-        }
-        return respond(request, "plots", data, "plots.html", flt=flt, charts=charts)
+        key = tuple(sorted((k, v) for k, v in request.query_params.items() if k != "json"))
+        cached = plot_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < PLOT_CACHE_S:
+            _, data, charts = cached
+        else:
+            with database.read() as conn:
+                data = plotq.plots_data(conn, flt, viewer_of(request))
+            charts = _charts(data, plotq.bin_hours_for(flt))
+            if len(plot_cache) >= PLOT_CACHE_SIZE:
+                plot_cache.clear()  # bounded: a burst of distinct URLs cannot grow memory
+            plot_cache[key] = (time.monotonic(), data, charts)
+        return respond(request, "plots", data, "plots.html", flt=flt, charts=charts, bin_hours=plotq.bin_hours_for(flt))
 
     @app.get("/site/{site}")
     def site_view(request: Request, site: str) -> Response:

@@ -52,3 +52,35 @@ def test_human_formats_and_exact_titles() -> None:
     assert 'title="1,024 bytes"' in fmt.bytes_html(1024)
     assert fmt.human_age(100.0, now=400.0) == "5m ago"
     assert "1970-01-01 00:01:40" in fmt.time_html(100.0)
+
+
+def test_plot_axes_use_nice_ticks_and_colours_never_repeat() -> None:
+    from monitor import svg
+
+    assert svg.nice_ticks(941.25) == [0, 250, 500, 750, 1000]
+    assert svg.nice_ticks(13) == [0, 5, 10, 15]
+    colours = [svg.palette_color(k) for k in range(40)]
+    assert len(set(colours)) == 40
+    # every series colour is dark enough to read on the white chart (lines, not text: 3:1)
+    assert all(contrast(c, "#ffffff") >= 3.0 for c in colours)
+    chart = svg.lines("t", list(range(30)), {f"site{i}": [i] * 30 for i in range(20)}, bin_hours=24)
+    assert "+6 more" in chart and ">0</text>" in chart
+
+
+def test_long_windows_are_binned_by_day() -> None:
+    from monitor.queries.plots import binned
+
+    hours = list(range(24 * 10 + 5, 24 * 13 + 2))  # starts mid-day, ends just after a midnight
+    data = {
+        "hours": hours,
+        "transitions_per_hour": {"failed": [1] * len(hours)},
+        "completions_per_hour": {"A": [2] * len(hours)},
+        "failures_per_hour": [1] * len(hours),
+        "finished_per_hour": [3] * len(hours),
+        "failure_rate_per_hour": [0.25] * len(hours),
+    }
+    b = binned(data, 24)
+    assert b["starts"] == [240, 264, 288, 312]
+    assert b["transitions"]["failed"] == [19, 24, 24, 2]
+    assert sum(b["completions"]["A"]) == 2 * len(hours)
+    assert b["failure_rate"] == [0.25] * 4
