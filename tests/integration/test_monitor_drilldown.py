@@ -206,3 +206,12 @@ def test_metrics_counters_and_histograms(populated: Populated) -> None:
     want = f'ailuro_job_errors_total{{code="{code}",component="{component}",site="{site}",state="failed"}} {float(k)}'
     assert want in text
     assert 'ailuro_monitor_requests_total{code="200",page="jobs"}' in text
+
+
+@pytest.mark.parametrize("path", ["/sites/", "/users/", "/tasks/", "/errors/"])
+def test_every_count_on_summary_pages_is_a_link(populated: Populated, path: str) -> None:
+    html = populated.client.get(path, params={"hours": 72}).text
+    cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', html, flags=re.S)
+    assert cells
+    for cell in cells:
+        assert cell.strip() in ("", "\u2013") or cell.strip().startswith("<a "), f"{path}: a number is not a link: {cell}"
