@@ -214,4 +214,6 @@ def test_every_count_on_summary_pages_is_a_link(populated: Populated, path: str)
     cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', html, flags=re.S)
     assert cells
     for cell in cells:
-        assert cell.strip() in ("", "\u2013") or cell.strip().startswith("<a "), f"{path}: a number is not a link: {cell}"
+        assert cell.strip() in ("", "\u2013") or cell.strip().startswith("<a "), (
+            f"{path}: a number is not a link: {cell}"
+        )
