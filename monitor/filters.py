@@ -54,9 +54,9 @@ MAX_HOURS = 24.0 * 90
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 STATE_VALUES = frozenset(s.value for s in JobState)
-NO_ERROR = {"component": "unknown", "code": 0, "name": "no_error_recorded", "diag": ""}
+NO_ERROR: dict[str, Any] = {"component": "unknown", "code": 0, "name": "no_error_recorded", "diag": ""}
 """How a final job without any recorded error is summarized (and filtered: ``errorcomponent=unknown``)."""
-ERROR_COMPONENTS = (
+ERROR_COMPONENTS: tuple[str, ...] = (
     *(
         name.removeprefix("ERROR_COMPONENT_").lower()
         for name in (v.name for v in job_pb2.ErrorComponent.DESCRIPTOR.values)

@@ -168,9 +168,11 @@ def worker_detail(conn: Connection, worker_id: str, viewer: Viewer) -> dict[str,
     w = conn.execute(select(workers).where(workers.c.worker_id == worker_id)).first()
     if w is None:
         return None
-    found = []
+    found: list[Any] = []
     if w.batch_id:
-        found = conn.execute(select(pilots).where(pilots.c.queue == w.queue, pilots.c.batch_id == w.batch_id)).all()
+        found = list(
+            conn.execute(select(pilots).where(pilots.c.queue == w.queue, pilots.c.batch_id == w.batch_id)).all()
+        )
     ids = [p.pilot_id for p in found]
     ran = _jobs_where(conn, [visibility_clause(viewer), jobs.c.pilot_id.in_(ids)]) if ids else []
     return {"worker": _worker_row(w), "pilots": [_pilot_row(p) for p in found], "jobs": ran}
