@@ -78,8 +78,13 @@ class DatabaseCollector(Collector):
             last_hour = JobFilter(hours=FINAL_WINDOW_S / 3600.0, now=now)
             by_site = counts.facet_states(conn, last_hour, ["computingsite"], statuses=ALL_STATES)["computingsite"]
             for site, states in sorted(by_site.items()):
+                # every non-final state of a known site has a sample (0 too): a series that vanishes
+                # when its queue drains would break rate() and alerts on it
+                for state in ACTIVE_STATES:
+                    active.add_metric([state, site], states.get(state, 0))
                 for state, n in sorted(states.items()):
-                    (active if state in ACTIVE_STATES else final).add_metric([state, site], n)
+                    if state not in ACTIVE_STATES:
+                        final.add_metric([state, site], n)
             sent = 0
             for state, n in conn.execute(
                 select(job_events.c.to_status, func.count())
@@ -90,10 +95,13 @@ class DatabaseCollector(Collector):
                 if state == "sent":
                     sent = int(n)
             dispatch.add_metric([], sent / RATE_WINDOW_S)
-            for queue, n in conn.execute(
-                select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
-            ):
-                connected.add_metric([queue], int(n))
+            live = dict(
+                conn.execute(
+                    select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
+                ).all()
+            )
+            for queue in sorted(set(live) | set(by_site)):
+                connected.add_metric([queue], int(live.get(queue, 0)))
             for queue, backend, state, n in conn.execute(
                 select(workers.c.queue, workers.c.backend, workers.c.state, func.count())
                 .where(workers.c.state.notin_(FINAL_WORKER_STATES))

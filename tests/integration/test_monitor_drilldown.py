@@ -217,3 +217,10 @@ def test_every_count_on_summary_pages_is_a_link(populated: Populated, path: str)
         assert cell.strip() in ("", "\u2013") or cell.strip().startswith("<a "), (
             f"{path}: a number is not a link: {cell}"
         )
+
+
+def test_metrics_families_have_zero_samples_for_known_sites(populated: Populated) -> None:
+    text = populated.client.get("/metrics").text
+    for site in {r.job["computing_site"] for r in populated.rows}:
+        assert f'ailuro_jobs{{site="{site}",state="activated"}}' in text
+        assert f'ailuro_pilots_connected{{queue="{site}"}}' in text
