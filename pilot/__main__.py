@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ailuro.cli.pilot import register
+from ailuro_cli.pilot import register
 
 
 def main() -> None:

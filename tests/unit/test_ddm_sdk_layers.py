@@ -9,7 +9,7 @@ import sys
 def test_ddm_and_task_client_side_imports_no_server_package() -> None:
     code = (
         "import sys\n"
-        "import ailuro.ddm, ailuro.client, ailuro.cli.ddm, ailuro.cli.task\n"
+        "import ailuro.ddm, ailuro.client, ailuro_cli.ddm, ailuro_cli.task\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dispatcher', 'sqlalchemy', 'ddm', 'monitor'))\n"
         "print(','.join(bad))\n"
     )
@@ -23,7 +23,7 @@ def test_no_server_import_anywhere_in_the_ddm_client_modules() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    for rel in ("ailuro/ddm.py", "ailuro/cli/ddm.py", "ailuro/cli/task.py", "ailuro/client.py"):
+    for rel in ("ailuro/ddm.py", "ailuro_cli/ddm.py", "ailuro_cli/task.py", "ailuro/client.py"):
         tree = ast.parse((root / rel).read_text())
         for node in ast.walk(tree):
             names = []

@@ -18,7 +18,7 @@ from types import FrameType
 import typer
 
 from ailuro import targets
-from ailuro.cli._common import console, err_console, settings
+from ailuro_cli._common import console, err_console, settings
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 

@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ailuro.cli._common import STATUS_STYLES, console, err_console
+from ailuro_cli._common import STATUS_STYLES, console, err_console
 
 if TYPE_CHECKING:
     from ailuro.client import Client
@@ -99,7 +99,7 @@ def _payload_source() -> Path:
     """The payload script shipped with Ailuro (source tree, or the wheel's copy)."""
     here = Path(__file__).resolve()
     for candidate in (
-        here.parents[2] / "examples" / "demo" / PAYLOAD_NAME,
+        here.parents[1] / "examples" / "demo" / PAYLOAD_NAME,
         here.parent / "demo_assets" / PAYLOAD_NAME,
     ):
         if candidate.is_file():

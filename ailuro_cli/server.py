@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ailuro.cli._common import EXIT_USAGE, err_console, fail, reported_errors
+from ailuro_cli._common import EXIT_USAGE, err_console, fail, reported_errors
 
 
 def server(

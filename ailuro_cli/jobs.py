@@ -8,7 +8,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ailuro.cli._common import (
+from ailuro.jobspec import FINAL_STATUSES, enum_name, job_to_dict, message_to_dict, parse_time, status_name
+from ailuro.v1 import job_pb2
+from ailuro_cli._common import (
     EXIT_USAGE,
     console,
     fail,
@@ -19,8 +21,6 @@ from ailuro.cli._common import (
     reported_errors,
     styled_status,
 )
-from ailuro.jobspec import FINAL_STATUSES, enum_name, job_to_dict, message_to_dict, parse_time, status_name
-from ailuro.v1 import job_pb2
 
 job_app = typer.Typer(help="Inspect and act on single jobs.", no_args_is_help=True)
 
