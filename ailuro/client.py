@@ -35,6 +35,7 @@ from ailuro import targets
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA_KEY
 
 if TYPE_CHECKING:
     from ailuro.ddm import DDMClient, TaskClient
@@ -44,10 +45,6 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 
 MAX_BATCH = 5000
 """The server's per-call limit for job lists; larger lists are split into several calls."""
-
-USER_METADATA_KEY = "ailuro-user"
-VO_METADATA_KEY = "ailuro-vo"
-ROLES_METADATA_KEY = "ailuro-roles"
 
 _RETRY_ALWAYS = frozenset({grpc.StatusCode.UNAVAILABLE})
 _RETRY_IDEMPOTENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})

@@ -53,8 +53,9 @@ from pathlib import Path
 from typing import Any
 
 from ailuro.errors import InvalidArgument
+from ailuro.vocabulary import BACKEND_NAMES
 
-BACKENDS = ("local", "slurm", "htcondor", "lsf")
+BACKENDS = BACKEND_NAMES
 SE_KINDS = ("disk", "tape")
 
 
