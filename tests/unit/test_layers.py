@@ -226,3 +226,16 @@ def test_importing_a_layer_loads_nothing_above_it(modules: str, forbidden: tuple
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_the_pilot_bundle_packs_only_what_the_pilot_may_import(tmp_path: Path) -> None:
+    import zipfile
+
+    from dispatcher.bundle import build_bundle
+
+    with zipfile.ZipFile(build_bundle(tmp_path).path) as zf:
+        packed = [n for n in zf.namelist() if n != "__main__.py"]
+    assert {"pilot/__main__.py", "pilot/guard.py", "ailuro/v1/pilot_pb2.py", "ddm/protocols/xrootd.py"} <= set(packed)
+    outside = [n for n in packed if layer_of(n) not in ALLOWED["pilot"]]
+    assert not outside, outside
+    assert "ailuro/client.py" not in packed and "ailuro/jobspec.py" not in packed
