@@ -31,10 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
-from ailuro import targets
+from ailuro import names, targets
+from ailuro.backoff import backoff_delay
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from ailuro.vocabulary import FACTORY_ID_METADATA_KEY as FACTORY_ID_METADATA_KEY  # re-exported
+from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_METADATA_KEY  # re-exported
 from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA_KEY
 
 if TYPE_CHECKING:
@@ -164,7 +167,7 @@ class Client:
 
     def _sleep_before_retry(self, attempt: int) -> None:
         # full jitter keeps many clients that lost the same server from returning in lockstep
-        delay = min(5.0, self.backoff_s * (2**attempt))
+        delay = backoff_delay(attempt + 1, base_s=self.backoff_s, max_s=5.0)
         time.sleep(random.uniform(delay / 2, delay))
 
     def _call(self, method: Callable[..., _T], request: Any, *, idempotent: bool) -> _T:
@@ -201,6 +204,8 @@ class Client:
         ]
         if not messages:
             raise InvalidArgument("at least one job is required", field="jobs")
+        for i, message in enumerate(messages):  # the dispatcher's own name rules, checked before sending
+            names.check_job_names(message, f"jobs[{i}]")
         base_id = request_id or str(uuid.uuid4())
         chunks = _chunks(messages, MAX_BATCH)
         ids: list[int] = []

@@ -8,6 +8,7 @@ Example (``queues.toml``)::
     labels = ["user", "managed"] # prod_source_labels served (empty or absent: any)
     backend = "local"            # local | slurm | htcondor | lsf
     max_running = 100            # brokerage capacity (0: unlimited)
+    pass_env = ["CMT_*"]        # node variables passed to payloads beyond the default allow-list
 
     [queue.factory]              # pilot-factory limits for this queue
     max_queued = 10
@@ -18,7 +19,7 @@ Example (``queues.toml``)::
     partition = "debug"
 
 The dispatcher uses ``name``, ``vos``, ``labels``, ``enabled`` and ``max_running``; the factory
-also reads ``factory``, ``backend`` and ``backend_options``. Unknown keys are errors, so a typo
+also reads ``factory``, ``backend``, ``backend_options`` and ``pass_env``. Unknown keys are errors, so a typo
 never silently falls back to a default.
 
 Storage elements (DDM) live in the same file; a queue names the ones it reads inputs from
@@ -46,6 +47,7 @@ Storage elements (DDM) live in the same file; a queue names the ones it reads in
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,9 +55,11 @@ from pathlib import Path
 from typing import Any
 
 from ailuro.errors import InvalidArgument
+from ailuro.names import check_identifier
 from ailuro.vocabulary import BACKEND_NAMES
 
 BACKENDS = BACKEND_NAMES
+_ENV_PATTERN = re.compile(r"[A-Za-z_*?][A-Za-z0-9_*?]*\Z")
 SE_KINDS = ("disk", "tape")
 
 
@@ -89,6 +93,11 @@ class QueueConfig:
     """Storage elements the queue's pilots read inputs from (first = preferred); empty: no DDM."""
     output_se: tuple[str, ...] = ()
     """Storage elements outputs of the queue's jobs go to when a job names no ``destination_se``."""
+    pass_env: tuple[str, ...] = ()
+    """Variables (or shell patterns, ``CMT_*``) of the worker node's environment the queue's pilots
+    pass on to payloads besides the default allow-list (the factory gives them as ``--pass-env``)."""
+    pilot_environment: dict[str, str] = field(default_factory=dict)
+    """Environment the factory gives this queue's pilots (over the factory-wide one)."""
 
     def serves(self, *, vo: str, label: str) -> bool:
         """Whether jobs of this VO and prod_source_label may run here."""
@@ -131,8 +140,11 @@ _QUEUE_KEYS = {
     "backend_options",
     "input_se",
     "output_se",
+    "pass_env",
+    "pilot_environment",
 }
 _STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
 
 
@@ -152,6 +164,7 @@ def _named_tables(
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgument("must be a non-empty string", field=f"{where}.name")
+        check_identifier(name, f"{where}.name")  # names become log directories and storage paths
         if name in seen:
             raise InvalidArgument(f"duplicate {what} {name!r}", field=f"{where}.name")
         seen.add(name)
@@ -180,13 +193,24 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
         max_running = raw.get("max_running", 0)
         if not isinstance(max_running, int) or max_running < 0:
             raise InvalidArgument("must be an integer >= 0", field=f"{where}.max_running")
-        for key in ("vos", "labels", "input_se", "output_se"):
+        for key in ("vos", "labels", "input_se", "output_se", "pass_env"):
             value = raw.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InvalidArgument("must be a list of strings", field=f"{where}.{key}")
+        for pattern in raw.get("pass_env", []):
+            if not _ENV_PATTERN.match(pattern):
+                raise InvalidArgument(f"{pattern!r} is not a variable name or pattern", field=f"{where}.pass_env")
         options = raw.get("backend_options", {})
         if not isinstance(options, dict):
             raise InvalidArgument("must be a table", field=f"{where}.backend_options")
+        environment = raw.get("pilot_environment", {})
+        if not isinstance(environment, dict) or not all(
+            isinstance(k, str) and _ENV_NAME.fullmatch(k) and isinstance(v, str) for k, v in environment.items()
+        ):
+            raise InvalidArgument(
+                'must be a table of NAME = "value" strings (names: letters, digits, _)',
+                field=f"{where}.pilot_environment",
+            )
         queues.append(
             QueueConfig(
                 name=name,
@@ -199,6 +223,8 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
                 backend_options=dict(options),
                 input_se=tuple(raw.get("input_se", [])),
                 output_se=tuple(raw.get("output_se", [])),
+                pass_env=tuple(raw.get("pass_env", [])),
+                pilot_environment=dict(environment),
             )
         )
     known_se = {se.name for se in parse_storage(data, source=source)}

@@ -108,8 +108,11 @@ class WorkerState(enum.Enum):
 FINAL_WORKER_STATES = frozenset({WorkerState.FINISHED, WorkerState.FAILED, WorkerState.CANCELLED, WorkerState.MISSING})
 """States a worker never leaves."""
 
-QUEUED_WORKER_STATES = frozenset({WorkerState.SUBMITTED, WorkerState.IDLE, WorkerState.HELD})
-"""States of a worker that is in the batch system but not running: it still occupies a queue slot."""
+QUEUED_WORKER_STATES = frozenset({WorkerState.SUBMITTED, WorkerState.IDLE})
+"""States of a worker that waits in the batch system to run a pilot: it still occupies a queue slot.
+
+A held worker is not one of them: it will not run a pilot unless someone releases it, so it must
+not stop the factory from submitting a replacement (the factory removes held workers)."""
 
 # --- caller identity (gRPC metadata) ----------------------------------------------------------
 
@@ -119,6 +122,10 @@ VO_METADATA_KEY = "ailuro-vo"
 """gRPC metadata key naming the caller's virtual organisation."""
 ROLES_METADATA_KEY = "ailuro-roles"
 """gRPC metadata key with the caller's roles, comma-separated."""
+FACTORY_ID_METADATA_KEY = "ailuro-factory-id"
+"""Metadata key naming the calling pilot factory (FactoryService calls that change workers)."""
+FACTORY_SECRET_METADATA_KEY = "ailuro-factory-secret"
+"""Metadata key carrying that factory's secret (until real identities replace it)."""
 
 # --- batch backends ---------------------------------------------------------------------------
 

@@ -20,8 +20,10 @@ import grpc
 import typer
 from google.protobuf import timestamp_pb2
 from rich.console import Console
+from rich.text import Text
 
 from ailuro.client import Client, describe_error
+from ailuro.display import printable
 from ailuro.errors import AiluroError
 
 EXIT_OK = 0
@@ -85,8 +87,9 @@ def make_client(ctx: typer.Context) -> Client:
 
 
 def fail(message: str, *, code: int = EXIT_ERROR) -> typer.Exit:
-    """Print ``error: <message>`` in red on stderr and return the exit to raise."""
-    err_console.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
+    """Print ``error: <message>`` in red on stderr and return the exit to raise (server messages
+    quote what was sent, so control characters are made visible here too)."""
+    err_console.print(cell(f"error: {message}", style="red"), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -113,6 +116,13 @@ def format_time(ts: timestamp_pb2.Timestamp, *, seconds: bool = True) -> str:
         return "-"
     when = ts.ToDatetime(tzinfo=UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def cell(value: object, style: str = "") -> Text:
+    """A stored value as rich ``Text``: control characters made visible (:func:`ailuro.display.printable`)
+    and never read as markup, so a job named ``[bold red]x[/]`` or ``\x1b]0;owned\x07`` prints as
+    written. Every value that came from a server, a database or a file goes through this."""
+    return Text(printable(value), style=style)
 
 
 def styled_status(name: str) -> str:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ailuro.ddm import word, words
 from ailuro.v1 import ddm_pb2
-from ailuro_cli._common import EXIT_USAGE, console, fail, make_client, print_json, reported_errors
+from ailuro_cli._common import EXIT_USAGE, cell, console, fail, make_client, print_json, reported_errors
 
 ddm_app = typer.Typer(help="Data management: storage elements, datasets, replicas, transfers.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
     for c in columns:
         table.add_column(c)
     for r in rows:
-        table.add_row(*[str(x) for x in r], end_section=False)
+        table.add_row(*[cell(x) for x in r], end_section=False)
     console.print(table, markup=False)
 
 
@@ -127,7 +127,7 @@ def dataset(
                 raise fail("--create needs a dataset scope:name", code=EXIT_USAGE)
             ds, created = client.ddm.create_dataset(did)
             out = {"scope": ds.scope, "name": ds.name, "files": ds.file_count, "created": created}
-            print_json(out) if as_json else console.print(f"dataset {did} {'created' if created else 'exists'}")
+            print_json(out) if as_json else console.print(cell(f"dataset {did} {'created' if created else 'exists'}"))
             return
         if not did:
             datasets, truncated = client.ddm.datasets()
@@ -145,7 +145,7 @@ def dataset(
         if truncated:
             console.print(f"(showing the first {len(rows)} datasets)")
     else:
-        console.print("no datasets" if not did else f"dataset {did} has no files")
+        console.print(cell("no datasets" if not did else f"dataset {did} has no files"))
 
 
 @ddm_app.command("replicas")
@@ -224,7 +224,7 @@ def register_files(
         {"lfn": f.lfn, "size": f.size, "adler32": f.adler32, "se": se, "state": word(ddm_pb2.ReplicaState, st)}
         for f, st in zip(resp.files, resp.replica_states, strict=True)
     ]
-    print_json(out) if as_json else console.print(f"registered {len(out)} file(s) in {did} on {se}")
+    print_json(out) if as_json else console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
 
 
 def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""``ailuro factory``: run the pilot factory loop, and ``ailuro factory status``.
+"""``ailuro factory``: run the pilot factory loop; ``ailuro factory status`` and ``workers``.
 
 The factory keeps pilots queued for the queues in ``--config`` (a ``queues.toml``), on each
 queue's backend. Stopping it (Ctrl-C, SIGTERM) leaves submitted pilots running: they finish their
@@ -16,9 +16,10 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.text import Text
 
 from ailuro import targets
-from ailuro_cli._common import console, err_console, settings
+from ailuro_cli._common import cell, console, err_console, settings
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 
@@ -45,7 +46,24 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="Run one cycle and exit."),
         cycle_s: float = typer.Option(10.0, "--cycle-s", min=0.1, help="Seconds between cycles."),
         workdir: Path = typer.Option(DEFAULT_WORKDIR, "--workdir", help="Wrappers, backend state, pilot logs."),
-        factory_id: str | None = typer.Option(None, "--factory-id", help="Default: generated, kept in --workdir."),
+        factory_id: str | None = typer.Option(
+            None,
+            "--factory-id",
+            help="Which factory this is (default: generated at first start, kept in --workdir/factory-id). "
+            "Workers of this id are adopted whatever the work dir.",
+        ),
+        secret_file: Path | None = typer.Option(
+            None,
+            "--secret-file",
+            help="The factory's secret (created 0600 at first start; default: "
+            "$AILURO_STATE_DIR or ~/.local/state/ailuro, factories/<factory id>.secret).",
+        ),
+        flag_after: int = typer.Option(
+            5, "--flag-after-start-failures", min=0, help="Flag a queue after this many pilots in a row die at start."
+        ),
+        cancel_all: bool = typer.Option(
+            False, "--cancel-all", help="Cancel every unfinished worker of this factory id, then exit."
+        ),
         cancel_queued_after_s: float = typer.Option(
             900.0, "--cancel-queued-after-s", help="Cancel pilots queued this long for a queue with no work (0: never)."
         ),
@@ -73,7 +91,7 @@ def register(app: typer.Typer) -> None:
         try:
             queues = load_queues(config)
         except AiluroError as exc:
-            err_console.print(f"[red]error:[/] {exc}")
+            err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
         cfg = FactoryConfig(
             server=_server(ctx, server),
@@ -84,9 +102,18 @@ def register(app: typer.Typer) -> None:
             cancel_queued_after_s=cancel_queued_after_s,
             pilot_bundle_url=pilot_bundle_url,
             pilot_python=pilot_python,
+            secret_file=secret_file,
+            flag_after_start_failures=flag_after,
         )
-        factory = Factory(cfg)
         try:
+            factory = Factory(cfg)
+        except AiluroError as exc:
+            err_console.print(f"error: {exc}", style="red", markup=False)
+            raise typer.Exit(2) from None
+        try:
+            if cancel_all:
+                console.print(f"factory {factory.factory_id}: cancelled {factory.cancel_all()} worker(s)")
+                return
             if once:
                 reports = factory.run_cycle()
                 for r in reports.values():
@@ -94,7 +121,11 @@ def register(app: typer.Typer) -> None:
                         f"{r.queue}: activated {r.activated}, idle pilots {r.idle_pilots}, queued {r.queued}, "
                         f"running {r.running}, submitted {r.submitted}"
                     )
-                    console.print(line + (f", [red]error: {r.last_error}[/]" if r.last_error else ""))
+                    if r.start_failures:
+                        line += f", {r.start_failures} pilot(s) failed at start{' (FLAGGED)' if r.flagged else ''}"
+                    console.print(
+                        Text.assemble(cell(line), cell(f", error: {r.last_error}", style="red") if r.last_error else "")
+                    )
                 return
             stop = threading.Event()
 
@@ -104,8 +135,10 @@ def register(app: typer.Typer) -> None:
             signal.signal(signal.SIGINT, _stop)
             signal.signal(signal.SIGTERM, _stop)
             console.print(
-                f"factory {factory.factory_id} serving {', '.join(q.name for q in queues)} "
-                f"for {cfg.server} (work dir {cfg.workdir}); Ctrl-C stops"
+                cell(
+                    f"factory {factory.factory_id} serving {', '.join(q.name for q in queues)} "
+                    f"for {cfg.server} (work dir {cfg.workdir}); Ctrl-C stops"
+                )
             )
             factory.run(stop)
         finally:
@@ -134,7 +167,8 @@ def register(app: typer.Typer) -> None:
             try:
                 rows = collect_status(channel, queues=names, workdir=workdir)
             except grpc.RpcError as exc:
-                err_console.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+                details = exc.details()  # type: ignore[attr-defined]
+                err_console.print(cell(f"error: {exc.code().name}: {details}", style="red"))
                 raise typer.Exit(1) from None
         if as_json:
             console.print_json(json.dumps([r.as_dict() for r in rows]))
@@ -151,26 +185,36 @@ def register(app: typer.Typer) -> None:
             "queued",
             "running",
             "held",
+            "start failures",
             "last submission",
             "last error",
         ):
             table.add_column(col, justify="right" if col not in ("queue", "last error") else "left")
         for r in rows:
             error = f"{r.last_error} ({_ago(r.last_error_time)})" if r.last_error else r.last_worker_error
+            if r.last_worker_log and not r.last_error:
+                error += f" (log: {r.last_worker_log})"
+            failures = f"{r.start_failures}{' FLAGGED' if r.flagged else ''}" if r.start_failures else ""
+            if r.flag_reason:
+                failures += f": {r.flag_reason}"
             table.add_row(
-                r.queue,
-                r.backend,
+                cell(r.queue),
+                cell(r.backend),
                 str(r.activated_jobs),
                 str(r.running_jobs),
                 f"{r.connected_pilots} ({r.idle_pilots})",
                 str(r.queued_workers),
                 str(r.running_workers),
                 str(r.held_workers),
+                cell(failures, style="red"),
                 _ago(r.last_submission),
-                f"[red]{error}[/]" if error else "",
+                cell(error, style="red") if error else "",
             )
         console.print(table)
 
+    from ailuro_cli import factory_workers
+
+    factory_workers.register(factory_app, _server)
     app.add_typer(factory_app, name="factory")
 
 

@@ -7,11 +7,14 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from ailuro.display import printable
 from ailuro.jobspec import FINAL_STATUSES, enum_name, job_to_dict, message_to_dict, parse_time, status_name
 from ailuro.v1 import job_pb2
 from ailuro_cli._common import (
     EXIT_USAGE,
+    cell,
     console,
     fail,
     format_time,
@@ -98,9 +101,9 @@ def jobs(
     for j in found:
         table.add_row(
             str(j.panda_id),
-            j.job_name or "-",
-            j.owner or "-",
-            j.computing_site or "-",
+            cell(j.job_name or "-"),
+            cell(j.owner or "-"),
+            cell(j.computing_site or "-"),
             styled_status(status_name(j.status)),
             str(j.current_priority),
             f"{j.attempt_nr}/{j.max_attempt}",
@@ -112,12 +115,14 @@ def jobs(
     console.print(_totals_line(first.status_counts, first.total, len(found)))
 
 
-def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
+def _kv(title: str, rows: list[tuple[str, str | Text]]) -> Table:
+    """A key/value table; plain ``str`` values are stored text and shown through :func:`cell`
+    (only ``Text`` built here, such as a coloured state, keeps its style)."""
     table = Table(title=title, title_justify="left", title_style="bold", box=None, show_header=False)
     table.add_column(style="dim")
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value if isinstance(value, Text) else cell(value))
     return table
 
 
@@ -139,7 +144,7 @@ def show(
             f"Job {job.panda_id}",
             [
                 ("name", job.job_name),
-                ("status", styled_status(status_name(job.status))),
+                ("status", Text.from_markup(styled_status(status_name(job.status)))),
                 ("owner", job.owner),
                 ("vo / label", f"{job.vo or '-'} / {job.prod_source_label or '-'}"),
                 ("task / definition", f"{job.task_id} / {job.job_definition_id}"),
@@ -159,7 +164,6 @@ def show(
                 ("ended", format_time(job.end_time)),
             ],
         ),
-        markup=True,
     )
     m = job.metrics
     if m.walltime_s or m.cpu_time_s or m.max_rss_kb:
@@ -182,12 +186,12 @@ def show(
             dataset = f"{f.scope}:{f.dataset}" if f.scope and f.dataset else f.dataset
             files.add_row(
                 enum_name(job_pb2.FileType.DESCRIPTOR, f.type),
-                f.lfn,
-                dataset or "-",
+                cell(f.lfn),
+                cell(dataset or "-"),
                 str(f.size),
-                f.adler32 or "-",
-                f.status or "-",
-                f.pfn or "-",
+                cell(f.adler32 or "-"),
+                cell(f.status or "-"),
+                cell(f.pfn or "-"),
             )
         console.print(files)
     if job.errors:
@@ -195,7 +199,7 @@ def show(
         for column in ("COMPONENT", "CODE", "DIAG"):
             errors.add_column(column, overflow="fold")
         for e in job.errors:
-            errors.add_row(enum_name(job_pb2.ErrorComponent.DESCRIPTOR, e.component), str(e.code), e.diag)
+            errors.add_row(enum_name(job_pb2.ErrorComponent.DESCRIPTOR, e.component), str(e.code), cell(e.diag))
         console.print(errors)
 
 
@@ -213,7 +217,9 @@ def why(
             {"panda_id": job.panda_id, "computing_site": job.computing_site, "brokerage_reason": job.brokerage_reason}
         )
         return
-    console.print(f"{job.panda_id} -> {job.computing_site or '-'}: {job.brokerage_reason or '(not brokered yet)'}")
+    console.print(
+        cell(f"{job.panda_id} -> {job.computing_site or '-'}: {job.brokerage_reason or '(not brokered yet)'}")
+    )
 
 
 def _events_table(events: list[job_pb2.JobEvent]) -> Table:
@@ -227,8 +233,8 @@ def _events_table(events: list[job_pb2.JobEvent]) -> Table:
             status_name(e.from_status) or "-",
             styled_status(status_name(e.to_status)),
             str(e.attempt_nr),
-            e.actor or "-",
-            e.reason or "",
+            cell(e.actor or "-"),
+            cell(e.reason or ""),
         )
     return table
 
@@ -266,9 +272,11 @@ def log(
     if output:
         with open(output, "wb") as f:
             f.write(data)
-        console.print(f"saved {head.lfn} ({head.size} bytes, from {head.pfn}) to {output}", markup=False)
+        console.print(cell(f"saved {head.lfn} ({head.size} bytes, from {head.pfn}) to {output}"))
         return
-    typer.echo(data.decode("utf-8", errors="replace"), nl=False)
+    # the payload's output is hostile text for a terminal: control characters are shown, not sent
+    # (lines and tabs are kept; -o saves the exact bytes)
+    typer.echo(printable(data.decode("utf-8", errors="replace")), nl=False)
 
 
 @job_app.command("kill")
@@ -288,7 +296,9 @@ def kill(
     for column in ("PANDAID", "STATUS", "ACCEPTED", "MESSAGE"):
         table.add_column(column)
     for r in results:
-        table.add_row(str(r.panda_id), styled_status(status_name(r.status)), "yes" if r.accepted else "no", r.message)
+        table.add_row(
+            str(r.panda_id), styled_status(status_name(r.status)), "yes" if r.accepted else "no", cell(r.message)
+        )
     console.print(table)
 
 
@@ -342,9 +352,12 @@ def watch(
                     sys.stdout.flush()
                 else:
                     console.print(
-                        f"{format_time(event.time)} {event.panda_id} "
-                        f"{status_name(event.from_status) or '-'} -> {styled_status(status_name(event.to_status))} "
-                        f"[dim]{event.actor} {event.reason}[/]"
+                        Text.assemble(
+                            f"{format_time(event.time)} {event.panda_id} {status_name(event.from_status) or '-'} -> ",
+                            Text.from_markup(styled_status(status_name(event.to_status))),
+                            " ",
+                            cell(f"{event.actor} {event.reason}", style="dim"),
+                        )
                     )
                 if event.to_status in FINAL_STATUSES:
                     pending.discard(event.panda_id)

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from ailuro.jobspec import message_to_dict
-from ailuro_cli._common import console, make_client, print_json, reported_errors
+from ailuro_cli._common import cell, console, make_client, print_json, reported_errors
 
 queue_app = typer.Typer(help="Queues (sites) jobs run on.", no_args_is_help=True)
 
@@ -28,11 +28,11 @@ def list_queues(
     for q in queues:
         jobs = ", ".join(f"{n} {state}" for state, n in sorted(q.status_counts.items()) if n) or "-"
         table.add_row(
-            q.name,
+            cell(q.name),
             "yes" if q.enabled else "[red]no[/]",
-            q.backend,
-            ",".join(q.vos) or "any",
-            ",".join(q.labels) or "any",
+            cell(q.backend),
+            cell(",".join(q.vos) or "any"),
+            cell(",".join(q.labels) or "any"),
             str(q.connected_pilots),
             str(q.max_running or "-"),
             jobs,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ailuro.ddm import task_from_dict, word, words
 from ailuro.v1 import ddm_pb2, job_pb2
-from ailuro_cli._common import console, make_client, print_json, reported_errors
+from ailuro_cli._common import cell, console, make_client, print_json, reported_errors
 from ailuro_cli.ddm import JSON_OPT, _split, _table, transfer_dict, transfer_table
 
 task_app = typer.Typer(help="Production tasks: process -> merge -> archive chains.", no_args_is_help=True)
@@ -102,7 +102,11 @@ def show(ctx: typer.Context, task_id: int = typer.Argument(..., min=1), as_json:
     if as_json:
         print_json(info)
         return
-    console.print(f"task {task_id} {escape(info['name'])}: [bold]{info['state']}[/] {escape(info['diag'])}")
+    console.print(
+        Text.assemble(
+            f"task {task_id} ", cell(info["name"]), ": ", cell(info["state"], style="bold"), " ", cell(info["diag"])
+        )
+    )
     _table(["PANDA_ID", "JOB", "STATUS", "SITE"], [list(j.values()) for j in info["jobs"]])
     transfer_table(info["requests"])
 

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from ailuro.vocabulary import PILOT_EXIT_CODES as PILOT_EXIT_CODES
 from ailuro.vocabulary import QUEUED_WORKER_STATES as QUEUED_WORKER_STATES
 from ailuro.vocabulary import WorkerState as WorkerState
 from ailuro.vocabulary import describe_exit_code as describe_exit_code
+from backends.ids import split_batch_ids
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,17 @@ class BatchBackend(ABC):
     @abstractmethod
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """Remove the given workers; ids that already ended are ignored."""
+
+    def own_ids(self, batch_ids: Iterable[str]) -> list[str]:
+        """The ids that have this backend's form (:mod:`backends.ids`), in order.
+
+        Every other id is logged and dropped: ids come from the dispatcher's records, and only an
+        id of the right form may reach a batch command line.
+        """
+        valid, refused = split_batch_ids(self.name, batch_ids)
+        if refused:
+            log.error("%s: refusing %d batch id(s) not of its form: %r", self.name, len(refused), refused[:5])
+        return valid
 
 
 # --- the one seam for external commands ------------------------------------------------------

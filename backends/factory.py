@@ -8,19 +8,27 @@ register them (batch id <-> pilot id) right away (``RegisterWorkers``). Counting
 dispatcher's records rather than local memory is what lets several factories serve one queue
 without over-submitting, and a restarted factory pick up where it was.
 
-A queue whose submissions fail is backed off exponentially (per queue, capped) and its last
-error is kept in ``factory-status.json`` in the work directory, next to the pilots' logs.
+A queue whose submissions fail, or whose pilots die at start (:mod:`backends.health`), is backed
+off exponentially (per queue, capped) and its last error is kept in ``factory-status.json`` in the
+work directory, next to the pilots' logs; after ``flag_after_start_failures`` start failures in a
+row the queue is flagged, and the flag reaches the dispatcher (``ReportQueueHealth``).
+
+Ended and held workers are reported at once (``UpdateWorkers``), so the dispatcher requeues their
+pilots' jobs without waiting for the leases; held workers are removed and replaced. Every batch id
+read from the dispatcher is checked against its backend's form (:mod:`backends.ids`) before it
+can reach a batch command, and every call carries the factory's id and secret
+(:mod:`backends.credentials`), so only this factory can register or change its workers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +47,12 @@ from backends.base import (
     WorkerState,
     default_pilot_command,
 )
+from backends.credentials import check_factory_id, default_secret_file, factory_metadata, load_or_create_secret
+from backends.health import Backoff, StartFailures, error_line
+from backends.ids import valid_batch_id
 from backends.registry import create_backend
+from backends.wrapper.bundle import bundle_environment
+from ddm.storage import ENV_STORAGE_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +92,10 @@ class QueueCounts:
     def from_stats(cls, stats: factory_pb2.QueueStats) -> QueueCounts:
         """Derive the counts from ``GetQueueStats``.
 
-        Workers waiting in the batch system (submitted, idle, held, or in a state the backend does
-        not know) are queued, and each is a pilot that will take a job; workers the batch system
-        runs but whose pilot has not connected yet are on their way too. Both count as idle, so a
+        Workers waiting in the batch system (submitted, idle, or in a state the backend does
+        not know) are queued, and each is a pilot that will take a job (held ones are not: they
+        run nothing, and the factory removes them); workers the batch system runs but whose pilot
+        has not connected yet are on their way too. Both count as idle, so a
         slow-starting pilot does not make the factory submit another one for the same job.
         """
         workers = dict(stats.workers)
@@ -95,46 +109,6 @@ class QueueCounts:
             queued=queued,
             running=running,
         )
-
-
-# --- backoff ---------------------------------------------------------------------------------
-
-
-@dataclass(kw_only=True)
-class Backoff:
-    """Exponential, capped backoff per queue after failed submissions.
-
-    The first failure blocks the queue for ``base_s``, each further one doubles it up to ``max_s``;
-    one success clears it. ``clock`` is injectable so the schedule is testable without sleeping.
-    """
-
-    base_s: float = 10.0
-    factor: float = 2.0
-    max_s: float = 600.0
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, int] = field(default_factory=dict)
-    _until: dict[str, float] = field(default_factory=dict)
-
-    def failed(self, queue: str) -> float:
-        """Record a failure; returns the delay now in force for ``queue``."""
-        count = self._failures.get(queue, 0) + 1
-        self._failures[queue] = count
-        delay = min(self.max_s, self.base_s * self.factor ** (count - 1))
-        self._until[queue] = self.clock() + delay
-        return delay
-
-    def succeeded(self, queue: str) -> None:
-        """Clear the queue's backoff."""
-        self._failures.pop(queue, None)
-        self._until.pop(queue, None)
-
-    def blocked_for(self, queue: str) -> float:
-        """Seconds until ``queue`` may be submitted to again (0: now)."""
-        return max(0.0, self._until.get(queue, 0.0) - self.clock())
-
-    def failures(self, queue: str) -> int:
-        """Consecutive failures recorded for ``queue``."""
-        return self._failures.get(queue, 0)
 
 
 # --- configuration and state -----------------------------------------------------------------
@@ -159,7 +133,9 @@ class FactoryConfig:
     pilot_args: tuple[str, ...] = ()
     """Extra pilot options, appended by the wrapper."""
     pilot_environment: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment for pilots."""
+    """Extra environment for every queue's pilots (a queue's ``pilot_environment`` wins); without
+    ``AILURO_STORAGE_ROOT`` here, in the queue's or the factory's own environment, pilots get
+    ``<workdir>/storage``."""
     cancel_queued_after_s: float = 900.0
     """Cancel workers still waiting in the batch system after this long while their queue has no
     activated jobs (0: never)."""
@@ -176,6 +152,11 @@ class FactoryConfig:
     download the pilot from it and check its version and sha256, instead of using ``pilot_command``."""
     pilot_python: str = "python3"
     """Python that runs a downloaded pilot bundle on the worker node."""
+    secret_file: Path | None = None
+    """The factory's secret (created 0600 at first start; default: per factory id in the state dir,
+    see :mod:`backends.credentials`)."""
+    flag_after_start_failures: int = 5
+    """Flag a queue after this many pilots in a row failed at start (0: never)."""
 
 
 @dataclass(kw_only=True)
@@ -195,6 +176,14 @@ class QueueReport:
     last_submission_count: int = 0
     last_error: str = ""
     last_error_time: float = 0.0
+    start_failures: int = 0
+    """Pilots that failed at start in a row (their pilot never reached the dispatcher)."""
+    start_error: str = ""
+    """The error line of the last such pilot's log."""
+    flagged: bool = False
+    """``start_failures`` reached ``flag_after_start_failures``."""
+    held_removed: int = 0
+    """Held workers removed (and so replaced) in this cycle."""
 
 
 class Factory:
@@ -204,11 +193,17 @@ class Factory:
         self.config = config
         self.workdir = Path(config.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.factory_id = config.factory_id or self._stored_factory_id()
+        self.factory_id = check_factory_id(config.factory_id or self._stored_factory_id())
+        secret = load_or_create_secret(config.secret_file or default_secret_file(self.factory_id))
+        self._metadata = (*config.metadata, *factory_metadata(self.factory_id, secret))
         self._own_channel = channel is None
         self._channel = channel or targets.channel(config.server)
         self._stub = factory_pb2_grpc.FactoryServiceStub(self._channel)
         self.backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
+        self.start_backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
+        self.start_failures: dict[str, StartFailures] = {q.name: StartFailures() for q in config.queues}
+        self._seen_connected: dict[str, set[str]] = {}
+        self._reported_health: dict[str, tuple[int, bool, str]] = {}
         self._backends: dict[str, BatchBackend] = {}
         self._last_poll: dict[str, float] = {}
         self._unregistered: dict[str, list[factory_pb2.Worker]] = {}
@@ -241,15 +236,20 @@ class Factory:
         return backend
 
     def cancel_all(self) -> int:
-        """Cancel every non-final worker of this factory and record it; returns how many."""
+        """Cancel every non-final worker of this factory; returns how many were asked to end.
+
+        The count is of cancel requests, not of workers already seen gone: a busy batch system
+        takes a while to act on ``scancel``/``condor_rm``, and the factory's next polls record the
+        end (the poll here records whatever has ended already)."""
         total = 0
         for queue in self.config.queues:
-            workers = self._my_workers(queue.name)
+            workers = self._my_workers(queue)
             if not workers:
                 continue
             backend = self.backend_for(queue)
             backend.cancel([w.batch_id for w in workers])
-            total += self._poll(queue, backend, workers, force=True)
+            self._poll(queue, backend, workers, force=True)
+            total += len(workers)
         return total
 
     # --- one cycle -------------------------------------------------------------------------
@@ -258,12 +258,13 @@ class Factory:
         """One pass over all queues; errors are recorded per queue and never escape."""
         for queue in self.config.queues:
             report = self.reports[queue.name]
-            report.submitted = report.updated = report.cancelled = 0
+            report.submitted = report.updated = report.cancelled = report.held_removed = 0
             try:
                 self._retry_registrations(queue.name)
-                workers = self._my_workers(queue.name)
+                workers = self._my_workers(queue)
                 if workers:
                     report.updated = self._poll(queue, self.backend_for(queue), workers)
+                self._note_start_health(queue.name, report)
             except Exception as exc:  # one broken queue must not stop the others
                 self._record_error(report, f"polling: {_describe(exc)}")
         try:
@@ -279,6 +280,7 @@ class Factory:
                 self._serve_queue(queue, stats.get(queue.name), report)
             except Exception as exc:
                 self._record_error(report, _describe(exc))
+        self._report_health()
         self._save_status()
         return self.reports
 
@@ -300,8 +302,14 @@ class Factory:
             running=counts.running,
             limits=queue.factory,
         )
-        report.backoff_s = self.backoff.blocked_for(queue.name)
+        report.backoff_s = max(self.backoff.blocked_for(queue.name), self.start_backoff.blocked_for(queue.name))
         if n == 0 or report.backoff_s > 0:
+            return
+        if self.start_failures[queue.name].count:
+            # pilots die at start: one probe at a time, until one connects
+            probing = counts.queued + max(0, counts.running - int(stats.connected_pilots))
+            n = 0 if probing else 1
+        if n == 0:
             return
         try:
             # constructing the backend (and fetching the bundle's checksum) belongs here: a queue
@@ -329,7 +337,11 @@ class Factory:
     # --- pieces ----------------------------------------------------------------------------
 
     def _spec(self, queue: QueueConfig) -> PilotSpec:
-        environment = dict(self.config.pilot_environment)
+        environment = {**self.config.pilot_environment, **queue.pilot_environment}
+        # file:// storage (job log tarballs included) under the work dir unless configured: a
+        # path the factory's host (and the dispatcher next to it) can read, never the home of
+        # whichever user the batch system runs the pilot as
+        environment.setdefault(ENV_STORAGE_ROOT, os.environ.get(ENV_STORAGE_ROOT) or str(self.workdir / "storage"))
         if self.config.pilot_bundle_url:
             environment.update(bundle_environment(self.config.pilot_bundle_url, python=self.config.pilot_python))
         return PilotSpec(
@@ -340,7 +352,7 @@ class Factory:
             factory_id=self.factory_id,
             idle_timeout_s=float(queue.factory.idle_timeout_s),
             pilot_command=self.config.pilot_command,
-            pilot_args=self.config.pilot_args,
+            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pass_env)),
             environment=environment,
         )
 
@@ -371,17 +383,34 @@ class Factory:
         self._stub.RegisterWorkers(
             factory_pb2.RegisterWorkersRequest(workers=pending),
             timeout=self.config.rpc_timeout_s,
-            metadata=self.config.metadata,
+            metadata=self._metadata,
         )
         self._unregistered[queue] = []
 
-    def _my_workers(self, queue: str) -> list[factory_pb2.Worker]:
+    def _my_workers(self, queue: QueueConfig) -> list[factory_pb2.Worker]:
+        """This factory's non-final workers of ``queue``, whatever work dir submitted them.
+
+        A worker whose batch id is not of the queue's backend's form is left out (and logged):
+        such an id was not written by this factory, and must never reach a batch command.
+        """
         resp = self._stub.ListWorkers(
-            factory_pb2.ListWorkersRequest(queue=queue, factory_id=self.factory_id, limit=5000),
+            factory_pb2.ListWorkersRequest(queue=queue.name, factory_id=self.factory_id, limit=5000),
             timeout=self.config.rpc_timeout_s,
-            metadata=self.config.metadata,
+            metadata=self._metadata,
         )
-        return list(resp.workers)
+        workers = []
+        for w in resp.workers:
+            if valid_batch_id(queue.backend, w.batch_id):
+                workers.append(w)
+            else:
+                log.error(
+                    "queue %s: ignoring worker %s: batch id %r is not a %s id",
+                    queue.name,
+                    w.worker_id,
+                    w.batch_id,
+                    queue.backend,
+                )
+        return workers
 
     def _poll(
         self, queue: QueueConfig, backend: BatchBackend, workers: Sequence[factory_pb2.Worker], *, force: bool = False
@@ -393,20 +422,88 @@ class Factory:
         self._last_poll[queue.name] = now
         statuses = backend.status([w.batch_id for w in workers])
         updates = []
+        held: list[str] = []
+        # a pilot newly seen connected proves the queue's pilots can start (bounded: live workers only)
+        connected = {w.worker_id for w in workers if w.node}
+        if connected - self._seen_connected.get(queue.name, set()):
+            self.start_failures[queue.name].connected()
+            self.start_backoff.succeeded(queue.name)
+        self._seen_connected[queue.name] = connected
         for w in workers:
             st = statuses.get(w.batch_id)
             if st is None:
                 continue
+            if st.state == WorkerState.HELD:
+                held.append(w.batch_id)
             state = st.state.to_proto()
             if state != w.state:
                 updates.append(factory_pb2.WorkerUpdate(worker_id=w.worker_id, state=state, diag=st.diag))
+                if st.state == WorkerState.FAILED and not w.node:  # ended in error, never said Hello
+                    self._start_failed(queue.name, w, st.diag)
         if updates:
-            self._stub.UpdateWorkers(
+            resp = self._stub.UpdateWorkers(
                 factory_pb2.UpdateWorkersRequest(updates=updates),
                 timeout=self.config.rpc_timeout_s,
-                metadata=self.config.metadata,
+                metadata=self._metadata,
             )
+            if resp.released_jobs:
+                log.info("queue %s: the dispatcher released %d job(s) of ended pilots", queue.name, resp.released_jobs)
+        if held:
+            # a held pilot runs nothing and may stay held for ever: remove it, so it is replaced now
+            log.warning("queue %s: removing %d held pilot(s): %s", queue.name, len(held), ", ".join(held[:5]))
+            backend.cancel(held)
+            self.reports[queue.name].held_removed += len(held)
         return len(updates)
+
+    def _start_failed(self, queue: str, worker: factory_pb2.Worker, diag: str) -> None:
+        """A worker ended without its pilot ever reaching the dispatcher: back the queue off."""
+        line = error_line(worker.log_path, diag or "ended before its pilot connected")
+        streak = self.start_failures[queue].failed(line, now=time.time())
+        delay = self.start_backoff.failed(queue)
+        log.error(
+            "queue %s: pilot %s failed at start (%d in a row; next pilot in %g s): %s",
+            queue,
+            worker.worker_id,
+            streak,
+            delay,
+            line,
+        )
+
+    def _note_start_health(self, queue: str, report: QueueReport) -> None:
+        failures = self.start_failures[queue]
+        report.start_failures, report.start_error = failures.count, failures.last_error
+        report.flagged = failures.flagged(self.config.flag_after_start_failures)
+
+    def _report_health(self) -> None:
+        """Tell the dispatcher each queue's start-failure streak, when it changed."""
+        items = []
+        for name, report in self.reports.items():
+            key = (report.start_failures, report.flagged, report.start_error)
+            if self._reported_health.get(name) == key:
+                continue
+            until = time.time() + self.start_backoff.blocked_for(name)
+            items.append(
+                factory_pb2.QueueHealth(
+                    queue=name,
+                    start_failures=report.start_failures,
+                    flagged=report.flagged,
+                    last_error=report.start_error,
+                    backoff_until=until if report.start_failures else 0.0,
+                )
+            )
+        if not items:
+            return
+        try:
+            self._stub.ReportQueueHealth(
+                factory_pb2.ReportQueueHealthRequest(queues=items),
+                timeout=self.config.rpc_timeout_s,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as exc:
+            log.warning("ReportQueueHealth failed (retried next cycle): %s", _describe(exc))
+            return
+        for h in items:
+            self._reported_health[h.queue] = (h.start_failures, h.flagged, h.last_error)
 
     def _cancel_stale_queued(self, queue: QueueConfig) -> int:
         """Cancel workers waiting in the batch system too long for a queue that has no work."""
@@ -414,7 +511,7 @@ class Factory:
         now = time.time()
         stale = [
             w
-            for w in self._my_workers(queue.name)
+            for w in self._my_workers(queue)
             if WorkerState.from_proto(w.state) in (WorkerState.SUBMITTED, WorkerState.IDLE)
             and w.HasField("submit_time")
             and now - w.submit_time.ToSeconds() > limit
@@ -432,7 +529,7 @@ class Factory:
         resp = self._stub.GetQueueStats(
             factory_pb2.GetQueueStatsRequest(),
             timeout=self.config.rpc_timeout_s,
-            metadata=self.config.metadata,
+            metadata=self._metadata,
         )
         return {s.queue: s for s in resp.queues}
 
@@ -480,25 +577,6 @@ class Factory:
             for key in ("last_submission_time", "last_submission_count", "last_error", "last_error_time"):
                 if key in saved:
                     setattr(report, key, saved[key])
-
-
-def bundle_environment(base_url: str, *, python: str = "python3", timeout: float = 10.0) -> dict[str, str]:
-    """The wrapper's bundle settings: ``bundle.json`` from ``base_url`` says what to expect.
-
-    Asked at every submission, so pilots always get the bundle the dispatcher serves now; the
-    wrapper refuses a download whose sha256 or version differs.
-    """
-    from backends.wrapper import BUNDLE_PYTHON_ENV, BUNDLE_SHA256_ENV, BUNDLE_URL_ENV, BUNDLE_VERSION_ENV
-
-    base = base_url.rstrip("/")
-    with urllib.request.urlopen(f"{base}/pilot/bundle.json", timeout=timeout) as resp:
-        info = json.loads(resp.read())
-    return {
-        BUNDLE_URL_ENV: f"{base}{info.get('url_path', '/pilot/bundle.pyz')}",
-        BUNDLE_SHA256_ENV: str(info["sha256"]),
-        BUNDLE_VERSION_ENV: str(info["version"]),
-        BUNDLE_PYTHON_ENV: python,
-    }
 
 
 def _describe(exc: BaseException) -> str:

@@ -40,6 +40,14 @@ class QueueStatus:
     last_error: str = ""
     """Last submission/poll error of the factory whose work dir was given."""
     last_error_time: float = 0.0
+    last_worker_log: str = ""
+    """Log path of the newest failed or missing worker (read it for the whole story)."""
+    start_failures: int = 0
+    """Pilots that failed at start in a row (the worst factory's streak, from the dispatcher)."""
+    flagged: bool = False
+    """A factory flagged the queue: its pilots keep dying at start."""
+    flag_reason: str = ""
+    """The error line of the last pilot that failed at start."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -72,6 +80,9 @@ def collect_status(
             queued_workers=workers.get(WorkerState.SUBMITTED.value, 0) + workers.get(WorkerState.IDLE.value, 0),
             running_workers=workers.get(WorkerState.RUNNING.value, 0),
             held_workers=workers.get(WorkerState.HELD.value, 0),
+            start_failures=int(s.start_failures),
+            flagged=bool(s.flagged),
+            flag_reason=s.flag_reason,
         )
         listed = stub.ListWorkers(
             factory_pb2.ListWorkersRequest(queue=s.queue, include_final=True, limit=1000),
@@ -89,6 +100,7 @@ def collect_status(
             if bad:
                 newest = max(bad, key=lambda w: w.update_time.ToNanoseconds())
                 row.last_worker_error = f"{newest.worker_id}: {newest.diag}"
+                row.last_worker_log = newest.log_path
         saved = local.get(s.queue, {})
         row.last_error = str(saved.get("last_error", ""))
         row.last_error_time = float(saved.get("last_error_time", 0.0))

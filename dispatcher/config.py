@@ -9,6 +9,47 @@ from ailuro.queues import DEFAULT_QUEUES, QueueConfig, StorageElementConfig
 
 
 @dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Bounds on what one client may send and hold, so no caller can exhaust the dispatcher.
+
+    Each is enforced with INVALID_ARGUMENT (a malformed request: the message names the field
+    and the limit) or RESOURCE_EXHAUSTED (too much at once: the message names the limit). The
+    README's "Security model" section lists them in one table; request-content limits that
+    every client shares (name lengths, jobs per call, ...) live in ``dispatcher/validation.py``.
+    """
+
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest request message the gRPC server accepts (``grpc.max_receive_message_length``);
+    larger ones end with RESOURCE_EXHAUSTED from gRPC itself. 5,000 ordinary jobs are ~2 MB; the
+    SDK splits submissions by count only, so 5,000 jobs with long parameters need the room."""
+    errors_per_final: int = 32
+    """JobError entries in one final report (one per failing component is the norm). Beyond it the
+    report is REJECTED: each distinct error becomes up to four permanent monitor counter rows."""
+    files_per_final: int = 5000
+    """Files in one final report (a job has at most 5,000 files)."""
+    diag_chars: int = 1000
+    """Characters of one JobError.diag."""
+    event_reason_chars: int = 2000
+    """Characters of the error summary a final report writes into the job's history; longer
+    summaries are cut (with an ellipsis), so a report cannot grow the history without bound."""
+    held_jobs_per_hello: int = 5000
+    """Jobs a reconnecting pilot may name in ``Hello.held_jobs``."""
+    heartbeats_per_message: int = 5000
+    """Heartbeats in one HeartbeatBatch (or one UpdateJob call, with its finals)."""
+    pending_per_stream: int = 1000
+    """Messages of one Connect stream received but not answered yet (job requests and final
+    reports in flight, heartbeats waiting for the flush). Beyond it the stream is not read (gRPC
+    flow control pushes back on the pilot) for up to ``pending_wait_s``; if its backlog has not
+    drained by then, the stream ends with RESOURCE_EXHAUSTED. Memory never grows with it."""
+    pending_wait_s: float = 10.0
+    """How long a stream over ``pending_per_stream`` waits for its backlog to drain (a burst of
+    spooled final reports after a reconnect does) before it ends with RESOURCE_EXHAUSTED."""
+    send_queue_per_stream: int = 1000
+    """Messages queued for one stream that its pilot has not read; beyond it the pilot is deemed
+    stuck and the stream is cut (assignments come back by the sent timeout, acks are resent)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DispatcherConfig:
     """Everything a dispatcher process needs to run.
 
@@ -57,7 +98,7 @@ class DispatcherConfig:
     """Upper bound of rows one group-commit transaction touches."""
     claim_window_ms: float = 2.0
     """Job requests arriving within this window are claimed in one transaction."""
-    pilot_stale_s: float = 30.0
+    pilot_stale_s: float = 30.0  # = dispatcher.store.pilots.PILOT_STALE_S, the monitor's window
     """A pilot row not refreshed for this long no longer counts as connected (its dispatcher died)."""
     share_refresh_s: float = 5.0
     """How often the per-VO running counts used for fair-share ordering are recomputed."""
@@ -89,3 +130,5 @@ class DispatcherConfig:
     """Delay before a failed DDM request's first retry; doubled for every further attempt."""
     ddm_scratch_dir: str = "/tmp/ailuro-ddm"
     """Where the DDM agent passes files through between source and destination SE."""
+    limits: Limits = Limits()
+    """Bounds on requests and streams (see :class:`Limits`)."""

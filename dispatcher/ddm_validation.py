@@ -19,6 +19,7 @@ import string
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ailuro import names
 from ailuro.errors import InvalidArgument
 from ailuro.queues import StorageElementConfig
 from ailuro.v1 import ddm_pb2
@@ -44,6 +45,7 @@ def text(value: str, field: str, *, limit: int = validation.MAX_NAME, required: 
 def did(value: str, field: str) -> tuple[str, str]:
     """``scope:name`` -> ``(scope, name)``; neither part may be a path."""
     text(value, field, limit=2 * validation.MAX_NAME + 1, required=True)
+    names.check_dataset(value, field)  # the SDK's one rule set for dataset names (ailuro.names)
     scope, name = catalog.split_did(value, field=field)
     for part in (scope, name):
         if len(part) > validation.MAX_NAME:
@@ -126,8 +128,7 @@ def register_files(req: ddm_pb2.RegisterFilesRequest, storage: Mapping[str, Stor
     for i, f in enumerate(req.files):
         where = f"files[{i}]"
         text(f.lfn, f"{where}.lfn", required=True)
-        if "/" in f.lfn or f.lfn in (".", "..") or f.lfn != f.lfn.strip():
-            raise InvalidArgument("must be a file name, not a path", field=f"{where}.lfn")
+        names.check_lfn(f.lfn, f"{where}.lfn")
         if f.lfn in seen:
             raise InvalidArgument(f"duplicate lfn {f.lfn!r} within the call", field=f"{where}.lfn")
         seen.add(f.lfn)

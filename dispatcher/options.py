@@ -15,12 +15,11 @@ from pathlib import Path
 from ailuro.errors import InvalidArgument
 from ailuro.queues import load_queues, load_storage
 from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED, DEFAULT_STORAGE_ROOT
+from ddm.storage import ENV_STORAGE_ROOT
 from dispatcher.config import DispatcherConfig
 
 QUEUES_ENV = "AILURO_QUEUES"
 """Environment variable naming the queue file (``--queues``)."""
-STORAGE_ROOT_ENV = "AILURO_STORAGE_ROOT"
-"""Environment variable naming the root of ``file://`` storage elements (``--storage-root``)."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -102,8 +101,8 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
     p.add_argument(
         "--storage-root",
         type=Path,
-        default=environ.get(STORAGE_ROOT_ENV) or DEFAULT_STORAGE_ROOT,
-        help=f"directory of file:// storage elements, <root>/<SE> as pilots use it (env {STORAGE_ROOT_ENV}; "
+        default=environ.get(ENV_STORAGE_ROOT) or DEFAULT_STORAGE_ROOT,
+        help=f"directory of file:// storage elements, <root>/<SE> as pilots use it (env {ENV_STORAGE_ROOT}; "
         "default: %(default)s); logs are read back only from there and the queue file's [[storage]] endpoints",
     )
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")

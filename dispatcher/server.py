@@ -83,7 +83,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", config.limits.max_message_bytes),
             ("grpc.server.max_pending_requests", config.max_pending_calls),
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
         ]

@@ -9,6 +9,7 @@ Limits (also in the README):
 ================================  ============================================
 batch sizes (jobs, ids, workers)  1 to 5,000
 names (job_name, vo, label, site, lfn, guid, dataset, scope, SEs, pilot/worker ids)  at most 255 characters
+name character sets              job_name, lfn, scope, dataset, SEs: see ``ailuro.names`` (one rule, client and server)
 transformation                    1 to 4,096 characters
 job_parameters                    at most 65,536 characters
 environment                       at most 256 entries; names like shell variables; values at most 4,096
@@ -22,18 +23,24 @@ reason / diag                     at most 1,000 characters
 page_size                         0 (default 100) to 5,000
 JobRequest.n / GetJob.n           1 to 100
 ================================  ============================================
+
+Limits on pilot reports and streams (errors and files per final report, held jobs, heartbeats
+per message, messages in flight per stream) are configuration: ``dispatcher.config.Limits``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Collection, Sequence
 
+from ailuro import names
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import factory_pb2, job_pb2, pilot_pb2, submission_pb2
 from ddm.locations import StorageLocations
+from dispatcher.config import Limits
 from dispatcher.states import PILOT_FINAL_REPORTABLE, PILOT_REPORTABLE, JobState
 
 MAX_BATCH = 5000
@@ -88,7 +95,14 @@ def validate_ids(ids: Sequence[int], field: str = "panda_ids") -> None:
 
 
 def validate_file(f: job_pb2.File, where: str) -> None:
-    """One file of a submitted job."""
+    """One file of a submitted job or of a final report.
+
+    Only the rule every dispatcher version applied is checked here (no ``/``, no NUL): the full
+    character sets (``ailuro.names``) are checked where names are born (:func:`validate_job`), so
+    the final report of a job accepted under older rules is still accepted and the job never
+    sits in holding because of its own name. The pilot never writes outside its work directory
+    whatever the name (``pilot.sandbox``).
+    """
     _text(f.lfn, f"{where}.lfn", required=True)
     if "/" in f.lfn:
         raise InvalidArgument("must be a file name, not a path", field=f"{where}.lfn")
@@ -140,9 +154,11 @@ def validate_job(job: job_pb2.Job, where: str, *, known_sites: Collection[str]) 
         _text(value, f"{where}.environment[{key}]", limit=MAX_ENV_VALUE)
     if len(job.files) > MAX_FILES_PER_JOB:
         raise InvalidArgument(f"has {len(job.files)} files; the limit is {MAX_FILES_PER_JOB}", field=f"{where}.files")
-    seen: set[str] = set()
+    names.check_job_names(job, where)  # the SDK's own rule, so both report the same field and message
     for j, f in enumerate(job.files):
         validate_file(f, f"{where}.files[{j}]")
+    seen: set[str] = set()
+    for j, f in enumerate(job.files):
         if f.lfn in seen:
             raise InvalidArgument(f"duplicate lfn {f.lfn!r} within the job", field=f"{where}.files[{j}].lfn")
         seen.add(f.lfn)
@@ -223,7 +239,9 @@ def _job_state(value: int, field: str) -> JobState:
         raise InvalidArgument(f"must be a job status, got {value}", field=field) from None
 
 
-def validate_hello(hello: pilot_pb2.Hello, *, known_queues: Collection[str], where: str = "hello") -> None:
+def validate_hello(
+    hello: pilot_pb2.Hello, *, known_queues: Collection[str], where: str = "hello", limits: Limits = Limits()
+) -> None:
     """A pilot's Hello (stream or unary GetJob)."""
     _text(hello.pilot_id, f"{where}.pilot_id", required=True)
     _text(hello.queue, f"{where}.queue", required=True)
@@ -233,6 +251,11 @@ def validate_hello(hello: pilot_pb2.Hello, *, known_queues: Collection[str], whe
         _text(getattr(hello, name), f"{where}.{name}")
     for name in ("cores", "memory_mb", "walltime_left_s"):
         _non_negative(getattr(hello, name), f"{where}.{name}")
+    if len(hello.held_jobs) > limits.held_jobs_per_hello:
+        raise InvalidArgument(
+            f"has {len(hello.held_jobs)} entries; the limit (held_jobs_per_hello) is {limits.held_jobs_per_hello}",
+            field=f"{where}.held_jobs",
+        )
     for i, held in enumerate(hello.held_jobs):
         if held.panda_id <= 0:
             raise InvalidArgument("must be a positive job id", field=f"{where}.held_jobs[{i}].panda_id")
@@ -242,6 +265,24 @@ def validate_job_request_n(n: int, field: str) -> None:
     """How many jobs a pilot asks for at once."""
     if not 1 <= n <= MAX_JOBS_PER_REQUEST:
         raise InvalidArgument(f"must be 1 to {MAX_JOBS_PER_REQUEST}, got {n}", field=field)
+
+
+_ERROR_COMPONENTS = frozenset(v for v in job_pb2.ErrorComponent.values() if v != job_pb2.ERROR_COMPONENT_UNSPECIFIED)
+
+
+def metrics_problem(m: job_pb2.JobMetrics, where: str = "metrics") -> str | None:
+    """Why reported usage figures cannot be stored (NaN, infinite or negative), or ``None``.
+
+    SQLite refuses NaN in a NOT NULL column and PostgreSQL would store it and poison every sum:
+    either way one such report must be refused alone, before it reaches a shared transaction.
+    """
+    for name in ("cpu_time_s", "walltime_s"):
+        value = getattr(m, name)
+        if not math.isfinite(value) or value < 0:
+            return f"{where}.{name} must be a finite number >= 0, got {value!r}"
+    if m.max_rss_kb < 0:
+        return f"{where}.max_rss_kb must be >= 0, got {m.max_rss_kb}"
+    return None
 
 
 def heartbeat_problem(hb: pilot_pb2.Heartbeat) -> str | None:
@@ -254,11 +295,11 @@ def heartbeat_problem(hb: pilot_pb2.Heartbeat) -> str | None:
         return f"status {hb.status} is not a job status"
     if state not in PILOT_REPORTABLE:
         return f"a heartbeat may report starting, running, holding or transferring, not {state.value}"
-    return None
+    return metrics_problem(hb.metrics)
 
 
-def final_problem(final: pilot_pb2.JobFinal) -> str | None:
-    """Why a final report is malformed (answered with Ack REJECTED), or ``None``."""
+def final_problem(final: pilot_pb2.JobFinal, limits: Limits = Limits()) -> str | None:
+    """Why a final report is malformed or too large (answered with Ack REJECTED), or ``None``."""
     if final.panda_id <= 0:
         return "panda_id must be positive"
     try:
@@ -267,16 +308,25 @@ def final_problem(final: pilot_pb2.JobFinal) -> str | None:
         return f"status {final.status} is not a job status"
     if state not in PILOT_FINAL_REPORTABLE:
         return f"a final report may be finished, failed or cancelled, not {state.value}"
+    problem = metrics_problem(final.metrics)
+    if problem:
+        return problem
+    if len(final.files) > limits.files_per_final:
+        return f"files has {len(final.files)} entries; the limit (files_per_final) is {limits.files_per_final}"
+    if len(final.errors) > limits.errors_per_final:
+        return f"errors has {len(final.errors)} entries; the limit (errors_per_final) is {limits.errors_per_final}"
     for j, f in enumerate(final.files):
         try:
             validate_file(f, f"files[{j}]")
         except InvalidArgument as exc:
             return str(exc)
     for j, err in enumerate(final.errors):
-        if err.component == job_pb2.ERROR_COMPONENT_UNSPECIFIED:
-            return f"errors[{j}].component must be set"
-        if len(err.diag) > MAX_TEXT:
-            return f"errors[{j}].diag is longer than {MAX_TEXT} characters"
+        if err.component not in _ERROR_COMPONENTS:
+            return f"errors[{j}].component must be an ErrorComponent, got {err.component}"
+        if len(err.diag) > limits.diag_chars:
+            return f"errors[{j}].diag is longer than {limits.diag_chars} characters (diag_chars)"
+        if "\x00" in err.diag:
+            return f"errors[{j}].diag must not contain NUL characters"
     return None
 
 
@@ -286,11 +336,22 @@ def validate_get_job(req: pilot_pb2.GetJobRequest, *, known_queues: Collection[s
     validate_job_request_n(req.n, "n")
 
 
-def validate_update_job(req: pilot_pb2.UpdateJobRequest) -> None:
+def validate_update_job(req: pilot_pb2.UpdateJobRequest, limits: Limits = Limits()) -> None:
     """A unary UpdateJob request (per-report problems are answered with Ack REJECTED instead)."""
     _text(req.pilot_id, "pilot_id", required=True)
-    if len(req.heartbeats) + len(req.finals) > MAX_BATCH:
-        raise InvalidArgument(f"at most {MAX_BATCH} reports per call", field="heartbeats")
+    most = min(MAX_BATCH, limits.heartbeats_per_message)
+    if len(req.heartbeats) + len(req.finals) > most:
+        raise InvalidArgument(f"at most {most} reports per call (heartbeats_per_message)", field="heartbeats")
+
+
+def validate_heartbeat_batch(batch: pilot_pb2.HeartbeatBatch, limits: Limits = Limits()) -> None:
+    """One HeartbeatBatch message of a stream (per-heartbeat problems are answered with Ack REJECTED)."""
+    if len(batch.heartbeats) > limits.heartbeats_per_message:
+        raise InvalidArgument(
+            f"has {len(batch.heartbeats)} entries; the limit (heartbeats_per_message) is "
+            f"{limits.heartbeats_per_message}",
+            field="heartbeats.heartbeats",
+        )
 
 
 _WORKER_STATES = {v for v in factory_pb2.WorkerState.values() if v != factory_pb2.WORKER_STATE_UNSPECIFIED}
@@ -329,6 +390,24 @@ def validate_update_workers(req: factory_pb2.UpdateWorkersRequest) -> None:
         _text(u.worker_id, f"updates[{i}].worker_id", required=True)
         _worker_state(u.state, f"updates[{i}].state")
         _text(u.diag, f"updates[{i}].diag", limit=MAX_TEXT)
+
+
+def validate_queue_health(req: factory_pb2.ReportQueueHealthRequest, *, known_queues: Collection[str]) -> None:
+    """A ReportQueueHealth request: known queues, each once, bounded text, sane numbers."""
+    _batch(len(req.queues), "queues")
+    seen: set[str] = set()
+    for i, h in enumerate(req.queues):
+        where = f"queues[{i}]"
+        if h.queue not in known_queues:
+            raise InvalidArgument(f"unknown queue {h.queue!r}", field=f"{where}.queue")
+        if h.queue in seen:
+            raise InvalidArgument(f"duplicate queue {h.queue!r}", field=f"{where}.queue")
+        seen.add(h.queue)
+        if h.start_failures < 0:
+            raise InvalidArgument("must be >= 0", field=f"{where}.start_failures")
+        if not math.isfinite(h.backoff_until) or h.backoff_until < 0:
+            raise InvalidArgument("must be a finite time >= 0", field=f"{where}.backoff_until")
+        _text(h.last_error, f"{where}.last_error", limit=MAX_TEXT)
 
 
 def validate_list_workers(req: factory_pb2.ListWorkersRequest) -> int:

@@ -18,7 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
+from ailuro.display import printable
 from ailuro.errors import InvalidArgument, NotFound, ResourceExhausted
 from ddm.locations import StorageLocations
 from monitor import logs, svg
@@ -89,9 +91,26 @@ def fmt_bytes(value: int) -> str:
     return str(value)
 
 
+def visible_text(value: Any) -> Any:
+    """Jinja's ``finalize`` hook: every ``{{ value }}`` a page prints goes through
+    :func:`ailuro.display.printable`, so control characters in stored text (ESC sequences, bidi
+    overrides) show as ``\x1b``-style escapes; HTML escaping still follows. Markup built by the
+    monitor itself stays markup (``printable`` only touches control characters, never HTML)."""
+    if isinstance(value, Markup):
+        return Markup(printable(str(value)))
+    if isinstance(value, str):
+        return printable(value)
+    return value
+
+
 def make_templates() -> Environment:
-    """The Jinja2 environment (autoescaping on: every value from the database is untrusted)."""
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+    """The Jinja2 environment (autoescaping on: every value from the database is untrusted; control
+    characters are made visible by :func:`visible_text`)."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        finalize=visible_text,
+    )
     env.filters["ts"] = fmt_time
     env.filters["bytes"] = fmt_bytes
     env.globals["STATE_COLORS"] = STATE_COLORS

@@ -35,9 +35,11 @@ REQUIRED_TABLES = frozenset(
         "ddm_replicas",
         "ddm_requests",
         "ddm_tasks",
+        "factory_queues",
     }
 )
-"""The dispatcher's tables the monitor reads (DDM catalog: 0003; counters: migrations 0004 and 0005)."""
+"""The dispatcher's tables the monitor reads (DDM catalog: 0003; counters: migrations 0004 and 0005;
+factory queue health: 0008)."""
 
 
 class SchemaMissing(RuntimeError):

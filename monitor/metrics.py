@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from dispatcher.convert import FINAL_WORKER_STATES
+from dispatcher.store.pilots import connected_clause
 from dispatcher.store.schema import job_events, pilots, workers
 from monitor.db import MonitorDatabase
 from monitor.filters import JobFilter
@@ -77,7 +78,7 @@ class DatabaseCollector(Collector):
                     sent = int(n)
             dispatch.add_metric([], sent / RATE_WINDOW_S)
             for queue, n in conn.execute(
-                select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
+                select(pilots.c.queue, func.count()).where(connected_clause(now=now)).group_by(pilots.c.queue)
             ):
                 connected.add_metric([queue], int(n))
             for queue, backend, state, n in conn.execute(

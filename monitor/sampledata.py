@@ -307,7 +307,7 @@ def pilots_and_workers(spec: SampleSpec) -> tuple[list[dict[str, Any]], list[dic
                         "dispatcher_id": "d1",
                         "connected": True,
                         "first_seen": t + 30,
-                        "last_seen": spec.now - rng.uniform(0, 60),
+                        "last_seen": spec.now - rng.uniform(0, 20),  # refreshed within pilot_stale_s: connected
                     }
                 )
     return pilots, workers

@@ -95,6 +95,14 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
         default=False,
         help="keep job work directories after the job",
     )
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="also pass this variable (or shell pattern, e.g. 'CMT_*') of the pilot's environment to payloads "
+        "(repeatable; env AILURO_PILOT_PASS_ENV, space-separated). Credential-like names never pass.",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
 
@@ -126,6 +134,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         jobs_in_parallel=args.jobs_in_parallel,
         kill_grace_s=args.kill_grace_s,
         keep_workdirs=args.keep_workdirs,
+        payload_env_allow=tuple(
+            args.pass_env if args.pass_env is not None else env.get("AILURO_PILOT_PASS_ENV", "").split()
+        ),
         unary=args.unary,
     )
 

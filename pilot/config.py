@@ -63,6 +63,10 @@ class PilotConfig:
     """Upper bound of the reconnect delay."""
     final_flush_timeout_s: float = 15.0
     """At exit, how long to wait for pending final reports to be acknowledged."""
+    payload_env_allow: tuple[str, ...] = ()
+    """Names or shell-style patterns (``CMT_*``) of the pilot's environment variables passed to
+    payloads besides :data:`pilot.environment.DEFAULT_ALLOW` (``--pass-env``, or the queue's
+    ``pass_env``); credential-like names never pass."""
     keep_workdirs: bool = False
     """Keep each job's work directory after its log tarball was stored (for debugging)."""
     unary: bool | None = None

@@ -20,6 +20,7 @@ from typing import Protocol
 import grpc
 
 from ailuro import targets
+from ailuro.backoff import backoff_delay
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Delay before the next attempt; each call counts one more failure."""
-        ceiling = min(self.maximum_s, self.minimum_s * (2**self.failures))
+        ceiling = backoff_delay(self.failures + 1, base_s=self.minimum_s, max_s=self.maximum_s)
         self.failures += 1
         return self._rng.uniform(self.minimum_s / 2, max(self.minimum_s / 2, ceiling))
 

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ailuro import errorcodes
+from ailuro.names import is_plain_file_name
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
-from pilot import procfs, staging
+from pilot import environment, procfs, sandbox, staging
 from pilot.config import PilotConfig
 from pilot.logtar import log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
@@ -147,7 +148,8 @@ class JobContext:
             parts.append(f"--- last {DEBUG_TAIL_BYTES} bytes of {name} ---\n{tail}")
         text = "\n".join(parts) + "\n"
         try:
-            path.write_text(text)
+            with sandbox.create_new(path) as fh:  # the payload may have put a symlink there
+                fh.write(text.encode())
         except OSError as exc:
             text += f"(could not write {path}: {exc})\n"
         if self.logger is not None:
@@ -179,20 +181,21 @@ class _Failure(Exception):
 
 
 def job_environment(job: job_pb2.Job, workdir: Path, config: PilotConfig) -> dict[str, str]:
-    """The payload's environment: the pilot's, then the job's map, then the ``AILURO_*`` job variables."""
-    env = dict(os.environ)
-    env.update(job.environment)
-    env.update(
-        {
+    """The payload's environment (:mod:`pilot.environment`): the allowed part of the pilot's own
+    (never its credentials), then the job's map, then the ``AILURO_*`` job variables."""
+    return environment.payload_environment(
+        os.environ,
+        extra_allow=config.payload_env_allow,
+        job_environment=job.environment,
+        pilot_variables={
             "AILURO_PANDA_ID": str(job.panda_id),
             "AILURO_WORKDIR": str(workdir),
             "AILURO_JOB_NAME": job.job_name,
             "AILURO_ATTEMPT": str(job.attempt_nr),
             "AILURO_QUEUE": config.queue,
             "AILURO_PILOT_ID": config.pilot_id,
-        }
+        },
     )
-    return env
 
 
 def payload_argv(transformation: str, job_parameters: str, *, workdir: Path, path_env: str) -> list[str]:
@@ -432,9 +435,8 @@ async def _stage_out_outputs(
         if f.type != job_pb2.FILE_TYPE_OUTPUT:
             continue
         try:
-            files.append(
-                await asyncio.to_thread(staging.stage_out, f, ctx.workdir / f.lfn, ctx.job, services.resolver, logger)
-            )
+            local = _output_path(ctx.workdir, f.lfn)
+            files.append(await asyncio.to_thread(staging.stage_out, f, local, ctx.job, services.resolver, logger))
         except staging.StagingError as exc:
             logger.error("stage-out failed: %s", exc.diag)
             files.append(_failed_file(f))
@@ -443,15 +445,29 @@ async def _stage_out_outputs(
     return files, [first_error] if first_error else []
 
 
+def _output_path(workdir: Path, lfn: str) -> Path:
+    """Where the payload left output ``lfn``: directly inside the work directory, nowhere else."""
+    try:
+        return sandbox.workdir_file(workdir, lfn)
+    except sandbox.UnsafeName as exc:
+        raise staging.StagingError(errorcodes.STAGEOUT_FAILED, f"bad output lfn: {exc}") from exc
+
+
 def log_file_of(job: job_pb2.Job) -> job_pb2.File:
-    """The job's LOG file entry, or a new one named ``<job_name>.job.log.tgz``."""
+    """The job's LOG file entry, or a new one named ``<job_name>.job.log.tgz``.
+
+    Either way its lfn is a plain file name (a LOG lfn that is not, from an older dispatcher, is
+    replaced by the conventional name), so the tarball stays in the work directory.
+    """
     for f in job.files:
         if f.type == job_pb2.FILE_TYPE_LOG:
             out = job_pb2.File()
             out.CopyFrom(f)
+            if not is_plain_file_name(out.lfn):
+                out.lfn = log_lfn(job.job_name, job.panda_id)
             return out
     return job_pb2.File(
-        lfn=log_lfn(job.job_name or str(job.panda_id)),
+        lfn=log_lfn(job.job_name, job.panda_id),
         type=job_pb2.FILE_TYPE_LOG,
         dataset=job.destination_dblock,
     )
@@ -471,7 +487,7 @@ async def _store_log(
     logger.removeHandler(handler)
     handler.close()
     ctx.logger = None
-    tarball = ctx.workdir / log_file.lfn
+    tarball = sandbox.workdir_file(ctx.workdir, log_file.lfn)  # log_file_of made it a plain name
     snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
     try:
         await asyncio.to_thread(

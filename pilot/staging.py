@@ -15,6 +15,7 @@ from ailuro.v1 import job_pb2
 from ddm.checksum import normalize_adler32
 from ddm.protocols import protocol_for
 from ddm.storage import StorageResolver
+from pilot import sandbox
 
 FILE_STATUS_READY = "ready"
 """Input present in the work directory (PanDA's file status)."""
@@ -48,18 +49,15 @@ def output_url(f: job_pb2.File, job: job_pb2.Job, resolver: StorageResolver) -> 
     return resolver.file_url(f.destination_se or job.destination_se, lfn=f.lfn, scope=f.scope)
 
 
-def _safe_local_name(lfn: str) -> str:
-    if not lfn or "/" in lfn or lfn in (".", ".."):
-        raise StagingError(errorcodes.STAGEIN_FAILED, f"bad lfn {lfn!r}")
-    return lfn
-
-
 def stage_in(f: job_pb2.File, workdir: Path, resolver: StorageResolver, logger: logging.Logger) -> job_pb2.File:
     """Copy one input into ``workdir/<lfn>`` and verify it against the size/adler32 the job gives.
 
     Raises ``StagingError`` with 1099 (missing/unreadable/size mismatch) or 1171 (adler32 mismatch).
     """
-    local = workdir / _safe_local_name(f.lfn)
+    try:
+        local = sandbox.workdir_file(workdir, f.lfn)
+    except sandbox.UnsafeName as exc:
+        raise StagingError(errorcodes.STAGEIN_FAILED, f"bad lfn: {exc}") from exc
     try:
         url = input_url(f, resolver)
         result = protocol_for(url).copy_in(url, local)

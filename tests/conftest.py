@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ from sqlalchemy.exc import OperationalError
 
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import RunningDispatcher, run_in_thread
+
+# Factories keep their secrets in a per-user state dir: tests use their own, never the home's.
+os.environ.setdefault("AILURO_STATE_DIR", tempfile.mkdtemp(prefix="ailuro-test-state-"))
 
 PG_URL_ENV = "AILURO_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

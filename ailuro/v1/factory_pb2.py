@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61iluro/v1/factory.proto\x12\tailuro.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x01\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivated_jobs\x18\x02 \x01(\x03\x12\x15\n\rassigned_jobs\x18\x03 \x01(\x03\x12\x14\n\x0crunning_jobs\x18\x04 \x01(\x03\x12\x18\n\x10\x63onnected_pilots\x18\x05 \x01(\x05\x12\x13\n\x0bidle_pilots\x18\x06 \x01(\x05\x12\x33\n\x07workers\x18\x07 \x03(\x0b\x32\".ailuro.v1.QueueStats.WorkersEntry\x1a.\n\x0cWorkersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"&\n\x14GetQueueStatsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\">\n\x15GetQueueStatsResponse\x12%\n\x06queues\x18\x01 \x03(\x0b\x32\x15.ailuro.v1.QueueStats\"\xa4\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nfactory_id\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.ailuro.v1.WorkerState\x12\x0c\n\x04\x64iag\x18\x07 \x01(\t\x12/\n\x0bsubmit_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08log_path\x18\n \x01(\t\x12\x18\n\x10\x63urrent_panda_id\x18\x0b \x01(\x03\"<\n\x16RegisterWorkersRequest\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.ailuro.v1.Worker\"\x19\n\x17RegisterWorkersResponse\"V\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.ailuro.v1.WorkerState\x12\x0c\n\x04\x64iag\x18\x03 \x01(\t\"@\n\x14UpdateWorkersRequest\x12(\n\x07updates\x18\x01 \x03(\x0b\x32\x17.ailuro.v1.WorkerUpdate\"\x17\n\x15UpdateWorkersResponse\"]\n\x12ListWorkersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x12\n\nfactory_id\x18\x02 \x01(\t\x12\x15\n\rinclude_final\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x05\"9\n\x13ListWorkersResponse\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.ailuro.v1.Worker*\x93\x02\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKER_STATE_SUBMITTED\x10\x01\x12\x15\n\x11WORKER_STATE_IDLE\x10\x02\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x03\x12\x19\n\x15WORKER_STATE_FINISHED\x10\x04\x12\x17\n\x13WORKER_STATE_FAILED\x10\x05\x12\x1a\n\x16WORKER_STATE_CANCELLED\x10\x06\x12\x15\n\x11WORKER_STATE_HELD\x10\x07\x12\x18\n\x14WORKER_STATE_MISSING\x10\x08\x12\x18\n\x14WORKER_STATE_UNKNOWN\x10\t2\xe0\x02\n\x0e\x46\x61\x63toryService\x12R\n\rGetQueueStats\x12\x1f.ailuro.v1.GetQueueStatsRequest\x1a .ailuro.v1.GetQueueStatsResponse\x12X\n\x0fRegisterWorkers\x12!.ailuro.v1.RegisterWorkersRequest\x1a\".ailuro.v1.RegisterWorkersResponse\x12R\n\rUpdateWorkers\x12\x1f.ailuro.v1.UpdateWorkersRequest\x1a .ailuro.v1.UpdateWorkersResponse\x12L\n\x0bListWorkers\x12\x1d.ailuro.v1.ListWorkersRequest\x1a\x1e.ailuro.v1.ListWorkersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61iluro/v1/factory.proto\x12\tailuro.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x02\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x63tivated_jobs\x18\x02 \x01(\x03\x12\x15\n\rassigned_jobs\x18\x03 \x01(\x03\x12\x14\n\x0crunning_jobs\x18\x04 \x01(\x03\x12\x18\n\x10\x63onnected_pilots\x18\x05 \x01(\x05\x12\x13\n\x0bidle_pilots\x18\x06 \x01(\x05\x12\x33\n\x07workers\x18\x07 \x03(\x0b\x32\".ailuro.v1.QueueStats.WorkersEntry\x12\x16\n\x0estart_failures\x18\x08 \x01(\x05\x12\x0f\n\x07\x66lagged\x18\t \x01(\x08\x12\x13\n\x0b\x66lag_reason\x18\n \x01(\t\x1a.\n\x0cWorkersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"&\n\x14GetQueueStatsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\">\n\x15GetQueueStatsResponse\x12%\n\x06queues\x18\x01 \x03(\x0b\x32\x15.ailuro.v1.QueueStats\"\xb2\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nfactory_id\x18\x04 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x05 \x01(\t\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.ailuro.v1.WorkerState\x12\x0c\n\x04\x64iag\x18\x07 \x01(\t\x12/\n\x0bsubmit_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08log_path\x18\n \x01(\t\x12\x18\n\x10\x63urrent_panda_id\x18\x0b \x01(\x03\x12\x0c\n\x04node\x18\x0c \x01(\t\"<\n\x16RegisterWorkersRequest\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.ailuro.v1.Worker\"\x19\n\x17RegisterWorkersResponse\"V\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.ailuro.v1.WorkerState\x12\x0c\n\x04\x64iag\x18\x03 \x01(\t\"@\n\x14UpdateWorkersRequest\x12(\n\x07updates\x18\x01 \x03(\x0b\x32\x17.ailuro.v1.WorkerUpdate\".\n\x15UpdateWorkersResponse\x12\x15\n\rreleased_jobs\x18\x01 \x01(\x05\"p\n\x0bQueueHealth\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x16\n\x0estart_failures\x18\x02 \x01(\x05\x12\x0f\n\x07\x66lagged\x18\x03 \x01(\x08\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x15\n\rbackoff_until\x18\x05 \x01(\x01\"B\n\x18ReportQueueHealthRequest\x12&\n\x06queues\x18\x01 \x03(\x0b\x32\x16.ailuro.v1.QueueHealth\"\x1b\n\x19ReportQueueHealthResponse\"]\n\x12ListWorkersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x12\n\nfactory_id\x18\x02 \x01(\t\x12\x15\n\rinclude_final\x18\x03 \x01(\x08\x12\r\n\x05limit\x18\x04 \x01(\x05\"9\n\x13ListWorkersResponse\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.ailuro.v1.Worker*\x93\x02\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKER_STATE_SUBMITTED\x10\x01\x12\x15\n\x11WORKER_STATE_IDLE\x10\x02\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x03\x12\x19\n\x15WORKER_STATE_FINISHED\x10\x04\x12\x17\n\x13WORKER_STATE_FAILED\x10\x05\x12\x1a\n\x16WORKER_STATE_CANCELLED\x10\x06\x12\x15\n\x11WORKER_STATE_HELD\x10\x07\x12\x18\n\x14WORKER_STATE_MISSING\x10\x08\x12\x18\n\x14WORKER_STATE_UNKNOWN\x10\t2\xc0\x03\n\x0e\x46\x61\x63toryService\x12R\n\rGetQueueStats\x12\x1f.ailuro.v1.GetQueueStatsRequest\x1a .ailuro.v1.GetQueueStatsResponse\x12X\n\x0fRegisterWorkers\x12!.ailuro.v1.RegisterWorkersRequest\x1a\".ailuro.v1.RegisterWorkersResponse\x12R\n\rUpdateWorkers\x12\x1f.ailuro.v1.UpdateWorkersRequest\x1a .ailuro.v1.UpdateWorkersResponse\x12^\n\x11ReportQueueHealth\x12#.ailuro.v1.ReportQueueHealthRequest\x1a$.ailuro.v1.ReportQueueHealthResponse\x12L\n\x0bListWorkers\x12\x1d.ailuro.v1.ListWorkersRequest\x1a\x1e.ailuro.v1.ListWorkersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUEUESTATS_WORKERSENTRY']._loaded_options = None
   _globals['_QUEUESTATS_WORKERSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKERSTATE']._serialized_start=1140
-  _globals['_WORKERSTATE']._serialized_end=1415
+  _globals['_WORKERSTATE']._serialized_start=1450
+  _globals['_WORKERSTATE']._serialized_end=1725
   _globals['_QUEUESTATS']._serialized_start=72
-  _globals['_QUEUESTATS']._serialized_end=316
-  _globals['_QUEUESTATS_WORKERSENTRY']._serialized_start=270
-  _globals['_QUEUESTATS_WORKERSENTRY']._serialized_end=316
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=318
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=356
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=358
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=420
-  _globals['_WORKER']._serialized_start=423
-  _globals['_WORKER']._serialized_end=715
-  _globals['_REGISTERWORKERSREQUEST']._serialized_start=717
-  _globals['_REGISTERWORKERSREQUEST']._serialized_end=777
-  _globals['_REGISTERWORKERSRESPONSE']._serialized_start=779
-  _globals['_REGISTERWORKERSRESPONSE']._serialized_end=804
-  _globals['_WORKERUPDATE']._serialized_start=806
-  _globals['_WORKERUPDATE']._serialized_end=892
-  _globals['_UPDATEWORKERSREQUEST']._serialized_start=894
-  _globals['_UPDATEWORKERSREQUEST']._serialized_end=958
-  _globals['_UPDATEWORKERSRESPONSE']._serialized_start=960
-  _globals['_UPDATEWORKERSRESPONSE']._serialized_end=983
-  _globals['_LISTWORKERSREQUEST']._serialized_start=985
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1078
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1080
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1137
-  _globals['_FACTORYSERVICE']._serialized_start=1418
-  _globals['_FACTORYSERVICE']._serialized_end=1770
+  _globals['_QUEUESTATS']._serialized_end=378
+  _globals['_QUEUESTATS_WORKERSENTRY']._serialized_start=332
+  _globals['_QUEUESTATS_WORKERSENTRY']._serialized_end=378
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=380
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=418
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=420
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=482
+  _globals['_WORKER']._serialized_start=485
+  _globals['_WORKER']._serialized_end=791
+  _globals['_REGISTERWORKERSREQUEST']._serialized_start=793
+  _globals['_REGISTERWORKERSREQUEST']._serialized_end=853
+  _globals['_REGISTERWORKERSRESPONSE']._serialized_start=855
+  _globals['_REGISTERWORKERSRESPONSE']._serialized_end=880
+  _globals['_WORKERUPDATE']._serialized_start=882
+  _globals['_WORKERUPDATE']._serialized_end=968
+  _globals['_UPDATEWORKERSREQUEST']._serialized_start=970
+  _globals['_UPDATEWORKERSREQUEST']._serialized_end=1034
+  _globals['_UPDATEWORKERSRESPONSE']._serialized_start=1036
+  _globals['_UPDATEWORKERSRESPONSE']._serialized_end=1082
+  _globals['_QUEUEHEALTH']._serialized_start=1084
+  _globals['_QUEUEHEALTH']._serialized_end=1196
+  _globals['_REPORTQUEUEHEALTHREQUEST']._serialized_start=1198
+  _globals['_REPORTQUEUEHEALTHREQUEST']._serialized_end=1264
+  _globals['_REPORTQUEUEHEALTHRESPONSE']._serialized_start=1266
+  _globals['_REPORTQUEUEHEALTHRESPONSE']._serialized_end=1293
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1295
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1388
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1390
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1447
+  _globals['_FACTORYSERVICE']._serialized_start=1728
+  _globals['_FACTORYSERVICE']._serialized_end=2176
 # @@protoc_insertion_point(module_scope)

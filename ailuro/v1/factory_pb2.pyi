@@ -34,7 +34,7 @@ WORKER_STATE_MISSING: WorkerState
 WORKER_STATE_UNKNOWN: WorkerState
 
 class QueueStats(_message.Message):
-    __slots__ = ("queue", "activated_jobs", "assigned_jobs", "running_jobs", "connected_pilots", "idle_pilots", "workers")
+    __slots__ = ("queue", "activated_jobs", "assigned_jobs", "running_jobs", "connected_pilots", "idle_pilots", "workers", "start_failures", "flagged", "flag_reason")
     class WorkersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,9 @@ class QueueStats(_message.Message):
     CONNECTED_PILOTS_FIELD_NUMBER: _ClassVar[int]
     IDLE_PILOTS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    START_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    FLAG_REASON_FIELD_NUMBER: _ClassVar[int]
     queue: str
     activated_jobs: int
     assigned_jobs: int
@@ -56,7 +59,10 @@ class QueueStats(_message.Message):
     connected_pilots: int
     idle_pilots: int
     workers: _containers.ScalarMap[str, int]
-    def __init__(self, queue: _Optional[str] = ..., activated_jobs: _Optional[int] = ..., assigned_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ..., connected_pilots: _Optional[int] = ..., idle_pilots: _Optional[int] = ..., workers: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    start_failures: int
+    flagged: bool
+    flag_reason: str
+    def __init__(self, queue: _Optional[str] = ..., activated_jobs: _Optional[int] = ..., assigned_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ..., connected_pilots: _Optional[int] = ..., idle_pilots: _Optional[int] = ..., workers: _Optional[_Mapping[str, int]] = ..., start_failures: _Optional[int] = ..., flagged: _Optional[bool] = ..., flag_reason: _Optional[str] = ...) -> None: ...
 
 class GetQueueStatsRequest(_message.Message):
     __slots__ = ("queues",)
@@ -71,7 +77,7 @@ class GetQueueStatsResponse(_message.Message):
     def __init__(self, queues: _Optional[_Iterable[_Union[QueueStats, _Mapping]]] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("worker_id", "queue", "backend", "factory_id", "batch_id", "state", "diag", "submit_time", "update_time", "log_path", "current_panda_id")
+    __slots__ = ("worker_id", "queue", "backend", "factory_id", "batch_id", "state", "diag", "submit_time", "update_time", "log_path", "current_panda_id", "node")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +89,7 @@ class Worker(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     CURRENT_PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     queue: str
     backend: str
@@ -94,7 +101,8 @@ class Worker(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     log_path: str
     current_panda_id: int
-    def __init__(self, worker_id: _Optional[str] = ..., queue: _Optional[str] = ..., backend: _Optional[str] = ..., factory_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., diag: _Optional[str] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_path: _Optional[str] = ..., current_panda_id: _Optional[int] = ...) -> None: ...
+    node: str
+    def __init__(self, worker_id: _Optional[str] = ..., queue: _Optional[str] = ..., backend: _Optional[str] = ..., factory_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., diag: _Optional[str] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., log_path: _Optional[str] = ..., current_panda_id: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkersRequest(_message.Message):
     __slots__ = ("workers",)
@@ -123,6 +131,32 @@ class UpdateWorkersRequest(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[WorkerUpdate, _Mapping]]] = ...) -> None: ...
 
 class UpdateWorkersResponse(_message.Message):
+    __slots__ = ("released_jobs",)
+    RELEASED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    released_jobs: int
+    def __init__(self, released_jobs: _Optional[int] = ...) -> None: ...
+
+class QueueHealth(_message.Message):
+    __slots__ = ("queue", "start_failures", "flagged", "last_error", "backoff_until")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    START_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    start_failures: int
+    flagged: bool
+    last_error: str
+    backoff_until: float
+    def __init__(self, queue: _Optional[str] = ..., start_failures: _Optional[int] = ..., flagged: _Optional[bool] = ..., last_error: _Optional[str] = ..., backoff_until: _Optional[float] = ...) -> None: ...
+
+class ReportQueueHealthRequest(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[QueueHealth]
+    def __init__(self, queues: _Optional[_Iterable[_Union[QueueHealth, _Mapping]]] = ...) -> None: ...
+
+class ReportQueueHealthResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

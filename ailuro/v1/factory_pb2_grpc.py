@@ -49,6 +49,11 @@ class FactoryServiceStub:
                 request_serializer=ailuro_dot_v1_dot_factory__pb2.UpdateWorkersRequest.SerializeToString,
                 response_deserializer=ailuro_dot_v1_dot_factory__pb2.UpdateWorkersResponse.FromString,
                 _registered_method=True)
+        self.ReportQueueHealth = channel.unary_unary(
+                '/ailuro.v1.FactoryService/ReportQueueHealth',
+                request_serializer=ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/ailuro.v1.FactoryService/ListWorkers',
                 request_serializer=ailuro_dot_v1_dot_factory__pb2.ListWorkersRequest.SerializeToString,
@@ -74,7 +79,17 @@ class FactoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateWorkers(self, request, context):
-        """Record workers' batch-system states as the factory polls them.
+        """Record workers' batch-system states as the factory polls them. A worker reported ended
+        (finished, failed, cancelled, missing) or held has no live pilot: the jobs its pilot held are
+        released at once (requeued or failed over by the retry rules), not at lease expiry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportQueueHealth(self, request, context):
+        """Report each queue's pilot start-failure streak and backoff, so `factory status`, GetQueueStats
+        and the monitor can flag a queue whose pilots die at start.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +119,11 @@ def add_FactoryServiceServicer_to_server(servicer, server):
                     servicer.UpdateWorkers,
                     request_deserializer=ailuro_dot_v1_dot_factory__pb2.UpdateWorkersRequest.FromString,
                     response_serializer=ailuro_dot_v1_dot_factory__pb2.UpdateWorkersResponse.SerializeToString,
+            ),
+            'ReportQueueHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportQueueHealth,
+                    request_deserializer=ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -192,6 +212,33 @@ class FactoryService:
             '/ailuro.v1.FactoryService/UpdateWorkers',
             ailuro_dot_v1_dot_factory__pb2.UpdateWorkersRequest.SerializeToString,
             ailuro_dot_v1_dot_factory__pb2.UpdateWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportQueueHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ailuro.v1.FactoryService/ReportQueueHealth',
+            ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthRequest.SerializeToString,
+            ailuro_dot_v1_dot_factory__pb2.ReportQueueHealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

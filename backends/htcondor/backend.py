@@ -40,6 +40,7 @@ from backends.base import (
     WorkerStatus,
 )
 from backends.htcondor.parse import PROJECTION, batch_id, classify
+from backends.ids import valid_batch_id
 from backends.wrapper import write_wrapper
 from backends.wrapper.batch import check_options, number, str_map
 from backends.wrapper.book import BookEntry, WorkerBook, settle, status_without_batch_record
@@ -200,7 +201,7 @@ class HTCondorBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """Remove the workers from the schedd; ones that already ended are ignored."""
-        ids = self.book.mark_cancelled(b for b in batch_ids if _parse_id(b) is not None)
+        ids = self.book.mark_cancelled(self.own_ids(batch_ids))
         if not ids:
             return
         self.schedd().act(self.htcondor.JobAction.Remove, _constraint(ids), reason="cancelled by the Ailuro factory")
@@ -248,9 +249,9 @@ class HTCondorBackend(BatchBackend):
 
 
 def _parse_id(bid: str) -> tuple[int, int] | None:
-    cluster, _, proc = bid.partition(".")
-    if not (cluster.isdigit() and proc.isdigit()):
+    if not valid_batch_id("htcondor", bid):
         return None
+    cluster, _, proc = bid.partition(".")
     return int(cluster), int(proc)
 
 

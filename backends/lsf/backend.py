@@ -114,13 +114,14 @@ class LSFBackend(BatchBackend):
         """``bjobs -a`` for the workers' job ids; the wrapper's records for jobs LSF forgot."""
         out: dict[str, WorkerStatus] = {}
         ask: list[str] = []
+        own = set(self.own_ids(batch_ids))
         for bid in batch_ids:
             entry = self.book.get(bid)
             if entry is not None and entry.final_state:
                 out[bid] = WorkerStatus(
                     state=WorkerState(entry.final_state), exit_code=entry.exit_code, diag=entry.diag
                 )
-            elif not bid.split("[", 1)[0].isdigit():
+            elif bid not in own:
                 out[bid] = WorkerStatus(state=WorkerState.MISSING, diag="not an LSF job id")
             else:
                 ask.append(bid)
@@ -139,7 +140,8 @@ class LSFBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """``bkill`` the workers; ones that already ended are ignored."""
-        ids = self.book.mark_cancelled(batch_ids)
+        # only ids of LSF's form: never an option, and never "0" (bkill 0 kills every job of the user)
+        ids = self.book.mark_cancelled(self.own_ids(batch_ids))
         if not ids:
             return
         result = self.runner.run("bkill", ids, check=False)

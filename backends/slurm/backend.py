@@ -38,6 +38,7 @@ from backends.base import (
     WorkerState,
     WorkerStatus,
 )
+from backends.ids import valid_batch_id
 from backends.slurm.parse import (
     SlurmRecord,
     classify,
@@ -153,8 +154,12 @@ class SlurmBackend(BatchBackend):
         live = self._squeue()
         out: dict[str, WorkerStatus] = {}
         gone: list[str] = []
+        own = set(self.own_ids(batch_ids))
         for bid in batch_ids:
             entry = self.book.get(bid)
+            if bid not in own:
+                out[bid] = WorkerStatus(state=WorkerState.MISSING, diag="not a Slurm job id")
+                continue
             record = live.get(bid)
             if record is not None:
                 if entry is not None and record.native_id:
@@ -175,10 +180,11 @@ class SlurmBackend(BatchBackend):
 
     def cancel(self, batch_ids: Sequence[str]) -> None:
         """``scancel`` the workers; ones that already ended are ignored."""
-        ids = self.book.mark_cancelled(batch_ids)
+        ids = self.book.mark_cancelled(self.own_ids(batch_ids))
         if not ids:
             return
-        result = self.runner.run("scancel", ids, check=False)
+        # "--": the ids are checked already; this keeps them operands whatever they are
+        result = self.runner.run("scancel", ["--", *ids], check=False)
         if result.returncode != 0:
             # scancel exits 1 for ids that already ended or were purged; report anything else
             log.warning("slurm: scancel %s: exit %d: %s", " ".join(ids), result.returncode, result.stderr.strip())
@@ -228,12 +234,12 @@ class SlurmBackend(BatchBackend):
         """The element's own job id: remembered from squeue, or written by the wrapper."""
         entry = self.book.get(bid)
         if entry is None:
-            return bid if bid.isdigit() else ""
+            return bid if _plain_job_id(bid) else ""
         if not entry.native_id:
             evidence = read_evidence(entry.log_dir, entry.worker_id)
-            if evidence.native_id and evidence.native_id.isdigit():
+            if evidence.native_id and _plain_job_id(evidence.native_id):
                 entry.native_id = evidence.native_id
-        return entry.native_id or (bid if bid.isdigit() else "")
+        return entry.native_id or (bid if _plain_job_id(bid) else "")
 
     def _from_evidence(self, bid: str, accounted: Mapping[str, SlurmRecord]) -> WorkerStatus:
         entry = self.book.get(bid)
@@ -249,3 +255,8 @@ class SlurmBackend(BatchBackend):
     def _settle(self, bid: str, entry: BookEntry | None, st: WorkerStatus) -> WorkerStatus:
         """Remember a final state, so later polls answer without asking Slurm."""
         return settle(entry, st)
+
+
+def _plain_job_id(text: str) -> bool:
+    """A Slurm job id without an array suffix (what ``sacct -c -j`` takes)."""
+    return valid_batch_id("slurm", text) and "_" not in text

@@ -2,7 +2,8 @@
 
 ``ailuro.errors`` exceptions become their status code with the message as details and the
 offending field in trailing metadata (``ailuro-field``); database outages become UNAVAILABLE;
-anything else is a bug: INTERNAL, with the traceback logged.
+anything else is a bug: INTERNAL, logged as one bounded line (type, first line of the message,
+the innermost code locations; never the request's data).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ailuro.errors import FIELD_METADATA_KEY, AiluroError, status_code_for
 from dispatcher.identity import Identity, identity_from_metadata
+from dispatcher.logsafe import describe, where
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
     if isinstance(exc, OperationalError | DBAPIError) and getattr(exc, "connection_invalidated", False):
         log.warning("%s: database unavailable: %s", method, exc)
         await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry later")
-    log.error("%s failed unexpectedly", method, exc_info=exc)
+    # Bounded and payload-free: the exception's text may quote the request (SQL parameters).
+    log.error("%s failed unexpectedly: %s (at %s)", method, describe(exc), where(exc))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
     raise AssertionError("context.abort() returned")  # it always raises
 

@@ -66,19 +66,27 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
 
     async def _read(self, stream: PilotStream, requests: AsyncIterator[pilot_pb2.PilotMessage]) -> None:
         tasks: set[asyncio.Task[None]] = set()
+        limits = self.hub.rt.config.limits
+
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            stream.in_flight -= 1
 
         def spawn(coro: Coroutine[Any, Any, None]) -> None:
             task: asyncio.Task[None] = asyncio.create_task(coro)
             tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            stream.in_flight += 1
+            task.add_done_callback(done)
 
         try:
             async for msg in requests:
                 kind = msg.WhichOneof("msg")
+                await stream.wait_pending(limits.pending_per_stream, limits.pending_wait_s)
                 if kind == "job_request":
                     validation.validate_job_request_n(msg.job_request.n, "job_request.n")
                     spawn(self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s))
                 elif kind == "heartbeats":
+                    validation.validate_heartbeat_batch(msg.heartbeats, limits)
                     rejected = []
                     for hb in msg.heartbeats.heartbeats:
                         problem = validation.heartbeat_problem(hb)
@@ -88,7 +96,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                             self.hub.heartbeat(stream, hb)
                     stream.send_acks(rejected)
                 elif kind == "final":
-                    problem = validation.final_problem(msg.final)
+                    problem = validation.final_problem(msg.final, limits)
                     if problem:
                         stream.send_acks([_rejected(msg.final.panda_id, msg.final.lease_epoch, problem, is_final=True)])
                     else:
@@ -157,7 +165,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     async def UpdateJob(
         self, request: pilot_pb2.UpdateJobRequest, context: grpc.aio.ServicerContext
     ) -> pilot_pb2.UpdateJobResponse:
-        validation.validate_update_job(request)
+        limits = self.hub.rt.config.limits
+        validation.validate_update_job(request, limits)
         acks: list[pilot_pb2.Ack | None] = []
         beats = []
         for hb in request.heartbeats:
@@ -180,7 +189,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 acks[i] = pilot_pb2.Ack(panda_id=hb.panda_id, lease_epoch=hb.lease_epoch, result=res, message=msg)
 
         async def one_final(final: pilot_pb2.JobFinal) -> pilot_pb2.Ack:
-            problem = validation.final_problem(final)
+            problem = validation.final_problem(final, limits)
             if problem:
                 return _rejected(final.panda_id, final.lease_epoch, problem, is_final=True)
             return await self.hub.final(request.pilot_id, final)

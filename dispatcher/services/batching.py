@@ -4,6 +4,11 @@ Callers ``await submit(item)``; a single background task takes everything queued
 waiting ``window_s`` for more to arrive), processes the batch with one blocking call on the
 database pool, and resolves each caller's future with its own result. While one batch is in the
 database, the next one accumulates, so batches grow with load by themselves.
+
+One bad item fails alone (:func:`run_isolated`): when a batch's transaction fails, its halves
+are retried in their own transactions until the failing items stand alone, so only their
+callers get the error; every other item commits. A database outage (``Unavailable``) is not
+split: it fails the whole batch at once instead of hammering a database that is down.
 """
 
 from __future__ import annotations
@@ -13,12 +18,45 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from ailuro.errors import Unavailable
+from dispatcher.logsafe import describe
 from dispatcher.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
+
+
+async def run_isolated(
+    runtime: Runtime, process: Callable[[Sequence[I]], Sequence[R]], items: Sequence[I], *, name: str
+) -> list[R | BaseException]:
+    """``process(items)`` in one transaction; if that fails, split the batch until the bad items stand alone.
+
+    Returns one entry per item, in order: its result, or the exception that failed it. The
+    good items of a failed batch commit in the halves that succeed (``process`` must be safe to
+    re-run on a subset: it is one complete transaction). A failing batch of ``n`` items with
+    ``k`` bad ones costs about ``2 k log2(n)`` extra transactions; an outage costs none.
+    """
+    if not items:
+        return []
+    try:
+        results = await runtime.db_call(process, items)
+    except asyncio.CancelledError:
+        raise
+    except Unavailable as exc:  # the database, not an item: splitting would only multiply the waiting
+        return [exc] * len(items)
+    except Exception as exc:
+        if len(items) == 1:
+            log.warning("%s: an item failed alone and is refused: %s", name, describe(exc))
+            return [exc]
+        log.warning("%s: a batch of %d failed (%s); splitting it to isolate the item", name, len(items), describe(exc))
+        mid = len(items) // 2
+        first = await run_isolated(runtime, process, items[:mid], name=name)
+        if first and all(isinstance(r, Unavailable) for r in first):
+            return first + [first[0]] * (len(items) - mid)
+        return first + await run_isolated(runtime, process, items[mid:], name=name)
+    return list(results)
 
 
 class GroupCommitter(Generic[I, R]):
@@ -56,7 +94,7 @@ class GroupCommitter(Generic[I, R]):
         self._pending.clear()
 
     async def submit(self, item: I) -> R:
-        """Queue ``item`` and wait for its result (exceptions of the batch are re-raised)."""
+        """Queue ``item`` and wait for its result (the exception that failed this item is re-raised)."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         self._wake.set()
@@ -74,17 +112,15 @@ class GroupCommitter(Generic[I, R]):
             if not batch:
                 continue
             try:
-                results = await self._runtime.db_call(self._process, [item for item, _ in batch])
+                results = await run_isolated(self._runtime, self._process, [item for item, _ in batch], name=self._name)
             except asyncio.CancelledError:
                 for _, fut in batch:
                     fut.cancel()
                 raise
-            except Exception as exc:  # handed to every caller of this batch; the loop carries on
-                log.debug("%s batch of %d failed: %r", self._name, len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
             for (_, fut), res in zip(batch, results, strict=True):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):  # this caller's own item failed (or the database is down)
+                    fut.set_exception(res)
+                else:
                     fut.set_result(res)

@@ -198,10 +198,24 @@ class DDMAgent:
         except Cancelled as exc:
             log.info("request %d: %s", rid, exc)
         except TransferFailure as exc:
-            self._failed(row, exc)
+            self._record_failure(row, exc)
         except Exception as exc:  # an agent bug: keep the error on the request, retry later
             log.exception("request %d failed unexpectedly", rid)
-            self._failed(row, TransferFailure(errorcodes.STAGEIN_FAILED, f"agent error: {exc}"))
+            self._record_failure(row, TransferFailure(errorcodes.STAGEIN_FAILED, f"agent error: {exc}"))
+
+    def _record_failure(self, row: Any, exc: TransferFailure) -> None:
+        """Record a failed attempt; if even that fails, log it and record a plain message instead.
+
+        A worker thread's exception is seen by nobody: without this, a failure the database
+        refused to store left its request active, with no attempt counted, for ever.
+        """
+        try:
+            self._failed(row, exc)
+        except Exception as err:
+            log.exception("request %d: recording its failure failed; recording a plain message", row["request_id"])
+            self._failed(
+                row, TransferFailure(exc.code, f"{type(exc).__name__} (its text could not be stored: {err!r})"[:500])
+            )
 
     def _url(self, se: str, file: Any) -> str:
         return se_file_url(self.storage[se].endpoints[0], scope=file["scope"], lfn=file["lfn"])

@@ -1,19 +1,44 @@
-"""The factory service: queue statistics and worker bookkeeping for pilot factories."""
+"""The factory service: queue statistics and worker bookkeeping for pilot factories.
+
+Calls that change workers (``RegisterWorkers``, ``UpdateWorkers``, ``ReportQueueHealth``) carry
+the factory's id and secret (:class:`FactoryCaller`); a factory can only register and change its
+own workers. A worker reported ended or held releases its pilot's jobs at once.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+from ailuro.errors import PermissionDenied
 from ailuro.v1 import factory_pb2
 from dispatcher import validation
+from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
+from dispatcher.store import factories as fstore
+from dispatcher.store import watchdog as jstore
 from dispatcher.store import workers as wstore
 
+log = logging.getLogger(__name__)
+
 _RUNNING = (JobState.SENT.value, JobState.STARTING.value, JobState.RUNNING.value)
+_PILOT_GONE_STATES = frozenset(FINAL_WORKER_STATES) | {"held"}
+"""Worker states in which no pilot of the worker runs any more: its jobs are released at once."""
+_GONE_WHY = "is gone (its factory saw the worker end or be held)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactoryCaller:
+    """The factory a call comes from, as its metadata says (checked against the stored secret)."""
+
+    factory_id: str = ""
+    secret: str = ""
 
 
 class FactoryService:
-    """What pilot factories call (identity recorded for later authorization)."""
+    """What pilot factories call."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -21,7 +46,7 @@ class FactoryService:
     async def queue_stats(
         self, req: factory_pb2.GetQueueStatsRequest, identity: Identity
     ) -> list[factory_pb2.QueueStats]:
-        """Per-queue job, pilot and worker counts, for the named queues (or all)."""
+        """Per-queue job, pilot and worker counts, and start-failure flags, for the named queues (or all)."""
         validation.validate_queue_stats(req, known_queues=self.rt.queue_names)
         names = list(req.queues) or [q.name for q in self.rt.config.queues]
         now = self.rt.now()
@@ -31,10 +56,12 @@ class FactoryService:
                 jobs = wstore.queue_job_counts(conn)
                 pilots = wstore.connected_pilots(conn, now=now, stale_s=self.rt.config.pilot_stale_s)
                 workers = wstore.worker_counts(conn)
+                health = fstore.queue_health(conn)
             out = []
             for q in names:
                 counts = jobs.get(q, {})
                 connected, idle = pilots.get(q, (0, 0))
+                failures, flagged, reason = health.get(q, (0, False, ""))
                 out.append(
                     factory_pb2.QueueStats(
                         queue=q,
@@ -44,29 +71,73 @@ class FactoryService:
                         connected_pilots=connected,
                         idle_pilots=idle,
                         workers=workers.get(q, {}),
+                        start_failures=failures,
+                        flagged=flagged,
+                        flag_reason=reason,
                     )
                 )
             return out
 
         return await self.rt.db_call(run)
 
-    async def register_workers(self, req: factory_pb2.RegisterWorkersRequest, identity: Identity) -> None:
-        """Record new workers (idempotent per worker_id)."""
+    async def register_workers(self, req: factory_pb2.RegisterWorkersRequest, caller: FactoryCaller) -> None:
+        """Record new workers of the calling factory (idempotent per worker_id)."""
         validation.validate_register_workers(req, known_queues=self.rt.queue_names)
+        for i, w in enumerate(req.workers):
+            if w.factory_id != caller.factory_id:
+                raise PermissionDenied(
+                    f"a factory registers only its own workers (metadata says {caller.factory_id!r})",
+                    field=f"workers[{i}].factory_id",
+                )
 
         def run() -> None:
             with self.rt.db.write() as conn:
-                wstore.register_workers(conn, list(req.workers), now=self.rt.now())
+                now = self.rt.now()
+                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+                fstore.check_owned(conn, caller.factory_id, [w.worker_id for w in req.workers], field="workers")
+                wstore.register_workers(conn, list(req.workers), now=now)
 
         await self.rt.db_call(run)
 
-    async def update_workers(self, req: factory_pb2.UpdateWorkersRequest, identity: Identity) -> None:
-        """Record workers' new batch states; unknown worker ids are NOT_FOUND (nothing written)."""
+    async def update_workers(self, req: factory_pb2.UpdateWorkersRequest, caller: FactoryCaller) -> int:
+        """Record the calling factory's workers' new batch states; returns the jobs released.
+
+        Unknown worker ids are NOT_FOUND and another factory's workers PERMISSION_DENIED (nothing
+        written). Workers that ended or are held have no running pilot: the jobs their pilots
+        held are requeued or failed over now, in the same transaction, by the lease rules.
+        """
         validation.validate_update_workers(req)
+        gone = [u.worker_id for u in req.updates if WORKER_STATE_NAMES[u.state] in _PILOT_GONE_STATES]
+
+        def run() -> int:
+            with self.rt.db.write() as conn:
+                now = self.rt.now()
+                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+                ids = [u.worker_id for u in req.updates]
+                fstore.check_owned(conn, caller.factory_id, ids, field="updates")
+                wstore.update_workers(conn, list(req.updates), now=now)
+                wstore.disconnect_pilots(conn, gone)
+                released = 0
+                while True:
+                    n = jstore.release_pilot_jobs(conn, gone, now=now, why=_GONE_WHY, limit=self.rt.config.max_batch)
+                    released += n
+                    if n < self.rt.config.max_batch:
+                        return released
+
+        released = await self.rt.db_call(run)
+        if released:
+            log.info("released %d job(s) of %d ended or held worker(s)", released, len(gone))
+        return released
+
+    async def report_queue_health(self, req: factory_pb2.ReportQueueHealthRequest, caller: FactoryCaller) -> None:
+        """Store the calling factory's start-failure streak and backoff per queue."""
+        validation.validate_queue_health(req, known_queues=self.rt.queue_names)
 
         def run() -> None:
             with self.rt.db.write() as conn:
-                wstore.update_workers(conn, list(req.updates), now=self.rt.now())
+                now = self.rt.now()
+                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+                fstore.report_health(conn, caller.factory_id, list(req.queues), now=now)
 
         await self.rt.db_call(run)
 

@@ -21,9 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ailuro.errors import ResourceExhausted, Unavailable
 from ailuro.v1 import pilot_pb2
 from dispatcher import validation
-from dispatcher.services.batching import GroupCommitter
+from dispatcher.config import Limits
+from dispatcher.logsafe import describe
+from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
@@ -37,11 +41,15 @@ _COMMAND_TYPES: dict[str, pilot_pb2.CommandType] = {
 }
 
 
-MAX_PENDING_MESSAGES = 1000
-"""Messages queued for one stream beyond which its pilot is deemed stuck and the stream is cut.
+MAX_PENDING_MESSAGES = Limits().send_queue_per_stream
+"""Default of ``Limits.send_queue_per_stream``.
 
 A pilot asks for at most 100 jobs at a time and reads continuously, so a healthy stream never
 comes near this; a pilot that stopped reading would otherwise grow the queue without bound."""
+
+
+_PENDING_POLL_S = 0.02
+"""How often a stream paused over ``pending_per_stream`` looks whether its backlog drained."""
 
 
 @dataclass(eq=False, kw_only=True)
@@ -53,18 +61,40 @@ class PilotStream:
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
     """The task serving the Connect call, cancelled when the pilot stops reading."""
+    send_limit: int = MAX_PENDING_MESSAGES
+    """``Limits.send_queue_per_stream``."""
+    in_flight: int = 0
+    """Job requests and final reports of this stream being served now."""
+    buffered: int = 0
+    """Heartbeats of this stream waiting for the next flush."""
     _acks: list[pilot_pb2.Ack] = field(default_factory=list)
 
     @property
     def backed_up(self) -> bool:
         """Whether half the send queue is in use: claim nothing more for this pilot now."""
-        return self.out.qsize() >= MAX_PENDING_MESSAGES // 2
+        return self.out.qsize() >= self.send_limit // 2
+
+    async def wait_pending(self, limit: int, wait_s: float) -> None:
+        """Return once at most ``limit`` of its messages wait for an answer; ``ResourceExhausted`` after ``wait_s``.
+
+        Meanwhile the stream is not read, so gRPC flow control holds the pilot back.
+        """
+        if self.in_flight + self.buffered <= limit:
+            return
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while self.in_flight + self.buffered > limit:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise ResourceExhausted(
+                    f"{self.in_flight + self.buffered} messages of this stream are not answered yet; the limit "
+                    f"(pending_per_stream) is {limit}: wait for answers before sending more"
+                )
+            await asyncio.sleep(_PENDING_POLL_S)
 
     def send(self, msg: pilot_pb2.DispatcherMessage) -> None:
         """Queue a message for the pilot (dropped once the stream closed; cuts a stuck stream)."""
         if self.closed:
             return
-        if self.out.qsize() >= MAX_PENDING_MESSAGES:
+        if self.out.qsize() >= self.send_limit:
             # Dropped assignments come back by the sent timeout, dropped acks are resent by the pilot.
             log.warning(
                 "pilot %s does not read its stream (%d messages queued): cutting it",
@@ -102,6 +132,31 @@ class PilotStream:
             self.out.put_nowait(exc)
 
 
+_STORE_FAILED = "the dispatcher could not store this report ({}); it was not applied"
+
+
+async def _settled(aw: Any) -> Any:
+    """The result of ``aw``, or the (non-cancellation) exception it raised, as a value."""
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
+
+
+def _item_outcome(result: Any) -> tuple[pstore.AckResult, str]:
+    """An item's ``(AckResult, message)``: a failure of its own becomes REJECTED, an outage is raised.
+
+    The message names the error's type only: its text may quote the report (SQL parameters).
+    """
+    if isinstance(result, Unavailable):
+        raise result
+    if isinstance(result, BaseException):
+        return pstore.REJECTED, _STORE_FAILED.format(type(result).__name__)
+    return result
+
+
 def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
     """A Command message from a ``pilot_commands`` row's fields."""
     kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
@@ -126,6 +181,7 @@ class PilotHub:
         self._running: dict[str, int] = {}
         self._running_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self.presence = Presence(runtime)
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
@@ -148,19 +204,25 @@ class PilotHub:
         for stream in list(self.streams.values()):
             stream.out.put_nowait(None)
             stream.closed = True
+        with contextlib.suppress(Exception):
+            await self.presence.drain()
 
     # --- stream lifecycle -------------------------------------------------------------------
 
     async def open_stream(self, hello: pilot_pb2.Hello) -> PilotStream:
         """Validate a Hello, register the pilot as connected here, resume its held jobs."""
-        validation.validate_hello(hello, known_queues=self.rt.queue_names)
+        validation.validate_hello(hello, known_queues=self.rt.queue_names, limits=self.rt.config.limits)
         info = pstore.PilotInfo(
             pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, batch_id=hello.batch_id, version=hello.version
         )
-        stream = PilotStream(pilot=info)
+        stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
         old = self.streams.get(info.pilot_id)
         if old is not None:  # the same pilot reconnected before its old stream was noticed closed
-            old.out.put_nowait(None)
+            old.fail(
+                ResourceExhausted(
+                    f"a newer stream of pilot {info.pilot_id!r} replaced this one (one stream per pilot id)"
+                )
+            )
             old.closed = True
         self.streams[info.pilot_id] = stream
         cfg = self.rt.config
@@ -174,9 +236,12 @@ class PilotHub:
                 return pstore.resume_held(conn, info, list(hello.held_jobs), lease_s=cfg.lease_s, now=now)
 
         try:
-            held = await self.rt.db_call(run)
-        except BaseException:
-            self.streams.pop(info.pilot_id, None)
+            held = await self.presence.connect(info.pilot_id, run)
+        except BaseException:  # dropped during its Hello (or the database failed): not connected
+            if self.streams.get(info.pilot_id) is stream:
+                del self.streams[info.pilot_id]
+                self.presence.disconnect(info.pilot_id)  # runs after the registration, even if that commits
+            stream.closed = True
             raise
         epochs = {h.panda_id: h.lease_epoch for h in hello.held_jobs}
         stream.send_acks(
@@ -197,13 +262,9 @@ class PilotHub:
         pid = stream.pilot.pilot_id
         if self.streams.get(pid) is stream:
             del self.streams[pid]
-
-            def run() -> None:
-                with self.rt.db.write() as conn:
-                    pstore.disconnect_pilot(conn, pid, dispatcher_id=self.rt.dispatcher_id, now=self.rt.now())
-
-            with contextlib.suppress(Exception):
-                await self.rt.db_call(run)
+            # Shielded: the write completes even when this handler is cancelled again meanwhile.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.presence.disconnect(pid))
         log.info("pilot %s disconnected", pid)
 
     # --- claims -----------------------------------------------------------------------------
@@ -220,7 +281,13 @@ class PilotHub:
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
-        return await self._claims.submit(pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s))
+        req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s)
+        outcome = await _settled(self._claims.submit(req))
+        if isinstance(outcome, Unavailable):
+            raise outcome
+        if isinstance(outcome, BaseException):  # this request failed alone (logged): answer NoJob, keep the stream
+            return []
+        return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
         cfg = self.rt.config
@@ -238,6 +305,10 @@ class PilotHub:
 
     def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> None:
         """Buffer a (validated) heartbeat; the latest per job wins; acked after the next flush."""
+        prev = self._beats.get(hb.panda_id)
+        if prev is not None:
+            prev[1].buffered -= 1
+        stream.buffered += 1
         self._beats[hb.panda_id] = (
             pstore.HeartbeatIn(
                 panda_id=hb.panda_id,
@@ -250,13 +321,17 @@ class PilotHub:
         )
 
     async def apply_heartbeats_now(self, beats: Sequence[pstore.HeartbeatIn]) -> list[tuple[pstore.AckResult, str]]:
-        """Apply heartbeats without buffering (unary UpdateJob); one result per heartbeat."""
+        """Apply heartbeats without buffering (unary UpdateJob); one result per heartbeat.
 
-        def run() -> list[tuple[pstore.AckResult, str]]:
-            with self.rt.db.write() as conn:
-                return pstore.apply_heartbeats(conn, beats, lease_s=self.rt.config.lease_s, now=self.rt.now())
+        A heartbeat the database refuses is answered REJECTED alone; the others are applied.
+        ``Unavailable`` (the database is down) is raised: nothing was applied.
+        """
+        results = await run_isolated(self.rt, self._heartbeat_batch, beats, name="heartbeats")
+        return [_item_outcome(r) for r in results]
 
-        return await self.rt.db_call(run)
+    def _heartbeat_batch(self, beats: Sequence[pstore.HeartbeatIn]) -> list[tuple[pstore.AckResult, str]]:
+        with self.rt.db.write() as conn:
+            return pstore.apply_heartbeats(conn, beats, lease_s=self.rt.config.lease_s, now=self.rt.now())
 
     async def _flush_loop(self) -> None:
         interval = self.rt.config.heartbeat_flush_s
@@ -264,33 +339,35 @@ class PilotHub:
             await asyncio.sleep(interval)
             try:
                 await self._flush_heartbeats()
-                if self.streams:
-                    await self.rt.db_call(self._touch)
+                if self.streams or self.presence.dirty:
+                    await self.rt.db_call(self.presence.refresh, list(self.streams))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("heartbeat flush failed; the batch will be resent by the pilots")
-
-    def _touch(self) -> None:
-        with self.rt.db.write() as conn:
-            pstore.touch_pilots(conn, dispatcher_id=self.rt.dispatcher_id, now=self.rt.now())
+            except Exception as exc:
+                log.error("heartbeat flush failed; the batch will be resent by the pilots: %s", describe(exc))
 
     async def _flush_heartbeats(self) -> None:
+        """Write the buffered heartbeats (``max_batch`` per transaction) and ack each chunk after it commits.
+
+        A heartbeat the database refuses is acked REJECTED alone (see :func:`run_isolated`).
+        """
         if not self._beats:
             return
         batch, self._beats = self._beats, {}
         items = list(batch.values())
-        results: list[tuple[pstore.AckResult, str]] = []
+        for _, stream in items:
+            stream.buffered = 0
         step = self.rt.config.max_batch
         for start in range(0, len(items), step):
-            results += await self.apply_heartbeats_now([b for b, _ in items[start : start + step]])
-        per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
-        for (beat, stream), (res, msg) in zip(items, results, strict=True):
-            per_stream[stream].append(
-                pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
-            )
-        for stream, acks in per_stream.items():
-            stream.send_acks(acks)
+            chunk = items[start : start + step]
+            results = await self.apply_heartbeats_now([b for b, _ in chunk])
+            per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
+            for (beat, stream), (res, msg) in zip(chunk, results, strict=True):
+                per_stream[stream].append(
+                    pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
+                )
+            for stream, acks in per_stream.items():
+                stream.send_acks(acks)
 
     # --- finals -----------------------------------------------------------------------------
 
@@ -299,14 +376,19 @@ class PilotHub:
         pending = self._beats.get(report.panda_id)
         if pending is not None and pending[0].epoch == report.lease_epoch:
             del self._beats[report.panda_id]  # superseded by the final
-        res, msg = await self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id))
+            pending[1].buffered -= 1
+        outcome = await _settled(self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id)))
+        # An outage is raised: the stream ends UNAVAILABLE and the pilot resends the report from its spool.
+        res, msg = _item_outcome(outcome)
         return pilot_pb2.Ack(
             panda_id=report.panda_id, lease_epoch=report.lease_epoch, result=res, message=msg, is_final=True
         )
 
     def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
         with self.rt.db.write() as conn:
-            return pstore.apply_finals(conn, items, now=self.rt.now())
+            return pstore.apply_finals(
+                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
+            )
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -351,8 +433,8 @@ class PilotHub:
                 self._deliver(await self.rt.db_call(run))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("polling pilot commands failed")
+            except Exception as exc:
+                log.error("polling pilot commands failed: %s", describe(exc))
 
     async def take_commands_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from ailuro import names
 from ailuro.errors import AiluroError, InvalidArgument, NotFound
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import ddm_pb2, job_pb2
@@ -48,6 +49,8 @@ def parse_task(data: Any, *, base_dir: Path | None) -> dict[str, Any]:
         if not isinstance(data.get(key), str) or not data[key]:
             raise InvalidArgument("must be a non-empty string", field=f"task.{key}")
     catalog.split_did(data["input_dataset"], field="task.input_dataset")
+    names.check_dataset(data["input_dataset"], "task.input_dataset")
+    names.check_identifier(data["archive_se"], "task.archive_se")
     out = dict(data)
     for step in ("process", "merge"):
         raw = data.get(step)
@@ -57,6 +60,7 @@ def parse_task(data: Any, *, base_dir: Path | None) -> dict[str, Any]:
             if not isinstance(raw.get(key), str) or not raw[key]:
                 raise InvalidArgument("must be a non-empty string", field=f"task.{step}.{key}")
         catalog.split_did(raw["output_dataset"], field=f"task.{step}.output_dataset")
+        names.check_dataset(raw["output_dataset"], f"task.{step}.output_dataset")
         step_out = dict(raw)
         script = Path(raw["transformation"])
         if base_dir is not None and not script.is_absolute() and (base_dir / script).is_file():

@@ -443,7 +443,7 @@ def finish_request(
     if count_attempt:
         values["attempts"] = r.c.attempts + 1
     if error or state == DONE:
-        values["last_error"] = error[:2000]
+        values["last_error"] = storable_text(error, limit=MAX_ERROR_TEXT)
         values["error_code"] = code
     if next_attempt is not None:
         values["next_attempt"] = next_attempt
@@ -451,6 +451,21 @@ def finish_request(
         update(r).where(r.c.request_id == request_id, r.c.state == ACTIVE, r.c.lease_owner == owner).values(**values)
     )
     return res.rowcount == 1
+
+
+MAX_ERROR_TEXT = 2000
+"""Characters of a request's last error kept."""
+
+
+def storable_text(text: str, *, limit: int) -> str:
+    """``text`` as every database stores it: NUL escaped (PostgreSQL refuses it in text), lone
+    surrogates (undecodable bytes) replaced, at most ``limit`` characters.
+
+    Error texts come from storage servers and libraries and may contain anything; a failure that
+    cannot be recorded would leave its request active with no attempt counted.
+    """
+    clean = text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\\x00")
+    return clean[:limit]
 
 
 def cancel_requests(conn: Connection, ids: Sequence[int], *, now: float, reason: str = "withdrawn") -> int:

@@ -32,17 +32,23 @@ _MIGRATION_LOCK_KEY = 0x41494C55524F  # "AILURO": PostgreSQL advisory lock held 
 
 
 class Database:
-    """One engine plus the transaction discipline of its backend (see module docstring)."""
+    """One engine plus the transaction discipline of its backend (see module docstring).
+
+    ``hide_parameters``: a failed statement's exception never carries its bound values, which
+    are client data (a final report's diag, a job's parameters) and may be megabytes.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         if self.is_sqlite:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
             _tune_sqlite(self.engine)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+            )
         self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @contextmanager

@@ -81,11 +81,39 @@ def disconnect_pilot(conn: Connection, pilot_id: str, *, dispatcher_id: str, now
     )
 
 
-def touch_pilots(conn: Connection, *, dispatcher_id: str, now: float) -> None:
-    """Refresh ``last_seen`` of every pilot streaming to this dispatcher (liveness of the process)."""
-    conn.execute(
-        update(pilots).where(pilots.c.dispatcher_id == dispatcher_id, pilots.c.connected).values(last_seen=now)
+def touch_pilots(conn: Connection, *, dispatcher_id: str, pilot_ids: Sequence[str], now: float) -> None:
+    """Refresh ``last_seen`` of the given pilots streaming to this dispatcher (and only those)."""
+    stmt = (
+        update(pilots)
+        .where(
+            pilots.c.dispatcher_id == dispatcher_id,
+            pilots.c.connected,
+            pilots.c.pilot_id.in_(bindparam("ids", expanding=True)),
+        )
+        .values(last_seen=now)
     )
+    for part in chunks(list(pilot_ids)):
+        conn.execute(stmt, {"ids": list(part)})
+
+
+def sweep_pilots(conn: Connection, *, dispatcher_id: str, before: float | None, now: float) -> int:
+    """Disconnect this dispatcher's "connected" rows not refreshed since ``before`` (None: all of them)."""
+    cond = [pilots.c.dispatcher_id == dispatcher_id, pilots.c.connected]
+    if before is not None:
+        cond.append(pilots.c.last_seen < before)
+    return conn.execute(update(pilots).where(*cond).values(connected=False, last_seen=now)).rowcount
+
+
+PILOT_STALE_S = 30.0
+"""Default of ``DispatcherConfig.pilot_stale_s``: a row not refreshed for this long is not connected."""
+
+
+def connected_clause(*, now: float, stale_s: float = PILOT_STALE_S) -> Any:
+    """The one definition of a connected pilot: flagged connected and refreshed within ``stale_s``.
+
+    GetQueueStats, the monitor's pages and its ``/metrics`` all count with this clause.
+    """
+    return and_(pilots.c.connected, pilots.c.last_seen >= now - stale_s)
 
 
 def _share_order(cands: list[Any], running: Mapping[str, int], shares: Mapping[str, float], n: int) -> list[Any]:
@@ -333,7 +361,21 @@ class FinalIn:
     pilot_id: str
 
 
-def _final_change(row: Any, f: FinalIn, now: float) -> Change:
+def _summary(errors: Sequence[job_pb2.JobError], limit: int) -> str:
+    """The errors as one history line, cut to ``limit`` characters (a report cannot grow the history)."""
+    text = "; ".join(
+        f"{job_pb2.ErrorComponent.Name(e.component) if e.component in _COMPONENTS else e.component} {e.code}: {e.diag}"
+        for e in errors
+    )
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+_COMPONENTS = frozenset(job_pb2.ErrorComponent.values())
+DEFAULT_REASON_CHARS = 2000
+"""Default of ``Limits.event_reason_chars``."""
+
+
+def _final_change(row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_REASON_CHARS) -> Change:
     rep = f.report
     state = JobState(row["status"])
     reported = JobState.from_proto(rep.status)
@@ -349,7 +391,7 @@ def _final_change(row: Any, f: FinalIn, now: float) -> Change:
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": reported.value,
     }
-    summary = "; ".join(f"{job_pb2.ErrorComponent.Name(e.component)} {e.code}: {e.diag}" for e in rep.errors)
+    summary = _summary(rep.errors, reason_chars)
     kw = {
         "panda_id": rep.panda_id,
         "from_status": state,
@@ -383,8 +425,13 @@ def _final_change(row: Any, f: FinalIn, now: float) -> Change:
     return Change(**kw, to_status=JobState.FAILED, values=values, reason=reason)
 
 
-def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> list[tuple[AckResult, str]]:
-    """Apply final reports; return ``(AckResult, message)`` per report, in order."""
+def apply_finals(
+    conn: Connection, finals: Sequence[FinalIn], *, now: float, reason_chars: int = DEFAULT_REASON_CHARS
+) -> list[tuple[AckResult, str]]:
+    """Apply final reports; return ``(AckResult, message)`` per report, in order.
+
+    ``reason_chars`` bounds the error summary each writes into the job's history.
+    """
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
@@ -408,7 +455,7 @@ def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> 
             out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
             continue
         seen[rep.panda_id] = (rep.lease_epoch, reported)
-        changes.append(_final_change(row, f, now))
+        changes.append(_final_change(row, f, now, reason_chars))
         out.append((OK, ""))
     dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)

@@ -166,6 +166,29 @@ workers = Table(
     Index("ix_workers_factory", "factory_id", "state"),
 )
 
+factories = Table(
+    "factories",
+    metadata,
+    Column("factory_id", String(255), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("first_seen", Float, nullable=False),
+)
+"""Each factory id's secret (hashed), fixed at its first registration: only it may change its workers."""
+
+factory_queues = Table(
+    "factory_queues",
+    metadata,
+    Column("factory_id", String(255), nullable=False),
+    Column("queue", String(255), nullable=False),
+    Column("start_failures", Integer, nullable=False, default=0),
+    Column("flagged", Boolean, nullable=False, default=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("backoff_until", Float, nullable=False, default=0.0),
+    Column("updated", Float, nullable=False),
+    PrimaryKeyConstraint("factory_id", "queue", name="pk_factory_queues"),
+)
+"""Per factory and queue: pilots that failed at start in a row, and the factory's backoff."""
+
 pilot_commands = Table(
     "pilot_commands",
     metadata,

@@ -13,7 +13,7 @@ from ailuro.v1 import factory_pb2
 from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES, WORKER_STATES_BY_NAME
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.jobs import chunks
-from dispatcher.store.pilots import _insert_for
+from dispatcher.store.pilots import _insert_for, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 
 _ON_PILOT = [s.value for s in ON_PILOT_STATES]
@@ -70,8 +70,9 @@ def list_workers(
         .where(jobs.c.pilot_id == workers.c.worker_id, jobs.c.status.in_(_ON_PILOT))
         .scalar_subquery()
     )
+    node = select(pilots.c.node).where(pilots.c.pilot_id == workers.c.worker_id).scalar_subquery()
     stmt = (
-        select(workers, current.label("current_panda_id"))
+        select(workers, current.label("current_panda_id"), node.label("node"))
         .where(and_(True, *conds))
         .order_by(workers.c.submit_time.desc(), workers.c.worker_id)
         .limit(limit)
@@ -88,6 +89,7 @@ def list_workers(
             diag=r["diag"],
             log_path=r["log_path"],
             current_panda_id=r["current_panda_id"] or 0,
+            node=r["node"] or "",
         )
         w.submit_time.FromNanoseconds(int(r["submit_time"] * 1e9))
         w.update_time.FromNanoseconds(int(r["update_time"] * 1e9))
@@ -95,12 +97,19 @@ def list_workers(
     return out
 
 
+def disconnect_pilots(conn: Connection, pilot_ids: Sequence[str]) -> None:
+    """Mark pilots whose workers ended as no longer connected (a stream left open by a dead
+    process must not count as an idle pilot)."""
+    for part in chunks(sorted(set(pilot_ids))):
+        conn.execute(update(pilots).where(pilots.c.pilot_id.in_(part), pilots.c.connected).values(connected=False))
+
+
 def connected_pilots(conn: Connection, *, now: float, stale_s: float) -> dict[str, tuple[int, int]]:
     """``{queue: (connected, idle)}``: pilots with a live stream, and those of them holding no job."""
     busy = exists().where(jobs.c.pilot_id == pilots.c.pilot_id, jobs.c.status.in_(_ON_PILOT))
     stmt = (
         select(pilots.c.queue, func.count(), func.sum(case((busy, 0), else_=1)))
-        .where(pilots.c.connected, pilots.c.last_seen >= now - stale_s)
+        .where(connected_clause(now=now, stale_s=stale_s))
         .group_by(pilots.c.queue)
     )
     return {q: (int(n), int(idle or 0)) for q, n, idle in conn.execute(stmt)}

@@ -14,6 +14,8 @@ from sqlalchemy import Connection, func, select
 from ailuro.vocabulary import QUEUED_WORKER_STATES
 from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
+from dispatcher.store import factories
+from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
 from monitor.queries import counts
@@ -128,7 +130,7 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     connected: dict[str, int] = {
         q: int(n)
         for q, n in conn.execute(
-            select(pilots.c.queue, func.count()).where(pilots.c.connected).group_by(pilots.c.queue)
+            select(pilots.c.queue, func.count()).where(connected_clause(now=flt.now)).group_by(pilots.c.queue)
         )
     }
     by_backend: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
@@ -138,7 +140,8 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
         .group_by(workers.c.queue, workers.c.backend, workers.c.state)
     ):
         by_backend[queue][backend or "?"][state] = int(n)
-    names = sorted(set(active) | set(final) | set(connected) | set(by_backend))
+    health = factories.queue_health(conn)
+    names = sorted(set(active) | set(final) | set(connected) | set(by_backend) | set(health))
     sites = []
     for name in names:
         states = {**active.get(name, {}), **final.get(name, {})}
@@ -157,6 +160,10 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
                 "workers": backends,
                 "pilots_queued": sum(sum(s.get(w.value, 0) for w in QUEUED_WORKER_STATES) for s in backends.values()),
                 "pilots_running": sum(s.get("running", 0) for s in backends.values()),
+                # pilots that died at start in a row, as the factories report them (flagged at their threshold)
+                "start_failures": health.get(name, (0, False, ""))[0],
+                "flagged": health.get(name, (0, False, ""))[1],
+                "flag_reason": health.get(name, (0, False, ""))[2],
             }
         )
     return {"filter": flt.as_dict(), "sites": sites}
@@ -190,7 +197,7 @@ def pilots_page(conn: Connection, flt: JobFilter) -> dict[str, Any]:
                 "batchid": p.batch_id,
                 "version": p.version,
                 "dispatcherid": p.dispatcher_id,
-                "connected": bool(p.connected),
+                "connected": bool(p.connected) and p.last_seen >= flt.now - PILOT_STALE_S,
                 "firstseen": p.first_seen,
                 "lastseen": p.last_seen,
             }

@@ -14,8 +14,8 @@ import pytest
 from test_backend_e2e import BundleServer
 
 from backends.base import PilotSpec
-from backends.factory import bundle_environment
 from backends.wrapper import BUNDLE_SHA256_ENV, render_wrapper
+from backends.wrapper.bundle import bundle_environment
 from dispatcher.bundle import build_bundle
 
 

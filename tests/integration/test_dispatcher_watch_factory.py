@@ -135,6 +135,10 @@ def test_watch_bad_input(dispatcher: RunningDispatcher) -> None:
             assert ("ailuro-field", field) in tuple(info.value.trailing_metadata())
 
 
+FACTORY_MD = (("ailuro-factory-id", "f1"), ("ailuro-factory-secret", "secret-of-f1"))
+"""A factory's id and secret, as ``backends.factory`` sends them."""
+
+
 def test_factory_workers_and_queue_stats(dispatcher: RunningDispatcher, raw_pilot: Callable[..., Any]) -> None:
     with grpc.insecure_channel(dispatcher.address) as ch:
         fac = factory_pb2_grpc.FactoryServiceStub(ch)
@@ -143,8 +147,8 @@ def test_factory_workers_and_queue_stats(dispatcher: RunningDispatcher, raw_pilo
             F.Worker(worker_id=f"w{i}", queue="LOCAL", backend="local", factory_id="f1", batch_id=f"{100 + i}")
             for i in range(3)
         ]
-        fac.RegisterWorkers(F.RegisterWorkersRequest(workers=workers))
-        fac.RegisterWorkers(F.RegisterWorkersRequest(workers=workers[:1]))  # idempotent
+        fac.RegisterWorkers(F.RegisterWorkersRequest(workers=workers), metadata=FACTORY_MD)
+        fac.RegisterWorkers(F.RegisterWorkersRequest(workers=workers[:1]), metadata=FACTORY_MD)  # idempotent
         fac.UpdateWorkers(
             F.UpdateWorkersRequest(
                 updates=[
@@ -152,7 +156,8 @@ def test_factory_workers_and_queue_stats(dispatcher: RunningDispatcher, raw_pilo
                     F.WorkerUpdate(worker_id="w1", state=F.WORKER_STATE_RUNNING),
                     F.WorkerUpdate(worker_id="w2", state=F.WORKER_STATE_FAILED, diag="exit 1"),
                 ]
-            )
+            ),
+            metadata=FACTORY_MD,
         )
         ids = sub.SubmitJobs(S.SubmitJobsRequest(jobs=[J.Job(transformation="t") for _ in range(3)])).panda_ids
         busy = raw_pilot(dispatcher.address, pilot_id="w0")
@@ -217,6 +222,6 @@ def test_factory_workers_and_queue_stats(dispatcher: RunningDispatcher, raw_pilo
 def test_factory_bad_input(dispatcher: RunningDispatcher, call: str, request_: Any, code: Any, field: str) -> None:
     with grpc.insecure_channel(dispatcher.address) as ch:
         with pytest.raises(grpc.RpcError) as info:
-            getattr(factory_pb2_grpc.FactoryServiceStub(ch), call)(request_)
+            getattr(factory_pb2_grpc.FactoryServiceStub(ch), call)(request_, metadata=FACTORY_MD)
         assert info.value.code() == code
         assert ("ailuro-field", field) in tuple(info.value.trailing_metadata())

@@ -18,7 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
-from dispatcher.store import counters
+from ailuro.v1 import factory_pb2
+from dispatcher.store import counters, factories
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import files, jobs
 from monitor.app import create_app
@@ -260,6 +261,20 @@ def test_sites_page_counts(populated: Populated) -> None:
         )
     assert any(s["pilots_running"] > 0 for s in data["sites"])
     assert any(s["pilots_connected"] > 0 for s in data["sites"])
+
+
+def test_sites_page_flags_a_queue_whose_pilots_die_at_start(populated: Populated) -> None:
+    db = open_database(populated.url)
+    with db.write() as conn:
+        health = factory_pb2.QueueHealth(
+            queue="SICK_SITE", start_failures=7, flagged=True, last_error="ModuleNotFoundError: No module named 'x'"
+        )
+        factories.report_health(conn, "f1", [health], now=time.time())
+    db.dispose()
+    sites = {s["computingsite"]: s for s in _get_json(populated.client, "/sites/")["sites"]}
+    assert sites["SICK_SITE"]["flagged"] and sites["SICK_SITE"]["start_failures"] == 7
+    html = populated.client.get("/sites/").text
+    assert "7 FLAGGED: ModuleNotFoundError: No module named &#39;x&#39;" in html
 
 
 def test_errors_summary(populated: Populated) -> None:

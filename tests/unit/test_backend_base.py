@@ -33,7 +33,7 @@ def test_final_and_queued_sets() -> None:
         WorkerState.CANCELLED,
         WorkerState.MISSING,
     }
-    assert {s for s in WorkerState if s.is_queued} == {WorkerState.SUBMITTED, WorkerState.IDLE, WorkerState.HELD}
+    assert {s for s in WorkerState if s.is_queued} == {WorkerState.SUBMITTED, WorkerState.IDLE}
 
 
 def test_unknown_native_state_is_unknown_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -77,10 +77,11 @@ def test_queue_counts_from_dispatcher_stats() -> None:
     )
     counts = QueueCounts.from_stats(stats)
     assert counts.activated == 20
-    assert counts.queued == 5  # submitted + idle + held + unknown
+    # submitted + idle + unknown; a held worker runs nothing and must not block a replacement (#19.6)
+    assert counts.queued == 4
     assert counts.running == 5
-    # 1 connected idle + 5 queued + 2 running in the batch system whose pilot has not connected yet
-    assert counts.idle_pilots == 8
+    # 1 connected idle + 4 queued + 2 running in the batch system whose pilot has not connected yet
+    assert counts.idle_pilots == 7
 
 
 def test_queue_counts_when_more_pilots_connected_than_workers_running() -> None:

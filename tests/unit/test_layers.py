@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary
+SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary, names, backoff
 SDK = "sdk"  # the rest of ailuro/: client, jobspec, queues, ddm client, compat
 DDM_KIT = "ddm-kit"  # ddm/__init__, checksum, protocols, storage: what the pilot stages files with
 EVERYTHING = frozenset(
@@ -33,7 +33,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     DDM_KIT: frozenset({SDK_CORE, DDM_KIT}),
     "pilot": frozenset({SDK_CORE, DDM_KIT, "pilot"}),
     "ddm": frozenset({SDK_CORE, SDK, DDM_KIT, "ddm"}),
-    "backends": frozenset({SDK_CORE, SDK, "backends"}),
+    "backends": frozenset({SDK_CORE, SDK, DDM_KIT, "backends"}),  # the factory reads the storage-root setting
     "dispatcher": frozenset({SDK_CORE, SDK, DDM_KIT, "ddm", "dispatcher"}),
     "monitor": frozenset({SDK_CORE, SDK, DDM_KIT, "ddm", "dispatcher", "monitor"}),  # reads the dispatcher's schema
     "cli-client": frozenset({SDK_CORE, SDK, "cli", "cli-client"}),  # ailuro ddm/task: API clients only
@@ -59,7 +59,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
 """Third-party libraries (beyond the standard library) the SDK and worker-node layers may import;
 layers without a row here are not restricted (the servers and the CLI declare theirs in pyproject)."""
 
-_SDK_CORE_FILES = {"__init__.py", "errors.py", "errorcodes.py", "targets.py", "vocabulary.py"}
+_SDK_CORE_FILES = {"__init__.py", "errors.py", "errorcodes.py", "targets.py", "vocabulary.py", "names.py", "backoff.py"}
 _DDM_KIT_FILES = {"__init__.py", "checksum.py", "storage.py"}
 _CLI_CLIENT_FILES = {"ailuro_cli/ddm.py", "ailuro_cli/task.py"}
 _TOP_LAYERS = {

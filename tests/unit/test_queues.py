@@ -81,3 +81,13 @@ def test_missing_and_broken_files_are_clear(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument) as info:
         load_queues(bad)
     assert info.value.field == "queues"
+
+
+def test_pilot_environment_per_queue() -> None:
+    data = {"queue": [{"name": "Q", "pilot_environment": {"PYTHONPATH": "/opt/x", "AILURO_STORAGE_ROOT": "/s"}}]}
+    (q,) = parse_queues(data)
+    assert q.pilot_environment == {"PYTHONPATH": "/opt/x", "AILURO_STORAGE_ROOT": "/s"}
+    for bad in ({"1BAD": "x"}, {"A B": "x"}, {"OK": 1}, ["A=1"]):
+        with pytest.raises(InvalidArgument) as info:
+            parse_queues({"queue": [{"name": "Q", "pilot_environment": bad}]})
+        assert info.value.field == "queues.queue[0].pilot_environment"
