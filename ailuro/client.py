@@ -36,6 +36,9 @@ from ailuro.backoff import backoff_delay
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from ailuro.vocabulary import FACTORY_ID_METADATA_KEY as FACTORY_ID_METADATA_KEY  # re-exported
+from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_METADATA_KEY  # re-exported
+from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA_KEY
 
 if TYPE_CHECKING:
     from ailuro.ddm import DDMClient, TaskClient
@@ -45,14 +48,6 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 
 MAX_BATCH = 5000
 """The server's per-call limit for job lists; larger lists are split into several calls."""
-
-USER_METADATA_KEY = "ailuro-user"
-VO_METADATA_KEY = "ailuro-vo"
-ROLES_METADATA_KEY = "ailuro-roles"
-FACTORY_ID_METADATA_KEY = "ailuro-factory-id"
-"""Metadata key naming the calling pilot factory (FactoryService calls that change workers)."""
-FACTORY_SECRET_METADATA_KEY = "ailuro-factory-secret"
-"""Metadata key carrying that factory's secret (until real identities replace it)."""
 
 _RETRY_ALWAYS = frozenset({grpc.StatusCode.UNAVAILABLE})
 _RETRY_IDEMPOTENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})

@@ -4,7 +4,7 @@ Job names, parameters, error diagnostics, log files and the like come from submi
 and payloads. Printed raw, an ESC sequence in one of them can retitle or clear a terminal, move
 the cursor to forge output, or (OSC 52) write to the clipboard; a bidirectional override
 reorders what follows. :func:`printable` shows such characters as visible escapes instead.
-Rich markup is the other half: the CLI passes values to rich as ``Text`` (:func:`ailuro.cli._common.cell`),
+Rich markup is the other half: the CLI passes values to rich as ``Text`` (:func:`ailuro_cli._common.cell`),
 never as markup, so ``[bold red]x[/]`` in a job name prints as written.
 """
 

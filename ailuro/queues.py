@@ -56,8 +56,9 @@ from typing import Any
 
 from ailuro.errors import InvalidArgument
 from ailuro.names import check_identifier
+from ailuro.vocabulary import BACKEND_NAMES
 
-BACKENDS = ("local", "slurm", "htcondor", "lsf")
+BACKENDS = BACKEND_NAMES
 _ENV_PATTERN = re.compile(r"[A-Za-z_*?][A-Za-z0-9_*?]*\Z")
 SE_KINDS = ("disk", "tape")
 

@@ -12,7 +12,6 @@ stderr, so an operator sees exactly what the batch system said.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import subprocess
@@ -21,84 +20,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
-from ailuro.v1 import factory_pb2
+# the shared words live in ailuro.vocabulary; re-exported here for the backends
+from ailuro.vocabulary import FINAL_WORKER_STATES as FINAL_WORKER_STATES
+from ailuro.vocabulary import PILOT_CLEAN_EXIT_CODES as PILOT_CLEAN_EXIT_CODES
+from ailuro.vocabulary import PILOT_EXIT_CODES as PILOT_EXIT_CODES
+from ailuro.vocabulary import QUEUED_WORKER_STATES as QUEUED_WORKER_STATES
+from ailuro.vocabulary import WorkerState as WorkerState
+from ailuro.vocabulary import describe_exit_code as describe_exit_code
 from backends.ids import split_batch_ids
 
 log = logging.getLogger(__name__)
-
-
-class WorkerState(enum.Enum):
-    """A worker's batch-system state, as the dispatcher records it (``factory.proto`` WorkerState)."""
-
-    SUBMITTED = "submitted"
-    IDLE = "idle"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    HELD = "held"
-    MISSING = "missing"
-    UNKNOWN = "unknown"
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the worker has ended (the batch system will not change it again)."""
-        return self in FINAL_WORKER_STATES
-
-    @property
-    def is_queued(self) -> bool:
-        """Whether the worker waits in the batch system (counts against ``max_queued``)."""
-        return self in QUEUED_WORKER_STATES
-
-    def to_proto(self) -> factory_pb2.WorkerState:
-        """The ``ailuro.v1.WorkerState`` enum number."""
-        return cast(factory_pb2.WorkerState, factory_pb2.WorkerState.Value(f"WORKER_STATE_{self.name}"))
-
-    @classmethod
-    def from_proto(cls, value: int) -> WorkerState:
-        """Inverse of :meth:`to_proto`; UNSPECIFIED (or a newer number) reads as UNKNOWN."""
-        try:
-            name = factory_pb2.WorkerState.Name(value)
-        except ValueError:
-            return cls.UNKNOWN
-        return cls.__members__.get(name.removeprefix("WORKER_STATE_"), cls.UNKNOWN)
-
-
-FINAL_WORKER_STATES = frozenset({WorkerState.FINISHED, WorkerState.FAILED, WorkerState.CANCELLED, WorkerState.MISSING})
-"""States a worker never leaves."""
-
-QUEUED_WORKER_STATES = frozenset({WorkerState.SUBMITTED, WorkerState.IDLE})
-"""States of a worker that waits in the batch system to run a pilot: it still occupies a queue slot.
-
-A held worker is not one of them: it will not run a pilot unless someone releases it, so it must
-not stop the factory from submitting a replacement (the factory removes held workers)."""
-
-
-PILOT_EXIT_CODES: Mapping[int, str] = {
-    0: "did work, stopped normally",
-    65: "refused by the dispatcher",
-    80: "never reached the dispatcher",
-    82: "no jobs",
-    83: "final reports left undelivered",
-    130: "stopped by SIGINT",
-    143: "stopped by SIGTERM",
-}
-"""The pilot's exit codes (``pilot.main.ExitCode``), for worker diagnostics."""
-
-PILOT_CLEAN_EXIT_CODES = frozenset({0, 82})
-"""Exit codes of a pilot that ended as designed: a pilot that found no work is not a failed worker."""
-
-
-def describe_exit_code(rc: int | None) -> str:
-    """``exit code 82 (no jobs)``, for a worker's diag."""
-    if rc is None:
-        return "exit code unknown"
-    if rc < 0:
-        return f"killed by signal {-rc}"
-    meaning = PILOT_EXIT_CODES.get(rc)
-    return f"exit code {rc}" + (f" ({meaning})" if meaning else "")
 
 
 def translate_state(native: str, table: Mapping[str, WorkerState], *, backend: str) -> WorkerState:

@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ailuro.errors import InvalidArgument
+from ailuro.vocabulary import BackendName
 from backends.base import BatchBackend
 
 BACKEND_CLASSES: dict[str, str] = {
-    "local": "backends.local:LocalBackend",
-    "slurm": "backends.slurm:SlurmBackend",
-    "htcondor": "backends.htcondor:HTCondorBackend",
-    "lsf": "backends.lsf:LSFBackend",
+    BackendName.LOCAL: "backends.local:LocalBackend",
+    BackendName.SLURM: "backends.slurm:SlurmBackend",
+    BackendName.HTCONDOR: "backends.htcondor:HTCondorBackend",
+    BackendName.LSF: "backends.lsf:LSFBackend",
 }
-"""name -> "module:Class", one line per backend."""
+"""name -> "module:Class", one line per backend (the names are :class:`ailuro.vocabulary.BackendName`)."""
 
 
 def backend_class(name: str) -> type[BatchBackend]:

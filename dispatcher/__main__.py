@@ -1,84 +1,62 @@
-"""``python -m dispatcher``: run one dispatcher process (what ``ailuro server`` runs).
+"""``python -m dispatcher``: run one dispatcher process (``ailuro server`` runs exactly this).
 
-``--port-file PATH`` writes the bound port there once the server listens (useful with
-``--port 0``); the port is also printed on stdout as ``PORT <n>``.
+The options are :mod:`dispatcher.options`. Once the server listens it prints ``PORT <n>`` on
+stdout and ``ailuro dispatcher listening on HOST:PORT (db URL)`` on stderr, and ``--port-file``
+receives the port (useful with ``--port 0``). Bad options exit with 2, naming the option.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ailuro.errors import AiluroError
-from ailuro.queues import load_queues, load_storage
-from dispatcher.config import DispatcherConfig
+from dispatcher.options import build_parser, config_from_args, db_url_from_env, shown_db
 from dispatcher.server import serve
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options."""
-    p = argparse.ArgumentParser(prog="python -m dispatcher", description="Run an Ailuro dispatcher.")
-    p.add_argument("--db", default=DispatcherConfig.db_url, help="database URL (default: %(default)s)")
-    p.add_argument("--host", default=DispatcherConfig.host, help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=DispatcherConfig.port, help="port; 0 picks a free one")
-    p.add_argument("--queues", default=None, help="queue TOML file (default: one LOCAL queue)")
-    p.add_argument("--port-file", default=None, help="write the bound port to this file")
-    p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
-    p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
-    p.add_argument(
-        "--ddm-workers",
-        type=int,
-        default=DispatcherConfig.ddm_workers,
-        help="DDM requests run at once by this process's agent (runs when the queue file has [[storage]]); 0: none",
-    )
-    p.add_argument(
-        "--storage-root",
-        type=Path,
-        default=os.environ.get("AILURO_STORAGE_ROOT") or None,
-        help="directory of file:// storage elements (<root>/<SE>); logs are read back only from configured storage",
-    )
-    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
-    p.add_argument("--log-level", default="INFO")
-    return p.parse_args(argv)
+def parse_args(argv: Sequence[str] | None = None, *, prog: str = "python -m dispatcher") -> argparse.Namespace:
+    """Command-line options (see :func:`dispatcher.options.build_parser`)."""
+    return build_parser(prog, os.environ).parse_args(list(sys.argv[1:] if argv is None else argv))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m dispatcher") -> int:
+    """Entry point; returns the process exit code (2: bad options)."""
+    args = parse_args(argv, prog=prog)
+    notice = db_url_from_env(os.environ)[1]
+    if notice:
+        sys.stderr.write(f"{prog}: warning: {notice}\n")
     try:
-        config = DispatcherConfig(
-            db_url=args.db,
-            host=args.host,
-            port=args.port,
-            queues=load_queues(args.queues),
-            storage=load_storage(args.queues),
-            lease_s=args.lease,
-            bundle_port=args.bundle_port,
-            ddm_workers=max(0, args.ddm_workers),
-            storage_root=Path(args.storage_root).absolute() if args.storage_root else None,
-        )
+        config = config_from_args(args)
     except AiluroError as exc:
-        logging.getLogger("dispatcher").error("bad configuration: %s", exc)
+        where = f"{exc.field} " if exc.field else ""
+        sys.stderr.write(f"{prog}: error: {where}{exc.message}\n")
         return 2
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(port: int) -> None:
         if args.port_file:
-            tmp = Path(args.port_file + ".tmp")
+            tmp = Path(f"{args.port_file}.tmp")
             tmp.write_text(f"{port}\n")
             tmp.replace(args.port_file)
         sys.stdout.write(f"PORT {port}\n")
         sys.stdout.flush()
+        # one parseable line, so scripts (and tests) started with --port 0 learn the address
+        sys.stderr.write(f"ailuro dispatcher listening on {config.host}:{port} (db {shown_db(config.db_url)})\n")
+        sys.stderr.flush()
 
-    if args.workers > 1:
-        from dispatcher.workers import serve_workers
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
+        if args.workers > 1:
+            from dispatcher.workers import serve_workers
 
-        serve_workers(config, args.workers, on_ready=ready, log_level=args.log_level.upper())
-    else:
+            serve_workers(config, args.workers, on_ready=ready, log_level=args.log_level)
+            return 0
         asyncio.run(serve(config, on_ready=ready))
     return 0
 

@@ -1,14 +1,16 @@
 """The pilot bundle: the pilot as one zipapp the dispatcher serves to wrappers that download it.
 
-:func:`build_bundle` packs ``pilot/``, ``ddm/`` and ``ailuro/`` (the SDK parts the pilot
-imports, with the generated stubs) into ``ailuro-pilot.pyz`` with a ``__main__`` that runs the
-pilot, and ``--bundle-version`` that prints the bundle's version. The archive is deterministic
+:func:`build_bundle` packs the ``pilot`` package and exactly the modules it imports (followed
+through the import statements, also those inside functions: the few ``ailuro`` SDK modules and
+stubs, the ``ddm`` checksum/protocol/storage kit) into ``ailuro-pilot.pyz`` with a ``__main__``
+that runs ``python -m pilot``, and ``--bundle-version`` that prints the bundle's version. The archive is deterministic
 (sorted entries, fixed timestamps), so the same sources always give the same sha256. The version
 is the package version plus a digest of the sources (``0.1.0+src.1a2b3c4d5e6f``), so a wrapper
 can tell two different builds of one release apart.
 
-The bundle carries Ailuro's own code only: the node's Python needs the pilot's dependencies
-(grpcio, protobuf, typer, rich) installed.
+The bundle carries Ailuro's own code only: the node's Python needs the pilot's two dependencies,
+grpcio and protobuf, installed (nothing else: ``tests/integration/test_bundle_bare_venv.py``
+runs a job with the bundle in a venv holding only those).
 
 :func:`start_bundle_server` serves ``GET /pilot/bundle.pyz`` and ``GET /pilot/bundle.json``
 (``{"version", "sha256", "size", "url_path"}``) over a tiny asyncio HTTP/1.0 server.
@@ -16,6 +18,7 @@ The bundle carries Ailuro's own code only: the node's Python needs the pilot's d
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import io
@@ -28,10 +31,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("pilot", "ddm", "ailuro")
-"""Top-level packages the bundle contains."""
+ENTRY_PACKAGE = "pilot"
+"""The package the bundle runs; every module of it is packed, and what those modules import."""
 _SKIP_DIRS = {"__pycache__"}
-_SUFFIXES = {".py", ".pyi", ".typed"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 BUNDLE_PATH = "/pilot/bundle.pyz"
@@ -67,7 +69,7 @@ if not os.path.isfile(os.path.join(target, ".complete")):
 sys.path[:] = [target] + [p for p in sys.path if os.path.abspath(p) != archive]
 from pilot.__main__ import main
 
-main()
+sys.exit(main())
 '''
 
 
@@ -92,13 +94,64 @@ def _source_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def _module_file(root: Path, dotted: str) -> Path | None:
+    """The source file of module ``dotted`` under ``root`` (a package's ``__init__.py``), if any."""
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported_names(path: Path, module: str) -> set[str]:
+    """Dotted names ``path`` imports when it runs (function-level imports too; not the
+    ``if TYPE_CHECKING:`` blocks, which never run)."""
+    names: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    pending: list[ast.AST] = [ast.parse(path.read_bytes(), filename=str(path))]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
 def _files(root: Path) -> list[Path]:
-    out: list[Path] = []
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            if path.is_file() and path.suffix in _SUFFIXES and not _SKIP_DIRS & set(path.parts):
-                out.append(path)
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+    """The entry package's modules and, transitively, every first-party module they import,
+    with the ``__init__.py`` of each package on the way."""
+    todo = [
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted((root / ENTRY_PACKAGE).rglob("*.py"))
+        if not _SKIP_DIRS & set(p.parts)
+    ]
+    seen: dict[str, Path] = {}
+    while todo:
+        module = todo.pop()
+        path = _module_file(root, module)
+        if module in seen or path is None:
+            continue  # standard library, third party, or an attribute of a module (``from m import f``)
+        seen[module] = path
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(_imported_names(path, module))
+    return sorted(set(seen.values()), key=lambda p: p.relative_to(root).as_posix())
 
 
 def _package_version() -> str:

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ailuro import vocabulary
 from ailuro.v1 import factory_pb2, job_pb2
 from dispatcher.states import JobState
 
@@ -18,7 +19,7 @@ WORKER_STATE_NAMES: dict[factory_pb2.WorkerState, str] = {
     if v != factory_pb2.WORKER_STATE_UNSPECIFIED
 }
 WORKER_STATES_BY_NAME = {v: k for k, v in WORKER_STATE_NAMES.items()}
-FINAL_WORKER_STATES = ("finished", "failed", "cancelled", "missing")
+FINAL_WORKER_STATES = tuple(sorted(s.value for s in vocabulary.FINAL_WORKER_STATES))
 
 
 def job_status(state: str | JobState) -> job_pb2.JobStatus:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-USER_KEY = "ailuro-user"
-VO_KEY = "ailuro-vo"
-ROLES_KEY = "ailuro-roles"
+from ailuro.vocabulary import ROLES_METADATA_KEY as ROLES_KEY
+from ailuro.vocabulary import USER_METADATA_KEY as USER_KEY
+from ailuro.vocabulary import VO_METADATA_KEY as VO_KEY
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,6 +41,7 @@ from locust import User, between, constant_throughput, events, task  # noqa: E40
 from locust.env import Environment  # noqa: E402
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc  # noqa: E402
+from ailuro.vocabulary import USER_METADATA_KEY, VO_METADATA_KEY  # noqa: E402
 
 T = TypeVar("T")
 QUEUE = "LOCAL"
@@ -192,7 +193,8 @@ class _Submitter(GrpcUser):
             del Ledger.unanswered[req.request_id]
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("ailuro-user", self.owner), ("ailuro-vo", self.vo)) if self.vo else (("ailuro-user", self.owner),)
+        user = ((USER_METADATA_KEY, self.owner),)
+        return (*user, (VO_METADATA_KEY, self.vo)) if self.vo else user
 
 
 def _per_user_rate(env: Environment | None, share: float, batch: int, users: int) -> float:

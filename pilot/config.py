@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ailuro import targets
+from ailuro.vocabulary import DEFAULT_STORAGE_ROOT as DEFAULT_STORAGE_ROOT  # re-exported for the pilot
 
 UNARY_ENV = "AILURO_PILOT_UNARY"
 """Environment variable that switches the pilot to the unary ``GetJob``/``UpdateJob`` transport."""
-
-DEFAULT_STORAGE_ROOT = Path("~/.ailuro/storage")
-"""Where storage elements live when nothing else is configured (see :mod:`ddm.storage`)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import functools
 import logging
 import signal
@@ -36,6 +35,7 @@ from importlib import metadata
 
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2, pilot_pb2
+from ailuro.vocabulary import PilotExit as ExitCode
 from ddm.storage import StorageConfig, StorageResolver
 from pilot.config import PilotConfig
 from pilot.connection import Backoff, Connection, DispatcherRefused, Transport
@@ -50,18 +50,6 @@ REQUEST_TIMEOUT_S = 30.0
 REQUEST_SETTLE_S = 0.5
 """After an assignment answering a request for several jobs, wait this long for the rest of the
 batch before asking again (the stream sends no end marker when fewer jobs than asked came)."""
-
-
-class ExitCode(enum.IntEnum):
-    """Process exit codes of the pilot (see the module docstring)."""
-
-    OK = 0
-    REFUSED = 65
-    NEVER_CONNECTED = 80
-    NO_JOBS = 82
-    UNDELIVERED = 83
-    SIGINT = 130
-    SIGTERM = 143
 
 
 def pilot_version() -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from ailuro.vocabulary import QUEUED_WORKER_STATES
 from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import factories
@@ -183,7 +184,7 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
                 "failure_rate": failed / (finished + failed) if finished + failed else None,
                 "pilots_connected": connected.get(name, 0),
                 "workers": backends,
-                "pilots_queued": sum(s.get("submitted", 0) + s.get("idle", 0) for s in backends.values()),
+                "pilots_queued": sum(sum(s.get(w.value, 0) for w in QUEUED_WORKER_STATES) for s in backends.values()),
                 "pilots_running": sum(s.get("running", 0) for s in backends.values()),
                 # pilots that died at start in a row, as the factories report them (flagged at their threshold)
                 "start_failures": health.get(name, (0, False, ""))[0],

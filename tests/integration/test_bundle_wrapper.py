@@ -47,7 +47,7 @@ def test_server_and_wrapper_checks(tmp_path: Path) -> None:
         run = subprocess.run(
             ["bash", str(script), "Q.b-0", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
         )
-        assert "pilot bundle " + info["version"] in run.stdout and "Usage" in run.stdout, run.stderr
+        assert "pilot bundle " + info["version"] in run.stdout and "usage:" in run.stdout, run.stderr
 
         # a bundle that does not match the expected checksum is never run
         spec = PilotSpec(

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ailuro import Client
-from ailuro.cli.main import app
 from ailuro.v1 import job_pb2
+from ailuro_cli.main import app
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from ailuro.cli.main import app
 from ailuro.queues import QueueConfig, StorageElementConfig
+from ailuro_cli.main import app
 
 pytestmark = pytest.mark.timeout(180)
 _NO_DB = {"AILURO_DB_URL": None, "AILURO_DB": None, "AILURO_QUEUES": None, "AILURO_SERVER": None, "AILURO_USER": None}

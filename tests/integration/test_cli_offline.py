@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from ailuro.cli.main import app
+from ailuro_cli.main import app
 
 pytestmark = pytest.mark.timeout(60)
 

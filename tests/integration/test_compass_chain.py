@@ -18,11 +18,11 @@ import yaml
 from ddm_support import ROOT, XRootDServers, put, random_file, se, wait_until, xrootd  # noqa: F401
 from typer.testing import CliRunner
 
-from ailuro.cli.main import app
 from ailuro.client import Client
 from ailuro.ddm import word
 from ailuro.queues import QueueConfig
 from ailuro.v1 import ddm_pb2, job_pb2
+from ailuro_cli.main import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N_FILES = 3

@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
-DEMO = [sys.executable, "-m", "ailuro.cli.main", "demo"]
+DEMO = [sys.executable, "-m", "ailuro_cli.main", "demo"]
 """What a user types as ``ailuro demo``."""
 
 

@@ -23,10 +23,10 @@ import pytest
 from infra.services import slurm_cluster  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
-from ailuro.cli.main import app
 from ailuro.client import Client
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc, job_pb2
+from ailuro_cli.main import app
 from backends.base import WorkerState
 from backends.factory import Factory, FactoryConfig
 

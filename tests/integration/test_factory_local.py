@@ -200,7 +200,7 @@ def test_two_factories_do_not_over_submit(server: str, make_factory: Callable[..
 
 
 def test_factory_status_command(server: str, make_factory: Callable[..., Factory], tmp_path: Path) -> None:
-    from ailuro.cli import factory as factory_cli
+    from ailuro_cli import factory as factory_cli
 
     factory = make_factory((CROWDED, BROKEN), pilot_command=SILENT_PILOT)
     with Client(server) as client:
@@ -234,7 +234,7 @@ def test_factory_status_command(server: str, make_factory: Callable[..., Factory
 
 
 def test_factory_command_once(server: str, tmp_path: Path) -> None:
-    from ailuro.cli import factory as factory_cli
+    from ailuro_cli import factory as factory_cli
     from backends.local import LocalBackend
 
     config = tmp_path / "queues.toml"

@@ -17,10 +17,10 @@ from infra.services import condor_pool  # noqa: F401  (fixture)
 from test_backend_e2e import BundleServer, bundle_server, jobs_for, list_workers, wait  # noqa: F401
 from typer.testing import CliRunner
 
-from ailuro.cli.main import app
 from ailuro.client import Client
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import job_pb2
+from ailuro_cli.main import app
 from backends.factory import Factory, FactoryConfig
 
 pytestmark = pytest.mark.timeout(300)

@@ -20,10 +20,10 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
-from ailuro.cli.main import app
 from ailuro.client import Client
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc, job_pb2
+from ailuro_cli.main import app
 from backends.factory import Factory, FactoryConfig
 from backends.health import Backoff
 

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from ailuro.cli.main import app
 from ailuro.client import Client
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from ailuro_cli.main import app
 from ddm.protocols import url_to_path
 from dispatcher.server import RunningDispatcher
 from monitor.app import create_app

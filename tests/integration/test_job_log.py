@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ailuro import Client
-from ailuro.cli.main import app
 from ailuro.errors import FailedPrecondition, InvalidArgument, NotFound
 from ailuro.v1 import job_pb2
+from ailuro_cli.main import app
 from dispatcher.server import RunningDispatcher
 
 

@@ -66,7 +66,7 @@ def test_memory_tool_small_run() -> None:
 
 def test_cli_registers_loadtest_commands() -> None:
     """``register(app)`` adds ``loadtest run|bench|memory``; bad input is refused before any work."""
-    from ailuro.cli import loadtest
+    from ailuro_cli import loadtest
 
     app = typer.Typer()
 

@@ -97,7 +97,7 @@ def test_one_factory_three_backends(
         factory.cancel_all()
         factory.close()
 
-    from ailuro.cli import factory as factory_cli
+    from ailuro_cli import factory as factory_cli
 
     app = typer.Typer()
     factory_cli.register(app)

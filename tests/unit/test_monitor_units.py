@@ -145,7 +145,7 @@ def test_sample_data_is_deterministic_and_consistent() -> None:
 
 
 def test_cli_registers_monitor_command() -> None:
-    from ailuro.cli.monitor import register
+    from ailuro_cli.monitor import register
 
     app = typer.Typer()
     register(app)
@@ -161,7 +161,7 @@ def test_cli_registers_monitor_command() -> None:
 
 
 def test_cli_refuses_a_database_without_schema(tmp_path: Path) -> None:
-    from ailuro.cli.monitor import register
+    from ailuro_cli.monitor import register
 
     app = typer.Typer()
     register(app)

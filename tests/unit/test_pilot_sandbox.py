@@ -229,9 +229,9 @@ def test_queue_pilot_env_reaches_the_pilot_config_through_the_factory(
     from typer.testing import CliRunner
 
     import pilot.main
-    from ailuro.cli.pilot import register
     from ailuro.errors import InvalidArgument
     from ailuro.queues import parse_queues
+    from ailuro_cli.pilot import register
     from backends.factory import Factory, FactoryConfig
 
     (queue,) = parse_queues({"queue": [{"name": "CERN_LOCAL", "pass_env": ["CMT_*", "LD_LIBRARY_PATH"]}]})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from ailuro.cli.main import app
 from ailuro.queues import parse_queues
+from ailuro_cli.main import app
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SUBCOMMANDS = {"status", "workers"}

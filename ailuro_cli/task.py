@@ -12,10 +12,10 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from ailuro.cli._common import cell, console, make_client, print_json, reported_errors
-from ailuro.cli.ddm import JSON_OPT, _split, _table, transfer_dict, transfer_table
 from ailuro.ddm import task_from_dict, word, words
 from ailuro.v1 import ddm_pb2, job_pb2
+from ailuro_cli._common import cell, console, make_client, print_json, reported_errors
+from ailuro_cli.ddm import JSON_OPT, _split, _table, transfer_dict, transfer_table
 
 task_app = typer.Typer(help="Production tasks: process -> merge -> archive chains.", no_args_is_help=True)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from ailuro.cli._common import EXIT_USAGE, console, err_console, fail, make_client, print_json, reported_errors
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import job_pb2
+from ailuro_cli._common import EXIT_USAGE, console, err_console, fail, make_client, print_json, reported_errors
 
 _FILE_HELP = "Jobs file (YAML or JSON): a list of job mappings, or {defaults: {...}, jobs: [...]}."
 _EACH_HELP = "File list: one job per non-empty line, the line being the input LFN ({} / {lfn} in --params)."

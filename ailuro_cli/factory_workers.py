@@ -33,8 +33,8 @@ def register(factory_app: typer.Typer, server_of: Callable[[typer.Context, str |
         from rich.markup import escape
         from rich.table import Table
 
-        from ailuro.cli._common import console, err_console, print_json
         from ailuro.v1 import factory_pb2, factory_pb2_grpc
+        from ailuro_cli._common import console, err_console, print_json
         from backends.base import WorkerState
 
         request = factory_pb2.ListWorkersRequest(

@@ -1,4 +1,4 @@
-"""The ``ailuro`` command: one typer app; each ``ailuro/cli/<name>.py`` adds its commands via ``register``.
+"""The ``ailuro`` command: one typer app; each ``ailuro_cli/<name>.py`` adds its commands via ``register``.
 
 Global options come before the command (``ailuro --server host:port --user jdoe jobs``) and fall
 back to ``AILURO_SERVER`` / ``AILURO_USER``.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from ailuro.cli import ddm, demo, factory, jobs, loadtest, monitor, pilot, queues, server, submit, task
-from ailuro.cli._common import Settings
+from ailuro_cli import ddm, demo, factory, jobs, loadtest, monitor, pilot, queues, server, submit, task
+from ailuro_cli._common import Settings
 
 app = typer.Typer(
     name="ailuro",
@@ -43,7 +43,7 @@ for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, m
 
 
 def main() -> None:
-    """Entry point for ``python -m ailuro.cli.main``."""
+    """Entry point for ``python -m ailuro_cli.main``."""
     app()
 
 

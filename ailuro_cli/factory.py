@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 
 from ailuro import targets
-from ailuro.cli._common import cell, console, err_console, settings
+from ailuro_cli._common import cell, console, err_console, settings
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 
@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
             )
         console.print(table)
 
-    from ailuro.cli import factory_workers
+    from ailuro_cli import factory_workers
 
     factory_workers.register(factory_app, _server)
     app.add_typer(factory_app, name="factory")

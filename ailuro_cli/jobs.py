@@ -9,7 +9,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ailuro.cli._common import (
+from ailuro.display import printable
+from ailuro.jobspec import FINAL_STATUSES, enum_name, job_to_dict, message_to_dict, parse_time, status_name
+from ailuro.v1 import job_pb2
+from ailuro_cli._common import (
     EXIT_USAGE,
     cell,
     console,
@@ -21,9 +24,6 @@ from ailuro.cli._common import (
     reported_errors,
     styled_status,
 )
-from ailuro.display import printable
-from ailuro.jobspec import FINAL_STATUSES, enum_name, job_to_dict, message_to_dict, parse_time, status_name
-from ailuro.v1 import job_pb2
 
 job_app = typer.Typer(help="Inspect and act on single jobs.", no_args_is_help=True)
 

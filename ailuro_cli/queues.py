@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ailuro.cli._common import cell, console, make_client, print_json, reported_errors
 from ailuro.jobspec import message_to_dict
+from ailuro_cli._common import cell, console, make_client, print_json, reported_errors
 
 queue_app = typer.Typer(help="Queues (sites) jobs run on.", no_args_is_help=True)
 

@@ -28,7 +28,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ailuro.cli._common import STATUS_STYLES, console, err_console
+from ailuro.vocabulary import QUEUED_WORKER_STATES
+from ailuro_cli._common import STATUS_STYLES, console, err_console
 
 if TYPE_CHECKING:
     from ailuro.client import Client
@@ -99,7 +100,7 @@ def _payload_source() -> Path:
     """The payload script shipped with Ailuro (source tree, or the wheel's copy)."""
     here = Path(__file__).resolve()
     for candidate in (
-        here.parents[2] / "examples" / "demo" / PAYLOAD_NAME,
+        here.parents[1] / "examples" / "demo" / PAYLOAD_NAME,
         here.parent / "demo_assets" / PAYLOAD_NAME,
     ):
         if candidate.is_file():
@@ -207,7 +208,7 @@ def poll(client: Client, factory_stub: factory_pb2_grpc.FactoryServiceStub, stat
     stats = factory_stub.GetQueueStats(factory_pb2.GetQueueStatsRequest(queues=[q for q, _ in QUEUES]), timeout=10)
     for s in stats.queues:
         workers = dict(s.workers)
-        queued = sum(workers.get(k, 0) for k in ("submitted", "idle", "held"))
+        queued = sum(workers.get(w.value, 0) for w in QUEUED_WORKER_STATES)
         state.pilots[s.queue] = (int(s.connected_pilots), workers.get("running", 0), queued)
 
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import typer
 
-from ailuro.cli._common import fail, reported_errors
+from ailuro_cli._common import fail, reported_errors
 
 loadtest_app = typer.Typer(
     name="loadtest",

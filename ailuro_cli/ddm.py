@@ -14,9 +14,9 @@ import typer
 from google.protobuf import timestamp_pb2
 from rich.table import Table
 
-from ailuro.cli._common import EXIT_USAGE, cell, console, fail, make_client, print_json, reported_errors
 from ailuro.ddm import word, words
 from ailuro.v1 import ddm_pb2
+from ailuro_cli._common import EXIT_USAGE, cell, console, fail, make_client, print_json, reported_errors
 
 ddm_app = typer.Typer(help="Data management: storage elements, datasets, replicas, transfers.", no_args_is_help=True)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED
 
 _HELP = """Serve the web monitor: jobs, tasks, sites, pilots, errors, users, datasets, plots, /metrics.
 
@@ -17,7 +20,10 @@ It reads the dispatcher's database directly and read-only. Every page has a JSON
 def monitor_command(
     db: Annotated[
         str,
-        typer.Option(envvar="AILURO_DB", help="Dispatcher database URL (sqlite:///PATH or postgresql+psycopg://...)."),
+        typer.Option(
+            envvar=[DB_ENV, DB_ENV_DEPRECATED],
+            help="Dispatcher database URL (sqlite:///PATH or postgresql+psycopg://...).",
+        ),
     ] = "sqlite:///ailuro.db",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8880,
@@ -28,7 +34,10 @@ def monitor_command(
     ] = None,
     queues: Annotated[
         Path | None,
-        typer.Option(help="Queue file whose [[storage]] endpoints logs may be served from (file:// ones)."),
+        typer.Option(
+            envvar="AILURO_QUEUES",
+            help="Queue file whose [[storage]] endpoints logs may be served from (file:// ones).",
+        ),
     ] = None,
 ) -> None:
     """Serve the monitor until interrupted."""
@@ -36,11 +45,15 @@ def monitor_command(
 
     from ailuro.errors import InvalidArgument
     from ailuro.queues import load_storage
+    from dispatcher.options import db_url_from_env
     from monitor.config import MonitorConfig
     from monitor.db import SchemaMissing
     from monitor.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    notice = db_url_from_env(os.environ)[1]
+    if notice:
+        typer.echo(f"warning: {notice}", err=True)
     try:
         storage = load_storage(queues)
     except InvalidArgument as exc:

@@ -1,0 +1,159 @@
+"""The dispatcher's command-line options, defined once for both entry points.
+
+``python -m dispatcher`` and ``ailuro server`` (which hands its arguments here unchanged) parse
+the same flags with the same defaults, and each setting has one environment variable:
+``AILURO_DB`` (database URL), ``AILURO_QUEUES`` (queue file) and ``AILURO_STORAGE_ROOT``. The old
+``AILURO_DB_URL`` is still read for one release, with a deprecation warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from ailuro.errors import InvalidArgument
+from ailuro.queues import load_queues, load_storage
+from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED, DEFAULT_STORAGE_ROOT
+from ddm.storage import ENV_STORAGE_ROOT
+from dispatcher.config import DispatcherConfig
+
+QUEUES_ENV = "AILURO_QUEUES"
+"""Environment variable naming the queue file (``--queues``)."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def db_url_from_env(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The database URL the environment names, and a deprecation notice when it used the old name.
+
+    ``AILURO_DB`` wins; ``AILURO_DB_URL`` alone is still honoured (until the next release).
+    """
+    if environ.get(DB_ENV):
+        return environ[DB_ENV], None
+    old = environ.get(DB_ENV_DEPRECATED)
+    if old:
+        return old, f"{DB_ENV_DEPRECATED} is deprecated and will be ignored in the next release; set {DB_ENV}"
+    return None, None
+
+
+def _log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return value.upper()
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, not {port}")
+    return port
+
+
+def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The options of a dispatcher process (defaults of the environment-backed ones from ``environ``)."""
+    db_default = db_url_from_env(environ)[0] or DispatcherConfig.db_url
+    p = argparse.ArgumentParser(prog=prog, description="Run an Ailuro dispatcher (the gRPC server) until stopped.")
+    p.add_argument(
+        "--db",
+        default=db_default,
+        help=f"database URL, sqlite:///FILE or postgresql+psycopg://... (env {DB_ENV}; default: %(default)s)",
+    )
+    p.add_argument("--host", default=DispatcherConfig.host, help="address to listen on (default: %(default)s)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DispatcherConfig.port,
+        help="port to listen on; 0: any free one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--queues",
+        type=Path,
+        default=environ.get(QUEUES_ENV) or None,
+        help=f"queue TOML file (env {QUEUES_ENV}; default: one LOCAL queue)",
+    )
+    p.add_argument(
+        "--lease-s",
+        "--lease",
+        dest="lease_s",
+        type=float,
+        default=DispatcherConfig.lease_s,
+        help="a pilot's lease on a job without heartbeat, in seconds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sent-timeout-s",
+        type=float,
+        default=DispatcherConfig.sent_timeout_s,
+        help="a job sent to a pilot that does not start within this is requeued (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bundle-port",
+        type=_port,
+        default=None,
+        help="also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json)",
+    )
+    p.add_argument(
+        "--ddm-workers",
+        type=int,
+        default=DispatcherConfig.ddm_workers,
+        help="DDM requests run at once by this dispatcher's agent (runs when the queue file has [[storage]]); "
+        "0: none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--storage-root",
+        type=Path,
+        default=environ.get(ENV_STORAGE_ROOT) or DEFAULT_STORAGE_ROOT,
+        help=f"directory of file:// storage elements, <root>/<SE> as pilots use it (env {ENV_STORAGE_ROOT}; "
+        "default: %(default)s); logs are read back only from there and the queue file's [[storage]] endpoints",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="dispatcher processes sharing the port (SO_REUSEPORT), each with its own event loop and GIL "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")
+    p.add_argument("--log-level", type=_log_level, default="INFO", help=f"{', '.join(LOG_LEVELS)} (default: info)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
+    """The :class:`DispatcherConfig` the options describe; ``InvalidArgument`` names a bad option."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(args.db)
+    except ArgumentError:
+        raise InvalidArgument(f"is not a database URL: {args.db!r}", field="--db") from None
+    if args.lease_s < 1 or args.sent_timeout_s < 1:
+        raise InvalidArgument(
+            "must be at least 1 second", field="--lease-s" if args.lease_s < 1 else "--sent-timeout-s"
+        )
+    if not 1 <= args.workers <= 64:
+        raise InvalidArgument(f"must be 1 to 64, not {args.workers}", field="--workers")
+    if args.ddm_workers < 0:
+        raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
+    options: dict[str, object] = {}
+    if args.queues is not None:
+        if not args.queues.is_file():
+            raise InvalidArgument(f"queues file not found: {args.queues}", field="--queues")
+        options = {"queues": load_queues(args.queues), "storage": load_storage(args.queues)}
+    return DispatcherConfig(
+        db_url=args.db,
+        host=args.host,
+        port=args.port,
+        lease_s=args.lease_s,
+        sent_timeout_s=args.sent_timeout_s,
+        bundle_port=args.bundle_port,
+        ddm_workers=args.ddm_workers,
+        storage_root=Path(args.storage_root).expanduser().absolute(),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def shown_db(url: str) -> str:
+    """The database URL with its password hidden, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
