@@ -11,7 +11,7 @@ involved has a free slot (``max_transfers`` per SE and agent) and runs them on a
 Several agents can share one database: claims are leased rows, so no request runs twice, and a
 dead agent's requests are taken over when their lease expires.
 
-Failures are retried with exponential backoff (``backoff_base_s * 2**(attempt-1)``, capped)
+Failures are retried with exponential backoff (:func:`ailuro.backoff.backoff_delay`, capped)
 until ``max_attempts``; the last error and its PanDA code stay on the request for the CLI and the
 monitor. A source that is missing or corrupted is marked ``bad`` and another replica is used.
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ailuro import errorcodes
+from ailuro.backoff import backoff_delay
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
@@ -343,7 +344,7 @@ class DDMAgent:
         now = time.time()
         attempt = int(row["attempts"]) + 1
         final = not exc.retryable or attempt >= int(row["max_attempts"])
-        delay = min(self.config.backoff_base_s * 2 ** (attempt - 1), self.config.backoff_max_s)
+        delay = backoff_delay(attempt, base_s=self.config.backoff_base_s, max_s=self.config.backoff_max_s)
         with self.db.write() as conn:
             catalog.finish_request(
                 conn,
