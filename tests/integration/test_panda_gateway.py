@@ -320,3 +320,32 @@ def test_oversized_body_and_bad_ids_and_unknown_paths(gateway: str, pki: Pki) ->
     alive = httpx.get(f"{gateway}/api/v1/system/is_alive", verify=context).json()
     assert alive["success"] is True
     assert httpx.get(f"{gateway}/server/panda/getJobStatus", verify=context).status_code == 404
+
+
+def test_plain_gateway_without_dev_mode_does_not_trust_the_token_and_warns(dispatcher: RunningDispatcher) -> None:
+    httpd = make_server(GatewayConfig(server=dispatcher.address, port=0))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/api/v1"
+        job = _job_array(
+            jobName="w1", transformation="/bin/true", computingSite="LOCAL", jobDefinitionID=9, cloud="CERN"
+        )
+        headers = {"Authorization": f"Bearer {_unsigned_jwt('mallory')}", "Origin": "compass", "Host": "elsewhere"}
+        answer = httpx.post(f"{url}/job/submit", json={"jobs": json.dumps([job])}, headers=headers).json()
+        assert answer["success"] is True, answer
+        ((panda_id, definition_id, name),) = answer["data"]
+        assert (definition_id, name) == (9, "w1")
+        assert "warning: ignored attributes" in answer["message"] and "cloud" in answer["message"]
+        described = httpx.post(f"{url}/job/get_description", json={"job_ids": [panda_id]}, headers=headers).json()
+        (job_dict,) = described["data"]
+        # without --dev-trust-token-sub the unverified token names nobody: the job is anonymous's;
+        # Origin is passed along as the caller's VO
+        assert (job_dict["prodUserName"], job_dict["VO"]) == ("anonymous", "compass")
+        assert job_dict["jobStatus"] in {"defined", "assigned", "activated"}
+        bad_origin = httpx.post(f"{url}/job/kill", json={"job_ids": [panda_id]}, headers={"Origin": "a b/../c"}).json()
+        assert bad_origin["success"] is False and "Origin" in bad_origin["message"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
