@@ -20,6 +20,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,12 +56,14 @@ class GatewayConfig:
     """CA bundle for client certificates (optional mTLS; RFC 3820 proxies accepted)."""
     dev_trust_token_sub: bool = False
     """Development only: pass the bearer token's ``sub`` claim along as the user WITHOUT verifying it."""
-    max_body_bytes: int = 32 << 20
-    """Largest request body accepted (a full 5,000-job submission fits)."""
+    max_body_bytes: int = 16 << 20
+    """Largest request body accepted (a 5,000-job submission from panda-client is about 5 MB)."""
+    max_submits_at_once: int = 2
+    """Submissions decoded at once (a full one takes ~100 MB of Python objects); others wait."""
     max_connections: int = 32
     """Requests handled at once; further connections wait to be accepted."""
     timeout_s: float = 60.0
-    """Socket timeout per connection (slow clients are dropped)."""
+    """Socket timeout per connection, and the time allowed to send one request body."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +110,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        self._submits = threading.BoundedSemaphore(config.max_submits_at_once)
 
     def _client(self, caller: Caller) -> Client:
         extra = (("authorization", caller.authorization),) if caller.authorization else ()
@@ -119,7 +123,8 @@ class Gateway:
             if route == "system/is_alive":
                 return _envelope(True, "alive", None)
             if route == "job/submit":
-                return self.submit(body, caller)
+                with self._submits:
+                    return self.submit(body, caller)
             if route in ("job/get_description", "job/get_description_incl_archive"):
                 return self.describe(decode_ids(body), caller)
             if route == "job/kill":
@@ -225,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > self.server.config.max_body_bytes:
             self.close_connection = True  # the unread body must not be parsed as the next request
             raise ResourceExhausted(f"is {length} bytes; at most {self.server.config.max_body_bytes}", field="body")
-        raw = self.rfile.read(length)
+        raw = self._read(length)
         if not raw and self.command == "GET":
             return {}
         try:
@@ -234,6 +239,23 @@ class _Handler(BaseHTTPRequestHandler):
             raise InvalidArgument("is nested too deeply", field="body") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"is not JSON: {exc}"[:200], field="body") from None
+
+    def _read(self, length: int) -> bytes:
+        """The body, in chunks, within ``timeout_s`` overall (a trickling client cannot hold a slot)."""
+        deadline = time.monotonic() + self.server.config.timeout_s
+        chunks: list[bytes] = []
+        left = length
+        while left > 0:
+            if time.monotonic() > deadline:
+                self.close_connection = True
+                raise InvalidArgument(f"not received within {self.server.config.timeout_s:g} s", field="body")
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                self.close_connection = True
+                raise InvalidArgument(f"ended after {length - left} of {length} bytes", field="body")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
     def _serve(self) -> None:
         route = self._route()

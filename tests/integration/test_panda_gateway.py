@@ -309,7 +309,7 @@ def test_malformed_submission_is_refused_whole(
 
 
 def test_oversized_body_and_bad_ids_and_unknown_paths(gateway: str, pki: Pki) -> None:
-    huge = b'{"jobs": "' + b"x" * (33 << 20) + b'"}'
+    huge = b'{"jobs": "' + b"x" * (17 << 20) + b'"}'
     answer = _post(gateway, pki, "job/submit", huge)
     assert answer["success"] is False and "body" in answer["message"]
     bad_ids = (("[1, 2]", "job_ids"), ('{"job_ids": ["x"]}', "job_ids[0]"), ('{"job_ids": [[1]]}', "job_ids[0]"))
@@ -349,3 +349,16 @@ def test_plain_gateway_without_dev_mode_does_not_trust_the_token_and_warns(dispa
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+def test_a_certificate_from_another_ca_is_refused(gateway: str, pki: Pki, tmp_path: Path) -> None:
+    stranger = trustme.CA().issue_cert("mallory@example.org", common_name="Mallory")
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    stranger.configure_cert(context)
+    with pytest.raises(httpx.HTTPError):  # the handshake fails: no DN of an unverified certificate is used
+        httpx.post(f"{gateway}/api/v1/job/kill", json={"job_ids": [1]}, verify=context, timeout=30).raise_for_status()
+    # the real client with that certificate gets PanDA's failure status, nothing else
+    proxy = tmp_path / "stranger_x509up"
+    proxy.write_bytes(stranger.private_key_pem.bytes() + b"".join(p.bytes() for p in stranger.cert_chain_pems))
+    env = _client_env(gateway, pki, tmp_path, X509_USER_PROXY=str(proxy))
+    assert _run_script(env, tmp_path, "kill", "1") == {"status": 255, "out": None}
