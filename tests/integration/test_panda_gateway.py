@@ -362,3 +362,21 @@ def test_a_certificate_from_another_ca_is_refused(gateway: str, pki: Pki, tmp_pa
     proxy.write_bytes(stranger.private_key_pem.bytes() + b"".join(p.bytes() for p in stranger.cert_chain_pems))
     env = _client_env(gateway, pki, tmp_path, X509_USER_PROXY=str(proxy))
     assert _run_script(env, tmp_path, "kill", "1") == {"status": 255, "out": None}
+
+
+def test_the_cli_command_serves_and_checks_its_options(dispatcher: RunningDispatcher, tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "ailuro.cli.main"]
+    bad = subprocess.run([*cli, "gateway", "--port", "0", "--tls-ca", "ca.pem"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "tls_ca" in bad.stderr
+    proc = subprocess.Popen(
+        [*cli, "--server", dispatcher.address, "gateway", "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"-> dispatcher {dispatcher.address}" in line, line
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert httpx.get(f"{url}/api/v1/system/is_alive", timeout=30).json()["success"] is True
+    finally:
+        proc.terminate()
+        proc.wait(30)
