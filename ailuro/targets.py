@@ -7,6 +7,10 @@ calls and new pilot streams are spread over the dispatchers that are up, and a d
 goes away is skipped until it answers again. The pilot's reconnect loop therefore moves its
 stream to a surviving dispatcher by itself, and the SDK's retries land on one that answers.
 
+Every channel sends HTTP/2 keepalive pings (:data:`KEEPALIVE`): a dispatcher host that vanishes
+without closing its connections (a cut link, a dead host) is noticed within about 30 s, and the
+stream fails over, instead of hanging until TCP gives up (many minutes).
+
 Host names are resolved once, when the channel is made (gRPC's ``ipv4:``/``ipv6:`` targets take
 addresses, not names); a single address is handed to gRPC unchanged, so DNS, ``unix:`` and the
 other gRPC target forms keep working for it.
@@ -24,6 +28,18 @@ import grpc
 __all__ = ["ChannelTarget", "aio_channel", "channel", "parse_targets", "resolve"]
 
 ChannelOptions = list[tuple[str, Any]]
+
+KEEPALIVE_TIME_MS = 20_000
+"""A ping after this long without a frame from the server (the dispatcher permits pings this often)."""
+KEEPALIVE_TIMEOUT_MS = 10_000
+"""No answer to a ping within this: the connection is dead, its calls fail with UNAVAILABLE."""
+KEEPALIVE: ChannelOptions = [
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),  # an idle pilot stream must keep being checked
+]
+"""Channel options for keepalive; later options (a caller's) override these."""
 
 
 class ChannelTarget:
@@ -69,7 +85,7 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def resolve(spec: str) -> ChannelTarget:
     """The channel target for ``spec`` (see the module docstring); ``ValueError`` when unusable."""
     if "," not in spec:
-        return ChannelTarget(spec.strip(), [], [spec.strip()])
+        return ChannelTarget(spec.strip(), list(KEEPALIVE), [spec.strip()])
     v4: list[str] = []
     v6: list[str] = []
     for host, port in parse_targets(spec):
@@ -89,7 +105,7 @@ def resolve(spec: str) -> ChannelTarget:
                 v6.append(f"[{addr}]:{port}")
     # One gRPC target holds one address family; IPv4 wins where a name resolves to both.
     scheme, addresses = ("ipv4", v4) if v4 else ("ipv6", v6)
-    options: ChannelOptions = [("grpc.lb_policy_name", "round_robin")]
+    options: ChannelOptions = [*KEEPALIVE, ("grpc.lb_policy_name", "round_robin")]
     return ChannelTarget(f"{scheme}:{','.join(dict.fromkeys(addresses))}", options, addresses)
 
 

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("AILURO_STORAGE_ROOT") or None,
         help="directory of file:// storage elements (<root>/<SE>); logs are read back only from configured storage",
     )
+    p.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -73,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"PORT {port}\n")
         sys.stdout.flush()
 
-    asyncio.run(serve(config, on_ready=ready))
+    if args.workers > 1:
+        from dispatcher.workers import serve_workers
+
+        serve_workers(config, args.workers, on_ready=ready, log_level=args.log_level.upper())
+    else:
+        asyncio.run(serve(config, on_ready=ready))
     return 0
 
 

@@ -114,6 +114,9 @@ class DispatcherConfig:
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the
     pilot; ``None``: off, 0: an ephemeral port."""
+    reuse_port: bool = False
+    """Bind the port with ``SO_REUSEPORT`` so several worker processes share it (set by
+    ``--workers``; off otherwise, so a second dispatcher started by mistake on a busy port fails)."""
     grace_s: float = 2.0
     """On stop, open calls get this long to finish."""
     max_pending_calls: int = 50_000

@@ -82,10 +82,18 @@ async def _start(config: DispatcherConfig) -> _Started:
 
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
             ("grpc.server.max_pending_requests", config.max_pending_calls),
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
+            # Clients ping every ailuro.targets.KEEPALIVE_TIME_MS to notice a vanished host: accept
+            # that (gRPC's default cuts clients pinging more than every 5 min), and ping back so a
+            # stream whose pilot host vanished is closed and its pilot marked disconnected.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
         ]
     )
     job_logs = JobLogService(runtime)

@@ -22,6 +22,8 @@ request_id                        at most 128 characters
 reason / diag                     at most 1,000 characters
 page_size                         0 (default 100) to 5,000
 JobRequest.n / GetJob.n           1 to 100
+page_token                        at most 64 characters, as ListJobs returned it
+timestamps (since, until, submit_time)  years 1 to 9999, nanos 0 to 999,999,999
 ================================  ============================================
 
 Limits on pilot reports and streams (errors and files per final report, held jobs, heartbeats
@@ -35,6 +37,8 @@ import binascii
 import math
 import re
 from collections.abc import Collection, Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ailuro import names
 from ailuro.errors import InvalidArgument
@@ -59,6 +63,10 @@ MAX_PAGE_SIZE = 5000
 MAX_JOBS_PER_REQUEST = 100
 MAX_WORKER_LIST = 100_000
 MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+MAX_PAGE_TOKEN = 64
+MIN_TIMESTAMP_S = -62135596800  # 0001-01-01T00:00:00Z, the range google.protobuf.Timestamp allows
+MAX_TIMESTAMP_S = 253402300799  # 9999-12-31T23:59:59Z
 
 _ADLER32 = re.compile(r"^[0-9a-fA-F]{8}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -77,6 +85,17 @@ def _text(value: str, field: str, *, limit: int = MAX_NAME, required: bool = Fal
 def _non_negative(value: int, field: str) -> None:
     if value < 0:
         raise InvalidArgument(f"must be >= 0, got {value}", field=field)
+
+
+def _timestamp(stamp: Timestamp, field: str) -> None:
+    """A Timestamp the protobuf runtime can convert (its own conversions raise ValueError otherwise)."""
+    if not MIN_TIMESTAMP_S <= stamp.seconds <= MAX_TIMESTAMP_S:
+        raise InvalidArgument(
+            f"seconds must be {MIN_TIMESTAMP_S} to {MAX_TIMESTAMP_S} (years 1 to 9999), got {stamp.seconds}",
+            field=f"{field}.seconds",
+        )
+    if not 0 <= stamp.nanos <= 999_999_999:
+        raise InvalidArgument(f"must be 0 to 999,999,999, got {stamp.nanos}", field=f"{field}.nanos")
 
 
 def _batch(count: int, field: str, *, limit: int = MAX_BATCH) -> None:
@@ -187,12 +206,14 @@ def decode_page_token(token: str) -> int | None:
     """The panda_id a page token continues after; ``None`` for the first page."""
     if not token:
         return None
+    if len(token) > MAX_PAGE_TOKEN:
+        raise InvalidArgument(f"is {len(token)} characters long; tokens from ListJobs are shorter", field="page_token")
     try:
         raw = base64.urlsafe_b64decode(token.encode()).decode()
         if not raw.startswith(_PAGE_TOKEN_PREFIX):
             raise ValueError(raw)
         value = int(raw[len(_PAGE_TOKEN_PREFIX) :])
-        if value <= 0:
+        if not 0 < value <= MAX_INT64:  # a job id: the database cannot even compare a larger number
             raise ValueError(raw)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidArgument("is not a token returned by ListJobs", field="page_token") from None
@@ -208,6 +229,9 @@ def validate_list(req: submission_pb2.ListJobsRequest) -> tuple[int, int | None]
     _non_negative(req.task_id, "task_id")
     for i, st in enumerate(req.statuses):
         _job_state(st, f"statuses[{i}]")
+    for name in ("since", "until"):
+        if req.HasField(name):
+            _timestamp(getattr(req, name), name)
     if req.HasField("since") and req.HasField("until") and req.until.ToNanoseconds() < req.since.ToNanoseconds():
         raise InvalidArgument("must not be before since", field="until")
     return (req.page_size or DEFAULT_PAGE_SIZE), decode_page_token(req.page_token)
@@ -381,6 +405,8 @@ def validate_register_workers(req: factory_pb2.RegisterWorkersRequest, *, known_
         _text(w.log_path, f"{where}.log_path", limit=MAX_TRANSFORMATION)
         if w.state != factory_pb2.WORKER_STATE_UNSPECIFIED:
             _worker_state(w.state, f"{where}.state")
+        if w.HasField("submit_time"):
+            _timestamp(w.submit_time, f"{where}.submit_time")
 
 
 def validate_update_workers(req: factory_pb2.UpdateWorkersRequest) -> None:

@@ -8,6 +8,7 @@ on this machine, load generator included.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,19 @@ from sqlalchemy import create_engine, text
 PG_ADMIN_URL = os.environ.get("AILURO_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+_SETTING = re.compile(r"^[a-z_]+=[A-Za-z0-9_.]+$")
+
+
 @contextmanager
-def database(kind: str) -> Iterator[str]:
-    """Yield the URL of an empty database of ``kind`` (sqlite | postgres); remove it afterwards."""
+def database(kind: str, *, pg_settings: tuple[str, ...] = ()) -> Iterator[str]:
+    """Yield the URL of an empty database of ``kind`` (sqlite | postgres); remove it afterwards.
+
+    ``pg_settings`` (``name=value``) are set on that database only (``ALTER DATABASE ... SET``),
+    so a benchmark can measure e.g. ``synchronous_commit=off`` without touching the shared server.
+    """
+    bad = [x for x in pg_settings if not _SETTING.match(x)]
+    if bad:
+        raise ValueError(f"PostgreSQL settings must look like name=value, got {bad}")
     if kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="ailuro-bench-") as tmp:
             yield f"sqlite:///{tmp}/bench.db"
@@ -36,6 +47,9 @@ def database(kind: str) -> Iterator[str]:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        for setting in pg_settings:
+            key, value = setting.split("=", 1)
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET {key} = '{value}'"))
     try:
         yield str(admin.url.set(database=name).render_as_string(hide_password=False))
     finally:
@@ -111,6 +125,19 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its direct children (a dispatcher started with ``--workers``)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_mb(pid: int) -> float:

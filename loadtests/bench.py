@@ -4,6 +4,7 @@
     python -m loadtests.bench --db both --dispatchers 1,2 --jobs 60000
     python -m loadtests.bench --db sqlite --dispatchers 1 --jobs 10000
     python -m loadtests.bench --dispatchers 1 --jobs 60000 --rate 1000   # latency at 1,000 jobs/s
+    python -m loadtests.bench --dispatchers 1 --saturation               # saturation, then 50 % and 80 %
 
 Each configuration gets a fresh database and fresh dispatcher processes (``python -m dispatcher``,
 default settings). Load comes from separate processes over real gRPC, asyncio clients:
@@ -22,6 +23,10 @@ default settings). Load comes from separate processes over real gRPC, asyncio cl
   *other* dispatcher when there are two, so the cross-process path is measured); kill latency is
   ``KillJobs`` sent to the Command arriving on the pilot's stream, both clocks in one process.
 
+``--saturation`` measures the closed-loop steady throughput S first, then offers 50 % and 80 % of
+S (each a fresh database and dispatcher) and prints the three rows: the latency targets of the
+hot path are stated at those loads.
+
 Printed: jobs/s end to end (first submit to last final ack) and steady (the middle 60 % of
 completions), jobs/day, GetJob p50/p99, kill p50/p99, dispatcher CPU ms per job, the raw gRPC
 echo ceiling measured in the same run with ratios, and the database consistency check.
@@ -39,14 +44,14 @@ import time
 import uuid
 from collections import deque
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 from loadtests import consistency
-from loadtests._harness import cpu_seconds, database, dispatcher_handle, percentile
+from loadtests._harness import database, dispatcher_handle, percentile, tree_cpu_seconds
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -68,6 +73,12 @@ class LifecycleConfig:
     kill_every: int = 200
     echo_seconds: float = 3.0
     timeout_s: float = 900.0
+    pg_settings: tuple[str, ...] = ()
+    """``name=value`` PostgreSQL settings applied to the benchmark's database (``--pg-set``)."""
+    connections: int = 1
+    """TCP connections per load process and dispatcher address; pilot streams are spread over them.
+    Real pilots each have their own connection; with ``--workers`` the kernel spreads connections
+    (not streams) over the worker processes, so the load needs several to be spread at all."""
     tick_s: float = 0.05
     """How often each pilot stream sends its due heartbeats and job requests (one message each)."""
     rate: float = 0.0
@@ -84,6 +95,8 @@ class Result:
 
     db: str
     dispatchers: int
+    label: str = ""
+    """What was offered: ``closed`` or ``NN% = R/s`` (saturation mode)."""
     jobs: int = 0
     elapsed_s: float = 0.0
     steady_jobs_per_s: float = 0.0
@@ -317,11 +330,14 @@ class _LifecyclePilot:
 
 async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: Any, total: int) -> dict[str, Any]:
     share = cfg.pilots // cfg.load_processes + (1 if index < cfg.pilots % cfg.load_processes else 0)
-    channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    # A local subchannel pool per channel: otherwise gRPC shares one connection per address.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(a, options=own) for _ in range(cfg.connections) for a in addresses]
     shared = _Shared(cfg, done, total)
     stubs = [pilot_pb2_grpc.PilotServiceStub(c) for c in channels]
     killers = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
-    # Streams spread round-robin; each pilot's kills go through the next process (cross-process path).
+    # Streams spread round-robin over addresses (and connections); each pilot's kills go through
+    # the next address (cross-process path) or, with one address, another connection.
     n = len(channels)
     pilots = [_LifecyclePilot(stubs[i % n], killers[(i + 1) % n], f"bench-{index}-{i}", shared) for i in range(share)]
 
@@ -359,14 +375,18 @@ def _pilot_process(addresses: list[str], cfg: LifecycleConfig, index: int, done:
 # --- orchestration --------------------------------------------------------------------------
 
 
-def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig) -> Result:
-    """One run: fresh database, ``n_dispatchers`` processes, submitter and pilot processes."""
+def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, workers: int = 1) -> Result:
+    """One run: fresh database, ``n_dispatchers`` processes, submitter and pilot processes.
+
+    ``workers`` > 1 runs each dispatcher as ``--workers N`` server processes sharing its port.
+    """
     ctx = mp.get_context("spawn")
     res = Result(db=kind, dispatchers=n_dispatchers)
-    with database(kind) as url, ExitStack() as stack:
-        handles = [stack.enter_context(dispatcher_handle(url)) for _ in range(n_dispatchers)]
+    extra = ("--workers", str(workers)) if workers > 1 else ()
+    with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
+        handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
         addresses = [h.address for h in handles]
-        cpu0 = sum(cpu_seconds(h.pid) for h in handles)
+        cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
         done = ctx.Value("q", 0)
         out: Any = ctx.Queue()
         procs = [ctx.Process(target=_submit_process, args=(addresses, cfg, out))]
@@ -381,7 +401,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig) -> Result
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
-        cpu1 = sum(cpu_seconds(h.pid) for h in handles)
+        cpu1 = sum(tree_cpu_seconds(h.pid) for h in handles)
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise RuntimeError("; ".join(errors))
@@ -410,6 +430,34 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig) -> Result
     return res
 
 
+SATURATION_SHARES = (0.5, 0.8)
+"""Fractions of the closed-loop steady throughput offered after the saturation run."""
+
+
+def run_saturation(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, workers: int = 1) -> list[Result]:
+    """Closed loop first (its steady jobs/s is the saturation point S), then ``--rate`` at 50 % and 80 % of S."""
+    closed = run_lifecycle(kind, n_dispatchers, replace(cfg, rate=0.0), workers=workers)
+    closed.label = "closed"
+    out = [closed]
+    print(f"saturation: {closed.steady_jobs_per_s:,.0f} jobs/s steady ({uptime()})", flush=True)
+    for share in SATURATION_SHARES:
+        rate = max(1.0, share * closed.steady_jobs_per_s)
+        res = run_lifecycle(kind, n_dispatchers, replace(cfg, rate=rate), workers=workers)
+        res.label = f"{share:.0%} = {rate:,.0f}/s"
+        print(f"done: {res.label}: {res.jobs_per_s:,.0f} jobs/s ({uptime()})", flush=True)
+        out.append(res)
+    return out
+
+
+def uptime() -> str:
+    """The load averages now (the machine may be shared: every figure is printed with them)."""
+    try:
+        one, five, fifteen = open("/proc/loadavg").read().split()[:3]  # noqa: SIM115 - tiny read-only file
+    except OSError:
+        return "load average unknown"
+    return f"load average {one}, {five}, {fifteen}"
+
+
 def machine() -> str:
     """A one-line description of this machine (CPU model, cores, memory)."""
     model = "unknown CPU"
@@ -424,31 +472,34 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB, Python {platform.python_version()}"
 
 
-def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig) -> str:
+def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *, workers: int = 1) -> str:
     """The printed table."""
     msgs = 9 + 2 * cfg.renewals  # request, assignment, heartbeats + acks, final + ack per job
     lines = [
         f"Ailuro lifecycle benchmark on {machine()} (load generator on the same machine)",
         f"{cfg.jobs:,} jobs: submit -> JobRequest -> STARTING -> RUNNING x{cfg.renewals} -> FINISHED; "
         f"{cfg.pilots} pilot streams x {cfg.slots} slots in {cfg.load_processes} processes; "
-        f"1 in {cfg.kill_every} running jobs killed; "
+        f"{workers} server process(es) per dispatcher, {cfg.connections} connection(s) per load process; "
+        + (f"PostgreSQL {', '.join(cfg.pg_settings)}; " if cfg.pg_settings else "")
+        + f"1 in {cfg.kill_every} running jobs killed; "
         + (f"offered load {cfg.rate:,.0f} jobs/s" if cfg.rate else "closed loop (jobs taken as fast as served)"),
-        f"{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
+        f"{'offered':<17}{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
         f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}",
     ]
     for r in results:
+        offered = r.label or ("closed" if not cfg.rate else f"{cfg.rate:,.0f}/s")
         lines.append(
-            f"{r.db:<9}{r.dispatchers:>5}{r.jobs_per_s:>9,.0f}{r.steady_jobs_per_s:>9,.0f}"
+            f"{offered:<17}{r.db:<9}{r.dispatchers:>5}{r.jobs_per_s:>9,.0f}{r.steady_jobs_per_s:>9,.0f}"
             f"{r.jobs_per_s * 86400:>14,.0f}{r.getjob_p50_ms:>10.1f}ms{r.getjob_p99_ms:>7.1f}ms"
             f"{r.kill_p50_ms:>8.0f}ms{r.kill_p99_ms:>7.0f}ms{r.cpu_ms_per_job:>12.2f}{r.submit_per_s:>10,.0f}"
         )
     lines.append(
         f"raw gRPC echo ceiling (same machine, same run): unary {ceiling.unary_calls_per_s:,.0f} calls/s, "
-        f"bidi {ceiling.bidi_msgs_per_s:,.0f} msgs/s"
+        f"bidi {ceiling.bidi_msgs_per_s:,.0f} msgs/s; {uptime()}"
     )
     for r in results:
         lines.append(
-            f"ratio {r.db}/{r.dispatchers}: {r.jobs_per_s * msgs:,.0f} logical pilot messages/s = "
+            f"ratio {r.label or r.db}/{r.dispatchers}: {r.jobs_per_s * msgs:,.0f} logical pilot messages/s = "
             f"{r.jobs_per_s * msgs / ceiling.bidi_msgs_per_s:.2f} x the bidi echo ceiling "
             f"({msgs} per job; heartbeats and their acks travel batched); {r.jobs} jobs, {r.kills} kills"
         )
@@ -471,6 +522,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo-seconds", type=float, default=d.echo_seconds)
     p.add_argument("--timeout", type=float, default=d.timeout_s)
     p.add_argument("--rate", type=float, default=0.0, help="offered jobs/s (default: closed loop, as fast as taken)")
+    p.add_argument(
+        "--saturation",
+        action="store_true",
+        help="closed loop, then --rate at 50 %% and 80 %% of its steady jobs/s (three rows per configuration)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="server processes per dispatcher (ailuro server --workers)")
+    p.add_argument(
+        "--connections", type=int, default=0, help="connections per load process and address (default: 4 x workers)"
+    )
+    p.add_argument(
+        "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
+    )
     a = p.parse_args(argv)
     cfg = LifecycleConfig(
         jobs=a.jobs,
@@ -484,16 +547,22 @@ def main(argv: list[str] | None = None) -> int:
         echo_seconds=a.echo_seconds,
         timeout_s=a.timeout,
         rate=a.rate,
+        connections=a.connections or 4 * a.workers,
+        pg_settings=tuple(a.pg_set),
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]
     results = []
+    print(f"start: {uptime()}", flush=True)
     for kind in kinds:
         for n in counts:
-            results.append(run_lifecycle(kind, n, cfg))
-            print(f"done: {kind} x{n}: {results[-1].jobs_per_s:,.0f} jobs/s", flush=True)
+            if a.saturation:
+                results += run_saturation(kind, n, cfg, workers=a.workers)
+            else:
+                results.append(run_lifecycle(kind, n, cfg, workers=a.workers))
+            print(f"done: {kind} x{n}: {results[-1].jobs_per_s:,.0f} jobs/s ({uptime()})", flush=True)
     ceiling = measure_ceiling(seconds=cfg.echo_seconds)
-    print(report(results, ceiling, cfg))
+    print(report(results, ceiling, cfg, workers=a.workers))
     return 0 if all(r.check.ok and r.jobs == cfg.jobs for r in results) else 1
 
 

@@ -9,8 +9,9 @@ streams the synthetic jobs of :mod:`monitor.sampledata` (30 days of jobs over 11
 8 transformations; ~8% non-final, ~10% failed with typed errors; input/output/log files and the
 state history of each job) into it with COPY, rebuilds the job counters (as migration 0004's
 backfill does), runs ANALYZE, then requests every page and its
-JSON twin in-process (routing, queries and rendering included; no network) and prints the median
-and the worst of ``--repeat`` runs. Figures only: nothing here asserts a speed.
+JSON twin from a real monitor (uvicorn on a loopback port, the way ``ailuro monitor`` serves;
+plain ``urllib``, so only the runtime dependencies are needed, not the dev extra) and prints the
+median and the worst of ``--repeat`` runs. Figures only: nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -112,11 +113,13 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
 
 
 def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
-    """Time every page and its JSON twin; returns (path, median ms, max ms)."""
-    from fastapi.testclient import TestClient
+    """Time every page and its JSON twin over HTTP; returns (path, median ms, max ms)."""
+    import urllib.error
+    import urllib.request
 
-    from monitor.app import create_app
+    from ailuro.errorcodes import PAYLOAD_FAILED as code  # the sample's most common error
     from monitor.config import MonitorConfig
+    from monitor.server import run_in_thread
 
     eng = create_engine(url)
     with eng.connect() as conn:
@@ -125,6 +128,7 @@ def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
             text("SELECT panda_id FROM jobs WHERE status = 'failed' ORDER BY panda_id DESC LIMIT 1")
         ).scalar_one()
         task = conn.execute(text("SELECT task_id FROM jobs WHERE panda_id = :p"), {"p": some_job}).scalar_one()
+        pilot = conn.execute(text("SELECT pilot_id FROM jobs WHERE panda_id = :p"), {"p": some_job}).scalar_one()
     eng.dispose()
     paths = [
         "/jobs/",
@@ -137,6 +141,13 @@ def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
         "/jobs/?sort=created&order=asc&hours=24",
         "/jobs/?hours=24&page=20",
         f"/job/{some_job}",
+        f"/jobs/?errorcode={code}&errorcomponent=payload&jobstatus=failed",
+        f"/jobs/?errorcode={code}&computingsite={site}&jobstatus=failed&hours=168",
+        f"/site/{site}",
+        f"/task/{task}",
+        *([f"/pilot/{pilot}"] if pilot else []),
+        f"/search/?q={some_job}",
+        "/tasks/?page=2",
         "/tasks/",
         "/sites/",
         "/pilots/",
@@ -148,22 +159,30 @@ def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
         "/plots/?hours=168",
         "/metrics",
     ]
-    app = create_app(MonitorConfig(db_url=url))
+    running = run_in_thread(MonitorConfig(db_url=url, port=0))
+
+    def get(path: str) -> None:
+        try:
+            with urllib.request.urlopen(running.url + path, timeout=120) as r:
+                r.read()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{path}: HTTP {e.code}: {e.read()[:300]!r}") from None
+
     out = []
-    with TestClient(app) as client:
+    try:
         for path in paths:
-            variants = [path] if path == "/metrics" else [path, path + ("&json" if "?" in path else "?json")]
+            json_twin = path + ("&json" if "?" in path else "?json")
+            variants = [path] if path.startswith(("/metrics", "/search")) else [path, json_twin]
             for p in variants:
-                client.get(p)  # warm the connection pool and the plan cache
+                get(p)  # warm the connection pool and the plan cache
                 times = []
                 for _ in range(repeat):
                     t0 = time.perf_counter()
-                    r = client.get(p)
+                    get(p)
                     times.append((time.perf_counter() - t0) * 1000)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{p}: HTTP {r.status_code}: {r.text[:300]}")
                 out.append((p, statistics.median(times), max(times)))
-    app.state.db.dispose()
+    finally:
+        running.stop()
     return out
 
 

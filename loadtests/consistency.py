@@ -3,7 +3,10 @@
 It reads the dispatcher's own tables (no gRPC) and answers three questions:
 
 - **accounted for**: every panda_id a client was given exists, and no job exists that no client
-  was given (a retried ``SubmitJobs`` that created a second copy shows up here);
+  was given (a retried ``SubmitJobs`` that created a second copy shows up here). A call whose
+  reply never arrived (cut at the end of a run, or out of retries) may still have committed: its
+  jobs are accounted for through its ``request_id`` (``unanswered``), exactly as a client retrying
+  with that id would get them back; a job no request explains stays a violation;
 - **dispatched once**: no ``sent`` event appears twice for one ``(panda_id, lease_epoch)`` (every
   dispatch bumps the epoch, so a repeat means two pilots got the same lease), no job reached
   ``finished`` twice, and what pilots saw agrees (``assignments`` given by the caller);
@@ -20,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 FINAL = frozenset({"finished", "failed", "cancelled", "closed"})
 _SHOW = 5  # examples per kind of violation
@@ -33,6 +36,8 @@ class Consistency:
     jobs: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     sent_events: int = 0
+    unanswered_jobs: int = 0
+    """Jobs committed by SubmitJobs calls whose reply the client never got (found by request_id)."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -44,6 +49,11 @@ class Consistency:
         """One line per fact, then the violations (at most a few examples of each)."""
         states = ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_status.items()))
         lines = [f"consistency: {self.jobs:,} jobs ({states}); {self.sent_events:,} dispatches"]
+        if self.unanswered_jobs:
+            lines.append(
+                f"consistency: {self.unanswered_jobs:,} jobs of SubmitJobs calls whose reply was cut "
+                "(committed; found by their request_id)"
+            )
         if self.ok:
             lines.append("consistency: OK (all accounted for, none dispatched twice, none lost)")
         else:
@@ -57,18 +67,32 @@ def _examples(items: Iterable[object]) -> str:
     return f"{len(seq)} (e.g. {shown})"
 
 
+def _committed_ids(conn: Connection, requests: Iterable[tuple[str, str]]) -> set[int]:
+    """panda_ids the dispatcher stored for these ``(owner, request_id)`` (those that committed)."""
+    wanted = set(requests)
+    ids: set[int] = set()
+    if not wanted:
+        return ids
+    for owner, rid, panda_ids in conn.execute(text("SELECT owner, request_id, panda_ids FROM submit_requests")):
+        if (owner, rid) in wanted:
+            ids.update(int(x) for x in panda_ids.split(",") if x)
+    return ids
+
+
 def check(
     db_url: str,
     *,
     submitted: Iterable[int] | None = None,
     assignments: Iterable[tuple[int, int]] | None = None,
     expect_final: bool = False,
+    unanswered: Iterable[tuple[str, str]] | None = None,
 ) -> Consistency:
     """Check the database at ``db_url`` (see module docstring).
 
     ``submitted``: every panda_id clients were given (``None``: skip the accounting check).
     ``assignments``: every ``(panda_id, lease_epoch)`` pilots received (``None``: skip).
     ``expect_final``: the load was drained, so every job must have ended.
+    ``unanswered``: ``(owner, request_id)`` of SubmitJobs calls that got no reply.
     """
     out = Consistency()
     engine = create_engine(db_url)
@@ -81,6 +105,7 @@ def check(
             )
             for pid, src, dst, epoch in rows:
                 events[int(pid)].append((src, dst, int(epoch)))
+            committed_unanswered = _committed_ids(conn, unanswered or ())
     finally:
         engine.dispose()
 
@@ -94,7 +119,9 @@ def check(
         missing = sorted(set(given) - set(status))
         if missing:
             out.problems.append(f"submitted but not in the database: {_examples(missing)}")
-        extra = sorted(set(status) - set(given))
+        extra = sorted(set(status) - set(given) - committed_unanswered)
+        if committed_unanswered:
+            out.unanswered_jobs = len(committed_unanswered - set(given))
         if extra:
             out.problems.append(f"in the database but never handed to a client (duplicates?): {_examples(extra)}")
 

@@ -51,6 +51,9 @@ class Ledger:
     """What clients were told, for the consistency check at the end (one locust process)."""
 
     submitted: list[int] = []
+    unanswered: dict[str, str] = {}
+    """request_id -> owner of SubmitJobs calls without a reply yet (still in flight when the run
+    stops, or out of retries): they may have committed, and the check finds their jobs by id."""
     assignments: list[tuple[int, int]] = []
     finished_acked: list[int] = []
     started = 0.0
@@ -182,9 +185,11 @@ class _Submitter(GrpcUser):
         ]
         # One request_id for all attempts: a retry after a timeout must not create duplicates.
         req = submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs)
+        Ledger.unanswered[req.request_id] = self.owner
         resp = self.call("SubmitJobs", self.submission.SubmitJobs, req, retries=5, metadata=self.metadata())
         if resp is not None:
             Ledger.submitted.extend(resp.panda_ids)
+            del Ledger.unanswered[req.request_id]
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("ailuro-user", self.owner), ("ailuro-vo", self.vo)) if self.vo else (("ailuro-user", self.owner),)
@@ -409,7 +414,12 @@ def _report(environment: Environment, **_: Any) -> None:
     if db:
         from loadtests import consistency
 
-        res = consistency.check(db, submitted=Ledger.submitted, assignments=Ledger.assignments)
+        res = consistency.check(
+            db,
+            submitted=Ledger.submitted,
+            assignments=Ledger.assignments,
+            unanswered=[(owner, rid) for rid, owner in Ledger.unanswered.items()],
+        )
         finished = set(Ledger.finished_acked)
         lines.append(res.summary())
         ok = ok and res.ok

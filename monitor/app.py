@@ -15,39 +15,53 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ailuro.display import printable
 from ailuro.errors import InvalidArgument, NotFound, ResourceExhausted
 from ddm.locations import StorageLocations
-from monitor import logs, svg
+from monitor import fmt, logs, svg
 from monitor.config import MonitorConfig
 from monitor.db import MonitorDatabase
-from monitor.filters import ANONYMOUS_ADMIN, FACETS, JobFilter, Viewer, parse_filter, parse_page
-from monitor.metrics import make_registry, render
+from monitor.filters import (
+    ANONYMOUS_ADMIN,
+    FACETS,
+    FILTER_PARAMS,
+    PAGE_PARAMS,
+    WINDOW_PARAMS,
+    JobFilter,
+    Viewer,
+    check_params,
+    parse_filter,
+    parse_page,
+)
+from monitor.metrics import RequestMetrics, make_registry, render
 from monitor.queries import ddm as ddmq
+from monitor.queries import entities, summary
 from monitor.queries import jobs as jobq
 from monitor.queries import plots as plotq
-from monitor.queries import summary
 
 HERE = Path(__file__).parent
 STATE_COLORS = {
-    "defined": "#a0aec0",
-    "assigned": "#b7791f",
-    "activated": "#d69e2e",
-    "sent": "#63b3ed",
-    "starting": "#4299e1",
-    "running": "#2b6cb0",
-    "holding": "#6b46c1",
-    "transferring": "#805ad5",
-    "finished": "#38a169",
-    "failed": "#c53030",
-    "cancelled": "#718096",
-    "closed": "#4a5568",
+    "defined": "#64748b",
+    "assigned": "#8c5a0b",
+    "activated": "#a14a00",
+    "sent": "#0f6e7a",
+    "starting": "#4338ca",
+    "running": "#1d4ed8",
+    "holding": "#6b21a8",
+    "transferring": "#7c3aed",
+    "finished": "#276738",
+    "failed": "#b91c1c",
+    "cancelled": "#6b5a4e",
+    "closed": "#374151",
 }
+"""State badge and plot colours; the same values as ``.st-<state>`` in ``static/monitor.css``."""
 NAV = (
     ("jobs", "/jobs/", "Jobs"),
     ("tasks", "/tasks/", "Tasks"),
@@ -74,21 +88,43 @@ def viewer_of(_request: Request) -> Viewer:
     return ANONYMOUS_ADMIN
 
 
-def fmt_time(value: float | None) -> str:
-    """Epoch seconds as ``YYYY-MM-DD HH:MM:SS`` UTC (empty for None)."""
-    if value is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+fmt_time = fmt.utc
+fmt_bytes = fmt.human_bytes
 
-
-def fmt_bytes(value: int) -> str:
-    """Bytes in binary units."""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)
+KNOWN_SEGMENTS = frozenset(
+    {"", "jobs", "job", "tasks", "task", "sites", "site", "pilots", "pilot", "worker", "errors", "users"}
+    | {"datasets", "dataset", "transfers", "plots", "search", "metrics", "healthz", "static"}
+)
+"""First path segments counted as themselves in the request metrics (anything else is ``other``)."""
+PLOT_CACHE_S = 30.0
+"""Rendered plots are reused this long per URL (plots summarize hours; a refresh need not recount)."""
+PLOT_CACHE_SIZE = 64
+TOP_USERS = 3
+"""Users shown per error row (the rest are folded into "+N more")."""
+JOB_FILTERS = FILTER_PARAMS
+"""Pages over jobs apply every job filter (facets, task, error, window)."""
+NO_ERROR_FILTERS = FILTER_PARAMS - {"errorcode", "errorcomponent"}
+"""Pages whose counts come from per-state counters or events, which have no error filter."""
+PAGE_FILTERS: dict[str, frozenset[str]] = {
+    "jobs": JOB_FILTERS | PAGE_PARAMS,
+    "tasks": NO_ERROR_FILTERS | {"page"},
+    "sites": WINDOW_PARAMS | {"computingsite"},
+    "pilots": WINDOW_PARAMS | {"computingsite", "page"},
+    "errors": JOB_FILTERS,
+    "users": NO_ERROR_FILTERS,
+    "datasets": WINDOW_PARAMS | {"scope", "page", "limit"},
+    "dataset": frozenset({"page", "limit"}),
+    "transfers": WINDOW_PARAMS | {"state", "kind", "source", "dest", "task", "job", "code", "dataset", "page", "limit"},
+    "plots": NO_ERROR_FILTERS,
+    "job": frozenset(),
+    "joblog": frozenset(),
+    "site": WINDOW_PARAMS,
+    "task": frozenset({"page"}),
+    "pilot": frozenset({"page"}),
+    "worker": frozenset(),
+    "search": frozenset({"q"}),
+}
+"""URL parameters each page applies; any other one is refused with a 400 naming it."""
 
 
 def visible_text(value: Any) -> Any:
@@ -113,6 +149,11 @@ def make_templates() -> Environment:
     )
     env.filters["ts"] = fmt_time
     env.filters["bytes"] = fmt_bytes
+    env.filters["dur"] = fmt.duration_html
+    env.filters["size"] = fmt.bytes_html
+    env.filters["t"] = fmt.time_html
+    env.filters["ts_short"] = fmt.short_time_html
+    env.filters["age"] = fmt.age_html
     env.globals["STATE_COLORS"] = STATE_COLORS
     env.globals["NAV"] = NAV
     env.globals["FACETS"] = list(FACETS)
@@ -126,17 +167,51 @@ def link(path: str, params: Mapping[str, Any]) -> str:
     return f"{path}?{urlencode(clean)}" if clean else path
 
 
+def _charts(data: dict[str, Any], width: int) -> dict[str, str]:
+    """The three plots as SVG, in ``width``-hour bins."""
+    b = plotq.binned(data, width)
+    per = "day" if width == 24 else "hour"
+    rate_name = "failed / (finished + failed)"
+    return {
+        "transitions": svg.stacked_bars(
+            f"State transitions per {per}", b["starts"], b["transitions"], STATE_COLORS, bin_hours=width
+        ),
+        "completions": svg.lines(f"Finished jobs per {per} per site", b["starts"], b["completions"], bin_hours=width),
+        "failure_rate": svg.lines(
+            f"Failure rate per {per}",
+            b["starts"],
+            {rate_name: b["failure_rate"]},
+            percent=True,
+            fixed_colors={rate_name: STATE_COLORS["failed"]},
+            bin_hours=width,
+        ),
+    }
+
+
 def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> FastAPI:
     """The monitor application over ``config.db_url`` (or an already opened ``db``)."""
     database = db or MonitorDatabase(config.db_url, pool_size=config.pool_size)
     templates = make_templates()
     registry = make_registry(database)
+    request_metrics = RequestMetrics(registry)
     app = FastAPI(title="Ailuro monitor", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def _timed(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        # the page's first path segment: a bounded label set, never a client's id or query
+        first = request.url.path.strip("/").split("/", 1)[0]
+        page = first if first in KNOWN_SEGMENTS else "other"
+        request_metrics.observe(page, response.status_code, time.perf_counter() - started)
+        return response
+
     app.state.db = database
     locations = StorageLocations.from_config(config.storage, roots=config.log_roots)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def respond(request: Request, page: str, data: dict[str, Any], template: str, **extra: Any) -> Response:
+        check_params(request.query_params, PAGE_FILTERS[page])
         body = {"page": page, "generated": time.time(), **data}
         if wants_json(request):
             return JSONResponse(body)
@@ -151,12 +226,17 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         return HTMLResponse(html)
 
     def page_of(
-        request: Request, page: str, template: str, build: Callable[[Any, JobFilter, Viewer], dict[str, Any]]
+        request: Request,
+        page: str,
+        template: str,
+        build: Callable[[Any, JobFilter, Viewer], dict[str, Any]],
+        **extra: Any,
     ) -> Response:
+        check_params(request.query_params, PAGE_FILTERS[page])
         flt = parse_filter(request.query_params)
         with database.read() as conn:
             data = build(conn, flt, viewer_of(request))
-        return respond(request, page, data, template, flt=flt)
+        return respond(request, page, data, template, flt=flt, **extra)
 
     @app.exception_handler(InvalidArgument)
     def _bad_request(request: Request, exc: InvalidArgument) -> Response:
@@ -169,6 +249,18 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.exception_handler(ResourceExhausted)
     def _too_large(request: Request, exc: ResourceExhausted) -> Response:
         return _error(request, 413, str(exc), field=exc.field or "")
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return _error(request, exc.status_code, f"{message}: {request.url.path}")
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = first.get("loc", ())
+        name = str(where[-1]) if where else ""
+        return _error(request, 422, f"{name}: {first.get('msg', 'invalid value')}", field=name)
 
     def _error(request: Request, status: int, message: str, *, field: str = "") -> Response:
         if wants_json(request):
@@ -184,17 +276,29 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         return HTMLResponse(html, status_code=status)
 
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
-        return RedirectResponse("/jobs/")
+    def index(request: Request) -> Response:
+        query = request.url.query
+        return RedirectResponse(f"/jobs/?{query}" if query else "/jobs/")
 
     @app.get("/jobs", include_in_schema=False)
     @app.get("/jobs/")
     def jobs_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["jobs"])
         flt = parse_filter(request.query_params)
         page = parse_page(request.query_params)
         with database.read() as conn:
             data = jobq.jobs_page(conn, flt, page, viewer_of(request))
         return respond(request, "jobs", data, "jobs.html", flt=flt, pg=page)
+
+    @app.get("/job", include_in_schema=False)
+    @app.get("/job/", include_in_schema=False)
+    def job_by_query(request: Request) -> Response:
+        """BigPanDA's ``/job?pandaid=N`` form: redirect to ``/job/N``."""
+        check_params(request.query_params, frozenset({"pandaid"}))
+        raw = request.query_params.get("pandaid", "").strip()
+        if not raw.isdigit():
+            raise InvalidArgument(f"must be a PandaID (digits), got {raw!r}", field="pandaid")
+        return RedirectResponse(f"/job/{int(raw)}", status_code=303)
 
     @app.get("/job/{panda_id}")
     def job_view(request: Request, panda_id: int) -> Response:
@@ -250,7 +354,8 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/tasks/")
     def tasks_view(request: Request) -> Response:
         def build(conn: Any, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
-            return {**summary.tasks_page(conn, flt, viewer), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
+            page = parse_page(request.query_params).page
+            return {**summary.tasks_page(conn, flt, viewer, page), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
 
         return page_of(request, "tasks", "tasks.html", build)
 
@@ -262,12 +367,13 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/pilots", include_in_schema=False)
     @app.get("/pilots/")
     def pilots_view(request: Request) -> Response:
-        return page_of(request, "pilots", "pilots.html", lambda conn, flt, _v: summary.pilots_page(conn, flt))
+        page = parse_page(request.query_params).page
+        return page_of(request, "pilots", "pilots.html", lambda conn, flt, _v: summary.pilots_page(conn, flt, page))
 
     @app.get("/errors", include_in_schema=False)
     @app.get("/errors/")
     def errors_view(request: Request) -> Response:
-        return page_of(request, "errors", "errors.html", summary.errors_page)
+        return page_of(request, "errors", "errors.html", summary.errors_page, top_users=TOP_USERS)
 
     @app.get("/users", include_in_schema=False)
     @app.get("/users/")
@@ -284,6 +390,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
 
     @app.get("/dataset/{did:path}")
     def dataset_view(request: Request, did: str) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["dataset"])
         with database.read() as conn:
             data = ddmq.dataset_detail(conn, did, request.query_params, now=time.time())
         return respond(request, "dataset", data, "dataset.html")
@@ -291,31 +398,80 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/transfers", include_in_schema=False)
     @app.get("/transfers/")
     def transfers_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["transfers"])
         tf = ddmq.parse_transfer_filter(request.query_params)
         with database.read() as conn:
             data = ddmq.transfers_page(conn, tf, request.query_params)
         return respond(request, "transfers", data, "transfers.html", tf=tf)
 
+    plot_cache: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, Any], dict[str, str]]] = {}
+
     @app.get("/plots", include_in_schema=False)
     @app.get("/plots/")
     def plots_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["plots"])
+        flt = parse_filter(request.query_params)
+        key = tuple(sorted((k, v) for k, v in request.query_params.items() if k != "json"))
+        cached = plot_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < PLOT_CACHE_S:
+            _, data, charts = cached
+        else:
+            with database.read() as conn:
+                data = plotq.plots_data(conn, flt, viewer_of(request))
+            charts = _charts(data, plotq.bin_hours_for(flt))
+            if len(plot_cache) >= PLOT_CACHE_SIZE:
+                plot_cache.clear()  # bounded: a burst of distinct URLs cannot grow memory
+            plot_cache[key] = (time.monotonic(), data, charts)
+        return respond(request, "plots", data, "plots.html", flt=flt, charts=charts, bin_hours=plotq.bin_hours_for(flt))
+
+    @app.get("/site/{site}")
+    def site_view(request: Request, site: str) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["site"])
         flt = parse_filter(request.query_params)
         with database.read() as conn:
-            data = plotq.plots_data(conn, flt, viewer_of(request))
-        charts = {
-            "transitions": svg.stacked_bars(
-                "State transitions per hour", data["hours"], data["transitions_per_hour"], STATE_COLORS
-            ),
-            "completions": svg.lines("Finished jobs per hour per site", data["hours"], data["completions_per_hour"]),
-            "failure_rate": svg.lines(
-                "Failure rate per hour",
-                data["hours"],
-                {"failed / (finished + failed)": data["failure_rate_per_hour"]},
-                percent=True,
-                fixed_colors={"failed / (finished + failed)": STATE_COLORS["failed"]},
-            ),
-        }
-        return respond(request, "plots", data, "plots.html", flt=flt, charts=charts)
+            data = entities.site_detail(conn, site, flt, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no site {site!r}: no jobs, pilots or workers name it")
+        return respond(request, "site", data, "site.html", flt=flt)
+
+    @app.get("/task/{task_id}")
+    def task_view(request: Request, task_id: int) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["task"])
+        page = parse_page(request.query_params)
+        with database.read() as conn:
+            data = entities.task_detail(conn, task_id, page, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no task {task_id}: it has no jobs")
+        return respond(request, "task", data, "task.html", pg=page)
+
+    @app.get("/pilot/{pilot_id}")
+    def pilot_view(request: Request, pilot_id: str) -> Response:
+        with database.read() as conn:
+            data = entities.pilot_detail(conn, pilot_id, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no pilot {pilot_id!r}")
+        return respond(request, "pilot", data, "pilot.html")
+
+    @app.get("/worker/{worker_id}")
+    def worker_view(request: Request, worker_id: str) -> Response:
+        with database.read() as conn:
+            data = entities.worker_detail(conn, worker_id, viewer_of(request))
+        if data is None:
+            raise NotFound(f"no worker {worker_id!r}")
+        return respond(request, "worker", data, "pilot.html")
+
+    @app.get("/search", include_in_schema=False)
+    @app.get("/search/")
+    def search_view(request: Request) -> Response:
+        check_params(request.query_params, PAGE_FILTERS["search"])
+        query = request.query_params.get("q", "")
+        if len(query) > 255:
+            raise InvalidArgument("at most 255 characters", field="q")
+        with database.read() as conn:
+            data = entities.search(conn, query, viewer_of(request))
+        if data["go"] and not wants_json(request):
+            return RedirectResponse(data["go"], status_code=303)
+        return respond(request, "search", data, "search.html")
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, true
 
 from ailuro.errors import InvalidArgument
+from ailuro.v1 import job_pb2
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store.schema import jobs
 
@@ -52,6 +53,41 @@ DEFAULT_HOURS = 12.0
 MAX_HOURS = 24.0 * 90
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+STATE_VALUES = frozenset(s.value for s in JobState)
+NO_ERROR: dict[str, Any] = {"component": "unknown", "code": 0, "name": "no_error_recorded", "diag": ""}
+"""How a final job without any recorded error is summarized (and filtered: ``errorcomponent=unknown``)."""
+ERROR_COMPONENTS: tuple[str, ...] = (
+    *(
+        name.removeprefix("ERROR_COMPONENT_").lower()
+        for name in (v.name for v in job_pb2.ErrorComponent.DESCRIPTOR.values)
+    ),
+    NO_ERROR["component"],
+)
+"""``errorcomponent=`` values: the component names of :mod:`ailuro.v1.job_pb2`, and ``unknown``."""
+
+WINDOW_PARAMS = frozenset({"hours", "days"})
+FILTER_PARAMS = frozenset(FACETS) | {"taskid", "errorcode", "errorcomponent"} | WINDOW_PARAMS
+"""Every parameter :func:`parse_filter` reads."""
+PAGE_PARAMS = frozenset({"sort", "order", "page", "limit"})
+"""Every parameter :func:`parse_page` reads."""
+ALWAYS_PARAMS = frozenset({"json"})
+"""Accepted by every page (``?json`` asks for the JSON twin)."""
+
+
+def check_params(params: Mapping[str, str], allowed: frozenset[str] | set[str]) -> None:
+    """Refuse (HTTP 400, naming it) a URL parameter the page does not apply.
+
+    A filter chip shown over an unfiltered table is worse than an error: the shifter would read
+    the numbers as filtered. So every page declares the parameters it applies, and any other one
+    is refused rather than silently ignored.
+    """
+    known = allowed | ALWAYS_PARAMS
+    for name in params:
+        if name not in known:
+            raise InvalidArgument(
+                f"unknown filter {name!r} on this page (known: {', '.join(sorted(known - ALWAYS_PARAMS))})",
+                field=name,
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +117,27 @@ class JobFilter:
     hours: float = DEFAULT_HOURS
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     taskid: int | None = None
+    errorcode: int | None = None
+    errorcomponent: str | None = None
     now: float = field(default_factory=time.time)
+
+    @property
+    def has_error_filter(self) -> bool:
+        """Whether the view keeps only jobs with a given error (decoded per job, see queries.jobs)."""
+        return self.errorcode is not None or self.errorcomponent is not None
+
+    @property
+    def may_match_no_error(self) -> bool:
+        """Whether jobs without any recorded error can match (they count as :data:`NO_ERROR`)."""
+        return self.errorcode in (None, 0) and self.errorcomponent in (None, NO_ERROR["component"])
+
+    def error_matches(self, errors: list[dict[str, Any]]) -> bool:
+        """Whether one of a job's decoded errors matches ``errorcode``/``errorcomponent``."""
+        return any(
+            (self.errorcode is None or e["code"] == self.errorcode)
+            and (self.errorcomponent is None or e["component"] == self.errorcomponent)
+            for e in (errors or [NO_ERROR])
+        )
 
     @property
     def since(self) -> float:
@@ -104,6 +160,10 @@ class JobFilter:
                 params[name] = "|".join(self.values[name])
         if self.taskid is not None:
             params["taskid"] = str(self.taskid)
+        if self.errorcode is not None:
+            params["errorcode"] = str(self.errorcode)
+        if self.errorcomponent is not None:
+            params["errorcomponent"] = self.errorcomponent
         if self.hours != DEFAULT_HOURS:
             params["hours"] = _fmt_hours(self.hours)
         return params
@@ -115,6 +175,8 @@ class JobFilter:
             "since": self.since,
             "now": self.now,
             "taskid": self.taskid,
+            "errorcode": self.errorcode,
+            "errorcomponent": self.errorcomponent,
             **{name: list(self.values.get(name, ())) for name in FACETS},
         }
 
@@ -215,14 +277,32 @@ def parse_hours(params: Mapping[str, str], default: float = DEFAULT_HOURS) -> fl
 
 
 def parse_filter(params: Mapping[str, str], *, now: float | None = None) -> JobFilter:
-    """A :class:`JobFilter` from URL parameters."""
+    """A :class:`JobFilter` from URL parameters (a state that does not exist is refused, not "no jobs")."""
     values = {}
     for name in FACETS:
         raw = _one(params, name)
         if raw:
             values[name] = tuple(v for v in (p.strip() for p in raw.split("|")) if v)
+    for status in values.get("jobstatus", ()):
+        if status not in STATE_VALUES:
+            raise InvalidArgument(
+                f"unknown job state {status!r} (one of: {', '.join(s.value for s in JobState)})", field="jobstatus"
+            )
     taskid = parse_int(params, "taskid", -1, minimum=0, maximum=2**63 - 1) if _one(params, "taskid") else None
-    return JobFilter(hours=parse_hours(params), values=values, taskid=taskid, now=time.time() if now is None else now)
+    errorcode = parse_int(params, "errorcode", -1, minimum=0, maximum=2**31 - 1) if _one(params, "errorcode") else None
+    component = _one(params, "errorcomponent") or None
+    if component is not None and component not in ERROR_COMPONENTS:
+        raise InvalidArgument(
+            f"unknown error component {component!r} (one of: {', '.join(ERROR_COMPONENTS)})", field="errorcomponent"
+        )
+    return JobFilter(
+        hours=parse_hours(params),
+        values=values,
+        taskid=taskid,
+        errorcode=errorcode,
+        errorcomponent=component,
+        now=time.time() if now is None else now,
+    )
 
 
 def parse_page(params: Mapping[str, str], *, default_sort: str = "pandaid") -> Page:

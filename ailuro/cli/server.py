@@ -43,6 +43,13 @@ def server(
         help="Directory of file:// storage elements (<root>/<SE>, as pilots use it; default: the pilots' "
         "default, ~/.ailuro/storage); logs are read back only from there and the queue file's [[storage]] endpoints.",
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="Dispatcher processes sharing the port (SO_REUSEPORT); each has its own event loop and GIL.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -91,7 +98,12 @@ def server(
             err_console.print(f"ailuro dispatcher listening on {host}:{bound} (db {shown_db})", markup=False)
 
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
-            asyncio.run(serve(config, on_ready=ready))
+            if workers > 1:
+                from dispatcher.workers import serve_workers
+
+                serve_workers(config, workers, on_ready=ready, log_level=log_level.upper())
+            else:
+                asyncio.run(serve(config, on_ready=ready))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ailuro.errors import FIELD_METADATA_KEY, AiluroError, status_code_for
 from dispatcher.identity import Identity, identity_from_metadata
 from dispatcher.logsafe import describe, where
+from dispatcher.store.engine import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
         code = status_code_for(exc)
         metadata = ((FIELD_METADATA_KEY, exc.field),) if exc.field else ()
         await context.abort(code, str(exc), metadata)
-    if isinstance(exc, OperationalError | DBAPIError) and getattr(exc, "connection_invalidated", False):
-        log.warning("%s: database unavailable: %s", method, exc)
+    if is_unavailable(exc):
+        log.warning("%s: database unavailable: %s", method, type(exc).__name__)
         await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry later")
     # Bounded and payload-free: the exception's text may quote the request (SQL parameters).
     log.error("%s failed unexpectedly: %s (at %s)", method, describe(exc), where(exc))

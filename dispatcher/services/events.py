@@ -185,9 +185,14 @@ class EventTail:
             await asyncio.sleep(self.rt.config.command_poll_s)
             try:
                 if not self._watchers:  # nobody listens: just move the start point along
-                    self._last_id = await self.rt.db_call(self._newest)
-                    self._gaps.clear()
-                    self._seen.clear()
+                    newest = await self.rt.db_call(self._newest)
+                    # A watcher that subscribed while that query ran took the old start point as
+                    # the end of its replay (``watch``): jumping ahead now would lose every event
+                    # in between for it. Seen on busy machines, where the query takes long.
+                    if not self._watchers:
+                        self._last_id = newest
+                        self._gaps.clear()
+                        self._seen.clear()
                     continue
                 rows = await self.rt.db_call(self.poll_once)
                 self._absorb(rows)

@@ -48,7 +48,8 @@ class FactoryService:
     ) -> list[factory_pb2.QueueStats]:
         """Per-queue job, pilot and worker counts, and start-failure flags, for the named queues (or all)."""
         validation.validate_queue_stats(req, known_queues=self.rt.queue_names)
-        names = list(req.queues) or [q.name for q in self.rt.config.queues]
+        # Each name once: 20,000 copies of one name would otherwise build a 20,000-entry answer.
+        names = list(dict.fromkeys(req.queues)) or [q.name for q in self.rt.config.queues]
         now = self.rt.now()
 
         def run() -> list[factory_pb2.QueueStats]:

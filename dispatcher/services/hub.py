@@ -29,6 +29,7 @@ from dispatcher.logsafe import describe
 from dispatcher.services.batching import GroupCommitter, run_isolated
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
+from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
@@ -182,11 +183,13 @@ class PilotHub:
         self._running_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
+        self._wakeup: CommandWakeup | None = None
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
+        self._wakeup = CommandWakeup.start_for(self.rt)
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
             asyncio.create_task(self._command_loop(), name="command-poll"),
@@ -197,6 +200,8 @@ class PilotHub:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._wakeup is not None:
+            await asyncio.to_thread(self._wakeup.stop)
         with contextlib.suppress(Exception):
             await self._flush_heartbeats()
         await self._claims.stop()
@@ -426,7 +431,7 @@ class PilotHub:
                 return pstore.take_commands(conn, dispatcher_id=self.rt.dispatcher_id)
 
         while True:
-            await asyncio.sleep(interval)
+            await wait_for_commands(self._wakeup, interval)
             if not self.streams:
                 continue
             try:

@@ -154,7 +154,11 @@ def _install(engine: Engine) -> None:
 
 
 def _discard(conn: Connection) -> None:
-    conn.info.pop(_INFO_KEY, None)
+    # A connection invalidated mid-transaction (the database went away) refuses even ``info`` until
+    # rolled back: touching it here raised PendingRollbackError from inside the rollback, which hid
+    # the outage and reached the client as INTERNAL. Its deltas die with it ("begin" clears again).
+    if not conn.invalidated:
+        conn.info.pop(_INFO_KEY, None)
 
 
 def _on_commit(conn: Connection) -> None:

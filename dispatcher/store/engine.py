@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from ailuro.errors import Unavailable
 
@@ -61,9 +61,9 @@ class Database:
             else:
                 with self.engine.begin() as conn:
                     yield conn
-        except (OperationalError, DBAPIError) as exc:
-            if _is_connection_error(exc):
-                raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
             raise
 
     @contextmanager
@@ -72,9 +72,9 @@ class Database:
         try:
             with self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
                 yield conn
-        except (OperationalError, DBAPIError) as exc:
-            if _is_connection_error(exc):
-                raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
             raise
 
     def dispose(self) -> None:
@@ -113,11 +113,43 @@ def retry_transient(fn: Callable[[], T], *, attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    name = type(exc.orig).__name__ if exc.orig is not None else ""
-    return name in {"OperationalError", "InterfaceError"} and "locked" not in str(exc.orig)
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+"""PostgreSQL error codes meaning "the server cannot serve you now": connection exceptions (class
+08), admin shutdown, crash shutdown, cannot connect now (starting up or shutting down), too many
+connections. A fast shutdown sends 57P01 to every session: whether libpq has also noticed the
+closed socket by then (SQLAlchemy's ``connection_invalidated``) is a race, so the code decides."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable or going away (the call is safe to retry).
+
+    Looks at SQLAlchemy's wrapper and at raw driver errors alike: ``COPY`` runs on the raw psycopg
+    cursor, so its failures arrive unwrapped. A locked SQLite database is a conflict, not an outage.
+    """
+    if isinstance(exc, Unavailable):
+        return False  # already mapped
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig: BaseException | None = exc.orig
+    else:
+        orig = exc
+    if orig is None or "locked" in str(orig):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    # No server error code: the driver itself lost or could not make the connection.
+    return type(orig).__name__ in {"OperationalError", "InterfaceError"} and _is_driver_error(orig)
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("psycopg", "sqlite3", "sqlalchemy"))
+
+
+def _reason(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -209,6 +209,10 @@ def get_events(conn: Connection, panda_id: int) -> list[job_pb2.JobEvent]:
     return [event_row_to_proto(r) for r in conn.execute(stmt).mappings()]
 
 
+COMMANDS_CHANNEL = "ailuro_pilot_commands"
+"""PostgreSQL NOTIFY channel announcing new ``pilot_commands`` rows (see ``services/wakeup.py``)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class KillCommand:
     """A kill command written to ``pilot_commands`` for a job held by a pilot."""
@@ -282,6 +286,8 @@ def kill_jobs(
         )
         for cid, c in zip((r[0] for r in result), commands, strict=True):
             sent.append(KillCommand(command_id=cid, pilot_id=c["pilot_id"], panda_id=c["panda_id"], reason=diag))
+        if conn.dialect.name == "postgresql":  # delivered at commit: other processes look at once
+            conn.execute(select(func.pg_notify(COMMANDS_CHANNEL, "")))
     results = []
     for pid in ids:
         state, accepted, message = messages[pid]

@@ -95,7 +95,7 @@ def _with_pending(
 def uses_counters(flt: JobFilter, viewer: Viewer) -> bool:
     """Whether a view is answered from the counters: an admin view filtered at most by state."""
     others = [name for name, values in flt.values.items() if values and name != "jobstatus"]
-    return "admin" in viewer.roles and flt.taskid is None and not others
+    return "admin" in viewer.roles and flt.taskid is None and not others and not flt.has_error_filter
 
 
 def all_statuses(flt: JobFilter) -> tuple[str, ...] | None:

@@ -39,7 +39,14 @@ LIST_COLUMNS = (
     jobs.c.current_priority,
     jobs.c.attempt_nr,
     jobs.c.prod_source_label,
+    jobs.c.sent_time,
+    jobs.c.errors,
 )
+
+ERROR_SCAN_LIMIT = 50_000
+"""An error-filtered list decodes at most this many of the window's newest jobs (``truncated`` says so)."""
+DIAG_SHORT = 80
+"""Characters of the first error's diagnosis shown in the jobs table (the job page has all of it)."""
 
 
 def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, list[dict[str, Any]]]:
@@ -47,7 +54,8 @@ def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, 
 
     Unfiltered and state-filtered views sum the maintained counters (:mod:`monitor.queries.counts`).
     Other filters are selective, so they count the matching rows through the jobs indexes:
-    PostgreSQL all facets in one pass (GROUPING SETS), SQLite one GROUP BY per facet.
+    PostgreSQL all facets in one pass (GROUPING SETS), SQLite one GROUP BY of all facet columns
+    per window half.
     """
     counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
     if uses_counters(flt, viewer):
@@ -71,9 +79,14 @@ def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, 
                     counts[name][str(value)] = int(row[-1])
                     break
     else:
-        for name, column in FACETS.items():
-            for value, n in conn.execute(select(column, func.count()).where(*conds).group_by(column)):
-                counts[name][str(value)] = int(n)
+        # SQLite has no GROUPING SETS: one GROUP BY over every facet column per window half (each half
+        # an index range on status, where an OR of them would scan), summed per facet here; one pass
+        # over the matching rows instead of one per facet
+        base = filter_conditions(flt, viewer)
+        for half in window_branches(flt.since):
+            for row in conn.execute(select(*columns, func.count()).where(*base, half).group_by(*columns)):
+                for name, value in zip(FACETS, row[:-1], strict=True):
+                    counts[name][str(value)] = counts[name].get(str(value), 0) + int(row[-1])
     return _ranked(counts)
 
 
@@ -90,6 +103,8 @@ def _ranked(counts: dict[str, dict[str, int]]) -> dict[str, list[dict[str, Any]]
 
 
 def _job_row(r: Any) -> dict[str, Any]:
+    errors = decode(r.errors)
+    first = errors[0] if errors else None
     return {
         "pandaid": int(r.panda_id),
         "jobname": r.job_name,
@@ -105,7 +120,21 @@ def _job_row(r: Any) -> dict[str, Any]:
         "currentpriority": int(r.current_priority),
         "attemptnr": int(r.attempt_nr),
         "prodsourcelabel": r.prod_source_label,
+        "senttime": r.sent_time,
+        # a job that went straight from sent to its end never reported running: its start is when it was sent
+        "startedsent": r.start_time is None and r.sent_time is not None,
+        "duration_s": _duration(r),
+        "error": None if first is None else {**first, "diag": first["diag"][:DIAG_SHORT], "more": len(errors) - 1},
     }
+
+
+def _duration(r: Any) -> float | None:
+    """Seconds from start (or sent, when the job never reported running) to end (or last change)."""
+    start = r.start_time if r.start_time is not None else r.sent_time
+    if start is None:
+        return None
+    end = r.end_time if r.end_time is not None else r.modification_time
+    return max(0.0, float(end) - float(start)) if end is not None else None
 
 
 def _ordered(key: Any, pid: Any, descending: bool) -> list[Any]:
@@ -146,9 +175,45 @@ def list_jobs(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> l
     return [_job_row(rows[pid]) for pid in ids if pid in rows]
 
 
+def error_filtered(conn: Connection, flt: JobFilter, viewer: Viewer) -> tuple[list[Any], bool]:
+    """The window's jobs with the filter's error (newest :data:`ERROR_SCAN_LIMIT` scanned), and if cut.
+
+    Errors are stored per job as one serialized list, so no index can select them: the window's
+    jobs that have errors are read newest first (bounded) and decoded here.
+    """
+    conds = job_conditions(flt, viewer)
+    if not flt.may_match_no_error:
+        conds.append(jobs.c.errors.is_not(None))
+    stmt = select(*LIST_COLUMNS).where(*conds).order_by(jobs.c.modification_time.desc()).limit(ERROR_SCAN_LIMIT + 1)
+    rows = conn.execute(stmt).all()
+    truncated = len(rows) > ERROR_SCAN_LIMIT
+    return [r for r in rows[:ERROR_SCAN_LIMIT] if flt.error_matches(decode(r.errors))], truncated
+
+
+def _error_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> tuple[Any, list[Any], bool]:
+    """Facets and one sorted page of an error-filtered view, from :func:`error_filtered`."""
+    rows, truncated = error_filtered(conn, flt, viewer)
+    counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
+    attrs = {name: col.name for name, col in FACETS.items()}
+    for r in rows:
+        for name, attr in attrs.items():
+            value = str(getattr(r, attr))
+            counts[name][value] = counts[name].get(value, 0) + 1
+    key = SORT_KEYS[page.sort].name
+    # a NULL sort key (a job not started yet) sorts below every value
+    rows.sort(key=lambda r: (getattr(r, key) is not None, getattr(r, key) or 0, r.panda_id), reverse=page.descending)
+    return _ranked(counts), rows[page.offset : page.offset + page.limit], truncated
+
+
 def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> dict[str, Any]:
     """The jobs page: facets, the total in the window, and one page of rows."""
-    facets = facet_counts(conn, flt, viewer)
+    truncated = False
+    if flt.has_error_filter:
+        facets, rows, truncated = _error_page(conn, flt, page, viewer)
+        listed = [_job_row(r) for r in rows]
+    else:
+        facets = facet_counts(conn, flt, viewer)
+        listed = list_jobs(conn, flt, page, viewer)
     total = sum(f["count"] for f in facets["jobstatus"])
     return {
         "filter": flt.as_dict(),
@@ -159,7 +224,8 @@ def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> d
         "total": total,
         "pages": max(1, -(-total // page.limit)),
         "facets": facets,
-        "jobs": list_jobs(conn, flt, page, viewer),
+        "jobs": listed,
+        "truncated": truncated,
     }
 
 

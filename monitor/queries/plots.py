@@ -104,3 +104,40 @@ def _series(
         "finished_per_hour": [finishes.get(h, 0) for h in hours],
         "failure_rate_per_hour": failure_rate,
     }
+
+
+DAILY_AFTER_HOURS = 72.0
+"""Windows longer than this are plotted in daily bins (a 30-day window: 30 bars, not 720)."""
+
+
+def bin_hours_for(flt: JobFilter) -> int:
+    """Width of a plot bin in hours for this window."""
+    return 24 if flt.hours > DAILY_AFTER_HOURS else 1
+
+
+def binned(data: dict[str, Any], width: int) -> dict[str, Any]:
+    """The hourly series summed into ``width``-hour bins aligned to UTC midnight (rates recomputed)."""
+    hours: list[int] = data["hours"]
+    if width == 1:
+        return {
+            "starts": hours,
+            "transitions": data["transitions_per_hour"],
+            "completions": data["completions_per_hour"],
+            "failure_rate": data["failure_rate_per_hour"],
+        }
+    starts = sorted({h - h % width for h in hours})
+    index = {s: i for i, s in enumerate(starts)}
+
+    def fold(values: list[int]) -> list[int]:
+        out = [0] * len(starts)
+        for h, v in zip(hours, values, strict=True):
+            out[index[h - h % width]] += v
+        return out
+
+    failed, finished = fold(data["failures_per_hour"]), fold(data["finished_per_hour"])
+    return {
+        "starts": starts,
+        "transitions": {s: fold(v) for s, v in data["transitions_per_hour"].items()},
+        "completions": {s: fold(v) for s, v in data["completions_per_hour"].items()},
+        "failure_rate": [f / (f + d) if f + d else None for f, d in zip(failed, finished, strict=True)],
+    }

@@ -7,6 +7,7 @@ over the non-final states (few rows at any time, indexed by status); none reads 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -16,7 +17,7 @@ from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import factories
 from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
-from monitor.filters import JobFilter, Viewer, job_conditions, visibility_clause
+from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, visibility_clause
 from monitor.queries import counts
 from monitor.queries.errors import CODE_NAMES, component_name, decode
 
@@ -38,53 +39,79 @@ def _status_matrix(conn: Connection, key: Any, conds: list[Any]) -> dict[Any, di
     return out
 
 
-def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
-    """Tasks with jobs in the window: job counts per state, owner, first creation and last change."""
+FAILED_STATES = ("failed", "cancelled", "closed")
+"""Final states that are not success: a task's bar shows them apart from the finished jobs."""
+
+
+def _task(task_id: Any, owner: str, created: Any, modified: Any, states: dict[str, int]) -> dict[str, Any]:
+    n = sum(states.values())
+    finished = states.get("finished", 0)
+    failed = sum(states.get(s, 0) for s in FAILED_STATES)
+    return {
+        "taskid": int(task_id),
+        "produsername": owner,
+        "created": created,
+        "modified": modified,
+        "njobs": n,
+        "states": states,
+        "nfinished": finished,
+        "nfailed": failed,
+        # "done" is finished work only; failed jobs are counted apart, never as progress
+        "progress": finished / n if n else 0.0,
+        "failed_fraction": failed / n if n else 0.0,
+    }
+
+
+def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer, page: int = 1) -> dict[str, Any]:
+    """Tasks with jobs in the window, latest change first, :data:`LIST_LIMIT` a page, with the total."""
+    depth = page * LIST_LIMIT
     if counts.uses_counters(flt, viewer):
-        return _tasks_from_counters(conn, flt)
+        tasks, total = _tasks_from_counters(conn, flt, depth)
+    else:
+        tasks, total = _tasks_from_jobs(conn, flt, viewer, depth)
+    return {
+        "filter": flt.as_dict(),
+        "tasks": tasks,
+        "total": total,
+        "pagenum": page,
+        "limit": LIST_LIMIT,
+        "pages": max(1, -(-total // LIST_LIMIT)),
+    }
+
+
+def _tasks_from_jobs(conn: Connection, flt: JobFilter, viewer: Viewer, depth: int) -> tuple[list[dict[str, Any]], int]:
+    """One page (the last :data:`LIST_LIMIT` of the top ``depth``) of tasks counted from ``jobs``, and the total."""
     conds = job_conditions(flt, viewer)
+    total = int(conn.execute(select(func.count(func.distinct(jobs.c.task_id))).where(*conds)).scalar_one())
     stmt = (
         select(
             jobs.c.task_id,
             func.min(jobs.c.owner),
             func.min(jobs.c.creation_time),
             func.max(jobs.c.modification_time),
-            func.count(),
         )
         .where(*conds)
         .group_by(jobs.c.task_id)
-        .order_by(func.max(jobs.c.modification_time).desc())
-        .limit(LIST_LIMIT)
+        .order_by(func.max(jobs.c.modification_time).desc(), jobs.c.task_id.desc())
+        .limit(depth)
     )
-    rows = conn.execute(stmt).all()
+    rows = conn.execute(stmt).all()[depth - LIST_LIMIT :]
     matrix = _status_matrix(conn, jobs.c.task_id, [*conds, jobs.c.task_id.in_([r[0] for r in rows])]) if rows else {}
-    tasks = []
-    for task_id, owner, created, modified, n in rows:
-        states = matrix.get(task_id, {})
-        done = (
-            states.get("finished", 0) + states.get("failed", 0) + states.get("cancelled", 0) + states.get("closed", 0)
-        )
-        tasks.append(
-            {
-                "taskid": int(task_id),
-                "produsername": owner,
-                "created": created,
-                "modified": modified,
-                "njobs": int(n),
-                "states": states,
-                "progress": done / n if n else 0.0,
-            }
-        )
-    return {"filter": flt.as_dict(), "tasks": tasks}
+    tasks = [
+        _task(task_id, owner, created, modified, matrix.get(task_id, {})) for task_id, owner, created, modified in rows
+    ]
+    return tasks, total
 
 
-def _tasks_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
-    """Tasks page from the task counters; owner and creation time from each task's first job."""
-    matrix, last = counts.latest_tasks(conn, flt, LIST_LIMIT)
+def _tasks_from_counters(conn: Connection, flt: JobFilter, depth: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of tasks from the task counters (owner and creation from each task's first job), and the total."""
+    matrix, last = counts.latest_tasks(conn, flt, depth)
     ranked = sorted(
         ((task, states) for task, states in matrix.items() if sum(states.values())),
         key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
-    )[:LIST_LIMIT]
+    )[depth - LIST_LIMIT : depth]
+    everything = counts.facet_states(conn, flt, ["taskid"])["taskid"]
+    total = sum(1 for states in everything.values() if sum(states.values()))
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:
@@ -95,21 +122,17 @@ def _tasks_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
         first = {int(r.task_id): r for r in conn.execute(stmt)}
     tasks = []
     for task, states in ranked:
-        n = sum(states.values())
-        done = sum(states.get(s, 0) for s in FINAL_STATE_VALUES)
         row = first.get(int(task))
         tasks.append(
-            {
-                "taskid": int(task),
-                "produsername": row.owner if row is not None else "",
-                "created": row.creation_time if row is not None else None,
-                "modified": last.get(task),
-                "njobs": n,
-                "states": states,
-                "progress": done / n if n else 0.0,
-            }
+            _task(
+                task,
+                row.owner if row is not None else "",
+                row.creation_time if row is not None else None,
+                last.get(task),
+                states,
+            )
         )
-    return {"filter": flt.as_dict(), "tasks": tasks}
+    return tasks, total
 
 
 def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
@@ -141,6 +164,9 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
         by_backend[queue][backend or "?"][state] = int(n)
     health = factories.queue_health(conn)
     names = sorted(set(active) | set(final) | set(connected) | set(by_backend) | set(health))
+    wanted = flt.values.get("computingsite")
+    if wanted:
+        names = [n for n in names if n in wanted]
     sites = []
     for name in names:
         states = {**active.get(name, {}), **final.get(name, {})}
@@ -168,26 +194,37 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     return {"filter": flt.as_dict(), "sites": sites}
 
 
-def pilots_page(conn: Connection, flt: JobFilter) -> dict[str, Any]:
-    """Pilots seen in the window and workers updated in it, newest first."""
+def pilots_page(conn: Connection, flt: JobFilter, page: int = 1) -> dict[str, Any]:
+    """Pilots seen in the window and workers updated in it, newest first, :data:`LIST_LIMIT` a page.
+
+    ``computingsite`` narrows both to those queues (a pilot's queue is the site it serves).
+    """
+    queues = flt.values.get("computingsite", ())
+    p_where = [pilots.c.last_seen >= flt.since, *([pilots.c.queue.in_(queues)] if queues else [])]
+    w_where = [workers.c.update_time >= flt.since, *([workers.c.queue.in_(queues)] if queues else [])]
+    offset = (page - 1) * LIST_LIMIT
+    pilot_total = int(conn.execute(select(func.count()).select_from(pilots).where(*p_where)).scalar_one())
+    worker_total = int(conn.execute(select(func.count()).select_from(workers).where(*w_where)).scalar_one())
     pilot_rows = conn.execute(
-        select(pilots).where(pilots.c.last_seen >= flt.since).order_by(pilots.c.last_seen.desc()).limit(LIST_LIMIT)
+        select(pilots).where(*p_where).order_by(pilots.c.last_seen.desc()).limit(LIST_LIMIT).offset(offset)
     ).all()
     worker_rows = conn.execute(
-        select(workers)
-        .where(workers.c.update_time >= flt.since)
-        .order_by(workers.c.update_time.desc())
-        .limit(LIST_LIMIT)
+        select(workers).where(*w_where).order_by(workers.c.update_time.desc()).limit(LIST_LIMIT).offset(offset)
     ).all()
     worker_states: dict[str, dict[str, int]] = defaultdict(dict)
     for backend, state, n in conn.execute(
         select(workers.c.backend, workers.c.state, func.count())
-        .where(workers.c.update_time >= flt.since)
+        .where(*w_where)
         .group_by(workers.c.backend, workers.c.state)
     ):
         worker_states[backend or "?"][state] = int(n)
     return {
         "filter": flt.as_dict(),
+        "pagenum": page,
+        "limit": LIST_LIMIT,
+        "pilots_total": pilot_total,
+        "workers_total": worker_total,
+        "pages": max(1, -(-max(pilot_total, worker_total) // LIST_LIMIT)),
         "pilots": [
             {
                 "pilotid": p.pilot_id,
@@ -228,9 +265,19 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
     """
     values = dict(flt.values)
     values.setdefault("jobstatus", ("failed",))
-    scoped = JobFilter(hours=flt.hours, values=values, taskid=flt.taskid, now=flt.now)
-    if counts.uses_counters(scoped, viewer):
-        return _errors_from_counters(conn, scoped)
+    scoped = replace(flt, values=values)
+    data = (
+        _errors_from_counters(conn, scoped)
+        if counts.uses_counters(scoped, viewer)
+        else _errors_scanned(conn, scoped, viewer)
+    )
+    if scoped.has_error_filter:
+        data["errors"] = [g for g in data["errors"] if scoped.error_matches([g])]
+    return data
+
+
+def _errors_scanned(conn: Connection, scoped: JobFilter, viewer: Viewer) -> dict[str, Any]:
+    """The error summary decoded from the newest :data:`ERROR_SCAN_LIMIT` matching jobs."""
     stmt = (
         select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors)
         .where(*job_conditions(scoped, viewer))
@@ -241,7 +288,7 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
     truncated = len(rows) > ERROR_SCAN_LIMIT
     groups: dict[tuple[str, int], dict[str, Any]] = {}
     for r in rows[:ERROR_SCAN_LIMIT]:
-        errs = decode(r.errors) or [{"component": "unknown", "code": 0, "name": "no_error_recorded", "diag": ""}]
+        errs = decode(r.errors) or [NO_ERROR]
         for e in errs:
             g = groups.setdefault(
                 (e["component"], e["code"]),

@@ -150,3 +150,122 @@ def test_plots_page_draws_svg(browser: Any, monitor: tuple[RunningMonitor, str, 
     assert all(c.size["width"] > 300 for c in charts)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#plot-transitions rect")) > 20
     browser.save_screenshot(str(tmp_path / "monitor-plots.png"))
+
+
+DOCS = Path(__file__).parents[2] / "docs"
+SAVE_DOCS_ENV = "AILURO_DOCS_SCREENSHOTS"
+"""Set to 1 to refresh the README's screenshots in docs/ (otherwise they go to the test's tmp dir)."""
+
+
+def _broken_links(browser: Any, base: str, checked: set[str], limit: int = 60) -> list[str]:
+    """Every same-origin link on the current page that does not answer 200 (a missing log member: 404 ok)."""
+    import urllib.error
+    import urllib.request
+
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))"
+    )
+    broken = []
+    for href in hrefs:
+        if not href.startswith("/") or href in checked or href.startswith("/static/") or len(checked) > limit * 6:
+            continue
+        checked.add(href)
+        try:
+            with urllib.request.urlopen(base + href, timeout=30) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        is_log_member = "/job/" in href and href.rsplit("/", 1)[-1] in ("stdout", "stderr", "pilotlog", "log")
+        if status != 200 and not (status == 404 and is_log_member):
+            broken.append(f"{href}: {status}")
+    return broken
+
+
+def _fits(browser: Any) -> bool:
+    """No page-level sideways scrolling: wide tables scroll inside their own container."""
+    return bool(browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"))
+
+
+def _shots(browser: Any, name: str, tmp_path: Path) -> None:
+    """Screenshots at 1400 and 800 px wide; each width must fit without page-level sideways scroll."""
+    for width in (1400, 800):
+        browser.set_window_size(width, 1000)
+        assert _fits(browser), f"{name} runs off the right edge at {width} px"
+        target = (DOCS if os.environ.get(SAVE_DOCS_ENV) == "1" else tmp_path) / f"monitor-{name}-{width}.png"
+        browser.save_screenshot(str(target))
+        assert target.stat().st_size > 10_000
+    browser.set_window_size(1400, 1000)
+
+
+def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str, SampleSpec], tmp_path: Path) -> None:
+    """Front page → a failing site → its error code → the failed jobs → one job → its pilot → its log."""
+    from selenium.webdriver.common.by import By
+
+    from dispatcher.convert import decode_errors
+    from dispatcher.store.schema import files
+    from pilot.logtar import log_lfn, make_log_tarball
+
+    running, db_url, spec = monitor
+    rows = list(generate(spec))
+    # the job the shifter will end on: failed on a pilot, with a real log tarball holding a pilot log
+    target = next(
+        r.job
+        for r in sorted(rows, key=lambda r: -r.job["panda_id"])
+        if r.job["status"] == "failed"
+        and r.job["pilot_id"]
+        and r.job["modification_time"] > spec.now - 6 * 3600  # inside the pages' default 12-hour window
+        and any(f["type"] == "log" for f in r.files)
+    )
+    error = decode_errors(target["errors"])[0]
+    (tmp_path / "pilot.log").write_text("pilot: job started\npilot: payload failed\n")
+    tarball = make_log_tarball(tmp_path / log_lfn(target["job_name"]), [(tmp_path / "pilot.log", "pilot.log")])
+    db = open_database(db_url)
+    with db.write() as conn:
+        conn.execute(
+            files.update()
+            .where(files.c.panda_id == target["panda_id"], files.c.type == "log")
+            .values(pfn=tarball.as_uri())
+        )
+    db.dispose()
+    checked: set[str] = set()
+    site = target["computing_site"]
+
+    browser.get(f"{running.url}/")  # front page
+    _wait(lambda: "/jobs/" in browser.current_url)
+    assert not _broken_links(browser, running.url, checked)
+    browser.find_element(By.CSS_SELECTOR, f'#jobs-body a[href="/site/{site}"]').click()
+
+    _wait(lambda: f"/site/{site}" in browser.current_url)  # the failing site
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Site {site}")
+    assert not _broken_links(browser, running.url, checked)
+    _shots(browser, "site", tmp_path)
+    codes = browser.find_elements(By.CSS_SELECTOR, "#site-errors a.errcode")
+    next(a for a in codes if a.text == str(error.code)).click()
+
+    _wait(lambda: f"errorcode={error.code}" in browser.current_url)  # the failed jobs with that error
+    statuses = {c.text for c in browser.find_elements(By.CSS_SELECTOR, "#jobs-body tr td:nth-child(5)")}
+    assert statuses == {"failed"}
+    cells = browser.find_elements(By.CSS_SELECTOR, "#jobs-body td.err")
+    assert cells and all(str(error.code) in c.text for c in cells)
+    assert {c.text for c in browser.find_elements(By.CSS_SELECTOR, "#jobs-body tr td:nth-child(11)")} == {site}
+    assert not _broken_links(browser, running.url, checked)
+    _shots(browser, "failed-jobs", tmp_path)
+    browser.find_element(
+        By.CSS_SELECTOR, f'#jobs-body tr[data-pandaid="{target["panda_id"]}"] td:nth-child(3) a'
+    ).click()
+
+    _wait(lambda: f"/job/{target['panda_id']}" in browser.current_url)  # one job
+    assert str(error.code) in browser.find_element(By.ID, "job-errors").text
+    assert not _broken_links(browser, running.url, checked)
+    _shots(browser, "job", tmp_path)
+    browser.find_element(By.CSS_SELECTOR, "#job-pilot a").click()
+
+    _wait(lambda: f"/pilot/{target['pilot_id']}" in browser.current_url)  # its pilot
+    assert browser.find_elements(By.CSS_SELECTOR, f'#pilot-jobs-body tr[data-pandaid="{target["panda_id"]}"]')
+    assert not _broken_links(browser, running.url, checked)
+    _shots(browser, "pilot", tmp_path)
+    browser.find_element(By.CSS_SELECTOR, f'#pilot-logs a.pilotlog[href="/job/{target["panda_id"]}/pilotlog"]').click()
+
+    _wait(lambda: browser.current_url.endswith(f"/job/{target['panda_id']}/pilotlog"))  # its log
+    assert "pilot: payload failed" in browser.find_element(By.TAG_NAME, "main").text
+    print(f"screenshots in {DOCS if os.environ.get(SAVE_DOCS_ENV) == '1' else tmp_path}; links checked: {len(checked)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 import grpc
 from sqlalchemy import create_engine, text
 
+from ailuro import targets
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 
 QUEUE = "LOCAL"
@@ -41,6 +43,12 @@ class Tally:
     codes: Counter[str] = field(default_factory=Counter)
     finished: set[int] = field(default_factory=set)
     replayed: int = 0
+    write_races: int = 0
+    """Writes that failed because the server had just ended the stream (see ``_session``)."""
+    odd: list[str] = field(default_factory=list)
+    """``where: CODE details`` of every non-retryable status clients saw (for failure messages)."""
+    moves: list[tuple[float, float]] = field(default_factory=list)
+    """(wall clock a pilot's stream failed, wall clock its next stream delivered a message)."""
     sink: Any = None
     """A text file each assignment is written to at once (survives a SIGKILL of the process)."""
 
@@ -65,6 +73,8 @@ async def submit(
                     resp = await stubs[(b + attempt) % len(stubs)].SubmitJobs(req, timeout=timeout)
                 except grpc.aio.AioRpcError as exc:
                     tally.codes[exc.code().name] += 1
+                    if exc.code() not in RETRYABLE:
+                        tally.odd.append(f"SubmitJobs: {exc.code().name} {exc.details()}")
                     if exc.code() not in RETRYABLE or time.monotonic() > end:
                         raise
                     attempt += 1
@@ -91,18 +101,33 @@ class ResilientPilot:
         self.jobs: dict[int, dict[str, Any]] = {}  # panda_id -> epoch, beats acked, final status sent
         self.index = hash(pilot_id) % len(addresses)
         self.asking = False
+        self.server_list = False
+        """Use one round-robin channel over every address (``ailuro.targets``, as ``ailuro pilot
+        --server a,b`` does) instead of rotating through them by hand."""
+        self.channel_options: list[tuple[str, Any]] = []
+        self.lost_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop``; reconnect (next address) after any stream failure."""
         backoff = 0.05
         while not stop.is_set():
             address = self.addresses[self.index % len(self.addresses)]
+            # Its own connection, as a real pilot (its own process) has: gRPC would otherwise
+            # share one per address among all pilots of this process.
+            own = [("grpc.use_local_subchannel_pool", 1), *self.channel_options]
             try:
-                async with grpc.aio.insecure_channel(address) as channel:
+                if self.server_list:
+                    channel = targets.aio_channel(",".join(self.addresses), options=own)
+                else:
+                    channel = grpc.aio.insecure_channel(address, options=own)
+                async with channel:
                     await self._session(pilot_pb2_grpc.PilotServiceStub(channel), stop)
                 backoff = 0.05
             except grpc.aio.AioRpcError as exc:
+                self.lost_at = self.lost_at or time.time()
                 self.tally.codes[exc.code().name] += 1
+                if exc.code() not in RETRYABLE:
+                    self.tally.odd.append(f"Connect: {exc.code().name} {exc.details()}")
                 self.index += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -116,7 +141,21 @@ class ResilientPilot:
         reader = asyncio.create_task(self._read(call))
         try:
             while not stop.is_set() and not reader.done():
-                await self._tick(call)
+                # A write fails only once the call is over (the server ended it meanwhile).
+                try:
+                    await self._tick(call)
+                except asyncio.InvalidStateError:  # the server's status has arrived: the reader raises it
+                    self.tally.write_races += 1
+                    await asyncio.wait({reader}, timeout=5)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # It had not arrived: grpc.aio records a status of its own making on the call
+                    # (INTERNAL "Internal error from Core", grpc/grpc#36066), and the server's is lost.
+                    # Not something the server sent; the tests check the dispatcher's log for those.
+                    self.tally.write_races += 1
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE, None, None, f"stream ended while writing ({exc.details()})"
+                    ) from None
                 await asyncio.sleep(self.period)
             if reader.done():
                 reader.result()  # raises the stream's error
@@ -147,6 +186,9 @@ class ResilientPilot:
             msg = await call.read()
             if msg is grpc.aio.EOF:
                 return
+            if self.lost_at:
+                self.tally.moves.append((self.lost_at, time.time()))
+                self.lost_at = 0.0
             kind = msg.WhichOneof("msg")
             if kind == "assignment":
                 a = msg.assignment
@@ -216,6 +258,41 @@ async def _pilot_main(addresses: list[str], count: int, prefix: str, out: Path, 
         await asyncio.wait(tasks, timeout=15)
 
 
+async def _multihost_main(a: argparse.Namespace) -> dict[str, Any]:
+    """Submit ``a.jobs`` through the SDK and run ``a.count`` pilots, both on the server list
+    ``a.addresses``, until every job finished or ``a.seconds`` passed; what the clients saw."""
+    from ailuro import Client
+
+    addresses = a.addresses.split(",")
+    keepalive = [("grpc.keepalive_time_ms", a.keepalive_ms), ("grpc.keepalive_timeout_ms", a.keepalive_ms)]
+    tally = Tally()
+    stop = asyncio.Event()
+    pilots = [ResilientPilot(addresses, f"{a.prefix}-{i}", tally) for i in range(a.count)]
+    for p in pilots:
+        p.server_list, p.channel_options = True, keepalive
+    tasks = [asyncio.create_task(p.run(stop)) for p in pilots]
+
+    def submit_all() -> None:
+        with Client(a.addresses, identity="multihost", timeout=10, retries=20) as client:
+            for start in range(0, a.jobs, 50):
+                jobs = [{"transformation": "/bin/true", "job_name": f"mh.{start + k}"} for k in range(50)]
+                tally.submitted += client.submit(jobs[: a.jobs - start])
+
+    await asyncio.to_thread(submit_all)
+    end = time.monotonic() + a.seconds
+    while len(tally.finished) < a.jobs and time.monotonic() < end:
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait(tasks, timeout=15)
+    return {
+        "submitted": tally.submitted,
+        "assignments": tally.assignments,
+        "finished": sorted(tally.finished),
+        "moves": tally.moves,
+        "codes": dict(tally.codes),
+    }
+
+
 def read_assignments(path: Path) -> list[tuple[int, int]]:
     """The ``(panda_id, lease_epoch)`` pairs a pilot process wrote to ``path`` (none if it never did)."""
     if not path.exists():
@@ -224,15 +301,21 @@ def read_assignments(path: Path) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``faultload.py pilots --addresses a,b --count N --prefix P --out FILE --seconds S``."""
+    """``faultload.py pilots --addresses a,b --count N --prefix P --out FILE --seconds S``, or
+    ``faultload.py multihost ... --jobs N`` (SDK submitter and pilots on a server list; JSON out)."""
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["pilots"])
+    p.add_argument("mode", choices=["pilots", "multihost"])
+    p.add_argument("--jobs", type=int, default=600, help="multihost: jobs to submit")
+    p.add_argument("--keepalive-ms", type=int, default=5000, help="multihost: client keepalive ping period")
     p.add_argument("--addresses", required=True)
     p.add_argument("--count", type=int, default=5)
     p.add_argument("--prefix", default="proc")
     p.add_argument("--out", required=True)
     p.add_argument("--seconds", type=float, default=60.0)
     a = p.parse_args(argv)
+    if a.mode == "multihost":
+        Path(a.out).write_text(json.dumps(asyncio.run(_multihost_main(a))))
+        return 0
     asyncio.run(_pilot_main(a.addresses.split(","), a.count, a.prefix, Path(a.out), a.seconds))
     return 0
 

@@ -3,6 +3,7 @@
     python tests/fault/run_dispatcher.py --port-file F --config '{"db_url": "...", "lease_s": 3}'
 
 ``python -m dispatcher`` exposes only the production options; fault tests need short timeouts.
+A ``"workers": N`` key runs N server processes sharing the port (``ailuro server --workers N``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import serve
+from dispatcher.workers import serve_workers
 
 
 def main() -> None:
@@ -24,14 +26,19 @@ def main() -> None:
     p.add_argument("--config", required=True, help="DispatcherConfig fields as a JSON object")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = DispatcherConfig(**json.loads(a.config))
+    fields = json.loads(a.config)
+    workers = int(fields.pop("workers", 1))
+    config = DispatcherConfig(**fields)
 
     def ready(port: int) -> None:
         tmp = Path(a.port_file + ".tmp")
         tmp.write_text(f"{port}\n")
         tmp.replace(a.port_file)
 
-    asyncio.run(serve(config, on_ready=ready))
+    if workers > 1:
+        serve_workers(config, workers, on_ready=ready, log_level="WARNING")
+    else:
+        asyncio.run(serve(config, on_ready=ready))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,15 @@ def _lines(stream: object, into: queue.Queue[str]) -> None:
         into.put(line)
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_server_process_serves_and_stops_on_sigterm(db_url: str, tmp_path: Path) -> None:
     queues_file = tmp_path / "queues.toml"
     queues_file.write_text('[[queue]]\nname = "CERN_TEST"\nvos = ["compass"]\n\n[[queue]]\nname = "JINR_TEST"\n')
@@ -70,3 +79,44 @@ def test_server_bad_options_exit_2(args: list[str], words: str) -> None:
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_server_workers_share_one_port_and_all_stop_on_sigterm(pg_url: str, tmp_path: Path) -> None:
+    """``--workers 2``: two dispatcher processes behind one port serve calls; SIGTERM stops them all."""
+    import grpc
+
+    from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+
+    queues_file = tmp_path / "queues.toml"
+    queues_file.write_text('[[queue]]\nname = "CERN_TEST"\n')
+    argv = [AILURO, "server", "--db", pg_url, "--port", "0", "--queues", str(queues_file), "--workers", "2"]
+    argv += ["--log-level", "warning"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
+    try:
+        address = ""
+        while not address:
+            line = lines.get(timeout=90)
+            if "listening on" in line:
+                address = line.split("listening on ", 1)[1].split()[0]
+        children = {int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()}
+        workers = [p for p in children if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        ids = []
+        for k in range(8):  # separate connections: the kernel spreads them over the workers
+            own = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(address, options=own) as channel:
+                stub = submission_pb2_grpc.SubmissionServiceStub(channel)
+                job = job_pb2.Job(transformation="/bin/true", computing_site="CERN_TEST")
+                resp = stub.SubmitJobs(submission_pb2.SubmitJobsRequest(request_id=f"w{k}", jobs=[job]), timeout=30)
+                ids += resp.panda_ids
+        assert len(set(ids)) == 8
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not [pid for pid in workers if _alive(pid)], "a worker outlived its supervisor"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

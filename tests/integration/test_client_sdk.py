@@ -15,6 +15,7 @@ from ailuro import Client
 from ailuro.errors import InvalidArgument, NotFound, Unavailable
 from ailuro.jobspec import status_name
 from ailuro.v1 import job_pb2
+from dispatcher.services.events import EventTail
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -146,6 +147,39 @@ def test_watch_streams_live_state_changes(client: Client, dispatcher: Any) -> No
     assert seen[0].panda_id == first
     assert (seen[-1].panda_id, seen[-1].to_status) == (second, job_pb2.JOB_STATUS_CANCELLED)
     assert "watch test" in seen[-1].reason
+
+
+def test_watch_subscribing_while_the_idle_tail_moves_on_loses_nothing(
+    client: Client, dispatcher: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind a busy-machine flake: with nobody watching, the shared tail moves its start
+    point to the newest event; a watcher subscribing while that query runs replays up to the *old*
+    point, so the tail must not jump past it. Here the query is held until the watcher is in."""
+    real_newest = EventTail._newest
+
+    def newest_once_a_watcher_subscribed(self: EventTail) -> int:
+        deadline = time.monotonic() + 10  # the query "runs" until the watcher is in (bounded)
+        while not self._watchers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_newest(self)
+
+    monkeypatch.setattr(EventTail, "_newest", newest_once_a_watcher_subscribed)
+    time.sleep(0.5)  # the idle tail is now inside the held query, its start point still old
+    first, _ = client.submit([_job("race_a"), _job("race_b")])
+    replay_from = client.events(first)[-1].event_id - 1
+    seen: list[job_pb2.JobEvent] = []
+
+    def consume() -> None:
+        with Client(dispatcher.address, identity="jdoe") as watcher:
+            for event in watcher.watch(panda_ids=[first], after_event_id=replay_from):
+                seen.append(event)
+                return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and seen, "the replayed event never arrived"
+    assert seen[0].panda_id == first
 
 
 def test_watch_replays_history_after_an_event_id(client: Client) -> None:

@@ -182,6 +182,25 @@ def test_kill_reaches_a_pilot_on_another_dispatcher(
         assert p.expect("command", timeout=5).panda_id == pid
 
 
+@pytest.mark.postgres
+def test_kill_on_another_process_is_announced_not_polled(pg_url: str, raw_pilot: Callable[..., Any]) -> None:
+    """On PostgreSQL the killing transaction NOTIFYs: the pilot's process looks at once. The poll
+    is set to a minute here, so only the notification can deliver the command within the wait."""
+    from dispatcher.config import DispatcherConfig
+    from dispatcher.server import run_in_thread
+
+    config = DispatcherConfig(db_url=pg_url, port=0, command_poll_s=60.0)
+    with run_in_thread(config) as d1, run_in_thread(config) as d2, grpc.insecure_channel(d1.address) as ch:
+        s1 = submission_pb2_grpc.SubmissionServiceStub(ch)
+        (pid,) = submit(s1)
+        p = raw_pilot(d2.address, pilot_id="p-notified")
+        p.request(1)
+        assert p.expect("assignment", timeout=30).job.panda_id == pid
+        s1.KillJobs(S.KillJobsRequest(panda_ids=[pid]))
+        assert p.expect("command", timeout=30).panda_id == pid
+        p.close()
+
+
 def test_failed_report_of_killed_job_ends_cancelled(
     dispatcher: RunningDispatcher, sub: Any, raw_pilot: Callable[..., Any]
 ) -> None:

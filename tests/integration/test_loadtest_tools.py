@@ -82,3 +82,23 @@ def test_cli_registers_loadtest_commands() -> None:
         assert name in res.output
     res = runner.invoke(app, ["loadtest", "run", "--scenario", "nope"])
     assert res.exit_code == 2
+
+
+def test_consistency_accounts_for_submissions_whose_reply_was_cut(pg_url: str) -> None:
+    """A SubmitJobs that committed but whose reply never reached the client (a locust user killed at
+    the end of a run) is found by its request_id; jobs no request explains stay a violation."""
+    from ailuro import Client
+    from dispatcher.config import DispatcherConfig
+    from dispatcher.server import run_in_thread
+    from loadtests import consistency
+
+    with run_in_thread(DispatcherConfig(db_url=pg_url, port=0)) as d, Client(d.address, identity="lt") as c:
+        answered = c.submit([{"transformation": "/bin/true"}] * 2, request_id="answered")
+        cut = c.submit([{"transformation": "/bin/true"}] * 3, request_id="cut")  # reply "lost"
+    blind = consistency.check(pg_url, submitted=answered)
+    assert not blind.ok and "never handed to a client" in blind.summary()
+    res = consistency.check(pg_url, submitted=answered, unanswered=[("lt", "cut")])
+    assert res.ok, res.summary()
+    assert res.unanswered_jobs == len(cut) and "reply was cut" in res.summary()
+    other = consistency.check(pg_url, submitted=answered, unanswered=[("someone-else", "cut")])
+    assert not other.ok

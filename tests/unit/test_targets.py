@@ -20,6 +20,8 @@ def test_a_list_becomes_one_round_robin_channel() -> None:
     assert "127.0.0.1:5002" in t.addresses
     assert ("grpc.lb_policy_name", "round_robin") in t.options
     single = targets.resolve("dispatcher.example.org:50051")  # handed to gRPC as it is (DNS at connect)
-    assert (single.target, single.options) == ("dispatcher.example.org:50051", [])
+    assert (single.target, single.options) == ("dispatcher.example.org:50051", targets.KEEPALIVE)
+    # keepalive on every channel: a vanished host (cut link) fails the stream over instead of hanging
+    assert ("grpc.keepalive_time_ms", targets.KEEPALIVE_TIME_MS) in t.options
     with pytest.raises(ValueError, match="does not resolve"):
         targets.resolve("127.0.0.1:1,no-such-host.invalid:2")

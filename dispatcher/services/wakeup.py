@@ -1,0 +1,84 @@
+"""Wake-ups for pilot commands written by another dispatcher process (PostgreSQL LISTEN/NOTIFY).
+
+A kill for a pilot streaming to another process (another ``--workers`` process, another host) is
+written to ``pilot_commands``; that process used to find it only at its next poll
+(``command_poll_s``). On PostgreSQL the killing transaction also sends ``NOTIFY`` on
+:data:`dispatcher.store.jobs.COMMANDS_CHANNEL` (delivered at commit), and every process keeps one
+connection ``LISTEN``ing on it, so the command loop looks at once. The poll stays as the safety
+net: a notification lost while the listener reconnects costs at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+import psycopg
+
+from dispatcher.services.runtime import Runtime
+from dispatcher.store.jobs import COMMANDS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+_NOTIFY_WAIT_S = 0.5
+"""How long one wait for notifications blocks before the listener checks whether to stop."""
+_RECONNECT_S = 1.0
+
+
+class CommandWakeup:
+    """One LISTEN connection on a daemon thread; :meth:`wait` returns early when notified."""
+
+    def __init__(self, conninfo: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._conninfo = conninfo
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ailuro-command-listen", daemon=True)
+
+    @classmethod
+    def start_for(cls, runtime: Runtime) -> CommandWakeup | None:
+        """A started listener for ``runtime``'s database, or ``None`` on SQLite (one process anyway)."""
+        if not runtime.db.is_postgres:
+            return None
+        url = runtime.db.engine.url.set(drivername="postgresql")
+        wakeup = cls(url.render_as_string(hide_password=False), asyncio.get_running_loop())
+        wakeup._thread.start()
+        return wakeup
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {COMMANDS_CHANNEL}")
+                    self._wake()  # commands written while this was not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=_NOTIFY_WAIT_S, stop_after=1):
+                            self._wake()
+            except Exception as exc:  # the database is away: the poll covers it; try again
+                log.debug("command listener: %r; reconnecting", exc)
+                self._stop.wait(_RECONNECT_S)
+
+    async def wait(self, timeout: float) -> None:
+        """Return when notified or after ``timeout`` seconds, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    def stop(self) -> None:
+        """Stop listening (the thread ends within about half a second)."""
+        self._stop.set()
+        self._thread.join(timeout=2 * _NOTIFY_WAIT_S + 1)
+
+
+async def wait_for_commands(wakeup: CommandWakeup | None, timeout: float) -> None:
+    """Sleep ``timeout`` seconds, or less when another process wrote a command (PostgreSQL)."""
+    if wakeup is None:
+        await asyncio.sleep(timeout)
+    else:
+        await wakeup.wait(timeout)
