@@ -105,7 +105,8 @@ class Client:
 
     ``server`` defaults to ``$AILURO_SERVER`` then ``127.0.0.1:50051``; ``identity`` to
     ``$AILURO_USER`` (none: the server treats the caller as anonymous). ``timeout`` bounds each
-    unary call; ``retries`` bounds the extra attempts of a retryable failure.
+    unary call; ``extra_metadata`` is sent with every call; ``retries`` bounds the extra attempts
+    of a retryable failure.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Client:
         identity: str | None = None,
         vo: str | None = None,
         roles: Sequence[str] = (),
+        extra_metadata: Sequence[tuple[str, str]] = (),
         timeout: float = 30.0,
         retries: int = 4,
         backoff_s: float = 0.25,
@@ -132,6 +134,8 @@ class Client:
             metadata.append((VO_METADATA_KEY, vo))
         if roles:
             metadata.append((ROLES_METADATA_KEY, ",".join(roles)))
+        # e.g. the PanDA gateway forwarding its caller's ``authorization`` header for the server to judge
+        metadata.extend(extra_metadata)
         self._metadata = tuple(metadata)
         self._channel = targets.channel(self.server)
         self._stub = submission_pb2_grpc.SubmissionServiceStub(self._channel)

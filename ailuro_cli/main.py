@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from ailuro_cli import ddm, demo, factory, jobs, loadtest, monitor, pilot, queues, server, submit, task
+from ailuro_cli import ddm, demo, factory, gateway, jobs, loadtest, monitor, pilot, queues, server, submit, task
 from ailuro_cli._common import Settings
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def _global_options(
 
 for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest):
     _module.register(app)
+gateway.register(app)
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ PanDA's shapes, and failures are returned as a non-zero status with a message ra
 raised, as PanDA's client does, so a script's ``if status != 0`` checks keep working.
 
 The server address is the first of: ``Client.baseURLSSL``, ``Client.baseURL`` (either may be a
-PanDA-style URL such as ``https://host:25443/server/panda``; only host and port are used),
-``$AILURO_SERVER``, ``$PANDA_URL_SSL``, ``$PANDA_URL``, ``127.0.0.1:50051``. The identity is
+``http://host:port/...`` URL; only host and port are used), ``$AILURO_SERVER``, ``$PANDA_URL_SSL``,
+``$PANDA_URL``, ``127.0.0.1:50051``. An ``https://`` URL is refused (status 255 and a message)
+rather than silently used over plaintext gRPC: this module speaks gRPC; for a PanDA HTTPS URL use
+the real panda-client against ``ailuro gateway``. The identity is
 ``$AILURO_USER`` (anonymous when unset).
 """
 
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ailuro.client import DEFAULT_SERVER, Client, describe_error
 from ailuro.compat.panda_spec import JobSpec, job_from_spec, spec_from_job
-from ailuro.errors import AiluroError, NotFound
+from ailuro.errors import AiluroError, InvalidArgument, NotFound
 
 EC_OK = 0
 """PanDA's success status."""
@@ -51,6 +53,12 @@ def _host_port(url: str) -> str:
     if "://" not in url:
         return url
     parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        raise InvalidArgument(
+            "is an https:// URL, which this gRPC client cannot honour (it would send plaintext); "
+            "give host:port, or use the real panda-client with `ailuro gateway`",
+            field="baseURL",
+        )
     return parts.netloc or url
 
 
@@ -62,12 +70,15 @@ def _failure(exc: AiluroError) -> tuple[int, str]:
     return EC_Failed, describe_error(exc)
 
 
-def submitJobs(jobs: Sequence[JobSpec], srvID: Any = None, toPending: bool = False) -> tuple[int, Any]:
+def submitJobs(
+    jobs: Sequence[JobSpec], srvID: Any = None, toPending: bool = False, verbose: bool = False
+) -> tuple[int, Any]:
     """Submit ``JobSpec`` objects.
 
     Returns ``(0, [(PandaID, jobName, {'jobsetID': ...}), ...])`` in input order and sets
     ``PandaID`` on each ``JobSpec``; on failure ``(255, "INVALID_ARGUMENT jobs[0].transformation: ...")``
-    and nothing is submitted. ``srvID`` and ``toPending`` are accepted for compatibility and ignored.
+    and nothing is submitted. ``srvID``, ``toPending`` and ``verbose`` are accepted for compatibility
+    and ignored.
     """
     try:
         messages = [job_from_spec(job, field=f"jobs[{i}]") for i, job in enumerate(jobs)]

@@ -19,8 +19,9 @@ from ailuro.errors import InvalidArgument
 from ailuro.jobspec import enum_name, file_type_value, status_name
 from ailuro.v1 import job_pb2
 
-# PanDA JobSpec attribute names (the public interface scripts use); most are only stored.
-JOB_ATTRIBUTES: tuple[str, ...] = (
+# panda-client 2.x JobSpec attribute names in declaration order: the order of the positional
+# arrays panda-client sends (the PanDA gateway decodes them by zipping with this list).
+WIRE_JOB_ATTRIBUTES: tuple[str, ...] = (
     "PandaID", "jobDefinitionID", "schedulerID", "pilotID", "creationTime", "creationHost",
     "modificationTime", "modificationHost", "AtlasRelease", "transformation", "homepackage",
     "prodSeriesLabel", "prodSourceLabel", "prodUserID", "assignedPriority", "currentPriority",
@@ -41,15 +42,29 @@ JOB_ATTRIBUTES: tuple[str, ...] = (
     "avgSWAP", "avgPSS", "maxWalltime", "nucleus", "eventService", "failedAttempt", "hs06sec", "gshare",
     "hs06", "totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES", "rateRCHAR", "rateWCHAR", "rateRBYTES",
     "rateWBYTES", "resource_type", "diskIO", "memory_leak", "memory_leak_x2", "container_name",
-    "job_label", "meanCoreCount",
+    "job_label", "gco2_regional", "gco2_global", "cpu_architecture_level", "outputFileType",
 )  # fmt: skip
 
-FILE_ATTRIBUTES: tuple[str, ...] = (
+JOB_ATTRIBUTES: tuple[str, ...] = (*WIRE_JOB_ATTRIBUTES, "meanCoreCount")
+"""Every JobSpec attribute a script may set: panda-client's plus the PanDA server's ``meanCoreCount``."""
+
+# panda-client 2.x FileSpec attribute names in declaration order (18; on the wire followed by null)
+WIRE_FILE_ATTRIBUTES: tuple[str, ...] = (
+    "rowID", "PandaID", "GUID", "lfn", "type", "dataset", "status", "prodDBlock", "prodDBlockToken",
+    "dispatchDBlock", "dispatchDBlockToken", "destinationDBlock", "destinationDBlockToken",
+    "destinationSE", "fsize", "md5sum", "checksum", "scope",
+)  # fmt: skip
+
+# the PanDA server's FileSpec (22; older scripts pickle/serialise this one, so 23 on the wire)
+SERVER_FILE_ATTRIBUTES: tuple[str, ...] = (
     "row_ID", "PandaID", "GUID", "lfn", "type", "dataset", "status", "prodDBlock", "prodDBlockToken",
     "dispatchDBlock", "dispatchDBlockToken", "destinationDBlock", "destinationDBlockToken",
     "destinationSE", "fsize", "md5sum", "checksum", "scope", "jediTaskID", "datasetID", "fileID",
     "attemptNr",
 )  # fmt: skip
+
+FILE_ATTRIBUTES: tuple[str, ...] = (*SERVER_FILE_ATTRIBUTES, "rowID")
+"""Every FileSpec attribute a script may set (the server's list plus panda-client's ``rowID``)."""
 
 MAPPED_JOB_ATTRIBUTES: dict[str, str] = {
     "jobDefinitionID": "job_definition_id",

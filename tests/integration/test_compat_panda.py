@@ -25,7 +25,7 @@ def panda_server(dispatcher: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     """Point the PanDA client at the test dispatcher the way a script would: ``Client.baseURL``."""
     monkeypatch.delenv("AILURO_SERVER", raising=False)
     monkeypatch.setattr(Client, "baseURLSSL", None)
-    monkeypatch.setattr(Client, "baseURL", f"https://{dispatcher.address}/server/panda")
+    monkeypatch.setattr(Client, "baseURL", f"http://{dispatcher.address}/server/panda")
     yield dispatcher.address
 
 

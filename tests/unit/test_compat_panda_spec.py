@@ -157,5 +157,33 @@ def test_server_address_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.server_address() == "panda.example.org:25080"
     monkeypatch.setenv("AILURO_SERVER", "10.0.0.1:5000")
     assert client.server_address() == "10.0.0.1:5000"
-    client.baseURL = "https://127.0.0.1:6000/server/panda"
+    client.baseURL = "http://127.0.0.1:6000/server/panda"
     assert client.server_address() == "127.0.0.1:6000"
+
+
+def test_https_url_is_refused_not_downgraded(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = panda.Client
+    monkeypatch.delenv("AILURO_SERVER", raising=False)
+    monkeypatch.setattr(client, "baseURL", None)
+    monkeypatch.setattr(client, "baseURLSSL", "https://127.0.0.1:6000/server/panda")
+    with pytest.raises(InvalidArgument, match="https://") as info:
+        client.server_address()
+    assert info.value.field == "baseURL"
+    # the PanDA functions report it as a failed status, as PanDA's client reports errors
+    status, message = client.submitJobs([JobSpec()], verbose=True)
+    assert status == panda.EC_Failed and "https://" in message
+    assert client.getJobStatus([1], verbose=True)[0] == panda.EC_Failed
+    assert client.killJobs([1], verbose=True)[0] == panda.EC_Failed
+
+
+def test_newer_panda_client_attributes_are_accepted() -> None:
+    job = JobSpec()
+    job.outputFileType = "root"
+    job.cpu_architecture_level = "x86_64-v2"
+    job.gco2_regional = 1.5
+    job.gco2_global = 2.5
+    job.meanCoreCount = 1
+    out = FileSpec()
+    out.rowID = 7
+    out.row_ID = 7
+    assert len(panda.JOB_ATTRIBUTES) == 127 and "outputFileType" in panda.JOB_ATTRIBUTES
