@@ -379,7 +379,7 @@ def serve(parent: int, control_fd: int) -> int:
     guards: dict[int, tuple[int, int]] = {}  # pidfd -> (job guard pid, its status socket)
     ended: dict[int, int] = {}  # reaped pid -> wait status
     while True:
-        ready, _, _ = select.select([control, *guards], [], [], _POLL_S)
+        ready, _, _ = select.select([control.fileno(), *guards], [], [], _POLL_S)
         if os.getppid() != parent:
             os.kill(me, PILOT_DEATH_SIGNAL)
         done = [fd for fd in ready if fd in guards]
@@ -395,7 +395,7 @@ def serve(parent: int, control_fd: int) -> int:
                 os.close(status_fd)
             live = {pid for pid, _ in guards.values()}
             ended = {pid: st for pid, st in ended.items() if pid in live}
-        if control in ready and not _spawn(me, control, guards):
+        if control.fileno() in ready and not _spawn(me, control, guards):
             kill_tree()  # the pilot let go: nothing of its payloads may outlive it
             return 0
 
