@@ -24,8 +24,10 @@ as passed file descriptors); the server forks a job guard from itself (a fork of
 single-threaded process: no interpreter start per job) which does the above with the server as
 its parent. The chain holds when the pilot dies: the server gets its parent-death signal and
 SIGKILLs every process below it; a server that vanishes by SIGKILL still triggers each job guard's
-own parent-death signal. A job guard lingers after its report until the pilot closes the status
-socket, so the pilot can signal its process group without racing pid reuse.
+own parent-death signal. The server keeps its copy of the job's status socket until it reaped the
+job guard and then writes ``reaped <wait status>``: the end of that stream tells the pilot that
+nothing of the job is left. A pilot that closes the status socket early gives up on the job: its
+guard kills the tree at once.
 
 ``python -m pilot.guard --parent PID --status-fd FD -- PROGRAM ARGS...``: one guard for one
 payload, started by the pilot itself (kept for wrappers and tests).
@@ -49,14 +51,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -216,14 +219,12 @@ def guard_payload(
     if not _watch_parent(parent):
         return 128 + signal.SIGKILL
     try:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, close_fds=True
-        )
+        payload = _start_payload(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, keep=(status_fd,))
     except OSError as exc:
         _report(status_fd, f"error cannot start {argv[0]!r}: {exc}")
         return START_ERROR_EXIT
-    _report(status_fd, f"started {proc.pid} {os.getpid()}")
-    pidfd = os.pidfd_open(proc.pid)
+    _report(status_fd, f"started {payload} {os.getpid()}")
+    pidfd = os.pidfd_open(payload)
     watched = [pidfd, status_fd] if watch_status else [pidfd]
     status: int | None = None
     while status is None:
@@ -234,17 +235,54 @@ def guard_payload(
             kill_tree()  # the pilot let go of this job: nothing of it may run on
             watched = [pidfd]
         with contextlib.suppress(ChildProcessError):
-            pid, st = os.waitpid(proc.pid, os.WNOHANG)
+            pid, st = os.waitpid(payload, os.WNOHANG)
             if pid:
                 status = st
     os.close(pidfd)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     if _has_children():
         kill_tree()  # a payload must not outlive its job
     _reap_all()
     own = _cpu_s(resource.RUSAGE_SELF)
     _report(status_fd, f"exited {status} {own:.3f} {_cpu_s(resource.RUSAGE_CHILDREN):.3f}")
     return _shell_code(status)
+
+
+def _start_payload(
+    argv: Sequence[str],
+    *,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdout: int | None,
+    stderr: int | None,
+    keep: Sequence[int],
+) -> int:
+    """Start the payload with ``posix_spawn`` (a vfork: no copy of the guard); its pid.
+
+    stdin is /dev/null, stdout/stderr the given descriptors, no other descriptor of the guard's is
+    inherited (``keep`` are made close-on-exec), SIGPIPE and SIGXFSZ get their default action
+    back (Python ignores them). A bare program name is looked up on the payload's ``PATH``.
+    """
+    environ = os.environ if env is None else env
+    program = argv[0]
+    if "/" not in program:
+        found = shutil.which(program, path=environ.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "not found on PATH", program)
+        program = found
+    for fd in (*keep, *(f for f in (stdout, stderr) if f is not None)):
+        os.set_inheritable(fd, False)
+    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+    ]
+    if stdout is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
+    if stderr is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
+    if cwd is not None:
+        os.chdir(cwd)  # the guard serves this one payload: its directory may as well be the payload's
+    return os.posix_spawn(
+        program, list(argv), environ, file_actions=actions, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
+    )
 
 
 def _read_or_eof(fd: int) -> bool:
@@ -299,16 +337,9 @@ def _job_guard(parent: int, request: dict[str, object], fds: list[int]) -> int:
     os.setsid()
     argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
     env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
-    code = guard_payload(
+    return guard_payload(
         parent, status_fd, argv, cwd=str(request["cwd"]), env=env, stdout=out, stderr=err, watch_status=True
     )
-    os.close(out)
-    os.close(err)
-    with contextlib.suppress(OSError):  # linger until the pilot read the report and let go
-        while os.read(status_fd, 4096):
-            pass
-    os.close(status_fd)
-    return code
 
 
 def _children_of(me: int, skip: set[int]) -> list[int]:

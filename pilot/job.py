@@ -44,7 +44,7 @@ from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
 from pilot import procfs, staging
 from pilot.config import PilotConfig
-from pilot.logtar import log_lfn, make_log_tarball
+from pilot.logtar import JobLog, log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
 
 PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
@@ -267,11 +267,15 @@ def _tail(path: Path, size: int = 65536) -> str:
         return ""
 
 
-def _job_logger(ctx: JobContext) -> tuple[logging.Logger, logging.Handler]:
-    logger = logging.getLogger(f"pilot.job.{ctx.panda_id}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(ctx.workdir / PILOT_LOG_NAME)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
+    """The job's own logger: its messages are kept for the tarball's pilot.log and reach the pilot's log.
+
+    It is not registered with :mod:`logging` (which keeps every named logger for good, and clears
+    all their caches on each ``setLevel``): a pilot running 100,000 jobs must not grow with them.
+    """
+    logger = logging.Logger(f"pilot.job.{ctx.panda_id}", logging.INFO)
+    logger.parent = logging.getLogger("pilot.job")
+    handler = JobLog()
     logger.addHandler(handler)
     return logger, handler
 
@@ -461,7 +465,7 @@ async def _store_log(
     ctx: JobContext,
     services: JobServices,
     logger: logging.Logger,
-    handler: logging.Handler,
+    handler: JobLog,
     errors: list[job_pb2.JobError],
 ) -> tuple[job_pb2.File, job_pb2.JobError | None]:
     log_file = log_file_of(ctx.job)
@@ -472,19 +476,24 @@ async def _store_log(
     handler.close()
     ctx.logger = None
     tarball = ctx.workdir / log_file.lfn
-    snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    pilot_log = handler.text().encode()
+    members: list[tuple[Path | bytes, str]] = [
+        (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
+        (ctx.workdir / STDERR_NAME, STDERR_NAME),
+        (pilot_log, PILOT_LOG_NAME),
+    ]
+    if ctx.debug_snapshots:
+        snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        members += [(p, p.name) for p in snapshots]
+
+    def store() -> job_pb2.File:  # one trip to a worker thread for the whole log
+        if services.config.keep_workdirs:
+            (ctx.workdir / PILOT_LOG_NAME).write_bytes(pilot_log)
+        make_log_tarball(tarball, members)
+        return staging.stage_out(log_file, tarball, ctx.job, services.resolver, logger)
+
     try:
-        await asyncio.to_thread(
-            make_log_tarball,
-            tarball,
-            [
-                (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
-                (ctx.workdir / STDERR_NAME, STDERR_NAME),
-                (ctx.workdir / PILOT_LOG_NAME, PILOT_LOG_NAME),
-                *((p, p.name) for p in snapshots),
-            ],
-        )
-        return await asyncio.to_thread(staging.stage_out, log_file, tarball, ctx.job, services.resolver, logger), None
+        return await asyncio.to_thread(store), None
     except staging.StagingError as exc:
         logger.error("log stage-out failed: %s", exc.diag)
         return _failed_file(log_file), job_pb2.JobError(

@@ -8,6 +8,12 @@ Commands: KILL stops the job (cancelled, 1144); DEBUG writes a snapshot of the p
 tree, output tails) into the work directory and the job's pilot log, so it lands in the log
 tarball, and sends a heartbeat at once.
 
+What a job costs on the link: a ``JobRequest`` (for as many jobs as there are free slots), its
+assignment, the final report and its ack. Status changes go out ``status_delay_s`` after they
+happen, batched, and only for jobs still running then; every held job is heartbeaten every
+``heartbeat_s``. Final reports are written to the spool (fsynced) in a worker thread, so the
+event loop never waits on the disk, and sent once they are on disk.
+
 Exit codes (:class:`ExitCode`):
 
 ====  ===========================================================================
@@ -101,10 +107,15 @@ class Pilot:
         self._next_request_at = 0.0
         self._signal: int | None = None
         self._wake = asyncio.Event()
+        self._status_changed: set[int] = set()
+        """Jobs whose status changed since their last heartbeat."""
+        self._status_timer: asyncio.TimerHandle | None = None
+        self._spooling: set[asyncio.Task[None]] = set()
+        """Final reports being written to the spool (then sent)."""
         self._services = JobServices(
             config=config,
             resolver=self.resolver,
-            notify_status=lambda _ctx: self._send_heartbeats(),
+            notify_status=self._on_status,
             report_final=self._report_final,
         )
         backoff = Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s)
@@ -173,6 +184,8 @@ class Pilot:
         finally:
             stop.set()
             hb_task.cancel()
+            if self._status_timer is not None:
+                self._status_timer.cancel()
             with contextlib.suppress(asyncio.CancelledError, DispatcherRefused):
                 await conn_task
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -246,6 +259,8 @@ class Pilot:
         # loop: an assignment answering a request sent just before the exit decision still runs
         while tasks := [c.task for c in self.jobs.values() if c.task is not None and not c.task.done()]:
             await asyncio.gather(*tasks, return_exceptions=True)
+        while self._spooling:
+            await asyncio.gather(*self._spooling, return_exceptions=True)
 
     async def _flush_finals(self) -> None:
         deadline = time.monotonic() + self.config.final_flush_timeout_s
@@ -399,10 +414,26 @@ class Pilot:
 
     # --- heartbeats and final reports ---------------------------------------------------------
 
-    def _send_heartbeats(self) -> None:
-        beats = [c.heartbeat() for c in self._held()]
+    def _send_heartbeats(self, only: set[int] | None = None) -> None:
+        """Heartbeat every held job (or those in ``only``) in one batch."""
+        beats = [c.heartbeat() for c in self._held() if only is None or c.panda_id in only]
+        self._status_changed = set() if only is None else self._status_changed - only
         if beats:
             self.conn.send(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=beats)))
+
+    def _on_status(self, ctx: JobContext) -> None:
+        """A job's status changed: report it ``status_delay_s`` from now, with the others changed by then."""
+        self._status_changed.add(ctx.panda_id)
+        if self.config.status_delay_s <= 0:
+            self._send_status()
+        elif self._status_timer is None:
+            loop = asyncio.get_running_loop()
+            self._status_timer = loop.call_later(self.config.status_delay_s, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_timer = None
+        if self._status_changed:  # jobs that ended meanwhile are no longer held: their final says it all
+            self._send_heartbeats(only=set(self._status_changed))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -424,7 +455,6 @@ class Pilot:
                 ctx.abandon(f"lease of {ctx.lease_s:.0f}s lapsed without contact")
 
     def _report_final(self, ctx: JobContext, final: pilot_pb2.JobFinal) -> None:
-        self.spool.put(final)
         ctx.reported = True
         log.info(
             "job %d ended %s%s",
@@ -432,6 +462,16 @@ class Pilot:
             job_pb2.JobStatus.Name(final.status),
             "".join(f" [{e.code}: {e.diag}]" for e in final.errors),
         )
+        task = asyncio.create_task(self._spool_and_send(final))
+        self._spooling.add(task)
+        task.add_done_callback(self._spooling.discard)
+
+    async def _spool_and_send(self, final: pilot_pb2.JobFinal) -> None:
+        """Write the final report to the spool (fsynced, in a worker thread), then send it."""
+        try:
+            await asyncio.to_thread(self.spool.put, final)
+        except OSError as exc:  # sending still beats losing it: only a crash from now on would
+            log.error("final report of job %d could not be spooled: %s", final.panda_id, exc)
         self.conn.send(pilot_pb2.PilotMessage(final=final))
         self._wake.set()
 

@@ -111,11 +111,10 @@ class Payload:
 
     The job guard leads the payload's session and process group and is the payload's parent.
     Signals go to the group (the guard ignores SIGTERM and outlives the payload to report its
-    wait status); SIGKILL reaches the guard as well. After its report the guard lingers until the
-    pilot shuts down its side of the status socket, so its pid (the group id) cannot be reused
-    while the pilot may still signal the group; the guard server holds the socket open until it
-    reaped the guard, so the end of the stream means every process of the job is gone. Usage
-    figures exclude the guard's own CPU and RSS, and include everything below it.
+    wait status); SIGKILL reaches the guard as well. The guard server holds the status socket open
+    until it reaped the guard, so the end of the stream means every process of the job is gone
+    (the pilot signals the group only before that: its id is not reused while the guard is a
+    zombie). Usage figures exclude the guard's own CPU and RSS, and include everything below it.
     """
 
     spec: PayloadSpec
@@ -237,12 +236,6 @@ class Payload:
             return int(words[1]), float(words[3])  # type: ignore[index]
         return None
 
-    def _let_go(self) -> None:
-        """Tell the guard its report was read (it exits; the server reaps it and closes the stream)."""
-        with contextlib.suppress(OSError):
-            assert self._status is not None
-            self._status.shutdown(socket.SHUT_WR)
-
     def request_kill(self, reason: EndReason, detail: str) -> None:
         """Stop the tree now: SIGTERM immediately, SIGKILL after the grace period (first request wins)."""
         if self._guard_pid is None or self._kill is not None:
@@ -267,20 +260,19 @@ class Payload:
         loop.add_reader(self._status_fd, readable)
         next_sample = self._started + self.spec.monitor_interval_s
         report: tuple[int, float] | None = None
-        let_go_at = 0.0
+        reported_at = 0.0
         try:
             while not self._status_eof:
                 now = time.monotonic()
                 if report is None and (report := self._report()) is not None:
-                    self._let_go()
-                    let_go_at = now
+                    reported_at = now  # the payload is done: the server reaps the guard next
                 if report is None:
                     self._monitor(now, next_sample)
                     if now >= next_sample:
                         next_sample = now + self.spec.monitor_interval_s
                     timeout = max(0.01, min(next_sample, self._kill_deadline()) - now)
-                elif now - let_go_at > _LEFTOVER_KILL_TIMEOUT_S:
-                    self.logger.warning("payload guard %s did not end after its report", self._guard_pid)
+                elif now - reported_at > _LEFTOVER_KILL_TIMEOUT_S:
+                    self.logger.warning("payload guard %s was not reaped after its report", self._guard_pid)
                     break
                 else:
                     timeout = _LEFTOVER_KILL_TIMEOUT_S

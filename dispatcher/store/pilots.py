@@ -349,6 +349,9 @@ def _final_change(row: Any, f: FinalIn, now: float) -> Change:
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": reported.value,
     }
+    if row["start_time"] is None and rep.metrics.walltime_s > 0:
+        # a short job ends before its pilot reports it running: it started when the payload did
+        values["start_time"] = now - rep.metrics.walltime_s
     summary = "; ".join(f"{job_pb2.ErrorComponent.Name(e.component)} {e.code}: {e.diag}" for e in rep.errors)
     kw = {
         "panda_id": rep.panda_id,
