@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", default=None, help="write the bound port to this file")
     p.add_argument("--lease", type=float, default=DispatcherConfig.lease_s, help="lease seconds")
     p.add_argument("--bundle-port", type=int, default=None, help="serve the pilot bundle over HTTP on this port")
+    p.add_argument(
+        "--no-job-retry",
+        type=float,
+        default=DispatcherConfig.no_job_retry_s,
+        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             storage=load_storage(args.queues),
             lease_s=args.lease,
             bundle_port=args.bundle_port,
+            no_job_retry_s=args.no_job_retry,
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)
