@@ -283,6 +283,7 @@ class Payload:
             if self._status_fd >= 0:
                 loop.remove_reader(self._status_fd)
         self.usage.walltime_s = time.monotonic() - self._started
+        report = report or self._report()  # the report and the end of the stream may come in one read
         if report is None:
             # the guard was killed (SIGKILL after the grace period reached the whole group): its
             # status stands for the payload's, and what escaped the group is killed from here

@@ -413,7 +413,7 @@ def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> 
         seen[rep.panda_id] = (rep.lease_epoch, reported)
         changes.append(_final_change(row, f, now))
         out.append((OK, ""))
-    dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
+    links = dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:
@@ -421,7 +421,7 @@ def apply_finals(conn: Connection, finals: Sequence[FinalIn], *, now: float) -> 
                 if f.report.panda_id == ch.panda_id and out[i][0] == OK:
                     out[i] = (STALE, "the job changed concurrently")
     _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
-    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now)
+    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now, links=links)
     return out
 
 
