@@ -27,6 +27,9 @@ def pilot_command(
         Path | None, typer.Option(help="Parent of the job work directories (default: ./ailuro-pilot-<pilot id>).")
     ] = None,
     heartbeat_s: Annotated[float, typer.Option(help="Heartbeat interval in seconds.")] = 30.0,
+    status_delay_s: Annotated[
+        float, typer.Option(help="Report a job's status change this long after it (shorter jobs send only the final).")
+    ] = 1.0,
     idle_timeout_s: Annotated[float, typer.Option(help="Exit after this long without a job.")] = 300.0,
     walltime_s: Annotated[float, typer.Option(help="Lifetime of the pilot in seconds (0: unlimited).")] = 0.0,
     max_jobs: Annotated[int, typer.Option(help="Exit after this many jobs (0: unlimited).")] = 0,
@@ -87,6 +90,7 @@ def pilot_command(
             cores=cores or available_cores(),
             memory_mb=memory_mb or total_memory_mb(),
             heartbeat_s=heartbeat_s,
+            status_delay_s=status_delay_s,
             idle_timeout_s=idle_timeout_s,
             walltime_s=walltime_s,
             max_jobs=max_jobs,
