@@ -94,6 +94,8 @@ class JobContext:
     logger: logging.Logger | None = None
     """The job's own logger (its pilot.log), once the work directory exists."""
     debug_snapshots: int = 0
+    payload_done: bool = False
+    """The payload phase is over (stage-out and the log may still run): its cores are free."""
 
     @property
     def panda_id(self) -> int:
@@ -170,6 +172,8 @@ class JobServices:
     """Called when the job's status changed (sends a heartbeat at once)."""
     report_final: Callable[[JobContext, pilot_pb2.JobFinal], None]
     """Spools and sends the final report."""
+    cores_freed: Callable[[JobContext], None] | None = None
+    """Called when the payload phase is over, so the pilot may start the next job meanwhile."""
 
 
 class _Failure(Exception):
@@ -319,6 +323,9 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
                 errors.extend(classify(result, _tail(ctx.workdir / STDERR_NAME)))
         except _Failure as failure:
             errors.append(failure.error)
+        ctx.payload_done = True
+        if services.cores_freed is not None:
+            services.cores_freed(ctx)
         if ctx.abandoned:
             logger.warning("job %d abandoned (%s): no report", job.panda_id, ctx.kill_reason)
         elif ctx.kill_kind is not None:

@@ -117,6 +117,7 @@ class Pilot:
             resolver=self.resolver,
             notify_status=self._on_status,
             report_final=self._report_final,
+            cores_freed=lambda _ctx: self._wake.set(),
         )
         backoff = Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s)
         self.conn: Transport
@@ -216,7 +217,7 @@ class Pilot:
             if left is not None and left <= 0:
                 for ctx in self._held():
                     ctx.kill(KillKind.PILOT_WALLTIME, "the pilot's walltime ran out")
-            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+            active = self._active()
             if self._request_pending and now > self._request_deadline:
                 self._request_pending = False
             want = self._room(active)
@@ -234,10 +235,15 @@ class Pilot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
 
+    def _active(self) -> list[JobContext]:
+        """Jobs holding a slot: from assignment until their payload phase is over (a job storing its
+        outputs and log no longer uses its cores, so the next job may start meanwhile)."""
+        return [c for c in self.jobs.values() if c.task is not None and not c.task.done() and not c.payload_done]
+
     def free_cores(self, active: list[JobContext] | None = None) -> int:
         """Cores not used by running jobs (a job uses ``job.cores``, at least 1)."""
         if active is None:
-            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+            active = self._active()
         return self.config.cores - sum(max(1, c.job.cores) for c in active)
 
     def _room(self, active: list[JobContext]) -> int:
