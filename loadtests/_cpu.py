@@ -16,7 +16,6 @@ Two ways, both Linux-only:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -128,10 +127,17 @@ class CpuGroup:
             return None
         return None
 
-    def remove(self) -> None:
-        """Remove the group (its processes must have ended or moved)."""
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+    def remove(self, timeout_s: float = 10.0) -> None:
+        """Remove the group once its processes ended (a pilot's guard server outlives it briefly)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.1)
 
 
 class ProcSampler:
