@@ -46,6 +46,7 @@ from ddm.storage import StorageConfig, StorageResolver
 from pilot.config import PilotConfig
 from pilot.connection import Backoff, Connection, DispatcherRefused, Transport
 from pilot.job import PILOT_SIGNALLED, JobContext, JobServices, KillKind, run_job
+from pilot.spawner import guard_server
 from pilot.spool import FinalSpool
 from pilot.unary import UnaryConnection
 
@@ -165,6 +166,10 @@ class Pilot:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         stop = asyncio.Event()
+        try:  # from this (the event-loop) thread, before the first job
+            guard_server().ensure_started()
+        except OSError as exc:  # each payload start tries again, and fails its job if it must
+            log.warning("cannot start the payload guard server: %s", exc)
         conn_task = asyncio.create_task(self.conn.run(stop))
         hb_task = asyncio.create_task(self._heartbeat_loop())
         log.info(

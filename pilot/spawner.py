@@ -52,6 +52,12 @@ class GuardServer:
         """Pid of the server process (``None`` before the first request)."""
         return self._proc.pid if self._proc else None
 
+    def ensure_started(self) -> None:
+        """Start the server now if it is not running (a pilot does this before its first job)."""
+        with self._lock:
+            if self._sock is None or self._proc is None or self._proc.poll() is not None:
+                self._start()
+
     def _start(self) -> None:
         self.close()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
