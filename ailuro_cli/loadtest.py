@@ -3,7 +3,8 @@
 - ``ailuro loadtest run``: the locust scenario headless (fresh database and dispatcher, or
   ``--address`` of a running one), then the report and the database consistency check;
 - ``ailuro loadtest bench``: full job lifecycle throughput beside the raw gRPC ceiling;
-- ``ailuro loadtest memory``: dispatcher RSS with many pilot streams and a deep queue.
+- ``ailuro loadtest memory``: dispatcher RSS with many pilot streams and a deep queue;
+- ``ailuro loadtest pilots``: real pilots running real payloads beside Slurm and HTCondor.
 
 Everything lives in the ``loadtests`` package of a source checkout (and needs the ``dev`` extra
 for locust); the commands import it lazily and say so when it is missing.
@@ -69,6 +70,20 @@ def bench(
     with reported_errors():
         mod = _module("bench")
     raise typer.Exit(mod.main(["--db", db, "--dispatchers", dispatchers, "--jobs", str(jobs)]))
+
+
+@loadtest_app.command("pilots")
+def pilots(
+    jobs: int = typer.Option(1000, "--jobs", min=1, help="/bin/true jobs per system."),
+    sleep_jobs: int = typer.Option(160, "--sleep-jobs", min=1, help="sleep 1 jobs per system."),
+    systems: str = typer.Option("ailuro,condor,slurm", "--systems", help="Comma-separated systems to run."),
+    payloads: str = typer.Option("true,sleep", "--payloads", help="Comma-separated: true, sleep."),
+) -> None:
+    """Real pilots running real payloads beside Slurm and HTCondor: jobs/s and CPU per 1,000 jobs."""
+    with reported_errors():
+        mod = _module("bench_pilots")
+    args = ["--jobs", str(jobs), "--sleep-jobs", str(sleep_jobs), "--systems", systems, "--payloads", payloads]
+    raise typer.Exit(mod.main(args))
 
 
 @loadtest_app.command("memory")

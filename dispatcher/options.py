@@ -106,6 +106,14 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         "default: %(default)s); logs are read back only from there and the queue file's [[storage]] endpoints",
     )
     p.add_argument(
+        "--no-job-retry",
+        "--no-job-retry-s",
+        dest="no_job_retry_s",
+        type=float,
+        default=DispatcherConfig.no_job_retry_s,
+        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -147,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         sent_timeout_s=args.sent_timeout_s,
         bundle_port=args.bundle_port,
         ddm_workers=args.ddm_workers,
+        no_job_retry_s=args.no_job_retry_s,
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]
     )

@@ -18,7 +18,10 @@ default settings). Load comes from separate processes over real gRPC, asyncio cl
   processes together send at most R requests per second, an open loop at the target load). A job goes
   ``STARTING`` -> ``RUNNING`` x ``--renewals`` in HeartbeatBatch messages, each sent once the
   previous heartbeat of that job was acknowledged (the dispatcher acks after its periodic flush),
-  then a ``JobFinal(FINISHED)``; the job counts when the final is acknowledged.
+  then a ``JobFinal(FINISHED)`` as a real pilot sends it (metrics and the stored log tarball as a
+  LOG file with size, adler32 and pfn, which the dispatcher records); the job counts when the
+  final is acknowledged. (A real pilot sends no heartbeat at all for a job shorter than its
+  ``status_delay_s``: ``loadtests.bench_pilots`` measures real pilots.)
 - every ``--kill-every``-th job that reaches RUNNING is killed with ``KillJobs`` (through the
   *other* dispatcher when there are two, so the cross-process path is measured); kill latency is
   ``KillJobs`` sent to the Command arriving on the pilot's stream, both clocks in one process.
@@ -166,6 +169,20 @@ def _submit_process(addresses: list[str], cfg: LifecycleConfig, out: Any) -> Non
 # --- pilots ---------------------------------------------------------------------------------
 
 
+def real_final(panda_id: int, epoch: int, status: int) -> pilot_pb2.JobFinal:
+    """A final report as a real pilot sends it: metrics and the stored log tarball (size, adler32, pfn)."""
+    log_file = job_pb2.File(
+        lfn=f"bench.{panda_id}.job.log.tgz",
+        type=job_pb2.FILE_TYPE_LOG,
+        size=420,
+        adler32="1b2c0d3e",
+        pfn=f"file:///storage/LOCAL/bench.{panda_id}.job.log.tgz",
+        status="transferred",
+    )
+    metrics = job_pb2.JobMetrics(cpu_time_s=0.001, max_rss_kb=1024, walltime_s=0.002, exit_code=0)
+    return pilot_pb2.JobFinal(panda_id=panda_id, lease_epoch=epoch, status=status, metrics=metrics, files=[log_file])
+
+
 class _Shared:
     """Per-process state of all its pilot streams."""
 
@@ -263,8 +280,7 @@ class _LifecyclePilot:
                 await self._write(msg)
 
     async def _final(self, pid: int, epoch: int, status: int) -> None:
-        final = pilot_pb2.JobFinal(panda_id=pid, lease_epoch=epoch, status=status, metrics=job_pb2.JobMetrics())
-        await self._write(pilot_pb2.PilotMessage(final=final))
+        await self._write(pilot_pb2.PilotMessage(final=real_final(pid, epoch, status)))
 
     async def _kill(self, pid: int) -> None:
         self.killing[pid] = time.perf_counter()

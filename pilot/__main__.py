@@ -58,6 +58,12 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
         "--heartbeat-s", type=float, default=30.0, help="heartbeat interval in seconds (default: %(default)s)"
     )
     p.add_argument(
+        "--status-delay-s",
+        type=float,
+        default=1.0,
+        help="report a job's status change this long after it; shorter jobs send only the final (default: %(default)s)",
+    )
+    p.add_argument(
         "--idle-timeout-s", type=float, default=300.0, help="exit after this long without a job (default: %(default)s)"
     )
     p.add_argument("--walltime-s", type=float, default=0.0, help="lifetime of the pilot in seconds (0: unlimited)")
@@ -128,6 +134,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         cores=args.cores or available_cores(),
         memory_mb=args.memory_mb or total_memory_mb(),
         heartbeat_s=args.heartbeat_s,
+        status_delay_s=args.status_delay_s,
         idle_timeout_s=args.idle_timeout_s,
         walltime_s=args.walltime_s,
         max_jobs=args.max_jobs,

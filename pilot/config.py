@@ -43,6 +43,10 @@ class PilotConfig:
     """Memory offered to payloads (0: unknown)."""
     heartbeat_s: float = 30.0
     """Interval of the batched heartbeats."""
+    status_delay_s: float = 1.0
+    """A job's status change (starting, running, holding) is reported this long after it happened,
+    together with the others of that moment; a job that ends sooner reports only its final, so a
+    short job costs no heartbeat at all (0: report each change at once)."""
     idle_timeout_s: float = 300.0
     """Exit after this long without a job."""
     walltime_s: float = 0.0
@@ -86,6 +90,8 @@ class PilotConfig:
             raise ValueError("jobs_in_parallel must be at least 1")
         if self.heartbeat_s <= 0:
             raise ValueError("heartbeat_s must be positive")
+        if self.status_delay_s < 0:
+            raise ValueError("status_delay_s must not be negative")
         if self.cores < 1:
             raise ValueError("cores must be at least 1")
 

@@ -45,7 +45,7 @@ from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
 from pilot import environment, procfs, sandbox, staging
 from pilot.config import PilotConfig
-from pilot.logtar import log_lfn, make_log_tarball
+from pilot.logtar import JobLog, log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
 
 PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
@@ -95,6 +95,8 @@ class JobContext:
     logger: logging.Logger | None = None
     """The job's own logger (its pilot.log), once the work directory exists."""
     debug_snapshots: int = 0
+    payload_done: bool = False
+    """The payload phase is over (stage-out and the log may still run): its cores are free."""
 
     @property
     def panda_id(self) -> int:
@@ -172,6 +174,8 @@ class JobServices:
     """Called when the job's status changed (sends a heartbeat at once)."""
     report_final: Callable[[JobContext, pilot_pb2.JobFinal], None]
     """Spools and sends the final report."""
+    cores_freed: Callable[[JobContext], None] | None = None
+    """Called when the payload phase is over, so the pilot may start the next job meanwhile."""
 
 
 class _Failure(Exception):
@@ -270,11 +274,15 @@ def _tail(path: Path, size: int = 65536) -> str:
         return ""
 
 
-def _job_logger(ctx: JobContext) -> tuple[logging.Logger, logging.Handler]:
-    logger = logging.getLogger(f"pilot.job.{ctx.panda_id}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(ctx.workdir / PILOT_LOG_NAME)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
+    """The job's own logger: its messages are kept for the tarball's pilot.log and reach the pilot's log.
+
+    It is not registered with :mod:`logging` (which keeps every named logger for good, and clears
+    all their caches on each ``setLevel``): a pilot running 100,000 jobs must not grow with them.
+    """
+    logger = logging.Logger(f"pilot.job.{ctx.panda_id}", logging.INFO)
+    logger.parent = logging.getLogger("pilot.job")
+    handler = JobLog()
     logger.addHandler(handler)
     return logger, handler
 
@@ -318,6 +326,9 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
                 errors.extend(classify(result, _tail(ctx.workdir / STDERR_NAME)))
         except _Failure as failure:
             errors.append(failure.error)
+        ctx.payload_done = True
+        if services.cores_freed is not None:
+            services.cores_freed(ctx)
         if ctx.abandoned:
             logger.warning("job %d abandoned (%s): no report", job.panda_id, ctx.kill_reason)
         elif ctx.kill_kind is not None:
@@ -477,7 +488,7 @@ async def _store_log(
     ctx: JobContext,
     services: JobServices,
     logger: logging.Logger,
-    handler: logging.Handler,
+    handler: JobLog,
     errors: list[job_pb2.JobError],
 ) -> tuple[job_pb2.File, job_pb2.JobError | None]:
     log_file = log_file_of(ctx.job)
@@ -488,19 +499,24 @@ async def _store_log(
     handler.close()
     ctx.logger = None
     tarball = sandbox.workdir_file(ctx.workdir, log_file.lfn)  # log_file_of made it a plain name
-    snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    pilot_log = handler.text().encode()
+    members: list[tuple[Path | bytes, str]] = [
+        (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
+        (ctx.workdir / STDERR_NAME, STDERR_NAME),
+        (pilot_log, PILOT_LOG_NAME),
+    ]
+    if ctx.debug_snapshots:
+        snapshots = sorted(ctx.workdir.glob(DEBUG_SNAPSHOT_GLOB), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        members += [(p, p.name) for p in snapshots]
+
+    def store() -> job_pb2.File:  # one trip to a worker thread for the whole log
+        if services.config.keep_workdirs:
+            (ctx.workdir / PILOT_LOG_NAME).write_bytes(pilot_log)
+        make_log_tarball(tarball, members)
+        return staging.stage_out(log_file, tarball, ctx.job, services.resolver, logger)
+
     try:
-        await asyncio.to_thread(
-            make_log_tarball,
-            tarball,
-            [
-                (ctx.workdir / STDOUT_NAME, STDOUT_NAME),
-                (ctx.workdir / STDERR_NAME, STDERR_NAME),
-                (ctx.workdir / PILOT_LOG_NAME, PILOT_LOG_NAME),
-                *((p, p.name) for p in snapshots),
-            ],
-        )
-        return await asyncio.to_thread(staging.stage_out, log_file, tarball, ctx.job, services.resolver, logger), None
+        return await asyncio.to_thread(store), None
     except staging.StagingError as exc:
         logger.error("log stage-out failed: %s", exc.diag)
         return _failed_file(log_file), job_pb2.JobError(

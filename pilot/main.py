@@ -8,6 +8,12 @@ Commands: KILL stops the job (cancelled, 1144); DEBUG writes a snapshot of the p
 tree, output tails) into the work directory and the job's pilot log, so it lands in the log
 tarball, and sends a heartbeat at once.
 
+What a job costs on the link: a ``JobRequest`` (for as many jobs as there are free slots), its
+assignment, the final report and its ack. Status changes go out ``status_delay_s`` after they
+happen, batched, and only for jobs still running then; every held job is heartbeaten every
+``heartbeat_s``. Final reports are written to the spool (fsynced) in a worker thread, so the
+event loop never waits on the disk, and sent once they are on disk.
+
 Exit codes (:class:`ExitCode`):
 
 ====  ===========================================================================
@@ -40,6 +46,7 @@ from ddm.storage import StorageConfig, StorageResolver
 from pilot.config import PilotConfig
 from pilot.connection import Backoff, Connection, DispatcherRefused, Transport
 from pilot.job import PILOT_SIGNALLED, JobContext, JobServices, KillKind, run_job
+from pilot.spawner import guard_server
 from pilot.spool import FinalSpool
 from pilot.unary import UnaryConnection
 
@@ -89,11 +96,17 @@ class Pilot:
         self._next_request_at = 0.0
         self._signal: int | None = None
         self._wake = asyncio.Event()
+        self._status_changed: set[int] = set()
+        """Jobs whose status changed since their last heartbeat."""
+        self._status_timer: asyncio.TimerHandle | None = None
+        self._spooling: set[asyncio.Task[None]] = set()
+        """Final reports being written to the spool (then sent)."""
         self._services = JobServices(
             config=config,
             resolver=self.resolver,
-            notify_status=lambda _ctx: self._send_heartbeats(),
+            notify_status=self._on_status,
             report_final=self._report_final,
+            cores_freed=lambda _ctx: self._wake.set(),
         )
         backoff = Backoff(minimum_s=config.reconnect_min_s, maximum_s=config.reconnect_max_s)
         self.conn: Transport
@@ -141,6 +154,10 @@ class Pilot:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         stop = asyncio.Event()
+        try:  # from this (the event-loop) thread, before the first job
+            guard_server().ensure_started()
+        except OSError as exc:  # each payload start tries again, and fails its job if it must
+            log.warning("cannot start the payload guard server: %s", exc)
         conn_task = asyncio.create_task(self.conn.run(stop))
         hb_task = asyncio.create_task(self._heartbeat_loop())
         log.info(
@@ -161,6 +178,8 @@ class Pilot:
         finally:
             stop.set()
             hb_task.cancel()
+            if self._status_timer is not None:
+                self._status_timer.cancel()
             with contextlib.suppress(asyncio.CancelledError, DispatcherRefused):
                 await conn_task
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -191,7 +210,7 @@ class Pilot:
             if left is not None and left <= 0:
                 for ctx in self._held():
                     ctx.kill(KillKind.PILOT_WALLTIME, "the pilot's walltime ran out")
-            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+            active = self._active()
             if self._request_pending and now > self._request_deadline:
                 self._request_pending = False
             want = self._room(active)
@@ -209,10 +228,15 @@ class Pilot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
 
+    def _active(self) -> list[JobContext]:
+        """Jobs holding a slot: from assignment until their payload phase is over (a job storing its
+        outputs and log no longer uses its cores, so the next job may start meanwhile)."""
+        return [c for c in self.jobs.values() if c.task is not None and not c.task.done() and not c.payload_done]
+
     def free_cores(self, active: list[JobContext] | None = None) -> int:
         """Cores not used by running jobs (a job uses ``job.cores``, at least 1)."""
         if active is None:
-            active = [c for c in self.jobs.values() if c.task is not None and not c.task.done()]
+            active = self._active()
         return self.config.cores - sum(max(1, c.job.cores) for c in active)
 
     def _room(self, active: list[JobContext]) -> int:
@@ -234,6 +258,8 @@ class Pilot:
         # loop: an assignment answering a request sent just before the exit decision still runs
         while tasks := [c.task for c in self.jobs.values() if c.task is not None and not c.task.done()]:
             await asyncio.gather(*tasks, return_exceptions=True)
+        while self._spooling:
+            await asyncio.gather(*self._spooling, return_exceptions=True)
 
     async def _flush_finals(self) -> None:
         deadline = time.monotonic() + self.config.final_flush_timeout_s
@@ -387,10 +413,26 @@ class Pilot:
 
     # --- heartbeats and final reports ---------------------------------------------------------
 
-    def _send_heartbeats(self) -> None:
-        beats = [c.heartbeat() for c in self._held()]
+    def _send_heartbeats(self, only: set[int] | None = None) -> None:
+        """Heartbeat every held job (or those in ``only``) in one batch."""
+        beats = [c.heartbeat() for c in self._held() if only is None or c.panda_id in only]
+        self._status_changed = set() if only is None else self._status_changed - only
         if beats:
             self.conn.send(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=beats)))
+
+    def _on_status(self, ctx: JobContext) -> None:
+        """A job's status changed: report it ``status_delay_s`` from now, with the others changed by then."""
+        self._status_changed.add(ctx.panda_id)
+        if self.config.status_delay_s <= 0:
+            self._send_status()
+        elif self._status_timer is None:
+            loop = asyncio.get_running_loop()
+            self._status_timer = loop.call_later(self.config.status_delay_s, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_timer = None
+        if self._status_changed:  # jobs that ended meanwhile are no longer held: their final says it all
+            self._send_heartbeats(only=set(self._status_changed))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -412,7 +454,6 @@ class Pilot:
                 ctx.abandon(f"lease of {ctx.lease_s:.0f}s lapsed without contact")
 
     def _report_final(self, ctx: JobContext, final: pilot_pb2.JobFinal) -> None:
-        self.spool.put(final)
         ctx.reported = True
         log.info(
             "job %d ended %s%s",
@@ -420,6 +461,16 @@ class Pilot:
             job_pb2.JobStatus.Name(final.status),
             "".join(f" [{e.code}: {e.diag}]" for e in final.errors),
         )
+        task = asyncio.create_task(self._spool_and_send(final))
+        self._spooling.add(task)
+        task.add_done_callback(self._spooling.discard)
+
+    async def _spool_and_send(self, final: pilot_pb2.JobFinal) -> None:
+        """Write the final report to the spool (fsynced, in a worker thread), then send it."""
+        try:
+            await asyncio.to_thread(self.spool.put, final)
+        except OSError as exc:  # sending still beats losing it: only a crash from now on would
+            log.error("final report of job %d could not be spooled: %s", final.panda_id, exc)
         self.conn.send(pilot_pb2.PilotMessage(final=final))
         self._wake.set()
 

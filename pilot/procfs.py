@@ -41,13 +41,27 @@ class TreeUsage:
     rss_kb: int
 
 
-def read_proc(pid: int) -> ProcInfo | None:
-    """Parse /proc/<pid>/stat; ``None`` when the process is gone or unreadable."""
+def _read_stat(pid: int | str) -> str | None:
+    """The raw text of /proc/<pid>/stat (plain ``os`` calls: a tree walk reads hundreds of them)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode(errors="replace")
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_proc(pid: int) -> ProcInfo | None:
+    """Parse /proc/<pid>/stat; ``None`` when the process is gone or unreadable."""
+    raw = _read_stat(pid)
+    return None if raw is None else _parse(pid, raw)
+
+
+def _parse(pid: int, raw: str) -> ProcInfo | None:
     # the command name is in parentheses and may itself contain spaces or parentheses
     tail = raw[raw.rfind(")") + 2 :].split()
     try:
@@ -77,21 +91,38 @@ def all_processes() -> dict[int, ProcInfo]:
 
 
 def process_tree(root_pid: int, procs: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
-    """The processes of ``root_pid``'s tree: its session plus its descendants by parent pid."""
-    table = all_processes() if procs is None else procs
-    members = {p.pid for p in table.values() if p.session == root_pid}
-    if root_pid in table:
+    """The processes of ``root_pid``'s tree: its session plus its descendants by parent pid.
+
+    Without ``procs`` it reads every /proc/<pid>/stat once but parses in full only the tree's
+    members (the rest of a busy node is hundreds of processes).
+    """
+    if procs is not None:
+        links = {p.pid: (p.ppid, p.session) for p in procs.values()}
+    else:
+        raws: dict[int, str] = {}
+        links = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit() and (raw := _read_stat(name)) is not None:
+                fields = raw[raw.rfind(")") + 2 :].split(maxsplit=5)
+                if len(fields) > 4 and fields[1].isdigit() and fields[3].isdigit():
+                    raws[int(name)] = raw
+                    links[int(name)] = (int(fields[1]), int(fields[3]))
+    members = {pid for pid, (_, session) in links.items() if session == root_pid}
+    if root_pid in links:
         members.add(root_pid)
     children: dict[int, list[int]] = {}
-    for p in table.values():
-        children.setdefault(p.ppid, []).append(p.pid)
+    for pid, (ppid, _) in links.items():
+        children.setdefault(ppid, []).append(pid)
     stack = list(members)
     while stack:
         for child in children.get(stack.pop(), ()):
             if child not in members:
                 members.add(child)
                 stack.append(child)
-    return [table[pid] for pid in sorted(members)]
+    if procs is not None:
+        return [procs[pid] for pid in sorted(members)]
+    parsed = (_parse(pid, raws[pid]) for pid in sorted(members))
+    return [p for p in parsed if p is not None]
 
 
 def tree_usage(root_pid: int, *, exclude_root: bool = False) -> TreeUsage:

@@ -1,13 +1,14 @@
 """The payload process: start it under its guard in its own session, measure it, enforce limits, stop it.
 
-A :class:`Payload` is driven from asyncio: :meth:`Payload.start` starts :mod:`pilot.guard` (which
-kills the payload tree if the pilot dies) and waits until it started the payload;
-:meth:`Payload.wait` runs the monitor loop (it wakes when the guard exits, through a pidfd, or
-when a kill is requested, or every ``monitor_interval_s`` to measure the tree and check the
-limits). Stopping always goes through the whole tree: SIGTERM to the process group and to every
+A :class:`Payload` is driven from asyncio: :meth:`Payload.start` has the pilot's guard server
+(:mod:`pilot.spawner`) start the payload under a job guard (:mod:`pilot.guard`, which kills the
+payload tree if the pilot dies) and waits until it started; :meth:`Payload.wait` runs the monitor
+loop (it wakes when the guard reports on the job's status socket, when a kill is requested, or
+every ``monitor_interval_s`` to measure the tree and check the limits). A payload that ends
+before its first measurement costs no ``/proc`` walk at all: its CPU comes from the guard's
+report. Stopping always goes through the whole tree: SIGTERM to the process group and to every
 tree member outside it, then SIGKILL after the grace period. When the main process exits on its
-own, the guard and then the pilot kill leftover processes of its session at once: a payload must
-not outlive its job.
+own, the guard kills leftover processes at once: a payload must not outlive its job.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import logging
 import os
 import signal
-import subprocess
-import sys
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pilot import guard, procfs
+from pilot import procfs
+from pilot.spawner import guard_server
 
 log = logging.getLogger(__name__)
 
@@ -105,148 +105,140 @@ class PayloadStartError(Exception):
     """The payload could not be started (missing executable, permission, ...)."""
 
 
-def guard_command() -> list[str]:
-    """How to run :mod:`pilot.guard`: its file, or its source with ``-c`` when the pilot runs from a zipapp.
-
-    Always ``-I -S`` (isolated, no site-packages): the guard needs the standard library only, and
-    the job's ``PYTHON*`` variables (it runs in the job's environment) must not break it.
-    """
-    path = Path(guard.__file__ or "")
-    if path.is_file():
-        return [sys.executable, "-I", "-S", str(path)]
-    source = inspect.getsource(guard)
-    return [sys.executable, "-I", "-S", "-c", source]
-
-
 @dataclass(kw_only=True)
 class Payload:
-    """One running payload process tree, under its guard (:mod:`pilot.guard`).
+    """One running payload process tree, under its job guard (:mod:`pilot.guard`).
 
-    The pilot's child is the guard: the leader of the payload's session and process group, and
-    the payload's parent. Signals go to the group (the guard ignores SIGTERM and outlives the
-    payload to report its wait status); SIGKILL reaches the guard as well. Usage figures exclude
-    the guard's own CPU and RSS (about 10 MiB), and include everything below it.
+    The job guard leads the payload's session and process group and is the payload's parent.
+    Signals go to the group (the guard ignores SIGTERM and outlives the payload to report its
+    wait status); SIGKILL reaches the guard as well. The guard server holds the status socket open
+    until it reaped the guard, so the end of the stream means every process of the job is gone
+    (the pilot signals the group only before that: its id is not reused while the guard is a
+    zombie). Usage figures exclude the guard's own CPU and RSS, and include everything below it.
     """
 
     spec: PayloadSpec
     usage: Usage = field(default_factory=Usage)
-    _proc: subprocess.Popen[bytes] | None = None
+    _guard_pid: int | None = None
     _started: float = 0.0
     _kill: _KillRequest | None = None
     logger: logging.Logger = log
     """Where this payload's messages go (the job's own logger, so they land in its pilot log)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_rss_kb: int = 0
+    _status: socket.socket | None = None
     _status_fd: int = -1
     _status_buf: bytes = b""
-    _guard_cpu_s: float = 0.0
+    _status_eof: bool = False
     payload_pid: int | None = None
     """Pid of the payload's main process (the guard's child), once started."""
 
     @property
     def pid(self) -> int | None:
         """Pid of the guard, which is also the process-group and session id of the payload tree."""
-        return self._proc.pid if self._proc else None
+        return self._guard_pid
 
     async def start(self) -> None:
-        """Start the guard in a new session; return once it started the payload.
+        """Have the guard server start the payload under a job guard; return once it started.
 
         Raises :class:`PayloadStartError` when the payload cannot be started (missing program,
-        permission, ...). Call it from the event-loop thread: the guard's parent-death signal is
-        tied to the thread that forks it.
+        permission, ...). Call it from the event-loop thread: the guard server's parent-death
+        signal is tied to the thread that started it.
         """
-        read_fd, write_fd = os.pipe()
-        argv = [
-            *guard_command(),
-            "--parent",
-            str(os.getpid()),
-            "--status-fd",
-            str(write_fd),
-            "--",
-            *self.spec.argv,
-        ]
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with open(self.spec.stdout_path, "ab") as out, open(self.spec.stderr_path, "ab") as err:
-                self._proc = subprocess.Popen(
-                    argv,
-                    cwd=self.spec.cwd,
-                    env=dict(self.spec.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=(write_fd,),
+                guard_server().spawn(
+                    self.spec.argv,
+                    cwd=str(self.spec.cwd),
+                    env=self.spec.env,
+                    stdout=out.fileno(),
+                    stderr=err.fileno(),
+                    status=theirs.fileno(),
                 )
         except OSError as exc:
-            os.close(read_fd)
+            mine.close()
             raise PayloadStartError(f"cannot start the payload guard: {exc}") from exc
         finally:
-            os.close(write_fd)
+            theirs.close()
         self._started = time.monotonic()
-        self._status_fd = read_fd
-        os.set_blocking(read_fd, False)
+        self._status = mine
+        self._status_fd = mine.fileno()
+        mine.setblocking(False)
         line = await self._first_status_line()
-        if line.startswith("started "):
-            self.payload_pid = int(line.split()[1])
+        words = line.split()
+        if len(words) == 3 and words[0] == "started":
+            self.payload_pid, self._guard_pid = int(words[1]), int(words[2])
             self.logger.info(
-                "payload started, pid %d (guard %d): %s", self.payload_pid, self._proc.pid, " ".join(self.spec.argv)
+                "payload started, pid %d (guard %d): %s", self.payload_pid, self._guard_pid, " ".join(self.spec.argv)
             )
             return
-        code = await asyncio.to_thread(self._proc.wait, _GUARD_START_TIMEOUT_S)
         self._close_status()
         if line.startswith("error "):
             raise PayloadStartError(line[len("error ") :])
-        raise PayloadStartError(f"the payload guard exited with code {code} before starting it (see payload.stderr)")
+        raise PayloadStartError("the payload guard ended before starting the payload (see payload.stderr)")
 
     async def _first_status_line(self) -> str:
         """The guard's first status line ('' when it ended without one or took too long)."""
         loop = asyncio.get_running_loop()
         got_line = asyncio.Event()
-        eof = False
 
         def readable() -> None:
-            nonlocal eof
-            eof = eof or not self._read_status()
-            if eof or b"\n" in self._status_buf:
+            self._read_status()
+            if self._status_eof or b"\n" in self._status_buf:
                 got_line.set()
 
         loop.add_reader(self._status_fd, readable)
         try:
             await asyncio.wait_for(got_line.wait(), _GUARD_START_TIMEOUT_S)
         except TimeoutError:
-            assert self._proc is not None
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)  # the guard and anything it started
+            pass  # closing the status socket makes the guard kill whatever it started
         finally:
             loop.remove_reader(self._status_fd)
-        line, _, rest = self._status_buf.partition(b"\n")
-        if not _:
+        line, newline, rest = self._status_buf.partition(b"\n")
+        if not newline:
             return ""
         self._status_buf = rest
         return line.decode(errors="replace")
 
-    def _read_status(self) -> bool:
-        """Read what the guard wrote; ``False`` at end of file."""
-        while True:
+    def _read_status(self) -> None:
+        """Read what the guard wrote (sets ``_status_eof`` at end of stream)."""
+        while not self._status_eof:
             try:
                 chunk = os.read(self._status_fd, 4096)
             except BlockingIOError:
-                return True
+                return
             except OSError:
-                return False
+                chunk = b""
             if not chunk:
-                return False
+                self._status_eof = True
+                return
             self._status_buf += chunk
 
     def _close_status(self) -> None:
-        if self._status_fd >= 0:
-            os.close(self._status_fd)
+        if self._status is not None:
+            self._status.close()
+            self._status = None
             self._status_fd = -1
+
+    def _status_line(self, word: str, fields: int) -> list[str] | None:
+        """The words of the guard's (or server's) status line starting with ``word``, if it came."""
+        for line in self._status_buf.decode(errors="replace").splitlines():
+            words = line.split()
+            if len(words) == fields and words[0] == word:
+                return words
+        return None
+
+    def _report(self) -> tuple[int, float] | None:
+        """``(payload wait status, tree CPU seconds)`` from the guard's ``exited`` line, once it came."""
+        words = self._status_line("exited", 4)
+        with contextlib.suppress(TypeError, ValueError):
+            return int(words[1]), float(words[3])  # type: ignore[index]
+        return None
 
     def request_kill(self, reason: EndReason, detail: str) -> None:
         """Stop the tree now: SIGTERM immediately, SIGKILL after the grace period (first request wins)."""
-        if self._proc is None or self._kill is not None:
+        if self._guard_pid is None or self._kill is not None:
             return
         self._kill = _KillRequest(reason=reason, detail=detail, sigkill_at=time.monotonic() + self.spec.kill_grace_s)
         self.logger.info("stopping payload pid %s (%s): %s", self.payload_pid, reason.value, detail)
@@ -255,61 +247,53 @@ class Payload:
 
     async def wait(self) -> PayloadResult:
         """Monitor until the main process has ended and its tree is gone; then return the outcome."""
-        proc = self._proc
-        if proc is None:
+        if self._guard_pid is None or self._status_fd < 0:
             raise RuntimeError("payload not started")
         loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(proc.pid)
-        loop.add_reader(pidfd, self._wake.set)
-        status: int | None = None
-        rusage = None
-        next_sample = 0.0
-        reaped_at = 0.0
+
+        def readable() -> None:
+            self._read_status()
+            self._wake.set()
+            if self._status_eof:
+                loop.remove_reader(self._status_fd)
+
+        loop.add_reader(self._status_fd, readable)
+        next_sample = self._started + self.spec.monitor_interval_s
+        report: tuple[int, float] | None = None
+        reported_at = 0.0
         try:
-            while True:
+            while not self._status_eof:
                 now = time.monotonic()
-                if status is None:
-                    reaped, st, ru = os.wait4(proc.pid, os.WNOHANG)
-                    if reaped:
-                        status, rusage = st, ru
-                        reaped_at = now
-                        proc.returncode = os.waitstatus_to_exitcode(st)
-                        loop.remove_reader(pidfd)
-                if now >= next_sample or status is not None:
-                    self._sample(now)
-                    next_sample = now + self.spec.monitor_interval_s
-                if status is not None:
-                    # the main process is done: nothing of its session may live on
-                    if not self._signal_tree(signal.SIGKILL):
-                        break
-                    if now - reaped_at > _LEFTOVER_KILL_TIMEOUT_S:
-                        self.logger.warning(
-                            "payload (guard pid %d): leftovers survive SIGKILL (uninterruptible?)", proc.pid
-                        )
-                        break
+                if report is None and (report := self._report()) is not None:
+                    reported_at = now  # the payload is done: the server reaps the guard next
+                if report is None:
+                    self._monitor(now, next_sample)
+                    if now >= next_sample:
+                        next_sample = now + self.spec.monitor_interval_s
+                    timeout = max(0.01, min(next_sample, self._kill_deadline()) - now)
+                elif now - reported_at > _LEFTOVER_KILL_TIMEOUT_S:
+                    self.logger.warning("payload guard %s was not reaped after its report", self._guard_pid)
+                    break
                 else:
-                    self._check_limits(now)
-                    if self._kill and not self._kill.sigkill_sent and now >= self._kill.sigkill_at:
-                        self.logger.info(
-                            "payload pid %s still alive after %.1fs: SIGKILL", self.payload_pid, self.spec.kill_grace_s
-                        )
-                        self._signal_tree(signal.SIGKILL)
-                        self._kill.sigkill_sent = True
+                    timeout = _LEFTOVER_KILL_TIMEOUT_S
                 self._wake.clear()
-                timeout = 0.05 if status is not None else max(0.01, min(next_sample, self._kill_deadline()) - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        assert status is not None
-        status, guard_cpu_s = self._payload_status(status)
-        if rusage is not None:
-            # CPU of reaped children is only known from here (the guard's rusage includes every
-            # process it reaped, the payload too, plus its own start-up, taken out again);
-            # ru_maxrss is not used because Linux carries the forking pilot's own peak over exec()
-            cpu_s = rusage.ru_utime + rusage.ru_stime - guard_cpu_s
-            self.usage.cpu_time_s = max(self.usage.cpu_time_s, cpu_s)
+            if self._status_fd >= 0:
+                loop.remove_reader(self._status_fd)
+        self.usage.walltime_s = time.monotonic() - self._started
+        report = report or self._report()  # the report and the end of the stream may come in one read
+        if report is None:
+            # the guard was killed (SIGKILL after the grace period reached the whole group): its
+            # status stands for the payload's, and what escaped the group is killed from here
+            reaped = self._status_line("reaped", 2)
+            status = int(reaped[1]) if reaped and reaped[1].isdigit() and int(reaped[1]) else signal.SIGKILL
+            await self._kill_leftovers()
+        else:
+            status, tree_cpu_s = report
+            self.usage.cpu_time_s = max(self.usage.cpu_time_s, tree_cpu_s)
+        self._close_status()
         code = os.waitstatus_to_exitcode(status)
         sig = -code if code < 0 else None
         kill = self._kill
@@ -322,20 +306,25 @@ class Payload:
             killed_by_pilot=kill is not None,
         )
 
-    def _payload_status(self, guard_status: int) -> tuple[int, float]:
-        """The payload's wait status and the guard's own CPU, from the guard's last status line.
+    def _monitor(self, now: float, next_sample: float) -> None:
+        """One pass while the payload runs: measure when due, check the limits, escalate a kill."""
+        if now >= next_sample:
+            self._sample(now)
+        self._check_limits(now)
+        if self._kill and not self._kill.sigkill_sent and now >= self._kill.sigkill_at:
+            grace = self.spec.kill_grace_s
+            self.logger.info("payload pid %s still alive after %.1fs: SIGKILL", self.payload_pid, grace)
+            self._signal_tree(signal.SIGKILL)
+            self._kill.sigkill_sent = True
 
-        A guard that was killed (SIGKILL after the grace period) could not report: then its own
-        status stands for the payload's (the same SIGKILL reached both), and its CPU as last sampled.
-        """
-        self._read_status()
-        self._close_status()
-        for line in self._status_buf.decode(errors="replace").splitlines():
-            words = line.split()
-            if len(words) == 3 and words[0] == "exited":
-                with contextlib.suppress(ValueError):
-                    return int(words[1]), float(words[2])
-        return guard_status, self._guard_cpu_s
+    async def _kill_leftovers(self) -> None:
+        """SIGKILL what is left of a tree whose guard died, until nothing is (or give up)."""
+        deadline = time.monotonic() + _LEFTOVER_KILL_TIMEOUT_S
+        while self._signal_tree(signal.SIGKILL):
+            if time.monotonic() > deadline:
+                self.logger.warning("payload (guard pid %s): leftovers survive SIGKILL (uninterruptible?)", self.pid)
+                return
+            await asyncio.sleep(0.05)
 
     def _kill_deadline(self) -> float:
         if self._kill and not self._kill.sigkill_sent:
@@ -343,11 +332,8 @@ class Payload:
         return float("inf")
 
     def _sample(self, now: float) -> None:
-        assert self._proc is not None
-        root = procfs.read_proc(self._proc.pid)
-        if root is not None and root.state != "Z":
-            self._guard_cpu_s = root.own_cpu_s
-        tree = procfs.tree_usage(self._proc.pid, exclude_root=True)
+        assert self._guard_pid is not None
+        tree = procfs.tree_usage(self._guard_pid, exclude_root=True)
         self.usage.cpu_time_s = max(self.usage.cpu_time_s, tree.cpu_s)
         self.usage.max_rss_kb = max(self.usage.max_rss_kb, tree.rss_kb)
         self.usage.walltime_s = now - self._started
@@ -375,10 +361,10 @@ class Payload:
         Returns whether any live (non-zombie) member was found. Every group member is in the
         payload's session, so the tree read from /proc covers the whole group.
         """
-        assert self._proc is not None
-        root = self._proc.pid
+        assert self._guard_pid is not None
+        root = self._guard_pid
         live = [p for p in procfs.process_tree(root) if p.state != "Z"]
-        if self._proc.returncode is None or any(p.pgrp == root for p in live):
+        if not self._status_eof or any(p.pgrp == root for p in live):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(root, sig)
         for p in live:

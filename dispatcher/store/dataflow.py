@@ -200,11 +200,14 @@ def _links(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
     return out
 
 
-def route_finished(conn: Connection, changes: Sequence[Change]) -> None:
-    """Finished reports of DDM jobs end in ``transferring`` (outputs still to verify), not ``finished``."""
+def route_finished(conn: Connection, changes: Sequence[Change]) -> dict[int, Any]:
+    """Finished reports of DDM jobs end in ``transferring`` (outputs still to verify), not ``finished``.
+
+    Returns the DDM links of the finished jobs (for :func:`register_outputs`, so it reads them once).
+    """
     done = [ch for ch in changes if ch.to_status == JobState.FINISHED]
     if not done:
-        return
+        return {}
     links = _links(conn, [ch.panda_id for ch in done])
     for ch in done:
         link = links.get(ch.panda_id)
@@ -218,11 +221,17 @@ def route_finished(conn: Connection, changes: Sequence[Change]) -> None:
             why = f"final report: outputs stored; verifying them on {link['output_se']}"
             events.append((JobState.HOLDING, JobState.TRANSFERRING, why))
         ch.events = events
+    return links
 
 
-def register_outputs(conn: Connection, reports: Sequence[pilot_pb2.JobFinal], *, now: float) -> None:
-    """Register the stored outputs of DDM jobs that went to ``transferring``, and ask for their verification."""
-    linked = _links(conn, [r.panda_id for r in reports])
+def register_outputs(
+    conn: Connection, reports: Sequence[pilot_pb2.JobFinal], *, now: float, links: Mapping[int, Any] | None = None
+) -> None:
+    """Register the stored outputs of DDM jobs that went to ``transferring``, and ask for their verification.
+
+    ``links``: what :func:`route_finished` returned for these reports (else they are read here).
+    """
+    linked = _links(conn, [r.panda_id for r in reports]) if links is None else links
     for rep in reports:
         link = linked.get(rep.panda_id)
         if link is None or not link["output_se"] or JobState.from_proto(rep.status) != JobState.FINISHED:

@@ -391,6 +391,9 @@ def _final_change(row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": reported.value,
     }
+    if row["start_time"] is None and rep.metrics.walltime_s > 0:
+        # a short job ends before its pilot reports it running: it started when the payload did
+        values["start_time"] = now - rep.metrics.walltime_s
     summary = _summary(rep.errors, reason_chars)
     kw = {
         "panda_id": rep.panda_id,
@@ -457,7 +460,7 @@ def apply_finals(
         seen[rep.panda_id] = (rep.lease_epoch, reported)
         changes.append(_final_change(row, f, now, reason_chars))
         out.append((OK, ""))
-    dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
+    links = dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:
@@ -465,7 +468,7 @@ def apply_finals(
                 if f.report.panda_id == ch.panda_id and out[i][0] == OK:
                     out[i] = (STALE, "the job changed concurrently")
     _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
-    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now)
+    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now, links=links)
     return out
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from pilot import guard, procfs
 from pilot.runner import Payload, PayloadSpec
+from pilot.spawner import guard_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -181,3 +183,54 @@ def test_guard_runs_from_its_source_when_there_is_no_file(tmp_path: Path) -> Non
         lines = fh.read().decode().splitlines()
     assert proc.returncode == 5
     assert lines[0].startswith("started ") and lines[1].startswith(f"exited {5 << 8} ")
+
+
+async def test_one_guard_server_forks_the_guard_of_every_payload(tmp_path: Path) -> None:
+    # no interpreter start per job: each job's guard is a fork of the pilot's one guard server
+    first = Payload(spec=_spec(tmp_path, ["sleep", "0.5"]))
+    second = Payload(spec=_spec(tmp_path, ["sleep", "0.5"]))
+    await first.start()
+    await second.start()
+    server = guard_server().pid
+    guards = [first.pid, second.pid]
+    assert server is not None and None not in guards and guards[0] != guards[1]
+    assert [procfs.read_proc(g).ppid for g in guards] == [server, server]  # type: ignore[arg-type, union-attr]
+    assert "--serve" in procfs.cmdline(server)
+    results = await asyncio.gather(first.wait(), second.wait())
+    assert [r.exit_code for r in results] == [0, 0]
+    # the end of the status stream comes after the server reaped the guard: nothing of the job is left
+    assert not any(Path(f"/proc/{g}").exists() for g in guards)
+
+
+async def test_a_pilot_that_lets_go_of_a_job_takes_its_tree_down(tmp_path: Path) -> None:
+    mine, theirs = socket.socketpair()
+    with open(tmp_path / "out", "ab") as out:
+        guard_server().spawn(
+            ["sleep", "300"],
+            cwd=str(tmp_path),
+            env={"PATH": os.environ["PATH"]},
+            stdout=out.fileno(),
+            stderr=out.fileno(),
+            status=theirs.fileno(),
+        )
+    theirs.close()
+    mine.settimeout(20)
+    words = mine.recv(4096).decode().split()
+    assert words[0] == "started"
+    payload = int(words[1])
+    assert _alive(payload)
+    mine.close()  # as a pilot giving up on a job that never reported back in time
+    deadline = time.monotonic() + 5
+    while _alive(payload):
+        assert time.monotonic() < deadline, "the payload outlived the status socket"
+        await asyncio.sleep(0.02)
+
+
+async def test_report_and_end_of_stream_read_together(tmp_path: Path) -> None:
+    # the pilot is busy while the payload ends, the guard reports and the server reaps it: the
+    # report and the end of the status stream then arrive in one read, and the report still counts
+    payload = Payload(spec=_spec(tmp_path, ["true"]))
+    await payload.start()
+    time.sleep(1.0)  # blocks the event loop on purpose
+    result = await asyncio.wait_for(payload.wait(), 20)
+    assert (result.exit_code, result.signal, result.killed_by_pilot) == (0, None, False)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import tarfile
 from pathlib import Path
 
-from pilot.logtar import log_lfn, make_log_tarball
+from pilot.logtar import JobLog, log_lfn, make_log_tarball
 
 
 def test_tarball_content(tmp_path: Path) -> None:
@@ -28,3 +29,21 @@ def test_tarball_content(tmp_path: Path) -> None:
         assert names == ["job_7.job.log/payload.stderr", "job_7.job.log/payload.stdout", "job_7.job.log/pilot.log"]
         assert tar.extractfile("job_7.job.log/payload.stdout").read() == b"out\n"  # type: ignore[union-attr]
     assert not (tmp_path / (path.name + ".part")).exists()
+
+
+def test_tarball_member_from_memory(tmp_path: Path) -> None:
+    path = tmp_path / log_lfn("job_8")
+    make_log_tarball(path, [(b"kept in memory\n", "pilot.log")])
+    with tarfile.open(path) as tar:
+        assert tar.extractfile("job_8.job.log/pilot.log").read() == b"kept in memory\n"  # type: ignore[union-attr]
+
+
+def test_job_log_keeps_at_most_its_limit() -> None:
+    handler = JobLog(limit=200)
+    logger = logging.Logger("pilot.job.test", logging.INFO)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("message %d", i)
+    text = handler.text()
+    assert "message 0" in text and "message 49" not in text
+    assert len(text.encode()) < 300 and "more messages dropped" in text
