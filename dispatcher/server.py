@@ -32,6 +32,7 @@ from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
+from dispatcher.auth.interceptor import build_interceptor
 from dispatcher.config import DispatcherConfig
 from dispatcher.services.counters import CounterFolder
 from dispatcher.services.ddm import InProcessAgent
@@ -67,6 +68,7 @@ class _Started:
 
 
 async def _start(config: DispatcherConfig) -> _Started:
+    interceptor = build_interceptor(config.auth, host=config.host)  # refuses an unsafe set-up first
     agent_threads = config.ddm_workers + 2 if config.storage and config.ddm_workers > 0 else 0
     db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4 + agent_threads)
     runtime = Runtime(config, db)
@@ -81,12 +83,13 @@ async def _start(config: DispatcherConfig) -> _Started:
     agent = InProcessAgent.start(config, db) if agent_threads else None
 
     server = grpc.aio.server(
+        interceptors=[interceptor],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
             ("grpc.server.max_pending_requests", config.max_pending_calls),
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
-        ]
+        ],
     )
     job_logs = JobLogService(runtime)
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
