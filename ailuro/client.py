@@ -33,6 +33,7 @@ from google.protobuf import timestamp_pb2
 
 from ailuro import names, targets
 from ailuro.backoff import backoff_delay
+from ailuro.credentials import bearer_metadata, resolve_token
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
@@ -110,7 +111,8 @@ class Client:
 
     ``server`` defaults to ``$AILURO_SERVER`` then ``127.0.0.1:50051``; ``identity`` to
     ``$AILURO_USER`` (none: the server treats the caller as anonymous). ``timeout`` bounds each
-    unary call; ``retries`` bounds the extra attempts of a retryable failure.
+    unary call; ``retries`` bounds the extra attempts of a retryable failure. ``token`` (else
+    ``token_file``, ``$AILURO_TOKEN``, ``$AILURO_TOKEN_FILE``) is sent as ``authorization: Bearer``.
     """
 
     def __init__(
@@ -123,6 +125,8 @@ class Client:
         timeout: float = 30.0,
         retries: int = 4,
         backoff_s: float = 0.25,
+        token: str | None = None,
+        token_file: str | None = None,
     ) -> None:
         self.server = server or os.environ.get("AILURO_SERVER") or DEFAULT_SERVER
         self.identity = identity if identity is not None else os.environ.get("AILURO_USER") or None
@@ -137,7 +141,8 @@ class Client:
             metadata.append((VO_METADATA_KEY, vo))
         if roles:
             metadata.append((ROLES_METADATA_KEY, ",".join(roles)))
-        self._metadata = tuple(metadata)
+        self.token = resolve_token(token, token_file)
+        self._metadata = (*metadata, *bearer_metadata(self.token))
         self._channel = targets.channel(self.server)
         self._stub = submission_pb2_grpc.SubmissionServiceStub(self._channel)
 

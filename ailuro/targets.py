@@ -99,7 +99,11 @@ def channel(spec: str, *, options: ChannelOptions | None = None) -> grpc.Channel
     return grpc.insecure_channel(t.target, options=t.options + list(options or []))
 
 
-def aio_channel(spec: str, *, options: ChannelOptions | None = None) -> grpc.aio.Channel:
-    """An asyncio channel to one dispatcher or spread over several."""
+def aio_channel(spec: str, *, options: ChannelOptions | None = None, token: str | None = None) -> grpc.aio.Channel:
+    """An asyncio channel to one dispatcher or spread over several; ``token`` is sent with every call."""
+    from ailuro.credentials import aio_interceptors
+
     t = resolve(spec)
-    return grpc.aio.insecure_channel(t.target, options=t.options + list(options or []))
+    return grpc.aio.insecure_channel(
+        t.target, options=t.options + list(options or []), interceptors=aio_interceptors(token)
+    )

@@ -71,6 +71,9 @@ class Settings:
 
     server: str | None = None
     user: str | None = None
+    token: str | None = None
+    """``--token``/``$AILURO_TOKEN`` (else the Client reads ``$AILURO_TOKEN_FILE``)."""
+    token_file: str | None = None
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -83,7 +86,7 @@ def settings(ctx: typer.Context) -> Settings:
 def make_client(ctx: typer.Context) -> Client:
     """A client for the server and identity given by ``--server``/``--user`` (or the environment)."""
     s = settings(ctx)
-    return Client(s.server, identity=s.user)
+    return Client(s.server, identity=s.user, token=s.token, token_file=s.token_file)
 
 
 def fail(message: str, *, code: int = EXIT_ERROR) -> typer.Exit:

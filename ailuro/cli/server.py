@@ -43,6 +43,19 @@ def server(
         help="Directory of file:// storage elements (<root>/<SE>, as pilots use it; default: the pilots' "
         "default, ~/.ailuro/storage); logs are read back only from there and the queue file's [[storage]] endpoints.",
     ),
+    auth: str = typer.Option(
+        "trusted-metadata",
+        "--auth",
+        envvar="AILURO_AUTH",
+        help="token: every call needs a bearer token (embedded issuer in --auth-dir); trusted-metadata: "
+        "development only, believes --user, loopback only (the default for now).",
+    ),
+    auth_dir: Path = typer.Option(
+        Path("~/.ailuro/auth"),
+        "--auth-dir",
+        envvar="AILURO_AUTH_DIR",
+        help="Embedded issuer state (signing key, JWKS, first admin token), made at first start in token mode.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -71,7 +84,15 @@ def server(
     from pilot.config import DEFAULT_STORAGE_ROOT
 
     options["storage_root"] = (storage_root or DEFAULT_STORAGE_ROOT).expanduser().absolute()
+    from dispatcher.auth.config import MODES, TOKEN_MODE, AuthConfig
+    from dispatcher.auth.interceptor import is_loopback
+
     with reported_errors():
+        if auth not in MODES:
+            raise fail(f"--auth must be one of {', '.join(MODES)}, got {auth!r}", code=EXIT_USAGE)
+        if auth != TOKEN_MODE and not is_loopback(host):
+            raise fail(f"--auth {auth} is allowed on a loopback --host only; use --auth token", code=EXIT_USAGE)
+        options["auth"] = AuthConfig(mode=auth, state_dir=auth_dir.expanduser().absolute())
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)
         try:
