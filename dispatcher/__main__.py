@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ailuro.errors import AiluroError
 from ailuro.queues import load_queues, load_storage
+from dispatcher.auth.config import MODES, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import serve
 
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("AILURO_STORAGE_ROOT") or None,
         help="directory of file:// storage elements (<root>/<SE>); logs are read back only from configured storage",
     )
+    p.add_argument("--auth", default=AuthConfig.mode, choices=MODES, help="token or trusted-metadata (loopback only)")
+    p.add_argument("--auth-dir", type=Path, default=None, help="embedded issuer state directory (token mode)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle_port=args.bundle_port,
             ddm_workers=max(0, args.ddm_workers),
             storage_root=Path(args.storage_root).absolute() if args.storage_root else None,
+            auth=AuthConfig(mode=args.auth, state_dir=args.auth_dir.absolute() if args.auth_dir else None),
         )
     except AiluroError as exc:
         logging.getLogger("dispatcher").error("bad configuration: %s", exc)
