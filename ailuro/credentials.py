@@ -15,6 +15,9 @@ from typing import Any
 
 import grpc
 
+TLS_CA_ENV = "AILURO_TLS_CA"
+"""A PEM file of the CA(s) that signed the dispatcher's certificate: the client then speaks TLS."""
+MAX_CA_BYTES = 1024 * 1024
 TOKEN_ENV = "AILURO_TOKEN"
 TOKEN_FILE_ENV = "AILURO_TOKEN_FILE"
 AUTHORIZATION_KEY = "authorization"
@@ -45,6 +48,18 @@ def resolve_token(token: str | None = None, token_file: str | Path | None = None
     if os.environ.get(TOKEN_FILE_ENV):
         return read_token_file(os.environ[TOKEN_FILE_ENV])
     return None
+
+
+def tls_credentials(tls_ca: str | Path | None = None) -> grpc.ChannelCredentials | None:
+    """TLS channel credentials trusting ``tls_ca`` (else ``$AILURO_TLS_CA``); None: plain text."""
+    path = tls_ca or os.environ.get(TLS_CA_ENV)
+    if not path:
+        return None
+    with Path(path).expanduser().open("rb") as fh:
+        pem = fh.read(MAX_CA_BYTES + 1)
+    if len(pem) > MAX_CA_BYTES or b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError(f"TLS CA file {path}: not a PEM certificate file of at most {MAX_CA_BYTES} bytes")
+    return grpc.ssl_channel_credentials(root_certificates=pem)
 
 
 def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

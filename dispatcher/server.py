@@ -67,6 +67,16 @@ class _Started:
     bundle_port: int = 0
 
 
+def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
+    """Add the listening port: TLS when a certificate is configured, else plain text."""
+    address = f"{config.host}:{config.port}"
+    auth = config.auth
+    if auth.tls_cert is None or auth.tls_key is None:
+        return server.add_insecure_port(address)
+    credentials = grpc.ssl_server_credentials([(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())])
+    return server.add_secure_port(address, credentials)
+
+
 async def _start(config: DispatcherConfig) -> _Started:
     interceptor = build_interceptor(config.auth, host=config.host)  # refuses an unsafe set-up first
     agent_threads = config.ddm_workers + 2 if config.storage and config.ddm_workers > 0 else 0
@@ -102,7 +112,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    port = _bind(server, config)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")
     await server.start()

@@ -83,7 +83,9 @@ class UnaryConnection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with targets.aio_channel(self.target, token=credentials.resolve_token()) as channel:
+        async with targets.aio_channel(
+            self.target, token=credentials.resolve_token(), tls=credentials.tls_credentials()
+        ) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

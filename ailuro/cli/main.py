@@ -40,9 +40,12 @@ def _global_options(
     token_file: str | None = typer.Option(
         None, "--token-file", envvar="AILURO_TOKEN_FILE", help="File holding the bearer token (re-read each run)."
     ),
+    tls_ca: str | None = typer.Option(
+        None, "--tls-ca", envvar="AILURO_TLS_CA", help="CA file (PEM) of a dispatcher that speaks TLS."
+    ),
 ) -> None:
     """Ailuro: submit, watch and manage jobs; run the dispatcher, pilots and factories."""
-    ctx.obj = Settings(server=server_address, user=user, token=token, token_file=token_file)
+    ctx.obj = Settings(server=server_address, user=user, token=token, token_file=token_file, tls_ca=tls_ca)
 
 
 for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli):

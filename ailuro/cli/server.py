@@ -56,6 +56,8 @@ def server(
         envvar="AILURO_AUTH_DIR",
         help="Embedded issuer state (signing key, JWKS, first admin token), made at first start in token mode.",
     ),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate chain: serve TLS only."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the dispatcher (the gRPC server) until interrupted."""
@@ -92,7 +94,11 @@ def server(
             raise fail(f"--auth must be one of {', '.join(MODES)}, got {auth!r}", code=EXIT_USAGE)
         if auth != TOKEN_MODE and not is_loopback(host):
             raise fail(f"--auth {auth} is allowed on a loopback --host only; use --auth token", code=EXIT_USAGE)
-        options["auth"] = AuthConfig(mode=auth, state_dir=auth_dir.expanduser().absolute())
+        if (tls_cert is None) != (tls_key is None):
+            raise fail("--tls-cert and --tls-key go together", code=EXIT_USAGE)
+        options["auth"] = AuthConfig(
+            mode=auth, state_dir=auth_dir.expanduser().absolute(), tls_cert=tls_cert, tls_key=tls_key
+        )
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail(f"--log-level must be debug, info, warning or error, got {log_level!r}", code=EXIT_USAGE)
         try:

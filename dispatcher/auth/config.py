@@ -72,9 +72,15 @@ class AuthConfig:
     """A JWKS document larger than this is refused."""
     allow_insecure_jwks: bool = False
     """Development only: allow ``http://`` JWKS URLs (otherwise only ``https://`` and files)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain the server presents: with ``tls_key`` the port speaks TLS only."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert`` (keep it 0600)."""
     cache_size: int = 10_000
     """Validated tokens remembered (until their ``exp``), so a pilot's many calls cost one check."""
 
     def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("auth.tls_cert and auth.tls_key go together")
         if self.mode not in MODES:
             raise ValueError(f"auth.mode: {self.mode!r} is not one of {MODES}")

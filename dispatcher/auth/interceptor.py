@@ -162,6 +162,8 @@ def build_interceptor(auth: AuthConfig, *, host: str) -> AuthInterceptor:
             "(development only; use --auth token) !!!"
         )
         return AuthInterceptor(trusted_metadata)
+    if auth.tls_cert is None and not is_loopback(host):
+        log.warning("auth mode 'token' without TLS on %s: bearer tokens travel in clear text (use --tls-cert)", host)
     issuers = list(auth.issuers)
     if auth.state_dir is not None:
         files = IssuerFiles(state_dir=auth.state_dir)
