@@ -74,7 +74,8 @@ class TokenValidator:
         if len(token) > self._config.max_token_bytes:
             raise AuthError(f"token longer than {self._config.max_token_bytes} bytes")
         header, unverified = self._peek(token)
-        issuer = self._issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        iss = unverified.get("iss")
+        issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise AuthError("token issuer ('iss') is not trusted by this dispatcher")
         alg = header.get("alg")

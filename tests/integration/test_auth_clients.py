@@ -121,3 +121,40 @@ def test_real_pilot_sends_its_token_file(secured: RunningDispatcher, tmp_path: P
         assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
         (done,) = client.get([pid])
     assert done.status == job_pb2.JOB_STATUS_FINISHED
+
+
+AILURO = str(Path(sys.executable).with_name("ailuro"))
+
+
+def test_server_command_in_token_mode_prints_the_admin_token_path(db_url: str, tmp_path: Path) -> None:
+    auth_dir = tmp_path / "auth"
+    argv = [AILURO, "server", "--db", db_url, "--port", "0", "--auth", "token", "--auth-dir", str(auth_dir)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        seen: list[str] = []
+        address = ""
+        assert proc.stderr is not None
+        for line in proc.stderr:  # bounded by the test timeout; the server logs at info
+            seen.append(line)
+            if "listening on" in line and line.startswith("ailuro dispatcher"):
+                address = line.split("listening on ", 1)[1].split()[0]
+                break
+        assert address, "".join(seen)[-3000:]
+        assert any(str(auth_dir / "admin.token") in line for line in seen), "".join(seen)[-3000:]
+        with Client(address, token=(auth_dir / "admin.token").read_text().strip()) as client:
+            assert client.queues()
+        with Client(address, retries=0) as client, pytest.raises(Unauthenticated):
+            client.queues()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_server_command_refuses_trusted_metadata_off_loopback(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [AILURO, "server", "--db", f"sqlite:///{tmp_path}/x.db", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "loopback" in run.stderr, run.stderr
