@@ -106,18 +106,19 @@ def _pilot(address: str, tmp_path: Path, env: dict[str, str]) -> subprocess.Comp
     return subprocess.run(argv, env=environ, capture_output=True, timeout=120)
 
 
-def test_real_pilot_sends_its_token_file(secured: RunningDispatcher, tmp_path: Path) -> None:
+@pytest.mark.parametrize("unary", ["0", "1"], ids=["stream", "unary"])
+def test_real_pilot_sends_its_token_file(secured: RunningDispatcher, tmp_path: Path, unary: str) -> None:
     user = issue(secured, "--user", "alice", "--vo", "compass")
     with Client(secured.address, token=user) as client:
         (pid,) = client.submit([{"transformation": "/bin/true", "computing_site": "LOCAL"}])
-        refused = _pilot(secured.address, tmp_path, {})
+        refused = _pilot(secured.address, tmp_path, {"AILURO_PILOT_UNARY": unary})
         assert refused.returncode != 0
         assert b"UNAUTHENTICATED" in refused.stderr, refused.stderr[-2000:]
         path = tmp_path / "pilot.token"
         path.write_text(
             issue(secured, "--user", "pilot-auth", "--vo", "compass", "--role", "pilot", "--queue", "LOCAL")
         )
-        run = _pilot(secured.address, tmp_path, {"AILURO_TOKEN_FILE": str(path)})
+        run = _pilot(secured.address, tmp_path, {"AILURO_TOKEN_FILE": str(path), "AILURO_PILOT_UNARY": unary})
         assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
         (done,) = client.get([pid])
     assert done.status == job_pb2.JOB_STATUS_FINISHED
