@@ -26,6 +26,16 @@ class JwksError(Exception):
     """The JWKS could not be read or parsed; the message says which source and why."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are refused: one could lead an https JWKS URL to plain http or elsewhere."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise JwksError(f"JWKS {req.full_url!r}: redirected (HTTP {code}); configure the final URL")
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _read_bounded(source: str, *, timeout_s: float, max_bytes: int, allow_http: bool) -> bytes:
     parsed = urllib.parse.urlsplit(source)
     if parsed.scheme in ("", "file"):
@@ -34,7 +44,7 @@ def _read_bounded(source: str, *, timeout_s: float, max_bytes: int, allow_http: 
             data = fh.read(max_bytes + 1)
     elif parsed.scheme == "https" or (parsed.scheme == "http" and allow_http):
         request = urllib.request.Request(source, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with _OPENER.open(request, timeout=timeout_s) as response:
             data = response.read(max_bytes + 1)
     else:
         raise JwksError(f"JWKS {source!r}: only https:// URLs or files are allowed")

@@ -238,3 +238,41 @@ def test_parse_duration() -> None:
     for bad in ("", "-1h", "0", "12 weeks", "400d"):
         with pytest.raises(ValueError):
             embedded.parse_duration(bad)
+
+
+def test_jwks_over_http_is_bounded_and_never_redirected(keys: dict[str, Any]) -> None:
+    """A real local HTTP server (allowed only by the development flag): fetch, size cap, no redirect."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps({"keys": [_jwk(keys["ec"], "k")]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "/jwks")
+                self.end_headers()
+                return
+            data = body if self.path == "/jwks" else b"x" * 5000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        fetch = {"refresh_s": 60, "timeout_s": 5, "max_bytes": 1000, "allow_http": True}
+        assert JwksCache(f"{base}/jwks", **fetch).key("k") is not None
+        with pytest.raises(JwksError, match="larger than 1000 bytes"):
+            JwksCache(f"{base}/big", **fetch).key("k")
+        with pytest.raises(JwksError, match="redirected"):
+            JwksCache(f"{base}/redirect", **fetch).key("k")
+    finally:
+        server.shutdown()
+        server.server_close()
