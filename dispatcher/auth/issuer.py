@@ -10,6 +10,7 @@ read it (the dispatcher's, or root) can issue tokens. An external issuer is just
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -168,8 +169,21 @@ def issue(
 
 
 def ensure(files: IssuerFiles, *, issuer: str, audience: str, admin_vo: str, now: float | None = None) -> bool:
-    """Make the state directory, key, JWKS and admin token if missing; True if a token was written."""
+    """Make the state directory, key, JWKS and admin token if missing; True if a token was written.
+
+    Several dispatcher processes on one host may share the directory: an exclusive lock on
+    ``.lock`` makes the first one create the key and the others use it.
+    """
     files.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(files.state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _ensure_locked(files, issuer=issuer, audience=audience, admin_vo=admin_vo, now=now)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _ensure_locked(files: IssuerFiles, *, issuer: str, audience: str, admin_vo: str, now: float | None) -> bool:
     if not files.key.exists():
         key = ed25519.Ed25519PrivateKey.generate()
         pem = key.private_bytes(

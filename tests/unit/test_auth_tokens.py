@@ -276,3 +276,19 @@ def test_jwks_over_http_is_bounded_and_never_redirected(keys: dict[str, Any]) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _ensure_and_report(state_dir: str) -> str:
+    files = embedded.IssuerFiles(state_dir=Path(state_dir))
+    embedded.ensure(files, issuer="ailuro-embedded", audience=AUD, admin_vo="admin")
+    return embedded.public_jwk(embedded.load_key(files))["kid"]
+
+
+def test_processes_starting_together_share_one_key(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(4) as pool:
+        kids = pool.map(_ensure_and_report, [str(tmp_path / "state")] * 4)
+    assert len(set(kids)) == 1
+    jwks = json.loads((tmp_path / "state" / "jwks.json").read_text())
+    assert [k["kid"] for k in jwks["keys"]] == kids[:1]
