@@ -33,6 +33,7 @@ from google.protobuf import timestamp_pb2
 
 from ailuro import names, targets
 from ailuro.backoff import backoff_delay
+from ailuro.credentials import bearer_metadata, resolve_token, tls_credentials
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
 from ailuro.jobspec import job_from_dict, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
@@ -106,7 +107,9 @@ class Client:
     ``server`` defaults to ``$AILURO_SERVER`` then ``127.0.0.1:50051``; ``identity`` to
     ``$AILURO_USER`` (none: the server treats the caller as anonymous). ``timeout`` bounds each
     unary call; ``extra_metadata`` is sent with every call; ``retries`` bounds the extra attempts
-    of a retryable failure.
+    of a retryable failure. ``token`` (else ``token_file``, ``$AILURO_TOKEN``,
+    ``$AILURO_TOKEN_FILE``) is sent as ``authorization: Bearer``; ``tls_ca`` (else
+    ``$AILURO_TLS_CA``) names the CA file of a dispatcher that speaks TLS.
     """
 
     def __init__(
@@ -120,6 +123,9 @@ class Client:
         timeout: float = 30.0,
         retries: int = 4,
         backoff_s: float = 0.25,
+        token: str | None = None,
+        token_file: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.server = server or os.environ.get("AILURO_SERVER") or DEFAULT_SERVER
         self.identity = identity if identity is not None else os.environ.get("AILURO_USER") or None
@@ -136,8 +142,9 @@ class Client:
             metadata.append((ROLES_METADATA_KEY, ",".join(roles)))
         # e.g. the PanDA gateway forwarding its caller's ``authorization`` header for the server to judge
         metadata.extend(extra_metadata)
-        self._metadata = tuple(metadata)
-        self._channel = targets.channel(self.server)
+        self.token = resolve_token(token, token_file)
+        self._metadata = (*metadata, *bearer_metadata(self.token))
+        self._channel = targets.channel(self.server, tls=tls_credentials(tls_ca))
         self._stub = submission_pb2_grpc.SubmissionServiceStub(self._channel)
 
     # -- plumbing -------------------------------------------------------------------------------

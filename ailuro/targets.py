@@ -109,13 +109,29 @@ def resolve(spec: str) -> ChannelTarget:
     return ChannelTarget(f"{scheme}:{','.join(dict.fromkeys(addresses))}", options, addresses)
 
 
-def channel(spec: str, *, options: ChannelOptions | None = None) -> grpc.Channel:
-    """A blocking-API channel to one dispatcher or spread over several."""
+def channel(
+    spec: str, *, options: ChannelOptions | None = None, tls: grpc.ChannelCredentials | None = None
+) -> grpc.Channel:
+    """A blocking-API channel to one dispatcher or spread over several (TLS with ``tls``)."""
     t = resolve(spec)
+    if tls is not None:
+        return grpc.secure_channel(t.target, tls, options=t.options + list(options or []))
     return grpc.insecure_channel(t.target, options=t.options + list(options or []))
 
 
-def aio_channel(spec: str, *, options: ChannelOptions | None = None) -> grpc.aio.Channel:
-    """An asyncio channel to one dispatcher or spread over several."""
+def aio_channel(
+    spec: str,
+    *,
+    options: ChannelOptions | None = None,
+    token: str | None = None,
+    tls: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """An asyncio channel to one dispatcher or spread over several; ``token`` is sent with every
+    call, and ``tls`` (see :func:`ailuro.credentials.tls_credentials`) makes it a TLS channel."""
+    from ailuro.credentials import aio_interceptors
+
     t = resolve(spec)
-    return grpc.aio.insecure_channel(t.target, options=t.options + list(options or []))
+    opts = t.options + list(options or [])
+    if tls is not None:
+        return grpc.aio.secure_channel(t.target, tls, options=opts, interceptors=aio_interceptors(token))
+    return grpc.aio.insecure_channel(t.target, options=opts, interceptors=aio_interceptors(token))

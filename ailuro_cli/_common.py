@@ -71,6 +71,11 @@ class Settings:
 
     server: str | None = None
     user: str | None = None
+    token: str | None = None
+    """``--token``/``$AILURO_TOKEN`` (else the Client reads ``$AILURO_TOKEN_FILE``)."""
+    token_file: str | None = None
+    tls_ca: str | None = None
+    """``--tls-ca``/``$AILURO_TLS_CA``: the dispatcher speaks TLS with a certificate signed by it."""
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -83,7 +88,7 @@ def settings(ctx: typer.Context) -> Settings:
 def make_client(ctx: typer.Context) -> Client:
     """A client for the server and identity given by ``--server``/``--user`` (or the environment)."""
     s = settings(ctx)
-    return Client(s.server, identity=s.user)
+    return Client(s.server, identity=s.user, token=s.token, token_file=s.token_file, tls_ca=s.tls_ca)
 
 
 def fail(message: str, *, code: int = EXIT_ERROR) -> typer.Exit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from ailuro_cli import ddm, demo, factory, gateway, jobs, loadtest, monitor, pilot, queues, server, submit, task
+from ailuro_cli import token as token_cli
 from ailuro_cli._common import Settings
 
 app = typer.Typer(
@@ -33,12 +34,21 @@ def _global_options(
     user: str | None = typer.Option(
         None, "--user", envvar="AILURO_USER", help="Identity sent with each call (default: anonymous)."
     ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="AILURO_TOKEN", help="Bearer token sent with each call (see 'ailuro token')."
+    ),
+    token_file: str | None = typer.Option(
+        None, "--token-file", envvar="AILURO_TOKEN_FILE", help="File holding the bearer token (re-read each run)."
+    ),
+    tls_ca: str | None = typer.Option(
+        None, "--tls-ca", envvar="AILURO_TLS_CA", help="CA file (PEM) of a dispatcher that speaks TLS."
+    ),
 ) -> None:
     """Ailuro: submit, watch and manage jobs; run the dispatcher, pilots and factories."""
-    ctx.obj = Settings(server=server_address, user=user)
+    ctx.obj = Settings(server=server_address, user=user, token=token, token_file=token_file, tls_ca=tls_ca)
 
 
-for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest):
+for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli):
     _module.register(app)
 gateway.register(app)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ailuro.queues import DEFAULT_QUEUES, QueueConfig, StorageElementConfig
+from dispatcher.auth.config import AuthConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,3 +136,6 @@ class DispatcherConfig:
     """Where the DDM agent passes files through between source and destination SE."""
     limits: Limits = Limits()
     """Bounds on requests and streams (see :class:`Limits`)."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """How callers are authenticated (see :class:`dispatcher.auth.config.AuthConfig`); the
+    default is still development-mode trusted metadata, allowed on a loopback ``host`` only."""

@@ -1,17 +1,20 @@
 """Who is calling: the identity every service-layer function takes as an explicit argument.
 
-Real authentication (tokens, X.509) comes later; today the identity is read from gRPC metadata
-(``ailuro-user``, ``ailuro-vo``, ``ailuro-roles``) and defaults to ``anonymous`` (embedded mode).
+The server's one authentication interceptor (:mod:`dispatcher.auth.interceptor`) puts it in
+:data:`CURRENT` for each call: from a validated bearer token, or (development mode only) from
+the ``ailuro-user``/``ailuro-vo``/``ailuro-roles`` metadata, read by :func:`identity_from_metadata`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ailuro.vocabulary import ROLES_METADATA_KEY as ROLES_KEY
 from ailuro.vocabulary import USER_METADATA_KEY as USER_KEY
 from ailuro.vocabulary import VO_METADATA_KEY as VO_KEY
+from dispatcher.auth.principal import Principal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,9 +24,14 @@ class Identity:
     name: str = "anonymous"
     vo: str = ""
     roles: tuple[str, ...] = ()
+    principal: Principal | None = None
+    """The validated token's principal (scopes, queues, issuer); None in trusted-metadata mode."""
 
 
 ANONYMOUS = Identity()
+
+CURRENT: ContextVar[Identity | None] = ContextVar("ailuro_identity", default=None)
+"""The identity of the call being served, set by the authentication interceptor."""
 
 
 def identity_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Identity:

@@ -16,6 +16,9 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import load_queues, load_storage
 from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED, DEFAULT_STORAGE_ROOT
 from ddm.storage import ENV_STORAGE_ROOT
+from dispatcher.auth.config import MODES as AUTH_MODES
+from dispatcher.auth.config import TOKEN_MODE, AuthConfig
+from dispatcher.auth.interceptor import is_loopback
 from dispatcher.config import DispatcherConfig
 
 QUEUES_ENV = "AILURO_QUEUES"
@@ -120,6 +123,22 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         help="dispatcher processes sharing the port (SO_REUSEPORT), each with its own event loop and GIL "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        default=environ.get("AILURO_AUTH") or AuthConfig.mode,
+        help="token: every call needs a bearer token (embedded issuer in --auth-dir); trusted-metadata: "
+        "development only, believes the caller's --user, loopback only (env AILURO_AUTH; default: %(default)s)",
+    )
+    p.add_argument(
+        "--auth-dir",
+        type=Path,
+        default=environ.get("AILURO_AUTH_DIR") or "~/.ailuro/auth",
+        help="embedded issuer state: signing key, JWKS, first admin token, made at first start in token mode "
+        "(env AILURO_AUTH_DIR; default: %(default)s)",
+    )
+    p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS only")
+    p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")
     p.add_argument("--log-level", type=_log_level, default="INFO", help=f"{', '.join(LOG_LEVELS)} (default: info)")
     return p
@@ -142,6 +161,18 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         raise InvalidArgument(f"must be 1 to 64, not {args.workers}", field="--workers")
     if args.ddm_workers < 0:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
+    if args.auth != TOKEN_MODE and not is_loopback(args.host):
+        raise InvalidArgument(
+            f"--auth {args.auth} is allowed on a loopback --host only; use --auth token", field="--auth"
+        )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidArgument("--tls-cert and --tls-key go together", field="--tls-cert")
+    auth = AuthConfig(
+        mode=args.auth,
+        state_dir=Path(args.auth_dir).expanduser().absolute(),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
     options: dict[str, object] = {}
     if args.queues is not None:
         if not args.queues.is_file():
@@ -156,6 +187,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         bundle_port=args.bundle_port,
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
+        auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]
     )

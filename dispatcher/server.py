@@ -32,6 +32,7 @@ from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
+from dispatcher.auth.interceptor import build_interceptor
 from dispatcher.config import DispatcherConfig
 from dispatcher.services.counters import CounterFolder
 from dispatcher.services.ddm import InProcessAgent
@@ -66,7 +67,18 @@ class _Started:
     bundle_port: int = 0
 
 
+def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
+    """Add the listening port: TLS when a certificate is configured, else plain text."""
+    address = f"{config.host}:{config.port}"
+    auth = config.auth
+    if auth.tls_cert is None or auth.tls_key is None:
+        return server.add_insecure_port(address)
+    credentials = grpc.ssl_server_credentials([(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())])
+    return server.add_secure_port(address, credentials)
+
+
 async def _start(config: DispatcherConfig) -> _Started:
+    interceptor = build_interceptor(config.auth, host=config.host)  # refuses an unsafe set-up first
     agent_threads = config.ddm_workers + 2 if config.storage and config.ddm_workers > 0 else 0
     db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4 + agent_threads)
     runtime = Runtime(config, db)
@@ -81,6 +93,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     agent = InProcessAgent.start(config, db) if agent_threads else None
 
     server = grpc.aio.server(
+        interceptors=[interceptor],
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
@@ -94,7 +107,7 @@ async def _start(config: DispatcherConfig) -> _Started:
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.keepalive_timeout_ms", 20_000),
-        ]
+        ],
     )
     job_logs = JobLogService(runtime)
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
@@ -107,7 +120,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    port = _bind(server, config)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")
     await server.start()

@@ -43,16 +43,21 @@ import asyncio
 import multiprocessing as mp
 import os
 import platform
+import tempfile
 import time
 import uuid
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
+from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+from dispatcher.auth.issuer import IssuerFiles, ensure
 from loadtests import consistency
 from loadtests._harness import database, dispatcher_handle, percentile, tree_cpu_seconds
 from loadtests.echo import EchoCeiling, measure_ceiling
@@ -90,6 +95,8 @@ class LifecycleConfig:
     With a rate, jobs are submitted and requested at that pace (submission runs two seconds
     ahead so the queue never runs dry), so GetJob latency is the dispatcher's answer time at that
     load, not the time a request waits behind thousands of others in a saturated closed loop."""
+    token_auth: bool = False
+    """Run the dispatchers in token mode (an embedded issuer); clients send its admin token."""
 
 
 @dataclass(kw_only=True)
@@ -126,7 +133,7 @@ class Result:
 async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
     template = job_pb2.Job(transformation="/bin/true", job_parameters="--events 1000", computing_site=QUEUE)
     sizes = deque(min(cfg.batch, cfg.jobs - i) for i in range(0, cfg.jobs, cfg.batch))
-    channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    channels = [grpc.aio.insecure_channel(a, interceptors=aio_interceptors(resolve_token())) for a in addresses]
     stubs = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
     ids: list[int] = []
     t0 = time.time()
@@ -348,7 +355,10 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
     share = cfg.pilots // cfg.load_processes + (1 if index < cfg.pilots % cfg.load_processes else 0)
     # A local subchannel pool per channel: otherwise gRPC shares one connection per address.
     own = [("grpc.use_local_subchannel_pool", 1)]
-    channels = [grpc.aio.insecure_channel(a, options=own) for _ in range(cfg.connections) for a in addresses]
+    auth = aio_interceptors(resolve_token())
+    channels = [
+        grpc.aio.insecure_channel(a, options=own, interceptors=auth) for _ in range(cfg.connections) for a in addresses
+    ]
     shared = _Shared(cfg, done, total)
     stubs = [pilot_pb2_grpc.PilotServiceStub(c) for c in channels]
     killers = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
@@ -398,8 +408,14 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
     """
     ctx = mp.get_context("spawn")
     res = Result(db=kind, dispatchers=n_dispatchers)
-    extra = ("--workers", str(workers)) if workers > 1 else ()
+    extra: tuple[str, ...] = ("--workers", str(workers)) if workers > 1 else ()
     with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
+        if cfg.token_auth:  # one embedded issuer shared by all processes; clients use its admin token
+            auth_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ailuro-bench-auth-"))) / "auth"
+            files = IssuerFiles(state_dir=auth_dir)
+            ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
+            os.environ["AILURO_TOKEN"] = files.admin_token.read_text().strip()  # inherited by spawned processes
+            extra = (*extra, "--auth", "token", "--auth-dir", str(auth_dir))
         handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
         addresses = [h.address for h in handles]
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
@@ -550,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
     )
+    p.add_argument(
+        "--auth", choices=["token", "trusted-metadata"], default="trusted-metadata", help="dispatcher auth mode"
+    )
     a = p.parse_args(argv)
     cfg = LifecycleConfig(
         jobs=a.jobs,
@@ -565,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=a.rate,
         connections=a.connections or 4 * a.workers,
         pg_settings=tuple(a.pg_set),
+        token_auth=a.auth == "token",
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import grpc
 
-from ailuro import targets
+from ailuro import credentials, targets
 from ailuro.backoff import backoff_delay
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 
@@ -109,7 +109,9 @@ class Connection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a stream open until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with targets.aio_channel(self.target) as channel:
+        async with targets.aio_channel(
+            self.target, token=credentials.resolve_token(), tls=credentials.tls_credentials()
+        ) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

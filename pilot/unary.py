@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from ailuro import targets
+from ailuro import credentials, targets
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from pilot.connection import FATAL_CODES, Backoff, DispatcherRefused
 
@@ -83,7 +83,9 @@ class UnaryConnection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with targets.aio_channel(self.target) as channel:
+        async with targets.aio_channel(
+            self.target, token=credentials.resolve_token(), tls=credentials.tls_credentials()
+        ) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

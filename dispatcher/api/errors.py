@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from ailuro.errors import FIELD_METADATA_KEY, AiluroError, status_code_for
-from dispatcher.identity import Identity, identity_from_metadata
+from dispatcher.identity import ANONYMOUS, CURRENT, Identity
 from dispatcher.logsafe import describe, where
 from dispatcher.store.engine import is_unavailable
 
@@ -41,8 +41,14 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException, meth
 
 
 def identity_of(context: grpc.aio.ServicerContext) -> Identity:
-    """The caller's identity from the call's metadata."""
-    return identity_from_metadata(context.invocation_metadata())
+    """The caller's identity, as the authentication interceptor established it.
+
+    ``context`` is unused: the interceptor is the one place that reads credentials, so no
+    handler can fall back to believing metadata.
+    """
+    del context
+    current = CURRENT.get()
+    return current if current is not None else ANONYMOUS
 
 
 def unary(fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]) -> Callable[..., Awaitable[T]]:

@@ -1,0 +1,6 @@
+"""Authentication: bearer JWTs from configured issuers (and an embedded one) → a :class:`Principal`.
+
+``config`` (settings), ``principal`` (WLCG claim mapping), ``jwks`` (issuer keys), ``tokens``
+(validation), ``issuer`` (the embedded issuer), ``interceptor`` (the one gRPC interceptor that
+reads credentials). Roles, VO isolation and pilot binding build on the principal (issue #14).
+"""
