@@ -97,6 +97,11 @@ async def _start(config: DispatcherConfig) -> _Started:
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
+            # Request headers (a bearer token is one) up to 16 KiB reach the auth interceptor, larger
+            # ones are refused by gRPC (RESOURCE_EXHAUSTED). Soft and hard limit are equal on purpose:
+            # between gRPC's default soft (8 KiB) and hard limit a header is refused at random.
+            ("grpc.max_metadata_size", 16 * 1024),
+            ("grpc.absolute_max_metadata_size", 16 * 1024),
             ("grpc.server.max_pending_requests", config.max_pending_calls),
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
             # Clients ping every ailuro.targets.KEEPALIVE_TIME_MS to notice a vanished host: accept

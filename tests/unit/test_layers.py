@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary, names, backoff
+SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary, names, backoff, credentials
 SDK = "sdk"  # the rest of ailuro/: client, jobspec, queues, ddm client, compat
 DDM_KIT = "ddm-kit"  # ddm/__init__, checksum, protocols, storage: what the pilot stages files with
 EVERYTHING = frozenset(
@@ -59,7 +59,16 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
 """Third-party libraries (beyond the standard library) the SDK and worker-node layers may import;
 layers without a row here are not restricted (the servers and the CLI declare theirs in pyproject)."""
 
-_SDK_CORE_FILES = {"__init__.py", "errors.py", "errorcodes.py", "targets.py", "vocabulary.py", "names.py", "backoff.py"}
+_SDK_CORE_FILES = {
+    "__init__.py",
+    "errors.py",
+    "errorcodes.py",
+    "targets.py",
+    "vocabulary.py",
+    "names.py",
+    "backoff.py",
+    "credentials.py",
+}
 _DDM_KIT_FILES = {"__init__.py", "checksum.py", "storage.py"}
 _CLI_CLIENT_FILES = {"ailuro_cli/ddm.py", "ailuro_cli/task.py"}
 _TOP_LAYERS = {
