@@ -70,7 +70,9 @@ def monitor(tmp_path: Path) -> Iterator[tuple[RunningMonitor, str, SampleSpec]]:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     spec = SampleSpec(n_jobs=N_JOBS, now=time.time(), span_hours=48.0)
     load_sample(url, spec)
-    running = run_in_thread(MonitorConfig(db_url=url, port=0, refresh_s=3600))  # updates triggered by the test
+    # logs are served only from configured storage: the test writes its log tarball under tmp_path
+    config = MonitorConfig(db_url=url, port=0, refresh_s=3600, log_roots=(tmp_path,))  # updates triggered by the test
+    running = run_in_thread(config)
     try:
         yield running, url, spec
     finally:
