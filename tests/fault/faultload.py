@@ -27,6 +27,7 @@ import grpc
 from sqlalchemy import create_engine, text
 
 from ailuro import targets
+from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 
 QUEUE = "LOCAL"
@@ -117,9 +118,11 @@ class ResilientPilot:
             own = [("grpc.use_local_subchannel_pool", 1), *self.channel_options]
             try:
                 if self.server_list:
-                    channel = targets.aio_channel(",".join(self.addresses), options=own)
+                    channel = targets.aio_channel(",".join(self.addresses), options=own, token=resolve_token())
                 else:
-                    channel = grpc.aio.insecure_channel(address, options=own)
+                    channel = grpc.aio.insecure_channel(
+                        address, options=own, interceptors=aio_interceptors(resolve_token())
+                    )
                 async with channel:
                     await self._session(pilot_pb2_grpc.PilotServiceStub(channel), stop)
                 backoff = 0.05

@@ -3,7 +3,9 @@
     python tests/fault/run_dispatcher.py --port-file F --config '{"db_url": "...", "lease_s": 3}'
 
 ``python -m dispatcher`` exposes only the production options; fault tests need short timeouts.
-A ``"workers": N`` key runs N server processes sharing the port (``ailuro server --workers N``).
+A ``"workers": N`` key runs N server processes sharing the port (``ailuro server --workers N``);
+an ``"auth_dir": DIR`` key runs it in token mode with the embedded issuer in DIR (a dispatcher
+bound to anything but loopback must: trusted metadata is refused there).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from pathlib import Path
 
+from dispatcher.auth.config import TOKEN_MODE, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import serve
 from dispatcher.workers import serve_workers
@@ -28,6 +31,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fields = json.loads(a.config)
     workers = int(fields.pop("workers", 1))
+    auth_dir = fields.pop("auth_dir", None)
+    if auth_dir:
+        fields["auth"] = AuthConfig(mode=TOKEN_MODE, state_dir=Path(auth_dir))
     config = DispatcherConfig(**fields)
 
     def ready(port: int) -> None:

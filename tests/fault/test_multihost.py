@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+from dispatcher.auth.issuer import IssuerFiles, ensure
 from loadtests import consistency
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -149,6 +151,9 @@ def _start_postgres(hosts: Hosts, root: Path) -> str:
 
 def _start_dispatcher(hosts: Hosts, role: str, db_addr: str, listen: str, tmp: Path) -> subprocess.Popen[bytes]:
     config = {
+        # not loopback, so token authentication (trusted metadata is refused there); both
+        # dispatchers share one embedded issuer, whose admin token the clients send
+        "auth_dir": str(tmp / "auth"),
         "heartbeat_flush_s": 0.1,
         "watchdog_interval_s": 0.3,
         "no_job_retry_s": 0.2,
@@ -192,6 +197,9 @@ def test_cut_link_of_one_dispatcher_host_pilots_move_jobs_finish_once(hosts: Hos
     root = Path(tempfile.mkdtemp(prefix="ailuro-multihost-"))
     try:
         url = _start_postgres(hosts, root)
+        issuer = IssuerFiles(state_dir=root / "auth")
+        ensure(issuer, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
+        client_env = {**os.environ, "AILURO_TOKEN": issuer.admin_token.read_text().strip()}
         d1 = _start_dispatcher(hosts, "d1", "10.213.49.2", "10.213.49.10", root)
         d2 = _start_dispatcher(hosts, "d2", "10.213.49.6", "10.213.49.14", root)
         servers = f"10.213.49.10:{DISPATCHER_PORT},10.213.49.14:{DISPATCHER_PORT}"
@@ -200,7 +208,7 @@ def test_cut_link_of_one_dispatcher_host_pilots_move_jobs_finish_once(hosts: Hos
         argv += ["--jobs", str(jobs), "--count", str(pilots), "--prefix", "mh", "--out", str(out)]
         argv += ["--seconds", "200", "--keepalive-ms", "3000"]
         with (root / "clients.log").open("wb") as log:
-            clients = subprocess.Popen(hosts.exec_argv("cl", *argv), stdout=log, stderr=log, cwd=REPO)
+            clients = subprocess.Popen(hosts.exec_argv("cl", *argv), stdout=log, stderr=log, cwd=REPO, env=client_env)
         hosts.procs.append(clients)
 
         deadline = time.monotonic() + 120
