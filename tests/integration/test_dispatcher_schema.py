@@ -19,6 +19,7 @@ from ailuro.v1 import (
     submission_pb2,
     submission_pb2_grpc,
 )
+from ailuro.vocabulary import FACTORY_ID_METADATA_KEY, FACTORY_SECRET_METADATA_KEY
 from dispatcher.server import RunningDispatcher
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import metadata
@@ -76,5 +77,6 @@ def test_longest_accepted_strings_fit_the_columns(channel: grpc.Channel) -> None
     assert pilot_pb2_grpc.PilotServiceStub(channel).GetJob(pilot_pb2.GetJobRequest(pilot=hello, n=1)).assignments
     worker = factory_pb2.Worker(worker_id=n, queue="LOCAL", backend=n, factory_id=n, batch_id=n, diag="d" * 1000)
     fac = factory_pb2_grpc.FactoryServiceStub(channel)
-    fac.RegisterWorkers(factory_pb2.RegisterWorkersRequest(workers=[worker]))
+    owner = ((FACTORY_ID_METADATA_KEY, n), (FACTORY_SECRET_METADATA_KEY, "s" * 64))  # the factory owning it
+    fac.RegisterWorkers(factory_pb2.RegisterWorkersRequest(workers=[worker]), metadata=owner)
     assert fac.ListWorkers(factory_pb2.ListWorkersRequest()).workers[0].backend == n
