@@ -7,6 +7,7 @@ directory) and ``ailuro job log`` returns it; workers' log paths are listed; a q
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,9 @@ from backends.factory import Factory, FactoryConfig
 
 pytestmark = pytest.mark.timeout(300)
 
-POOL_PYTHON = "/work/main/.venv/bin/python"
-"""A Python with the pilot's dependencies that the pool's chroot sees (it bind-mounts /work/main)."""
+POOL_PYTHON = sys.executable
+"""A Python with the pilot's dependencies that the pool's chroot sees (it bind-mounts the repository
+with its venv and the venv's base Python, tests/infra/htcondor.sh)."""
 
 
 def test_htcondor_job_logs_are_fetchable_and_queue_environment_reaches_pilots(
