@@ -389,6 +389,11 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
         db.dispose()
 
 
+MADE_AFTER_0005 = ("factory_queues", "factories")
+"""Tables later migrations create (0008): a database set back to an older version must lose them,
+or the upgrade that makes them again fails."""
+
+
 def test_migration_backfills_existing_jobs(db_url: str) -> None:
     """Jobs written before 0004 (counters dropped, schema at 0003) are counted by the upgrade."""
     run_workload_url = db_url
@@ -399,6 +404,8 @@ def test_migration_backfills_existing_jobs(db_url: str) -> None:
         with db.write() as conn:
             conn.execute(delete(job_counts))
             for table in ("job_counts", "job_error_counts", "job_count_deltas", "job_error_count_deltas"):
+                conn.execute(text(f"DROP TABLE {table}"))
+            for table in MADE_AFTER_0005:
                 conn.execute(text(f"DROP TABLE {table}"))
             conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
     finally:
@@ -419,6 +426,8 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
         with db.write() as conn:
             conn.execute(text("DROP TABLE job_count_deltas"))
             conn.execute(text("DROP TABLE job_error_count_deltas"))
+            for table in MADE_AFTER_0005:
+                conn.execute(text(f"DROP TABLE {table}"))
             conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         db.dispose()
