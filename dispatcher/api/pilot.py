@@ -18,8 +18,8 @@ import grpc
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from dispatcher import validation
-from dispatcher.api.errors import streaming, unary
-from dispatcher.services.hub import PilotHub, PilotStream
+from dispatcher.api.errors import identity_of, streaming, unary
+from dispatcher.services.hub import PilotHub, PilotStream, pilot_principal
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 
@@ -47,7 +47,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             return
         if first.WhichOneof("msg") != "hello":
             raise InvalidArgument("the first message on a stream must be a Hello", field="hello")
-        stream = await self.hub.open_stream(first.hello)
+        # the pilot id is bound to the caller; a live id of another principal: PERMISSION_DENIED
+        stream = await self.hub.open_stream(first.hello, pilot_principal(identity_of(context)))
         stream.handler = asyncio.current_task()
         reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
         try:
@@ -89,11 +90,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                     validation.validate_heartbeat_batch(msg.heartbeats, limits)
                     rejected = []
                     for hb in msg.heartbeats.heartbeats:
-                        problem = validation.heartbeat_problem(hb)
+                        problem = validation.heartbeat_problem(hb) or self.hub.heartbeat(stream, hb)
                         if problem:
                             rejected.append(_rejected(hb.panda_id, hb.lease_epoch, problem))
-                        else:
-                            self.hub.heartbeat(stream, hb)
                     stream.send_acks(rejected)
                 elif kind == "final":
                     problem = validation.final_problem(msg.final, limits)
@@ -135,7 +134,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
 
     async def _serve_final(self, stream: PilotStream, final: pilot_pb2.JobFinal) -> None:
         try:
-            ack = await self.hub.final(stream.pilot.pilot_id, final)
+            ack = await self.hub.final(stream.pilot.pilot_id, final, stream=stream)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -151,12 +150,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         h = request.pilot
         info = pstore.PilotInfo(pilot_id=h.pilot_id, queue=h.queue, node=h.node, batch_id=h.batch_id, version=h.version)
         rt = self.hub.rt
-
-        def register() -> None:
-            with rt.db.write() as conn:
-                pstore.register_pilot(conn, info, dispatcher_id=rt.dispatcher_id, connected=False, now=rt.now())
-
-        await rt.db_call(register)
+        await self.hub.register_unary(info, pilot_principal(identity_of(context)))
         assignments = await self.hub.request_jobs(info, request.n, walltime_left_s=h.walltime_left_s)
         retry = 0.0 if assignments else rt.config.no_job_retry_s
         return pilot_pb2.GetJobResponse(assignments=assignments, retry_after_s=retry)
@@ -167,6 +161,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     ) -> pilot_pb2.UpdateJobResponse:
         limits = self.hub.rt.config.limits
         validation.validate_update_job(request, limits)
+        await self.hub.check_owner(request.pilot_id, pilot_principal(identity_of(context)))
         acks: list[pilot_pb2.Ack | None] = []
         beats = []
         for hb in request.heartbeats:

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ailuro.errors import ResourceExhausted, Unavailable
+from ailuro.errors import PermissionDenied, ResourceExhausted, Unavailable
 from ailuro.v1 import pilot_pb2
 from dispatcher import validation
 from dispatcher.config import Limits
+from dispatcher.identity import Identity
 from dispatcher.logsafe import describe
 from dispatcher.services.batching import GroupCommitter, run_isolated
 from dispatcher.services.presence import Presence
@@ -33,6 +35,7 @@ from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
+from dispatcher.store.leases import check_pilot_owner
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,29 @@ comes near this; a pilot that stopped reading would otherwise grow the queue wit
 _PENDING_POLL_S = 0.02
 """How often a stream paused over ``pending_per_stream`` looks whether its backlog drained."""
 
+TRUSTED_METADATA = "trusted-metadata"
+"""The issuer part of a principal named by trusted metadata (development mode): no token issuer."""
+
+
+def pilot_principal(identity: Identity) -> str:
+    """Who a caller is, as a pilot id is bound to it: ``"<issuer> <user>"`` of its token.
+
+    In trusted-metadata mode (development) the claimed name stands in for the user. Issuers are
+    configured URLs or names without spaces, so the first space separates the two parts.
+    """
+    p = identity.principal
+    return f"{p.issuer} {p.user}" if p is not None else f"{TRUSTED_METADATA} {identity.name}"
+
 
 @dataclass(eq=False, kw_only=True)
 class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
 
     pilot: pstore.PilotInfo
+    principal: str = ""
+    """Who opened it (:func:`pilot_principal`); the pilot id is bound to it for the stream's life."""
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This stream's session: the pilot's reports count only while it is the pilot's current one."""
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
@@ -178,7 +198,8 @@ class PilotHub:
         self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
             runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
         )
-        self._beats: dict[int, tuple[pstore.HeartbeatIn, PilotStream]] = {}
+        # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
+        self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}
         self._running: dict[str, int] = {}
         self._running_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -214,15 +235,24 @@ class PilotHub:
 
     # --- stream lifecycle -------------------------------------------------------------------
 
-    async def open_stream(self, hello: pilot_pb2.Hello) -> PilotStream:
-        """Validate a Hello, register the pilot as connected here, resume its held jobs."""
+    async def open_stream(self, hello: pilot_pb2.Hello, principal: str = "") -> PilotStream:
+        """Validate a Hello, bind the pilot id to ``principal``, register it connected here, resume its held jobs.
+
+        ``PermissionDenied`` when the id belongs to another principal and is live or holds leases
+        (:func:`dispatcher.decisions.judge_pilot_claim`): checked here first for a stream of this
+        process (the live stream is left alone), then in the registry for any dispatcher.
+        """
         validation.validate_hello(hello, known_queues=self.rt.queue_names, limits=self.rt.config.limits)
         info = pstore.PilotInfo(
             pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, batch_id=hello.batch_id, version=hello.version
         )
-        stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
         old = self.streams.get(info.pilot_id)
-        if old is not None:  # the same pilot reconnected before its old stream was noticed closed
+        if old is not None and old.principal != principal:
+            raise PermissionDenied(
+                f"pilot id {info.pilot_id!r} belongs to another principal and is connected", field="hello.pilot_id"
+            )
+        stream = PilotStream(pilot=info, principal=principal, send_limit=self.rt.config.limits.send_queue_per_stream)
+        if old is not None:  # the same principal reconnected (before its old stream was noticed closed)
             old.fail(
                 ResourceExhausted(
                     f"a newer stream of pilot {info.pilot_id!r} replaced this one (one stream per pilot id)"
@@ -235,7 +265,16 @@ class PilotHub:
         def run() -> dict[int, tuple[pstore.AckResult, str, bool]]:
             with self.rt.db.write() as conn:
                 now = self.rt.now()
-                pstore.register_pilot(conn, info, dispatcher_id=self.rt.dispatcher_id, connected=True, now=now)
+                pstore.register_pilot(
+                    conn,
+                    info,
+                    dispatcher_id=self.rt.dispatcher_id,
+                    connected=True,
+                    now=now,
+                    principal=principal,
+                    stale_s=cfg.pilot_stale_s,
+                    error_field="hello.pilot_id",
+                )
                 if not hello.held_jobs:
                     return {}
                 return pstore.resume_held(conn, info, list(hello.held_jobs), lease_s=cfg.lease_s, now=now)
@@ -308,13 +347,26 @@ class PilotHub:
 
     # --- heartbeats -------------------------------------------------------------------------
 
-    def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> None:
-        """Buffer a (validated) heartbeat; the latest per job wins; acked after the next flush."""
-        prev = self._beats.get(hb.panda_id)
+    def session_problem(self, stream: PilotStream) -> str:
+        """Why reports on ``stream`` no longer count ("" while it is its pilot's current session)."""
+        if self.streams.get(stream.pilot.pilot_id) is stream:
+            return ""
+        return f"stream session {stream.session_id} of pilot {stream.pilot.pilot_id} was replaced or closed"
+
+    def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> str:
+        """Buffer a (validated) heartbeat; the latest per job and pilot wins; acked after the next flush.
+
+        Returns why it is refused ("": buffered): only the pilot's current session reports.
+        """
+        problem = self.session_problem(stream)
+        if problem:
+            return problem
+        key = (hb.panda_id, stream.pilot.pilot_id)
+        prev = self._beats.get(key)
         if prev is not None:
             prev[1].buffered -= 1
         stream.buffered += 1
-        self._beats[hb.panda_id] = (
+        self._beats[key] = (
             pstore.HeartbeatIn(
                 panda_id=hb.panda_id,
                 epoch=hb.lease_epoch,
@@ -324,6 +376,7 @@ class PilotHub:
             ),
             stream,
         )
+        return ""
 
     async def apply_heartbeats_now(self, beats: Sequence[pstore.HeartbeatIn]) -> list[tuple[pstore.AckResult, str]]:
         """Apply heartbeats without buffering (unary UpdateJob); one result per heartbeat.
@@ -376,11 +429,25 @@ class PilotHub:
 
     # --- finals -----------------------------------------------------------------------------
 
-    async def final(self, pilot_id: str, report: pilot_pb2.JobFinal) -> pilot_pb2.Ack:
-        """Apply a (validated) final report in the next group commit; the Ack reflects the outcome."""
-        pending = self._beats.get(report.panda_id)
+    async def final(
+        self, pilot_id: str, report: pilot_pb2.JobFinal, *, stream: PilotStream | None = None
+    ) -> pilot_pb2.Ack:
+        """Apply a (validated) final report in the next group commit; the Ack reflects the outcome.
+
+        ``stream``: the session it came on (REJECTED unless it is still the pilot's current one).
+        """
+        problem = self.session_problem(stream) if stream is not None else ""
+        if problem:
+            return pilot_pb2.Ack(
+                panda_id=report.panda_id,
+                lease_epoch=report.lease_epoch,
+                result=pstore.REJECTED,
+                message=problem,
+                is_final=True,
+            )
+        pending = self._beats.get((report.panda_id, pilot_id))
         if pending is not None and pending[0].epoch == report.lease_epoch:
-            del self._beats[report.panda_id]  # superseded by the final
+            del self._beats[(report.panda_id, pilot_id)]  # superseded by the final
             pending[1].buffered -= 1
         outcome = await _settled(self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id)))
         # An outage is raised: the stream ends UNAVAILABLE and the pilot resends the report from its spool.
@@ -394,6 +461,47 @@ class PilotHub:
             return pstore.apply_finals(
                 conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
             )
+
+    # --- unary calls: the pilot id comes from the request, so its owner is checked ----------
+
+    async def register_unary(self, info: pstore.PilotInfo, principal: str) -> None:
+        """Register (and bind) a pilot calling GetJob; ``PermissionDenied`` as for a Hello."""
+        rt = self.rt
+
+        def run() -> None:
+            with rt.db.write() as conn:
+                pstore.register_pilot(
+                    conn,
+                    info,
+                    dispatcher_id=rt.dispatcher_id,
+                    connected=False,
+                    now=rt.now(),
+                    principal=principal,
+                    stale_s=rt.config.pilot_stale_s,
+                    error_field="pilot.pilot_id",
+                )
+
+        await rt.db_call(run)
+
+    async def check_owner(self, pilot_id: str, principal: str) -> None:
+        """``PermissionDenied`` unless ``principal`` may report as ``pilot_id`` (UpdateJob).
+
+        A pilot streaming here is checked in memory; any other in the registry (one read).
+        """
+        stream = self.streams.get(pilot_id)
+        if stream is not None:
+            if stream.principal != principal:
+                raise PermissionDenied(
+                    f"pilot id {pilot_id!r} belongs to another principal and is connected", field="pilot_id"
+                )
+            return
+        rt = self.rt
+
+        def run() -> None:
+            with rt.db.read() as conn:
+                check_pilot_owner(conn, pilot_id, principal=principal, now=rt.now(), stale_s=rt.config.pilot_stale_s)
+
+        await rt.db_call(run)
 
     # --- commands ---------------------------------------------------------------------------
 

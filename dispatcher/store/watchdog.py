@@ -14,7 +14,9 @@ from sqlalchemy import Connection, delete, select
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
 from dispatcher.convert import encode_errors
-from dispatcher.states import JobState, should_retry
+from dispatcher.decisions import lost_attempt
+from dispatcher.states import JobState
+from dispatcher.store.leases import kill_error, lease_of
 from dispatcher.store.schema import jobs, pilot_commands
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -49,7 +51,7 @@ def _killed(row: Any, now: float, why: str) -> Change:
         values={
             "end_time": now,
             "lease_expires": None,
-            "errors": _error(errorcodes.KILLED_BY_USER, row["kill_reason"]),
+            "errors": kill_error(row["kill_reason"]),
         },
         reason=f"{why} after a kill request ({row['kill_reason']})",
         actor=ACTOR,
@@ -155,24 +157,22 @@ def _unstarted(row: Any, diag: str) -> Change:
 
 def _lost(row: Any, now: float, diag: str) -> Change:
     """A started attempt whose pilot is lost: failed with error LOST_HEARTBEAT, retried if allowed."""
-    attempt = row["attempt_nr"]
-    base: dict[str, Any] = {
-        "panda_id": row["panda_id"],
-        "from_status": JobState(row["status"]),
-        "epoch": row["lease_epoch"],
-        "actor": ACTOR,
-        "attempt_nr": attempt,
-    }
+    outcome = lost_attempt(lease_of(row), diag, errorcodes.LOST_HEARTBEAT)
     values: dict[str, Any] = {"lease_expires": None, "errors": _error(errorcodes.LOST_HEARTBEAT, diag)}
-    if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=True):
-        values.update(attempt_nr=attempt + 1, sent_time=None)
-        reason = (
-            f"attempt {attempt} failed ({diag}, error {errorcodes.LOST_HEARTBEAT}); retrying as attempt {attempt + 1}"
-        )
-        return Change(**base, to_status=JobState.ACTIVATED, values=values, reason=reason)
-    values["end_time"] = now
-    reason = f"failed: {diag} (error {errorcodes.LOST_HEARTBEAT}); attempt {attempt} of {row['max_attempt']}"
-    return Change(**base, to_status=JobState.FAILED, values=values, reason=reason)
+    if outcome.next_attempt is not None:
+        values.update(attempt_nr=outcome.next_attempt, sent_time=None)
+    else:
+        values["end_time"] = now
+    return Change(
+        panda_id=row["panda_id"],
+        from_status=JobState(row["status"]),
+        epoch=row["lease_epoch"],
+        to_status=outcome.to_status,
+        values=values,
+        reason=outcome.reason,
+        actor=ACTOR,
+        attempt_nr=row["attempt_nr"],
+    )
 
 
 def purge_commands(conn: Connection, *, before: float) -> int:
