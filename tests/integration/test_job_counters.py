@@ -392,6 +392,15 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
 MADE_AFTER_0005 = ("factory_queues", "factories")
 """Tables later migrations create (0008): a database set back to an older version must lose them,
 or the upgrade that makes them again fails."""
+COLUMNS_MADE_AFTER_0005 = (("pilots", "principal"), ("jobs", "kill_delivered"))
+"""Columns later migrations add (0013), dropped for the same reason."""
+
+
+def _forget_later_migrations(conn: Any) -> None:
+    for table in MADE_AFTER_0005:
+        conn.execute(text(f"DROP TABLE {table}"))
+    for table, column in COLUMNS_MADE_AFTER_0005:
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
 
 
 def test_migration_backfills_existing_jobs(db_url: str) -> None:
@@ -405,8 +414,7 @@ def test_migration_backfills_existing_jobs(db_url: str) -> None:
             conn.execute(delete(job_counts))
             for table in ("job_counts", "job_error_counts", "job_count_deltas", "job_error_count_deltas"):
                 conn.execute(text(f"DROP TABLE {table}"))
-            for table in MADE_AFTER_0005:
-                conn.execute(text(f"DROP TABLE {table}"))
+            _forget_later_migrations(conn)
             conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
     finally:
         db.dispose()
@@ -426,8 +434,7 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
         with db.write() as conn:
             conn.execute(text("DROP TABLE job_count_deltas"))
             conn.execute(text("DROP TABLE job_error_count_deltas"))
-            for table in MADE_AFTER_0005:
-                conn.execute(text(f"DROP TABLE {table}"))
+            _forget_later_migrations(conn)
             conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         db.dispose()
