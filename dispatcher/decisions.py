@@ -89,18 +89,21 @@ class BeatVerdict:
     """Record the start time now (the job reached ``running`` without one)."""
 
 
-def _lease_problem(lease: Lease | None, panda_id: int, epoch: int, pilot_id: str) -> tuple[Answer, str] | None:
+def _lease_problem(
+    lease: Lease | None, panda_id: int, epoch: int, pilot_id: str, *, holders_heir: bool = False
+) -> tuple[Answer, str] | None:
     """Why a report about ``(panda_id, epoch)`` from ``pilot_id`` cannot touch the lease (None: it can).
 
     The epoch and state are looked at before the pilot: a pilot whose lease moved on (the job was
     requeued and claimed again, so its epoch grew) is told STALE and drops the job, as it always
-    was; a report naming the live lease from another pilot is REJECTED, without saying who holds it.
+    was; a report naming the live lease from another pilot is REJECTED, without saying who holds
+    it — unless ``holders_heir``: the reporter's principal owns the holding pilot id too.
     """
     if lease is None:
         return Answer.NOT_FOUND, f"no job {panda_id}"
     if lease.lease_epoch != epoch or lease.status not in ON_PILOT_STATES:
         return Answer.STALE, f"job is {lease.status.value} with lease epoch {lease.lease_epoch}"
-    if lease.pilot_id != pilot_id:
+    if lease.pilot_id != pilot_id and not holders_heir:
         return Answer.REJECTED, f"job {panda_id} is not leased to pilot {pilot_id}"
     return None
 
@@ -182,6 +185,9 @@ class FinalReport:
     walltime_s: float = 0.0
     error_summary: str = ""
     """The reported errors as one bounded line (for the job's history)."""
+    holders_heir: bool = False
+    """The pilot id holding the lease belongs to the reporter's principal as well: a pilot handing
+    in the spooled final of an earlier pilot of its own (same node, shared spool) is let through."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +227,8 @@ def judge_final(
     """Judge a final report: ``earlier`` is the ``(epoch, status)`` of one for the same job earlier in the batch.
 
     A replay of the last applied report is OK again (the pilot missed the ack) and changes
-    nothing, whoever sends it; anything else must name the live lease and come from its pilot.
+    nothing, whoever sends it; anything else must name the live lease and come from its pilot
+    (or, for a spooled final, from another pilot of the same principal).
     """
     if lease is None:
         return FinalVerdict(answer=Answer.NOT_FOUND, message=f"no job {report.panda_id}")
@@ -231,7 +238,7 @@ def judge_final(
         if earlier == (report.epoch, report.status):
             return FinalVerdict(answer=Answer.OK, message="already recorded")
         return FinalVerdict(answer=Answer.STALE, message="another final report came first")
-    problem = _lease_problem(lease, report.panda_id, report.epoch, report.pilot_id)
+    problem = _lease_problem(lease, report.panda_id, report.epoch, report.pilot_id, holders_heir=report.holders_heir)
     if problem is not None:
         return FinalVerdict(answer=problem[0], message=problem[1])
     outcome = final_outcome(lease, report, now=now)

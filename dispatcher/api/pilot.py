@@ -161,7 +161,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     ) -> pilot_pb2.UpdateJobResponse:
         limits = self.hub.rt.config.limits
         validation.validate_update_job(request, limits)
-        await self.hub.check_owner(request.pilot_id, pilot_principal(identity_of(context)))
+        principal = pilot_principal(identity_of(context))
+        await self.hub.check_owner(request.pilot_id, principal)
         acks: list[pilot_pb2.Ack | None] = []
         beats = []
         for hb in request.heartbeats:
@@ -187,7 +188,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             problem = validation.final_problem(final, limits)
             if problem:
                 return _rejected(final.panda_id, final.lease_epoch, problem, is_final=True)
-            return await self.hub.final(request.pilot_id, final)
+            return await self.hub.final(request.pilot_id, final, principal=principal)
 
         finals = await asyncio.gather(*(one_final(f) for f in request.finals))
         commands = await self.hub.take_commands_for(request.pilot_id)

@@ -430,11 +430,12 @@ class PilotHub:
     # --- finals -----------------------------------------------------------------------------
 
     async def final(
-        self, pilot_id: str, report: pilot_pb2.JobFinal, *, stream: PilotStream | None = None
+        self, pilot_id: str, report: pilot_pb2.JobFinal, *, stream: PilotStream | None = None, principal: str = ""
     ) -> pilot_pb2.Ack:
         """Apply a (validated) final report in the next group commit; the Ack reflects the outcome.
 
-        ``stream``: the session it came on (REJECTED unless it is still the pilot's current one).
+        ``stream``: the session it came on (REJECTED unless it is still the pilot's current one);
+        ``principal``: its sender, when it came in an UpdateJob call (a stream knows its own).
         """
         problem = self.session_problem(stream) if stream is not None else ""
         if problem:
@@ -449,7 +450,9 @@ class PilotHub:
         if pending is not None and pending[0].epoch == report.lease_epoch:
             del self._beats[(report.panda_id, pilot_id)]  # superseded by the final
             pending[1].buffered -= 1
-        outcome = await _settled(self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id)))
+        sender = stream.principal if stream is not None else principal
+        item = pstore.FinalIn(report=report, pilot_id=pilot_id, principal=sender)
+        outcome = await _settled(self._finals.submit(item))
         # An outage is raised: the stream ends UNAVAILABLE and the pilot resends the report from its spool.
         res, msg = _item_outcome(outcome)
         return pilot_pb2.Ack(

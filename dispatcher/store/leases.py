@@ -70,6 +70,15 @@ def pilot_claim(
     return dec.PilotClaim(principal=row.principal, live=live, holds_leases=holds)
 
 
+def pilot_principals(conn: Connection, pilot_ids: Sequence[str]) -> dict[str, str]:
+    """The principal each of these pilot ids is bound to (absent: unknown id)."""
+    out: dict[str, str] = {}
+    for part in chunks(sorted(set(pilot_ids))):
+        stmt = select(pilots.c.pilot_id, pilots.c.principal).where(pilots.c.pilot_id.in_(part))
+        out.update({pid: principal for pid, principal in conn.execute(stmt)})
+    return out
+
+
 def check_pilot_owner(
     conn: Connection, pilot_id: str, *, principal: str, now: float, stale_s: float, error_field: str = "pilot_id"
 ) -> None:

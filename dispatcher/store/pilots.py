@@ -22,7 +22,7 @@ from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, job_status
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store import dataflow
 from dispatcher.store.jobs import chunks, fetch_rows
-from dispatcher.store.leases import kill_error, lease_of, mark_kills_delivered, pilot_claim
+from dispatcher.store.leases import kill_error, lease_of, mark_kills_delivered, pilot_claim, pilot_principals
 from dispatcher.store.schema import files, jobs, pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -385,6 +385,8 @@ class FinalIn:
 
     report: pilot_pb2.JobFinal
     pilot_id: str
+    principal: str = ""
+    """Who sent it (``hub.pilot_principal``): may hand in a spooled final of its own earlier pilot."""
 
 
 def _summary(errors: Sequence[job_pb2.JobError], limit: int) -> str:
@@ -435,8 +437,8 @@ def _final_change(row: Any, f: FinalIn, outcome: dec.FinalOutcome, now: float) -
     )
 
 
-def final_report(f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS) -> dec.FinalReport:
-    """A final report as the decisions see it."""
+def final_report(f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS, *, heir: bool = False) -> dec.FinalReport:
+    """A final report as the decisions see it (``heir``: its principal owns the lease's pilot id too)."""
     rep = f.report
     return dec.FinalReport(
         panda_id=rep.panda_id,
@@ -446,6 +448,7 @@ def final_report(f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS) -> dec.Fi
         retryable=rep.retryable,
         walltime_s=rep.metrics.walltime_s,
         error_summary=_summary(rep.errors, reason_chars),
+        holders_heir=heir,
     )
 
 
@@ -458,13 +461,16 @@ def apply_finals(
     summary each writes into the job's history.
     """
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
+    foreign = [r["pilot_id"] for f in finals if (r := rows.get(f.report.panda_id)) and r["pilot_id"] != f.pilot_id]
+    owners = pilot_principals(conn, foreign)  # the rare case: a final from another pilot than the holder
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
     with_outputs: set[int] = set()
     seen: dict[int, tuple[int, JobState]] = {}
     for f in finals:
-        report = final_report(f, reason_chars)
-        row = rows.get(report.panda_id)
+        row = rows.get(f.report.panda_id)
+        heir = row is not None and bool(f.principal) and owners.get(row["pilot_id"]) == f.principal
+        report = final_report(f, reason_chars, heir=heir)
         lease = lease_of(row) if row is not None else None
         verdict = dec.judge_final(lease, report, now=now, earlier=seen.get(report.panda_id))
         out.append((_ACK[verdict.answer], verdict.message))

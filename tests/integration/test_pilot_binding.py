@@ -306,3 +306,19 @@ def test_finished_before_the_kill_reached_the_pilot_stands(world: World, db_url:
     assert [x.result for x in up.acks] == [P.ACK_RESULT_OK]
     assert world.job(pid).status == J.JOB_STATUS_FINISHED
     world.assert_consistent(db_url)
+
+
+def test_a_spooled_final_handed_in_by_the_holders_principal_counts(world: World, db_url: str) -> None:
+    """The spool hand-off (a dead pilot's final sent by the next pilot on the node) stays possible
+    for pilots of the same principal, and only for them."""
+    victim, pid, epoch = world.victim_with_job()
+    victim.close()
+    stranger = world.make(world.d.address, pilot_id="stranger", token=world.stranger_token)
+    stranger.final(pid, epoch, J.JOB_STATUS_FINISHED)
+    assert stranger.ack_for(pid, final=True).result == P.ACK_RESULT_REJECTED
+    heir = world.make(world.d.address, pilot_id="heir", token=world.victim_token)
+    heir.final(pid, epoch, J.JOB_STATUS_FINISHED)
+    assert heir.ack_for(pid, final=True).result == P.ACK_RESULT_OK
+    got = world.job(pid)
+    assert got.status == J.JOB_STATUS_FINISHED and got.pilot_id == "victim"
+    world.assert_consistent(db_url)

@@ -148,6 +148,13 @@ def test_strangers_final_for_the_live_lease_is_rejected() -> None:
     assert v == d.FinalVerdict(answer=A.REJECTED, message="job 7 is not leased to pilot stranger")
 
 
+def test_a_spooled_final_handed_in_by_a_pilot_of_the_holders_principal_counts() -> None:
+    v = d.judge_final(lease(), report(pilot_id="heir", holders_heir=True), now=1.0)
+    assert v.answer is A.OK and v.outcome is not None and v.outcome.to_status is S.FINISHED
+    # but not for a lease that moved on
+    assert d.judge_final(lease(), report(pilot_id="heir", holders_heir=True, epoch=2), now=1.0).answer is A.STALE
+
+
 # --- final reports: outcomes --------------------------------------------------------------------
 
 
