@@ -222,6 +222,10 @@ def test_a_strangers_final_for_a_leased_job_is_refused(world: World, db_url: str
 def test_a_strangers_heartbeat_is_refused_and_does_not_displace_the_holders(world: World, db_url: str) -> None:
     victim, pid, epoch = world.victim_with_job()
     stranger = world.make(world.d.address, pilot_id="stranger", token=world.stranger_token)
+    # alone in its flush, with the job's own status: PostgreSQL's one-UPDATE renewal must miss it too
+    stranger.heartbeat(pid, epoch, J.JOB_STATUS_RUNNING)
+    ack = stranger.ack_for(pid)
+    assert ack.result == P.ACK_RESULT_REJECTED and "not leased to pilot stranger" in ack.message
     before = lease_expires(db_url, pid)
     # both in the same coalescing window: the stranger's beat must not replace the holder's
     stranger.heartbeat(pid, epoch, J.JOB_STATUS_HOLDING)
