@@ -42,6 +42,7 @@ from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_META
 from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA_KEY
 
 if TYPE_CHECKING:
+    from ailuro.admin import AdminClient
     from ailuro.ddm import DDMClient, TaskClient
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -161,6 +162,13 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(server={self.server!r}, identity={self.identity!r})"
+
+    @property
+    def admin(self) -> AdminClient:
+        """Admin calls on the same connection: the audit log, token issuance (:mod:`ailuro.admin`)."""
+        from ailuro.admin import AdminClient
+
+        return AdminClient(self)
 
     @property
     def ddm(self) -> DDMClient:
