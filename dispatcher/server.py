@@ -78,7 +78,13 @@ def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
     auth = config.auth
     if auth.tls_cert is None or auth.tls_key is None:
         return server.add_insecure_port(address)
-    credentials = grpc.ssl_server_credentials([(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())])
+    # With a client CA every client must present a certificate it signed: gRPC has no "optional".
+    client_ca = auth.tls_client_ca.read_bytes() if auth.tls_client_ca is not None else None
+    credentials = grpc.ssl_server_credentials(
+        [(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
     return server.add_secure_port(address, credentials)
 
 

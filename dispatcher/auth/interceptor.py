@@ -178,4 +178,11 @@ def build_interceptor(auth: AuthConfig, *, host: str) -> AuthInterceptor:
     if not issuers:
         raise ValueError("auth mode 'token' needs a state directory (embedded issuer) or at least one issuer")
     validator = TokenValidator(auth, tuple(issuers))
-    return AuthInterceptor(TokenAuthenticator(validator, cache_size=auth.cache_size))
+    tokens = TokenAuthenticator(validator, cache_size=auth.cache_size)
+    if auth.gridmap is not None:
+        from dispatcher.auth.gridmap import CertificateAuthenticator, load_gridmap
+
+        gridmap = load_gridmap(auth.gridmap)  # GridmapError (a ValueError) names the bad line
+        log.info("mTLS: %d DN(s) mapped by %s", len(gridmap), auth.gridmap)
+        return AuthInterceptor(CertificateAuthenticator(gridmap, tokens))
+    return AuthInterceptor(tokens)
