@@ -126,3 +126,24 @@ def test_gridmap_needs_client_ca_and_token_mode(tmp_path: Path) -> None:
         AuthConfig(mode="token", tls_cert=tmp_path / "c", tls_key=tmp_path / "c", gridmap=tmp_path / "g")
     with pytest.raises(ValueError, match="tls_client_ca needs"):
         AuthConfig(mode="token", tls_client_ca=tmp_path / "c")
+
+
+def test_sdk_and_cli_present_a_certificate_file(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grid-proxy-like file (key + certificate) via ``Client(tls_cert=...)`` or ``$AILURO_TLS_CERT``."""
+    from typer.testing import CliRunner
+
+    from ailuro.client import Client
+    from ailuro_cli.main import app
+
+    proxy = tmp_path / "x509up"
+    proxy.write_bytes(site.known.private_key_pem.bytes() + site.known.cert_chain_pems[0].bytes())
+    ca = tmp_path / "ca.pem"
+    with Client(f"localhost:{site.dispatcher.port}", tls_ca=str(ca), tls_cert=str(proxy)) as client:
+        (pid,) = client.submit([{"transformation": "/bin/true"}])
+        assert client.get([pid])[0].owner == "jdoe"
+    runner = CliRunner(env={"AILURO_TLS_CERT": str(proxy), "AILURO_TLS_CA": str(ca), "AILURO_TOKEN": None})
+    shown = runner.invoke(app, ["--server", f"localhost:{site.dispatcher.port}", "job", "show", str(pid)])
+    assert shown.exit_code == 0 and "jdoe" in shown.output, shown.output
+    (tmp_path / "keyless").write_bytes(site.known.cert_chain_pems[0].bytes())
+    with pytest.raises(ValueError, match="one PEM private key"):
+        Client(f"localhost:{site.dispatcher.port}", tls_ca=str(ca), tls_cert=str(tmp_path / "keyless"))
