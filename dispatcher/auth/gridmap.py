@@ -9,8 +9,8 @@ The file is parsed strictly (every problem names the line), bounded (size, entri
 and read once at start. The same file and the same mapping serve the dispatcher's mTLS port
 (:class:`CertificateAuthenticator`, used when a call carries no bearer token) and the PanDA
 gateway's client-certificate path, so a DN means the same identity and roles everywhere. A DN is
-written in the grid's order (``/C=…/O=…/CN=…``, most significant first); RFC 3820 proxy CNs at
-the end (``/CN=123``, ``/CN=proxy``) are stripped, as grid services do.
+written in the grid's order (``/C=…/O=…/CN=…``, most significant first); the CNs an RFC 3820
+proxy certificate adds (``/CN=123``, ``/CN=proxy``) are stripped, as grid services do.
 """
 
 from __future__ import annotations
@@ -52,18 +52,6 @@ _SHORT_BY_OID = {
     NameOID.EMAIL_ADDRESS: "emailAddress",
     NameOID.SERIAL_NUMBER: "serialNumber",
 }
-_SHORT_BY_LONG = {
-    "countryName": "C",
-    "stateOrProvinceName": "ST",
-    "localityName": "L",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "commonName": "CN",
-    "domainComponent": "DC",
-    "userId": "UID",
-    "emailAddress": "emailAddress",
-    "serialNumber": "serialNumber",
-}
 
 
 class GridmapError(ValueError):
@@ -82,29 +70,46 @@ class Mapping:
     """Its roles (sorted), each one of :data:`ROLES`."""
 
 
-def grid_dn(parts: Iterable[tuple[str, str]]) -> str | None:
-    """``/K=V/K=V`` from (short name, value) pairs in certificate order, proxy CNs stripped."""
+PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")
+"""RFC 3820 ``proxyCertInfo``: marks a proxy certificate, whose subject is its issuer's plus CNs."""
+
+
+def grid_dn(parts: Iterable[tuple[str, str]], *, proxy: bool = False) -> str | None:
+    """``/K=V/K=V`` from (short name, value) pairs in certificate order; a proxy's CNs stripped."""
     dn = "".join(f"/{k}={v}" for k, v in parts)
-    dn = _PROXY_CN.sub("", dn)
+    if proxy:
+        dn = _PROXY_CN.sub("", dn)
     return dn if dn and len(dn) <= MAX_DN_CHARS else None
 
 
+def is_proxy(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` is an RFC 3820 proxy certificate."""
+    return any(ext.oid == PROXY_CERT_INFO for ext in cert.extensions)
+
+
 def dn_of_certificate(cert: x509.Certificate) -> str | None:
-    """The grid-style DN of a certificate's subject."""
+    """The grid-style DN of a certificate's subject (of the user, for a proxy certificate).
+
+    Trailing ``/CN=<digits>|proxy|limited proxy`` are stripped only from a certificate that
+    carries ``proxyCertInfo`` (OpenSSL checked its subject extends its issuer's): an ordinary
+    certificate whose DN ends like that is not someone else's proxy.
+    """
     pairs = []
     for rdn in cert.subject.rdns:
         for attr in rdn:
             value = attr.value if isinstance(attr.value, str) else attr.value.decode(errors="replace")
             pairs.append((_SHORT_BY_OID.get(attr.oid, attr.oid.dotted_string), value))
-    return grid_dn(pairs)
+    return grid_dn(pairs, proxy=is_proxy(cert))
 
 
-def dn_of_peercert(cert: dict[str, object] | None) -> str | None:
-    """The grid-style DN of ``ssl.SSLSocket.getpeercert()`` (a verified certificate), or None."""
-    subject = (cert or {}).get("subject")
-    if not isinstance(subject, tuple):
+def dn_of_der(der: bytes | None) -> str | None:
+    """:func:`dn_of_certificate` of a DER certificate (``SSLSocket.getpeercert(binary_form=True)``)."""
+    if not der:
         return None
-    return grid_dn((_SHORT_BY_LONG.get(k, k), v) for rdn in subject for k, v in rdn)
+    try:
+        return dn_of_certificate(x509.load_der_x509_certificate(der))
+    except ValueError:
+        return None
 
 
 def _roles(text: str, where: str) -> tuple[str, ...]:

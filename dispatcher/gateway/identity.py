@@ -28,7 +28,7 @@ from typing import Any
 
 from ailuro.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from dispatcher.auth import issuer as embedded
-from dispatcher.auth.gridmap import Mapping, dn_of_peercert
+from dispatcher.auth.gridmap import Mapping, dn_of_der
 from dispatcher.auth.principal import GROUPS_CLAIM, ClaimsError, vo_and_roles
 
 MINTED_LIFETIME_S = 300.0
@@ -126,7 +126,7 @@ def _token_caller(authorization: str, origin: str | None, *, dev_trust_token_sub
 
 def resolve_caller(
     *,
-    peercert: dict[str, Any] | None,
+    peercert: bytes | None,
     authorization: str | None,
     origin: str | None,
     gridmap: dict[str, Mapping] | None,
@@ -139,7 +139,7 @@ def resolve_caller(
     vo = _origin(origin)
     if authorization:
         return _token_caller(authorization, vo, dev_trust_token_sub=dev_trust_token_sub)
-    dn = dn_of_peercert(peercert)
+    dn = dn_of_der(peercert)
     if dn is None:
         return Caller(user=None, vo=vo)  # anonymous: the dispatcher decides (token mode refuses)
     if gridmap is None:

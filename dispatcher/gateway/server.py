@@ -106,7 +106,7 @@ class Gateway:
         client._metadata = (*(m for m in client._metadata if m[0] != "authorization"), *extra)
         return client
 
-    def caller(self, peercert: dict[str, Any] | None, authorization: str | None, origin: str | None) -> Caller:
+    def caller(self, peercert: bytes | None, authorization: str | None, origin: str | None) -> Caller:
         """Who sent a request (:func:`~dispatcher.gateway.identity.resolve_caller` with this gateway's maps)."""
         return resolve_caller(
             peercert=peercert,
@@ -202,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         return route if route in _ROUTES.get(self.command, ()) else None
 
     def _caller(self) -> Caller:
-        cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        # DER, so the DN comes from the certificate itself (and its proxyCertInfo, if any)
+        cert = self.connection.getpeercert(binary_form=True) if isinstance(self.connection, ssl.SSLSocket) else None
         return self.server.gateway.caller(cert, self.headers.get("Authorization"), self.headers.get("Origin"))
 
     def _body(self) -> Any:

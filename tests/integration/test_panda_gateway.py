@@ -301,6 +301,40 @@ def test_real_panda_client_with_client_certificate(
     assert {j["prodUserName"] for j in jobs} == {"jdoe"}  # the DN, mapped by the grid-mapfile
 
 
+def test_real_panda_client_with_a_grid_proxy(
+    gateway: str, pki: Pki, secured: RunningDispatcher, tmp_path: Path
+) -> None:
+    """An RFC 3820 proxy (X509_USER_PROXY: proxy certificate, its key, the user's certificate) maps
+    by the user's DN; a proxy of an unmapped user is refused."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.unit.test_gridmap import make_proxy_with_key
+
+    def proxy_file(leaf: trustme.LeafCert, name: str) -> Path:
+        cert, key = make_proxy_with_key(leaf)
+        path = tmp_path / name
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + leaf.cert_chain_pems[0].bytes()
+        )
+        return path
+
+    env = _client_env(gateway, pki, tmp_path, X509_USER_PROXY=str(proxy_file(pki.user, "x509up_u1000")))
+    submitted = _run_script(env, tmp_path, "submit", "LOCAL", "mDST.00001.root")
+    assert submitted["status"] == 0, submitted
+    ((pid, _, _),) = submitted["out"]
+    status = _run_script(env, tmp_path, "status", str(pid))
+    assert status["out"][0]["prodUserName"] == "jdoe", status
+    stranger = proxy_file(pki.stranger, "x509up_eve")
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(str(stranger))
+    answer = httpx.post(f"{gateway}/api/v1/job/kill", json={"job_ids": [pid]}, verify=context, timeout=60).json()
+    assert answer["success"] is False and "not in the grid-mapfile" in answer["message"], answer
+
+
 def _https(pki: Pki, leaf: trustme.LeafCert | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca_file))
     if leaf is not None:

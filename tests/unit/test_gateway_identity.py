@@ -9,17 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ailuro.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from dispatcher.auth.config import AuthConfig, IssuerConfig
-from dispatcher.auth.gridmap import parse_gridmap
+from dispatcher.auth.gridmap import dn_of_der, parse_gridmap
 from dispatcher.auth.issuer import IssuerFiles, ensure
 from dispatcher.auth.tokens import TokenValidator
 from dispatcher.gateway.identity import MINTED_LIFETIME_S, Minter, resolve_caller
+from tests.unit.test_gridmap import make_proxy
 
-GRIDMAP = parse_gridmap('"/O=CERN/CN=Jane Doe" jdoe compass user,production\n"/O=CERN/CN=Bob" bob amber user\n')
-JANE = {"subject": ((("organizationName", "CERN"),), (("commonName", "Jane Doe"),), (("commonName", "4711"),))}
-EVE = {"subject": ((("organizationName", "CERN"),), (("commonName", "Eve"),))}
+CA = trustme.CA()
+_JANE = CA.issue_cert("jdoe@example.org", common_name="Jane Doe", organization_name="CERN")
+JANE = make_proxy(_JANE).public_bytes(Encoding.DER)  # a proxy: mapped by the user's DN
+EVE = x509.load_pem_x509_certificate(
+    CA.issue_cert("eve@example.org", common_name="Eve").cert_chain_pems[0].bytes()
+).public_bytes(Encoding.DER)
+_JANE_DN = dn_of_der(JANE)
+GRIDMAP = parse_gridmap(f'"{_JANE_DN}" jdoe compass user,production\n"/O=CERN/CN=Bob" bob amber user\n')
 
 
 def _bearer(claims: dict[str, Any]) -> str:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from dispatcher.auth import gridmap
-from dispatcher.auth.gridmap import GridmapError, Mapping, dn_of_certificate, dn_of_peercert, parse_gridmap
+from dispatcher.auth.gridmap import GridmapError, Mapping, dn_of_certificate, dn_of_der, parse_gridmap
 
 GOOD = """
 # a comment, then blank lines
@@ -69,13 +71,55 @@ def test_duplicates_and_bounds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         gridmap.load_gridmap(tmp_path / "missing")
 
 
-def test_dn_in_grid_order_from_a_certificate_and_from_ssl() -> None:
+def make_proxy(leaf: trustme.LeafCert, cn: str = "4711") -> x509.Certificate:
+    """An RFC 3820 proxy of ``leaf``: its subject plus one CN, signed by the leaf's key, proxyCertInfo."""
+    return make_proxy_with_key(leaf, cn)[0]
+
+
+def make_proxy_with_key(leaf: trustme.LeafCert, cn: str = "4711") -> tuple[x509.Certificate, Any]:
+    """:func:`make_proxy` and the proxy's private key."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    issuer = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    issuer_key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    subject = x509.Name(
+        [*issuer.subject.rdns, x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, cn)])]
+    )
+    now = dt.datetime.now(dt.UTC)
+    # ProxyCertInfo ::= SEQUENCE { proxyPolicy SEQUENCE { policyLanguage id-ppl-inheritAll } }
+    info = bytes.fromhex("300c300a06082b06010505071501")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.UnrecognizedExtension(gridmap.PROXY_CERT_INFO, info), critical=True)
+        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert, key
+
+
+def test_dn_in_grid_order_and_proxy_cns_stripped_only_from_proxies() -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     ca = trustme.CA(organization_name="Grid CA")
     leaf = ca.issue_cert("jdoe@example.org", common_name="Jane Doe", organization_name="CERN")
     cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
     dn = dn_of_certificate(cert)
     assert dn is not None and dn.startswith("/O=CERN/OU=") and dn.endswith("/CN=Jane Doe"), dn
-    # ssl.getpeercert()'s form of the same subject gives the same DN; proxy CNs are stripped
-    peer = {"subject": ((("organizationName", "CERN"),), (("commonName", "Jane Doe"),), (("commonName", "1234"),))}
-    assert dn_of_peercert(peer) == "/O=CERN/CN=Jane Doe"
-    assert dn_of_peercert(None) is None and dn_of_peercert({"subject": "x"}) is None
+    proxy = make_proxy(leaf)
+    assert gridmap.is_proxy(proxy) and not gridmap.is_proxy(cert)
+    assert dn_of_certificate(proxy) == dn  # the user's DN, not the proxy's
+    assert dn_of_der(proxy.public_bytes(Encoding.DER)) == dn
+    # an ordinary certificate whose DN ends in a number is not someone's proxy: nothing is stripped
+    numbered = ca.issue_cert("n@example.org", common_name="12345", organization_name="CERN")
+    numbered_dn = dn_of_certificate(x509.load_pem_x509_certificate(numbered.cert_chain_pems[0].bytes()))
+    assert numbered_dn is not None and numbered_dn.endswith("/CN=12345")
+    assert dn_of_der(None) is None and dn_of_der(b"junk") is None
