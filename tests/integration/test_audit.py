@@ -203,3 +203,28 @@ def test_cli_audit_and_token_issue_through_the_server(secured: RunningDispatcher
     assert too_long.exit_code != 0 and "lifetime" in too_long.output
     bad_since = RUNNER.invoke(app, [*base, "audit", "--since", "yesterday"])
     assert bad_since.exit_code != 0 and "--since" in bad_since.output
+
+
+def test_task_submission_is_recorded(make_dispatcher: Callable[..., RunningDispatcher], tmp_path: Path) -> None:
+    from ailuro.queues import QueueConfig
+    from tests.integration.test_ddm_api import _put, _storage, _task
+
+    root = tmp_path / "se"
+    root.mkdir()
+    d = make_dispatcher(
+        storage=_storage(root),
+        queues=(QueueConfig(name="SITE"),),
+        ddm_workers=0,
+        auth=AuthConfig(mode="token", state_dir=tmp_path / "auth"),
+    )
+    for i in range(2):
+        _put(root, "DISK", "compass", f"k{i}.raw", b"k%d" % i)
+    with Client(d.address, token=admin_token(d)) as admin:
+        prod = admin.admin.issue_token(user="prod", vo="compass", roles=["production"]).token
+    with Client(d.address, token=prod) as c:
+        c.ddm.register_files("compass:raw.K", "DISK", ["k0.raw", "k1.raw"])
+        task_id, ids = c.tasks.submit(_task())
+    with Client(d.address, token=admin_token(d)) as admin:
+        (entry,) = admin.admin.audit(action="task.submit")
+    assert (entry.actor, entry.vo, entry.target) == ("prod", "compass", f"task {task_id}")
+    assert json.loads(entry.detail) == {"name": "T.api", "jobs": 2, "job_ids": audit.ids_text(ids)}
