@@ -512,6 +512,11 @@ def test_the_cli_command_serves_and_checks_its_options(dispatcher: RunningDispat
     cli = [sys.executable, "-m", "ailuro_cli.main"]
     bad = subprocess.run([*cli, "gateway", "--port", "0", "--tls-ca", "ca.pem"], capture_output=True, text=True)
     assert bad.returncode == 2 and "tls_ca" in bad.stderr
+    (tmp_path / "gridmap").write_text('"/CN=x" x compass user\n')
+    no_ca = subprocess.run(
+        [*cli, "gateway", "--port", "0", "--gridmap", str(tmp_path / "gridmap")], capture_output=True, text=True
+    )
+    assert no_ca.returncode == 2 and "gridmap" in no_ca.stderr and "--tls-ca" in no_ca.stderr, no_ca.stderr
     proc = subprocess.Popen(
         [*cli, "--server", dispatcher.address, "gateway", "--port", "0"], stderr=subprocess.PIPE, text=True
     )
