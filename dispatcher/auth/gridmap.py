@@ -15,6 +15,7 @@ proxy certificate adds (``/CN=123``, ``/CN=proxy``) are stripped, as grid servic
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -184,15 +185,20 @@ def identity_of_mapping(dn: str, mapping: Mapping, *, expires: float) -> Identit
     return Identity(name=mapping.user, vo=mapping.vo, roles=mapping.roles, principal=principal)
 
 
-def peer_certificate(context: grpc.aio.ServicerContext) -> x509.Certificate | None:
-    """The client certificate gRPC verified for this call (mTLS), or None."""
-    pems = (context.auth_context() or {}).get("x509_pem_cert") or []
-    if not pems:
-        return None
+@functools.lru_cache(maxsize=1024)
+def _dn_and_expiry(pem: bytes) -> tuple[str | None, float]:
+    """DN and ``notAfter`` of a PEM certificate (cached: a client's calls all carry the same one)."""
     try:
-        return x509.load_pem_x509_certificate(pems[0])
+        cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        return None
+        return None, 0.0
+    return dn_of_certificate(cert), cert.not_valid_after_utc.timestamp()
+
+
+def peer_dn(context: grpc.aio.ServicerContext) -> tuple[str | None, float] | None:
+    """``(DN, notAfter)`` of the client certificate gRPC verified for this call (mTLS), or None."""
+    pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+    return _dn_and_expiry(bytes(pems[0])) if pems else None
 
 
 Authenticate = Callable[[grpc.aio.ServicerContext], Awaitable[Identity]]
@@ -212,14 +218,14 @@ class CertificateAuthenticator:
     async def __call__(self, context: grpc.aio.ServicerContext) -> Identity:
         from dispatcher.auth.interceptor import bearer_token  # the interceptor imports this module
 
-        cert = None if bearer_token(context.invocation_metadata()) is not None else peer_certificate(context)
-        if cert is None:
+        peer = None if bearer_token(context.invocation_metadata()) is not None else peer_dn(context)
+        if peer is None:
             return await self._tokens(context)
-        dn = dn_of_certificate(cert)
+        dn, expires = peer
         mapping = self._gridmap.get(dn or "")
         if dn is None or mapping is None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, f"certificate DN {str(dn)[:300]!r} is not in the grid-mapfile"
             )
         assert dn is not None and mapping is not None  # abort() raised otherwise
-        return identity_of_mapping(dn, mapping, expires=cert.not_valid_after_utc.timestamp())
+        return identity_of_mapping(dn, mapping, expires=expires)
