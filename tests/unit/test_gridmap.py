@@ -9,6 +9,8 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.auth import gridmap
 from dispatcher.auth.gridmap import GridmapError, Mapping, dn_of_certificate, dn_of_der, parse_gridmap
@@ -123,3 +125,19 @@ def test_dn_in_grid_order_and_proxy_cns_stripped_only_from_proxies() -> None:
     numbered_dn = dn_of_certificate(x509.load_pem_x509_certificate(numbered.cert_chain_pems[0].bytes()))
     assert numbered_dn is not None and numbered_dn.endswith("/CN=12345")
     assert dn_of_der(None) is None and dn_of_der(b"junk") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from('"/=, #\t\nabcCN0123-._@+'), max_size=200))
+def test_any_text_parses_or_is_refused_with_gridmap_error(text: str) -> None:
+    try:
+        entries = parse_gridmap(text)
+    except GridmapError as exc:
+        assert str(exc).startswith("gridmap:")
+        return
+    for dn, mapping in entries.items():
+        assert (
+            dn.startswith("/")
+            and mapping.roles
+            and set(mapping.roles) <= {"user", "production", "pilot", "factory", "admin"}
+        )
