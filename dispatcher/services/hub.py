@@ -60,13 +60,17 @@ TRUSTED_METADATA = "trusted-metadata"
 
 
 def pilot_principal(identity: Identity) -> str:
-    """Who a caller is, as a pilot id is bound to it: ``"<issuer> <user>"`` of its token.
+    """Who a caller is, as a pilot id is bound to it: ``"<len(issuer)>:<issuer> <user>"``.
 
-    In trusted-metadata mode (development) the claimed name stands in for the user. Issuers are
-    configured URLs or names without spaces, so the first space separates the two parts.
+    The issuer is the token's ``iss`` (or ``x509:<DN>`` for a mapped certificate); in
+    trusted-metadata mode (development) it is :data:`TRUSTED_METADATA` and the claimed name
+    stands in for the user. The length prefix keeps the pair unambiguous whatever the two hold
+    (a DN has spaces); both parts are at most 255 characters, so it fits ``pilots.principal``.
     """
     p = identity.principal
-    return f"{p.issuer} {p.user}" if p is not None else f"{TRUSTED_METADATA} {identity.name}"
+    issuer, user = (p.issuer, p.user) if p is not None else (TRUSTED_METADATA, identity.name)
+    issuer, user = issuer[:255], user[:255]  # already bounded by the validators: a guard, not a rule
+    return f"{len(issuer)}:{issuer} {user}"
 
 
 @dataclass(eq=False, kw_only=True)
