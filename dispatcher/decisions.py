@@ -1,8 +1,8 @@
 """The dispatcher's lifecycle decisions as pure functions, beside the state table of :mod:`states`.
 
 What a pilot's final report does to its job, which heartbeats renew a lease, what a kill does in
-each state, when an attempt is retried and which jobs a user may retry, and who may present
-a pilot id: each is a function of frozen dataclasses, returning a frozen dataclass. No protobuf,
+each state, when an attempt is retried and which jobs a user may retry, what the watchdog does
+with a lapsed lease, and who may present a pilot id: each is a function of frozen dataclasses, returning a frozen dataclass. No protobuf,
 no SQL, no clock: the store reads rows into these types, calls the decision and writes what it
 says (through :func:`dispatcher.store.transitions.apply_changes`, the one writer of a job's
 state); the wire types stay in ``api/`` and the conversions. So every branch has a unit test
@@ -166,6 +166,26 @@ def lost_attempt(lease: Lease, diag: str, code: int) -> LostOutcome:
         return LostOutcome(to_status=S.ACTIVATED, next_attempt=attempt + 1, reason=reason)
     reason = f"failed: {diag} (error {code}); attempt {attempt} of {lease.max_attempt}"
     return LostOutcome(to_status=S.FAILED, next_attempt=None, reason=reason)
+
+
+class Lapse(Enum):
+    """What becomes of a job whose pilot can no longer renew its lease (expired, not started, gone)."""
+
+    KILLED = "killed"
+    """A kill was requested: cancelled with the kill's error (its pilot will not report any more)."""
+    REQUEUED = "requeued"
+    """It was never started (``sent``): back to ``activated``, no attempt spent (error 101)."""
+    LOST = "lost"
+    """A started attempt: failed with error 100 (lost heartbeat), then :func:`lost_attempt`."""
+
+
+def judge_lapse(lease: Lease) -> Lapse:
+    """The watchdog's decision for a job whose lease lapsed or whose pilot is known gone."""
+    if lease.kill_requested:
+        return Lapse.KILLED
+    if lease.status == S.SENT:
+        return Lapse.REQUEUED
+    return Lapse.LOST
 
 
 # --- final reports ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, select
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
 from dispatcher.convert import encode_errors
-from dispatcher.decisions import lost_attempt
+from dispatcher.decisions import Lapse, judge_lapse, lost_attempt
 from dispatcher.states import JobState
 from dispatcher.store.leases import kill_error, lease_of
 from dispatcher.store.schema import jobs, pilot_commands
@@ -91,13 +91,12 @@ def requeue_unstarted(
     ``only``/``exclude`` restrict the candidates (isolating a job the database refuses).
     """
     rows = _candidates(conn, unstarted_cond(sent_timeout_s=sent_timeout_s, now=now), limit, only, exclude)
-    changes = []
-    for row in rows:
-        if row["kill_requested"]:
-            changes.append(_killed(row, now, "never started"))
-            continue
-        diag = f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s"
-        changes.append(_unstarted(row, diag))
+    changes = [
+        _killed(row, now, "never started")
+        if judge_lapse(lease_of(row)) is Lapse.KILLED
+        else _unstarted(row, f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s")
+        for row in rows
+    ]
     return len(apply_changes(conn, changes, now=now))
 
 
@@ -108,7 +107,7 @@ def expire_leases(
     rows = _candidates(conn, expired_cond(now=now), limit, only, exclude)
     changes = [
         _killed(row, now, "lease expired")
-        if row["kill_requested"]
+        if judge_lapse(lease_of(row)) is Lapse.KILLED
         else _lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} stopped reporting")
         for row in rows
     ]
@@ -132,9 +131,10 @@ def release_pilot_jobs(conn: Connection, pilot_ids: Sequence[str], *, now: float
     )
     changes = []
     for row in _candidates(conn, cond, limit):
-        if row["kill_requested"]:
+        lapse = judge_lapse(lease_of(row))
+        if lapse is Lapse.KILLED:
             changes.append(_killed(row, now, f"pilot gone ({why})"))
-        elif row["status"] == JobState.SENT.value:
+        elif lapse is Lapse.REQUEUED:
             changes.append(_unstarted(row, f"pilot {row['pilot_id']} {why} before starting the job"))
         else:
             changes.append(_lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} {why}"))

@@ -119,6 +119,20 @@ def test_lost_last_attempt_fails() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("held", "lapse"),
+    [
+        (lease(status=S.SENT, kill_requested=True), d.Lapse.KILLED),
+        (lease(status=S.RUNNING, kill_requested=True), d.Lapse.KILLED),
+        (lease(status=S.SENT), d.Lapse.REQUEUED),
+        (lease(status=S.STARTING), d.Lapse.LOST),
+        (lease(status=S.TRANSFERRING), d.Lapse.LOST),
+    ],
+)
+def test_a_lapsed_lease(held: d.Lease, lapse: d.Lapse) -> None:
+    assert d.judge_lapse(held) is lapse
+
+
 # --- final reports: who may report ------------------------------------------------------------
 
 
