@@ -2,11 +2,12 @@
 
 What a pilot's final report does to its job, which heartbeats renew a lease, what a kill does in
 each state, when an attempt is retried and which jobs a user may retry, what the watchdog does
-with a lapsed lease, and who may present a pilot id: each is a function of frozen dataclasses, returning a frozen dataclass. No protobuf,
-no SQL, no clock: the store reads rows into these types, calls the decision and writes what it
-says (through :func:`dispatcher.store.transitions.apply_changes`, the one writer of a job's
-state); the wire types stay in ``api/`` and the conversions. So every branch has a unit test
-that needs no database (``tests/unit/test_decisions.py``).
+with a lapsed lease, and who may present a pilot id: each is a function of frozen dataclasses,
+returning a frozen dataclass. No protobuf, no SQL, no clock: the store reads rows into these
+types, calls the decision and writes what it says (through
+:func:`dispatcher.store.transitions.apply_changes`, the one writer of a job's state); the wire
+types stay in ``api/`` and the conversions. So every branch has a unit test that needs no
+database (``tests/unit/test_decisions.py``).
 
 Share ordering and resource matching are decisions too; they live with brokerage.
 """
