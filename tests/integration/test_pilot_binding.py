@@ -326,3 +326,21 @@ def test_a_spooled_final_handed_in_by_the_holders_principal_counts(world: World,
     got = world.job(pid)
     assert got.status == J.JOB_STATUS_FINISHED and got.pilot_id == "victim"
     world.assert_consistent(db_url)
+
+
+def test_a_kill_sent_on_reconnect_counts_as_delivered(world: World, db_url: str) -> None:
+    """A pilot that was away when its job was killed gets the kill with its resumed lease (marked
+    delivered in the same transaction); its "finished" after that is overruled as well."""
+    victim, pid, epoch = world.victim_with_job()
+    victim.close()
+    world.sub.KillJobs(S.KillJobsRequest(panda_ids=[pid]), metadata=bearer(world.user), timeout=30)
+    back = world.make(
+        world.d.address, pilot_id="victim", token=world.victim_token, held=[P.HeldJob(panda_id=pid, lease_epoch=epoch)]
+    )
+    assert back.ack_for(pid).result == P.ACK_RESULT_OK
+    assert back.expect("command").type == P.COMMAND_TYPE_KILL
+    back.final(pid, epoch, J.JOB_STATUS_FINISHED)
+    assert back.ack_for(pid, final=True).result == P.ACK_RESULT_OK
+    got = world.job(pid)
+    assert got.status == J.JOB_STATUS_CANCELLED and [e.code for e in got.errors] == [errorcodes.KILLED_BY_USER]
+    world.assert_consistent(db_url)
