@@ -75,6 +75,24 @@ def register(app: typer.Typer) -> None:
         pilot_python: str = typer.Option(
             "python3", "--pilot-python", help="Python that runs a downloaded pilot bundle on the worker nodes."
         ),
+        token_file: Path | None = typer.Option(
+            None,
+            "--token-file",
+            help="The factory's own token (role factory; else $AILURO_TOKEN / $AILURO_TOKEN_FILE, "
+            "or minted with --auth-dir).",
+        ),
+        pilot_token_dir: Path | None = typer.Option(
+            None,
+            "--pilot-token-dir",
+            help="Pilot tokens an admin issued, one per queue: DIR/<queue>.token (role pilot, --queue <queue>).",
+        ),
+        auth_dir: Path | None = typer.Option(
+            None,
+            "--auth-dir",
+            help="On the dispatcher's account: mint the factory's and the pilots' tokens with the embedded issuer "
+            "in this --auth-dir (e.g. ~/.ailuro/auth).",
+        ),
+        vo: str = typer.Option("ailuro", "--vo", help="VO of the factory token minted with --auth-dir."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every decision."),
     ) -> None:
         """Run the factory loop until Ctrl-C / SIGTERM (or one cycle with --once)."""
@@ -82,6 +100,7 @@ def register(app: typer.Typer) -> None:
             return
         from ailuro.errors import AiluroError
         from ailuro.queues import load_queues
+        from ailuro_cli.factory_auth import factory_tokens
         from backends.factory import Factory, FactoryConfig
 
         logging.basicConfig(
@@ -91,6 +110,18 @@ def register(app: typer.Typer) -> None:
         try:
             queues = load_queues(config)
         except AiluroError as exc:
+            err_console.print(cell(f"error: {exc}", style="red"))
+            raise typer.Exit(2) from None
+        try:
+            tokens = factory_tokens(
+                queues,
+                token_file=token_file,
+                pilot_token_dir=pilot_token_dir,
+                auth_dir=auth_dir,
+                vo=vo,
+                workdir=workdir,
+            )
+        except (OSError, ValueError) as exc:
             err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
         cfg = FactoryConfig(
@@ -104,6 +135,8 @@ def register(app: typer.Typer) -> None:
             pilot_python=pilot_python,
             secret_file=secret_file,
             flag_after_start_failures=flag_after,
+            token_file=tokens.token_file,
+            pilot_tokens=tokens.pilot_tokens,
         )
         try:
             factory = Factory(cfg)
