@@ -29,11 +29,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from sqlalchemy import create_engine, text
 
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from loadtests._cpu import CpuGroup, proc_cpu_s, tree_cpu_s, wait_until
+from loadtests._harness import channel as token_channel
 from loadtests._harness import database, dispatcher_handle
 
 QUEUE = "LOCAL"
@@ -171,7 +171,7 @@ def _connected(db_url: str, n: int) -> bool:
 
 
 def _submit(address: str, argv: list[str], n: int, tag: str) -> None:
-    with grpc.insecure_channel(address) as channel:
+    with token_channel(address) as channel:
         stub = submission_pb2_grpc.SubmissionServiceStub(channel)
         for start in range(0, n, SUBMIT_BATCH):
             jobs = [

@@ -42,6 +42,7 @@ from locust.env import Environment  # noqa: E402
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc  # noqa: E402
 from ailuro.vocabulary import USER_METADATA_KEY, VO_METADATA_KEY  # noqa: E402
+from loadtests._harness import channel as token_channel  # noqa: E402
 
 T = TypeVar("T")
 QUEUE = "LOCAL"
@@ -136,7 +137,7 @@ class GrpcUser(User):
     abstract = True
 
     def on_start(self) -> None:
-        self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
+        self.channel = token_channel(self.host or "127.0.0.1:50051")
         self.submission = submission_pb2_grpc.SubmissionServiceStub(self.channel)
 
     def on_stop(self) -> None:
@@ -271,7 +272,7 @@ class Pilot(User):
     def on_start(self) -> None:
         env = self.environment
         self.slots: int = _opt(env, "ailuro_slots")
-        self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
+        self.channel = token_channel(self.host or "127.0.0.1:50051")
         self.pilot_id = f"locust-{uuid.uuid4().hex[:12]}"
         self.out: Queue[pilot_pb2.PilotMessage | None] = Queue()
         self.jobs: dict[int, dict[str, Any]] = {}
