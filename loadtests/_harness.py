@@ -14,6 +14,7 @@ role at once: submitter, pilot and factory). :func:`channel` and :func:`aio_chan
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import shutil
@@ -37,6 +38,9 @@ PG_ADMIN_URL = os.environ.get("AILURO_BENCH_PG_URL", "postgresql+psycopg://postg
 
 
 _AUTH_DIR: list[Path] = []
+LOAD_AUTH_DIR_ENV = "AILURO_LOAD_AUTH_DIR"
+"""Names the load issuer's directory to the generators a load test spawns (locust), so each
+simulated user, production system and pilot gets a token of its own role (:func:`role_token`)."""
 
 
 def load_issuer() -> tuple[str, ...]:
@@ -51,8 +55,25 @@ def load_issuer() -> tuple[str, ...]:
         files = IssuerFiles(state_dir=base / "auth")
         ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
         os.environ[TOKEN_ENV] = files.admin_token.read_text().strip()
+        os.environ[LOAD_AUTH_DIR_ENV] = str(files.state_dir)
         _AUTH_DIR.append(files.state_dir)
     return ("--auth", "token", "--auth-dir", str(_AUTH_DIR[0]))
+
+
+@functools.cache
+def role_token(user: str, vo: str, role: str, queue: str = "") -> str | None:
+    """A token of the load issuer for a simulated ``user`` of ``vo`` (role ``user`` or
+    ``production``), or a ``pilot`` bound to ``queue``; None when no load issuer is known (the
+    dispatcher under test is not one a load test started: ``$AILURO_TOKEN`` is used then)."""
+    state_dir = os.environ.get(LOAD_AUTH_DIR_ENV)
+    if not state_dir:
+        return None
+    from dispatcher.auth.minting import Minter
+
+    minter = Minter.from_state_dir(Path(state_dir))
+    if role == "pilot":
+        return minter.pilot(queue)
+    return minter.user(user, vo or "default", production=role == "production")
 
 
 class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor, grpc.UnaryStreamClientInterceptor):
@@ -69,9 +90,9 @@ class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientIntercept
     intercept_stream_stream = _add
 
 
-def channel(address: str, **kwargs: Any) -> grpc.Channel:
-    """A blocking channel sending ``$AILURO_TOKEN`` (or ``$AILURO_TOKEN_FILE``) with every call."""
-    token = resolve_token()
+def channel(address: str, *, token: str | None = None, **kwargs: Any) -> grpc.Channel:
+    """A blocking channel sending ``token``, else ``$AILURO_TOKEN`` (or ``$AILURO_TOKEN_FILE``), with every call."""
+    token = token or resolve_token()
     plain = grpc.insecure_channel(address, **kwargs)
     return grpc.intercept_channel(plain, _Bearer(token)) if token else plain
 
