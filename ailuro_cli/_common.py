@@ -99,6 +99,15 @@ def default_token_file(s: Settings) -> str | None:
     return path if os.path.isfile(path) else None
 
 
+def token_metadata(ctx: typer.Context) -> tuple[tuple[str, str], ...]:
+    """``authorization`` metadata for commands that call a service stub directly (not through
+    :class:`Client`): the same token the Client would send, found the same way."""
+    from ailuro.credentials import bearer_metadata, resolve_token
+
+    s = settings(ctx)
+    return bearer_metadata(resolve_token(s.token, default_token_file(s)))
+
+
 def make_client(ctx: typer.Context) -> Client:
     """A client for the server and identity given by ``--server``/``--user`` (or the environment)."""
     s = settings(ctx)

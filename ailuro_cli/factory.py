@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 
 from ailuro import targets
-from ailuro_cli._common import cell, console, err_console, settings
+from ailuro_cli._common import cell, console, err_console, settings, token_metadata
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 
@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
             workdir = DEFAULT_WORKDIR
         with targets.channel(_server(ctx, server)) as channel:
             try:
-                rows = collect_status(channel, queues=names, workdir=workdir)
+                rows = collect_status(channel, queues=names, workdir=workdir, metadata=token_metadata(ctx))
             except grpc.RpcError as exc:
                 details = exc.details()  # type: ignore[attr-defined]
                 err_console.print(cell(f"error: {exc.code().name}: {details}", style="red"))

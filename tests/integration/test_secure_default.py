@@ -176,6 +176,14 @@ def test_factory_with_auth_dir_gives_its_pilots_queue_bound_tokens(
         assert result.exit_code == 0, result.output
         assert "submitted 1" in result.output and "error" not in result.output, result.output
         _wait(lambda: client.get([panda_id])[0].status == job_pb2.JOB_STATUS_FINISHED, 120, "the job to finish")
+    # the operator's view sends the CLI's token too (here the local admin's, named by the variable)
+    status_args = ["factory", "status", "--server", d.address, "--json"]
+    admin_env = {"AILURO_TOKEN": "", "AILURO_TOKEN_FILE": str(auth_dir / "admin.token")}
+    status = CliRunner().invoke(_factory_app(), status_args, env=admin_env)
+    assert status.exit_code == 0 and QUEUE.name in status.output, status.output
+    no_token = {"AILURO_TOKEN": "", "AILURO_TOKEN_FILE": "", "HOME": str(tmp_path)}  # no ~/.ailuro/token either
+    refused = CliRunner().invoke(_factory_app(), status_args, env=no_token)
+    assert refused.exit_code == 1 and "UNAUTHENTICATED" in refused.output, refused.output
     factory_claims = jwt.decode(
         (workdir / "tokens" / "factory.token").read_text().strip(), options={"verify_signature": False}
     )
