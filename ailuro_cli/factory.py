@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
                 auth_dir=auth_dir,
                 vo=vo,
                 workdir=workdir,
+                factory_id=factory_id or "",
             )
         except (OSError, ValueError) as exc:
             err_console.print(cell(f"error: {exc}", style="red"))

@@ -35,6 +35,7 @@ def factory_tokens(
     auth_dir: Path | None,
     vo: str,
     workdir: Path,
+    factory_id: str = "",
 ) -> FactoryTokens:
     """The tokens the options describe; ValueError/OSError when ``auth_dir`` cannot sign."""
     if pilot_token_dir is not None and auth_dir is not None:
@@ -52,6 +53,7 @@ def factory_tokens(
     except IssuerError as exc:
         raise ValueError(f"--auth-dir: {exc}") from None
     if token_file is None:
-        token = minter.factory(f"factory@{workdir.resolve().name}", vo, [q.name for q in queues])
+        # the subject names the factory (its id, else its work dir): what it registers is owned by it
+        token = minter.factory(factory_id or f"factory@{workdir.resolve().name}", vo, [q.name for q in queues])
         token_file = write_token_file(workdir.resolve() / TOKEN_DIR / "factory.token", token)
     return FactoryTokens(token_file=token_file, pilot_tokens=lambda queue: minter.pilot(queue.name, vos=queue.vos))
