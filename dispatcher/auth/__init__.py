@@ -1,6 +1,7 @@
 """Authentication: bearer JWTs from configured issuers (and an embedded one) → a :class:`Principal`.
 
 ``config`` (settings), ``principal`` (WLCG claim mapping), ``jwks`` (issuer keys), ``tokens``
-(validation), ``issuer`` (the embedded issuer), ``interceptor`` (the one gRPC interceptor that
-reads credentials). Roles, VO isolation and pilot binding build on the principal (issue #14).
+(validation), ``issuer`` (the embedded issuer), ``minting`` (role-bound tokens for the demo, the
+factory, its pilots and load tests), ``interceptor`` (the one gRPC interceptor that reads
+credentials). Token mode is the default. Roles, VO isolation and pilot binding build on the principal (issue #14).
 """
