@@ -125,6 +125,13 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError) as exc:
             err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
+        if tokens.pilot_tokens is None and not cancel_all:
+            err_console.print(
+                "warning: no pilot tokens (--pilot-token-dir or --auth-dir): a dispatcher in token mode, the "
+                "default, refuses the pilots",
+                style="yellow",
+                markup=False,
+            )
         cfg = FactoryConfig(
             server=_server(ctx, server),
             queues=queues,
@@ -141,7 +148,7 @@ def register(app: typer.Typer) -> None:
         )
         try:
             factory = Factory(cfg)
-        except AiluroError as exc:
+        except (AiluroError, OSError, ValueError) as exc:  # also an unreadable --token-file
             err_console.print(f"error: {exc}", style="red", markup=False)
             raise typer.Exit(2) from None
         try:
