@@ -2,7 +2,9 @@
 
 ``python -m dispatcher`` and ``ailuro server`` (which hands its arguments here unchanged) parse
 the same flags with the same defaults, and each setting has one environment variable:
-``AILURO_DB`` (database URL), ``AILURO_QUEUES`` (queue file) and ``AILURO_STORAGE_ROOT``. The old
+``AILURO_DB`` (database URL), ``AILURO_QUEUES`` (queue file), ``AILURO_STORAGE_ROOT``,
+``AILURO_AUTH`` and ``AILURO_AUTH_DIR``. With no auth option the dispatcher is secure: token mode,
+its embedded issuer in ``~/.ailuro/auth``; trusted metadata only when asked for, on loopback. The old
 ``AILURO_DB_URL`` is still read for one release, with a deprecation warning.
 """
 
