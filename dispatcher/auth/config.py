@@ -18,7 +18,7 @@ AUTH_DIR_ENV = "AILURO_AUTH_DIR"
 """Environment variable naming the embedded issuer's state directory (``--auth-dir``)."""
 DEFAULT_AUTH_DIR = "~/.ailuro/auth"
 """Per user, beside ``~/.ailuro/storage``: the dispatcher's account owns its key wherever its
-database is, and ``ailuro token issue`` on that account finds it without options."""
+database is, and its admin finds ``admin.token`` in one known place."""
 
 DEFAULT_AUDIENCE = "ailuro"
 EMBEDDED_ISSUER = "ailuro-embedded"
@@ -91,9 +91,20 @@ class AuthConfig:
     """PEM private key of ``tls_cert`` (keep it 0600)."""
     cache_size: int = 10_000
     """Validated tokens remembered (until their ``exp``), so a pilot's many calls cost one check."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle for client certificates (mTLS): every client must then present a certificate
+    it signed (gRPC cannot make client certificates optional). Needs ``tls_cert``."""
+    gridmap: Path | None = None
+    """Grid-mapfile (``"<DN>" user vo role[,role]`` per line): a call with a verified client
+    certificate and no bearer token acts as the DN's mapped user; an unlisted DN is refused.
+    Token mode with ``tls_client_ca`` only."""
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("auth.tls_cert and auth.tls_key go together")
         if self.mode not in MODES:
             raise ValueError(f"auth.mode: {self.mode!r} is not one of {MODES}")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("auth.tls_client_ca needs auth.tls_cert (client certificates need TLS)")
+        if self.gridmap is not None and (self.tls_client_ca is None or self.mode != TOKEN_MODE):
+            raise ValueError("auth.gridmap needs auth.tls_client_ca and mode 'token'")
