@@ -25,8 +25,12 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from dispatcher.matching import Needs
+from dispatcher.matching import Needs, Offer, consume, exhausted, misfit
+
+if TYPE_CHECKING:
+    from ailuro.queues import SharesConfig
 
 Leaf = tuple[str, str, str]
 """``(vo, group, user)``; ``group`` is ``""`` for a VO without groups."""
@@ -82,6 +86,24 @@ class ShareTree:
             half_life_s=self.half_life_s,
             charge_s=self.charge_s,
         )
+
+
+def tree_from_config(cfg: SharesConfig, vo_weights: Iterable[tuple[str, float]] = ()) -> ShareTree:
+    """The share tree of a queue file's ``[shares]``/``[[share]]`` (``vo_weights``: older per-VO weights)."""
+    weights = {vo: float(w) for vo, w in vo_weights}
+    groups: dict[str, list[ShareGroup]] = defaultdict(list)
+    for e in cfg.entries:
+        weights[e.path] = e.weight
+        parts = e.path.split("/")
+        if len(parts) == 2:
+            groups[parts[0]].append(ShareGroup(name=parts[1], labels=e.labels))
+    return ShareTree(
+        weights=weights,
+        groups={vo: tuple(gs) for vo, gs in groups.items()},
+        default_weight=cfg.default_weight,
+        half_life_s=cfg.half_life_s,
+        charge_s=cfg.charge_s,
+    )
 
 
 def node_path(node: tuple[str, ...]) -> str:
@@ -204,6 +226,35 @@ class ShareOrder:
     def skip(self) -> Candidate:
         """The job from :meth:`next` fits no pilot now: leave it waiting, uncharged."""
         return self._pop()
+
+
+def assign(so: ShareOrder, requests: Sequence[tuple[int, Offer]]) -> list[tuple[int, Candidate]]:
+    """Hand out jobs in claim order: ``(request index, job)`` pairs.
+
+    ``requests`` are ``(n, offer)`` per pilot request, served in order: each job in share order
+    goes to the first request that still wants jobs and whose remaining offer it fits (a
+    partitionable pilot's offer shrinks with each job); a job no request fits is skipped,
+    uncharged. Stops when every request is served.
+    """
+    wants = [n for n, _ in requests]
+    offers = [offer for _, offer in requests]
+    open_reqs = [i for i, n in enumerate(wants) if n > 0]
+    out: list[tuple[int, Candidate]] = []
+    while open_reqs:
+        cand = so.next()
+        if cand is None:
+            break
+        for i in open_reqs:
+            if not misfit(cand.needs, offers[i]):
+                out.append((i, so.take()))
+                wants[i] -= 1
+                offers[i] = consume(offers[i], cand.needs)
+                if wants[i] <= 0 or exhausted(offers[i]):
+                    open_reqs.remove(i)
+                break
+        else:
+            so.skip()
+    return out
 
 
 def order(tree: ShareTree, usage: Mapping[Leaf, float], cands: Iterable[Candidate]) -> list[Candidate]:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.matching import Needs
+from ailuro.queues import ShareEntry, SharesConfig
+from dispatcher.matching import Needs, Offer
 from dispatcher.shares import (
     DAY_S,
     Candidate,
     ShareGroup,
     ShareOrder,
     ShareTree,
+    assign,
     charge,
     decayed,
     order,
     report,
+    tree_from_config,
 )
 
 COMPASS = ShareTree(
@@ -112,3 +115,28 @@ def test_report_targets_usage_and_priority() -> None:
     assert lines["compass/analysis/alice"].usage_fraction == pytest.approx(0.3)
     assert lines["compass/analysis/alice"].priority == pytest.approx(2.0)  # twice its target
     assert lines["compass/production"].priority == pytest.approx(0.6 / 0.7)
+
+
+def test_assign_partitions_a_multicore_pilot_in_share_order() -> None:
+    a, b = ("v1", "", "a"), ("v2", "", "b")
+    cands = [cand(1, a, 9, cores=8), cand(2, b, 9, cores=2), cand(3, a, 5, cores=2), cand(4, b, 1, cores=1)]
+    so = ShareOrder(ShareTree(), {}, cands)
+    # one 4-core pilot wanting up to 10 jobs, one 8-core pilot wanting 1:
+    # job 1 (8 cores) fits only the second; v1 charged 800 -> job 2 (v2) to the first (2 left),
+    # v2 charged 200 < 800 -> job 4 (v2, 1 core) to the first (1 left), then job 3 (2 cores): no room
+    got = assign(so, [(10, Offer(cores=4)), (1, Offer(cores=8))])
+    assert [(i, c.key) for i, c in got] == [(1, 1), (0, 2), (0, 4)]
+
+
+def test_tree_from_config() -> None:
+    cfg = SharesConfig(
+        entries=(
+            ShareEntry(path="compass/production", weight=70, labels=("managed",)),
+            ShareEntry(path="compass/analysis", weight=30, labels=("user",)),
+        ),
+        half_life_s=60,
+    )
+    tree = tree_from_config(cfg, [("amber", 2.0)])
+    assert tree.weight("amber") == 2.0 and tree.weight("compass/analysis") == 30
+    assert tree.half_life_s == 60
+    assert tree.leaf(vo="compass", label="user", user="x") == ("compass", "analysis", "x")
