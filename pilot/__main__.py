@@ -21,9 +21,9 @@ from pilot.config import (
     DEFAULT_STORAGE_ROOT,
     PilotConfig,
     available_cores,
+    available_memory_mb,
     default_pilot_id,
     detect_batch_id,
-    total_memory_mb,
 )
 
 DESCRIPTION = "Run a pilot: connect to the dispatcher, take jobs from QUEUE and run them until idle."
@@ -131,8 +131,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         storage_root=(args.storage_root or DEFAULT_STORAGE_ROOT).expanduser().absolute(),
         batch_id=detect_batch_id(env),
         node=socket.gethostname(),
-        cores=args.cores or available_cores(),
-        memory_mb=args.memory_mb or total_memory_mb(),
+        cores=args.cores or available_cores(env),
+        memory_mb=args.memory_mb or available_memory_mb(env),
         heartbeat_s=args.heartbeat_s,
         status_delay_s=args.status_delay_s,
         idle_timeout_s=args.idle_timeout_s,

@@ -248,7 +248,17 @@ class Pilot:
 
     def _request_job(self, n: int, left: float | None) -> None:
         walltime_left_s = 0 if left is None else max(1, int(left))
-        msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=n, walltime_left_s=walltime_left_s))
+        # what is free, so the dispatcher carves jobs out of it (a partitionable pilot): several
+        # narrow jobs or one wide one; never more cores or memory than are left
+        active = self._active()
+        memory_free = self.config.memory_mb - sum(c.job.memory_mb for c in active) if self.config.memory_mb else 0
+        request = pilot_pb2.JobRequest(
+            n=n,
+            walltime_left_s=walltime_left_s,
+            cores_free=max(1, self.free_cores(active)),
+            memory_mb_free=max(1, memory_free) if self.config.memory_mb else 0,
+        )
+        msg = pilot_pb2.PilotMessage(job_request=request)
         if self.conn.send(msg):
             self._request_pending = True
             self._request_left = n

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pilot.config import UNARY_ENV, PilotConfig, available_cores, detect_batch_id, unary_from_env
+from pilot.config import (
+    UNARY_ENV,
+    PilotConfig,
+    available_cores,
+    available_memory_mb,
+    detect_batch_id,
+    total_memory_mb,
+    unary_from_env,
+)
 from pilot.connection import Backoff
 
 
@@ -68,6 +76,18 @@ def test_cores_from_the_condor_job_ad(tmp_path: Path) -> None:
     ad = tmp_path / ".job.ad"
     ad.write_text("ClusterId = 1\nRequestCpus = 6\n")
     assert available_cores({"_CONDOR_JOB_AD": str(ad)}) == 6
+
+
+def test_cores_and_memory_from_the_condor_machine_ad(tmp_path: Path) -> None:
+    ad = tmp_path / ".machine.ad"
+    ad.write_text("Cpus = 8\nMemory = 16000\n")
+    assert available_cores({"_CONDOR_MACHINE_AD": str(ad)}) == 8
+    assert available_memory_mb({"_CONDOR_MACHINE_AD": str(ad)}) == 16000
+
+
+def test_memory_from_the_batch_system_else_the_node() -> None:
+    assert available_memory_mb({"SLURM_MEM_PER_NODE": "4000"}) == 4000
+    assert available_memory_mb({}) == total_memory_mb()
 
 
 def test_cores_default_to_the_cpu_affinity() -> None:
