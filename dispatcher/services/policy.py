@@ -60,6 +60,10 @@ class ClaimPolicyCache:
         """Apply a weight this process just recorded."""
         self._state.weights[path] = weight
 
+    def due(self, now: float) -> bool:
+        """Whether the next claim at ``now`` refreshes the policy from the database."""
+        return now - self._refreshed_at >= self.rt.config.share_refresh_s
+
     def _policy(self, state: _Snapshot) -> ClaimPolicy:
         return ClaimPolicy(
             tree=self.base.with_weights(state.weights),
@@ -71,7 +75,7 @@ class ClaimPolicyCache:
     def current(self, conn: Connection, now: float) -> ClaimPolicy:
         """The policy for a claim in the open transaction ``conn``; refreshes when it is due."""
         self._attempt = None
-        if now - self._refreshed_at < self.rt.config.share_refresh_s:
+        if not self.due(now):
             return self._policy(self._state)
         half = self.base.half_life_s
         flushing = dict(self._pending)

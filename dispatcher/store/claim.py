@@ -104,7 +104,7 @@ def candidates(conn: Connection, queue: str, *, wanted: int, policy: ClaimPolicy
     if not leaves:
         stmt = select(*COLUMNS).where(*cond).order_by(*order).limit(window)
     else:
-        per_leaf = max(2 * wanted, 16)
+        per_leaf = max(2 * wanted // len(leaves), 8)  # the priority window still covers the rest
         parts = [select(jobs.c.panda_id).where(*cond).order_by(*order).limit(window).subquery()]
         for vo, label, owner in leaves:
             leaf_cond = [*cond, jobs.c.vo == vo, jobs.c.prod_source_label == label, jobs.c.owner == owner]
@@ -127,11 +127,21 @@ def plan_queue(
     tree = policy.tree
     cands = []
     by_id: dict[int, Any] = {}
+    leaves: dict[tuple[str, str, str], Leaf] = {}  # rows share a few leaves and shapes: build each once
+    shapes: dict[tuple[int, int, int, int, str], Needs] = {}
     for row in rows:
-        if claim_refusal(status, row["prod_source_label"]):
+        label = row["prod_source_label"]
+        if claim_refusal(status, label):
             continue  # the query already filtered; this keeps the rule in one place
         by_id[row["panda_id"]] = row
-        leaf = tree.leaf(vo=row["vo"], label=row["prod_source_label"], user=row["owner"])
-        cands.append(Candidate(key=row["panda_id"], leaf=leaf, priority=row["current_priority"], needs=needs_of(row)))
+        who = (row["vo"], label, row["owner"])
+        leaf = leaves.get(who)
+        if leaf is None:
+            leaf = leaves[who] = tree.leaf(vo=who[0], label=label, user=who[2])
+        shape = (row["cores"], row["memory_mb"], row["max_walltime_s"], row["disk_mb"], row["tags"])
+        needs = shapes.get(shape)
+        if needs is None:
+            needs = shapes[shape] = needs_of(row)
+        cands.append(Candidate(row["panda_id"], leaf, row["current_priority"], needs))
     plan = assign(ShareOrder(tree, policy.usage, cands), requests)
     return [(i, by_id[c.key], c.leaf) for i, c in plan]
