@@ -323,10 +323,11 @@ class PilotHub:
         cfg = self.rt.config
         for r in reqs:  # this function may be re-run after a transient conflict
             r.assignments.clear()
+        if self.policy.due(self.rt.now()):
+            self.policy.refresh(self.rt.db, self.rt.now())
         with self.rt.db.write() as conn:
             now = self.rt.now()
-            policy = self.policy.current(conn, now)
-            charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=policy)
+            charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
         self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
         return [r.assignments for r in reqs]
 

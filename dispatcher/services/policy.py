@@ -1,7 +1,8 @@
 """The claim's view of queue status, share weights, decayed usage and demand, refreshed periodically.
 
 Reading all of it on every claim batch would add several queries to the hot path, so one
-process keeps it and refreshes it every ``share_refresh_s`` inside a claim transaction; between
+process keeps it and refreshes it every ``share_refresh_s`` in a short transaction before a
+claim; between
 refreshes its own claims are charged to the local copy at once. Charges are written to
 ``share_usage`` at the next refresh (a crash loses at most that long of charges, which only
 shifts fair share slightly). A status set through this process applies here at once and in
@@ -14,14 +15,13 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection
-
 from dispatcher.matching import QueueStatus
 from dispatcher.services.runtime import Runtime
 from dispatcher.shares import Leaf, ShareTree, tree_from_config
 from dispatcher.store import brokerage as bstore
 from dispatcher.store.brokerage import DemandKey
 from dispatcher.store.claim import ClaimPolicy
+from dispatcher.store.engine import Database
 
 
 def base_tree(rt: Runtime) -> ShareTree:
@@ -46,7 +46,6 @@ class ClaimPolicyCache:
         self._state = _Snapshot()
         self._pending: dict[Leaf, float] = defaultdict(float)
         self._refreshed_at = float("-inf")
-        self._attempt: tuple[float, dict[Leaf, float], _Snapshot] | None = None
 
     def offline(self, queue: str) -> bool:
         """Whether ``queue`` is offline as far as this process knows (no claim needed to say no)."""
@@ -61,10 +60,12 @@ class ClaimPolicyCache:
         self._state.weights[path] = weight
 
     def due(self, now: float) -> bool:
-        """Whether the next claim at ``now`` refreshes the policy from the database."""
+        """Whether the policy should be refreshed from the database before a claim at ``now``."""
         return now - self._refreshed_at >= self.rt.config.share_refresh_s
 
-    def _policy(self, state: _Snapshot) -> ClaimPolicy:
+    def policy(self) -> ClaimPolicy:
+        """The policy for the next claim."""
+        state = self._state
         return ClaimPolicy(
             tree=self.base.with_weights(state.weights),
             usage=state.usage,
@@ -72,34 +73,31 @@ class ClaimPolicyCache:
             demand=state.demand,
         )
 
-    def current(self, conn: Connection, now: float) -> ClaimPolicy:
-        """The policy for a claim in the open transaction ``conn``; refreshes when it is due."""
-        self._attempt = None
-        if not self.due(now):
-            return self._policy(self._state)
+    def refresh(self, db: Database, now: float) -> None:
+        """Write this process's charges and read everything back, in a transaction of its own
+        (not the claim's: the demand count reads every waiting job and must not hold claimed rows)."""
         half = self.base.half_life_s
         flushing = dict(self._pending)
-        bstore.add_usage(conn, flushing, now=now, half_life_s=half)
-        state = _Snapshot(
-            statuses={q: c.status for q, c in bstore.queue_statuses(conn).items()},
-            weights=bstore.share_weight_overrides(conn),
-            usage=bstore.read_usage(conn, now=now, half_life_s=half),
-            demand=bstore.demand(conn),
-        )
-        self._attempt = (now, flushing, state)
-        return self._policy(state)
+        with db.write() as conn:
+            bstore.add_usage(conn, flushing, now=now, half_life_s=half)
+            state = _Snapshot(
+                statuses={q: c.status for q, c in bstore.queue_statuses(conn).items()},
+                weights=bstore.share_weight_overrides(conn),
+                usage=bstore.read_usage(conn, now=now, half_life_s=half),
+                demand=bstore.demand(conn),
+            )
+        # committed: what was flushed is in the database (and in ``state``); keep the rest pending
+        for leaf, amount in flushing.items():
+            self._pending[leaf] -= amount
+            if self._pending[leaf] <= 1e-9:
+                del self._pending[leaf]
+        for leaf, amount in self._pending.items():
+            state.usage[leaf] = state.usage.get(leaf, 0.0) + amount
+        self._state = state
+        self._refreshed_at = now
 
     def charge(self, charged: Mapping[Leaf, float]) -> None:
-        """After a claim committed: adopt a refresh it made, and count what it handed out."""
-        if self._attempt is not None:
-            now, flushed, state = self._attempt
-            self._attempt = None
-            for leaf, amount in flushed.items():
-                self._pending[leaf] -= amount
-                if self._pending[leaf] <= 1e-9:
-                    del self._pending[leaf]
-            self._state = state
-            self._refreshed_at = now
+        """After a claim committed: count what it handed out (written at the next refresh)."""
         for leaf, amount in charged.items():
             self._pending[leaf] += amount
             self._state.usage[leaf] = self._state.usage.get(leaf, 0.0) + amount

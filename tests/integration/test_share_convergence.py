@@ -118,8 +118,10 @@ def test_two_vos_three_users_converge_to_their_targets(db: Database) -> None:
             for p in pilots
             if p.free() > 0
         ]
+        if cache.due(now):
+            cache.refresh(db, now)
         with db.write() as conn:
-            charged = pstore.claim_jobs(conn, reqs, lease_s=HOUR_S, now=now, policy=cache.current(conn, now))
+            charged = pstore.claim_jobs(conn, reqs, lease_s=HOUR_S, now=now, policy=cache.policy())
         cache.charge(charged)
         for p, req in zip([p for p in pilots if p.free() > 0], reqs, strict=True):
             for a in req.assignments:
