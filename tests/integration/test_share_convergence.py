@@ -19,6 +19,7 @@ from ailuro.queues import ShareEntry, SharesConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher.matching import Offer
 from dispatcher.services.policy import ClaimPolicyCache
+from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
 from dispatcher.store import pilots as pstore
 from dispatcher.store.engine import Database, open_database
@@ -137,3 +138,25 @@ def test_two_vos_three_users_converge_to_their_targets(db: Database) -> None:
     got = {u: used[u] / total for u in USERS}
     for user, target in TARGETS.items():
         assert abs(got[user] - target) <= 0.05 * target, (user, got, TARGETS)
+
+
+def test_a_leaf_below_target_is_served_though_its_jobs_are_outside_the_priority_window(db: Database) -> None:
+    """200 high-priority jobs of a VO over its share, 5 low-priority ones of a VO with none used:
+    the next job goes to the second VO, although the claim's priority window (at least 50 rows)
+    holds only the first VO's jobs; the per-leaf read finds it."""
+    now = 2_000_000.0
+    with db.write() as conn:
+        hot = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", vo="compass", current_priority=100)
+        cold = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", vo="amber", current_priority=0)
+        store.insert_jobs(conn, [store.NewJob(spec=hot, brokerage_reason="t")] * 200, owner="alice", now=now)
+        (first_cold, *_) = store.insert_jobs(
+            conn, [store.NewJob(spec=cold, brokerage_reason="t")] * 5, owner="carol", now=now
+        )
+        bstore.add_usage(conn, {("compass", "", "alice"): 1e6}, now=now, half_life_s=86400)
+    cache = ClaimPolicyCache(_Runtime())  # type: ignore[arg-type]
+    cache.refresh(db, now)
+    req = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p", queue="LOCAL"), n=1)
+    with db.write() as conn:
+        charged = pstore.claim_jobs(conn, [req], lease_s=60, now=now, policy=cache.policy())
+    assert [a.job.panda_id for a in req.assignments] == [first_cold]
+    assert charged == {("amber", "", "carol"): 3600.0}  # one core, no walltime limit: charge_s
