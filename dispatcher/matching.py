@@ -106,6 +106,9 @@ def consume(offer: Offer, needs: Needs) -> Offer:
     "unknown"; every later job then misfits on it.
     """
 
+    if not (offer.cores or offer.memory_mb or offer.disk_mb):
+        return offer  # nothing known to count down (a pilot that did not say)
+
     def left(have: int, used: int) -> int:
         return have if not have else (have - used if have > used else -1)
 

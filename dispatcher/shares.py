@@ -188,7 +188,15 @@ class ShareOrder:
             else:
                 self._head.pop(node, None)
             return
-        heads = [self._head[c] for c in self._children[node] if c in self._head]
+        kids = self._children[node]
+        if len(kids) == 1:
+            (only,) = kids
+            if only in self._head:
+                self._head[node] = self._head[only]
+            else:
+                self._head.pop(node, None)
+            return
+        heads = [self._head[c] for c in kids if c in self._head]
         if heads:
             self._head[node] = min(heads)
         else:
@@ -201,11 +209,18 @@ class ShareOrder:
     def next(self) -> Candidate | None:
         """The job to consider next (None: no candidates left); call :meth:`take` or :meth:`skip` after."""
         node: tuple[str, ...] = ()
+        head = self._head
         while len(node) < 3:
-            live = [c for c in self._children[node] if c in self._head]
+            kids = self._children[node]
+            if len(kids) == 1:  # the common case (one VO, group or user waiting): nothing to compare
+                (node,) = kids
+                if node not in head:
+                    return None
+                continue
+            live = [c for c in kids if c in head]
             if not live:
                 return None
-            node = min(live, key=lambda c: (self.ratio(c), self._head[c]))
+            node = min(live, key=lambda c: (self.ratio(c), head[c]))
         self._current = self._stacks[node][-1]  # type: ignore[index]
         return self._current
 
@@ -251,7 +266,8 @@ def assign(so: ShareOrder, requests: Sequence[tuple[int, Offer]]) -> list[tuple[
             if not misfit(cand.needs, offers[i]):
                 out.append((i, so.take()))
                 wants[i] -= 1
-                offers[i] = consume(offers[i], cand.needs)
+                if wants[i] > 0:
+                    offers[i] = consume(offers[i], cand.needs)
                 if wants[i] <= 0 or exhausted(offers[i]):
                     open_reqs.remove(i)
                 break
