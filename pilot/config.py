@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import Mapping
@@ -41,6 +42,10 @@ class PilotConfig:
     """Cores offered to payloads."""
     memory_mb: int = 0
     """Memory offered to payloads (0: unknown)."""
+    disk_mb: int = 0
+    """Scratch disk offered to payloads, MiB (0: unknown); jobs needing more are not sent."""
+    tags: tuple[str, ...] = ()
+    """Features of the node jobs may ask for (``gpu``, a CVMFS release, ...)."""
     heartbeat_s: float = 30.0
     """Interval of the batched heartbeats."""
     status_delay_s: float = 1.0
@@ -160,6 +165,16 @@ def available_memory_mb(environ: Mapping[str, str] | None = None) -> int:
             if mb:
                 return mb
     return total_memory_mb()
+
+
+def free_disk_mb(path: Path) -> int:
+    """Free space under ``path`` (or its nearest existing parent) in MiB; 0 when it cannot be read."""
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free // (1024 * 1024)
+        except OSError:
+            continue
+    return 0
 
 
 def default_pilot_id() -> str:

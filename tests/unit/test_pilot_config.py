@@ -14,6 +14,7 @@ from pilot.config import (
     available_cores,
     available_memory_mb,
     detect_batch_id,
+    free_disk_mb,
     total_memory_mb,
     unary_from_env,
 )
@@ -106,3 +107,8 @@ def test_explicit_transport_wins_over_the_environment(tmp_path: Path, monkeypatc
     assert not PilotConfig(unary=False, **common).use_unary  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cores"):
         PilotConfig(cores=0, **common)  # type: ignore[arg-type]
+
+
+def test_disk_offer_is_the_free_space_of_the_workdir(tmp_path: Path) -> None:
+    assert free_disk_mb(tmp_path) > 0
+    assert free_disk_mb(tmp_path / "not" / "yet") == free_disk_mb(tmp_path)  # nearest existing parent
