@@ -22,6 +22,7 @@ from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.runtime import Runtime
 from dispatcher.shares import Candidate, ShareLine, node_path, order, report
 from dispatcher.states import JobState
+from dispatcher.store import audit
 from dispatcher.store import brokerage as bstore
 from dispatcher.store.claim import COLUMNS, needs_of
 from dispatcher.store.jobs import fetch_rows
@@ -78,6 +79,15 @@ class PlacementService:
         def run() -> None:
             with self.rt.db.write() as conn:
                 bstore.set_queue_status(conn, change)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.QUEUE_STATUS,
+                    target=queue,
+                    detail={"status": value.value, "reason": reason[:200]},
+                    now=change.changed_at,
+                )
 
         await self.rt.db_call(run)
         self.policy.set_status(queue, value)
@@ -123,8 +133,18 @@ class PlacementService:
         value = check_share_weight(weight, "weight")
 
         def run() -> None:
+            now = self.rt.now()
             with self.rt.db.write() as conn:
-                bstore.set_share_weight(conn, path=canonical, weight=value, changed_by=identity.name, now=self.rt.now())
+                bstore.set_share_weight(conn, path=canonical, weight=value, changed_by=identity.name, now=now)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.SHARE_WEIGHT,
+                    target=canonical,
+                    detail={"weight": value},
+                    now=now,
+                )
 
         await self.rt.db_call(run)
         self.policy.set_weight(canonical, value)

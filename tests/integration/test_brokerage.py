@@ -61,6 +61,11 @@ def test_status_changes_need_admin_and_are_recorded(admin: Client, user: Client)
     ]
     statuses = {q.name: (q.status, q.status_reason) for q in user.queues()}
     assert statuses == {"LOCAL": ("online", "disk replaced"), "OTHER": ("online", "")}
+    audited = [(e.actor, e.target) for e in admin.admin.audit(action="queue.status")]
+    assert audited == [("ops", "LOCAL"), ("ops", "LOCAL")]
+    admin.brokerage.set_share_weight("compass/production", 70)
+    (weight,) = admin.admin.audit(action="share.weight")
+    assert (weight.actor, weight.target) == ("ops", "compass/production")
 
 
 def test_offline_test_and_brokeroff(

@@ -389,16 +389,17 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
         db.dispose()
 
 
-MADE_AFTER_0005 = ("factory_queues", "factories")
-"""Tables later migrations create (0008): a database set back to an older version must lose them,
-or the upgrade that makes them again fails."""
+MADE_AFTER_0005 = ("factory_queues", "factories", "audit")
+"""Tables later migrations create (0008, 0010): a database set back to an older version must lose
+them, or the upgrade that makes them again fails."""
 
 
-def _downgrade_to_0008(db_url: str) -> None:
-    """Undo every migration after 0008 with its own downgrade, so that the manual set-back below
-    starts from the schema it was written for."""
+def _undo_0011(db_url: str) -> None:
+    """Undo migration 0011 (brokerage: columns, an index and tables) with its own downgrade, so
+    that the manual set-back below starts from the schema it was written for."""
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     from dispatcher.store.engine import MIGRATIONS_DIR
 
@@ -406,9 +407,10 @@ def _downgrade_to_0008(db_url: str) -> None:
     try:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        before = ScriptDirectory.from_config(cfg).get_revision("0011").down_revision
         with db.engine.connect() as conn:
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0008")
+            command.downgrade(cfg, str(before))
             conn.commit()
     finally:
         db.dispose()
@@ -419,7 +421,7 @@ def test_migration_backfills_existing_jobs(db_url: str) -> None:
     run_workload_url = db_url
     open_database(db_url).dispose()
     run_workload(run_workload_url, seed=5, rounds=60)
-    _downgrade_to_0008(db_url)
+    _undo_0011(db_url)
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:
@@ -442,7 +444,7 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
     open_database(db_url).dispose()
     run_workload(db_url, seed=8, rounds=40)
     fold_all(db_url)
-    _downgrade_to_0008(db_url)
+    _undo_0011(db_url)
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:

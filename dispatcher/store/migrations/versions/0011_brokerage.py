@@ -8,7 +8,7 @@
   per share leaf, with the time it was written).
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"  # the lead re-chains (0010 audit is on main; 0009 may come in between)
 branch_labels = None
 depends_on = None
 
