@@ -46,6 +46,7 @@ class ClaimPolicyCache:
         self._state = _Snapshot()
         self._pending: dict[Leaf, float] = defaultdict(float)
         self._refreshed_at = float("-inf")
+        self._tree = self.base
 
     def offline(self, queue: str) -> bool:
         """Whether ``queue`` is offline as far as this process knows (no claim needed to say no)."""
@@ -58,6 +59,7 @@ class ClaimPolicyCache:
     def set_weight(self, path: str, weight: float) -> None:
         """Apply a weight this process just recorded."""
         self._state.weights[path] = weight
+        self._tree = self.base.with_weights(self._state.weights)
 
     def due(self, now: float) -> bool:
         """Whether the policy should be refreshed from the database before a claim at ``now``."""
@@ -67,7 +69,7 @@ class ClaimPolicyCache:
         """The policy for the next claim."""
         state = self._state
         return ClaimPolicy(
-            tree=self.base.with_weights(state.weights),
+            tree=self._tree,
             usage=state.usage,
             statuses=state.statuses,
             demand=state.demand,
@@ -94,6 +96,7 @@ class ClaimPolicyCache:
         for leaf, amount in self._pending.items():
             state.usage[leaf] = state.usage.get(leaf, 0.0) + amount
         self._state = state
+        self._tree = self.base.with_weights(state.weights)
         self._refreshed_at = now
 
     def charge(self, charged: Mapping[Leaf, float]) -> None:
