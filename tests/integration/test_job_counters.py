@@ -392,15 +392,28 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
 MADE_AFTER_0005 = ("factory_queues", "factories", "audit")
 """Tables later migrations create (0008, 0010): a database set back to an older version must lose
 them, or the upgrade that makes them again fails."""
-COLUMNS_MADE_AFTER_0005 = (("pilots", "principal"), ("jobs", "kill_delivered"))
-"""Columns later migrations add (0013), dropped for the same reason."""
 
 
-def _forget_later_migrations(conn: Any) -> None:
-    for table in MADE_AFTER_0005:
-        conn.execute(text(f"DROP TABLE {table}"))
-    for table, column in COLUMNS_MADE_AFTER_0005:
-        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+def _undo_0011(db_url: str) -> None:
+    """Undo migration 0011 (brokerage: columns, an index and tables) with its own downgrade, so
+    that the manual set-back below starts from the schema it was written for."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from dispatcher.store.engine import MIGRATIONS_DIR
+
+    db = open_database(db_url, run_migrations=False)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        before = ScriptDirectory.from_config(cfg).get_revision("0011").down_revision
+        with db.engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, str(before))
+            conn.commit()
+    finally:
+        db.dispose()
 
 
 def test_migration_backfills_existing_jobs(db_url: str) -> None:
@@ -408,13 +421,15 @@ def test_migration_backfills_existing_jobs(db_url: str) -> None:
     run_workload_url = db_url
     open_database(db_url).dispose()
     run_workload(run_workload_url, seed=5, rounds=60)
+    _undo_0011(db_url)
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:
             conn.execute(delete(job_counts))
             for table in ("job_counts", "job_error_counts", "job_count_deltas", "job_error_count_deltas"):
                 conn.execute(text(f"DROP TABLE {table}"))
-            _forget_later_migrations(conn)
+            for table in MADE_AFTER_0005:
+                conn.execute(text(f"DROP TABLE {table}"))
             conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
     finally:
         db.dispose()
@@ -429,12 +444,14 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
     open_database(db_url).dispose()
     run_workload(db_url, seed=8, rounds=40)
     fold_all(db_url)
+    _undo_0011(db_url)
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:
             conn.execute(text("DROP TABLE job_count_deltas"))
             conn.execute(text("DROP TABLE job_error_count_deltas"))
-            _forget_later_migrations(conn)
+            for table in MADE_AFTER_0005:
+                conn.execute(text(f"DROP TABLE {table}"))
             conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         db.dispose()
