@@ -48,6 +48,7 @@ MAX_PENDING = 10_000
 MAX_RESPONSE_BYTES = 256 * 1024
 TIMEOUT_S = 10.0
 _KEYS = {"issuer", "client_id", "client_secret", "redirect_url", "scopes", "audience"}
+DEFAULT_SCOPES = ("openid", "profile", "wlcg.groups")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +63,7 @@ class OidcConfig:
     """The client secret (sent with HTTP Basic to the token endpoint)."""
     redirect_url: str
     """This monitor's ``/login/oidc/callback`` as the browser reaches it (registered at the issuer)."""
-    scopes: tuple[str, ...] = ("openid", "profile", "wlcg.groups")
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
     """Scopes asked for; the access token must name the viewer's VO in ``wlcg.groups``."""
     audience: str = DEFAULT_AUDIENCE
     """The ``aud`` the issuer's access tokens carry for Ailuro."""
@@ -85,7 +86,7 @@ def load_oidc_config(path: Path, *, allow_http: bool = False) -> OidcConfig:
     for key in ("issuer", "client_id", "client_secret", "redirect_url"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise InvalidArgument(f"{key}: must be a non-empty string", field="--oidc")
-    scopes = raw.get("scopes", list(OidcConfig.__dataclass_fields__["scopes"].default))
+    scopes = raw.get("scopes", list(DEFAULT_SCOPES))
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes) or "openid" not in scopes:
         raise InvalidArgument("scopes: must be a list of strings including 'openid'", field="--oidc")
     config = OidcConfig(

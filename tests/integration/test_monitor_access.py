@@ -23,6 +23,7 @@ from monitor_login import Identities, identities
 from sqlalchemy import text
 
 from ailuro.queues import QueueConfig
+from ailuro.v1 import job_pb2
 from dispatcher.store import counters
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
@@ -35,6 +36,8 @@ A_IDS = tuple(range(7_100_001, 7_100_009))
 B_IDS = tuple(range(8_200_001, 8_200_005))
 A_TASK, B_TASK = 7_100_900, 8_200_900
 A_LOG_JOB = A_IDS[0]
+SECRET_VALUE = "s3cr3t-env-value-do-not-show"
+"""An environment value of one alpha job: no page shows job environments, to anyone."""
 
 # page → URL (the {placeholders} are VO alpha's things). Columns: the answer to the HTML page /
 # its JSON twin for each viewer. 302 = to the login page; 303 = the search found exactly one thing.
@@ -138,6 +141,11 @@ def _rows(vo: str, ids: tuple[int, ...], *, now: float) -> tuple[list[Any], list
             status="failed" if k == 0 else job["status"],
             modification_time=now - 60,
         )
+        if k == 0:
+            spec = job_pb2.Job.FromString(job["spec"])
+            spec.environment["API_TOKEN"] = SECRET_VALUE
+            spec.environment["PLAIN_SETTING"] = SECRET_VALUE
+            job["spec"] = spec.SerializeToString()
         job_rows.append(job)
         for f in rows.files:
             file_rows.append(
@@ -308,6 +316,13 @@ def test_each_vo_sees_all_of_its_own_jobs_and_admins_see_both(world: World) -> N
     pilots_seen = _ask(world, "alice_A", "/pilots/?hours=72", as_json=True).json()
     assert [p["pilotid"] for p in pilots_seen["pilots"]] == ["pilot-alpha-1"]
     assert [w["workerid"] for w in pilots_seen["workers"]] == ["w-alpha-1"]
+
+
+@pytest.mark.parametrize("viewer", ["alice_A", "admin", "public_A"])
+def test_no_page_shows_job_environment_values(world: World, viewer: str) -> None:
+    for path in PAGES.values():
+        for as_json in (False, True):
+            assert SECRET_VALUE not in _ask(world, viewer, path, as_json=as_json).text, path
 
 
 def test_public_view_hides_logs_and_the_job_page_says_log_in(world: World) -> None:
