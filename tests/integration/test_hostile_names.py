@@ -122,10 +122,10 @@ def test_cli_and_monitor_print_stored_escapes_and_markup_literally(
     # JSON output is exact: a script gets the stored value back, escapes and all
     assert json.loads(_cli(dispatcher, "job", "show", str(pid), "--json"))["job_name"] == ESC_NAME
 
-    ids = identities(tmp_path)
-    web_app = create_app(MonitorConfig(db_url=db_url, auth=ids.auth()))
+    who = identities(tmp_path)
+    web_app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
     try:
-        with TestClient(web_app, headers=ids.admin()) as web:
+        with TestClient(web_app, headers=who.admin()) as web:
             page = web.get(f"/job/{pid}").text
             _assert_shown_not_sent(page, "evil\\x1b]0;owned\\x07", "[bold red]x[/]")
             _assert_shown_not_sent(web.get("/jobs/").text)

@@ -182,9 +182,9 @@ def filled(db_url: str, tmp_path: Path) -> Iterator[Catalog]:
         "updated": now - 47 * HOUR,
     }
     db.dispose()
-    ids = identities(tmp_path)
-    app = create_app(MonitorConfig(db_url=db_url, auth=ids.auth()))
-    with TestClient(app, headers=ids.admin()) as client:
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
+    with TestClient(app, headers=who.admin()) as client:
         yield Catalog(client=client, now=now, task_id=task_id, job_ids=job_ids, requests=expected, raw_fids=raw)
     app.state.db.dispose()
 
@@ -378,8 +378,8 @@ def test_without_catalog_datasets_come_from_the_newest_jobs(
     spec = SampleSpec(n_jobs=300, now=time.time(), span_hours=48.0)
     load_sample(db_url, spec)
     rows = list(generate(spec))
-    ids = identities(tmp_path)
-    app = create_app(MonitorConfig(db_url=db_url, auth=ids.auth()))
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
     final = {"finished", "failed", "cancelled", "closed"}
     since = spec.now - 72 * HOUR
     window = [r for r in rows if r.job["status"] not in final or r.job["modification_time"] >= since]
@@ -387,7 +387,7 @@ def test_without_catalog_datasets_come_from_the_newest_jobs(
     def expect(chosen: list[Any]) -> dict[tuple[str, str, str], int]:
         return dict(Counter((f["scope"], f["dataset"], f["type"]) for r in chosen for f in r.files if f["dataset"]))
 
-    with TestClient(app, headers=ids.admin()) as client:
+    with TestClient(app, headers=who.admin()) as client:
         data = _json(client, "/datasets/", hours=72)
         assert data["source"] == "jobs" and data["truncated"] is False and data["jobs_scanned"] == len(window)
         assert {(d["scope"], d["dataset"], d["type"]): d["nfiles"] for d in data["datasets"]} == expect(window)

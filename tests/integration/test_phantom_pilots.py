@@ -87,8 +87,8 @@ def test_dropped_streams_leave_no_phantom_pilots(
         time.sleep(0.2)
     assert _stats(d.address) == (1, 1), "GetQueueStats counts pilots whose streams ended"
     assert _connected_rows(db_url) == 1
-    ids = identities(tmp_path)
-    with TestClient(create_app(MonitorConfig(db_url=db_url, auth=ids.auth())), headers=ids.admin()) as web:
+    who = identities(tmp_path)
+    with TestClient(create_app(MonitorConfig(db_url=db_url, auth=who.auth())), headers=who.admin()) as web:
         metrics = web.get("/metrics").text
     assert 'ailuro_pilots_connected{queue="LOCAL"} 1.0' in metrics
     honest.close()
