@@ -313,3 +313,31 @@ def test_oidc_client_file_must_be_private(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("https://iam", "http://iam"))
     with pytest.raises(InvalidArgument, match="https"):
         load_oidc_config(path)
+
+
+def test_monitor_serves_https_and_its_session_cookie_is_secure(sample_db: str, ids: Identities, tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: a real uvicorn over TLS (certificates made by trustme); the cookie is Secure."""
+    import httpx
+    import trustme
+
+    from monitor.server import run_in_thread
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    config = MonitorConfig(
+        db_url=sample_db, port=0, auth=ids.auth(), tls_cert=tmp_path / "server.pem", tls_key=tmp_path / "server.pem"
+    )
+    running = run_in_thread(config)
+    try:
+        assert running.url.startswith("https://")
+        with httpx.Client(base_url=running.url, verify=str(tmp_path / "ca.pem")) as web:
+            csrf = _csrf(web.get("/login").text)
+            r = web.post("/login", data={"token": ids.token("alice", "compass"), "csrf": csrf, "next": "/jobs/"})
+            assert r.status_code == 303
+            cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("ailuro_session="))
+            assert "; secure" in cookie.lower() and "samesite=strict" in cookie.lower()
+            assert web.get("/jobs/?json").status_code == 200
+    finally:
+        running.stop()
