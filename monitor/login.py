@@ -83,6 +83,7 @@ def add_login_routes(
         html = render(
             request,
             "login.html",
+            current="login",
             data={"next": next_url, "error": error, "csrf": csrf},
             oidc_issuer=oidc.config.issuer if oidc else "",
             tokens=authn.accepts_tokens,
