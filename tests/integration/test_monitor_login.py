@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 import urllib.error
@@ -332,7 +333,8 @@ def test_monitor_serves_https_and_its_session_cookie_is_secure(sample_db: str, i
     running = run_in_thread(config)
     try:
         assert running.url.startswith("https://")
-        with httpx.Client(base_url=running.url, verify=str(tmp_path / "ca.pem")) as web:
+        trust = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with httpx.Client(base_url=running.url, verify=trust) as web:
             csrf = _csrf(web.get("/login").text)
             r = web.post("/login", data={"token": ids.token("alice", "compass"), "csrf": csrf, "next": "/jobs/"})
             assert r.status_code == 303
