@@ -313,3 +313,17 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
     _wait(lambda: browser.current_url.endswith(f"/job/{target['panda_id']}/pilotlog"))  # its log
     assert "pilot: payload failed" in browser.find_element(By.TAG_NAME, "main").text
     print(f"screenshots in {DOCS if os.environ.get(SAVE_DOCS_ENV) == '1' else tmp_path}; links checked: {len(checked)}")
+
+
+def test_log_out_button_ends_the_session(
+    browser: Any, monitor: tuple[RunningMonitor, str, SampleSpec], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    running, _url, _spec = monitor
+    _login(browser, f"{running.url}/sites/", tmp_path)
+    browser.find_element(By.ID, "logout").click()
+    _wait(lambda: "/login" in browser.current_url)
+    browser.get(f"{running.url}/sites/")
+    _wait(lambda: "/login?next=" in browser.current_url)  # the session is gone: back to the login form
+    assert browser.find_element(By.ID, "token").is_displayed()
