@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from monitor_login import Identities, identities
-from sqlalchemy import text
 
 from ailuro.queues import QueueConfig
 from ailuro.v1 import job_pb2
-from dispatcher.store import counters
+from dispatcher.store import audit, counters
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
 from monitor.app import create_app
@@ -206,17 +205,15 @@ def _fill(db_url: str, tmp_path: Path, now: float) -> None:
             .where(files.c.panda_id == A_LOG_JOB, files.c.type == "log")
             .values(pfn=tarball.as_uri(), lfn="alpha.job.log.tgz")
         )
-        # the audit engineer's table (migration 0010), as the monitor expects its shape
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time DOUBLE PRECISION NOT NULL, "
-                "actor VARCHAR(255) NOT NULL, vo VARCHAR(255) NOT NULL, action VARCHAR(64) NOT NULL, "
-                "target VARCHAR(255) NOT NULL, detail TEXT NOT NULL)"
-            )
-        )
-        conn.execute(
-            text("INSERT INTO audit VALUES (1, :t, 'alice', 'alpha', 'kill', :target, 'killed by owner')"),
-            {"t": now - 30, "target": f"job {A_IDS[1]}"},
+        # an audited action, recorded by the dispatcher's own function (table audit, migration 0010)
+        audit.record(
+            conn,
+            actor="alice",
+            vo="alpha",
+            action=audit.JOBS_KILL,
+            target=f"job {A_IDS[1]}",
+            detail={"reason": "killed by owner"},
+            now=now - 30,
         )
         counters.rebuild(conn)  # the rows bypassed the store
     db.dispose()
@@ -342,7 +339,7 @@ def test_site_page_shows_the_queue_configuration(world: World) -> None:
 def test_audit_page_for_admins_reads_the_audit_table(world: World) -> None:
     data = _ask(world, "admin", "/audit/?actor=alice", as_json=True).json()
     assert data["present"] is True and data["total"] == 1
-    assert data["rows"][0]["action"] == "kill" and data["rows"][0]["target"] == f"job {A_IDS[1]}"
+    assert data["rows"][0]["action"] == "jobs.kill" and data["rows"][0]["target"] == f"job {A_IDS[1]}"
     assert _ask(world, "admin", "/audit/?actor=nobody", as_json=True).json()["total"] == 0
     assert _ask(world, "admin", "/audit/?bogus=1", as_json=True).status_code == 400
     assert 'id="audit-table"' in world.html["admin"].get("/audit/").text

@@ -119,6 +119,13 @@ def test_refused_tokens(sample_db: str, ids: Identities) -> None:
 
 
 def test_audit_page_without_the_table_says_so(sample_db: str, ids: Identities) -> None:
+    """A database from before migration 0010 (a monitor newer than its dispatcher) has no audit table."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(sample_db)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit"))
+    engine.dispose()
     with TestClient(create_app(MonitorConfig(db_url=sample_db, auth=ids.auth())), headers=ids.admin()) as web:
         data = web.get("/audit/?json").json()
         assert data["present"] is False and data["rows"] == []
