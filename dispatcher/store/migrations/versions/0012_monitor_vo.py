@@ -7,7 +7,7 @@ inside the VO, as ``ix_jobs_owner_window`` (0006) does for an owner filter, inst
 every job of every VO. It costs one more B-tree write per job insert and per state change.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"  # after the audit table (on main); the lead re-chains it after 0009/0011
+down_revision = "0011"  # after brokerage (on main); the lead re-chains it if 0009 comes in between
 branch_labels = None
 depends_on = None
 
