@@ -23,13 +23,17 @@ from ddm.protocols import CopyResult, protocol_for
 class TransferFailure(Exception):
     """A movement failed; ``retryable`` says whether trying again may help."""
 
-    def __init__(self, code: int, message: str, *, retryable: bool = True, source_bad: bool = False) -> None:
+    def __init__(
+        self, code: int, message: str, *, retryable: bool = True, source_bad: bool = False, missing: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.source_bad = source_bad
         """The source replica is missing or corrupted (the catalog should stop using it)."""
+        self.missing = missing
+        """The storage answered that the file does not exist (not: could not be reached)."""
 
 
 class Cancelled(Exception):
@@ -51,7 +55,9 @@ def verify(url: str, expected: Expected, *, code: int = errorcodes.CHECKSUM_MISM
         size = protocol.stat(url).size
         adler = protocol.checksum(url)
     except NotFound as exc:
-        raise TransferFailure(errorcodes.STAGEIN_FAILED, f"{url} is missing: {exc}", source_bad=True) from exc
+        raise TransferFailure(
+            errorcodes.STAGEIN_FAILED, f"{url} is missing: {exc}", source_bad=True, missing=True
+        ) from exc
     except AiluroError as exc:
         raise TransferFailure(errorcodes.STAGEIN_FAILED, f"cannot check {url}: {exc}") from exc
     if size != expected.size or adler != expected.adler32:

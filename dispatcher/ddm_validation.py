@@ -235,7 +235,7 @@ def task_spec(spec: ddm_pb2.TaskSpec) -> dict[str, Any]:
         "process": _step(spec.process, "task.process", merge=False),
         "merge": _step(spec.merge, "task.merge", merge=True),
     }
-    for key in ("vo", "label", "priority"):
+    for key in ("vo", "label", "priority", "lost_inputs"):
         if getattr(spec, key):
             out[key] = getattr(spec, key)
     return out

@@ -293,12 +293,40 @@ class DDMAgent:
 
     def _stage(self, row: Any, file: Any, expected: Expected) -> None:
         se = self.storage[row["dest_se"]]
-        verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
+        try:
+            verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
+        except TransferFailure as exc:
+            if not exc.missing:
+                raise
+            self._declare_lost(row, file, se.name, exc.message)
+            return
         now = time.time()
         with self.db.write() as conn:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
         log.info("request %d: %s staged on %s", row["request_id"], file["lfn"], se.name)
+
+    def _declare_lost(self, row: Any, file: Any, se: str, why: str) -> None:
+        """The SE says the file is not there: the replica is bad, the recall and the copies waiting
+        for it fail with FILE_LOST at once (retrying cannot bring a file back)."""
+        now = time.time()
+        error = f"{file['scope']}:{file['lfn']} is lost on {se}: {why}"
+        with self.db.write() as conn:
+            catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.BAD, now=now)
+            catalog.finish_request(
+                conn,
+                int(row["request_id"]),
+                owner=self.agent_id,
+                state=catalog.FAILED,
+                now=now,
+                error=error,
+                code=errorcodes.FILE_LOST,
+            )
+            waiting = catalog.fail_open_requests(
+                conn, int(file["file_id"]), kind="transfer", now=now, code=errorcodes.FILE_LOST, error=error
+            )
+        rid = row["request_id"]
+        log.warning("request %d: %s declared LOST (%d waiting transfer(s) failed)", rid, error, len(waiting))
 
     def _verify(self, row: Any, file: Any, replicas: list[Any], expected: Expected) -> None:
         se = row["dest_se"]

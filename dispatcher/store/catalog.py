@@ -468,6 +468,28 @@ def storable_text(text: str, *, limit: int) -> str:
     return clean[:limit]
 
 
+def fail_open_requests(
+    conn: Connection, file_id: int, *, kind: str, now: float, code: int, error: str, source_se: str = ""
+) -> list[int]:
+    """End the queued (not running) requests of ``kind`` for a file as failed; their ids.
+
+    For requests that can never succeed, e.g. transfers waiting for the recall of a file that
+    turned out to be lost. ``source_se``: only requests reading from there (or from any SE).
+    """
+    r = ddm_requests
+    cond = [r.c.file_id == file_id, r.c.kind == kind, r.c.state == QUEUED]
+    if source_se:
+        cond.append(or_(r.c.source_se == source_se, r.c.source_se == ""))
+    ids = [int(x[0]) for x in conn.execute(select(r.c.request_id).where(*cond))]
+    if ids:
+        conn.execute(
+            update(r)
+            .where(r.c.request_id.in_(ids), r.c.state == QUEUED)
+            .values(state=FAILED, error_code=code, last_error=storable_text(error, limit=MAX_ERROR_TEXT), updated=now)
+        )
+    return ids
+
+
 def cancel_requests(conn: Connection, ids: Sequence[int], *, now: float, reason: str = "withdrawn") -> int:
     """Withdraw open requests (a running agent notices at its next lease renewal)."""
     r = ddm_requests
