@@ -27,8 +27,8 @@ from ailuro.v1 import ddm_pb2, ddm_pb2_grpc
 if TYPE_CHECKING:
     from ailuro.client import Client
 
-MAX_REGISTER = 5000
-"""Files per RegisterFiles call given with size and adler32."""
+MAX_REGISTER = 10_000
+"""Files per RegisterFiles call given with size and adler32 (one call for a 10,000-file run)."""
 MAX_PROBE = 100
 """Files per RegisterFiles call measured at the SE (given without size and adler32)."""
 MAX_IDS = 5000
@@ -160,7 +160,7 @@ class DDMClient:
     ) -> ddm_pb2.RegisterFilesResponse:
         """Register files on an SE into a dataset: lfns (measured at the SE) or entries with size/adler32.
 
-        Long lists go in several calls (5,000 entries with checksums, 100 without); each call is
+        Long lists go in several calls (10,000 entries with checksums, 100 without); each call is
         all or nothing, and registering again is harmless, so a failed run can simply be repeated.
         """
         entries = [_entry(f, i) for i, f in enumerate(files)]

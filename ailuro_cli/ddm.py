@@ -8,6 +8,7 @@ the requests lives inside the dispatcher (``ailuro server --queues FILE`` with `
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -214,17 +215,59 @@ def register_files(
     ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset to add the files to"),
     se: str = typer.Option(..., "--se", help="Storage element holding the files."),
-    lfns: list[str] = typer.Argument(..., help="File names (they live at <endpoint>/<scope>/<lfn>)."),
+    lfns: list[str] = typer.Argument(None, help="File names (they live at <endpoint>/<scope>/<lfn>)."),
+    files_from: str = typer.Option(
+        "",
+        "--files-from",
+        help="A listing, one file a line: 'LFN SIZE ADLER32' (registered at once, verified by the agent) "
+        "or 'LFN' (measured at the SE); '-' reads standard input.",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Register files already on an SE: the dispatcher asks the SE itself for size and adler32."""
-    with reported_errors(), make_client(ctx) as client:
-        resp = client.ddm.register_files(did, se, lfns)
+    """Register files already on an SE: named ones are measured at the SE; a listing with sizes and
+    checksums registers 10,000 files in one call (the agent then verifies them at the SE)."""
+    with reported_errors():
+        entries: list[Any] = list(lfns or []) + (read_listing(files_from) if files_from else [])
+        if not entries:
+            raise fail("name files to register, or give --files-from LISTING", code=EXIT_USAGE)
+        started = time.monotonic()
+        with make_client(ctx) as client:
+            resp = client.ddm.register_files(did, se, entries)
+        took = time.monotonic() - started
     out = [
         {"lfn": f.lfn, "size": f.size, "adler32": f.adler32, "se": se, "state": word(ddm_pb2.ReplicaState, st)}
         for f, st in zip(resp.files, resp.replica_states, strict=True)
     ]
-    print_json(out) if as_json else console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
+    if as_json:
+        print_json(out)
+        return
+    console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
+    if resp.verify_requests:
+        console.print(f"{resp.verify_requests} verify request(s) queued ({took:.1f} s)")
+
+
+def read_listing(source: str) -> list[dict[str, Any] | str]:
+    """A ``--files-from`` listing: ``LFN SIZE ADLER32`` or ``LFN`` per line (``#`` comments, blank lines skipped)."""
+    import sys
+
+    from ailuro.errors import InvalidArgument
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read the listing: {exc}", field="--files-from") from None
+    out: list[dict[str, Any] | str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        words_ = line.split("#", 1)[0].split()
+        if not words_:
+            continue
+        if len(words_) == 1:
+            out.append(words_[0])
+        elif len(words_) == 3 and words_[1].isdigit():
+            out.append({"lfn": words_[0], "size": int(words_[1]), "adler32": words_[2]})
+        else:
+            raise InvalidArgument("expected 'LFN SIZE ADLER32' or 'LFN'", field=f"--files-from line {n}")
+    return out
 
 
 def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool) -> None:

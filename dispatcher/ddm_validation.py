@@ -26,7 +26,7 @@ from ailuro.v1 import ddm_pb2
 from dispatcher import validation
 from dispatcher.store import catalog
 
-MAX_REGISTER = 5000
+MAX_REGISTER = 10_000
 MAX_PROBE = 100
 MAX_REQUEST_FILES = 10_000
 MAX_LIST = 5000

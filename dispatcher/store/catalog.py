@@ -91,11 +91,14 @@ def add_files(
                 f"not {e.size}, {e.adler32}",
                 field=f"files[{i}]" if len(entries) > 1 else "files",
             )
-    if new_rows:  # one multi-row statement per chunk, then the ids in one lookup: bulk registration
-        for part in chunks(new_rows):
-            conn.execute(ddm_files.insert(), [{**r, "created": now} for r in part])
-        known.update(lookup_files(conn, [(scope, r["lfn"]) for r in new_rows]))
-    out = {e.lfn: int(known[(scope, e.lfn)]["file_id"]) for e in entries}
+    ids = {lfn: int(row["file_id"]) for (_, lfn), row in known.items()}
+    if new_rows:
+        # one executemany returning the new ids (the driver batches it): no lookup of rows just
+        # inserted, which PostgreSQL plans as a scan (no statistics yet) and takes seconds
+        stmt = ddm_files.insert().returning(ddm_files.c.file_id, ddm_files.c.lfn, sort_by_parameter_order=True)
+        for fid, lfn in conn.execute(stmt, [{**r, "created": now} for r in new_rows]):
+            ids[lfn] = int(fid)
+    out = {e.lfn: ids[e.lfn] for e in entries}
     if dataset_id is not None and out:
         have = {
             r[0]
@@ -234,8 +237,8 @@ def set_replicas(conn: Connection, se: str, items: Sequence[tuple[int, str, str]
         )
         for part in chunks(updates):
             conn.execute(stmt, list(part))
-    for part in chunks(inserts):
-        conn.execute(ddm_replicas.insert(), list(part))
+    if inserts:
+        conn.execute(ddm_replicas.insert(), inserts)
 
 
 def add_requests(
@@ -286,10 +289,10 @@ def add_requests(
         "updated": now,
     }
     missing = sorted({f for f in file_ids if f not in out})
-    for part in chunks(missing):
-        conn.execute(r.insert(), [{**base, "file_id": fid} for fid in part])
-    if missing:
-        out.update(open_ids(missing))
+    if missing:  # one executemany returning the ids (see add_files)
+        stmt = r.insert().returning(r.c.file_id, r.c.request_id, sort_by_parameter_order=True)
+        for fid, rid in conn.execute(stmt, [{**base, "file_id": fid} for fid in missing]):
+            out[int(fid)] = int(rid)
     return out
 
 
