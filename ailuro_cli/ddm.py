@@ -210,6 +210,29 @@ def transfers(
         transfer_table(rows)
 
 
+@ddm_app.command("requests")
+def requests_progress(
+    ctx: typer.Context,
+    job: int = typer.Option(0, "--job", min=0, help="Requests made for this panda_id."),
+    task: int = typer.Option(0, "--task", min=0, help="Requests of this task."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Progress of the DDM requests (all, a job's or a task's): how many are queued, active, done,
+    failed, cancelled, and the ones not done with their attempts and last error."""
+    with reported_errors(), make_client(ctx) as client:
+        rows = [transfer_dict(r) for r in client.ddm.transfers(panda_id=job, task_id=task, limit=5000)]
+    counts = {s: 0 for s in words(ddm_pb2.RequestState)}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    ended = counts["done"] + counts["failed"] + counts["cancelled"]
+    if as_json:
+        print_json({"total": len(rows), "counts": counts, "open": [r for r in rows if r["state"] != "done"]})
+        return
+    share = f" ({100 * ended // len(rows)}% ended)" if rows else ""
+    console.print(f"{len(rows)} request(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()) + share)
+    transfer_table([r for r in rows if r["state"] != "done"])
+
+
 @ddm_app.command("register")
 def register_files(
     ctx: typer.Context,

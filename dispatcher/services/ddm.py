@@ -175,6 +175,15 @@ class DDMAgent:
                 conn, owner=self.agent_id, limit=free, lease_s=self.config.lease_s, now=now, fits=fits
             )
         for row in rows:
+            log.info(
+                "request %d (%s %s -> %s): active, attempt %d of %d",
+                row["request_id"],
+                row["kind"],
+                row["source_se"] or "best replica",
+                row["dest_se"],
+                int(row["attempts"]) + 1,
+                int(row["max_attempts"]),
+            )
             running = _Running(row=row, future=Future(), ses=self._ses_of(row))
             running.future = self.pool.submit(self._execute, row, running.cancel)
             with self._lock:
@@ -268,12 +277,13 @@ class DDMAgent:
                     next_attempt=ready,
                     count_attempt=False,
                 )
+            log.info("request %d: queued, %s", row["request_id"], note)
             return
         dest = row["dest_se"]
         src_url, dst_url = self._url(source["se"], file), self._url(dest, file)
         scratch = self.config.scratch_dir / self.agent_id
         try:
-            copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
+            copied = copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
         except TransferFailure as exc:
             if exc.source_bad and exc.code != errorcodes.CHECKSUM_MISMATCH_STAGEOUT:
                 with self.db.write() as conn:
@@ -289,7 +299,15 @@ class DDMAgent:
                     conn, int(file["file_id"]), dest, state=catalog.AVAILABLE, pfn=dst_url, now=now, online_until=online
                 )
         if ok:
-            log.info("request %d: %s -> %s done (adler32 %s)", row["request_id"], src_url, dst_url, expected.adler32)
+            how = "third-party copy" if copied.third_party else "through the agent"
+            log.info(
+                "request %d: %s -> %s (%s): done, adler32 %s",
+                row["request_id"],
+                src_url,
+                dst_url,
+                how,
+                expected.adler32,
+            )
 
     def _stage(self, row: Any, file: Any, expected: Expected) -> None:
         se = self.storage[row["dest_se"]]
@@ -304,7 +322,7 @@ class DDMAgent:
         with self.db.write() as conn:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
-        log.info("request %d: %s staged on %s", row["request_id"], file["lfn"], se.name)
+        log.info("request %d: %s staged on %s: done", row["request_id"], file["lfn"], se.name)
 
     def _declare_lost(self, row: Any, file: Any, se: str, why: str) -> None:
         """The SE says the file is not there: the replica is bad, the recall and the copies waiting
@@ -367,6 +385,7 @@ class DDMAgent:
         with self.db.write() as conn:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.AVAILABLE, now=now)
+        log.info("request %d: %s verified on %s: done", row["request_id"], file["lfn"], se)
 
     def _failed(self, row: Any, exc: TransferFailure) -> None:
         now = time.time()
@@ -384,7 +403,7 @@ class DDMAgent:
                 code=exc.code,
                 next_attempt=None if final else now + delay,
             )
-        how = "giving up" if final else f"retry in {delay:.1f} s"
+        how = "failed, giving up" if final else f"queued, retry in {delay:.1f} s"
         log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
 
 
