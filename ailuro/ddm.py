@@ -191,20 +191,27 @@ class DDMClient:
             if not after:
                 return out
 
-    def request(self, kind: str, did: str, dest_se: str, *, source_se: str = "", activity: str = "") -> list[int]:
-        """Queue ``transfer``/``stage``/``verify`` requests for a file or dataset; their ids."""
+    def request(
+        self, kind: str, did: str, dest_se: str, *, source_se: str = "", activity: str = "", lifetime_s: float = 0
+    ) -> list[int]:
+        """Queue ``transfer``/``stage``/``verify``/``delete`` requests for a file or dataset; their ids."""
         req = ddm_pb2.RequestTransfersRequest(
             kind=enum_value(ddm_pb2.RequestKind, kind, field="kind"),
             did=did,
             dest_se=dest_se,
             source_se=source_se,
             activity=activity,
+            lifetime_s=lifetime_s,
         )
         return list(self._call(self._stub.RequestTransfers, req).request_ids)
 
-    def replicate(self, did: str, *, to: str, source_se: str = "") -> list[int]:
-        """Copy a file or dataset to another SE."""
-        return self.request("transfer", did, to, source_se=source_se)
+    def replicate(self, did: str, *, to: str, source_se: str = "", lifetime_s: float = 0) -> list[int]:
+        """Copy a file or dataset to another SE (deleted again ``lifetime_s`` after the request, if given)."""
+        return self.request("transfer", did, to, source_se=source_se, lifetime_s=lifetime_s)
+
+    def delete(self, did: str, *, se: str) -> list[int]:
+        """Delete the replicas of a file or dataset on one SE (never a file's last available replica)."""
+        return self.request("delete", did, se)
 
     def stage(self, did: str, *, se: str) -> list[int]:
         """Bring a file or dataset online on a tape SE."""

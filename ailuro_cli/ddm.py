@@ -217,8 +217,7 @@ def requests_progress(
     task: int = typer.Option(0, "--task", min=0, help="Requests of this task."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Progress of the DDM requests (all, a job's or a task's): how many are queued, active, done,
-    failed, cancelled, and the ones not done with their attempts and last error."""
+    """Progress of DDM requests (all, a job's or a task's): counts by state, and the open ones."""
     with reported_errors(), make_client(ctx) as client:
         rows = [transfer_dict(r) for r in client.ddm.transfers(panda_id=job, task_id=task, limit=5000)]
     counts = {s: 0 for s in words(ddm_pb2.RequestState)}
@@ -247,8 +246,7 @@ def register_files(
     ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Register files already on an SE: named ones are measured at the SE; a listing with sizes and
-    checksums registers 10,000 files in one call (the agent then verifies them at the SE)."""
+    """Register files already on an SE (named: measured at the SE; --files-from: 10,000 in one call)."""
     with reported_errors():
         entries: list[Any] = list(lfns or []) + (read_listing(files_from) if files_from else [])
         if not entries:
@@ -293,10 +291,10 @@ def read_listing(source: str) -> list[dict[str, Any] | str]:
     return out
 
 
-def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool) -> None:
+def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool, lifetime_s: float = 0) -> None:
     with reported_errors(), make_client(ctx) as client:
-        ids = client.ddm.request(kind, did, se)
-    noun = {"transfer": "transfer", "stage": "staging", "verify": "verify"}[kind]
+        ids = client.ddm.request(kind, did, se, lifetime_s=lifetime_s)
+    noun = {"transfer": "transfer", "stage": "staging", "verify": "verify", "delete": "delete"}[kind]
     print_json(ids) if as_json else console.print(f"{len(ids)} {noun} request(s): {ids}")
 
 
@@ -305,10 +303,11 @@ def replicate(
     ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
     se: str = typer.Option(..., "--to", help="Destination storage element."),
+    lifetime: float = typer.Option(0, "--lifetime", min=0, help="Seconds after which the copies are deleted."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Request copies of a dataset (or a file) on another SE; the dispatcher's DDM agent runs them."""
-    _request(ctx, "transfer", did, se, as_json)
+    _request(ctx, "transfer", did, se, as_json, lifetime_s=lifetime)
 
 
 @ddm_app.command("stage")
@@ -331,6 +330,17 @@ def verify(
 ) -> None:
     """Compare replicas' adler32 at the SE with the catalog (bad ones are repaired from another copy)."""
     _request(ctx, "verify", did, se, as_json)
+
+
+@ddm_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
+    se: str = typer.Option(..., "--se", help="SE whose replicas to delete."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Delete replicas on one SE, at the SE and in the catalog (never a file's last available one)."""
+    _request(ctx, "delete", did, se, as_json)
 
 
 def register(app: typer.Typer) -> None:

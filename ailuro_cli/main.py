@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import typer
 
-from ailuro_cli import audit, ddm, demo, factory, gateway, jobs, loadtest, monitor, pilot, queues, server, submit, task
+from ailuro_cli import (
+    audit,
+    ddm,
+    ddm_upload,  # noqa: F401  (adds ``ailuro ddm upload``, which moves bytes itself)
+    demo,
+    factory,
+    gateway,
+    jobs,
+    loadtest,
+    monitor,
+    pilot,
+    queues,
+    server,
+    submit,
+    task,
+)
 from ailuro_cli import token as token_cli
 from ailuro_cli._common import Settings
 

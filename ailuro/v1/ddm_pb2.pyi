@@ -30,6 +30,7 @@ class RequestKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_KIND_TRANSFER: _ClassVar[RequestKind]
     REQUEST_KIND_STAGE: _ClassVar[RequestKind]
     REQUEST_KIND_VERIFY: _ClassVar[RequestKind]
+    REQUEST_KIND_DELETE: _ClassVar[RequestKind]
 
 class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +62,7 @@ REQUEST_KIND_UNSPECIFIED: RequestKind
 REQUEST_KIND_TRANSFER: RequestKind
 REQUEST_KIND_STAGE: RequestKind
 REQUEST_KIND_VERIFY: RequestKind
+REQUEST_KIND_DELETE: RequestKind
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_QUEUED: RequestState
 REQUEST_STATE_ACTIVE: RequestState
@@ -255,18 +257,20 @@ class ListReplicasResponse(_message.Message):
     def __init__(self, replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., next_after_lfn: _Optional[str] = ...) -> None: ...
 
 class RequestTransfersRequest(_message.Message):
-    __slots__ = ("kind", "did", "dest_se", "source_se", "activity")
+    __slots__ = ("kind", "did", "dest_se", "source_se", "activity", "lifetime_s")
     KIND_FIELD_NUMBER: _ClassVar[int]
     DID_FIELD_NUMBER: _ClassVar[int]
     DEST_SE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SE_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_S_FIELD_NUMBER: _ClassVar[int]
     kind: RequestKind
     did: str
     dest_se: str
     source_se: str
     activity: str
-    def __init__(self, kind: _Optional[_Union[RequestKind, str]] = ..., did: _Optional[str] = ..., dest_se: _Optional[str] = ..., source_se: _Optional[str] = ..., activity: _Optional[str] = ...) -> None: ...
+    lifetime_s: float
+    def __init__(self, kind: _Optional[_Union[RequestKind, str]] = ..., did: _Optional[str] = ..., dest_se: _Optional[str] = ..., source_se: _Optional[str] = ..., activity: _Optional[str] = ..., lifetime_s: _Optional[float] = ...) -> None: ...
 
 class RequestTransfersResponse(_message.Message):
     __slots__ = ("request_ids",)

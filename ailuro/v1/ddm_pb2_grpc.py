@@ -144,8 +144,9 @@ class DDMServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestTransfers(self, request, context):
-        """Queue one transfer, stage or verify request per file of a dataset (or for one file). An open
-        request of the same kind for the same file and SE is reused (its id is returned).
+        """Queue one transfer, stage, verify or delete request per file of a dataset (or for one file). An
+        open request of the same kind for the same file and SE is reused (its id is returned). Deleting
+        the only available replica of a file is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

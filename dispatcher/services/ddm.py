@@ -35,7 +35,9 @@ from typing import Any
 
 from ailuro import errorcodes
 from ailuro.backoff import backoff_delay
+from ailuro.errors import AiluroError
 from ailuro.queues import QueueConfig, StorageElementConfig
+from ddm.protocols import protocol_for
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
 from dispatcher.config import DispatcherConfig
@@ -203,6 +205,8 @@ class DDMAgent:
                 self._transfer(row, file, replicas, expected, cancel)
             elif row["kind"] == "stage":
                 self._stage(row, file, expected)
+            elif row["kind"] == "delete":
+                self._delete(row, file, replicas)
             else:
                 self._verify(row, file, replicas, expected)
         except Cancelled as exc:
@@ -323,6 +327,44 @@ class DDMAgent:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
         log.info("request %d: %s staged on %s: done", row["request_id"], file["lfn"], se.name)
+
+    def _delete(self, row: Any, file: Any, replicas: list[Any]) -> None:
+        """Delete a replica at its SE and from the catalog; never the last available one."""
+        se, rid, now = row["dest_se"], int(row["request_id"]), time.time()
+        with self.db.read() as conn:
+            copying = [
+                r
+                for r in catalog.requests_of_file(conn, int(file["file_id"]))
+                if r["kind"] == "transfer" and r["dest_se"] == se and r["state"] in catalog.OPEN_REQUEST_STATES
+            ]
+        if copying:  # an expiry due before its copy arrived: wait for the copy
+            with self.db.write() as conn:
+                note = f"waiting for transfer {copying[0]['request_id']} to {se} before deleting"
+                catalog.finish_request(
+                    conn,
+                    rid,
+                    owner=self.agent_id,
+                    state=catalog.QUEUED,
+                    now=now,
+                    error=note,
+                    next_attempt=now + 30,
+                    count_attempt=False,
+                )
+            log.info("request %d: queued, %s", rid, note)
+            return
+        if not any(r["state"] == catalog.AVAILABLE and r["se"] != se for r in replicas):
+            raise TransferFailure(
+                errorcodes.STAGEOUT_FAILED, f"refusing to delete the only available replica (on {se})", retryable=False
+            )
+        url = self._url(se, file)
+        try:
+            protocol_for(url).delete(url)  # a missing file is fine: the goal is that it is gone
+        except AiluroError as exc:
+            raise TransferFailure(errorcodes.STAGEOUT_FAILED, f"deleting {url} failed: {exc}") from exc
+        with self.db.write() as conn:
+            if catalog.finish_request(conn, rid, owner=self.agent_id, state=catalog.DONE, now=time.time()):
+                catalog.remove_replica(conn, int(file["file_id"]), se)
+        log.info("request %d: %s deleted from %s (%s): done", rid, file["lfn"], se, row["activity"] or "delete")
 
     def _declare_lost(self, row: Any, file: Any, se: str, why: str) -> None:
         """The SE says the file is not there: the replica is bad, the recall and the copies waiting

@@ -35,7 +35,7 @@ BAD = "bad"
 REPLICA_STATES = (AVAILABLE, UNVERIFIED, BAD)
 QUEUED, ACTIVE, DONE, FAILED, CANCELLED = "queued", "active", "done", "failed", "cancelled"
 OPEN_REQUEST_STATES = (QUEUED, ACTIVE)
-KINDS = ("transfer", "stage", "verify")
+KINDS = ("transfer", "stage", "verify", "delete")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +250,7 @@ def add_requests(
     now: float,
     source_se: str = "",
     activity: str = "",
+    not_before: float | None = None,
 ) -> dict[int, int]:
     """:func:`add_request` for many files at once; ``{file_id: request_id}`` (open requests are reused)."""
     if kind not in KINDS:
@@ -277,7 +278,7 @@ def add_requests(
         "state": QUEUED,
         "attempts": 0,
         "max_attempts": 5,
-        "next_attempt": now,
+        "next_attempt": now if not_before is None else not_before,
         "lease_owner": "",
         "lease_expires": None,
         "last_error": "",
@@ -294,6 +295,11 @@ def add_requests(
         for fid, rid in conn.execute(stmt, [{**base, "file_id": fid} for fid in missing]):
             out[int(fid)] = int(rid)
     return out
+
+
+def remove_replica(conn: Connection, file_id: int, se: str) -> None:
+    """Forget the replica of ``file_id`` on ``se`` (after the file was deleted there)."""
+    conn.execute(ddm_replicas.delete().where(ddm_replicas.c.file_id == file_id, ddm_replicas.c.se == se))
 
 
 def set_replica_state(conn: Connection, file_id: int, se: str, state: str, *, now: float) -> None:
@@ -533,6 +539,11 @@ def list_requests(
     if kind:
         stmt = stmt.where(r.c.kind == kind)
     return list(conn.execute(stmt).mappings())
+
+
+def requests_of_file(conn: Connection, file_id: int) -> list[Any]:
+    """Every request of one file."""
+    return list(conn.execute(select(ddm_requests).where(ddm_requests.c.file_id == file_id)).mappings())
 
 
 def requests_of_jobs(conn: Connection, panda_ids: Sequence[int]) -> dict[int, list[Any]]:
