@@ -21,6 +21,7 @@ from ailuro_cli import (
     pilot,
     queues,
     server,
+    shares,
     submit,
     task,
 )
@@ -63,7 +64,8 @@ def _global_options(
     ctx.obj = Settings(server=server_address, user=user, token=token, token_file=token_file, tls_ca=tls_ca)
 
 
-for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli, audit):
+_MODULES = (server, submit, jobs, queues, shares, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli, audit)
+for _module in _MODULES:
     _module.register(app)
 gateway.register(app)
 
