@@ -3,7 +3,9 @@
 The usage lines (indented ``ailuro ...`` lines of "Data management (DDM)" and "The COMPASS chain
 (tasks)") are read from the README and run in order through the CLI against a dispatcher made
 from ``examples/compass_chain/queues.toml`` (its SE endpoints pointed at local directories, so the
-test owns its files), with the DDM agent running. Optional parts ``[...]`` are included, so every
+test owns its files), with the DDM agent running, in token mode as the README sets it up: the
+user's own token in ``~/.ailuro/token`` (a user of VO compass), the production manager's in
+``prod.token``. Optional parts ``[...]`` are included, so every
 documented option runs too; placeholders (TASK_ID, ID, REQ_ID, ...) get real values. A command
 that fails, or a README line naming a command that does not exist, fails the test.
 """
@@ -11,6 +13,7 @@ that fails, or a README line naming a command that does not exist, fails the tes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import shlex
@@ -27,11 +30,16 @@ from typer.testing import CliRunner, Result
 from ailuro.client import Client
 from ailuro.queues import parse_queues, parse_storage
 from ailuro_cli.main import app
+from dispatcher.auth import issuer as embedded
+from dispatcher.auth.config import DEFAULT_AUDIENCE, AuthConfig
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-_NO_DB = {"AILURO_DB_URL": None, "AILURO_DB": None, "AILURO_QUEUES": None, "AILURO_SERVER": None}
+_NO_DB = {
+    k: None
+    for k in ("AILURO_DB_URL", "AILURO_DB", "AILURO_QUEUES", "AILURO_SERVER", "AILURO_TOKEN", "AILURO_TOKEN_FILE")
+}
 
 
 def _section(title: str) -> str:
@@ -75,12 +83,20 @@ def test_readme_ddm_and_task_commands_run(
         dataclasses.replace(s, endpoints=((root / s.name).as_uri(),), staging_latency_s=0.1)
         for s in parse_storage(data)
     )
+    auth = AuthConfig(mode="token", state_dir=tmp_path / "auth")
     d = make_dispatcher(
-        queues=parse_queues(data), storage=storage, ddm_workers=4, ddm_poll_s=0.1, ddm_backoff_base_s=0.1
+        queues=parse_queues(data), storage=storage, ddm_workers=4, ddm_poll_s=0.1, ddm_backoff_base_s=0.1, auth=auth
     )
-    client = Client(d.address, identity="prod")
+    key = embedded.load_key(embedded.IssuerFiles(state_dir=auth.state_dir))
+    mint = functools.partial(embedded.issue, key, issuer=auth.embedded_issuer, audience=DEFAULT_AUDIENCE, vo="compass")
+    prod = mint(user="prod", roles=("production",))
+    client = Client(d.address, token=prod)
     work = tmp_path / "cwd"
+    home = tmp_path / "home"
+    (home / ".ailuro").mkdir(parents=True)
+    (home / ".ailuro" / "token").write_text(mint(user="jdoe", roles=("user",)))
     (work / "examples").mkdir(parents=True)
+    (work / "prod.token").write_text(prod)
     (work / "examples" / "compass_chain").symlink_to(ROOT / "examples" / "compass_chain")
     monkeypatch.chdir(work)
     for lfn in ("f1.raw", "f2.raw"):
@@ -96,7 +112,7 @@ def test_readme_ddm_and_task_commands_run(
 
     def before(args: list[str]) -> None:
         """Put the world in the state the README line assumes."""
-        args = args[2:] if args[0] == "--user" else args
+        args = args[2:] if args[0] in ("--user", "--token-file") else args
         if args[:2] == ["task", "retry"]:  # something to retry: one processing job killed
             tid = int(values["TASK_ID"])
             first = client.tasks.get(tid).jobs[0].panda_id
@@ -106,7 +122,7 @@ def test_readme_ddm_and_task_commands_run(
             while not idle() and time.monotonic() < deadline:  # the copies it checks must have arrived
                 time.sleep(0.1)
 
-    runner = CliRunner(env={"COLUMNS": "200", **_NO_DB})
+    runner = CliRunner(env={"COLUMNS": "200", "HOME": str(home), **_NO_DB})
     ran = []
     for command in commands:
         if command.startswith("ailuro server"):
@@ -124,7 +140,7 @@ def test_readme_ddm_and_task_commands_run(
         if "submit" in args and args[args.index("submit") - 1] == "task":
             values["TASK_ID"] = str(json.loads(result.stdout)["task_id"])
             values["ID"] = values["TASK_ID"]
-        ran.append((args[2:] if args[0] == "--user" else args)[:3])
+        ran.append((args[2:] if args[0] in ("--user", "--token-file") else args)[:3])
     assert ["ddm", "upload", "run1.root"] in ran and ["task", "abort", values["TASK_ID"]] in ran, ran
     assert client.tasks.get(int(values["TASK_ID"])).task.state == 7  # TASK_STATE_ABORTED
     client.close()
