@@ -2,7 +2,7 @@
 ``jobs.kill_delivered`` (the kill command reached the pilot, so a later "finished" does not win).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"  # the lead re-chains this at merge (after the highest revision then)
+down_revision = "0012"  # the lead re-chains this at merge (after the highest revision then)
 branch_labels = None
 depends_on = None
 
