@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ailuro.v1 import pilot_pb2
 from dispatcher import validation
 from dispatcher.config import Limits
 from dispatcher.logsafe import describe
+from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
@@ -58,6 +60,8 @@ class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
 
     pilot: pstore.PilotInfo
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Names this stream (``Welcome.session_id``); a reconnect is a new session."""
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
@@ -158,10 +162,10 @@ def _item_outcome(result: Any) -> tuple[pstore.AckResult, str]:
     return result
 
 
-def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
+def command_message(panda_id: int, kind: str, reason: str, command_id: int = 0) -> pilot_pb2.Command:
     """A Command message from a ``pilot_commands`` row's fields."""
     kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
-    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason)
+    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason, command_id=command_id)
 
 
 class PilotHub:
@@ -248,6 +252,9 @@ class PilotHub:
                 self.presence.disconnect(info.pilot_id)  # runs after the registration, even if that commits
             stream.closed = True
             raise
+        # Welcome first: the pilot learns lease, heartbeat period and limits before anything else.
+        hi = welcome(cfg, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
+        stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
         epochs = {h.panda_id: h.lease_epoch for h in hello.held_jobs}
         stream.send_acks(
             [
@@ -258,7 +265,13 @@ class PilotHub:
         for pid, (_, _, kill) in held.items():
             if kill:
                 stream.send(pilot_pb2.DispatcherMessage(command=command_message(pid, "kill", "kill requested")))
-        log.info("pilot %s connected (queue %s, %d held job(s))", info.pilot_id, info.queue, len(held))
+        log.info(
+            "pilot %s connected (session %s, queue %s, %d held job(s))",
+            info.pilot_id,
+            stream.session_id,
+            info.queue,
+            len(held),
+        )
         return stream
 
     async def close_stream(self, stream: PilotStream) -> None:
@@ -273,6 +286,10 @@ class PilotHub:
         log.info("pilot %s disconnected", pid)
 
     # --- claims -----------------------------------------------------------------------------
+
+    def queue_enabled(self, queue: str) -> bool:
+        """Whether pilots of ``queue`` may get work (a disabled queue answers every request NoJob)."""
+        return queue in self._enabled
 
     async def request_jobs(
         self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0
@@ -416,7 +433,9 @@ class PilotHub:
                 log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
                 continue
             stream.send(
-                pilot_pb2.DispatcherMessage(command=command_message(row["panda_id"], row["type"], row["reason"]))
+                pilot_pb2.DispatcherMessage(
+                    command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
+                )
             )
 
     async def _command_loop(self) -> None:
@@ -449,4 +468,4 @@ class PilotHub:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(run)
-        return [command_message(r["panda_id"], r["type"], r["reason"]) for r in rows]
+        return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]
