@@ -35,7 +35,7 @@ from ailuro import names, targets
 from ailuro.backoff import backoff_delay
 from ailuro.credentials import bearer_metadata, resolve_token, tls_credentials
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
-from ailuro.jobspec import job_from_dict, status_value
+from ailuro.jobspec import job_from_dict, status_name, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from ailuro.vocabulary import FACTORY_ID_METADATA_KEY as FACTORY_ID_METADATA_KEY  # re-exported
 from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_METADATA_KEY  # re-exported
@@ -284,7 +284,7 @@ class Client:
         return JobPage(
             jobs=list(response.jobs),
             next_page_token=response.next_page_token,
-            status_counts=dict(response.status_counts),
+            status_counts={status_name(c.status): c.count for c in response.state_counts},
             total=response.total,
         )
 
@@ -329,6 +329,19 @@ class Client:
         """The state history of one job, oldest first."""
         request = submission_pb2.GetJobEventsRequest(panda_id=panda_id)
         return list(self._call(self._stub.GetJobEvents, request, idempotent=True).events)
+
+    def debug(self, panda_id: int, *, timeout_s: float = 30.0) -> submission_pb2.DebugJobResponse:
+        """A snapshot of a running job's payload, taken now by its pilot (owner or admin only).
+
+        The pilot answers with the process tree (CPU, memory, command lines) and the last bytes of
+        stdout and stderr; the dispatcher waits up to ``timeout_s`` (at most 120) for it. Not
+        retried: every call asks the pilot again.
+        """
+        request = submission_pb2.DebugJobRequest(panda_id=panda_id, timeout_s=timeout_s)
+        try:
+            return self._stub.DebugJob(request, timeout=timeout_s + 10.0, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     def job_log(self, panda_id: int, *, member: str = "") -> tuple[bytes, submission_pb2.JobLogChunk]:
         """A job's log tarball (``member=""``) or one file inside it (``"payload.stdout"``, ...).

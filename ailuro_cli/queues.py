@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ailuro.jobspec import message_to_dict
+from ailuro.jobspec import message_to_dict, status_name
 from ailuro_cli._common import cell, console, make_client, print_json, reported_errors
 
 queue_app = typer.Typer(help="Queues (sites) jobs run on.", no_args_is_help=True)
@@ -26,7 +26,7 @@ def list_queues(
     for column in ("QUEUE", "ENABLED", "BACKEND", "VOS", "LABELS", "PILOTS", "MAX_RUNNING", "JOBS"):
         table.add_column(column)
     for q in queues:
-        jobs = ", ".join(f"{n} {state}" for state, n in sorted(q.status_counts.items()) if n) or "-"
+        jobs = ", ".join(f"{c.count} {status_name(c.status)}" for c in q.state_counts) or "-"
         table.add_row(
             cell(q.name),
             "yes" if q.enabled else "[red]no[/]",

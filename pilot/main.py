@@ -107,6 +107,8 @@ class Pilot:
         self._next_request_at = 0.0
         self._signal: int | None = None
         self._wake = asyncio.Event()
+        self._period_changed = asyncio.Event()
+        """Set by a Welcome: the heartbeat loop re-reads its period at once."""
         self._status_changed: set[int] = set()
         """Jobs whose status changed since their last heartbeat."""
         self._status_timer: asyncio.TimerHandle | None = None
@@ -345,6 +347,7 @@ class Pilot:
         self.welcome = hi
         if isinstance(self.conn, UnaryConnection):
             self.conn.poll_s = self.heartbeat_s
+        self._period_changed.set()
         if hi.lease_s > 0:  # held jobs were renewed for this long
             for ctx in self._held():
                 ctx.lease_s = float(hi.lease_s)
@@ -502,9 +505,15 @@ class Pilot:
             self._send_heartbeats(only=set(self._status_changed))
 
     async def _heartbeat_loop(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.heartbeat_s)
-            now = time.monotonic()
+            self._period_changed.clear()
+            wait_s = last + self.heartbeat_s - time.monotonic()
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._period_changed.wait(), wait_s)
+                continue  # a Welcome changed the period (look again), or the beat is due now
+            now = last = time.monotonic()
             if self.conn.connected.is_set():
                 self._last_connected = now
             self._check_leases(now)
