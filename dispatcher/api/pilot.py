@@ -86,9 +86,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 kind = msg.WhichOneof("msg")
                 await stream.wait_pending(limits.pending_per_stream, limits.pending_wait_s)
                 if kind == "job_request":
-                    problem = job_request_problem(msg.job_request)
-                    if problem:  # answered alone: the stream and the jobs on it go on
-                        field, what = problem
+                    bad = job_request_problem(msg.job_request)
+                    if bad:  # answered alone: the stream and the jobs on it go on
+                        field, what = bad
                         stream.send(self._no_more(msg.job_request, 0, f"{field} {what}", invalid_field=field))
                     else:
                         spawn(self._serve_request(stream, msg.job_request))

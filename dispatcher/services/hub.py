@@ -225,6 +225,10 @@ class PilotHub:
             pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, batch_id=hello.batch_id, version=hello.version
         )
         stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
+        # Welcome first, queued before the stream is findable (a command could otherwise come first):
+        # the pilot learns lease, heartbeat period and limits before anything else.
+        hi = welcome(self.rt.config, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
+        stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
         old = self.streams.get(info.pilot_id)
         if old is not None:  # the same pilot reconnected before its old stream was noticed closed
             old.fail(
@@ -252,9 +256,6 @@ class PilotHub:
                 self.presence.disconnect(info.pilot_id)  # runs after the registration, even if that commits
             stream.closed = True
             raise
-        # Welcome first: the pilot learns lease, heartbeat period and limits before anything else.
-        hi = welcome(cfg, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
-        stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
         epochs = {h.panda_id: h.lease_epoch for h in hello.held_jobs}
         stream.send_acks(
             [

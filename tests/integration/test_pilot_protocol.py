@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,37 @@ def test_status_counts_use_the_enum(dispatcher: RunningDispatcher, sub: Any) -> 
     assert [(c.status, c.count) for c in local.state_counts] == [(J.JOB_STATUS_ACTIVATED, 3)]
     with Client(dispatcher.address) as client:
         assert client.list_page(status="activated").status_counts == {"activated": 3}
+
+
+def test_debug_crosses_dispatcher_processes_and_drops_bad_reports(
+    make_dispatcher: Callable[..., Any], raw_pilot: Callable[..., Any]
+) -> None:
+    """The pilot streams to dispatcher A, the user asks dispatcher B (same database)."""
+    a = make_dispatcher(limits=_limits(debug_report_bytes=100))
+    b = make_dispatcher(limits=_limits(debug_report_bytes=100))
+    p = raw_pilot(a.address, pilot_id="raw-dbg")
+    with Client(b.address, identity="carol") as carol, ThreadPoolExecutor(1) as pool:
+        (pid,) = carol.submit([J.Job(transformation="/bin/true", computing_site="LOCAL")])
+        p.request(1)
+        epoch = p.expect("assignment").lease_epoch
+        p.heartbeat(pid, epoch, J.JOB_STATUS_RUNNING)
+        assert p.ack_for(pid).result == P.ACK_RESULT_OK
+        with pytest.raises(errors.DeadlineExceeded):
+            carol.debug(pid, timeout_s=1)  # a pilot that does not answer
+        unanswered = p.expect("command")
+        assert unanswered.type == P.COMMAND_TYPE_DEBUG and unanswered.command_id > 0
+        asked = pool.submit(carol.debug, pid, timeout_s=20)
+        cmd = p.expect("command")
+        assert (cmd.panda_id, cmd.type) == (pid, P.COMMAND_TYPE_DEBUG) and cmd.command_id != unanswered.command_id
+
+        def report(command_id: int, snapshot: str, panda_id: int = pid) -> None:
+            r = P.DebugReport(panda_id=panda_id, lease_epoch=epoch, command_id=command_id, snapshot=snapshot)
+            p.send(P.PilotMessage(debug_report=r))
+
+        report(cmd.command_id, "x" * 101)  # over debug_report_bytes: dropped
+        report(cmd.command_id, "not this job", panda_id=pid + 1)  # answers nothing: dropped
+        report(cmd.command_id, "the real snapshot")
+        answer = asked.result(timeout=30)
+        p.heartbeat(pid, epoch, J.JOB_STATUS_RUNNING)  # the stream outlived the bad reports
+        assert p.ack_for(pid).result == P.ACK_RESULT_OK
+    assert answer.snapshot == "the real snapshot" and answer.pilot_id == "raw-dbg"

@@ -75,7 +75,7 @@ def test_reflection_v1alpha_client_builds_messages_from_the_server(dispatcher: R
             request_serializer=request_cls.SerializeToString,
             response_deserializer=response_cls.FromString,
         )
-        response = call(request_cls(page_size=5), timeout=10)
+        response = call(request_cls(page_size=5), timeout=10)  # type: ignore[call-arg]
     assert response.total == 0 and "state_counts" in response.DESCRIPTOR.fields_by_name
 
 
