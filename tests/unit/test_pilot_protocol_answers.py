@@ -71,3 +71,16 @@ def test_debug_report_bounds() -> None:
     assert report_problem(ok, 10) is None
     assert "debug_report_bytes" in (report_problem(ok, 9) or "")
     assert report_problem(pilot_pb2.DebugReport(panda_id=1, snapshot="x"), 10) is not None
+
+
+def test_only_the_owner_or_an_admin_may_debug() -> None:
+    from dispatcher.identity import Identity
+    from dispatcher.services.debug import may_debug
+    from dispatcher.states import JobState
+    from dispatcher.store.debug import DebugTarget
+
+    target = DebugTarget(panda_id=1, owner="alice", vo="v", status=JobState.RUNNING, pilot_id="p", node="n")
+    assert may_debug(Identity(name="alice"), target)
+    assert may_debug(Identity(name="root", roles=("admin",)), target)
+    assert not may_debug(Identity(name="bob", roles=("user", "production")), target)
+    assert not may_debug(Identity(), target)
