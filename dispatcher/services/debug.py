@@ -18,6 +18,7 @@ from ailuro.errors import DeadlineExceeded, InvalidArgument, PermissionDenied
 from ailuro.v1 import pilot_pb2, submission_pb2
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
+from dispatcher.store import audit
 from dispatcher.store import debug as dstore
 from dispatcher.store.jobs import KillCommand
 
@@ -75,8 +76,16 @@ class DebugService:
                 target = dstore.debug_target(conn, req.panda_id)
                 if not may_debug(identity, target):
                     raise PermissionDenied(f"job {req.panda_id} belongs to another user", field="panda_id")
-                command = dstore.insert_debug_command(
-                    conn, target, reason=f"debug by {identity.name}", now=self.rt.now()
+                now = self.rt.now()
+                command = dstore.insert_debug_command(conn, target, reason=f"debug by {identity.name}", now=now)
+                audit.record(  # someone looked inside a running payload: the owner may want to know who
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.JOBS_DEBUG,
+                    target=str(target.panda_id),
+                    detail={"owner": target.owner, "pilot_id": target.pilot_id, "status": target.status.value},
+                    now=now,
                 )
                 return target, command
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import create_engine, select
 from test_pilot_dispatcher import PilotProcess, job_status, python_job, wait_until
 from typer.testing import CliRunner
 
@@ -27,6 +28,7 @@ from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submis
 from ailuro_cli.main import app
 from dispatcher.pilot_protocol import heartbeat_period_s
 from dispatcher.server import RunningDispatcher
+from dispatcher.store.schema import audit as audit_table
 
 J = job_pb2
 P = pilot_pb2
@@ -311,3 +313,10 @@ def test_debug_crosses_dispatcher_processes_and_drops_bad_reports(
         p.heartbeat(pid, epoch, J.JOB_STATUS_RUNNING)  # the stream outlived the bad reports
         assert p.ack_for(pid).result == P.ACK_RESULT_OK
     assert answer.snapshot == "the real snapshot" and answer.pilot_id == "raw-dbg"
+    engine = create_engine(a.config.db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(audit_table).where(audit_table.c.action == "jobs.debug")).mappings().all()
+    finally:
+        engine.dispose()
+    assert [(r["actor"], r["target"]) for r in rows] == [("carol", str(pid))] * 2  # both asks are audited
