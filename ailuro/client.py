@@ -69,6 +69,39 @@ class JobPage:
     """Number of matching jobs over all pages."""
 
 
+LATE_COMMIT_S = 15.0
+"""How long an event may reach a watcher after events with higher ids (PostgreSQL draws ids
+before commit; the dispatcher waits ``watch_gap_timeout_s``, 10 s, for a late one), plus margin."""
+
+
+class _ResumePoint:
+    """Where a reconnecting watch resumes so that no late-committed event is lost.
+
+    An event received ``LATE_COMMIT_S`` ago or earlier was written before any event that is
+    still on its way, so resuming after the highest such id misses nothing; the newer ids the
+    replay repeats are dropped by the caller's memory of recent ids.
+    """
+
+    def __init__(self, floor: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settled = floor
+        self._pending: deque[tuple[float, int]] = deque()
+        self._clock = clock
+
+    def seen(self, event_id: int) -> None:
+        """An event was received now."""
+        self._pending.append((self._clock(), event_id))
+
+    def after_event_id(self) -> int:
+        """The ``after_event_id`` for the next stream."""
+        horizon = self._clock() - LATE_COMMIT_S
+        while self._pending and self._pending[0][0] <= horizon:
+            self.settled = max(self.settled, self._pending.popleft()[1])
+        if self.settled == 0 and self._pending:
+            # 0 would mean "only new events": start just before the first one received instead
+            return max(1, min(i for _, i in self._pending) - 1)
+        return self.settled
+
+
 def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [items]
 
@@ -391,19 +424,24 @@ class Client:
         ``after_event_id`` > 0 first replays the matching history after that event (use the last
         ``event_id`` of :meth:`events` to miss nothing between a lookup and the watch); events at
         or before it are never yielded. When the connection drops (``UNAVAILABLE``) the stream is
-        reopened from the newest event seen and repeats are dropped; after ``retries`` failed
-        reconnects in a row the error is raised. Close the generator (or break out of the loop)
+        reopened from the newest event received at least ``LATE_COMMIT_S`` before (so an event
+        that committed late on PostgreSQL is not skipped) and repeats are dropped; after
+        ``retries`` failed reconnects in a row the error is raised. Close the generator (or break out of the loop)
         to stop watching.
         """
         ids = list(panda_ids)
         floor = after_event_id
-        last = after_event_id
-        recent: deque[int] = deque(maxlen=10_000)
+        resume = _ResumePoint(after_event_id)
+        recent: deque[int] = deque(maxlen=100_000)
         recent_set: set[int] = set()
         failures = 0
         while True:
             request = submission_pb2.WatchJobsRequest(
-                panda_ids=ids, task_id=task_id, owner=owner, computing_site=site, after_event_id=last
+                panda_ids=ids,
+                task_id=task_id,
+                owner=owner,
+                computing_site=site,
+                after_event_id=resume.after_event_id(),
             )
             stream = self._stub.WatchJobs(request, metadata=self._metadata)
             try:
@@ -417,7 +455,7 @@ class Client:
                         recent_set.discard(recent[0])
                     recent.append(event.event_id)
                     recent_set.add(event.event_id)
-                    last = max(last, event.event_id)
+                    resume.seen(event.event_id)
                     yield event
                 return
             except grpc.RpcError as err:

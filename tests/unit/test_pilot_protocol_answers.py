@@ -84,3 +84,20 @@ def test_only_the_owner_or_an_admin_may_debug() -> None:
     assert may_debug(Identity(name="root", roles=("admin",)), target)
     assert not may_debug(Identity(name="bob", roles=("user", "production")), target)
     assert not may_debug(Identity(), target)
+
+
+def test_a_resuming_watch_goes_back_past_events_that_may_still_commit_late() -> None:
+    from ailuro.client import LATE_COMMIT_S, _ResumePoint
+
+    now = [100.0]
+    point = _ResumePoint(10, clock=lambda: now[0])
+    assert point.after_event_id() == 10
+    point.seen(11)
+    point.seen(14)  # 12 and 13 may still commit (PostgreSQL draws ids before commit)
+    assert point.after_event_id() == 10
+    now[0] += LATE_COMMIT_S
+    point.seen(20)
+    assert point.after_event_id() == 14  # 11 and 14 are old enough: nothing below them can still come
+    fresh = _ResumePoint(0, clock=lambda: now[0])
+    fresh.seen(7)
+    assert fresh.after_event_id() == 6  # never 0, which would mean "only new events"
