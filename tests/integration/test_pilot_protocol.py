@@ -48,8 +48,8 @@ def sub(dispatcher: RunningDispatcher) -> Iterator[submission_pb2_grpc.Submissio
 def pilots(tmp_path: Path) -> Iterator[Callable[..., PilotProcess]]:
     started: list[PilotProcess] = []
 
-    def start(address: str, name: str, *args: str) -> PilotProcess:
-        p = PilotProcess(address, tmp_path, name, *args)
+    def start(address: str, name: str, *args: str, env: dict[str, str] | None = None) -> PilotProcess:
+        p = PilotProcess(address, tmp_path, name, *args, env=env)
         started.append(p)
         return p
 
@@ -218,7 +218,7 @@ def test_job_debug_returns_a_bounded_snapshot_for_the_owner_only(
         (pid,) = alice.submit([python_job("debugged", code)])
         pilot = pilots(d.address, "pilot-dbg", "--max-jobs", "1")
         wait_until(lambda: job_status(alice, pid) == JS.JOB_STATUS_RUNNING, 30, "running")
-        wait_until(lambda: _output_seen(tmp_path / "pilot-dbg"), 10, "the payload's output")
+        wait_until(lambda: "working on it" in _stdout(tmp_path / "pilot-dbg"), 10, "the payload's output")
         answer = alice.debug(pid, timeout_s=20)
         with Client(d.address, identity="mallory") as mallory, pytest.raises(errors.PermissionDenied):
             mallory.debug(pid, timeout_s=5)
@@ -235,14 +235,30 @@ def test_job_debug_returns_a_bounded_snapshot_for_the_owner_only(
     assert len(answer.snapshot.encode()) <= 3_000 and "debug_report_bytes" in answer.snapshot
 
 
+def test_job_debug_reaches_a_unary_pilot(
+    dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    code = f"import os, time\nprint('polling', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+    with Client(dispatcher.address, identity="dana") as dana:
+        (pid,) = dana.submit([python_job("unary-debugged", code)])
+        pilot = pilots(dispatcher.address, "pilot-unary-dbg", "--max-jobs", "1", env={"AILURO_PILOT_UNARY": "1"})
+        wait_until(lambda: job_status(dana, pid) == JS.JOB_STATUS_RUNNING, 30, "running")
+        wait_until(lambda: "polling" in _stdout(tmp_path / "pilot-unary-dbg"), 10, "the payload's output")
+        answer = dana.debug(pid, timeout_s=20)  # command in UpdateJob's answer, report in the next call
+        go.touch()
+        assert pilot.wait() == 0, pilot.log()
+    assert answer.pilot_id == "pilot-unary-dbg" and "polling" in answer.snapshot
+
+
+def _stdout(workdir: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in workdir.glob("*/payload.stdout"))
+
+
 def _limits(**kw: Any) -> Any:
     from dispatcher.config import Limits
 
     return Limits(**kw)
-
-
-def _output_seen(workdir: Path) -> bool:
-    return any("working on it" in p.read_text(errors="replace") for p in workdir.glob("*/payload.stdout"))
 
 
 def test_cli_job_debug(

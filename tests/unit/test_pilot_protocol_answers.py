@@ -4,6 +4,7 @@ one spelling of job states (``JobState`` values are ``status_name`` of the enum)
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,16 @@ def test_a_resuming_watch_goes_back_past_events_that_may_still_commit_late() -> 
     fresh = _ResumePoint(0, clock=lambda: now[0])
     fresh.seen(7)
     assert fresh.after_event_id() == 6  # never 0, which would mean "only new events"
+
+
+def test_the_pilot_ends_a_request_at_its_no_job_and_ignores_stale_answers(tmp_path: Path) -> None:
+    from pilot.config import PilotConfig
+    from pilot.main import Pilot
+
+    cfg = PilotConfig(server="127.0.0.1:1", queue="LOCAL", pilot_id="x", workdir=tmp_path, spool_dir=tmp_path / "s")
+    p = Pilot(cfg)
+    p._request_pending, p._request_id, p._request_left = True, 5, 3
+    p._on_no_job(pilot_pb2.NoJob(request_id=4, n_requested=3, n_given=0, retry_after_s=1.0))
+    assert p._request_pending  # an answer to an older request does not end this one
+    p._on_no_job(pilot_pb2.NoJob(request_id=5, n_requested=3, n_given=1, retry_after_s=1.0))
+    assert not p._request_pending and p._request_left == 0
