@@ -132,6 +132,7 @@ class Pilot:
                 on_connect=self._on_connect,
                 backoff=backoff,
                 poll_s=config.heartbeat_s or DEFAULT_HEARTBEAT_S,
+                token_file=config.token_file,
             )
         else:
             self.conn = Connection(
@@ -140,6 +141,7 @@ class Pilot:
                 on_message=self._on_message,
                 on_connect=self._on_connect,
                 backoff=backoff,
+                token_file=config.token_file,
             )
 
     # --- lifetime -----------------------------------------------------------------------------
