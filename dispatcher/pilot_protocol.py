@@ -8,6 +8,7 @@ fewer jobs than asked) and :func:`job_request_problem` (a malformed JobRequest, 
 
 from __future__ import annotations
 
+from ailuro.errors import InvalidArgument
 from ailuro.v1 import pilot_pb2
 from dispatcher import validation
 from dispatcher.config import DispatcherConfig
@@ -53,8 +54,10 @@ def job_request_problem(req: pilot_pb2.JobRequest, where: str = "job_request") -
     """``(field, what is wrong)`` for a malformed JobRequest, or ``None`` when it may be served."""
     if not 1 <= req.n <= validation.MAX_JOBS_PER_REQUEST:
         return f"{where}.n", f"must be 1 to {validation.MAX_JOBS_PER_REQUEST}, got {req.n}"
-    if req.walltime_left_s < 0:
-        return f"{where}.walltime_left_s", f"must not be negative, got {req.walltime_left_s}"
+    try:
+        validation.validate_free(req, where)  # walltime_left_s and the free cores, memory, disk
+    except InvalidArgument as exc:
+        return exc.field or where, exc.message
     if req.request_id < 0:
         return f"{where}.request_id", f"must not be negative, got {req.request_id}"
     return None

@@ -182,7 +182,7 @@ class ListQueuesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class QueueInfo(_message.Message):
-    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running", "state_counts")
+    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running", "state_counts", "status", "status_reason")
     class StatusCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,8 @@ class QueueInfo(_message.Message):
     CONNECTED_PILOTS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
     STATE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     vos: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -208,7 +210,9 @@ class QueueInfo(_message.Message):
     connected_pilots: int
     max_running: int
     state_counts: _containers.RepeatedCompositeFieldContainer[_job_pb2.JobStatusCount]
-    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ..., state_counts: _Optional[_Iterable[_Union[_job_pb2.JobStatusCount, _Mapping]]] = ...) -> None: ...
+    status: str
+    status_reason: str
+    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ..., state_counts: _Optional[_Iterable[_Union[_job_pb2.JobStatusCount, _Mapping]]] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class ListQueuesResponse(_message.Message):
     __slots__ = ("queues",)

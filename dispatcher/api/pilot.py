@@ -21,7 +21,7 @@ from dispatcher import validation
 from dispatcher.api.errors import streaming, unary
 from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
 from dispatcher.services.debug import DebugService
-from dispatcher.services.hub import PilotHub, PilotStream
+from dispatcher.services.hub import PilotHub, PilotStream, pilot_info
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 
@@ -140,7 +140,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
 
     async def _serve_request(self, stream: PilotStream, req: pilot_pb2.JobRequest) -> None:
         try:
-            assignments = await self.hub.request_jobs(stream.pilot, req.n, walltime_left_s=req.walltime_left_s)
+            assignments = await self.hub.request_jobs(
+                stream.pilot, req.n, walltime_left_s=req.walltime_left_s, free=req
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -168,7 +170,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     ) -> pilot_pb2.GetJobResponse:
         validation.validate_get_job(request, known_queues=self.hub.rt.queue_names)
         h = request.pilot
-        info = pstore.PilotInfo(pilot_id=h.pilot_id, queue=h.queue, node=h.node, batch_id=h.batch_id, version=h.version)
+        info = pilot_info(h)
         rt = self.hub.rt
 
         def register() -> None:

@@ -2,7 +2,7 @@
 DebugJob call that asked for one reads it (possibly in another dispatcher process).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"  # the lead re-chains this at merge (0009 and 0011 are other branches')
+down_revision = "0011"  # the lead re-chains this at merge (0009 is another branch's)
 branch_labels = None
 depends_on = None
 
