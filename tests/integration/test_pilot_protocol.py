@@ -143,6 +143,7 @@ def test_a_request_served_in_full_gets_no_no_job(
     [
         ({"n": 1, "walltime_left_s": -5}, "job_request.walltime_left_s"),
         ({"n": 1, "request_id": -1}, "job_request.request_id"),
+        ({"n": 1, "cores_free": -2}, "job_request.cores_free"),
     ],
 )
 def test_malformed_job_request_names_its_field_and_keeps_the_stream(
