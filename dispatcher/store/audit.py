@@ -23,6 +23,8 @@ JOBS_RETRY = "jobs.retry"
 JOBS_PRIORITY = "jobs.priority"
 JOBS_DEBUG = "jobs.debug"
 TASK_SUBMIT = "task.submit"
+TASK_RETRY = "task.retry"
+TASK_ABORT = "task.abort"
 TOKEN_ISSUE = "token.issue"
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
@@ -35,6 +37,8 @@ ACTIONS = (
     JOBS_PRIORITY,
     JOBS_DEBUG,
     TASK_SUBMIT,
+    TASK_RETRY,
+    TASK_ABORT,
     TOKEN_ISSUE,
     WORKERS_REGISTER,
     WORKERS_UPDATE,
