@@ -228,7 +228,7 @@ pilot_debug_reports = Table(
     Column("snapshot", Text, nullable=False),
     Column("created", Float, nullable=False),
 )
-"""Answers to DEBUG commands (migration 0012), read by the DebugJob call that sent the command
+"""Answers to DEBUG commands (migration 0013), read by the DebugJob call that sent the command
 (possibly in another dispatcher process); deleted with their command (``command_retention_s``)."""
 
 # --- DDM catalog (migration 0003): Rucio-like scopes/datasets/files/replicas, transfer and

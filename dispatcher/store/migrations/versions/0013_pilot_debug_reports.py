@@ -1,8 +1,8 @@
 """Pilot debug reports: the answers to DEBUG commands (``ailuro job debug``), kept until the
 DebugJob call that asked for one reads it (possibly in another dispatcher process).
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"  # the lead re-chains this at merge (0009 is another branch's)
+revision = "0013"
+down_revision = "0012"  # after monitor_vo 0012 (on main); the lead re-chains it if 0009 comes in between
 branch_labels = None
 depends_on = None
 
