@@ -174,6 +174,7 @@ class ShareOrder:
         self.tree = tree
         self._base = subtree_usage(usage) if sums is None else sums
         self._charged: dict[tuple[str, ...], float] = {}
+        self._weights: dict[tuple[str, ...], float] = {}
         by_leaf: dict[Leaf, list[Candidate]] = defaultdict(list)
         for c in cands:
             by_leaf[c.leaf].append(c)
@@ -216,7 +217,10 @@ class ShareOrder:
     def ratio(self, node: tuple[str, ...]) -> float:
         """A node's usage over its weight: the lower, the further below target."""
         used = self._base.get(node, 0.0) + self._charged.get(node, 0.0)
-        return used / max(self.tree.weight(node_path(node)), 1e-9)
+        weight = self._weights.get(node)
+        if weight is None:  # each sibling's path string and weight once per order, not per step
+            weight = self._weights[node] = max(self.tree.weight(node_path(node)), 1e-9)
+        return used / weight
 
     def next(self) -> Candidate | None:
         """The job to consider next (None: no candidates left); call :meth:`take` or :meth:`skip` after."""
