@@ -26,6 +26,8 @@ class Identity:
     roles: tuple[str, ...] = ()
     principal: Principal | None = None
     """The validated token's principal (scopes, queues, issuer); None in trusted-metadata mode."""
+    all_vos: bool = False
+    """An admin of the admin VO: acts on every VO (see :mod:`dispatcher.auth.policy`)."""
 
 
 ANONYMOUS = Identity()
