@@ -89,6 +89,8 @@ _PIL = "/ailuro.v1.PilotService/"
 _FAC = "/ailuro.v1.FactoryService/"
 _DDM = "/ailuro.v1.DDMService/"
 _TSK = "/ailuro.v1.TaskService/"
+_ADM = "/ailuro.v1.AdminService/"
+ADMINS = frozenset({ADMIN})
 
 POLICY: Mapping[str, Rule] = {
     # --- jobs: users and production; resource checks (owner, VO, managed) in the services -------
@@ -126,6 +128,9 @@ POLICY: Mapping[str, Rule] = {
     _TSK + "SubmitTask": _rule(USERS, CREATE),
     _TSK + "ListTasks": _rule(USERS, READ),
     _TSK + "GetTask": _rule(USERS, READ),
+    # --- administration: admins of every VO (the service checks ``all_vos`` too) ---------------
+    _ADM + "ListAudit": _rule(ADMINS, READ),
+    _ADM + "IssueToken": _rule(ADMINS, CREATE),
 }
 """Every RPC → :class:`Rule`. Health checks and reflection are served without credentials and are
 not listed (``interceptor.EXEMPT_PREFIXES``)."""
