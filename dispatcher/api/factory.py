@@ -7,20 +7,23 @@ import grpc
 from ailuro.client import FACTORY_ID_METADATA_KEY, FACTORY_SECRET_METADATA_KEY
 from ailuro.v1 import factory_pb2, factory_pb2_grpc
 from dispatcher.api.errors import identity_of, unary
+from dispatcher.auth.policy import ADMIN
 from dispatcher.services.factory import FactoryCaller, FactoryService
 
 
 def caller_of(context: grpc.aio.ServicerContext) -> FactoryCaller:
-    """The calling factory: with a token, the token's ``sub`` (no secret needed); in
+    """The calling factory: with a factory token, the token's ``sub`` (no secret needed); an admin
+    token acts for the factory its ``ailuro-factory-id`` metadata names (else as itself); in
     trusted-metadata mode, the factory id and secret from the call's metadata (absent: empty,
     refused later)."""
     identity = identity_of(context)
-    if identity.principal is not None:
-        return FactoryCaller(factory_id=identity.name, identity=identity)
     values: dict[str, str] = {}
     for key, value in context.invocation_metadata() or ():
         if key in (FACTORY_ID_METADATA_KEY, FACTORY_SECRET_METADATA_KEY):
             values[key] = (value.decode(errors="replace") if isinstance(value, bytes) else value)[:255]
+    if identity.principal is not None:
+        named = values.get(FACTORY_ID_METADATA_KEY, "") if ADMIN in identity.roles else ""
+        return FactoryCaller(factory_id=named or identity.name, identity=identity)
     return FactoryCaller(
         factory_id=values.get(FACTORY_ID_METADATA_KEY, ""),
         secret=values.get(FACTORY_SECRET_METADATA_KEY, ""),

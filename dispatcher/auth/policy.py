@@ -68,7 +68,7 @@ class Rule:
         """Why ``identity`` may not call the method, or None when it may."""
         if self.roles.isdisjoint(identity.roles):
             have = ", ".join(identity.roles) or "none"
-            return f"needs role {' or '.join(sorted(self.roles))} (caller has {have})"
+            return f"needs the {' or '.join(sorted(self.roles))} role (caller has {have})"
         principal = identity.principal
         if principal is not None and principal.scopes and self.scope not in principal.scopes:
             return f"needs scope {self.scope} (token has {' '.join(principal.scopes)})"
