@@ -88,3 +88,19 @@ def factory_metadata(factory_id: str, secret: str) -> tuple[tuple[str, str], ...
         (FACTORY_SECRET_METADATA_KEY, secret),
         (ROLES_METADATA_KEY, "factory"),
     )
+
+
+def stored_factory_id(workdir: Path) -> str:
+    """The factory id kept in ``<workdir>/factory-id``, made (``factory-<random>``) at first use.
+
+    The factory and the token minted for it (``ailuro factory --auth-dir``) both use it, so the
+    token's subject is the factory id its workers are registered under.
+    """
+    path = workdir / "factory-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        workdir.mkdir(parents=True, exist_ok=True)
+        factory_id = f"factory-{secrets.token_hex(4)}"
+        path.write_text(factory_id + "\n")
+        return factory_id

@@ -90,6 +90,7 @@ _FAC = "/ailuro.v1.FactoryService/"
 _DDM = "/ailuro.v1.DDMService/"
 _TSK = "/ailuro.v1.TaskService/"
 _ADM = "/ailuro.v1.AdminService/"
+_BRK = "/ailuro.v1.BrokerageService/"
 ADMINS = frozenset({ADMIN})
 
 POLICY: Mapping[str, Rule] = {
@@ -128,6 +129,12 @@ POLICY: Mapping[str, Rule] = {
     _TSK + "SubmitTask": _rule(USERS, CREATE),
     _TSK + "ListTasks": _rule(USERS, READ),
     _TSK + "GetTask": _rule(USERS, READ),
+    # --- brokerage: queues and shares are shared by all VOs; changing them is an admin's -------
+    _BRK + "SetQueueStatus": _rule(ADMINS, MODIFY),
+    _BRK + "GetQueueStatusHistory": _rule(USERS | FACTORIES, READ),
+    _BRK + "GetShares": _rule(USERS, READ),
+    _BRK + "SetShareWeight": _rule(ADMINS, MODIFY),
+    _BRK + "ExplainJob": _rule(USERS, READ),
     # --- administration: admins of every VO (the service checks ``all_vos`` too) ---------------
     _ADM + "ListAudit": _rule(ADMINS, READ),
     _ADM + "IssueToken": _rule(ADMINS, CREATE),

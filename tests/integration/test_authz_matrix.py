@@ -26,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import ailuro.v1
-from ailuro.v1 import admin_pb2, ddm_pb2, factory_pb2, job_pb2, pilot_pb2, submission_pb2
+from ailuro.v1 import admin_pb2, brokerage_pb2, ddm_pb2, factory_pb2, job_pb2, pilot_pb2, submission_pb2
 from dispatcher.auth import issuer as embedded
 from dispatcher.auth.config import AuthConfig
 from dispatcher.auth.policy import POLICY
@@ -69,6 +69,11 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "TaskService/SubmitTask":         ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
     "TaskService/ListTasks":          ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
     "TaskService/GetTask":            ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
+    "BrokerageService/SetQueueStatus": ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "denied", "denied", "denied", "ok"),
+    "BrokerageService/GetQueueStatusHistory": ("unauth", "unauth", "unauth", "unauth", "ok", "ok",   "ok",     "denied", "denied", "ok",     "ok"),
+    "BrokerageService/GetShares":     ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
+    "BrokerageService/SetShareWeight": ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "denied", "denied", "denied", "ok"),
+    "BrokerageService/ExplainJob":    ("unauth", "unauth", "unauth", "unauth", "ok",     "hidden", "ok",     "denied", "denied", "denied", "ok"),
     "AdminService/ListAudit":         ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "denied", "denied", "denied", "ok"),
     "AdminService/IssueToken":        ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "denied", "denied", "denied", "ok"),
 }
@@ -199,6 +204,11 @@ def requests_for(world: World, caller: str) -> dict[str, Any]:
         "SubmitTask": ddm_pb2.SubmitTaskRequest(),
         "ListTasks": ddm_pb2.ListTasksRequest(),
         "GetTask": ddm_pb2.GetTaskRequest(task_id=1),
+        "SetQueueStatus": brokerage_pb2.SetQueueStatusRequest(queue=QUEUE, status="online", reason="matrix"),
+        "GetQueueStatusHistory": brokerage_pb2.GetQueueStatusHistoryRequest(queue=QUEUE),
+        "GetShares": brokerage_pb2.GetSharesRequest(),
+        "SetShareWeight": brokerage_pb2.SetShareWeightRequest(path=VO_A, weight=1),
+        "ExplainJob": brokerage_pb2.ExplainJobRequest(panda_id=j),
         "ListAudit": admin_pb2.ListAuditRequest(),
         "IssueToken": admin_pb2.IssueTokenRequest(user="u1", vo=VO_A, roles=["user"]),
     }
