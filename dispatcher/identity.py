@@ -27,7 +27,8 @@ class Identity:
     principal: Principal | None = None
     """The validated token's principal (scopes, queues, issuer); None in trusted-metadata mode."""
     all_vos: bool = False
-    """An admin of the admin VO: acts on every VO (see :mod:`dispatcher.auth.policy`)."""
+    """Acts on every VO's (and every owner's) jobs: an admin of the admin VO, or a trusted-metadata
+    caller that claims no role (see :mod:`dispatcher.auth.policy`)."""
 
 
 ANONYMOUS = Identity()

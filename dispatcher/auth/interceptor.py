@@ -118,12 +118,13 @@ class TokenAuthenticator:
 def believed_identity(metadata: Iterable[tuple[str, str | bytes]] | None, *, admin_vo: str = "admin") -> Identity:
     """Development mode's identity: the claimed user, VO and roles, believed.
 
-    A caller claiming no role is the development superuser (admin of every VO), as every client
-    was before roles existed; one claiming roles is held to them exactly as a token would be.
+    A caller claiming no role is the development default (:data:`policy.DEV_DEFAULT_ROLES`, acting
+    on every VO's jobs, as every client did before roles existed, but no administration); one
+    claiming roles is held to them exactly as a token would be.
     """
     claimed = identity_from_metadata(metadata)
     if not claimed.roles:
-        return replace(claimed, roles=(policy.ADMIN,), all_vos=True)
+        return replace(claimed, roles=policy.DEV_DEFAULT_ROLES, all_vos=True)
     return replace(claimed, all_vos=policy.ADMIN in claimed.roles and (claimed.vo or admin_vo) == admin_vo)
 
 

@@ -31,10 +31,11 @@ every RPC its role allows (the scope then adds no restriction). Pilot and factor
 embedded issuer's pilot and factory tokens carry.
 
 Trusted-metadata mode (development, loopback only): the claimed ``ailuro-roles`` are believed like
-a token's; a caller that claims no role at all is the development superuser (``admin`` of every
-VO), which is how every client behaved before roles existed. Claim ``ailuro-roles: user`` (the
-pilot and the factory claim ``pilot`` and ``factory``) to be restricted as in token mode. Such an
-identity has no token, so no scope and no queue binding applies to it.
+a token's; a caller that claims no role at all gets :data:`DEV_DEFAULT_ROLES` and acts on every
+VO's and every owner's jobs, which is how every client behaved before roles existed, but it is no
+``admin`` (audit log, tokens, queue status and share weights need a claimed ``admin``). Claim
+``ailuro-roles: user`` (the pilot and the factory claim ``pilot`` and ``factory``) to be restricted
+as in token mode. Such an identity has no token, so no scope and no queue binding applies to it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Rule:
 def _rule(roles: frozenset[str], scope: str) -> Rule:
     return Rule(roles=roles, scope=scope)
 
+
+DEV_DEFAULT_ROLES = (FACTORY, PILOT, PRODUCTION, USER)
+"""Roles of a trusted-metadata caller that claims none (see the module doc)."""
 
 USERS = frozenset({USER, PRODUCTION, ADMIN})
 PRODUCERS = frozenset({PRODUCTION, ADMIN})
@@ -199,9 +203,10 @@ def same_vo(identity: Identity, vo: str) -> bool:
 
 
 def _acts_on_jobs(identity: Identity, resource: Resource) -> bool:
-    """Kill, retry, priority: the owner; production for managed jobs; an admin of the VO."""
+    """Kill, retry, priority: the owner; production for managed jobs; an admin of the VO (or of
+    every VO, or the development default, both ``all_vos``)."""
     roles = identity.roles
-    if ADMIN in roles:
+    if ADMIN in roles or identity.all_vos:
         return True
     if resource.label == MANAGED_LABEL:
         return PRODUCTION in roles
@@ -228,7 +233,7 @@ def may(identity: Identity, action: Action, resource: Resource) -> bool:
     if action is Action.SECRETS:
         return resource.owner == identity.name
     if action is Action.PRIORITY:
-        return ADMIN in roles or (PRODUCTION in roles and resource.label == MANAGED_LABEL)
+        return ADMIN in roles or identity.all_vos or (PRODUCTION in roles and resource.label == MANAGED_LABEL)
     return _acts_on_jobs(identity, resource)
 
 

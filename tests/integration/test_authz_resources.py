@@ -262,5 +262,5 @@ def test_trusted_metadata_believes_claimed_roles(dispatcher: RunningDispatcher) 
         assert refused(lambda: stub.ListJobs(listing, metadata=pilot_md, timeout=30))[0] == (
             grpc.StatusCode.PERMISSION_DENIED
         )
-        # no role claimed: the development superuser, as before roles existed
+        # no role claimed: the development default acts on every job, as before roles existed
         assert stub.KillJobs(kill, timeout=30).results[0].accepted

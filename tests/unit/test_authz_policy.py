@@ -102,9 +102,14 @@ def test_method_rules_check_role_then_scope() -> None:
     assert all(rule.roles for rule in POLICY.values())
 
 
-def test_trusted_metadata_claims_are_believed_and_no_claim_is_the_dev_superuser() -> None:
+def test_trusted_metadata_claims_are_believed_and_no_claim_is_the_dev_default() -> None:
     dev = believed_identity([])
-    assert dev.roles == ("admin",) and dev.all_vos
+    assert dev.all_vos and "admin" not in dev.roles
+    assert may(dev, Action.KILL, OTHER_VO_JOB) and may(dev, Action.SUBMIT, MANAGED)
+    assert not may(dev, Action.SECRETS, ALICE_JOB)
+    assert method_denial("/ailuro.v1.AdminService/ListAudit", dev) is not None
+    assert method_denial("/ailuro.v1.BrokerageService/SetQueueStatus", dev) is not None
+    assert method_denial("/ailuro.v1.PilotService/Connect", dev) is None
     user = believed_identity([("ailuro-user", "bob"), ("ailuro-vo", "atlas"), ("ailuro-roles", "user")])
     assert (user.roles, user.all_vos) == (("user",), False)
     assert not may(user, Action.READ, ALICE_JOB)
