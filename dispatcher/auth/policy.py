@@ -133,6 +133,8 @@ POLICY: Mapping[str, Rule] = {
     _TSK + "SubmitTask": _rule(USERS, CREATE),
     _TSK + "ListTasks": _rule(USERS, READ),
     _TSK + "GetTask": _rule(USERS, READ),
+    _TSK + "RetryTask": _rule(USERS, MODIFY),
+    _TSK + "AbortTask": _rule(USERS, CANCEL),
     # --- brokerage: queues and shares are shared by all VOs; changing them is an admin's -------
     _BRK + "SetQueueStatus": _rule(ADMINS, MODIFY),
     _BRK + "GetQueueStatusHistory": _rule(USERS | FACTORIES, READ),
