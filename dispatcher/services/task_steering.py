@@ -63,13 +63,12 @@ def task_row(conn: Connection, task_id: int, *, lock: bool = False) -> Any:
 def may_steer(identity: Identity, row: Any) -> None:
     """The task's owner, an admin, or the production role of the task's VO; else ``PermissionDenied``.
 
-    Another VO's task is NOT_FOUND, like an unknown one (``dispatcher.auth.policy``: VOs are isolated).
+    An admin of another VO may not (``dispatcher.auth.policy``: VOs are isolated).
     """
-    if not same_vo(identity, row["vo"]):
-        raise NotFound(f"no task {row['task_id']}", field="task_id")
-    if identity.name == row["owner"] or "admin" in identity.roles or identity.all_vos:
+    foreign = not same_vo(identity, row["vo"])
+    if not foreign and (identity.name == row["owner"] or "admin" in identity.roles):
         return
-    if "production" in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
+    if not foreign and "production" in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
         return
     raise PermissionDenied(
         f"task {row['task_id']} belongs to {row['owner']}; only its owner, an admin or {row['vo'] or 'its VO'}'s "
