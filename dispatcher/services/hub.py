@@ -29,6 +29,7 @@ from dispatcher.config import Limits
 from dispatcher.identity import Identity
 from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
+from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
@@ -83,7 +84,8 @@ class PilotStream:
     principal: str = ""
     """Who opened it (:func:`pilot_principal`); the pilot id is bound to it for the stream's life."""
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    """This stream's session: the pilot's reports count only while it is the pilot's current one."""
+    """Names this stream (``Welcome.session_id``); a reconnect is a new session. The pilot's reports
+    count only while it is the pilot's current one."""
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
@@ -209,10 +211,10 @@ def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offe
     )
 
 
-def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
+def command_message(panda_id: int, kind: str, reason: str, command_id: int = 0) -> pilot_pb2.Command:
     """A Command message from a ``pilot_commands`` row's fields."""
     kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
-    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason)
+    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason, command_id=command_id)
 
 
 class PilotHub:
@@ -280,6 +282,10 @@ class PilotHub:
                 f"pilot id {info.pilot_id!r} belongs to another principal and is connected", field="hello.pilot_id"
             )
         stream = PilotStream(pilot=info, principal=principal, send_limit=self.rt.config.limits.send_queue_per_stream)
+        # Welcome first, queued before the stream is findable (a command could otherwise come first):
+        # the pilot learns lease, heartbeat period and limits before anything else.
+        hi = welcome(self.rt.config, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
+        stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
         if old is not None:  # the same principal reconnected (before its old stream was noticed closed)
             old.fail(
                 ResourceExhausted(
@@ -325,7 +331,13 @@ class PilotHub:
         for pid, (_, _, kill) in held.items():
             if kill:
                 stream.send(pilot_pb2.DispatcherMessage(command=command_message(pid, "kill", "kill requested")))
-        log.info("pilot %s connected (queue %s, %d held job(s))", info.pilot_id, info.queue, len(held))
+        log.info(
+            "pilot %s connected (session %s, queue %s, %d held job(s))",
+            info.pilot_id,
+            stream.session_id,
+            info.queue,
+            len(held),
+        )
         return stream
 
     async def close_stream(self, stream: PilotStream) -> None:
@@ -340,6 +352,10 @@ class PilotHub:
         log.info("pilot %s disconnected", pid)
 
     # --- claims -----------------------------------------------------------------------------
+
+    def queue_enabled(self, queue: str) -> bool:
+        """Whether pilots of ``queue`` may get work (a disabled or offline queue answers every request NoJob)."""
+        return queue in self._enabled and not self.policy.offline(queue)
 
     async def request_jobs(
         self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0, free: pilot_pb2.JobRequest | None = None
@@ -556,7 +572,9 @@ class PilotHub:
                 log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
                 continue
             stream.send(
-                pilot_pb2.DispatcherMessage(command=command_message(row["panda_id"], row["type"], row["reason"]))
+                pilot_pb2.DispatcherMessage(
+                    command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
+                )
             )
 
     async def _command_loop(self) -> None:
@@ -589,4 +607,4 @@ class PilotHub:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(run)
-        return [command_message(r["panda_id"], r["type"], r["reason"]) for r in rows]
+        return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]

@@ -75,7 +75,7 @@ jobs = Table(
     Column("lease_expires", Float, nullable=True),
     Column("kill_requested", Boolean, nullable=False, default=False),
     Column("kill_reason", Text, nullable=False, default=""),
-    # the kill command went down the pilot's stream: a later "finished" no longer wins (migration 0013)
+    # the kill command went down the pilot's stream: a later "finished" no longer wins (migration 0014)
     Column("kill_delivered", Boolean, nullable=False, default=False, server_default=false()),
     Column("brokerage_reason", Text, nullable=False, default=""),
     Column("parent_panda_id", BigInteger, nullable=False, default=0),
@@ -168,7 +168,7 @@ pilots = Table(
     Column("memory_mb", Integer, nullable=False, default=0),
     Column("disk_mb", Integer, nullable=False, default=0),
     Column("tags", String(255), nullable=False, default=""),
-    # who may present this pilot id: "<len>:<issuer> <user>" of its first caller (migration 0013)
+    # who may present this pilot id: "<len>:<issuer> <user>" of its first caller (migration 0014)
     Column("principal", String(PRINCIPAL_CHARS), nullable=False, default="", server_default=""),
     Index("ix_pilots_queue", "queue", "connected"),
     Index("ix_pilots_dispatcher", "dispatcher_id", "connected"),
@@ -226,6 +226,18 @@ pilot_commands = Table(
     Column("delivered", Boolean, nullable=False, default=False),
     Index("ix_pilot_commands_pending", "delivered", "pilot_id"),
 )
+
+pilot_debug_reports = Table(
+    "pilot_debug_reports",
+    metadata,
+    Column("command_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("panda_id", BigInteger, nullable=False),
+    Column("pilot_id", String(255), nullable=False),
+    Column("snapshot", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+"""Answers to DEBUG commands (migration 0013), read by the DebugJob call that sent the command
+(possibly in another dispatcher process); deleted with their command (``command_retention_s``)."""
 
 # --- DDM catalog (migration 0003): Rucio-like scopes/datasets/files/replicas, transfer and
 # staging requests, and the tasks that chain process -> merge -> archive. ---------------------

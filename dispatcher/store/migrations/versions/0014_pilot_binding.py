@@ -1,8 +1,8 @@
 """Pilots bound to leases: ``pilots.principal`` (who may present a pilot id) and
 ``jobs.kill_delivered`` (the kill command reached the pilot, so a later "finished" does not win).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"  # the lead re-chains this at merge (after the highest revision then)
+revision = "0014"  # given 0013, which main's pilot_debug_reports took first
+down_revision = "0013"  # the lead re-chains this at merge (after the highest revision then)
 branch_labels = None
 depends_on = None
 
