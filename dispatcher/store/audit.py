@@ -23,6 +23,8 @@ JOBS_RETRY = "jobs.retry"
 JOBS_PRIORITY = "jobs.priority"
 TASK_SUBMIT = "task.submit"
 TOKEN_ISSUE = "token.issue"
+TOKEN_PILOT = "token.pilot"
+"""A factory got pilot tokens for its workers (``IssuePilotTokens``): one row per call."""
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
 QUEUE_STATUS = "queue.status"
@@ -33,6 +35,7 @@ ACTIONS = (
     JOBS_PRIORITY,
     TASK_SUBMIT,
     TOKEN_ISSUE,
+    TOKEN_PILOT,
     WORKERS_REGISTER,
     WORKERS_UPDATE,
     QUEUE_STATUS,
