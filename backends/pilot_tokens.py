@@ -92,7 +92,8 @@ def write_worker_tokens(token_dir: Path, workers: Sequence[str], tokens: Sequenc
     directories 0700); returns the paths."""
     if len(workers) != len(tokens):
         raise ValueError(f"{len(tokens)} token(s) for {len(workers)} worker(s)")
-    token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # tokens/: not listable by others
+    token_dir.mkdir(mode=0o700, exist_ok=True)
     paths = []
     for worker, token in zip(workers, tokens, strict=True):
         if not worker or "/" in worker or worker in (".", ".."):
