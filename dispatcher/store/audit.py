@@ -28,6 +28,7 @@ TOKEN_PILOT = "token.pilot"
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
 QUEUE_STATUS = "queue.status"
+SHARE_WEIGHT = "share.weight"
 ACTIONS = (
     JOBS_SUBMIT,
     JOBS_KILL,
@@ -39,6 +40,7 @@ ACTIONS = (
     WORKERS_REGISTER,
     WORKERS_UPDATE,
     QUEUE_STATUS,
+    SHARE_WEIGHT,
 )
 """Every action name the dispatcher records (``ailuro audit --action`` takes one of them)."""
 

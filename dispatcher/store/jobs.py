@@ -19,6 +19,7 @@ from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
+from dispatcher.matching import format_tags
 from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
 from dispatcher.store import bulk, counters
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
@@ -66,6 +67,8 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
                 "cores": j.cores,
                 "memory_mb": j.memory_mb,
                 "max_walltime_s": j.max_walltime_s,
+                "disk_mb": j.disk_mb,
+                "tags": format_tags(j.tags),
                 "destination_dblock": j.destination_dblock,
                 "destination_se": j.destination_se,
                 "processing_type": j.processing_type,
