@@ -342,8 +342,13 @@ class Factory:
             # constructing the backend (and fetching the bundle's checksum) belongs here: a queue
             # whose backend cannot even start is backed off too
             spec = self._spec(queue)
-            self._write_pilot_tokens(queue, spec, n)
-            submitted = self.backend_for(queue).submit(n, spec)
+            tokens = self._write_pilot_tokens(queue, spec, n)
+            try:
+                submitted = self.backend_for(queue).submit(n, spec)
+            except Exception:
+                if spec.token_dir is not None:  # no worker will ever read them
+                    remove_worker_tokens(spec.token_dir, tokens)
+                raise
         except Exception as exc:
             delay = self.backoff.failed(queue.name)
             report.backoff_s = delay
@@ -387,13 +392,14 @@ class Factory:
             token_dir=queue_token_dir(self.workdir, queue.name) if self.pilot_tokens is not None else None,
         )
 
-    def _write_pilot_tokens(self, queue: QueueConfig, spec: PilotSpec, n: int) -> None:
+    def _write_pilot_tokens(self, queue: QueueConfig, spec: PilotSpec, n: int) -> list[str]:
         """One token per worker about to be submitted, into its own directory (0600), before the
-        batch system can start it; a failure here fails (and backs off) the submission."""
+        batch system can start it; returns the workers. A failure fails (and backs off) the submission."""
         if self.pilot_tokens is None or spec.token_dir is None:
-            return
+            return []
         workers = [spec.worker_id(i) for i in range(n)]
         write_worker_tokens(spec.token_dir, workers, self.pilot_tokens(queue, workers))
+        return workers
 
     def _register(self, queue: QueueConfig, submitted: Sequence[SubmittedWorker]) -> None:
         now = Timestamp()

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.timeout(240)
 LIMITS = FactoryLimits(max_queued=2, max_total=2, max_per_cycle=2, idle_timeout_s=3)
 QA = QueueConfig(name="TQ_A", backend="local", factory=LIMITS, backend_options={"kill_grace_s": 5})
 QB = QueueConfig(name="TQ_B", backend="local", factory=LIMITS, backend_options={"kill_grace_s": 5})
+BROKEN = QueueConfig(name="TQ_BROKEN", backend="local", factory=LIMITS, backend_options={"no_such_option": 1})
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -72,15 +73,17 @@ def test_each_worker_gets_its_own_token_from_the_dispatcher(
 ) -> None:
     auth_dir = tmp_path / "auth"
     minter = Minter.from_state_dir(auth_dir, create=True)
-    d = make_dispatcher(queues=(QA, QB), auth=AuthConfig(state_dir=auth_dir), no_job_retry_s=0.5, heartbeat_flush_s=0.2)
+    d = make_dispatcher(
+        queues=(QA, QB, BROKEN), auth=AuthConfig(state_dir=auth_dir), no_job_retry_s=0.5, heartbeat_flush_s=0.2
+    )
     server = str(d.address)
     workdir = tmp_path / "factory"
     # only the factory's own token, bound to TQ_A (its queue file also names TQ_B, which it may not serve)
-    token_file = write_token_file(tmp_path / "f.token", minter.factory("fac-far", "compass", ["TQ_A"]))
+    token_file = write_token_file(tmp_path / "f.token", minter.factory("fac-far", "compass", ["TQ_A", "TQ_BROKEN"]))
     factory = Factory(
         FactoryConfig(
             server=server,
-            queues=(QA, QB),
+            queues=(QA, QB, BROKEN),
             workdir=workdir,
             factory_id="fac-far",
             cycle_s=0.5,
@@ -97,6 +100,7 @@ def test_each_worker_gets_its_own_token_from_the_dispatcher(
         with Client(server, token=minter.user("alice", "compass")) as client:
             ids = client.submit(_jobs("TQ_A", 2))
             client.submit(_jobs("TQ_B", 1))
+            client.submit(_jobs("TQ_BROKEN", 1))
             thread.start()
 
             def tokens_written() -> bool:
@@ -124,6 +128,10 @@ def test_each_worker_gets_its_own_token_from_the_dispatcher(
     # TQ_B is not in the factory's token: no pilot, the refusal is the queue's last error
     assert not (workdir / "tokens" / "TQ_B").exists() or not list((workdir / "tokens" / "TQ_B").iterdir())
     assert "PERMISSION_DENIED" in factory.reports["TQ_B"].last_error, factory.reports["TQ_B"]
+    # a submission that fails after its tokens were issued leaves no token file behind
+    assert "no_such_option" in factory.reports["TQ_BROKEN"].last_error, factory.reports["TQ_BROKEN"]
+    assert (workdir / "tokens" / "TQ_BROKEN").is_dir()
+    assert not list((workdir / "tokens" / "TQ_BROKEN").glob(f"*/{WORKER_TOKEN_FILE}"))
     # ended workers' token files are removed (the pilots read them once, at start)
     with grpc.insecure_channel(server) as ch:
         fmeta = bearer_metadata(token_file.read_text().strip())
@@ -143,4 +151,5 @@ def test_each_worker_gets_its_own_token_from_the_dispatcher(
     factory.cancel_all()
     factory.close()
     assert not list((workdir / "tokens" / "TQ_A").glob(f"*/{WORKER_TOKEN_FILE}"))
-    assert rows.entries and all(e.actor == "fac-far" and e.target == "queue TQ_A" for e in rows.entries)
+    assert all(e.actor == "fac-far" for e in rows.entries)
+    assert "queue TQ_A" in {e.target for e in rows.entries} <= {"queue TQ_A", "queue TQ_BROKEN"}  # never TQ_B
