@@ -21,7 +21,10 @@ JOBS_SUBMIT = "jobs.submit"
 JOBS_KILL = "jobs.kill"
 JOBS_RETRY = "jobs.retry"
 JOBS_PRIORITY = "jobs.priority"
+JOBS_DEBUG = "jobs.debug"
 TASK_SUBMIT = "task.submit"
+TASK_RETRY = "task.retry"
+TASK_ABORT = "task.abort"
 TOKEN_ISSUE = "token.issue"
 TOKEN_PILOT = "token.pilot"
 """A factory got pilot tokens for its workers (``IssuePilotTokens``): one row per call."""
@@ -34,7 +37,10 @@ ACTIONS = (
     JOBS_KILL,
     JOBS_RETRY,
     JOBS_PRIORITY,
+    JOBS_DEBUG,
     TASK_SUBMIT,
+    TASK_RETRY,
+    TASK_ABORT,
     TOKEN_ISSUE,
     TOKEN_PILOT,
     WORKERS_REGISTER,
