@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ailuro import vocabulary
 from ailuro.v1 import factory_pb2, job_pb2
+from dispatcher import jobfields
 from dispatcher.states import JobState
 
 FILE_TYPE_NAMES = {job_pb2.FILE_TYPE_INPUT: "input", job_pb2.FILE_TYPE_OUTPUT: "output", job_pb2.FILE_TYPE_LOG: "log"}
@@ -76,54 +77,9 @@ def job_row_to_proto(row: Mapping[Any, Any], file_rows: Iterable[Mapping[Any, An
     """A ``jobs`` row (plus, optionally, its ``files`` rows) as a Job message.
 
     The serialized definition supplies what only it holds (the environment); the row supplies
-    everything that changes over the job's life.
+    every stored field (:mod:`dispatcher.jobfields` says which and how they convert).
     """
-    job = job_pb2.Job.FromString(row["spec"])
-    del job.files[:]
-    job.panda_id = row["panda_id"]
-    for name in (
-        "job_name",
-        "job_definition_id",
-        "task_id",
-        "vo",
-        "prod_source_label",
-        "transformation",
-        "job_parameters",
-        "computing_site",
-        "current_priority",
-        "max_attempt",
-        "attempt_nr",
-        "cores",
-        "memory_mb",
-        "max_walltime_s",
-        "destination_dblock",
-        "destination_se",
-        "processing_type",
-        "owner",
-        "pilot_id",
-        "batch_id",
-        "node",
-        "lease_epoch",
-        "brokerage_reason",
-        "parent_panda_id",
-    ):
-        setattr(job, name, row[name])
-    job.status = job_status(row["status"])
-    for name in ("creation_time", "modification_time", "start_time", "end_time"):
-        stamp = ts(row[name])
-        if stamp is not None:
-            getattr(job, name).CopyFrom(stamp)
-        else:
-            job.ClearField(name)
-    job.metrics.CopyFrom(
-        job_pb2.JobMetrics(
-            cpu_time_s=row["cpu_time_s"],
-            max_rss_kb=row["max_rss_kb"],
-            walltime_s=row["walltime_s"],
-            exit_code=row["exit_code"],
-        )
-    )
-    del job.errors[:]
+    job = jobfields.row_to_job(row)
     job.errors.extend(decode_errors(row["errors"]))
     if file_rows is not None:
         job.files.extend(file_row_to_proto(f) for f in file_rows)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, delete, event, func, inspect, select, text
 
 from dispatcher.convert import decode_errors
+from dispatcher.jobfields import fields_by_key
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store.schema import job_count_deltas, job_counts, job_error_count_deltas, job_error_counts, jobs
 
@@ -57,15 +58,10 @@ ACTIVE_WIDTH = 0
 """``width`` of the bucket holding the jobs that are not final yet (its ``bucket`` is 0)."""
 WIDTHS = (1, DAY_HOURS)
 """Bucket widths in hours kept for final jobs: hours for the recent edge of a window, days for the bulk."""
-FACET_COLUMNS: dict[str, str] = {
-    "computingsite": "computing_site",
-    "prodsourcelabel": "prod_source_label",
-    "produsername": "owner",
-    "transformation": "transformation",
-    "taskid": "task_id",
-}
+_COUNTED = fields_by_key("computingsite", "prodsourcelabel", "produsername", "transformation", "taskid")
+FACET_COLUMNS: dict[str, str] = {f.key: f.column for f in _COUNTED}
 """Counted facet -> jobs column. These columns are written at submission and never change."""
-ERROR_FACETS: dict[str, str] = {"computingsite": "computing_site", "produsername": "owner"}
+ERROR_FACETS: dict[str, str] = {f.key: f.column for f in fields_by_key("computingsite", "produsername")}
 TRANSITION = "transition"
 """Facet name of the flow counts (``value`` = target state, ``status`` = '')."""
 FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
@@ -114,15 +110,15 @@ def record_changes(conn: Connection, changes: Iterable[Change], applied: set[int
         _move(pending, ch.panda_id, ch.from_status, ch.to_status, now)
 
 
-def record_inserts(conn: Connection, panda_ids: Sequence[int], *, now: float) -> None:
-    """Count newly submitted jobs (inserted ``activated``, recorded as defined -> activated)."""
+def record_inserts(conn: Connection, panda_ids: Sequence[int], states: Sequence[JobState], *, now: float) -> None:
+    """Count newly submitted jobs (inserted in ``states``, recorded as defined -> that state)."""
     if not panda_ids:
         return
     pending = _pending(conn, now)
-    for pid in panda_ids:
-        pending.stock[(pid, ACTIVE_WIDTH, 0, JobState.ACTIVATED.value)] += 1
+    for pid, state in zip(panda_ids, states, strict=True):
+        pending.stock[(pid, ACTIVE_WIDTH, 0, state.value)] += 1
+        pending.flows[(hour_of(now), state.value)] += 1
     pending.flows[(hour_of(now), JobState.DEFINED.value)] += len(panda_ids)
-    pending.flows[(hour_of(now), JobState.ACTIVATED.value)] += len(panda_ids)
 
 
 def _move(pending: _Pending, pid: int, src: JobState, dst: JobState, now: float) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, union_all
 
+from dispatcher import jobfields
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
 from monitor.filters import (
     FACETS,
@@ -24,24 +25,26 @@ from monitor.queries.errors import decode
 FACET_TOP = 40
 """Values shown per facet (the most frequent); the rest are summed into ``other``."""
 
-LIST_COLUMNS = (
-    jobs.c.panda_id,
-    jobs.c.job_name,
-    jobs.c.owner,
-    jobs.c.task_id,
-    jobs.c.transformation,
-    jobs.c.status,
-    jobs.c.creation_time,
-    jobs.c.start_time,
-    jobs.c.end_time,
-    jobs.c.modification_time,
-    jobs.c.computing_site,
-    jobs.c.current_priority,
-    jobs.c.attempt_nr,
-    jobs.c.prod_source_label,
-    jobs.c.sent_time,
-    jobs.c.errors,
+LIST_FIELDS = jobfields.fields_by_key(
+    "pandaid",
+    "jobname",
+    "produsername",
+    "taskid",
+    "transformation",
+    "jobstatus",
+    "creationtime",
+    "starttime",
+    "endtime",
+    "modificationtime",
+    "computingsite",
+    "currentpriority",
+    "attemptnr",
+    "prodsourcelabel",
+    "senttime",
 )
+"""What a row of the jobs table shows (the job page adds every other field)."""
+DETAIL_FIELDS = tuple(f for f in jobfields.FIELDS if f.key and f not in LIST_FIELDS)
+LIST_COLUMNS = (*(jobs.c[f.column] for f in LIST_FIELDS), jobs.c.errors)
 
 ERROR_SCAN_LIMIT = 50_000
 """An error-filtered list decodes at most this many of the window's newest jobs (``truncated`` says so)."""
@@ -106,21 +109,7 @@ def _job_row(r: Any) -> dict[str, Any]:
     errors = decode(r.errors)
     first = errors[0] if errors else None
     return {
-        "pandaid": int(r.panda_id),
-        "jobname": r.job_name,
-        "produsername": r.owner,
-        "taskid": int(r.task_id),
-        "transformation": r.transformation,
-        "jobstatus": r.status,
-        "creationtime": r.creation_time,
-        "starttime": r.start_time,
-        "endtime": r.end_time,
-        "modificationtime": r.modification_time,
-        "computingsite": r.computing_site,
-        "currentpriority": int(r.current_priority),
-        "attemptnr": int(r.attempt_nr),
-        "prodsourcelabel": r.prod_source_label,
-        "senttime": r.sent_time,
+        **jobfields.monitor_json(r, LIST_FIELDS),
         # a job that went straight from sent to its end never reported running: its start is when it was sent
         "startedsent": r.start_time is None and r.sent_time is not None,
         "duration_s": _duration(r),
@@ -250,33 +239,7 @@ def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any
     if row is None:
         return None
     job = _job_row(row)
-    job.update(
-        {
-            "vo": row.vo,
-            "jobdefinitionid": int(row.job_definition_id),
-            "processingtype": row.processing_type,
-            "jobparameters": row.job_parameters,
-            "maxattempt": int(row.max_attempt),
-            "cores": int(row.cores),
-            "memory_mb": int(row.memory_mb),
-            "maxwalltime_s": int(row.max_walltime_s),
-            "destinationdblock": row.destination_dblock,
-            "destinationse": row.destination_se,
-            "pilotid": row.pilot_id,
-            "batchid": row.batch_id,
-            "node": row.node,
-            "cputime_s": float(row.cpu_time_s),
-            "walltime_s": float(row.walltime_s),
-            "maxrss_kb": int(row.max_rss_kb),
-            "exitcode": int(row.exit_code),
-            "senttime": row.sent_time,
-            "leaseepoch": int(row.lease_epoch),
-            "killrequested": bool(row.kill_requested),
-            "killreason": row.kill_reason,
-            "brokeragereason": row.brokerage_reason,
-            "parentpandaid": int(row.parent_panda_id),
-        }
-    )
+    job.update(jobfields.monitor_json(row, DETAIL_FIELDS))
     file_rows = conn.execute(select(files).where(files.c.panda_id == panda_id).order_by(files.c.file_id)).all()
     events = conn.execute(
         select(job_events).where(job_events.c.panda_id == panda_id).order_by(job_events.c.event_id)
