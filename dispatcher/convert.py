@@ -42,20 +42,6 @@ def seconds(stamp: Timestamp) -> float:
     return stamp.ToNanoseconds() / 1e9
 
 
-def encode_errors(errors: Iterable[job_pb2.JobError]) -> bytes:
-    """Serialize a list of JobError (as the ``errors`` field of an otherwise empty Job)."""
-    holder = job_pb2.Job()
-    holder.errors.extend(errors)
-    return holder.SerializeToString()
-
-
-def decode_errors(blob: bytes | None) -> list[job_pb2.JobError]:
-    """The JobError list stored by :func:`encode_errors`."""
-    if not blob:
-        return []
-    return list(job_pb2.Job.FromString(blob).errors)
-
-
 def file_row_to_proto(row: Mapping[Any, Any]) -> job_pb2.File:
     """A ``files`` row as a File message."""
     return job_pb2.File(
@@ -73,14 +59,18 @@ def file_row_to_proto(row: Mapping[Any, Any]) -> job_pb2.File:
     )
 
 
-def job_row_to_proto(row: Mapping[Any, Any], file_rows: Iterable[Mapping[Any, Any]] | None = None) -> job_pb2.Job:
-    """A ``jobs`` row (plus, optionally, its ``files`` rows) as a Job message.
+def job_row_to_proto(
+    row: Mapping[Any, Any],
+    file_rows: Iterable[Mapping[Any, Any]] | None = None,
+    errors: Iterable[job_pb2.JobError] = (),
+) -> job_pb2.Job:
+    """A ``jobs`` row (plus, optionally, its ``files`` rows, and its ``job_errors``) as a Job message.
 
     The serialized definition supplies what only it holds (the environment); the row supplies
     every stored field (:mod:`dispatcher.jobfields` says which and how they convert).
     """
     job = jobfields.row_to_job(row)
-    job.errors.extend(decode_errors(row["errors"]))
+    job.errors.extend(errors)
     if file_rows is not None:
         job.files.extend(file_row_to_proto(f) for f in file_rows)
     return job

@@ -27,7 +27,6 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import se_file_url
-from dispatcher.convert import encode_errors
 from dispatcher.states import JobState
 from dispatcher.store import catalog
 from dispatcher.store.jobs import chunks, fetch_files
@@ -251,8 +250,8 @@ def register_outputs(
             )
 
 
-def _error(code: int, diag: str) -> bytes:
-    return encode_errors([job_pb2.JobError(component=EC.ERROR_COMPONENT_DDM, code=code, diag=diag[:1000])])
+def _error(code: int, diag: str) -> list[job_pb2.JobError]:
+    return [job_pb2.JobError(component=EC.ERROR_COMPONENT_DDM, code=code, diag=diag[:1000])]
 
 
 def activate_ready(

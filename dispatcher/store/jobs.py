@@ -19,9 +19,9 @@ from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import jobfields
-from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
+from dispatcher.convert import FILE_TYPE_NAMES, event_row_to_proto, job_row_to_proto, job_status, seconds
 from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
-from dispatcher.store import bulk, counters
+from dispatcher.store import bulk, counters, errors
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, append_events, apply_changes
 
@@ -137,7 +137,8 @@ def get_jobs(conn: Connection, ids: Sequence[int]) -> list[job_pb2.Job]:
     rows = fetch_rows(conn, ids)
     require_all(rows, ids)
     file_map = fetch_files(conn, list(rows))
-    built = {pid: job_row_to_proto(row, file_map.get(pid, [])) for pid, row in rows.items()}
+    error_map = errors.fetch(conn, list(rows))
+    built = {pid: job_row_to_proto(row, file_map.get(pid, []), error_map.get(pid, ())) for pid, row in rows.items()}
     return [built[pid] for pid in ids]
 
 
@@ -169,7 +170,13 @@ def list_jobs(
     more = len(rows) > page_size
     rows = rows[:page_size]
     file_map = fetch_files(conn, [r["panda_id"] for r in rows]) if req.with_files else None
-    page = [job_row_to_proto(r, file_map.get(r["panda_id"], []) if file_map is not None else None) for r in rows]
+    error_map = errors.fetch(conn, [r["panda_id"] for r in rows])
+    page = [
+        job_row_to_proto(
+            r, file_map.get(r["panda_id"], []) if file_map is not None else None, error_map.get(r["panda_id"], ())
+        )
+        for r in rows
+    ]
     counts_stmt = select(jobs.c.status, func.count()).where(and_(True, *conds)).group_by(jobs.c.status)
     counts = {status: int(n) for status, n in conn.execute(counts_stmt)}
     return page, (rows[-1]["panda_id"] if more and rows else None), counts
@@ -208,9 +215,7 @@ def kill_jobs(
     rows = fetch_rows(conn, ids, lock=True)
     require_all(rows, ids)
     diag = f"killed by {who}" + (f": {reason}" if reason else "")
-    error = encode_errors(
-        [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
-    )
+    error = [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
     changes: list[Change] = []
     commands: list[dict[str, Any]] = []
     messages: dict[int, tuple[JobState, bool, str]] = {}

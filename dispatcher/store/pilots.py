@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher import jobfields
-from dispatcher.convert import FILE_TYPE_NAMES, encode_errors
+from dispatcher.convert import FILE_TYPE_NAMES
 from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, path, should_retry
 from dispatcher.store import dataflow
 from dispatcher.store.jobs import chunks, fetch_rows
@@ -380,7 +380,7 @@ def _final_change(
         "max_rss_kb": rep.metrics.max_rss_kb,
         "walltime_s": rep.metrics.walltime_s,
         "exit_code": rep.metrics.exit_code,
-        "errors": encode_errors(rep.errors) if rep.errors else None,
+        "errors": list(rep.errors),  # job_errors rows (none: cleared)
         "lease_expires": None,
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": reported.value,

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select, union_all
 
 from dispatcher import jobfields
+from dispatcher.store import errors as job_errors
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
 from monitor.filters import (
     FACETS,
@@ -20,7 +21,7 @@ from monitor.filters import (
     window_branches,
 )
 from monitor.queries.counts import facet_states, uses_counters
-from monitor.queries.errors import decode
+from monitor.queries.errors import errors_by_job
 
 FACET_TOP = 40
 """Values shown per facet (the most frequent); the rest are summed into ``other``."""
@@ -44,7 +45,7 @@ LIST_FIELDS = jobfields.fields_by_key(
 )
 """What a row of the jobs table shows (the job page adds every other field)."""
 DETAIL_FIELDS = tuple(f for f in jobfields.FIELDS if f.key and f not in LIST_FIELDS)
-LIST_COLUMNS = (*(jobs.c[f.column] for f in LIST_FIELDS), jobs.c.errors)
+LIST_COLUMNS = tuple(jobs.c[f.column] for f in LIST_FIELDS)
 
 ERROR_SCAN_LIMIT = 50_000
 """An error-filtered list decodes at most this many of the window's newest jobs (``truncated`` says so)."""
@@ -105,8 +106,13 @@ def _ranked(counts: dict[str, dict[str, int]]) -> dict[str, list[dict[str, Any]]
     return out
 
 
-def _job_row(r: Any) -> dict[str, Any]:
-    errors = decode(r.errors)
+def job_rows(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows of :data:`LIST_COLUMNS` as the jobs table shows them (their errors read in one go)."""
+    errs = errors_by_job(conn, [int(r.panda_id) for r in rows])
+    return [_job_row(r, errs.get(int(r.panda_id), [])) for r in rows]
+
+
+def _job_row(r: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
     first = errors[0] if errors else None
     return {
         **jobfields.monitor_json(r, LIST_FIELDS),
@@ -161,22 +167,24 @@ def list_jobs(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> l
     if not ids:
         return []
     rows = {int(r.panda_id): r for r in conn.execute(select(*LIST_COLUMNS).where(jobs.c.panda_id.in_(ids)))}
-    return [_job_row(rows[pid]) for pid in ids if pid in rows]
+    return job_rows(conn, [rows[pid] for pid in ids if pid in rows])
 
 
 def error_filtered(conn: Connection, flt: JobFilter, viewer: Viewer) -> tuple[list[Any], bool]:
     """The window's jobs with the filter's error (newest :data:`ERROR_SCAN_LIMIT` scanned), and if cut.
 
-    Errors are stored per job as one serialized list, so no index can select them: the window's
-    jobs that have errors are read newest first (bounded) and decoded here.
+    The window's jobs (those with errors, unless the filter also matches jobs without) are read
+    newest first (bounded), and matched with their ``job_errors`` rows here.
     """
     conds = job_conditions(flt, viewer)
     if not flt.may_match_no_error:
-        conds.append(jobs.c.errors.is_not(None))
+        conds.append(job_errors.has_errors())
     stmt = select(*LIST_COLUMNS).where(*conds).order_by(jobs.c.modification_time.desc()).limit(ERROR_SCAN_LIMIT + 1)
     rows = conn.execute(stmt).all()
     truncated = len(rows) > ERROR_SCAN_LIMIT
-    return [r for r in rows[:ERROR_SCAN_LIMIT] if flt.error_matches(decode(r.errors))], truncated
+    rows = rows[:ERROR_SCAN_LIMIT]
+    errs = errors_by_job(conn, [int(r.panda_id) for r in rows])
+    return [r for r in rows if flt.error_matches(errs.get(int(r.panda_id), []))], truncated
 
 
 def _error_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> tuple[Any, list[Any], bool]:
@@ -199,7 +207,7 @@ def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> d
     truncated = False
     if flt.has_error_filter:
         facets, rows, truncated = _error_page(conn, flt, page, viewer)
-        listed = [_job_row(r) for r in rows]
+        listed = job_rows(conn, rows)
     else:
         facets = facet_counts(conn, flt, viewer)
         listed = list_jobs(conn, flt, page, viewer)
@@ -238,7 +246,8 @@ def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any
     row = conn.execute(select(jobs).where(jobs.c.panda_id == panda_id, visibility_clause(viewer))).first()
     if row is None:
         return None
-    job = _job_row(row)
+    errors = errors_by_job(conn, [panda_id]).get(panda_id, [])
+    job = _job_row(row, errors)
     job.update(jobfields.monitor_json(row, DETAIL_FIELDS))
     file_rows = conn.execute(select(files).where(files.c.panda_id == panda_id).order_by(files.c.file_id)).all()
     events = conn.execute(
@@ -255,7 +264,7 @@ def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any
             ).first()
     return {
         "job": job,
-        "errors": decode(row.errors),
+        "errors": errors,
         "files": [_file_row(f) for f in file_rows],
         "events": [
             {

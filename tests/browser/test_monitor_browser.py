@@ -203,22 +203,23 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
     """Front page → a failing site → its error code → the failed jobs → one job → its pilot → its log."""
     from selenium.webdriver.common.by import By
 
-    from dispatcher.convert import decode_errors
+    from ailuro.v1 import job_pb2
     from dispatcher.store.schema import files
     from pilot.logtar import log_lfn, make_log_tarball
 
     running, db_url, spec = monitor
     rows = list(generate(spec))
     # the job the shifter will end on: failed on a pilot, with a real log tarball holding a pilot log
-    target = next(
-        r.job
+    target_rows = next(
+        r
         for r in sorted(rows, key=lambda r: -r.job["panda_id"])
         if r.job["status"] == "failed"
         and r.job["pilot_id"]
         and r.job["modification_time"] > spec.now - 6 * 3600  # inside the pages' default 12-hour window
         and any(f["type"] == "log" for f in r.files)
     )
-    error = decode_errors(target["errors"])[0]
+    target = target_rows.job
+    error = job_pb2.JobError(**target_rows.errors[0] | {"panda_id": None, "seq": None, "attempt_nr": None})
     (tmp_path / "pilot.log").write_text("pilot: job started\npilot: payload failed\n")
     tarball = make_log_tarball(tmp_path / log_lfn(target["job_name"]), [(tmp_path / "pilot.log", "pilot.log")])
     db = open_database(db_url)

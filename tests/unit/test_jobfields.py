@@ -118,7 +118,7 @@ def test_insert_row_then_row_to_message_gives_back_the_definition_and_server_val
         spec, status=JobState.ACTIVATED, owner="alice", now=1000.5, brokerage_reason="why", parent_panda_id=9
     )
     assert list(row) == [c.name for c in jobs.c if c.name != "panda_id"]
-    row = {**row, "panda_id": 42, "errors": None}
+    row = {**row, "panda_id": 42}
     job = job_row_to_proto(row)
     expected = job_pb2.Job()
     expected.CopyFrom(spec)
