@@ -137,6 +137,10 @@ SERVER_PROTO_FIELDS: tuple[str, ...] = (
     *(name for name, where in NOT_IN_COLUMNS.items() if where != "spec" and name != "files"),
 )
 """Top-level ``Job`` fields the server owns: cleared from a submitted definition before it is stored."""
+NAME_FIELDS: tuple[str, ...] = tuple(
+    f.proto for f in SUBMITTED if f.kind == Kind.STR and f.column not in ("transformation", "job_parameters")
+)
+"""Submitted text fields that are names (bounded like one; ``transformation`` and ``job_parameters`` are longer)."""
 PILOT_FIELDS: tuple[JobField, ...] = tuple(f for f in FIELDS if f.to_pilot)
 """What a claim sets over the definition in the job a pilot gets (the definition holds every submitted field)."""
 LIST_FILTERS: tuple[str, ...] = tuple(

@@ -140,15 +140,7 @@ def validate_job(job: job_pb2.Job, where: str, *, known_sites: Collection[str]) 
     """One job definition of a SubmitJobs request (server-set fields are ignored, not checked)."""
     _text(job.transformation, f"{where}.transformation", limit=MAX_TRANSFORMATION, required=True)
     _text(job.job_parameters, f"{where}.job_parameters", limit=MAX_JOB_PARAMETERS)
-    for name in (
-        "job_name",
-        "vo",
-        "prod_source_label",
-        "computing_site",
-        "destination_dblock",
-        "destination_se",
-        "processing_type",
-    ):
+    for name in jobfields.NAME_FIELDS:
         _text(getattr(job, name), f"{where}.{name}")
     if job.computing_site and job.computing_site not in known_sites:
         raise InvalidArgument(

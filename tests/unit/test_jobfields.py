@@ -8,6 +8,7 @@ from dispatcher import jobfields
 from dispatcher.convert import job_row_to_proto
 from dispatcher.states import JobState
 from dispatcher.store.schema import jobs
+from dispatcher.validation import MAX_NAME
 
 
 def _proto_paths(descriptor: object, prefix: str = "") -> set[str]:
@@ -85,6 +86,20 @@ def test_server_fields_are_what_submission_clears() -> None:
         "vo",
         "job_name",
     )
+
+
+def test_name_fields_are_the_bounded_text_columns() -> None:
+    assert jobfields.NAME_FIELDS == (
+        "job_name",
+        "vo",
+        "prod_source_label",
+        "computing_site",
+        "destination_dblock",
+        "destination_se",
+        "processing_type",
+    )
+    for name in jobfields.NAME_FIELDS:  # validation bounds them to MAX_NAME: the column must hold that
+        assert jobs.c[jobfields.BY_COLUMN[name].column].type.length == MAX_NAME, name
 
 
 def _spec() -> job_pb2.Job:
