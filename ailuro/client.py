@@ -42,6 +42,7 @@ from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_META
 from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA_KEY
 
 if TYPE_CHECKING:
+    from ailuro.admin import AdminClient
     from ailuro.ddm import DDMClient, TaskClient
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -109,7 +110,9 @@ class Client:
     unary call; ``extra_metadata`` is sent with every call; ``retries`` bounds the extra attempts
     of a retryable failure. ``token`` (else ``token_file``, ``$AILURO_TOKEN``,
     ``$AILURO_TOKEN_FILE``) is sent as ``authorization: Bearer``; ``tls_ca`` (else
-    ``$AILURO_TLS_CA``) names the CA file of a dispatcher that speaks TLS.
+    ``$AILURO_TLS_CA``) names the CA file of a dispatcher that speaks TLS; ``tls_cert`` (else
+    ``$AILURO_TLS_CERT``) a PEM file with a client certificate and its key (a grid proxy file) for
+    a dispatcher that requires client certificates (mTLS).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class Client:
         token: str | None = None,
         token_file: str | None = None,
         tls_ca: str | None = None,
+        tls_cert: str | None = None,
     ) -> None:
         self.server = server or os.environ.get("AILURO_SERVER") or DEFAULT_SERVER
         self.identity = identity if identity is not None else os.environ.get("AILURO_USER") or None
@@ -144,7 +148,7 @@ class Client:
         metadata.extend(extra_metadata)
         self.token = resolve_token(token, token_file)
         self._metadata = (*metadata, *bearer_metadata(self.token))
-        self._channel = targets.channel(self.server, tls=tls_credentials(tls_ca))
+        self._channel = targets.channel(self.server, tls=tls_credentials(tls_ca, tls_cert))
         self._stub = submission_pb2_grpc.SubmissionServiceStub(self._channel)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -161,6 +165,13 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(server={self.server!r}, identity={self.identity!r})"
+
+    @property
+    def admin(self) -> AdminClient:
+        """Admin calls on the same connection: the audit log, token issuance (:mod:`ailuro.admin`)."""
+        from ailuro.admin import AdminClient
+
+        return AdminClient(self)
 
     @property
     def ddm(self) -> DDMClient:

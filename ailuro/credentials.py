@@ -9,6 +9,7 @@ stdlib and grpcio: the SDK, the CLI and the pilot share it, and none of them val
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ import grpc
 TLS_CA_ENV = "AILURO_TLS_CA"
 """A PEM file of the CA(s) that signed the dispatcher's certificate: the client then speaks TLS."""
 MAX_CA_BYTES = 1024 * 1024
+TLS_CERT_ENV = "AILURO_TLS_CERT"
+"""A PEM file holding the client's certificate (chain) and its private key, as a grid proxy file
+does: presented to a dispatcher that requires client certificates (mTLS, ``--tls-client-ca``)."""
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
 TOKEN_ENV = "AILURO_TOKEN"
 TOKEN_FILE_ENV = "AILURO_TOKEN_FILE"
 AUTHORIZATION_KEY = "authorization"
@@ -50,16 +55,41 @@ def resolve_token(token: str | None = None, token_file: str | Path | None = None
     return None
 
 
-def tls_credentials(tls_ca: str | Path | None = None) -> grpc.ChannelCredentials | None:
-    """TLS channel credentials trusting ``tls_ca`` (else ``$AILURO_TLS_CA``); None: plain text."""
-    path = tls_ca or os.environ.get(TLS_CA_ENV)
-    if not path:
-        return None
+def _read_bounded(path: str | Path, what: str) -> bytes:
     with Path(path).expanduser().open("rb") as fh:
-        pem = fh.read(MAX_CA_BYTES + 1)
-    if len(pem) > MAX_CA_BYTES or b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise ValueError(f"TLS CA file {path}: not a PEM certificate file of at most {MAX_CA_BYTES} bytes")
-    return grpc.ssl_channel_credentials(root_certificates=pem)
+        data = fh.read(MAX_CA_BYTES + 1)
+    if len(data) > MAX_CA_BYTES:
+        raise ValueError(f"{what} {path}: larger than {MAX_CA_BYTES} bytes")
+    return data
+
+
+def client_certificate(path: str | Path) -> tuple[bytes, bytes]:
+    """``(private_key, certificate_chain)`` PEM from one file holding both (a grid proxy's layout)."""
+    blocks = [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(_read_bounded(path, "TLS client certificate"))]
+    keys = [b for label, b in blocks if label.endswith(b"PRIVATE KEY")]
+    chain = b"".join(b for label, b in blocks if label == b"CERTIFICATE")
+    if len(keys) != 1 or not chain:
+        raise ValueError(f"TLS client certificate {path}: needs one PEM private key and its certificate(s)")
+    return keys[0], chain
+
+
+def tls_credentials(
+    tls_ca: str | Path | None = None, tls_cert: str | Path | None = None
+) -> grpc.ChannelCredentials | None:
+    """TLS channel credentials trusting ``tls_ca`` (else ``$AILURO_TLS_CA``; else, with a client
+    certificate, the system's CAs) and presenting ``tls_cert`` (else ``$AILURO_TLS_CERT``); None:
+    plain text."""
+    path = tls_ca or os.environ.get(TLS_CA_ENV)
+    cert_path = tls_cert or os.environ.get(TLS_CERT_ENV)
+    if not path and not cert_path:
+        return None
+    pem = None
+    if path:
+        pem = _read_bounded(path, "TLS CA file")
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError(f"TLS CA file {path}: not a PEM certificate file of at most {MAX_CA_BYTES} bytes")
+    key, chain = client_certificate(cert_path) if cert_path else (None, None)
+    return grpc.ssl_channel_credentials(root_certificates=pem, private_key=key, certificate_chain=chain)
 
 
 def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

@@ -10,7 +10,8 @@ import typer
 _HELP = """Serve the PanDA server's JSON API (/api/v1/job/*) so the real panda-client works unchanged.
 
 A translator: each request becomes calls to the dispatcher's gRPC API. Users set
-PANDA_URL_SSL=https://HOST:PORT/server/panda (and PANDACACHE_URL) and their token.
+PANDA_URL_SSL=https://HOST:PORT/server/panda (and PANDACACHE_URL) and their token, or use their
+grid certificate (X509_USER_PROXY) when --gridmap maps its DN.
 """
 
 
@@ -25,6 +26,14 @@ def gateway_command(
     tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert.")] = None,
     tls_ca: Annotated[
         Path | None, typer.Option(help="CA bundle to verify client certificates (X509_USER_PROXY) against.")
+    ] = None,
+    gridmap: Annotated[
+        Path | None,
+        typer.Option(help='Grid-mapfile ("<DN>" user vo role[,role]) mapping client certificates (the dispatcher\'s).'),
+    ] = None,
+    auth_dir: Annotated[
+        Path | None,
+        typer.Option(help="The dispatcher's --auth-dir: certificate callers get a 5-minute token signed with its key."),
     ] = None,
     dev_trust_token_sub: Annotated[
         bool, typer.Option(help="DEVELOPMENT ONLY: use the bearer token's sub claim as the user, unverified.")
@@ -47,6 +56,9 @@ def gateway_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_ca=tls_ca,
+        gridmap=gridmap,
+        auth_dir=auth_dir.expanduser() if auth_dir else None,
+        server_tls_ca=Path(settings.tls_ca) if getattr(settings, "tls_ca", None) else None,
         dev_trust_token_sub=dev_trust_token_sub,
     )
     try:

@@ -1,7 +1,11 @@
-"""``ailuro token issue|inspect``: the embedded issuer's tokens, from the dispatcher host.
+"""``ailuro token issue|inspect``: the embedded issuer's tokens.
 
-``issue`` signs with the dispatcher's key file (``--auth-dir``), so only an account that can read
-it — the dispatcher's, an admin on its host — can issue tokens (an RPC for admins comes later).
+``issue`` asks the dispatcher (``--server``) through the admin-only ``IssueToken`` RPC, with the
+caller's admin token: the dispatcher signs and records the issuance in its audit log. With an
+explicit ``--auth-dir`` it signs offline with the key file instead — kept for bootstrap and
+recovery on the dispatcher's host (before the first start, while no dispatcher runs, or when the
+admin token is lost), where reading the key file already is all power; such tokens are not in
+the audit log, and the command says so on stderr.
 ``inspect`` validates a token against that issuer's JWKS (or any JWKS file) and prints its claims.
 """
 
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from ailuro_cli._common import EXIT_USAGE, console, fail, reported_errors
+from ailuro_cli._common import EXIT_USAGE, console, fail, make_client, reported_errors
 
 token_app = typer.Typer(
     help="Issue and inspect bearer tokens of the dispatcher's embedded issuer.", no_args_is_help=True
@@ -25,27 +29,44 @@ _AUTH_DIR = typer.Option(
 
 @token_app.command("issue")
 def issue(
+    ctx: typer.Context,
     user: str = typer.Option(..., "--user", help="The token's subject (the job owner)."),
     vo: str = typer.Option(..., "--vo", help="The VO it acts for (WLCG group /<vo>)."),
     role: list[str] = typer.Option([], "--role", help="user, production, pilot, factory or admin (repeatable)."),
     queue: list[str] = typer.Option([], "--queue", help="A queue a pilot/factory token serves (repeatable)."),
-    lifetime: str = typer.Option("12h", "--lifetime", help="How long it is valid: 3600, 30m, 12h, 7d."),
-    auth_dir: Path = _AUTH_DIR,
-    issuer: str = typer.Option("ailuro-embedded", "--issuer", help="The dispatcher's embedded issuer name."),
-    audience: str = typer.Option("ailuro", "--audience", help="The audience the dispatcher requires."),
+    lifetime: str = typer.Option("12h", "--lifetime", help="How long it is valid: 3600, 30m, 12h, 7d (at most 30d)."),
+    auth_dir: Path | None = typer.Option(
+        None,
+        "--auth-dir",
+        help="Sign OFFLINE with the key in the dispatcher's --auth-dir (bootstrap/recovery; not audited). "
+        "Without it the dispatcher issues the token (needs an admin token).",
+    ),
+    issuer: str = typer.Option("ailuro-embedded", "--issuer", help="Offline only: the embedded issuer name."),
+    audience: str = typer.Option("ailuro", "--audience", help="Offline only: the audience the dispatcher requires."),
 ) -> None:
-    """Print a signed token (needs read access to the dispatcher's signing key)."""
+    """Print a signed token (admin only: through the dispatcher, or offline with --auth-dir)."""
     from dispatcher.auth import issuer as embedded
 
     with reported_errors():
         try:
             lifetime_s = embedded.parse_duration(lifetime)
+        except ValueError as exc:
+            raise fail(str(exc), code=EXIT_USAGE) from None
+        if auth_dir is None:
+            with make_client(ctx) as client:
+                answer = client.admin.issue_token(
+                    user=user, vo=vo, roles=role, queues=queue, lifetime_s=max(1, int(lifetime_s))
+                )
+            typer.echo(answer.token)
+            return
+        try:
             key = embedded.load_key(embedded.IssuerFiles(state_dir=auth_dir.expanduser()))
             token = embedded.issue(
                 key, issuer=issuer, audience=audience, user=user, vo=vo, roles=role, queues=queue, lifetime_s=lifetime_s
             )
         except (ValueError, embedded.IssuerError) as exc:
             raise fail(str(exc), code=EXIT_USAGE) from None
+        typer.echo("note: signed offline with the key file; this token is not in the audit log", err=True)
         typer.echo(token)
 
 

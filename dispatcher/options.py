@@ -139,6 +139,18 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
     )
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS only")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=None,
+        help="PEM CA bundle of client certificates (mTLS): every client must present one it signed",
+    )
+    p.add_argument(
+        "--gridmap",
+        type=Path,
+        default=None,
+        help="grid-mapfile, lines '\"<DN>\" user vo role[,role]': a certificate without a token acts as its user",
+    )
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")
     p.add_argument("--log-level", type=_log_level, default="INFO", help=f"{', '.join(LOG_LEVELS)} (default: info)")
     return p
@@ -167,11 +179,24 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         )
     if (args.tls_cert is None) != (args.tls_key is None):
         raise InvalidArgument("--tls-cert and --tls-key go together", field="--tls-cert")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise InvalidArgument("needs --tls-cert and --tls-key", field="--tls-client-ca")
+    if args.gridmap is not None and (args.tls_client_ca is None or args.auth != TOKEN_MODE):
+        raise InvalidArgument("needs --tls-client-ca and --auth token", field="--gridmap")
+    if args.gridmap is not None:
+        from dispatcher.auth.gridmap import GridmapError, load_gridmap
+
+        try:
+            load_gridmap(args.gridmap)  # refuse a bad file before anything starts
+        except GridmapError as exc:
+            raise InvalidArgument(str(exc), field="--gridmap") from None
     auth = AuthConfig(
         mode=args.auth,
         state_dir=Path(args.auth_dir).expanduser().absolute(),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        gridmap=args.gridmap,
     )
     options: dict[str, object] = {}
     if args.queues is not None:

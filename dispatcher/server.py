@@ -19,6 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ailuro.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     ddm_pb2,
     ddm_pb2_grpc,
     factory_pb2,
@@ -28,12 +30,14 @@ from ailuro.v1 import (
     submission_pb2,
     submission_pb2_grpc,
 )
+from dispatcher.api.admin import AdminServicer
 from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
 from dispatcher.auth.interceptor import build_interceptor
 from dispatcher.config import DispatcherConfig
+from dispatcher.services.admin import AdminService
 from dispatcher.services.counters import CounterFolder
 from dispatcher.services.ddm import InProcessAgent
 from dispatcher.services.ddm_catalog import CatalogService
@@ -55,6 +59,7 @@ _SERVICE_NAMES = (
     factory_pb2.DESCRIPTOR.services_by_name["FactoryService"].full_name,
     ddm_pb2.DESCRIPTOR.services_by_name["DDMService"].full_name,
     ddm_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -73,7 +78,13 @@ def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
     auth = config.auth
     if auth.tls_cert is None or auth.tls_key is None:
         return server.add_insecure_port(address)
-    credentials = grpc.ssl_server_credentials([(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())])
+    # With a client CA every client must present a certificate it signed: gRPC has no "optional".
+    client_ca = auth.tls_client_ca.read_bytes() if auth.tls_client_ca is not None else None
+    credentials = grpc.ssl_server_credentials(
+        [(auth.tls_key.read_bytes(), auth.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
     return server.add_secure_port(address, credentials)
 
 
@@ -122,6 +133,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
     ddm_pb2_grpc.add_DDMServiceServicer_to_server(DDMServicer(CatalogService(runtime)), server)
     ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime)), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(AdminService(runtime)), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

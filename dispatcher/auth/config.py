@@ -78,9 +78,20 @@ class AuthConfig:
     """PEM private key of ``tls_cert`` (keep it 0600)."""
     cache_size: int = 10_000
     """Validated tokens remembered (until their ``exp``), so a pilot's many calls cost one check."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle for client certificates (mTLS): every client must then present a certificate
+    it signed (gRPC cannot make client certificates optional). Needs ``tls_cert``."""
+    gridmap: Path | None = None
+    """Grid-mapfile (``"<DN>" user vo role[,role]`` per line): a call with a verified client
+    certificate and no bearer token acts as the DN's mapped user; an unlisted DN is refused.
+    Token mode with ``tls_client_ca`` only."""
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("auth.tls_cert and auth.tls_key go together")
         if self.mode not in MODES:
             raise ValueError(f"auth.mode: {self.mode!r} is not one of {MODES}")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("auth.tls_client_ca needs auth.tls_cert (client certificates need TLS)")
+        if self.gridmap is not None and (self.tls_client_ca is None or self.mode != TOKEN_MODE):
+            raise ValueError("auth.gridmap needs auth.tls_client_ca and mode 'token'")

@@ -2,7 +2,9 @@
 
 Every RPC but health checks and reflection passes through it. In ``token`` mode it reads
 ``authorization: Bearer <jwt>``, validates it (:mod:`dispatcher.auth.tokens`) and ends the call
-with UNAUTHENTICATED when it is missing or invalid; in ``trusted-metadata`` mode (development,
+with UNAUTHENTICATED when it is missing or invalid (with ``--gridmap``, a call without a token
+acts as its verified client certificate's mapped DN: :mod:`dispatcher.auth.gridmap`); in
+``trusted-metadata`` mode (development,
 loopback only) it believes ``ailuro-user``/``ailuro-vo``/``ailuro-roles``. Either way the
 caller's :class:`Identity` is put in :data:`dispatcher.identity.CURRENT` for the handler, where
 ``identity_of`` finds it; nothing else reads identity metadata (the PanDA gateway forwards
@@ -178,4 +180,11 @@ def build_interceptor(auth: AuthConfig, *, host: str) -> AuthInterceptor:
     if not issuers:
         raise ValueError("auth mode 'token' needs a state directory (embedded issuer) or at least one issuer")
     validator = TokenValidator(auth, tuple(issuers))
-    return AuthInterceptor(TokenAuthenticator(validator, cache_size=auth.cache_size))
+    tokens = TokenAuthenticator(validator, cache_size=auth.cache_size)
+    if auth.gridmap is not None:
+        from dispatcher.auth.gridmap import CertificateAuthenticator, load_gridmap
+
+        gridmap = load_gridmap(auth.gridmap)  # GridmapError (a ValueError) names the bad line
+        log.info("mTLS: %d DN(s) mapped by %s", len(gridmap), auth.gridmap)
+        return AuthInterceptor(CertificateAuthenticator(gridmap, tokens))
+    return AuthInterceptor(tokens)

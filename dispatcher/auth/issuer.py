@@ -3,8 +3,9 @@
 So a small site and ``ailuro demo`` need no external identity provider. At first start in token
 mode the dispatcher makes, in its state directory (mode 0700), ``signing-key.pem`` (the private
 key), ``jwks.json`` (the public key) and ``admin.token`` (a first admin token), each mode 0600.
-``ailuro token issue`` signs further tokens with the same key file, so only an account that can
-read it (the dispatcher's, or root) can issue tokens. An external issuer is just another JWKS.
+Further tokens come from the admin-only ``IssueToken`` RPC (``ailuro token issue``; audited), or,
+offline, from an account that can read the key file (``ailuro token issue --auth-dir``: the
+dispatcher's, or root; bootstrap and recovery). An external issuer is just another JWKS.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """``ailuro gateway``: the PanDA server's JSON API (as panda-client 2.x calls it) over HTTP(S).
 
-A thin, unprivileged translator: every request becomes calls to the dispatcher's gRPC API through
-the SDK (:class:`ailuro.client.Client`); the gateway never touches the database and never asserts
-roles. The caller's ``Authorization`` header is forwarded as gRPC ``authorization`` metadata and
-``Origin`` as the VO, so the dispatcher decides who the caller is. Until token validation (#14)
-lands the dispatcher trusts its identity metadata, so the name passed along is: the verified
-client-certificate DN (mTLS), else — only with ``dev_trust_token_sub`` — the bearer token's
-unverified ``sub`` claim, else anonymous.
+A thin translator: every request becomes calls to the dispatcher's gRPC API through the SDK
+(:class:`ailuro.client.Client`); the gateway never touches the database. Callers are mapped onto
+the same identities and roles as the gRPC API (:mod:`dispatcher.gateway.identity`): a bearer
+token is forwarded for the dispatcher to validate (``Origin`` must name the token's VO); a
+verified client certificate's DN is mapped through the grid-mapfile (``--gridmap``) and, with
+``--auth-dir``, carried to the dispatcher as a short-lived token the gateway signs. As in PanDA,
+``managed`` jobs need the production role.
 
 Every answer is HTTP 200 with ``{"success", "message", "data"}`` (panda-client reads only that),
 except unknown paths (404). Bad input is ``success: false`` with a message naming the field.
@@ -14,10 +14,8 @@ except unknown paths (404). Bad input is ``success: false`` with a message namin
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import re
 import ssl
 import threading
 import time
@@ -29,13 +27,16 @@ from typing import Any
 from ailuro.client import Client, describe_error
 from ailuro.compat.panda_spec import job_from_spec, spec_from_job
 from ailuro.errors import AiluroError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+from dispatcher.auth.gridmap import Mapping, load_gridmap
+from dispatcher.gateway.identity import Caller, Minter, resolve_caller
 from dispatcher.gateway.wire import decode_ids, decode_submission, job_dict
 
 log = logging.getLogger("ailuro.gateway")
 
 API = "/api/v1/"
-_VO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_PROXY_CN = re.compile(r"(/CN=(proxy|limited proxy|\d+))+$")
+PRODUCTION_ROLES = ("production", "admin")
+"""Roles that may submit ``managed`` jobs (PanDA: the production role)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +55,19 @@ class GatewayConfig:
     """Private key of ``tls_cert``."""
     tls_ca: Path | None = None
     """CA bundle for client certificates (optional mTLS; RFC 3820 proxies accepted)."""
+    gridmap: Path | None = None
+    """Grid-mapfile (``"<DN>" user vo role[,role]``), the dispatcher's: client certificates' DNs
+    map to these identities; without it certificate callers are refused."""
+    auth_dir: Path | None = None
+    """The dispatcher's embedded issuer directory: certificate callers are forwarded with a
+    5-minute token signed by its key. Without it their mapping is sent as identity metadata,
+    which only a development (trusted-metadata) dispatcher believes."""
+    issuer: str = EMBEDDED_ISSUER
+    """``iss`` of the tokens signed with ``auth_dir``'s key (the dispatcher's embedded issuer)."""
+    audience: str = DEFAULT_AUDIENCE
+    """``aud`` of those tokens."""
+    server_tls_ca: Path | None = None
+    """CA file of a dispatcher that speaks TLS (else plain-text gRPC)."""
     dev_trust_token_sub: bool = False
     """Development only: pass the bearer token's ``sub`` claim along as the user WITHOUT verifying it."""
     max_body_bytes: int = 16 << 20
@@ -66,41 +80,6 @@ class GatewayConfig:
     """Socket timeout per connection, and the time allowed to send one request body."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Caller:
-    """Who the HTTP caller claims or proves to be, as passed along to the dispatcher."""
-
-    user: str | None
-    vo: str | None
-    authorization: str | None
-
-
-def _cert_dn(cert: dict[str, Any] | None) -> str | None:
-    """The grid-style DN (``/C=CH/O=…/CN=…``) of a verified peer certificate, proxy CNs stripped."""
-    if not cert or "subject" not in cert:
-        return None
-    parts = [f"/{k}={v}" for rdn in cert["subject"] for k, v in rdn]
-    short = {"countryName": "C", "organizationName": "O", "organizationalUnitName": "OU", "commonName": "CN"}
-    dn = "".join(parts)
-    for long_name, abbrev in short.items():
-        dn = dn.replace(f"/{long_name}=", f"/{abbrev}=")
-    return _PROXY_CN.sub("", dn)[:255] or None
-
-
-def _token_sub(authorization: str) -> str | None:
-    """The ``sub`` claim of a JWT bearer token, NOT verified (dev mode only)."""
-    token = authorization.removeprefix("Bearer ").strip()
-    parts = token.split(".")
-    if len(parts) != 3 or len(parts[1]) > 8192:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:
-        return None
-    sub = claims.get("sub") if isinstance(claims, dict) else None
-    return sub[:255] if isinstance(sub, str) and sub.strip() else None
-
-
 def _envelope(success: bool, message: str, data: Any) -> dict[str, Any]:
     return {"success": success, "message": message, "data": data}
 
@@ -111,11 +90,32 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self._submits = threading.BoundedSemaphore(config.max_submits_at_once)
+        self.gridmap: dict[str, Mapping] | None = load_gridmap(config.gridmap) if config.gridmap else None
+        self.minter = (
+            Minter(config.auth_dir, issuer=config.issuer, audience=config.audience) if config.auth_dir else None
+        )
 
     def _client(self, caller: Caller) -> Client:
         extra = (("authorization", caller.authorization),) if caller.authorization else ()
+        tls_ca = str(self.config.server_tls_ca) if self.config.server_tls_ca else None
         # an explicit "" keeps $AILURO_USER of the gateway's own environment out of it
-        return Client(self.config.server, identity=caller.user or "", vo=caller.vo, extra_metadata=extra)
+        client = Client(self.config.server, identity=caller.user or "", vo=caller.vo, roles=caller.roles, tls_ca=tls_ca)
+        # Only the caller's credential travels: never a token from the gateway's own environment
+        # ($AILURO_TOKEN, $AILURO_TOKEN_FILE), which would lend an anonymous caller its identity.
+        client.token = None
+        client._metadata = (*(m for m in client._metadata if m[0] != "authorization"), *extra)
+        return client
+
+    def caller(self, peercert: bytes | None, authorization: str | None, origin: str | None) -> Caller:
+        """Who sent a request (:func:`~dispatcher.gateway.identity.resolve_caller` with this gateway's maps)."""
+        return resolve_caller(
+            peercert=peercert,
+            authorization=authorization,
+            origin=origin,
+            gridmap=self.gridmap,
+            minter=self.minter,
+            dev_trust_token_sub=self.config.dev_trust_token_sub,
+        )
 
     def handle(self, route: str, body: Any, caller: Caller) -> dict[str, Any]:
         """Dispatch one API call; every failure becomes ``success: false`` with a message."""
@@ -135,15 +135,14 @@ class Gateway:
 
     def submit(self, body: Any, caller: Caller) -> dict[str, Any]:
         decoded = decode_submission(body)
-        for i, spec in enumerate(decoded.jobs):
-            if spec.__getattribute__("prodSourceLabel") == "managed":
-                # PanDA's rule: managed (production) jobs need the production role; the gateway never
-                # asserts roles, so until #14 maps tokens/DNs to roles it refuses them outright
-                raise PermissionDenied(
-                    "'managed' needs the production role, which the gateway cannot grant before "
-                    "token authentication (#14); submit production jobs through the gRPC API",
-                    field=f"jobs[{i}].prodSourceLabel",
-                )
+        if not set(caller.roles) & set(PRODUCTION_ROLES):
+            for i, spec in enumerate(decoded.jobs):
+                if spec.__getattribute__("prodSourceLabel") == "managed":
+                    # PanDA's rule: managed (production) jobs need the production role
+                    raise PermissionDenied(
+                        f"'managed' jobs need the production role; the caller has {list(caller.roles) or 'none'}",
+                        field=f"jobs[{i}].prodSourceLabel",
+                    )
         messages = [job_from_spec(spec, field=f"jobs[{i}]") for i, spec in enumerate(decoded.jobs)]
         with self._client(caller) as client:
             ids = client.submit(messages)  # <= 5,000 jobs: one all-or-nothing call
@@ -203,19 +202,9 @@ class _Handler(BaseHTTPRequestHandler):
         return route if route in _ROUTES.get(self.command, ()) else None
 
     def _caller(self) -> Caller:
-        cert = None
-        if isinstance(self.connection, ssl.SSLSocket):
-            cert = self.connection.getpeercert()
-        authorization = self.headers.get("Authorization")
-        if authorization and (len(authorization) > 16384 or not authorization.startswith("Bearer ")):
-            raise InvalidArgument("must be 'Bearer <token>' of at most 16 KiB", field="Authorization")
-        user = _cert_dn(cert)
-        if user is None and authorization and self.server.config.dev_trust_token_sub:
-            user = _token_sub(authorization)
-        origin = (self.headers.get("Origin") or "").strip()
-        if origin and not _VO_RE.match(origin):
-            raise InvalidArgument("must be a VO name (letters, digits, '.', '_', '-'; at most 64)", field="Origin")
-        return Caller(user=user, vo=origin or None, authorization=authorization)
+        # DER, so the DN comes from the certificate itself (and its proxyCertInfo, if any)
+        cert = self.connection.getpeercert(binary_form=True) if isinstance(self.connection, ssl.SSLSocket) else None
+        return self.server.gateway.caller(cert, self.headers.get("Authorization"), self.headers.get("Origin"))
 
     def _body(self) -> Any:
         length_header = self.headers.get("Content-Length")
@@ -345,5 +334,21 @@ def ssl_context(config: GatewayConfig) -> ssl.SSLContext | None:
 
 
 def make_server(config: GatewayConfig) -> _HTTPServer:
-    """A bound (not yet serving) gateway; ``server_address[1]`` is its port."""
-    return _HTTPServer(config, Gateway(config), ssl_context(config))
+    """A bound (not yet serving) gateway; ``server_address[1]`` is its port.
+
+    ``InvalidArgument`` names the option of an unusable set-up (a bad grid-mapfile line, an
+    unreadable issuer key, a grid-mapfile without a client CA to verify certificates).
+    """
+    from dispatcher.auth.gridmap import GridmapError
+    from dispatcher.auth.issuer import IssuerError
+
+    if config.gridmap is not None and config.tls_ca is None:
+        raise InvalidArgument("needs --tls-ca: only verified client certificates are mapped", field="gridmap")
+    context = ssl_context(config)
+    try:
+        gateway = Gateway(config)
+    except GridmapError as exc:
+        raise InvalidArgument(str(exc), field="gridmap") from None
+    except IssuerError as exc:
+        raise InvalidArgument(str(exc), field="auth_dir") from None
+    return _HTTPServer(config, gateway, context)

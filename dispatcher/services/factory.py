@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from ailuro.errors import PermissionDenied
 from ailuro.v1 import factory_pb2
 from dispatcher import validation
@@ -17,6 +19,7 @@ from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
+from dispatcher.store import audit
 from dispatcher.store import factories as fstore
 from dispatcher.store import watchdog as jstore
 from dispatcher.store import workers as wstore
@@ -35,6 +38,25 @@ class FactoryCaller:
 
     factory_id: str = ""
     secret: str = ""
+
+
+def _audit_updates(
+    conn: Connection, caller: FactoryCaller, req: factory_pb2.UpdateWorkersRequest, *, now: float
+) -> None:
+    """One audit row per UpdateWorkers call: how many workers reached which state."""
+    states: dict[str, int] = {}
+    for u in req.updates:
+        name = WORKER_STATE_NAMES[u.state]
+        states[name] = states.get(name, 0) + 1
+    audit.record(
+        conn,
+        actor=caller.factory_id,
+        vo="",
+        action=audit.WORKERS_UPDATE,
+        target=f"factory {caller.factory_id}",
+        detail={"workers": len(req.updates), "states": states},
+        now=now,
+    )
 
 
 class FactoryService:
@@ -97,6 +119,15 @@ class FactoryService:
                 fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
                 fstore.check_owned(conn, caller.factory_id, [w.worker_id for w in req.workers], field="workers")
                 wstore.register_workers(conn, list(req.workers), now=now)
+                audit.record(
+                    conn,
+                    actor=caller.factory_id,
+                    vo="",
+                    action=audit.WORKERS_REGISTER,
+                    target=f"factory {caller.factory_id}",
+                    detail={"workers": len(req.workers), "queues": sorted({w.queue for w in req.workers})[:20]},
+                    now=now,
+                )
 
         await self.rt.db_call(run)
 
@@ -117,6 +148,7 @@ class FactoryService:
                 ids = [u.worker_id for u in req.updates]
                 fstore.check_owned(conn, caller.factory_id, ids, field="updates")
                 wstore.update_workers(conn, list(req.updates), now=now)
+                _audit_updates(conn, caller, req, now=now)
                 wstore.disconnect_pilots(conn, gone)
                 released = 0
                 while True:

@@ -20,7 +20,7 @@ from dispatcher.identity import Identity
 from dispatcher.services.brokerage import Broker
 from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
-from dispatcher.store import dataflow
+from dispatcher.store import audit, dataflow
 from dispatcher.store import jobs as store
 from dispatcher.store import workers as wstore
 from dispatcher.store.schema import submit_requests
@@ -120,6 +120,38 @@ def _request_indexes(positions: Sequence[int]) -> Iterator[None]:
         raise type(exc)(exc.message, field=f"panda_ids[{positions[int(match.group(1))]}]") from None
 
 
+def _audit_submit(
+    conn: Connection,
+    identity: Identity,
+    ids: Sequence[int],
+    specs: Sequence[job_pb2.Job],
+    *,
+    request_id: str,
+    now: float,
+) -> None:
+    """One audit row for a whole submitted batch (the submit path is hot: never one per job)."""
+    sites: dict[str, int] = {}
+    labels: set[str] = set()
+    for spec in specs:
+        sites[spec.computing_site] = sites.get(spec.computing_site, 0) + 1
+        labels.add(spec.prod_source_label)
+    audit.record(
+        conn,
+        actor=identity.name,
+        vo=identity.vo,
+        action=audit.JOBS_SUBMIT,
+        target=audit.ids_text(ids),
+        detail={
+            "jobs": len(ids),
+            "sites": dict(sorted(sites.items())[:20]),
+            "labels": sorted(labels)[:20],
+            "vos": sorted({s.vo for s in specs})[:20],
+            "request_id": request_id,
+        },
+        now=now,
+    )
+
+
 class SubmissionService:
     """Submit, kill, retry, get, list jobs; the gRPC layer and tests call this."""
 
@@ -174,6 +206,7 @@ class SubmissionService:
                         )
                     )
                 ids = place_and_insert(conn, specs, self.rt.config, owner=identity.name, now=now)
+                _audit_submit(conn, identity, ids, specs, request_id=request_id, now=now)
                 if request_id:
                     conn.execute(
                         submit_requests.update()
@@ -271,9 +304,21 @@ class SubmissionService:
 
         def run() -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
             with self.rt.db.write() as conn:
-                return store.kill_jobs(
-                    conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=self.rt.now()
+                now = self.rt.now()
+                results, commands = store.kill_jobs(
+                    conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=now
                 )
+                accepted = [r.panda_id for r in results if r.accepted]
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.JOBS_KILL,
+                    target=audit.ids_text(list(req.panda_ids)),
+                    detail={"jobs": len(results), "accepted": len(accepted), "reason": req.reason[:200]},
+                    now=now,
+                )
+                return results, commands
 
         results, commands = await self.rt.db_call(run)
         log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), len(commands))
@@ -301,6 +346,15 @@ class SubmissionService:
                     ids = store.insert_jobs(conn, [new_jobs[i] for i in idx], owner=owner, now=now)
                     for i, pid in zip(idx, ids, strict=True):
                         out[i] = pid
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.JOBS_RETRY,
+                    target=audit.ids_text(unique),
+                    detail={"jobs": len(unique), "new_ids": audit.ids_text(out), "owners": sorted(by_owner)[:20]},
+                    now=now,
+                )
                 return out
 
         with _request_indexes(positions):

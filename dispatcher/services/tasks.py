@@ -29,7 +29,7 @@ from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import normalize, place_and_insert
-from dispatcher.store import catalog
+from dispatcher.store import audit, catalog
 from dispatcher.store.schema import ddm_replicas, ddm_tasks, files, jobs
 
 _STEP_KEYS = {"transformation", "parameters", "output", "output_dataset", "site", "max_walltime_s", "memory_mb"}
@@ -316,7 +316,18 @@ class TaskService:
 
         def run() -> tuple[int, list[int]]:
             with self.rt.db.write() as conn:
-                return submit_task(conn, task, self.rt.config, owner=identity.name, now=self.rt.now())
+                now = self.rt.now()
+                task_id, ids = submit_task(conn, task, self.rt.config, owner=identity.name, now=now)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.TASK_SUBMIT,
+                    target=f"task {task_id}",
+                    detail={"name": str(task["name"])[:255], "jobs": len(ids), "job_ids": audit.ids_text(ids)},
+                    now=now,
+                )
+                return task_id, ids
 
         task_id, ids = await self.rt.db_call(run)
         log.info("%s submitted task %d (%s) with %d processing job(s)", identity.name, task_id, task["name"], len(ids))

@@ -424,3 +424,21 @@ Index(
 )
 Index("ix_ddm_requests_task", ddm_requests.c.task_id, ddm_requests.c.state)
 Index("ix_ddm_tasks_updated", ddm_tasks.c.updated)
+
+# --- Audit log (migration 0010): who did what, written in the transaction of the action itself,
+# so an action and its record commit or roll back together (see ``store/audit.py``). ------------
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("actor", String(255), nullable=False),  # the authenticated name (token sub, mapped DN user)
+    Column("vo", String(255), nullable=False),
+    Column("action", String(64), nullable=False),  # jobs.submit, jobs.kill, token.issue ... (AUDIT_ACTIONS)
+    Column("target", Text, nullable=False),  # what it acted on, bounded (ids, a user, a queue)
+    Column("detail", Text, nullable=False),  # a bounded JSON object with the rest
+)
+Index("ix_audit_time", audit.c.time, audit.c.id)
+Index("ix_audit_actor", audit.c.actor, audit.c.id)
+Index("ix_audit_action", audit.c.action, audit.c.id)

@@ -3,8 +3,10 @@
 An unchanged PanDA-style script (JobSpec/FileSpec built in a loop, one job per input file,
 ``Client.submitJobs``/``getJobStatus``/``killJobs``) runs as a subprocess of the panda-client
 venv, configured only through the environment variables panda-client honours: once with an OIDC
-bearer token (``PANDA_AUTH=oidc``), once with a client certificate (``X509_USER_PROXY``). The
-jobs run on a real local pilot and reach ``finished``/``cancelled`` as getJobStatus reports them.
+bearer token (``PANDA_AUTH=oidc``), once with a client certificate (``X509_USER_PROXY``), both
+against a token-mode dispatcher: the token is the embedded issuer's, the certificate's DN is
+mapped by the grid-mapfile onto the same user. The jobs run on a real local pilot (with a pilot
+token) and reach ``finished``/``cancelled`` as getJobStatus reports them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import httpx
 import pytest
 import trustme
 
+from ailuro.client import Client
+from dispatcher.auth import issuer as embedded
+from dispatcher.auth.config import AuthConfig
 from dispatcher.gateway.server import GatewayConfig, make_server
 from dispatcher.gateway.wire import MAX_JOBS
 from dispatcher.server import RunningDispatcher
@@ -106,13 +111,12 @@ def _panda_python() -> Path:
 
 
 class Pki:
-    """A CA, the gateway's server certificate and a user's client certificate, on disk."""
+    """A CA, the gateway's server certificate and users' client certificates, on disk."""
 
     def __init__(self, tmp: Path) -> None:
         self.ca = trustme.CA()
         names = ["127.0.0.1", "localhost", socket.getfqdn("127.0.0.1")]
         server = self.ca.issue_cert(*dict.fromkeys(names))
-        user = self.ca.issue_cert("jdoe@example.org", common_name="Jane Doe")
         self.server_cert = tmp / "server.pem"
         self.server_key = tmp / "server.key"
         server.cert_chain_pems[0].write_to_path(str(self.server_cert))
@@ -124,9 +128,28 @@ class Pki:
         self.ca_dir.mkdir()
         self.ca.cert_pem.write_to_path(str(self.ca_dir / "ca.pem"))
         subprocess.run(["openssl", "rehash", str(self.ca_dir)], check=True, capture_output=True)
-        # a grid proxy file holds the certificate and its key
-        self.user_proxy = tmp / "x509up"
-        self.user_proxy.write_bytes(user.private_key_pem.bytes() + b"".join(p.bytes() for p in user.cert_chain_pems))
+        self.user = self.ca.issue_cert("jdoe@example.org", common_name="Jane Doe")
+        self.stranger = self.ca.issue_cert("eve@example.org", common_name="Eve")  # same CA, not in the gridmap
+        self.user_proxy = self.proxy_file(tmp / "x509up", self.user)
+        # the site's grid-mapfile: Jane's DN is the Ailuro user jdoe of VO compass (no production role)
+        self.gridmap = tmp / "grid-mapfile"
+        self.gridmap.write_text(f'"{self.dn(self.user)}" jdoe compass user\n')
+
+    @staticmethod
+    def proxy_file(path: Path, leaf: trustme.LeafCert) -> Path:
+        """A grid proxy file: the certificate and its key."""
+        path.write_bytes(leaf.private_key_pem.bytes() + b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        return path
+
+    @staticmethod
+    def dn(leaf: trustme.LeafCert) -> str:
+        from cryptography import x509
+
+        from dispatcher.auth.gridmap import dn_of_certificate
+
+        dn = dn_of_certificate(x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()))
+        assert dn is not None
+        return dn
 
 
 @pytest.fixture
@@ -135,23 +158,47 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def gateway(dispatcher: RunningDispatcher, pki: Pki) -> Iterator[str]:
-    """An HTTPS gateway with optional client certificates, dev token mode on; yields its base URL."""
+def secured(make_dispatcher: Callable[..., RunningDispatcher], tmp_path: Path) -> RunningDispatcher:
+    """A token-mode dispatcher with its embedded issuer in ``tmp_path/auth``."""
+    return make_dispatcher(auth=AuthConfig(mode="token", state_dir=tmp_path / "auth"))
+
+
+def _token(d: RunningDispatcher, user: str, vo: str, *roles: str, queues: tuple[str, ...] = ()) -> str:
+    assert d.config.auth.state_dir is not None
+    key = embedded.load_key(embedded.IssuerFiles(state_dir=d.config.auth.state_dir))
+    return embedded.issue(
+        key, issuer="ailuro-embedded", audience="ailuro", user=user, vo=vo, roles=roles, queues=queues
+    )
+
+
+def _admin(d: RunningDispatcher) -> Client:
+    return Client(d.address, token=_token(d, "admin", "admin", "admin"))
+
+
+def _serve(config: GatewayConfig) -> Iterator[str]:
+    httpd = make_server(config)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"{'https' if config.tls_cert else 'http'}://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def gateway(secured: RunningDispatcher, pki: Pki) -> Iterator[str]:
+    """An HTTPS gateway: bearer tokens forwarded, client certificates mapped by the grid-mapfile
+    and carried as tokens it signs with the dispatcher's issuer key; yields its base URL."""
     config = GatewayConfig(
-        server=dispatcher.address,
+        server=secured.address,
         port=0,
         tls_cert=pki.server_cert,
         tls_key=pki.server_key,
         tls_ca=pki.ca_file,
-        dev_trust_token_sub=True,
+        gridmap=pki.gridmap,
+        auth_dir=secured.config.auth.state_dir,
     )
-    httpd = make_server(config)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(10)
+    yield from _serve(config)
 
 
 def _unsigned_jwt(sub: str) -> str:
@@ -219,13 +266,16 @@ def _seed_round(env: dict[str, str], tmp: Path, pilots: Callable[..., Any], addr
 
 
 @pytest.fixture
-def pilots(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def pilots(tmp_path: Path, secured: RunningDispatcher) -> Iterator[Callable[..., Any]]:
+    """Real pilots of queue LOCAL, each with a pilot token of the dispatcher's issuer."""
     from tests.integration.test_pilot_dispatcher import PilotProcess
 
+    token_file = tmp_path / "pilot.token"
+    token_file.write_text(_token(secured, "pilot-gw", "compass", "pilot", queues=("LOCAL",)))
     started: list[PilotProcess] = []
 
     def start(address: str, name: str, *args: str) -> PilotProcess:
-        p = PilotProcess(address, tmp_path, name, *args)
+        p = PilotProcess(address, tmp_path, name, *args, env={"AILURO_TOKEN_FILE": str(token_file)})
         started.append(p)
         return p
 
@@ -235,30 +285,115 @@ def pilots(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
 
 def test_real_panda_client_with_oidc_token(
-    gateway: str, pki: Pki, dispatcher: RunningDispatcher, pilots: Callable[..., Any], tmp_path: Path
+    gateway: str, pki: Pki, secured: RunningDispatcher, pilots: Callable[..., Any], tmp_path: Path
 ) -> None:
-    env = _client_env(
-        gateway, pki, tmp_path, PANDA_AUTH="oidc", PANDA_AUTH_VO="compass", PANDA_AUTH_ID_TOKEN=_unsigned_jwt("jdoe")
-    )
-    jobs = _seed_round(env, tmp_path, pilots, dispatcher.address)
-    assert {j["prodUserName"] for j in jobs} == {"jdoe"}  # dev mode: the token's sub, passed along
+    token = _token(secured, "jdoe", "compass")
+    env = _client_env(gateway, pki, tmp_path, PANDA_AUTH="oidc", PANDA_AUTH_VO="compass", PANDA_AUTH_ID_TOKEN=token)
+    jobs = _seed_round(env, tmp_path, pilots, secured.address)
+    assert {j["prodUserName"] for j in jobs} == {"jdoe"}  # the dispatcher validated the token's sub
 
 
 def test_real_panda_client_with_client_certificate(
-    gateway: str, pki: Pki, dispatcher: RunningDispatcher, pilots: Callable[..., Any], tmp_path: Path
+    gateway: str, pki: Pki, secured: RunningDispatcher, pilots: Callable[..., Any], tmp_path: Path
 ) -> None:
     env = _client_env(gateway, pki, tmp_path, X509_USER_PROXY=str(pki.user_proxy))
-    jobs = _seed_round(env, tmp_path, pilots, dispatcher.address)
-    (owner,) = {j["prodUserName"] for j in jobs}  # the verified certificate's DN, passed along
-    assert owner.startswith("/O=trustme") and owner.endswith("/CN=Jane Doe"), owner
+    jobs = _seed_round(env, tmp_path, pilots, secured.address)
+    assert {j["prodUserName"] for j in jobs} == {"jdoe"}  # the DN, mapped by the grid-mapfile
+
+
+def test_real_panda_client_with_a_grid_proxy(
+    gateway: str, pki: Pki, secured: RunningDispatcher, tmp_path: Path
+) -> None:
+    """An RFC 3820 proxy (X509_USER_PROXY: proxy certificate, its key, the user's certificate) maps
+    by the user's DN; a proxy of an unmapped user is refused."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.unit.test_gridmap import make_proxy_with_key
+
+    def proxy_file(leaf: trustme.LeafCert, name: str) -> Path:
+        cert, key = make_proxy_with_key(leaf)
+        path = tmp_path / name
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + leaf.cert_chain_pems[0].bytes()
+        )
+        return path
+
+    env = _client_env(gateway, pki, tmp_path, X509_USER_PROXY=str(proxy_file(pki.user, "x509up_u1000")))
+    submitted = _run_script(env, tmp_path, "submit", "LOCAL", "mDST.00001.root")
+    assert submitted["status"] == 0, submitted
+    ((pid, _, _),) = submitted["out"]
+    status = _run_script(env, tmp_path, "status", str(pid))
+    assert status["out"][0]["prodUserName"] == "jdoe", status
+    stranger = proxy_file(pki.stranger, "x509up_eve")
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(str(stranger))
+    answer = httpx.post(f"{gateway}/api/v1/job/kill", json={"job_ids": [pid]}, verify=context, timeout=60).json()
+    assert answer["success"] is False and "not in the grid-mapfile" in answer["message"], answer
+
+
+def _https(pki: Pki, leaf: trustme.LeafCert | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    if leaf is not None:
+        leaf.configure_cert(context)
+    return context
+
+
+def _managed_job(name: str) -> list[Any]:
+    return _job_array(jobName=name, transformation="/bin/true", computingSite="LOCAL", prodSourceLabel="managed")
+
+
+def test_managed_jobs_need_the_production_role(gateway: str, pki: Pki, secured: RunningDispatcher) -> None:
+    body = {"jobs": json.dumps([_managed_job("m1")])}
+    # the mapped certificate user has no production role: refused, nothing submitted
+    by_cert = httpx.post(f"{gateway}/api/v1/job/submit", json=body, verify=_https(pki, pki.user), timeout=60).json()
+    assert by_cert["success"] is False and "production role" in by_cert["message"], by_cert
+    user = {"Authorization": f"Bearer {_token(secured, 'jdoe', 'compass')}", "Origin": "compass"}
+    by_user = httpx.post(f"{gateway}/api/v1/job/submit", json=body, headers=user, verify=_https(pki), timeout=60)
+    assert by_user.json()["success"] is False and "jobs[0].prodSourceLabel" in by_user.json()["message"]
+    with _admin(secured) as admin:
+        assert list(admin.list_jobs()) == []
+    # a production token may
+    prod = {"Authorization": f"Bearer {_token(secured, 'prodsys', 'compass', 'production')}", "Origin": "compass"}
+    answer = httpx.post(f"{gateway}/api/v1/job/submit", json=body, headers=prod, verify=_https(pki), timeout=60).json()
+    assert answer["success"] is True, answer
+    with _admin(secured) as admin:
+        (job,) = admin.get([answer["data"][0][0]])
+    assert (job.owner, job.vo, job.prod_source_label) == ("prodsys", "compass", "managed")
+
+
+def test_origin_must_match_the_callers_vo_and_unknown_dns_are_refused(
+    gateway: str, pki: Pki, secured: RunningDispatcher
+) -> None:
+    body = {"jobs": json.dumps([_good(0)])}
+    mismatch = {"Authorization": f"Bearer {_token(secured, 'jdoe', 'compass')}", "Origin": "amber"}
+    answer = httpx.post(f"{gateway}/api/v1/job/submit", json=body, headers=mismatch, verify=_https(pki)).json()
+    assert answer["success"] is False and "Origin" in answer["message"] and "compass" in answer["message"], answer
+    by_cert = httpx.post(
+        f"{gateway}/api/v1/job/submit", json=body, headers={"Origin": "amber"}, verify=_https(pki, pki.user)
+    ).json()
+    assert by_cert["success"] is False and "Origin" in by_cert["message"], by_cert
+    stranger = httpx.post(f"{gateway}/api/v1/job/submit", json=body, verify=_https(pki, pki.stranger)).json()
+    assert stranger["success"] is False and "not in the grid-mapfile" in stranger["message"], stranger
+    forged = {"Authorization": f"Bearer {_token(secured, 'jdoe', 'compass')[:-3]}abc"}
+    answer = httpx.post(f"{gateway}/api/v1/job/submit", json=body, headers=forged, verify=_https(pki)).json()
+    assert answer["success"] is False and "UNAUTHENTICATED" in answer["message"], answer
+    nobody = httpx.post(f"{gateway}/api/v1/job/submit", json=body, verify=_https(pki)).json()
+    assert nobody["success"] is False and "UNAUTHENTICATED" in nobody["message"], nobody
+    with _admin(secured) as admin:
+        assert list(admin.list_jobs()) == []
 
 
 # -- hostile bodies: always HTTP 200 with success false and a message; nothing submitted ---------
 
 
-def _post(url: str, pki: Pki, route: str, content: bytes) -> dict[str, Any]:
+def _post(url: str, pki: Pki, route: str, content: bytes, token: str | None = None) -> dict[str, Any]:
     context = ssl.create_default_context(cafile=str(pki.ca_file))
-    response = httpx.post(f"{url}/api/v1/{route}", content=content, verify=context, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Origin": "compass"} if token else {}
+    response = httpx.post(f"{url}/api/v1/{route}", content=content, headers=headers, verify=context, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -283,7 +418,14 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("truncated job array", {"jobs": json.dumps([_good(0), _good(1)[:50]])}, "jobs[1]"),
     ("wrong type in a value", {"jobs": json.dumps([_good(0), [*_good(1)[:3], [1], *_good(1)[4:]]])}, "jobs[1][3]"),
     ("file array too short", {"jobs": json.dumps([[*_good(0)[:-1], [["x"] * 5]]])}, "jobs[0][126][0]"),
-    ("too many jobs", {"jobs": json.dumps([_good(i) for i in range(MAX_JOBS * 2)])}, "jobs"),
+    ("10,000 jobs", {"jobs": json.dumps([_good(i) for i in range(MAX_JOBS * 2)])}, "jobs"),
+    ("body is an array", b"[1, 2, 3]", "body"),
+    ("jobs is a number", {"jobs": 42}, "jobs"),
+    ("a job is null", {"jobs": json.dumps([_good(0), None])}, "jobs[1]"),
+    ("an object where a value goes", {"jobs": json.dumps([[*_good(0)[:5], {"x": 1}, *_good(0)[6:]]])}, "jobs[0][5]"),
+    ("a file value of the wrong type",
+     {"jobs": json.dumps([[*_good(0)[:-1], [[[1], *(["NULL"] * 17), None]]]])}, "jobs[0][126][0][0]"),
+    ("empty body", b"", "body"),
     ("deep nesting", b'{"jobs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body"),
     ("deep nesting inside the string", {"jobs": "[" * 100_000 + "]" * 100_000}, "jobs"),
     ("bad job in a good batch", {"jobs": json.dumps([_good(0), _job_array(jobName="bad")])}, "jobs[1]"),
@@ -295,16 +437,15 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
 
 @pytest.mark.parametrize(("name", "body", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 def test_malformed_submission_is_refused_whole(
-    gateway: str, pki: Pki, dispatcher: RunningDispatcher, name: str, body: Any, field: str
+    gateway: str, pki: Pki, secured: RunningDispatcher, name: str, body: Any, field: str
 ) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    answer = _post(gateway, pki, "job/submit", content)
+    # a valid user's token: what is refused is the body (or the label), not the caller
+    answer = _post(gateway, pki, "job/submit", content, _token(secured, "jdoe", "compass"))
     assert answer["success"] is False, answer
     assert field in answer["message"], answer
     assert answer["data"] is None
-    from ailuro.client import Client
-
-    with Client(dispatcher.address) as client:
+    with _admin(secured) as client:
         assert list(client.list_jobs()) == [], f"{name}: something was submitted"
 
 
@@ -322,7 +463,10 @@ def test_oversized_body_and_bad_ids_and_unknown_paths(gateway: str, pki: Pki) ->
     assert httpx.get(f"{gateway}/server/panda/getJobStatus", verify=context).status_code == 404
 
 
-def test_plain_gateway_without_dev_mode_does_not_trust_the_token_and_warns(dispatcher: RunningDispatcher) -> None:
+def test_plain_gateway_without_dev_mode_does_not_trust_the_token_and_warns(
+    make_dispatcher: Callable[..., RunningDispatcher],
+) -> None:
+    dispatcher = make_dispatcher(auth=AuthConfig(mode="trusted-metadata"))  # development, loopback
     httpd = make_server(GatewayConfig(server=dispatcher.address, port=0))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -368,6 +512,11 @@ def test_the_cli_command_serves_and_checks_its_options(dispatcher: RunningDispat
     cli = [sys.executable, "-m", "ailuro_cli.main"]
     bad = subprocess.run([*cli, "gateway", "--port", "0", "--tls-ca", "ca.pem"], capture_output=True, text=True)
     assert bad.returncode == 2 and "tls_ca" in bad.stderr
+    (tmp_path / "gridmap").write_text('"/CN=x" x compass user\n')
+    no_ca = subprocess.run(
+        [*cli, "gateway", "--port", "0", "--gridmap", str(tmp_path / "gridmap")], capture_output=True, text=True
+    )
+    assert no_ca.returncode == 2 and "gridmap" in no_ca.stderr and "--tls-ca" in no_ca.stderr, no_ca.stderr
     proc = subprocess.Popen(
         [*cli, "--server", dispatcher.address, "gateway", "--port", "0"], stderr=subprocess.PIPE, text=True
     )

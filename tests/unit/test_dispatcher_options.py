@@ -57,3 +57,26 @@ def test_both_entry_points_offer_the_same_options() -> None:
     )
     assert "--sent-timeout-s" in a.stdout and "--port-file" in a.stdout
     assert a.stdout.replace("ailuro server", "PROG").split() == b.stdout.replace("python -m dispatcher", "PROG").split()
+
+
+def test_mtls_options_are_checked_before_start(tmp_path: Path) -> None:
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_text("pem")
+    tls = ["--auth", "token", "--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem")]
+    (tmp_path / "gridmap").write_text('"/O=Site/CN=Jane Doe" jdoe compass user\n')
+    ok = config_from_args(
+        build_parser("p", {}).parse_args(
+            [*tls, "--tls-client-ca", str(tmp_path / "ca.pem"), "--gridmap", str(tmp_path / "gridmap")]
+        )
+    )
+    assert ok.auth.gridmap == tmp_path / "gridmap" and ok.auth.tls_client_ca == tmp_path / "ca.pem"
+    (tmp_path / "bad").write_text('"/O=Site/CN=Jane Doe" jdoe compass superuser\n')
+    cases = [
+        (["--tls-client-ca", str(tmp_path / "ca.pem")], "--tls-client-ca", "needs --tls-cert"),
+        ([*tls, "--gridmap", str(tmp_path / "gridmap")], "--gridmap", "needs --tls-client-ca"),
+        ([*tls, "--tls-client-ca", str(tmp_path / "ca.pem"), "--gridmap", str(tmp_path / "bad")], "--gridmap", ":1:"),
+    ]
+    for argv, field, message in cases:
+        with pytest.raises(InvalidArgument) as err:
+            config_from_args(build_parser("p", {}).parse_args(argv))
+        assert err.value.field == field and message in err.value.message, err.value
