@@ -290,7 +290,7 @@ _ERRORS_SQL = (
     "LEFT JOIN job_errors e ON e.panda_id = j.panda_id WHERE j.panda_id = ANY(%s::BIGINT[]) "
     f"AND (j.status = '{JobState.FAILED.value}' OR e.panda_id IS NOT NULL) ORDER BY j.panda_id, e.seq"
 )
-_ERROR_COLUMNS = (jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner)
+_ERROR_JOB_COLUMNS = (jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner)
 
 
 def _with_errors(rows: Iterable[Any]) -> Iterable[tuple[Any, list[tuple[int, int]]]]:
@@ -311,7 +311,7 @@ def _with_errors(rows: Iterable[Any]) -> Iterable[tuple[Any, list[tuple[int, int
 def _error_select() -> Any:
     joined = jobs.outerjoin(job_errors, job_errors.c.panda_id == jobs.c.panda_id)
     return (
-        select(*_ERROR_COLUMNS, job_errors.c.component, job_errors.c.code)
+        select(*_ERROR_JOB_COLUMNS, job_errors.c.component, job_errors.c.code)
         .select_from(joined)
         .where((jobs.c.status == JobState.FAILED.value) | job_errors.c.panda_id.is_not(None))
         .order_by(jobs.c.panda_id, job_errors.c.seq)

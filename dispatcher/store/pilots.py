@@ -401,12 +401,12 @@ def _final_change(
         target = JobState.TRANSFERRING if verify_on else JobState.FINISHED
         if not verify_on:
             values["end_time"] = now
-        why = {
+        step_reason = {
             JobState.HOLDING: "payload done; registering outputs",
             JobState.TRANSFERRING: f"final report: outputs stored; verifying them on {verify_on}",
             JobState.FINISHED: "final report: finished",
         }
-        events = [(a, b, why[b]) for a, b in path(state, target)]
+        events = [(a, b, step_reason[b]) for a, b in path(state, target)]
         return Change(**kw, to_status=target, values=values, events=events)
     if reported == JobState.CANCELLED or row["kill_requested"]:
         values["end_time"] = now

@@ -104,7 +104,7 @@ def test_errors_survive_a_downgrade_and_an_upgrade(db_url: str) -> None:
     try:
         assert not inspect(db.engine).has_table("job_errors")
         with db.read() as conn:
-            blobs = dict(conn.execute(text("SELECT panda_id, errors FROM jobs")).all())
+            blobs: dict[int, Any] = {r[0]: r[1] for r in conn.execute(text("SELECT panda_id, errors FROM jobs"))}
         decoded = {
             pid: [(e.component, e.code, e.diag) for e in job_pb2.Job.FromString(bytes(b)).errors] if b else []
             for pid, b in blobs.items()

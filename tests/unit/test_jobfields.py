@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import String
+
 from ailuro.compat.panda_spec import MAPPED_JOB_ATTRIBUTES
 from ailuro.v1 import job_pb2
 from dispatcher import jobfields
@@ -99,7 +101,8 @@ def test_name_fields_are_the_bounded_text_columns() -> None:
         "processing_type",
     )
     for name in jobfields.NAME_FIELDS:  # validation bounds them to MAX_NAME: the column must hold that
-        assert jobs.c[jobfields.BY_COLUMN[name].column].type.length == MAX_NAME, name
+        column_type = jobs.c[jobfields.BY_COLUMN[name].column].type
+        assert isinstance(column_type, String) and column_type.length == MAX_NAME, name
 
 
 def _spec() -> job_pb2.Job:
