@@ -19,7 +19,7 @@ import pytest
 
 from dispatcher.store import counters
 from dispatcher.store.engine import open_database
-from dispatcher.store.schema import jobs
+from dispatcher.store.schema import job_errors, jobs
 from monitor.config import MonitorConfig
 from monitor.sampledata import SampleSpec, generate, load_sample
 from monitor.server import RunningMonitor, run_in_thread
@@ -116,9 +116,11 @@ def test_jobs_facet_filter_and_job_page(
     new_id = 10**6
     db = open_database(db_url)
     with db.write() as conn:
-        row = dict(next(r.job for r in generate(spec) if r.job["status"] == "failed"))
+        sample = next(r for r in generate(spec) if r.job["status"] == "failed")
+        row = dict(sample.job)
         row.update(panda_id=new_id, modification_time=time.time(), computing_site="LIVE-SITE")
         conn.execute(jobs.insert().values(**row))
+        conn.execute(job_errors.insert(), [{**e, "panda_id": new_id} for e in sample.errors])
         # written behind the store's back, so recount the way a bulk loader must
         counters.rebuild(conn)
     db.dispose()
@@ -219,7 +221,8 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
         and any(f["type"] == "log" for f in r.files)
     )
     target = target_rows.job
-    error = job_pb2.JobError(**target_rows.errors[0] | {"panda_id": None, "seq": None, "attempt_nr": None})
+    first = target_rows.errors[0]
+    error = job_pb2.JobError(component=first["component"], code=first["code"], diag=first["diag"])
     (tmp_path / "pilot.log").write_text("pilot: job started\npilot: payload failed\n")
     tarball = make_log_tarball(tmp_path / log_lfn(target["job_name"]), [(tmp_path / "pilot.log", "pilot.log")])
     db = open_database(db_url)
