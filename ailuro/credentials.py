@@ -42,6 +42,25 @@ def read_token_file(path: str | Path) -> str:
     return token
 
 
+def write_token_file(path: str | Path, token: str) -> Path:
+    """Write ``token`` to ``path`` readable by this account only (0600; a new directory 0700),
+    atomically, so a reader never sees half a token (how tokens reach pilots and tools: as files,
+    never on a command line that ``ps`` shows); returns the path."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token.strip() + "\n")
+        os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a file a crash left behind
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def resolve_token(token: str | None = None, token_file: str | Path | None = None) -> str | None:
     """The token to send: ``token``, else ``token_file``, else ``$AILURO_TOKEN``, else ``$AILURO_TOKEN_FILE``."""
     if token:

@@ -85,10 +85,33 @@ def settings(ctx: typer.Context) -> Settings:
     return obj if isinstance(obj, Settings) else Settings()
 
 
+DEFAULT_TOKEN_FILE = "~/.ailuro/token"
+"""The CLI's own token file when no ``--token``/``--token-file``/``$AILURO_TOKEN``/``$AILURO_TOKEN_FILE``
+is given (like panda-client's token cache). Deliberately not the dispatcher's ``admin.token``: acting
+as admin (every VO, every job) must be asked for, with ``AILURO_TOKEN_FILE=~/.ailuro/auth/admin.token``."""
+
+
+def default_token_file(s: Settings) -> str | None:
+    """``~/.ailuro/token`` when it exists and nothing else names a token, else None."""
+    if s.token or s.token_file or os.environ.get("AILURO_TOKEN") or os.environ.get("AILURO_TOKEN_FILE"):
+        return s.token_file
+    path = os.path.expanduser(DEFAULT_TOKEN_FILE)
+    return path if os.path.isfile(path) else None
+
+
+def token_metadata(ctx: typer.Context) -> tuple[tuple[str, str], ...]:
+    """``authorization`` metadata for commands that call a service stub directly (not through
+    :class:`Client`): the same token the Client would send, found the same way."""
+    from ailuro.credentials import bearer_metadata, resolve_token
+
+    s = settings(ctx)
+    return bearer_metadata(resolve_token(s.token, default_token_file(s)))
+
+
 def make_client(ctx: typer.Context) -> Client:
     """A client for the server and identity given by ``--server``/``--user`` (or the environment)."""
     s = settings(ctx)
-    return Client(s.server, identity=s.user, token=s.token, token_file=s.token_file, tls_ca=s.tls_ca)
+    return Client(s.server, identity=s.user, token=s.token, token_file=default_token_file(s), tls_ca=s.tls_ca)
 
 
 def fail(message: str, *, code: int = EXIT_ERROR) -> typer.Exit:

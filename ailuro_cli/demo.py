@@ -7,6 +7,11 @@ It starts a dispatcher on SQLite, a pilot factory with the local backend serving
 while it runs. A live table shows jobs by state per queue; the run ends with a summary and where
 the outputs and logs are. Exit code 0 when the workload ended exactly as planned, 1 otherwise.
 
+Authentication is on, as for any dispatcher: the demo's embedded issuer lives in
+``<workdir>/auth`` and the demo issues itself least-privilege tokens — a ``user`` token for the
+submitter, a ``factory`` token for the factory, and per queue a ``pilot`` token bound to that queue,
+which the factory hands its pilots as a 0600 file.
+
 Everything binds 127.0.0.1, lives under ``--workdir``, and is stopped at the end, also on Ctrl-C.
 """
 
@@ -198,14 +203,21 @@ def demo_queues(pilots_per_queue: int) -> tuple[QueueConfig, ...]:
     )
 
 
-def poll(client: Client, factory_stub: factory_pb2_grpc.FactoryServiceStub, state: DemoState) -> None:
+def poll(
+    client: Client,
+    factory_stub: factory_pb2_grpc.FactoryServiceStub,
+    state: DemoState,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> None:
     """Refresh job counts per queue and pilot counts from the dispatcher."""
     from ailuro.v1 import factory_pb2
 
     for queue, _se in QUEUES:
         page = client.list_page(site=queue, page_size=1)
         state.counts[queue] = Counter(page.status_counts)
-    stats = factory_stub.GetQueueStats(factory_pb2.GetQueueStatsRequest(queues=[q for q, _ in QUEUES]), timeout=10)
+    stats = factory_stub.GetQueueStats(
+        factory_pb2.GetQueueStatsRequest(queues=[q for q, _ in QUEUES]), timeout=10, metadata=metadata
+    )
     for s in stats.queues:
         workers = dict(s.workers)
         queued = sum(workers.get(w.value, 0) for w in QUEUED_WORKER_STATES)
@@ -244,8 +256,11 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
     import grpc
 
     from ailuro.client import Client
+    from ailuro.credentials import bearer_metadata, write_token_file
     from ailuro.v1 import factory_pb2_grpc
     from backends.factory import Factory, FactoryConfig
+    from dispatcher.auth.config import AuthConfig
+    from dispatcher.auth.minting import Minter
     from dispatcher.config import DispatcherConfig
     from dispatcher.server import run_in_thread
 
@@ -263,11 +278,17 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
     inputs = make_inputs(storage, plan)
     out.print(f"  generated {len(inputs)} input files (megaDST-like, adler32 recorded) under {storage}")
 
+    auth_dir = workdir / "auth"
+    minter = Minter.from_state_dir(auth_dir, create=True)  # the dispatcher's embedded issuer
+    user_token = minter.user("demo", "compass")
+    factory_token = minter.factory("demo-factory", "compass", [q.name for q in queues])
+    factory_token_file = write_token_file(workdir / "factory" / "tokens" / "factory.token", factory_token)
     dispatcher = run_in_thread(
         DispatcherConfig(
             db_url=f"sqlite:///{workdir / 'ailuro.db'}",
             host="127.0.0.1",
             port=0,
+            auth=AuthConfig(state_dir=auth_dir),
             queues=queues,
             storage_root=storage,
             no_job_retry_s=1.0,
@@ -279,7 +300,8 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
     factory: Factory | None = None
     factory_thread: threading.Thread | None = None
     try:
-        out.print(f"  dispatcher listening on {dispatcher.address} (SQLite {workdir / 'ailuro.db'})")
+        out.print(f"  dispatcher listening on {dispatcher.address} (SQLite {workdir / 'ailuro.db'}), tokens required")
+        out.print(f"  tokens from its embedded issuer ({auth_dir}): user demo, factory, a pilot token per queue")
         factory = Factory(
             FactoryConfig(
                 server=dispatcher.address,
@@ -290,6 +312,8 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
                 cancel_queued_after_s=0,
                 pilot_args=("--heartbeat-s", "5"),
                 pilot_environment={"AILURO_STORAGE_ROOT": str(storage)},
+                token_file=factory_token_file,
+                pilot_tokens=lambda queue: minter.pilot(queue.name, vos=queue.vos),
             )
         )
         factory_thread = threading.Thread(target=factory.run, args=(stop,), name="demo-factory", daemon=True)
@@ -299,7 +323,7 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
             f"up to {pilots_per_queue} pilots each"
         )
 
-        with Client(dispatcher.address, identity="demo") as client, grpc.insecure_channel(dispatcher.address) as ch:
+        with Client(dispatcher.address, token=user_token) as client, grpc.insecure_channel(dispatcher.address) as ch:
             ids = client.submit(make_jobs(inputs, plan, payload))
             out.print(
                 f"  submitted {len(ids)} jobs ({len(plan.failing)} fail on purpose, "
@@ -313,6 +337,7 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
                 state,
                 plan,
                 ids,
+                stats_metadata=bearer_metadata(factory_token),
                 timeout_s=timeout_s,
                 out=out,
                 live=live,
@@ -351,6 +376,7 @@ def _watch(
     plan: DemoPlan,
     ids: list[int],
     *,
+    stats_metadata: tuple[tuple[str, str], ...] = (),
     timeout_s: float,
     out: Console,
     live: bool,
@@ -365,7 +391,7 @@ def _watch(
     last_line = 0.0
 
     def step() -> bool:
-        poll(client, factory_stub, state)
+        poll(client, factory_stub, state, stats_metadata)
         errors = sorted((r.last_error_time, r.last_error) for r in factory.reports.values() if r.last_error)
         state.factory_error = errors[-1][1] if errors else ""
         if kill_id is not None and not state.kill_sent:
@@ -446,7 +472,7 @@ def _summary(
         f"Outputs: {len(outputs)} files under {storage}/<SE>/{SCOPE}/*.hist.json\n"
         f"Job logs: {len(logs)} tarballs under {storage}/<SE>/{SCOPE}/*.job.log.tgz\n"
         f"Pilot logs: {workdir / 'factory' / 'logs'}/<queue>/<pilot>.log\n"
-        f"Database: {workdir / 'ailuro.db'}"
+        f"Database: {workdir / 'ailuro.db'}; admin token: {workdir / 'auth' / 'admin.token'}"
     )
     ok = not timed_out and all(got.get(k, 0) == v for k, v in expected.items()) and len(outputs) == expected["finished"]
     if timed_out:

@@ -19,7 +19,7 @@ import typer
 from rich.text import Text
 
 from ailuro import targets
-from ailuro_cli._common import cell, console, err_console, settings
+from ailuro_cli._common import cell, console, err_console, settings, token_metadata
 
 DEFAULT_WORKDIR = Path("ailuro-factory")
 
@@ -75,6 +75,24 @@ def register(app: typer.Typer) -> None:
         pilot_python: str = typer.Option(
             "python3", "--pilot-python", help="Python that runs a downloaded pilot bundle on the worker nodes."
         ),
+        token_file: Path | None = typer.Option(
+            None,
+            "--token-file",
+            help="The factory's own token (role factory; else $AILURO_TOKEN / $AILURO_TOKEN_FILE, "
+            "or minted with --auth-dir).",
+        ),
+        pilot_token_dir: Path | None = typer.Option(
+            None,
+            "--pilot-token-dir",
+            help="Pilot tokens an admin issued, one per queue: DIR/<queue>.token (role pilot, --queue <queue>).",
+        ),
+        auth_dir: Path | None = typer.Option(
+            None,
+            "--auth-dir",
+            help="On the dispatcher's account: mint the factory's and the pilots' tokens with the embedded issuer "
+            "in this --auth-dir (e.g. ~/.ailuro/auth).",
+        ),
+        vo: str = typer.Option("ailuro", "--vo", help="VO of the factory token minted with --auth-dir."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every decision."),
     ) -> None:
         """Run the factory loop until Ctrl-C / SIGTERM (or one cycle with --once)."""
@@ -82,6 +100,7 @@ def register(app: typer.Typer) -> None:
             return
         from ailuro.errors import AiluroError
         from ailuro.queues import load_queues
+        from ailuro_cli.factory_auth import factory_tokens
         from backends.factory import Factory, FactoryConfig
 
         logging.basicConfig(
@@ -93,6 +112,26 @@ def register(app: typer.Typer) -> None:
         except AiluroError as exc:
             err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
+        try:
+            tokens = factory_tokens(
+                queues,
+                token_file=token_file,
+                pilot_token_dir=pilot_token_dir,
+                auth_dir=auth_dir,
+                vo=vo,
+                workdir=workdir,
+                factory_id=factory_id or "",
+            )
+        except (OSError, ValueError) as exc:
+            err_console.print(cell(f"error: {exc}", style="red"))
+            raise typer.Exit(2) from None
+        if tokens.pilot_tokens is None and not cancel_all:
+            err_console.print(
+                "warning: no pilot tokens (--pilot-token-dir or --auth-dir): a dispatcher in token mode, the "
+                "default, refuses the pilots",
+                style="yellow",
+                markup=False,
+            )
         cfg = FactoryConfig(
             server=_server(ctx, server),
             queues=queues,
@@ -104,10 +143,12 @@ def register(app: typer.Typer) -> None:
             pilot_python=pilot_python,
             secret_file=secret_file,
             flag_after_start_failures=flag_after,
+            token_file=tokens.token_file,
+            pilot_tokens=tokens.pilot_tokens,
         )
         try:
             factory = Factory(cfg)
-        except AiluroError as exc:
+        except (AiluroError, OSError, ValueError) as exc:  # also an unreadable --token-file
             err_console.print(f"error: {exc}", style="red", markup=False)
             raise typer.Exit(2) from None
         try:
@@ -165,7 +206,7 @@ def register(app: typer.Typer) -> None:
             workdir = DEFAULT_WORKDIR
         with targets.channel(_server(ctx, server)) as channel:
             try:
-                rows = collect_status(channel, queues=names, workdir=workdir)
+                rows = collect_status(channel, queues=names, workdir=workdir, metadata=token_metadata(ctx))
             except grpc.RpcError as exc:
                 details = exc.details()  # type: ignore[attr-defined]
                 err_console.print(cell(f"error: {exc.code().name}: {details}", style="red"))

@@ -34,7 +34,7 @@ def register(factory_app: typer.Typer, server_of: Callable[[typer.Context, str |
         from rich.table import Table
 
         from ailuro.v1 import factory_pb2, factory_pb2_grpc
-        from ailuro_cli._common import console, err_console, print_json
+        from ailuro_cli._common import console, err_console, print_json, token_metadata
         from backends.base import WorkerState
 
         request = factory_pb2.ListWorkersRequest(
@@ -42,7 +42,8 @@ def register(factory_app: typer.Typer, server_of: Callable[[typer.Context, str |
         )
         with targets.channel(server_of(ctx, server)) as channel:
             try:
-                listed = factory_pb2_grpc.FactoryServiceStub(channel).ListWorkers(request, timeout=30)
+                stub = factory_pb2_grpc.FactoryServiceStub(channel)
+                listed = stub.ListWorkers(request, timeout=30, metadata=token_metadata(ctx))
             except grpc.RpcError as exc:
                 err_console.print(f"error: {exc.code().name}: {exc.details()}", style="red", markup=False)  # type: ignore[attr-defined]
                 raise typer.Exit(1) from None

@@ -37,6 +37,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ailuro import targets
+from ailuro.credentials import bearer_metadata, resolve_token
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc
 from backends.base import (
@@ -50,6 +51,7 @@ from backends.base import (
 from backends.credentials import check_factory_id, default_secret_file, factory_metadata, load_or_create_secret
 from backends.health import Backoff, StartFailures, error_line
 from backends.ids import valid_batch_id
+from backends.pilot_tokens import PilotTokenSource, pilot_token_environment
 from backends.registry import create_backend
 from backends.wrapper.bundle import bundle_environment
 from ddm.storage import ENV_STORAGE_ROOT
@@ -146,7 +148,12 @@ class FactoryConfig:
     backoff_max_s: float = 600.0
     """Longest backoff delay."""
     metadata: tuple[tuple[str, str], ...] = ()
-    """gRPC metadata sent with every call (e.g. an authorization token)."""
+    """gRPC metadata sent with every call."""
+    token_file: Path | None = None
+    """The factory's own bearer token (role ``factory``), read once at start; else ``AILURO_TOKEN``
+    or ``AILURO_TOKEN_FILE``; none: no ``authorization`` sent (a trusted-metadata dispatcher)."""
+    pilot_tokens: PilotTokenSource | None = None
+    """Gives each queue's pilots their token (see :mod:`backends.pilot_tokens`); None: pilots get none."""
     pilot_bundle_url: str = ""
     """Base URL of the dispatcher's pilot bundle server (``http://host:port``): when set, wrappers
     download the pilot from it and check its version and sha256, instead of using ``pilot_command``."""
@@ -195,7 +202,8 @@ class Factory:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.factory_id = check_factory_id(config.factory_id or self._stored_factory_id())
         secret = load_or_create_secret(config.secret_file or default_secret_file(self.factory_id))
-        self._metadata = (*config.metadata, *factory_metadata(self.factory_id, secret))
+        token = resolve_token(token_file=config.token_file)
+        self._metadata = (*config.metadata, *bearer_metadata(token), *factory_metadata(self.factory_id, secret))
         self._own_channel = channel is None
         self._channel = channel or targets.channel(config.server)
         self._stub = factory_pb2_grpc.FactoryServiceStub(self._channel)
@@ -344,6 +352,8 @@ class Factory:
         environment.setdefault(ENV_STORAGE_ROOT, os.environ.get(ENV_STORAGE_ROOT) or str(self.workdir / "storage"))
         if self.config.pilot_bundle_url:
             environment.update(bundle_environment(self.config.pilot_bundle_url, python=self.config.pilot_python))
+        if self.config.pilot_tokens is not None:
+            environment.update(pilot_token_environment(self.config.pilot_tokens, queue, self.workdir))
         return PilotSpec(
             server=self.config.server,
             queue=queue.name,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ailuro.errors import AiluroError
-from dispatcher.options import build_parser, config_from_args, db_url_from_env, shown_db
+from dispatcher.options import auth_notice, build_parser, config_from_args, db_url_from_env, shown_db
 from dispatcher.server import serve
 
 
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m dispatcher
         sys.stdout.flush()
         # one parseable line, so scripts (and tests) started with --port 0 learn the address
         sys.stderr.write(f"ailuro dispatcher listening on {config.host}:{port} (db {shown_db(config.db_url)})\n")
+        sys.stderr.write(auth_notice(config.auth) + "\n")
         sys.stderr.flush()
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it

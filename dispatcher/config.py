@@ -138,4 +138,5 @@ class DispatcherConfig:
     """Bounds on requests and streams (see :class:`Limits`)."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     """How callers are authenticated (see :class:`dispatcher.auth.config.AuthConfig`); the
-    default is still development-mode trusted metadata, allowed on a loopback ``host`` only."""
+    default is token mode with the embedded issuer in ``$AILURO_AUTH_DIR`` or ``~/.ailuro/auth``
+    (trusted metadata only when asked for, on a loopback ``host``)."""

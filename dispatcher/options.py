@@ -2,7 +2,9 @@
 
 ``python -m dispatcher`` and ``ailuro server`` (which hands its arguments here unchanged) parse
 the same flags with the same defaults, and each setting has one environment variable:
-``AILURO_DB`` (database URL), ``AILURO_QUEUES`` (queue file) and ``AILURO_STORAGE_ROOT``. The old
+``AILURO_DB`` (database URL), ``AILURO_QUEUES`` (queue file), ``AILURO_STORAGE_ROOT``,
+``AILURO_AUTH`` and ``AILURO_AUTH_DIR``. With no auth option the dispatcher is secure: token mode,
+its embedded issuer in ``~/.ailuro/auth``; trusted metadata only when asked for, on loopback. The old
 ``AILURO_DB_URL`` is still read for one release, with a deprecation warning.
 """
 
@@ -16,9 +18,10 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import load_queues, load_storage
 from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED, DEFAULT_STORAGE_ROOT
 from ddm.storage import ENV_STORAGE_ROOT
+from dispatcher.auth.config import AUTH_DIR_ENV, DEFAULT_AUTH_DIR, TOKEN_MODE, AuthConfig
 from dispatcher.auth.config import MODES as AUTH_MODES
-from dispatcher.auth.config import TOKEN_MODE, AuthConfig
 from dispatcher.auth.interceptor import is_loopback
+from dispatcher.auth.issuer import IssuerFiles
 from dispatcher.config import DispatcherConfig
 
 QUEUES_ENV = "AILURO_QUEUES"
@@ -127,15 +130,16 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         "--auth",
         choices=AUTH_MODES,
         default=environ.get("AILURO_AUTH") or AuthConfig.mode,
-        help="token: every call needs a bearer token (embedded issuer in --auth-dir); trusted-metadata: "
-        "development only, believes the caller's --user, loopback only (env AILURO_AUTH; default: %(default)s)",
+        help="token (the default): every call needs a bearer token, even on loopback (embedded issuer in "
+        "--auth-dir); trusted-metadata: INSECURE development mode, believes the caller's --user, loopback only, "
+        "only when asked for explicitly (env AILURO_AUTH; default: %(default)s)",
     )
     p.add_argument(
         "--auth-dir",
         type=Path,
-        default=environ.get("AILURO_AUTH_DIR") or "~/.ailuro/auth",
-        help="embedded issuer state: signing key, JWKS, first admin token, made at first start in token mode "
-        "(env AILURO_AUTH_DIR; default: %(default)s)",
+        default=environ.get(AUTH_DIR_ENV) or DEFAULT_AUTH_DIR,
+        help="embedded issuer state: signing key, JWKS, first admin token (admin.token), made at first start "
+        f"in token mode (env {AUTH_DIR_ENV}; default: %(default)s)",
     )
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS only")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
@@ -216,6 +220,16 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]
     )
+
+
+def auth_notice(auth: AuthConfig) -> str:
+    """One line for the operator at start: how callers authenticate, and where the admin token is."""
+    if auth.mode != TOKEN_MODE:
+        return "ailuro dispatcher auth: INSECURE trusted-metadata (development only): callers are believed"
+    if auth.state_dir is None:
+        return "ailuro dispatcher auth: token (external issuers only)"
+    admin = IssuerFiles(state_dir=auth.state_dir).admin_token
+    return f"ailuro dispatcher auth: token; admin token in {admin} (export AILURO_TOKEN_FILE={admin})"
 
 
 def shown_db(url: str) -> str:

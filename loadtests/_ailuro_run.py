@@ -29,12 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from sqlalchemy import create_engine, text
 
+from ailuro.credentials import write_token_file
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from loadtests._cpu import CpuGroup, proc_cpu_s, tree_cpu_s, wait_until
-from loadtests._harness import database, dispatcher_handle
+from loadtests._harness import channel as token_channel
+from loadtests._harness import database, dispatcher_handle, role_token
 
 QUEUE = "LOCAL"
 SUBMIT_BATCH = 500
@@ -107,6 +108,9 @@ def _backend_pids(engine_url: str, dbname: str) -> list[int]:
 @contextlib.contextmanager
 def _pilot_processes(address: str, setup: AiluroSetup, work: Path, group: CpuGroup | None) -> Iterator[list[int]]:
     procs: list[subprocess.Popen[bytes]] = []
+    # real pilots get a pilot token bound to the queue, as the factory gives them (token mode)
+    token = role_token("", "", "pilot", QUEUE)
+    token_args = ("--token-file", str(write_token_file(work / "pilot.token", token))) if token else ()
     try:
         for i, slots in enumerate(_shares(setup.slots, setup.pilots)):
             if slots == 0:
@@ -135,6 +139,7 @@ def _pilot_processes(address: str, setup: AiluroSetup, work: Path, group: CpuGro
                 str(setup.heartbeat_s),
                 "--idle-timeout-s",
                 "3600",
+                *token_args,
                 *setup.pilot_args,
             ]
             if setup.profile_dir is not None:
@@ -171,7 +176,7 @@ def _connected(db_url: str, n: int) -> bool:
 
 
 def _submit(address: str, argv: list[str], n: int, tag: str) -> None:
-    with grpc.insecure_channel(address) as channel:
+    with token_channel(address) as channel:
         stub = submission_pb2_grpc.SubmissionServiceStub(channel)
         for start in range(0, n, SUBMIT_BATCH):
             jobs = [

@@ -3,25 +3,103 @@
 The dispatcher always runs in its own process (``python -m dispatcher``) so the load generators,
 in other processes, never share its interpreter: what is printed is what a deployment would see
 on this machine, load generator included.
+
+Authentication is on, as for any dispatcher: every dispatcher a load test starts (without an
+explicit ``--auth``) runs in token mode with one embedded issuer per load-test process
+(:func:`load_issuer`, a private temporary directory), whose admin token is put in
+``$AILURO_TOKEN`` for the load generators and the pilots they spawn (a load generator plays every
+role at once: submitter, pilot and factory). :func:`channel` and :func:`aio_channel` send it.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 from sqlalchemy import create_engine, text
 
+from ailuro.credentials import TOKEN_ENV, aio_interceptors, bearer_metadata, resolve_token
+
 PG_ADMIN_URL = os.environ.get("AILURO_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+_AUTH_DIR: list[Path] = []
+LOAD_AUTH_DIR_ENV = "AILURO_LOAD_AUTH_DIR"
+"""Names the load issuer's directory to the generators a load test spawns (locust), so each
+simulated user, production system and pilot gets a token of its own role (:func:`role_token`)."""
+
+
+def load_issuer() -> tuple[str, ...]:
+    """The dispatcher options of this process's embedded issuer (made at the first call, removed at
+    exit); its admin token goes to ``$AILURO_TOKEN`` (inherited by spawned load generators)."""
+    from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+    from dispatcher.auth.issuer import IssuerFiles, ensure
+
+    if not _AUTH_DIR:
+        base = Path(tempfile.mkdtemp(prefix="ailuro-load-auth-"))
+        atexit.register(shutil.rmtree, base, True)
+        files = IssuerFiles(state_dir=base / "auth")
+        ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
+        os.environ[TOKEN_ENV] = files.admin_token.read_text().strip()
+        os.environ[LOAD_AUTH_DIR_ENV] = str(files.state_dir)
+        _AUTH_DIR.append(files.state_dir)
+    return ("--auth", "token", "--auth-dir", str(_AUTH_DIR[0]))
+
+
+@functools.cache
+def role_token(user: str, vo: str, role: str, queue: str = "") -> str | None:
+    """A token of the load issuer for a simulated ``user`` of ``vo`` (role ``user`` or
+    ``production``), or a ``pilot`` bound to ``queue``; None when no load issuer is known (the
+    dispatcher under test is not one a load test started: ``$AILURO_TOKEN`` is used then)."""
+    state_dir = os.environ.get(LOAD_AUTH_DIR_ENV)
+    if not state_dir:
+        return None
+    from dispatcher.auth.minting import Minter
+
+    minter = Minter.from_state_dir(Path(state_dir))
+    if role == "pilot":
+        return minter.pilot(queue)
+    return minter.user(user, vo or "default", production=role == "production")
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds ``authorization`` to every call of a blocking channel."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = bearer_metadata(token)
+
+    def _add(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return continuation(details._replace(metadata=[*(details.metadata or ()), *self._metadata]), request)
+
+    intercept_unary_unary = _add
+    intercept_unary_stream = _add
+    intercept_stream_stream = _add
+
+
+def channel(address: str, *, token: str | None = None, **kwargs: Any) -> grpc.Channel:
+    """A blocking channel sending ``token``, else ``$AILURO_TOKEN`` (or ``$AILURO_TOKEN_FILE``), with every call."""
+    token = token or resolve_token()
+    plain = grpc.insecure_channel(address, **kwargs)
+    return grpc.intercept_channel(plain, _Bearer(token)) if token else plain
+
+
+def aio_channel(address: str, **kwargs: Any) -> grpc.aio.Channel:
+    """An asyncio channel sending ``$AILURO_TOKEN`` (or ``$AILURO_TOKEN_FILE``) with every call."""
+    return grpc.aio.insecure_channel(address, interceptors=aio_interceptors(resolve_token()), **kwargs)
 
 
 _SETTING = re.compile(r"^[a-z_]+=[A-Za-z0-9_.]+$")
@@ -78,7 +156,10 @@ def dispatcher_process(db_url: str, *, extra_args: tuple[str, ...] = (), timeout
 def dispatcher_handle(
     db_url: str, *, extra_args: tuple[str, ...] = (), timeout_s: float = 60.0
 ) -> Iterator[DispatcherHandle]:
-    """Like :func:`dispatcher_process` but yields a :class:`DispatcherHandle`."""
+    """Like :func:`dispatcher_process` but yields a :class:`DispatcherHandle` (token mode with
+    :func:`load_issuer` unless ``extra_args`` choose ``--auth``)."""
+    if "--auth" not in extra_args:
+        extra_args = (*extra_args, *load_issuer())
     with tempfile.TemporaryDirectory(prefix="ailuro-bench-port-") as tmp:
         port_file = Path(tmp) / "port"
         log_file = (Path(tmp) / "dispatcher.log").open("w+")

@@ -43,23 +43,19 @@ import asyncio
 import multiprocessing as mp
 import os
 import platform
-import tempfile
 import time
 import uuid
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
-from dispatcher.auth.issuer import IssuerFiles, ensure
 from loadtests import consistency
-from loadtests._harness import database, dispatcher_handle, percentile, tree_cpu_seconds
+from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -95,8 +91,9 @@ class LifecycleConfig:
     With a rate, jobs are submitted and requested at that pace (submission runs two seconds
     ahead so the queue never runs dry), so GetJob latency is the dispatcher's answer time at that
     load, not the time a request waits behind thousands of others in a saturated closed loop."""
-    token_auth: bool = False
-    """Run the dispatchers in token mode (an embedded issuer); clients send its admin token."""
+    token_auth: bool = True
+    """Run the dispatchers in token mode (an embedded issuer); clients send its admin token. False:
+    the loopback development mode (``--auth trusted-metadata``), to measure what tokens cost."""
 
 
 @dataclass(kw_only=True)
@@ -410,12 +407,9 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
     res = Result(db=kind, dispatchers=n_dispatchers)
     extra: tuple[str, ...] = ("--workers", str(workers)) if workers > 1 else ()
     with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
-        if cfg.token_auth:  # one embedded issuer shared by all processes; clients use its admin token
-            auth_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ailuro-bench-auth-"))) / "auth"
-            files = IssuerFiles(state_dir=auth_dir)
-            ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
-            os.environ["AILURO_TOKEN"] = files.admin_token.read_text().strip()  # inherited by spawned processes
-            extra = (*extra, "--auth", "token", "--auth-dir", str(auth_dir))
+        # token mode: one embedded issuer shared by all processes, clients send its admin token
+        # ($AILURO_TOKEN, inherited by the spawned load processes); else the explicit dev mode
+        extra = (*extra, *(load_issuer() if cfg.token_auth else ("--auth", "trusted-metadata")))
         handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
         addresses = [h.address for h in handles]
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
@@ -567,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
     )
     p.add_argument(
-        "--auth", choices=["token", "trusted-metadata"], default="trusted-metadata", help="dispatcher auth mode"
+        "--auth",
+        choices=["token", "trusted-metadata"],
+        default="token",
+        help="dispatcher auth mode (default: %(default)s)",
     )
     a = p.parse_args(argv)
     cfg = LifecycleConfig(

@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from loadtests._harness import database, dispatcher_process, percentile
+from loadtests._harness import aio_channel, database, dispatcher_process, percentile
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -72,7 +72,7 @@ class Figures:
 async def _submit_all(address: str, cfg: BenchConfig) -> float:
     template = job_pb2.Job(transformation="/bin/true", job_parameters="--events 1000", computing_site=QUEUE)
     batches = [min(cfg.batch, cfg.jobs - i) for i in range(0, cfg.jobs, cfg.batch)]
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = submission_pb2_grpc.SubmissionServiceStub(channel)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for n in batches:
@@ -200,7 +200,7 @@ async def _pilot_load(address: str, cfg: BenchConfig, index: int, barrier: Any) 
     async def sync() -> None:
         await loop.run_in_executor(None, barrier.wait)
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         stub = pilot_pb2_grpc.PilotServiceStub(channel)
         pilots = [_BenchPilot(stub, f"bench-{index}-{i}") for i in range(n_pilots)]
         await asyncio.gather(*(p.start() for p in pilots))

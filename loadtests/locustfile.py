@@ -40,8 +40,11 @@ from gevent.queue import Queue  # noqa: E402
 from locust import User, between, constant_throughput, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
+from ailuro.credentials import bearer_metadata, resolve_token  # noqa: E402
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc  # noqa: E402
 from ailuro.vocabulary import USER_METADATA_KEY, VO_METADATA_KEY  # noqa: E402
+from loadtests._harness import channel as token_channel  # noqa: E402
+from loadtests._harness import role_token  # noqa: E402
 
 T = TypeVar("T")
 QUEUE = "LOCAL"
@@ -136,8 +139,13 @@ class GrpcUser(User):
     abstract = True
 
     def on_start(self) -> None:
+        # each user sends its own token (see metadata()), so no channel-wide one
         self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
         self.submission = submission_pb2_grpc.SubmissionServiceStub(self.channel)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """A user token of the load issuer (token mode), else ``$AILURO_TOKEN`` when set."""
+        return bearer_metadata(role_token("watcher", "compass", "user") or resolve_token())
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -193,7 +201,10 @@ class _Submitter(GrpcUser):
             del Ledger.unanswered[req.request_id]
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        user = ((USER_METADATA_KEY, self.owner),)
+        # a token of this owner's own role when the load issuer is known (token mode), so owners and
+        # VOs are what the consistency check expects; the identity metadata serves the dev mode
+        token = role_token(self.owner, self.vo, "production" if self.label == "managed" else "user")
+        user = ((USER_METADATA_KEY, self.owner), *bearer_metadata(token or resolve_token()))
         return (*user, (VO_METADATA_KEY, self.vo)) if self.vo else user
 
 
@@ -245,12 +256,13 @@ class Watcher(GrpcUser):
 
     @task(3)
     def list_jobs(self) -> None:
-        self.call("ListJobs", self.submission.ListJobs, submission_pb2.ListJobsRequest(page_size=100))
+        req = submission_pb2.ListJobsRequest(page_size=100)
+        self.call("ListJobs", self.submission.ListJobs, req, metadata=self.metadata())
 
     @task(1)
     def watch(self) -> None:
         t0 = time.perf_counter()
-        call = self.submission.WatchJobs(submission_pb2.WatchJobsRequest(), timeout=3.0)
+        call = self.submission.WatchJobs(submission_pb2.WatchJobsRequest(), timeout=3.0, metadata=self.metadata())
         n = 0
         try:
             for _ in call:
@@ -271,7 +283,7 @@ class Pilot(User):
     def on_start(self) -> None:
         env = self.environment
         self.slots: int = _opt(env, "ailuro_slots")
-        self.channel = grpc.insecure_channel(self.host or "127.0.0.1:50051")
+        self.channel = token_channel(self.host or "127.0.0.1:50051", token=role_token("", "", "pilot", QUEUE))
         self.pilot_id = f"locust-{uuid.uuid4().hex[:12]}"
         self.out: Queue[pilot_pb2.PilotMessage | None] = Queue()
         self.jobs: dict[int, dict[str, Any]] = {}

@@ -22,7 +22,8 @@ import grpc
 from sqlalchemy import create_engine, text
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from loadtests._harness import database, dispatcher_handle, percentile, rss_mb
+from loadtests._harness import aio_channel, database, dispatcher_handle, percentile, rss_mb
+from loadtests._harness import channel as token_channel
 from loadtests.bench import machine
 
 STREAMS_PER_CONNECTION = 100
@@ -31,7 +32,7 @@ STREAMS_PER_CONNECTION = 100
 def bulk_load(db_url: str, address: str, n: int) -> float:
     """Queue ``n`` activated jobs (one submitted, the rest copied in SQL); seconds it took."""
     t0 = time.perf_counter()
-    with grpc.insecure_channel(address) as channel:
+    with token_channel(address) as channel:
         stub = submission_pb2_grpc.SubmissionServiceStub(channel)
         job = job_pb2.Job(job_name="memory", transformation="/bin/true", computing_site="LOCAL")
         stub.SubmitJobs(submission_pb2.SubmitJobsRequest(jobs=[job]), timeout=30)
@@ -59,9 +60,7 @@ def bulk_load(db_url: str, address: str, n: int) -> float:
 async def _hold(address: str, count: int, index: int, go: Any, ready: Any, out: Any) -> None:
     n_conn = max(1, -(-count // STREAMS_PER_CONNECTION))
     # A private subchannel pool per channel: separate HTTP/2 connections, as separate pilots would use.
-    channels = [
-        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n_conn)
-    ]
+    channels = [aio_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(n_conn)]
     calls = []
     refused = 0
     for i in range(count):

@@ -3,7 +3,8 @@
 Standard library only (``argparse``), so a worker node needs nothing but grpcio and protobuf:
 the served bundle runs this module, and ``ailuro pilot ARGS`` is ``python -m pilot ARGS``. Every
 option can also come from the environment the factory's wrapper sets (``AILURO_SERVER``,
-``AILURO_QUEUE``, ``AILURO_PILOT_ID``, ``AILURO_STORAGE_ROOT``, ``AILURO_PILOT_UNARY``).
+``AILURO_QUEUE``, ``AILURO_PILOT_ID``, ``AILURO_STORAGE_ROOT``, ``AILURO_PILOT_UNARY``, and
+``AILURO_TOKEN_FILE``: the pilot's bearer token, a file the factory wrote 0600 for this queue).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ailuro import credentials
 from ailuro.vocabulary import PILOT_EXIT_CODES
 from pilot.config import (
     DEFAULT_STORAGE_ROOT,
@@ -109,6 +111,13 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
         help="also pass this variable (or shell pattern, e.g. 'CMT_*') of the pilot's environment to payloads "
         "(repeatable; env AILURO_PILOT_PASS_ENV, space-separated). Credential-like names never pass.",
     )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding this pilot's bearer token, read once at start (else env AILURO_TOKEN, or the file "
+        "env AILURO_TOKEN_FILE names; the factory sets that). Never pass a token on the command line.",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
 
@@ -120,6 +129,11 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         raise ValueError("--server (or AILURO_SERVER) is required")
     if not args.queue:
         raise ValueError("--queue (or AILURO_QUEUE) is required")
+    if args.token_file is not None:
+        try:
+            credentials.read_token_file(args.token_file)  # fail at start, not at the first connection
+        except (OSError, ValueError, UnicodeError) as exc:
+            raise ValueError(f"--token-file: cannot read a token from {args.token_file}: {exc}") from None
     pid = args.pilot_id or default_pilot_id()
     work = (args.workdir or Path.cwd() / f"ailuro-pilot-{pid}").absolute()
     return PilotConfig(
@@ -145,6 +159,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
             args.pass_env if args.pass_env is not None else env.get("AILURO_PILOT_PASS_ENV", "").split()
         ),
         unary=args.unary,
+        token_file=args.token_file.expanduser().absolute() if args.token_file is not None else None,
     )
 
 

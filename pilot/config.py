@@ -73,6 +73,10 @@ class PilotConfig:
     ``pass_env``); credential-like names never pass."""
     keep_workdirs: bool = False
     """Keep each job's work directory after its log tarball was stored (for debugging)."""
+    token_file: Path | None = None
+    """File holding the pilot's bearer token (``--token-file``; else ``AILURO_TOKEN`` or
+    ``AILURO_TOKEN_FILE``), read once when the pilot connects; the factory writes one (0600) per
+    submission, bound to this queue. The token itself is never kept in the config (it is logged)."""
     unary: bool | None = None
     """Use unary ``GetJob``/``UpdateJob`` polls instead of the ``Connect`` stream (for pilots
     behind proxies that cannot keep a stream); ``None``: as ``AILURO_PILOT_UNARY`` says."""

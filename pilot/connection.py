@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -89,8 +90,10 @@ class Connection:
         on_message: Callable[[pilot_pb2.DispatcherMessage], None],
         on_connect: Callable[[], Awaitable[None]],
         backoff: Backoff,
+        token_file: Path | None = None,
     ) -> None:
         self.target = target
+        self._token_file = token_file
         self._make_hello = make_hello
         self._on_message = on_message
         self._on_connect = on_connect
@@ -109,9 +112,9 @@ class Connection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a stream open until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with targets.aio_channel(
-            self.target, token=credentials.resolve_token(), tls=credentials.tls_credentials()
-        ) as channel:
+        # The token is read once: the channel's interceptor sends the same metadata on every call.
+        token = credentials.resolve_token(token_file=self._token_file)
+        async with targets.aio_channel(self.target, token=token, tls=credentials.tls_credentials()) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

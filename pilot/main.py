@@ -119,6 +119,7 @@ class Pilot:
                 on_connect=self._on_connect,
                 backoff=backoff,
                 poll_s=config.heartbeat_s,
+                token_file=config.token_file,
             )
         else:
             self.conn = Connection(
@@ -127,6 +128,7 @@ class Pilot:
                 on_message=self._on_message,
                 on_connect=self._on_connect,
                 backoff=backoff,
+                token_file=config.token_file,
             )
 
     # --- lifetime -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 
@@ -47,8 +48,10 @@ class UnaryConnection:
         on_connect: Callable[[], Awaitable[None]],
         backoff: Backoff,
         poll_s: float,
+        token_file: Path | None = None,
     ) -> None:
         self.target = target
+        self._token_file = token_file
         self.pilot_id = pilot_id
         self._make_hello = make_hello
         self._on_message = on_message
@@ -83,9 +86,8 @@ class UnaryConnection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        async with targets.aio_channel(
-            self.target, token=credentials.resolve_token(), tls=credentials.tls_credentials()
-        ) as channel:
+        token = credentials.resolve_token(token_file=self._token_file)  # once, as for the stream
+        async with targets.aio_channel(self.target, token=token, tls=credentials.tls_credentials()) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:

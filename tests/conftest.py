@@ -6,7 +6,11 @@
   run it.
 - ``pg_url``: PostgreSQL only.
 - ``make_dispatcher(**config_overrides)``: start a dispatcher on port 0 over ``db_url`` with short
-  test timeouts (:data:`TEST_TIMEOUTS`); all are stopped at teardown.
+  test timeouts (:data:`TEST_TIMEOUTS`); all are stopped at teardown. It runs in the explicit
+  loopback development mode (:data:`DEV_AUTH`, trusted metadata) because most tests are about
+  other features and speak as several users through ``ailuro-user`` metadata; tests about what
+  users run (demo, factory, pilot, load tests) pass ``auth=AuthConfig(state_dir=...)`` (token
+  mode) and send tokens.
 - ``dispatcher``: ``make_dispatcher()`` with the defaults.
 """
 
@@ -25,11 +29,17 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import RunningDispatcher, run_in_thread
 
 # Factories keep their secrets in a per-user state dir: tests use their own, never the home's.
 os.environ.setdefault("AILURO_STATE_DIR", tempfile.mkdtemp(prefix="ailuro-test-state-"))
+# A token-mode dispatcher a test starts without --auth-dir makes its issuer here, never in ~/.ailuro.
+os.environ.setdefault("AILURO_AUTH_DIR", tempfile.mkdtemp(prefix="ailuro-test-auth-"))
+
+DEV_AUTH = AuthConfig(mode=TRUSTED_METADATA_MODE)
+"""The explicit development mode (loopback only): callers' ``ailuro-user`` metadata is believed."""
 
 PG_URL_ENV = "AILURO_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -95,7 +105,7 @@ def make_dispatcher(db_url: str) -> Iterator[Callable[..., RunningDispatcher]]:
     started: list[RunningDispatcher] = []
 
     def make(**overrides: Any) -> RunningDispatcher:
-        values: dict[str, Any] = {"db_url": db_url, "port": 0, **TEST_TIMEOUTS, **overrides}
+        values: dict[str, Any] = {"db_url": db_url, "port": 0, "auth": DEV_AUTH, **TEST_TIMEOUTS, **overrides}
         d = run_in_thread(DispatcherConfig(**values))
         started.append(d)
         return d

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_MODE = "token"
@@ -13,9 +14,20 @@ ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES2
 """Asymmetric algorithms only: ``none`` and the HMAC family (``HS*``) are never accepted, so a
 public key can never be used as an HMAC secret."""
 
+AUTH_DIR_ENV = "AILURO_AUTH_DIR"
+"""Environment variable naming the embedded issuer's state directory (``--auth-dir``)."""
+DEFAULT_AUTH_DIR = "~/.ailuro/auth"
+"""Per user, beside ``~/.ailuro/storage``: the dispatcher's account owns its key wherever its
+database is, and its admin finds ``admin.token`` in one known place."""
+
 DEFAULT_AUDIENCE = "ailuro"
 EMBEDDED_ISSUER = "ailuro-embedded"
 """``iss`` of tokens made by the dispatcher's embedded issuer (unless configured otherwise)."""
+
+
+def default_auth_dir() -> Path:
+    """``$AILURO_AUTH_DIR``, else ``~/.ailuro/auth``, as an absolute path."""
+    return Path(os.environ.get(AUTH_DIR_ENV) or DEFAULT_AUTH_DIR).expanduser().absolute()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,16 +55,17 @@ class IssuerConfig:
 class AuthConfig:
     """How the dispatcher learns who calls it (``DispatcherConfig.auth``)."""
 
-    mode: str = TRUSTED_METADATA_MODE
-    """``token``: every RPC but health/reflection needs a valid bearer JWT. ``trusted-metadata``:
-    development only — the caller's ``ailuro-user``/``ailuro-vo`` metadata is believed; allowed
-    only when the dispatcher binds a loopback address, and it warns loudly at start. (The default
-    is still ``trusted-metadata`` while clients, demo and tests move to tokens.)"""
+    mode: str = TOKEN_MODE
+    """``token`` (the default, secure): every RPC but health/reflection needs a valid bearer JWT,
+    even on loopback. ``trusted-metadata``: development only, chosen explicitly — the caller's
+    ``ailuro-user``/``ailuro-vo`` metadata is believed; allowed only when the dispatcher binds a
+    loopback address, and it warns loudly at start."""
     issuers: tuple[IssuerConfig, ...] = ()
     """External issuers to trust (INDIGO IAM, Keycloak, CILogon ...), each with its JWKS."""
-    state_dir: Path | None = None
+    state_dir: Path | None = field(default_factory=default_auth_dir)
     """Directory (0700) of the embedded issuer: its signing key, JWKS and first admin token.
-    Made at first start in ``token`` mode; ``None``: no embedded issuer."""
+    Made at first start in ``token`` mode; default :func:`default_auth_dir` (``$AILURO_AUTH_DIR``
+    or ``~/.ailuro/auth``); ``None``: no embedded issuer (external issuers only)."""
     embedded_issuer: str = EMBEDDED_ISSUER
     """``iss`` of the embedded issuer's tokens."""
     audience: str = DEFAULT_AUDIENCE

@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from dispatcher.auth.config import TOKEN_MODE, AuthConfig
+from dispatcher.auth.config import TOKEN_MODE, TRUSTED_METADATA_MODE, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import serve
 from dispatcher.workers import serve_workers
@@ -32,8 +32,10 @@ def main() -> None:
     fields = json.loads(a.config)
     workers = int(fields.pop("workers", 1))
     auth_dir = fields.pop("auth_dir", None)
-    if auth_dir:
-        fields["auth"] = AuthConfig(mode=TOKEN_MODE, state_dir=Path(auth_dir))
+    # token mode with the test's issuer, else explicitly the loopback development mode
+    fields["auth"] = (
+        AuthConfig(mode=TOKEN_MODE, state_dir=Path(auth_dir)) if auth_dir else AuthConfig(mode=TRUSTED_METADATA_MODE)
+    )
     config = DispatcherConfig(**fields)
 
     def ready(port: int) -> None:

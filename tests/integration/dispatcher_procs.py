@@ -14,7 +14,8 @@ ROOT = Path(__file__).parents[2]
 
 
 class DispatcherProcess:
-    """One ``python -m dispatcher`` on 127.0.0.1 with its output in ``<workdir>/<name>.log``."""
+    """One ``python -m dispatcher`` on 127.0.0.1 with its output in ``<workdir>/<name>.log``
+    (``--auth trusted-metadata`` unless ``extra_args`` name ``--auth``)."""
 
     def __init__(
         self, db_url: str, workdir: Path, name: str, *, port: int = 0, extra_args: tuple[str, ...] = ()
@@ -23,7 +24,10 @@ class DispatcherProcess:
         self.log_path = workdir / f"{name}.log"
         self.port_file = workdir / f"{name}.port"
         self.port_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "dispatcher", "--db", db_url, "--port", str(port)]
+        # these tests are about several processes, not identity: the explicit loopback development
+        # mode, unless extra_args choose --auth token
+        auth = () if "--auth" in extra_args else ("--auth", "trusted-metadata")
+        argv = [sys.executable, "-m", "dispatcher", "--db", db_url, "--port", str(port), *auth]
         argv += ["--port-file", str(self.port_file), "--log-level", "WARNING", *extra_args]
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -125,6 +125,7 @@ def test_real_pilot_sends_its_token_file(secured: RunningDispatcher, tmp_path: P
 
 
 AILURO = str(Path(sys.executable).with_name("ailuro"))
+DEV = ("--auth", "trusted-metadata")
 
 
 def test_server_command_in_token_mode_prints_the_admin_token_path(db_url: str, tmp_path: Path) -> None:
@@ -153,7 +154,7 @@ def test_server_command_in_token_mode_prints_the_admin_token_path(db_url: str, t
 
 def test_server_command_refuses_trusted_metadata_off_loopback(tmp_path: Path) -> None:
     run = subprocess.run(
-        [AILURO, "server", "--db", f"sqlite:///{tmp_path}/x.db", "--host", "0.0.0.0", "--port", "0"],
+        [AILURO, "server", "--db", f"sqlite:///{tmp_path}/x.db", "--host", "0.0.0.0", "--port", "0", *DEV],
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,12 +4,19 @@ finish through pilots that the factory submitted there (real dispatcher on port 
 The Slurm case gets its pilot as a bundle downloaded from the dispatcher's bundle server and
 checked by version and sha256; the others run the installed pilot. HTCondor pilots run inside
 the pool's chroot as an ordinary user, so the factory's work dir is in the pool's shared dir.
+
+Authentication is on (token mode, the default) where the pilots run as the factory's account
+(Slurm, LSF): the factory authenticates with a ``factory`` token and hands each pilot a ``pilot``
+token bound to its queue as a 0600 file. The HTCondor pool maps the factory (root) to the user
+``panda``, who cannot read a file only root may read, so that case runs the dispatcher in the
+explicit loopback development mode (see README, Pilot factory → tokens).
 """
 
 # ruff: noqa: F811  (the batch-system fixtures are imported by name, then requested as arguments)
 from __future__ import annotations
 
 import asyncio
+import stat
 import sys
 import threading
 import time
@@ -18,13 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from infra.services import condor_pool, lsf_emulator, slurm_cluster  # noqa: F401  (fixtures)
 
 from ailuro.client import Client
+from ailuro.credentials import bearer_metadata, write_token_file
 from ailuro.queues import FactoryLimits, QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc, job_pb2
 from backends.factory import Factory, FactoryConfig
+from dispatcher.auth.config import AuthConfig
+from dispatcher.auth.minting import Minter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -86,12 +97,12 @@ def jobs_for(queue: str, n: int) -> list[job_pb2.Job]:
     ]
 
 
-def list_workers(server: str, queue: str) -> list[factory_pb2.Worker]:
+def list_workers(server: str, queue: str, metadata: tuple[tuple[str, str], ...] = ()) -> list[factory_pb2.Worker]:
     """Every worker the dispatcher has for ``queue``."""
     with grpc.insecure_channel(server) as ch:
         stub = factory_pb2_grpc.FactoryServiceStub(ch)
         req = factory_pb2.ListWorkersRequest(queue=queue, include_final=True)
-        return list(stub.ListWorkers(req, timeout=10).workers)
+        return list(stub.ListWorkers(req, timeout=10, metadata=metadata).workers)
 
 
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -104,10 +115,32 @@ def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def run_jobs_through_factory(
-    make_dispatcher: Callable[..., Any], queue: QueueConfig, workdir: Path, **factory_kw: Any
+    make_dispatcher: Callable[..., Any],
+    queue: QueueConfig,
+    workdir: Path,
+    *,
+    auth_dir: Path | None = None,
+    **factory_kw: Any,
 ) -> tuple[list[job_pb2.Job], dict[str, factory_pb2.Worker], Factory]:
-    """Start a dispatcher for ``queue``, submit 4 jobs, run a factory until they all ended."""
-    dispatcher = make_dispatcher(queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, watchdog_interval_s=0.5)
+    """Start a dispatcher for ``queue``, submit 4 jobs, run a factory until they all ended.
+
+    With ``auth_dir`` the dispatcher runs in token mode with its embedded issuer there; the test
+    submits with a ``user`` token, the factory uses a ``factory`` token and gives its pilots ``pilot``
+    tokens bound to the queue (else the explicit development mode of ``make_dispatcher``)."""
+    metadata: tuple[tuple[str, str], ...] = ()
+    client_auth: dict[str, Any] = {"identity": "e2e"}
+    extra: dict[str, Any] = {}
+    if auth_dir is not None:
+        minter = Minter.from_state_dir(auth_dir, create=True)
+        extra["auth"] = AuthConfig(state_dir=auth_dir)
+        factory_token = minter.factory("e2e-factory", "compass", [queue.name])
+        metadata = bearer_metadata(factory_token)
+        client_auth = {"token": minter.user("e2e", "compass")}
+        factory_kw["token_file"] = write_token_file(workdir / "factory.token", factory_token)
+        factory_kw["pilot_tokens"] = lambda q: minter.pilot(q.name, vos=q.vos)
+    dispatcher = make_dispatcher(
+        queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, watchdog_interval_s=0.5, **extra
+    )
     server = str(dispatcher.address)
     factory = Factory(
         FactoryConfig(
@@ -124,18 +157,20 @@ def run_jobs_through_factory(
     stop = threading.Event()
     thread = threading.Thread(target=factory.run, args=(stop,), daemon=True)
     try:
-        with Client(server, identity="e2e") as client:
+        with Client(server, **client_auth) as client:
             ids = client.submit(jobs_for(queue.name, 4))
             thread.start()
             wait(lambda: all(j.status >= job_pb2.JOB_STATUS_FINISHED for j in client.get(ids)), 200, "jobs to end")
             jobs = client.get(ids)
         # the pilots run out of work and exit; the factory reports their end from the batch system
         wait(
-            lambda: all(w.state == factory_pb2.WORKER_STATE_FINISHED for w in list_workers(server, queue.name)),
+            lambda: all(
+                w.state == factory_pb2.WORKER_STATE_FINISHED for w in list_workers(server, queue.name, metadata)
+            ),
             90,
             "workers to be reported finished",
         )
-        workers = {w.worker_id: w for w in list_workers(server, queue.name)}
+        workers = {w.worker_id: w for w in list_workers(server, queue.name, metadata)}
     finally:
         stop.set()
         thread.join(30)
@@ -155,14 +190,35 @@ def check(jobs: list[job_pb2.Job], workers: dict[str, factory_pb2.Worker], backe
         assert "exited with" in Path(w.log_path).read_text()
 
 
+def check_pilot_tokens(workdir: Path, queue: str) -> None:
+    """The pilots' token: a 0600 file bound to the queue with role pilot, named in the wrapper's
+    environment and never written into the wrapper itself."""
+    token_file = workdir / "tokens" / f"{queue}.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    claims = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})
+    # the test queues serve any VO, so the token is in the pilots' own VO; the role is what counts
+    assert claims["ailuro.queues"] == [queue] and "/pilots/pilot" in claims["wlcg.groups"], claims
+    wrappers = list(workdir.rglob("wrappers/*.sh"))
+    assert wrappers
+    for wrapper in wrappers:
+        text = wrapper.read_text()
+        assert f"AILURO_TOKEN_FILE={token_file}" in text and token_file.read_text().strip() not in text
+
+
 def test_slurm_pilots_from_the_dispatcher_bundle(
     make_dispatcher: Callable[..., Any], slurm_cluster: Any, bundle_server: BundleServer, tmp_path: Path
 ) -> None:
     queue = QueueConfig(name="JINR_SLURM", backend="slurm", factory=LIMITS, backend_options=slurm_cluster.options())
     jobs, workers, _ = run_jobs_through_factory(
-        make_dispatcher, queue, tmp_path / "factory", pilot_bundle_url=bundle_server.url, pilot_python=sys.executable
+        make_dispatcher,
+        queue,
+        tmp_path / "factory",
+        auth_dir=tmp_path / "auth",
+        pilot_bundle_url=bundle_server.url,
+        pilot_python=sys.executable,
     )
     check(jobs, workers, "slurm")
+    check_pilot_tokens(tmp_path / "factory", queue.name)
     for w in workers.values():
         log = Path(w.log_path).read_text()
         assert "ailuro-wrapper: pilot bundle 0.1.0+src." in log, log  # downloaded, checked, and run
@@ -179,5 +235,8 @@ def test_lsf_emulator_pilots(make_dispatcher: Callable[..., Any], lsf_emulator: 
     queue = QueueConfig(
         name="CERN_LSF", backend="lsf", factory=LIMITS, backend_options=lsf_emulator.options(queue="8nh")
     )
-    jobs, workers, _ = run_jobs_through_factory(make_dispatcher, queue, tmp_path / "factory")
+    jobs, workers, _ = run_jobs_through_factory(
+        make_dispatcher, queue, tmp_path / "factory", auth_dir=tmp_path / "auth"
+    )
     check(jobs, workers, "lsf")
+    check_pilot_tokens(tmp_path / "factory", queue.name)

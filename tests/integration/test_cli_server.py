@@ -15,6 +15,7 @@ from ailuro import Client
 
 pytestmark = pytest.mark.timeout(120)
 
+DEV = ("--auth", "trusted-metadata")
 AILURO = str(Path(sys.executable).with_name("ailuro"))
 
 
@@ -36,7 +37,8 @@ def test_server_process_serves_and_stops_on_sigterm(db_url: str, tmp_path: Path)
     queues_file = tmp_path / "queues.toml"
     queues_file.write_text('[[queue]]\nname = "CERN_TEST"\nvos = ["compass"]\n\n[[queue]]\nname = "JINR_TEST"\n')
     proc = subprocess.Popen(
-        [AILURO, "server", "--db", db_url, "--port", "0", "--queues", str(queues_file), "--log-level", "warning"],
+        # about serving and stopping: the explicit loopback development mode (test_secure_default: tokens)
+        [AILURO, "server", "--db", db_url, "--port", "0", "--queues", str(queues_file), "--log-level", "warning", *DEV],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +93,7 @@ def test_server_workers_share_one_port_and_all_stop_on_sigterm(pg_url: str, tmp_
     queues_file = tmp_path / "queues.toml"
     queues_file.write_text('[[queue]]\nname = "CERN_TEST"\n')
     argv = [AILURO, "server", "--db", pg_url, "--port", "0", "--queues", str(queues_file), "--workers", "2"]
-    argv += ["--log-level", "warning"]
+    argv += ["--log-level", "warning", "--auth", "trusted-metadata"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jwt
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 DEMO = [sys.executable, "-m", "ailuro_cli.main", "demo"]
 """What a user types as ``ailuro demo``."""
+QUEUES = ("CERN_LOCAL", "JINR_LOCAL")
 
 
 def _pilot_processes(workdir: Path) -> list[str]:
@@ -67,6 +70,16 @@ def test_demo_runs_the_workload_and_stops_everything(tmp_path: Path) -> None:
     pilot_logs = list((workdir / "factory" / "logs").glob("*/*.log"))
     assert {p.parent.name for p in pilot_logs} == {"CERN_LOCAL", "JINR_LOCAL"}
     assert _pilot_processes(workdir) == []  # every pilot was stopped
+    # authentication was on: the demo issued itself least-privilege tokens, each only its own to read
+    assert "tokens required" in out
+    tokens = workdir / "factory" / "tokens"
+    for path in (workdir / "auth" / "admin.token", tokens / "factory.token", *(tokens / f"{q}.token" for q in QUEUES)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for queue in QUEUES:
+        claims = jwt.decode((tokens / f"{queue}.token").read_text().strip(), options={"verify_signature": False})
+        assert (claims["wlcg.groups"], claims["ailuro.queues"]) == (["/compass", "/compass/pilot"], [queue])
+    factory = jwt.decode((tokens / "factory.token").read_text().strip(), options={"verify_signature": False})
+    assert (factory["wlcg.groups"], factory["ailuro.queues"]) == (["/compass", "/compass/factory"], list(QUEUES))
 
 
 def test_demo_refuses_a_foreign_directory(tmp_path: Path) -> None:

@@ -186,10 +186,12 @@ def test_kill_reaches_a_pilot_on_another_dispatcher(
 def test_kill_on_another_process_is_announced_not_polled(pg_url: str, raw_pilot: Callable[..., Any]) -> None:
     """On PostgreSQL the killing transaction NOTIFYs: the pilot's process looks at once. The poll
     is set to a minute here, so only the notification can deliver the command within the wait."""
+    from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
     from dispatcher.config import DispatcherConfig
     from dispatcher.server import run_in_thread
 
-    config = DispatcherConfig(db_url=pg_url, port=0, command_poll_s=60.0)
+    dev = AuthConfig(mode=TRUSTED_METADATA_MODE)  # about kill delivery: the loopback dev mode
+    config = DispatcherConfig(db_url=pg_url, port=0, command_poll_s=60.0, auth=dev)
     with run_in_thread(config) as d1, run_in_thread(config) as d2, grpc.insecure_channel(d1.address) as ch:
         s1 = submission_pb2_grpc.SubmissionServiceStub(ch)
         (pid,) = submit(s1)

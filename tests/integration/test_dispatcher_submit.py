@@ -196,10 +196,12 @@ def test_database_outage_is_unavailable(pg_url: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
+    from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
     from dispatcher.config import DispatcherConfig
     from dispatcher.server import run_in_thread
 
-    config = DispatcherConfig(db_url=pg_url, port=0, db_threads=2, grace_s=0.5)
+    dev = AuthConfig(mode=TRUSTED_METADATA_MODE)  # about outages: the loopback dev mode
+    config = DispatcherConfig(db_url=pg_url, port=0, db_threads=2, grace_s=0.5, auth=dev)
     with run_in_thread(config) as d, grpc.insecure_channel(d.address) as ch:
         stub = submission_pb2_grpc.SubmissionServiceStub(ch)
         stub.SubmitJobs(S.SubmitJobsRequest(jobs=[job()]))

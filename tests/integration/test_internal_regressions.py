@@ -65,10 +65,12 @@ def test_queue_stats_answer_each_queue_once(dispatcher: Any) -> None:
 def test_nan_metrics_in_a_final_are_not_internal(tmp_path: Any, raw_pilot: Any) -> None:
     """Found by tests/property (pilot sessions): a final with cpu_time_s NaN closed the stream with INTERNAL."""
     from ailuro.v1 import job_pb2
+    from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
     from dispatcher.config import DispatcherConfig
     from dispatcher.server import run_in_thread
 
-    with run_in_thread(DispatcherConfig(db_url=f"sqlite:///{tmp_path / 'nan.db'}", port=0)) as d:
+    dev = AuthConfig(mode=TRUSTED_METADATA_MODE)  # about reports, not identity: the loopback dev mode
+    with run_in_thread(DispatcherConfig(db_url=f"sqlite:///{tmp_path / 'nan.db'}", port=0, auth=dev)) as d:
         with grpc.insecure_channel(d.address) as channel:
             stub = submission_pb2_grpc.SubmissionServiceStub(channel)
             job = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL")

@@ -84,15 +84,19 @@ def test_cli_registers_loadtest_commands() -> None:
     assert res.exit_code == 2
 
 
-def test_consistency_accounts_for_submissions_whose_reply_was_cut(pg_url: str) -> None:
+def test_consistency_accounts_for_submissions_whose_reply_was_cut(pg_url: str, tmp_path: Path) -> None:
     """A SubmitJobs that committed but whose reply never reached the client (a locust user killed at
     the end of a run) is found by its request_id; jobs no request explains stay a violation."""
     from ailuro import Client
+    from dispatcher.auth.config import AuthConfig
+    from dispatcher.auth.minting import Minter
     from dispatcher.config import DispatcherConfig
     from dispatcher.server import run_in_thread
     from loadtests import consistency
 
-    with run_in_thread(DispatcherConfig(db_url=pg_url, port=0)) as d, Client(d.address, identity="lt") as c:
+    auth = AuthConfig(state_dir=tmp_path / "auth")  # token mode, as the load tools run it
+    token = Minter.from_state_dir(tmp_path / "auth", create=True).user("lt", "compass")
+    with run_in_thread(DispatcherConfig(db_url=pg_url, port=0, auth=auth)) as d, Client(d.address, token=token) as c:
         answered = c.submit([{"transformation": "/bin/true"}] * 2, request_id="answered")
         cut = c.submit([{"transformation": "/bin/true"}] * 3, request_id="cut")  # reply "lost"
     blind = consistency.check(pg_url, submitted=answered)

@@ -27,6 +27,7 @@ from prop_requests import identities, pilot_messages, pilot_reports, requests_fo
 from protostrategies import rpc_methods
 
 from ailuro.v1 import factory_pb2, pilot_pb2, submission_pb2
+from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import run_in_thread
 
@@ -44,6 +45,8 @@ CONFIG: dict[str, Any] = {
     "pilot_stale_s": 5.0,
     "grace_s": 0.5,
     "db_threads": 4,
+    # generated identity metadata must reach the services: the explicit loopback development mode
+    "auth": AuthConfig(mode=TRUSTED_METADATA_MODE),
 }
 
 SCALE = {"sqlite": 1.0, "postgres": 0.25}

@@ -1,0 +1,59 @@
+"""The factory's credentials from its command line: its own token and its pilots' tokens.
+
+``--token-file`` (or ``$AILURO_TOKEN``/``$AILURO_TOKEN_FILE``) is the factory's own token, role
+``factory``; ``--pilot-token-dir`` holds the pilot tokens an admin issued, one per queue. A factory
+on the dispatcher's account (a small site, ``ailuro demo``) may instead name the dispatcher's
+``--auth-dir``: it then mints both itself, each bound to the factory's queues (least privilege).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ailuro.credentials import write_token_file
+from ailuro.queues import QueueConfig
+from backends.pilot_tokens import TOKEN_DIR, PilotTokenSource, directory_source
+
+
+@dataclass(frozen=True, kw_only=True)
+class FactoryTokens:
+    """What :class:`backends.factory.FactoryConfig` gets."""
+
+    token_file: Path | None = None
+    """The factory's own token file (None: the environment's, or none)."""
+    pilot_tokens: PilotTokenSource | None = None
+    """Where its pilots' tokens come from (None: pilots get none)."""
+
+
+def factory_tokens(
+    queues: Sequence[QueueConfig],
+    *,
+    token_file: Path | None,
+    pilot_token_dir: Path | None,
+    auth_dir: Path | None,
+    vo: str,
+    workdir: Path,
+    factory_id: str = "",
+) -> FactoryTokens:
+    """The tokens the options describe; ValueError/OSError when ``auth_dir`` cannot sign."""
+    if pilot_token_dir is not None and auth_dir is not None:
+        raise ValueError("--pilot-token-dir and --auth-dir: give one source of pilot tokens")
+    if auth_dir is None:
+        return FactoryTokens(
+            token_file=token_file,
+            pilot_tokens=directory_source(pilot_token_dir) if pilot_token_dir is not None else None,
+        )
+    from dispatcher.auth.issuer import IssuerError
+    from dispatcher.auth.minting import Minter
+
+    try:
+        minter = Minter.from_state_dir(auth_dir)
+    except IssuerError as exc:
+        raise ValueError(f"--auth-dir: {exc}") from None
+    if token_file is None:
+        # the subject names the factory (its id, else its work dir): what it registers is owned by it
+        token = minter.factory(factory_id or f"factory@{workdir.resolve().name}", vo, [q.name for q in queues])
+        token_file = write_token_file(workdir.resolve() / TOKEN_DIR / "factory.token", token)
+    return FactoryTokens(token_file=token_file, pilot_tokens=lambda queue: minter.pilot(queue.name, vos=queue.vos))
