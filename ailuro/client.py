@@ -43,6 +43,7 @@ from ailuro.vocabulary import ROLES_METADATA_KEY, USER_METADATA_KEY, VO_METADATA
 
 if TYPE_CHECKING:
     from ailuro.admin import AdminClient
+    from ailuro.brokerage import BrokerageClient
     from ailuro.ddm import DDMClient, TaskClient
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -179,6 +180,13 @@ class Client:
         from ailuro.ddm import DDMClient
 
         return DDMClient(self)
+
+    @property
+    def brokerage(self) -> BrokerageClient:
+        """Queue status, fair share and ``why`` on the same connection (:mod:`ailuro.brokerage`)."""
+        from ailuro.brokerage import BrokerageClient
+
+        return BrokerageClient(self)
 
     @property
     def tasks(self) -> TaskClient:

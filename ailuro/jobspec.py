@@ -42,6 +42,8 @@ JOB_KEYS: frozenset[str] = frozenset(
         "destination_se",
         "files",
         "processing_type",
+        "disk_mb",
+        "tags",
     }
 )
 """``Job`` fields a submitter may set; every other field is assigned by the server."""
@@ -72,7 +74,16 @@ FINAL_STATUSES: frozenset[int] = frozenset(
 """``JobStatus`` values that never change again (mirrors dispatcher.states.FINAL_STATES)."""
 
 _INT_KEYS = frozenset(
-    {"job_definition_id", "task_id", "current_priority", "max_attempt", "cores", "memory_mb", "max_walltime_s"}
+    {
+        "job_definition_id",
+        "task_id",
+        "current_priority",
+        "max_attempt",
+        "cores",
+        "memory_mb",
+        "max_walltime_s",
+        "disk_mb",
+    }
 )
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -227,6 +238,10 @@ def job_from_dict(
             if not isinstance(value, list):
                 raise InvalidArgument(f"must be a list, got {type(value).__name__}", field=path)
             job.files.extend(file_from_dict(f, field=f"{path}[{i}]") for i, f in enumerate(value))
+        elif name == "tags":
+            if not isinstance(value, list):
+                raise InvalidArgument(f"must be a list, got {type(value).__name__}", field=path)
+            job.tags.extend(_as_str(t, field=f"{path}[{i}]") for i, t in enumerate(value))
         else:
             setattr(job, name, _as_str(value, field=path))
     return job

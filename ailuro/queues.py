@@ -43,6 +43,20 @@ Storage elements (DDM) live in the same file; a queue names the ones it reads in
     name = "CERN_LOCAL"
     input_se = ["CERN_EOS"]
     output_se = ["CERN_EOS"]
+
+Fair share (a tree VO -> group -> user; admins change weights live with ``ailuro shares set``)::
+
+    [shares]
+    half_life_s = 86400               # usage halves in a day (HTCondor's default)
+
+    [[share]]
+    path = "compass/production"       # vo, vo/group or vo/group/user
+    weight = 70
+    labels = ["managed"]              # groups only: the prod_source_labels they take
+    [[share]]
+    path = "compass/analysis"
+    weight = 30
+    labels = ["user"]                 # its users (not listed) split it evenly
 """
 
 from __future__ import annotations
@@ -98,6 +112,11 @@ class QueueConfig:
     pass on to payloads besides the default allow-list (the factory gives them as ``--pass-env``)."""
     pilot_environment: dict[str, str] = field(default_factory=dict)
     """Environment the factory gives this queue's pilots (over the factory-wide one)."""
+    pilot_cores: int = 0
+    """Cores the factory asks the batch system for per pilot (a partitionable pilot runs several
+    narrow jobs or one wide job in them); 0: not set (one core, and brokerage does not check cores)."""
+    pilot_memory_mb: int = 0
+    """Memory the factory asks for per pilot, MiB (0: the batch system's default)."""
 
     def serves(self, *, vo: str, label: str) -> bool:
         """Whether jobs of this VO and prod_source_label may run here."""
@@ -126,6 +145,32 @@ class StorageElementConfig:
         return self.kind == "tape"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShareEntry:
+    """One ``[[share]]`` table: a node of the share tree."""
+
+    path: str
+    """``vo``, ``vo/group`` or ``vo/group/user``."""
+    weight: float = 1.0
+    """Its weight among its siblings (> 0)."""
+    labels: tuple[str, ...] = ()
+    """Groups only: ``prod_source_label`` values whose jobs are charged to this group."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharesConfig:
+    """The ``[shares]`` settings and ``[[share]]`` tables of a queue file."""
+
+    entries: tuple[ShareEntry, ...] = ()
+    """Configured nodes, in file order (a VO's groups are matched in this order)."""
+    half_life_s: float = 86400.0
+    """Usage halves in this many seconds (0: no decay)."""
+    charge_s: float = 3600.0
+    """Seconds charged per core for a job without a walltime limit."""
+    default_weight: float = 1.0
+    """Weight of nodes not configured."""
+
+
 DEFAULT_QUEUES: tuple[QueueConfig, ...] = (QueueConfig(name="LOCAL"),)
 """Used when no queue file is given: one local queue that serves everyone."""
 
@@ -142,6 +187,8 @@ _QUEUE_KEYS = {
     "output_se",
     "pass_env",
     "pilot_environment",
+    "pilot_cores",
+    "pilot_memory_mb",
 }
 _STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
@@ -174,7 +221,7 @@ def _named_tables(
 def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[QueueConfig, ...]:
     """Build queue configs from parsed TOML; ``InvalidArgument`` names the bad key."""
     entries = data.get("queue", [])
-    extra = set(data) - {"queue", "storage"}
+    extra = set(data) - {"queue", "storage", "share", "shares"}
     if extra:
         raise InvalidArgument(f"unknown top-level key(s) {sorted(extra)}", field=source)
     if not isinstance(entries, list) or not entries:
@@ -193,6 +240,12 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
         max_running = raw.get("max_running", 0)
         if not isinstance(max_running, int) or max_running < 0:
             raise InvalidArgument("must be an integer >= 0", field=f"{where}.max_running")
+        pilot_cores = raw.get("pilot_cores", 0)
+        if not isinstance(pilot_cores, int) or isinstance(pilot_cores, bool) or not 0 <= pilot_cores <= 1024:
+            raise InvalidArgument("must be an integer from 0 to 1024", field=f"{where}.pilot_cores")
+        pilot_memory_mb = raw.get("pilot_memory_mb", 0)
+        if not isinstance(pilot_memory_mb, int) or isinstance(pilot_memory_mb, bool) or pilot_memory_mb < 0:
+            raise InvalidArgument("must be an integer >= 0", field=f"{where}.pilot_memory_mb")
         for key in ("vos", "labels", "input_se", "output_se", "pass_env"):
             value = raw.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -225,6 +278,8 @@ def parse_queues(data: dict[str, Any], *, source: str = "queues") -> tuple[Queue
                 output_se=tuple(raw.get("output_se", [])),
                 pass_env=tuple(raw.get("pass_env", [])),
                 pilot_environment=dict(environment),
+                pilot_cores=pilot_cores,
+                pilot_memory_mb=pilot_memory_mb,
             )
         )
     known_se = {se.name for se in parse_storage(data, source=source)}
@@ -269,6 +324,68 @@ def parse_storage(data: dict[str, Any], *, source: str = "queues") -> tuple[Stor
             raise InvalidArgument("must be a string", field=f"{where}.site")
         out.append(StorageElementConfig(name=name, site=site, kind=kind, endpoints=tuple(endpoints), **numbers))
     return tuple(out)
+
+
+_SHARES_KEYS = {"half_life_s", "charge_s", "default_weight"}
+_SHARE_KEYS = {"path", "weight", "labels"}
+_SHARE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+
+
+def check_share_path(path: Any, field_name: str) -> tuple[str, ...]:
+    """The parts of a share path ``vo[/group[/user]]`` (``vo//user``: a VO without groups)."""
+    if not isinstance(path, str) or len(path) > 255:
+        raise InvalidArgument("must be a string of at most 255 characters", field=field_name)
+    parts = tuple(path.split("/"))
+    ok = 1 <= len(parts) <= 3 and all(_SHARE_PART.match(p) for p in parts if p) and parts[0] and parts[-1]
+    if not ok or (len(parts) == 2 and not parts[1]):
+        raise InvalidArgument(f"{path!r} is not vo, vo/group or vo/group/user", field=field_name)
+    return parts
+
+
+def check_share_weight(weight: Any, field_name: str) -> float:
+    """A share weight: a finite number > 0 and at most 1e6."""
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 < weight <= 1e6:
+        raise InvalidArgument("must be a number > 0 and at most 1000000", field=field_name)
+    return float(weight)
+
+
+def parse_shares(data: dict[str, Any], *, source: str = "queues") -> SharesConfig:
+    """The fair-share tree of a queue file; ``InvalidArgument`` names the bad key."""
+    settings = data.get("shares", {})
+    if not isinstance(settings, dict) or set(settings) - _SHARES_KEYS:
+        raise InvalidArgument(f"allowed keys are {sorted(_SHARES_KEYS)}", field=f"{source}.shares")
+    for key, value in settings.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise InvalidArgument("must be a number >= 0", field=f"{source}.shares.{key}")
+    entries = data.get("share", [])
+    if not isinstance(entries, list):
+        raise InvalidArgument("expected [[share]] tables", field=f"{source}.share")
+    out: list[ShareEntry] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(entries):
+        where = f"{source}.share[{i}]"
+        if not isinstance(raw, dict) or set(raw) - _SHARE_KEYS:
+            raise InvalidArgument(f"must be a table with keys {sorted(_SHARE_KEYS)}", field=where)
+        parts = check_share_path(raw.get("path"), f"{where}.path")
+        path = "/".join(parts)
+        if path in seen:
+            raise InvalidArgument(f"duplicate share {path!r}", field=f"{where}.path")
+        seen.add(path)
+        labels = raw.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+            raise InvalidArgument("must be a list of strings", field=f"{where}.labels")
+        if labels and len(parts) != 2:
+            raise InvalidArgument("only a group (vo/group) takes labels", field=f"{where}.labels")
+        weight = check_share_weight(raw.get("weight", 1.0), f"{where}.weight")
+        out.append(ShareEntry(path=path, weight=weight, labels=tuple(labels)))
+    return SharesConfig(entries=tuple(out), **{k: float(v) for k, v in settings.items()})
+
+
+def load_shares(path: str | Path | None) -> SharesConfig:
+    """The share tree of a queue file (empty without a file)."""
+    if path is None:
+        return SharesConfig()
+    return parse_shares(_read_toml(Path(path)), source=str(path))
 
 
 def load_storage(path: str | Path | None) -> tuple[StorageElementConfig, ...]:

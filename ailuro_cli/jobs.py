@@ -207,19 +207,27 @@ def show(
 def why(
     ctx: typer.Context,
     panda_id: int = typer.Argument(..., help="The job's panda id."),
-    as_json: bool = typer.Option(False, "--json", help="Print {panda_id, computing_site, brokerage_reason}."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole explanation as JSON."),
 ) -> None:
-    """Why the job went to its site (the brokerage decision)."""
+    """Why the job waits: per queue whether it could run and why not, its place in the claim order."""
     with reported_errors(), make_client(ctx) as client:
-        (job,) = client.get([panda_id])
+        answer = client.brokerage.why(panda_id)
     if as_json:
-        print_json(
-            {"panda_id": job.panda_id, "computing_site": job.computing_site, "brokerage_reason": job.brokerage_reason}
-        )
+        print_json(message_to_dict(answer))
         return
-    console.print(
-        cell(f"{job.panda_id} -> {job.computing_site or '-'}: {job.brokerage_reason or '(not brokered yet)'}")
-    )
+    console.print(cell(f"{answer.panda_id} {answer.status} on {answer.computing_site or '-'}: {answer.summary}"))
+    console.print(cell(f"brokerage: {answer.brokerage_reason or '(not brokered yet)'}"))
+    console.print(cell(f"share: {answer.share_leaf} (priority {answer.share_priority:.2f}; below 1: under target)"))
+    if answer.claim_position:
+        console.print(cell(f"claim order: {answer.claim_position} of {answer.claim_waiting} waiting"))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("QUEUE", "CAN RUN", "WHY NOT"):
+        table.add_column(column, overflow="fold")
+    for v in answer.queues:
+        table.add_row(cell(v.queue), "yes" if v.can_run else "[red]no[/]", cell("; ".join(v.reasons) or "-"))
+    console.print(table)
+    for line in answer.advice:
+        console.print(cell(f"would change it: {line}"))
 
 
 def _events_table(events: list[job_pb2.JobEvent]) -> Table:

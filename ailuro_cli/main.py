@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import typer
 
-from ailuro_cli import audit, ddm, demo, factory, gateway, jobs, loadtest, monitor, pilot, queues, server, submit, task
+from ailuro_cli import (
+    audit,
+    ddm,
+    demo,
+    factory,
+    gateway,
+    jobs,
+    loadtest,
+    monitor,
+    pilot,
+    queues,
+    server,
+    shares,
+    submit,
+    task,
+)
 from ailuro_cli import token as token_cli
 from ailuro_cli._common import Settings
 
@@ -48,7 +63,8 @@ def _global_options(
     ctx.obj = Settings(server=server_address, user=user, token=token, token_file=token_file, tls_ca=tls_ca)
 
 
-for _module in (server, submit, jobs, queues, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli, audit):
+_MODULES = (server, submit, jobs, queues, shares, task, ddm, pilot, factory, demo, monitor, loadtest, token_cli, audit)
+for _module in _MODULES:
     _module.register(app)
 gateway.register(app)
 

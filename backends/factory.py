@@ -362,8 +362,10 @@ class Factory:
             factory_id=self.factory_id,
             idle_timeout_s=float(queue.factory.idle_timeout_s),
             pilot_command=self.config.pilot_command,
-            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pass_env)),
+            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pass_env), *_size_args(queue)),
             environment=environment,
+            cores=queue.pilot_cores or 1,
+            memory_mb=queue.pilot_memory_mb,
         )
 
     def _register(self, queue: QueueConfig, submitted: Sequence[SubmittedWorker]) -> None:
@@ -593,3 +595,14 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
     return f"{type(exc).__name__}: {exc}"
+
+
+def _size_args(queue: QueueConfig) -> tuple[str, ...]:
+    """Pilot options for a queue configured with multi-core pilots: the pilot offers exactly what
+    the batch system was asked for (on a shared node it would otherwise see the whole host)."""
+    args: tuple[str, ...] = ()
+    if queue.pilot_cores:
+        args += (f"--cores={queue.pilot_cores}",)
+    if queue.pilot_memory_mb:
+        args += (f"--memory-mb={queue.pilot_memory_mb}",)
+    return args

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ailuro.queues import DEFAULT_QUEUES, QueueConfig, StorageElementConfig
+from ailuro.queues import DEFAULT_QUEUES, QueueConfig, SharesConfig, StorageElementConfig
 from dispatcher.auth.config import AuthConfig
 
 
@@ -104,7 +104,10 @@ class DispatcherConfig:
     share_refresh_s: float = 5.0
     """How often the per-VO running counts used for fair-share ordering are recomputed."""
     vo_shares: tuple[tuple[str, float], ...] = ()
-    """Target share per VO, e.g. ``(("compass", 3.0), ("amber", 1.0))``; unlisted VOs weigh 1.0."""
+    """Target share per VO, e.g. ``(("compass", 3.0), ("amber", 1.0))``; unlisted VOs weigh 1.0
+    (a VO weight in ``shares`` wins over this)."""
+    shares: SharesConfig = field(default_factory=SharesConfig)
+    """The fair-share tree (``[shares]``/``[[share]]`` of the queue file)."""
     watch_gap_timeout_s: float = 10.0
     """WatchJobs waits this long for an event id skipped by a still-open transaction (PostgreSQL)."""
     command_retention_s: float = 3600.0

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from ailuro.v1 import job_pb2, submission_pb2
+from dispatcher.matching import format_tags, parse_tags
 from dispatcher.states import JobState
 
 
@@ -41,6 +42,8 @@ class Kind(StrEnum):
     """Epoch seconds (NULL: unset) in the column, a ``Timestamp`` in the message, seconds in JSON."""
     STATUS = "status"
     """The lowercase state name in the column and JSON, the ``JobStatus`` enum in the message."""
+    TAGS = "tags"
+    """A set of words: comma-separated and sorted in the column, a sorted list in the message and JSON."""
 
 
 class Origin(StrEnum):
@@ -93,6 +96,8 @@ FIELDS: tuple[JobField, ...] = (
     JobField(column="cores", proto="cores", key="cores", kind=_I, origin=_SUB),
     JobField(column="memory_mb", proto="memory_mb", key="memory_mb", kind=_I, origin=_SUB),
     JobField(column="max_walltime_s", proto="max_walltime_s", key="maxwalltime_s", kind=_I, origin=_SUB),
+    JobField(column="disk_mb", proto="disk_mb", key="disk_mb", kind=_I, origin=_SUB),
+    JobField(column="tags", proto="tags", key="tags", kind=Kind.TAGS, origin=_SUB),
     JobField(column="destination_dblock", proto="destination_dblock", key="destinationdblock", origin=_SUB),
     JobField(column="destination_se", proto="destination_se", key="destinationse", origin=_SUB),
     JobField(column="processing_type", proto="processing_type", key="processingtype", origin=_SUB),
@@ -155,6 +160,11 @@ def _to_proto(kind: Kind, value: Any) -> Any:
     return value
 
 
+def _words(text: str) -> list[str]:
+    """The stored (comma-separated) form of a :attr:`Kind.TAGS` value as a sorted list."""
+    return sorted(parse_tags(text))
+
+
 def _set(job: job_pb2.Job, f: JobField, value: Any) -> None:
     """Set ``f``'s message field of ``job`` from a column value."""
     holder: Any = job
@@ -166,6 +176,10 @@ def _set(job: job_pb2.Job, f: JobField, value: Any) -> None:
             holder.ClearField(name)
         else:
             getattr(holder, name).FromNanoseconds(int(value * 1e9))
+        return
+    if f.kind == Kind.TAGS:
+        del getattr(holder, name)[:]
+        getattr(holder, name).extend(_words(value))
         return
     setattr(holder, name, _to_proto(f.kind, value))
 
@@ -208,7 +222,8 @@ def insert_row(
         if f.column == "panda_id":
             continue
         if f.origin == Origin.SUBMITTED:
-            row[f.column] = getattr(spec, f.proto)
+            value = getattr(spec, f.proto)
+            row[f.column] = format_tags(value) if f.kind == Kind.TAGS else value
         else:
             row[f.column] = given.get(f.column, f.initial)
     row["spec"] = spec.SerializeToString()
@@ -225,6 +240,8 @@ def json_value(f: JobField, value: Any) -> Any:
         return float(value)
     if f.kind == Kind.BOOL:
         return bool(value)
+    if f.kind == Kind.TAGS:
+        return _words(value)
     return value
 
 

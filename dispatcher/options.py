@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ailuro.errors import InvalidArgument
-from ailuro.queues import load_queues, load_storage
+from ailuro.queues import load_queues, load_shares, load_storage
 from ailuro.vocabulary import DB_ENV, DB_ENV_DEPRECATED, DEFAULT_STORAGE_ROOT
 from ddm.storage import ENV_STORAGE_ROOT
 from dispatcher.auth.config import AUTH_DIR_ENV, DEFAULT_AUTH_DIR, TOKEN_MODE, AuthConfig
@@ -206,7 +206,11 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
     if args.queues is not None:
         if not args.queues.is_file():
             raise InvalidArgument(f"queues file not found: {args.queues}", field="--queues")
-        options = {"queues": load_queues(args.queues), "storage": load_storage(args.queues)}
+        options = {
+            "queues": load_queues(args.queues),
+            "storage": load_storage(args.queues),
+            "shares": load_shares(args.queues),
+        }
     return DispatcherConfig(
         db_url=args.db,
         host=args.host,

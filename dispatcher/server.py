@@ -21,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 from ailuro.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    brokerage_pb2,
+    brokerage_pb2_grpc,
     ddm_pb2,
     ddm_pb2_grpc,
     factory_pb2,
@@ -31,6 +33,7 @@ from ailuro.v1 import (
     submission_pb2_grpc,
 )
 from dispatcher.api.admin import AdminServicer
+from dispatcher.api.brokerage import BrokerageServicer
 from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
 from dispatcher.api.pilot import PilotServicer
@@ -45,6 +48,7 @@ from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
 from dispatcher.services.logs import JobLogService
+from dispatcher.services.placement import PlacementService
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import SubmissionService
 from dispatcher.services.tasks import TaskService
@@ -59,6 +63,7 @@ _SERVICE_NAMES = (
     factory_pb2.DESCRIPTOR.services_by_name["FactoryService"].full_name,
     ddm_pb2.DESCRIPTOR.services_by_name["DDMService"].full_name,
     ddm_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+    brokerage_pb2.DESCRIPTOR.services_by_name["BrokerageService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
@@ -134,6 +139,9 @@ async def _start(config: DispatcherConfig) -> _Started:
     ddm_pb2_grpc.add_DDMServiceServicer_to_server(DDMServicer(CatalogService(runtime)), server)
     ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime)), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(AdminService(runtime)), server)
+    brokerage_pb2_grpc.add_BrokerageServiceServicer_to_server(
+        BrokerageServicer(PlacementService(runtime, hub.policy)), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

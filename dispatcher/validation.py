@@ -154,8 +154,9 @@ def validate_job(job: job_pb2.Job, where: str, *, known_sites: Collection[str]) 
         raise InvalidArgument(
             f"must be 1 to {MAX_ATTEMPT} (0: default), got {job.max_attempt}", field=f"{where}.max_attempt"
         )
-    for name in ("cores", "memory_mb", "max_walltime_s"):
+    for name in ("cores", "memory_mb", "max_walltime_s", "disk_mb"):
         _non_negative(getattr(job, name), f"{where}.{name}")
+    validate_tags(job.tags, f"{where}.tags")
     if len(job.environment) > MAX_ENV_ENTRIES:
         raise InvalidArgument(
             f"has {len(job.environment)} entries; the limit is {MAX_ENV_ENTRIES}", field=f"{where}.environment"
@@ -266,8 +267,9 @@ def validate_hello(
         raise InvalidArgument(f"unknown queue {hello.queue!r}", field=f"{where}.queue")
     for name in ("node", "batch_id", "version"):
         _text(getattr(hello, name), f"{where}.{name}")
-    for name in ("cores", "memory_mb", "walltime_left_s"):
+    for name in ("cores", "memory_mb", "walltime_left_s", "disk_mb"):
         _non_negative(getattr(hello, name), f"{where}.{name}")
+    validate_tags(hello.tags, f"{where}.tags")
     if len(hello.held_jobs) > limits.held_jobs_per_hello:
         raise InvalidArgument(
             f"has {len(hello.held_jobs)} entries; the limit (held_jobs_per_hello) is {limits.held_jobs_per_hello}",
@@ -276,6 +278,29 @@ def validate_hello(
     for i, held in enumerate(hello.held_jobs):
         if held.panda_id <= 0:
             raise InvalidArgument("must be a positive job id", field=f"{where}.held_jobs[{i}].panda_id")
+
+
+MAX_TAGS = 16
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}\Z")
+
+
+def validate_tags(tags: Sequence[str], field: str) -> None:
+    """Resource tags of a job or pilot: at most 16, each a 1-64 character word (no commas)."""
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument(f"has {len(tags)} entries; the limit is {MAX_TAGS}", field=field)
+    for i, tag in enumerate(tags):
+        if not _TAG.match(tag):
+            raise InvalidArgument(
+                f"{tag[:80]!r} is not a tag (letters, digits and _.:+-, at most 64)", field=f"{field}[{i}]"
+            )
+    if len(",".join(sorted(set(tags)))) > 255:
+        raise InvalidArgument("tags are longer than 255 characters together", field=field)
+
+
+def validate_free(request: pilot_pb2.JobRequest, where: str = "job_request") -> None:
+    """The free resources a JobRequest states."""
+    for name in ("walltime_left_s", "cores_free", "memory_mb_free", "disk_mb_free"):
+        _non_negative(getattr(request, name), f"{where}.{name}")
 
 
 def validate_job_request_n(n: int, field: str) -> None:

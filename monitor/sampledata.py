@@ -159,6 +159,8 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
             "cores": rng.choice((1, 1, 1, 8)),
             "memory_mb": 2000,
             "max_walltime_s": 86400,
+            "disk_mb": 0,
+            "tags": "",
             "destination_dblock": f"user.{owner}.out.{task_id}",
             "destination_se": "CERN-EOS",
             "processing_type": "reco" if transformation in ("coral.exe", "megadst_reco.py") else "",

@@ -23,9 +23,10 @@ from pilot.config import (
     DEFAULT_STORAGE_ROOT,
     PilotConfig,
     available_cores,
+    available_memory_mb,
     default_pilot_id,
     detect_batch_id,
-    total_memory_mb,
+    free_disk_mb,
 )
 
 DESCRIPTION = "Run a pilot: connect to the dispatcher, take jobs from QUEUE and run them until idle."
@@ -98,6 +99,18 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
     transport.add_argument("--stream", dest="unary", action="store_const", const=False, help="use the Connect stream")
     p.add_argument("--memory-mb", type=int, default=0, help="memory offered to payloads in MiB (default: node memory)")
     p.add_argument(
+        "--disk-mb",
+        type=int,
+        default=0,
+        help="scratch disk offered to payloads in MiB (default: free space of --workdir)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=None,
+        help="a feature of this node jobs may require, e.g. gpu (repeatable; env AILURO_PILOT_TAGS, space-separated)",
+    )
+    p.add_argument(
         "--keep-workdirs",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -145,8 +158,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         storage_root=(args.storage_root or DEFAULT_STORAGE_ROOT).expanduser().absolute(),
         batch_id=detect_batch_id(env),
         node=socket.gethostname(),
-        cores=args.cores or available_cores(),
-        memory_mb=args.memory_mb or total_memory_mb(),
+        cores=args.cores or available_cores(env),
+        memory_mb=args.memory_mb or available_memory_mb(env),
+        disk_mb=args.disk_mb or free_disk_mb(work),
+        tags=tuple(args.tag if args.tag is not None else env.get("AILURO_PILOT_TAGS", "").split()),
         heartbeat_s=args.heartbeat_s,
         status_delay_s=args.status_delay_s,
         idle_timeout_s=args.idle_timeout_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import Mapping
@@ -41,6 +42,10 @@ class PilotConfig:
     """Cores offered to payloads."""
     memory_mb: int = 0
     """Memory offered to payloads (0: unknown)."""
+    disk_mb: int = 0
+    """Scratch disk offered to payloads, MiB (0: unknown); jobs needing more are not sent."""
+    tags: tuple[str, ...] = ()
+    """Features of the node jobs may ask for (``gpu``, a CVMFS release, ...)."""
     heartbeat_s: float = 30.0
     """Interval of the batched heartbeats."""
     status_delay_s: float = 1.0
@@ -149,6 +154,33 @@ def total_memory_mb() -> int:
     return 0
 
 
+def available_memory_mb(environ: Mapping[str, str] | None = None) -> int:
+    """Memory this pilot may give to payloads, MiB: what the batch system granted when it says
+    (Slurm's ``SLURM_MEM_PER_NODE``, HTCondor's ``RequestMemory`` in the job ad or the slot's
+    ``Memory`` in the machine ad), else the node's physical memory (0: unknown)."""
+    env = os.environ if environ is None else environ
+    value = env.get("SLURM_MEM_PER_NODE", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    for key, attribute in (("_CONDOR_JOB_AD", "RequestMemory"), ("_CONDOR_MACHINE_AD", "Memory")):
+        ad_path = env.get(key)
+        if ad_path:
+            mb = _condor_ad_number(Path(ad_path), attribute)
+            if mb:
+                return mb
+    return total_memory_mb()
+
+
+def free_disk_mb(path: Path) -> int:
+    """Free space under ``path`` (or its nearest existing parent) in MiB; 0 when it cannot be read."""
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free // (1024 * 1024)
+        except OSError:
+            continue
+    return 0
+
+
 def default_pilot_id() -> str:
     """A fresh pilot id: host name plus a random suffix."""
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
@@ -158,7 +190,8 @@ def available_cores(environ: Mapping[str, str] | None = None) -> int:
     """Cores this pilot may give to payloads, at least 1.
 
     What the batch system granted, when it says: Slurm's ``SLURM_CPUS_ON_NODE``, LSF's
-    ``LSB_DJOB_NUMPROC``, HTCondor's ``RequestCpus`` in the job ad (``_CONDOR_JOB_AD``);
+    ``LSB_DJOB_NUMPROC``, HTCondor's ``RequestCpus`` in the job ad (``_CONDOR_JOB_AD``) or the
+    slot's ``Cpus`` in the machine ad (``_CONDOR_MACHINE_AD``);
     otherwise the CPU affinity of this process (which cgroups and ``taskset`` narrow), else
     ``os.cpu_count()``.
     """
@@ -167,23 +200,25 @@ def available_cores(environ: Mapping[str, str] | None = None) -> int:
         value = env.get(key, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    ad_path = env.get("_CONDOR_JOB_AD")
-    if ad_path:
-        cpus = _condor_request_cpus(Path(ad_path))
-        if cpus:
-            return cpus
+    for key, attribute in (("_CONDOR_JOB_AD", "RequestCpus"), ("_CONDOR_MACHINE_AD", "Cpus")):
+        ad_path = env.get(key)
+        if ad_path:
+            cpus = _condor_ad_number(Path(ad_path), attribute)
+            if cpus:
+                return cpus
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
 
 
-def _condor_request_cpus(ad_path: Path) -> int:
+def _condor_ad_number(ad_path: Path, attribute: str) -> int:
+    """A positive integer attribute of an HTCondor ClassAd file (0 when absent or unreadable)."""
     try:
         text = ad_path.read_text(errors="replace")
     except OSError:
         return 0
-    match = re.search(r"^\s*RequestCpus\s*=\s*(\d+)\s*$", text, re.MULTILINE | re.IGNORECASE)
+    match = re.search(rf"^\s*{attribute}\s*=\s*(\d+)\s*$", text, re.MULTILINE | re.IGNORECASE)
     return int(match.group(1)) if match and int(match.group(1)) > 0 else 0
 
 

@@ -250,7 +250,19 @@ class Pilot:
 
     def _request_job(self, n: int, left: float | None) -> None:
         walltime_left_s = 0 if left is None else max(1, int(left))
-        msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=n, walltime_left_s=walltime_left_s))
+        # what is free, so the dispatcher carves jobs out of it (a partitionable pilot): several
+        # narrow jobs or one wide one; never more cores or memory than are left
+        active = self._active()
+        memory_free = self.config.memory_mb - sum(c.job.memory_mb for c in active)
+        disk_free = self.config.disk_mb - sum(c.job.disk_mb for c in active)
+        request = pilot_pb2.JobRequest(
+            n=n,
+            walltime_left_s=walltime_left_s,
+            cores_free=max(1, self.free_cores(active)),
+            memory_mb_free=max(1, memory_free) if self.config.memory_mb else 0,
+            disk_mb_free=max(1, disk_free) if self.config.disk_mb else 0,
+        )
+        msg = pilot_pb2.PilotMessage(job_request=request)
         if self.conn.send(msg):
             self._request_pending = True
             self._request_left = n
@@ -284,6 +296,8 @@ class Pilot:
             batch_id=self.config.batch_id,
             cores=self.config.cores,
             memory_mb=self.config.memory_mb,
+            disk_mb=self.config.disk_mb,
+            tags=list(self.config.tags),
             walltime_left_s=0 if left is None else max(1, int(left)),
             version=pilot_version(),
             held_jobs=[pilot_pb2.HeldJob(panda_id=c.panda_id, lease_epoch=c.epoch) for c in self._held()],

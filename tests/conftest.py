@@ -128,7 +128,7 @@ class RawPilot:
     next message of a kind (``assignment``, ``no_job``, ``command``, ``acks``), keeping others.
     """
 
-    def __init__(self, address: str, *, pilot_id: str, queue: str = "LOCAL", held: Any = ()) -> None:
+    def __init__(self, address: str, *, pilot_id: str, queue: str = "LOCAL", held: Any = (), hello: Any = None) -> None:
         import queue as _queue
         import threading
 
@@ -142,7 +142,10 @@ class RawPilot:
         self._in: _queue.Queue[Any] = _queue.Queue()
         self._kept: list[Any] = []
         self.channel = grpc.insecure_channel(address)
-        self._out.put(pilot_pb2.PilotMessage(hello=pilot_pb2.Hello(pilot_id=pilot_id, queue=queue, held_jobs=held)))
+        fields = dict(hello or {})  # e.g. cores/memory_mb/tags the pilot advertises
+        self._out.put(
+            pilot_pb2.PilotMessage(hello=pilot_pb2.Hello(pilot_id=pilot_id, queue=queue, held_jobs=held, **fields))
+        )
 
         def requests() -> Iterator[Any]:
             while True:

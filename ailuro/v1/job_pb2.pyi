@@ -112,7 +112,7 @@ class JobMetrics(_message.Message):
     def __init__(self, cpu_time_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ..., walltime_s: _Optional[float] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("panda_id", "job_name", "job_definition_id", "task_id", "vo", "prod_source_label", "transformation", "job_parameters", "environment", "computing_site", "current_priority", "max_attempt", "attempt_nr", "cores", "memory_mb", "max_walltime_s", "destination_dblock", "destination_se", "files", "status", "creation_time", "modification_time", "start_time", "end_time", "owner", "pilot_id", "batch_id", "node", "metrics", "errors", "lease_epoch", "brokerage_reason", "parent_panda_id", "processing_type")
+    __slots__ = ("panda_id", "job_name", "job_definition_id", "task_id", "vo", "prod_source_label", "transformation", "job_parameters", "environment", "computing_site", "current_priority", "max_attempt", "attempt_nr", "cores", "memory_mb", "max_walltime_s", "destination_dblock", "destination_se", "files", "status", "creation_time", "modification_time", "start_time", "end_time", "owner", "pilot_id", "batch_id", "node", "metrics", "errors", "lease_epoch", "brokerage_reason", "parent_panda_id", "processing_type", "disk_mb", "tags")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,8 @@ class Job(_message.Message):
     BROKERAGE_REASON_FIELD_NUMBER: _ClassVar[int]
     PARENT_PANDA_ID_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DISK_MB_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     panda_id: int
     job_name: str
     job_definition_id: int
@@ -188,7 +190,9 @@ class Job(_message.Message):
     brokerage_reason: str
     parent_panda_id: int
     processing_type: str
-    def __init__(self, panda_id: _Optional[int] = ..., job_name: _Optional[str] = ..., job_definition_id: _Optional[int] = ..., task_id: _Optional[int] = ..., vo: _Optional[str] = ..., prod_source_label: _Optional[str] = ..., transformation: _Optional[str] = ..., job_parameters: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., computing_site: _Optional[str] = ..., current_priority: _Optional[int] = ..., max_attempt: _Optional[int] = ..., attempt_nr: _Optional[int] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., max_walltime_s: _Optional[int] = ..., destination_dblock: _Optional[str] = ..., destination_se: _Optional[str] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modification_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ..., pilot_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., node: _Optional[str] = ..., metrics: _Optional[_Union[JobMetrics, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[JobError, _Mapping]]] = ..., lease_epoch: _Optional[int] = ..., brokerage_reason: _Optional[str] = ..., parent_panda_id: _Optional[int] = ..., processing_type: _Optional[str] = ...) -> None: ...
+    disk_mb: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, panda_id: _Optional[int] = ..., job_name: _Optional[str] = ..., job_definition_id: _Optional[int] = ..., task_id: _Optional[int] = ..., vo: _Optional[str] = ..., prod_source_label: _Optional[str] = ..., transformation: _Optional[str] = ..., job_parameters: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., computing_site: _Optional[str] = ..., current_priority: _Optional[int] = ..., max_attempt: _Optional[int] = ..., attempt_nr: _Optional[int] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., max_walltime_s: _Optional[int] = ..., destination_dblock: _Optional[str] = ..., destination_se: _Optional[str] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modification_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ..., pilot_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., node: _Optional[str] = ..., metrics: _Optional[_Union[JobMetrics, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[JobError, _Mapping]]] = ..., lease_epoch: _Optional[int] = ..., brokerage_reason: _Optional[str] = ..., parent_panda_id: _Optional[int] = ..., processing_type: _Optional[str] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("event_id", "panda_id", "from_status", "to_status", "time", "actor", "reason", "attempt_nr", "lease_epoch")

@@ -39,7 +39,7 @@ class HeldJob(_message.Message):
     def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("pilot_id", "queue", "node", "batch_id", "cores", "memory_mb", "walltime_left_s", "version", "held_jobs")
+    __slots__ = ("pilot_id", "queue", "node", "batch_id", "cores", "memory_mb", "walltime_left_s", "version", "held_jobs", "disk_mb", "tags")
     PILOT_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class Hello(_message.Message):
     WALLTIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
+    DISK_MB_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     pilot_id: str
     queue: str
     node: str
@@ -58,15 +60,23 @@ class Hello(_message.Message):
     walltime_left_s: int
     version: str
     held_jobs: _containers.RepeatedCompositeFieldContainer[HeldJob]
-    def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ...) -> None: ...
+    disk_mb: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("n", "walltime_left_s")
+    __slots__ = ("n", "walltime_left_s", "cores_free", "memory_mb_free", "disk_mb_free")
     N_FIELD_NUMBER: _ClassVar[int]
     WALLTIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    CORES_FREE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FREE_FIELD_NUMBER: _ClassVar[int]
+    DISK_MB_FREE_FIELD_NUMBER: _ClassVar[int]
     n: int
     walltime_left_s: int
-    def __init__(self, n: _Optional[int] = ..., walltime_left_s: _Optional[int] = ...) -> None: ...
+    cores_free: int
+    memory_mb_free: int
+    disk_mb_free: int
+    def __init__(self, n: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., cores_free: _Optional[int] = ..., memory_mb_free: _Optional[int] = ..., disk_mb_free: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("panda_id", "lease_epoch", "status", "metrics")

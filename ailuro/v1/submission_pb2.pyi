@@ -156,7 +156,7 @@ class ListQueuesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class QueueInfo(_message.Message):
-    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running")
+    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running", "status", "status_reason")
     class StatusCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,8 @@ class QueueInfo(_message.Message):
     STATUS_COUNTS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_PILOTS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     vos: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -180,7 +182,9 @@ class QueueInfo(_message.Message):
     status_counts: _containers.ScalarMap[str, int]
     connected_pilots: int
     max_running: int
-    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ...) -> None: ...
+    status: str
+    status_reason: str
+    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class ListQueuesResponse(_message.Message):
     __slots__ = ("queues",)

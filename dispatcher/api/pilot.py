@@ -19,7 +19,7 @@ from ailuro.errors import InvalidArgument
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from dispatcher import validation
 from dispatcher.api.errors import streaming, unary
-from dispatcher.services.hub import PilotHub, PilotStream
+from dispatcher.services.hub import PilotHub, PilotStream, pilot_info
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 
@@ -84,7 +84,10 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 await stream.wait_pending(limits.pending_per_stream, limits.pending_wait_s)
                 if kind == "job_request":
                     validation.validate_job_request_n(msg.job_request.n, "job_request.n")
-                    spawn(self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s))
+                    validation.validate_free(msg.job_request)
+                    spawn(
+                        self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s, msg.job_request)
+                    )
                 elif kind == "heartbeats":
                     validation.validate_heartbeat_batch(msg.heartbeats, limits)
                     rejected = []
@@ -118,9 +121,11 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 t.cancel()
             stream.fail(exc)
 
-    async def _serve_request(self, stream: PilotStream, n: int, walltime_left_s: int) -> None:
+    async def _serve_request(
+        self, stream: PilotStream, n: int, walltime_left_s: int, free: pilot_pb2.JobRequest | None = None
+    ) -> None:
         try:
-            assignments = await self.hub.request_jobs(stream.pilot, n, walltime_left_s=walltime_left_s)
+            assignments = await self.hub.request_jobs(stream.pilot, n, walltime_left_s=walltime_left_s, free=free)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -149,7 +154,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     ) -> pilot_pb2.GetJobResponse:
         validation.validate_get_job(request, known_queues=self.hub.rt.queue_names)
         h = request.pilot
-        info = pstore.PilotInfo(pilot_id=h.pilot_id, queue=h.queue, node=h.node, batch_id=h.batch_id, version=h.version)
+        info = pilot_info(h)
         rt = self.hub.rt
 
         def register() -> None:

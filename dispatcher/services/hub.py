@@ -26,7 +26,9 @@ from ailuro.v1 import pilot_pb2
 from dispatcher import validation
 from dispatcher.config import Limits
 from dispatcher.logsafe import describe
+from dispatcher.matching import Offer
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
@@ -158,6 +160,31 @@ def _item_outcome(result: Any) -> tuple[pstore.AckResult, str]:
     return result
 
 
+def pilot_info(hello: pilot_pb2.Hello) -> pstore.PilotInfo:
+    """What a (validated) Hello says about its pilot, resources included."""
+    return pstore.PilotInfo(
+        pilot_id=hello.pilot_id,
+        queue=hello.queue,
+        node=hello.node,
+        batch_id=hello.batch_id,
+        version=hello.version,
+        cores=hello.cores,
+        memory_mb=hello.memory_mb,
+        disk_mb=hello.disk_mb,
+        tags=frozenset(hello.tags),
+    )
+
+
+def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offer:
+    """What a pilot can take now: the request's free resources, else what its Hello advertised."""
+    return Offer(
+        cores=(free.cores_free if free is not None and free.cores_free else pilot.cores),
+        memory_mb=(free.memory_mb_free if free is not None and free.memory_mb_free else pilot.memory_mb),
+        disk_mb=(free.disk_mb_free if free is not None and free.disk_mb_free else pilot.disk_mb),
+        tags=pilot.tags,
+    )
+
+
 def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
     """A Command message from a ``pilot_commands`` row's fields."""
     kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
@@ -179,8 +206,7 @@ class PilotHub:
             runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
         )
         self._beats: dict[int, tuple[pstore.HeartbeatIn, PilotStream]] = {}
-        self._running: dict[str, int] = {}
-        self._running_at = 0.0
+        self.policy = ClaimPolicyCache(runtime)
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self._wakeup: CommandWakeup | None = None
@@ -217,9 +243,7 @@ class PilotHub:
     async def open_stream(self, hello: pilot_pb2.Hello) -> PilotStream:
         """Validate a Hello, register the pilot as connected here, resume its held jobs."""
         validation.validate_hello(hello, known_queues=self.rt.queue_names, limits=self.rt.config.limits)
-        info = pstore.PilotInfo(
-            pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, batch_id=hello.batch_id, version=hello.version
-        )
+        info = pilot_info(hello)
         stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
         old = self.streams.get(info.pilot_id)
         if old is not None:  # the same pilot reconnected before its old stream was noticed closed
@@ -275,18 +299,19 @@ class PilotHub:
     # --- claims -----------------------------------------------------------------------------
 
     async def request_jobs(
-        self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0
+        self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0, free: pilot_pb2.JobRequest | None = None
     ) -> list[pilot_pb2.JobAssignment]:
         """Up to ``n`` assignments for ``pilot`` (claimed together with other pilots' requests).
 
-        ``walltime_left_s`` > 0 keeps jobs whose ``max_walltime_s`` would not fit away from the pilot.
+        ``walltime_left_s`` > 0 keeps jobs whose ``max_walltime_s`` would not fit away from the
+        pilot; ``free`` (a JobRequest's ``*_free``) says what the pilot has left, else its Hello's.
         """
-        if pilot.queue not in self._enabled:
+        if pilot.queue not in self._enabled or self.policy.offline(pilot.queue):
             return []
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
-        req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s)
+        req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s, offer=offer_of(pilot, free))
         outcome = await _settled(self._claims.submit(req))
         if isinstance(outcome, Unavailable):
             raise outcome
@@ -298,12 +323,12 @@ class PilotHub:
         cfg = self.rt.config
         for r in reqs:  # this function may be re-run after a transient conflict
             r.assignments.clear()
+        if self.policy.due(self.rt.now()):
+            self.policy.refresh(self.rt.db, self.rt.now())
         with self.rt.db.write() as conn:
             now = self.rt.now()
-            if now - self._running_at > cfg.share_refresh_s:
-                self._running = pstore.running_by_vo(conn)
-                self._running_at = now
-            pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, running=self._running, shares=self.rt.shares)
+            charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
+        self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
         return [r.assignments for r in reqs]
 
     # --- heartbeats -------------------------------------------------------------------------

@@ -30,7 +30,6 @@ class Runtime:
         self.dispatcher_id = f"{uuid.uuid4().hex[:12]}"
         self.executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="ailuro-db")
         self.queue_names = frozenset(q.name for q in config.queues)
-        self.shares = dict(config.vo_shares)
 
     async def db_call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` on the database thread pool and await its result.

@@ -17,10 +17,11 @@ from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import jobfields, validation
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
-from dispatcher.services.brokerage import Broker
+from dispatcher.services.brokerage import Broker, needs_of_spec
 from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import audit, dataflow
+from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
 from dispatcher.store import workers as wstore
 from dispatcher.store.schema import submit_requests
@@ -75,7 +76,8 @@ def place_and_insert(
     first be transferred or staged from tape are parked in ``assigned`` (see ``dataflow``).
     """
     storage = {se.name: se for se in config.storage}
-    broker = Broker(config.queues, store.active_counts_by_site(conn))
+    statuses = {q: c.status for q, c in bstore.queue_statuses(conn).items()}
+    broker = Broker(config.queues, store.active_counts_by_site(conn), statuses)
     inputs = dataflow.read_inputs(conn, specs) if storage else dataflow.NO_INPUTS  # once for the batch
     reasons = []
     for i, spec in enumerate(specs):
@@ -85,7 +87,12 @@ def place_and_insert(
             else frozenset()
         )
         site, reason = broker.place(
-            site=spec.computing_site, vo=spec.vo, label=spec.prod_source_label, where=f"jobs[{i}]", holding=holding
+            site=spec.computing_site,
+            vo=spec.vo,
+            label=spec.prod_source_label,
+            where=f"jobs[{i}]",
+            holding=holding,
+            needs=needs_of_spec(spec),
         )
         spec.computing_site = site
         reasons.append(reason)
@@ -272,14 +279,15 @@ class SubmissionService:
         """Configured queues with their non-final job counts and connected pilots."""
         now = self.rt.now()
 
-        def run() -> tuple[dict[str, dict[str, int]], dict[str, tuple[int, int]]]:
+        def run() -> tuple[dict[str, dict[str, int]], dict[str, tuple[int, int]], dict[str, bstore.StatusChange]]:
             with self.rt.db.read() as conn:
                 return (
                     store.active_counts_by_site(conn),
                     wstore.connected_pilots(conn, now=now, stale_s=self.rt.config.pilot_stale_s),
+                    bstore.queue_statuses(conn),
                 )
 
-        counts, connected = await self.rt.db_call(run)
+        counts, connected, statuses = await self.rt.db_call(run)
         return [
             submission_pb2.QueueInfo(
                 name=q.name,
@@ -290,6 +298,8 @@ class SubmissionService:
                 status_counts=counts.get(q.name, {}),
                 connected_pilots=connected.get(q.name, (0, 0))[0],
                 max_running=q.max_running,
+                status=statuses[q.name].status.value if q.name in statuses else "online",
+                status_reason=statuses[q.name].reason if q.name in statuses else "",
             )
             for q in self.rt.config.queues
         ]

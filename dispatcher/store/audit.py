@@ -26,6 +26,7 @@ TOKEN_ISSUE = "token.issue"
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
 QUEUE_STATUS = "queue.status"
+SHARE_WEIGHT = "share.weight"
 ACTIONS = (
     JOBS_SUBMIT,
     JOBS_KILL,
@@ -36,6 +37,7 @@ ACTIONS = (
     WORKERS_REGISTER,
     WORKERS_UPDATE,
     QUEUE_STATUS,
+    SHARE_WEIGHT,
 )
 """Every action name the dispatcher records (``ailuro audit --action`` takes one of them)."""
 

@@ -7,21 +7,24 @@ transaction) and returns per-item outcomes so the caller can answer each pilot.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher import jobfields
 from dispatcher.convert import FILE_TYPE_NAMES
+from dispatcher.matching import Offer, format_tags
+from dispatcher.shares import Leaf, charge
 from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, path, should_retry
 from dispatcher.store import dataflow
+from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
-from dispatcher.store.schema import files, jobs, pilot_commands, pilots
+from dispatcher.store.schema import files, pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
 AckResult = pilot_pb2.AckResult
@@ -41,6 +44,14 @@ class PilotInfo:
     node: str = ""
     batch_id: str = ""
     version: str = ""
+    cores: int = 0
+    """Cores it advertised in its Hello (0: unknown)."""
+    memory_mb: int = 0
+    """Memory it advertised, MiB (0: unknown)."""
+    disk_mb: int = 0
+    """Scratch disk it advertised, MiB (0: unknown)."""
+    tags: frozenset[str] = frozenset()
+    """Node features it advertised."""
 
 
 @dataclass(kw_only=True)
@@ -51,7 +62,14 @@ class ClaimRequest:
     n: int
     walltime_left_s: int = 0
     """The pilot's remaining walltime (0: unknown/unlimited); longer jobs are not handed to it."""
+    offer: Offer | None = None
+    """What the pilot has free (cores, memory, disk, tags); None: only ``walltime_left_s`` is known."""
     assignments: list[pilot_pb2.JobAssignment] = field(default_factory=list)
+
+    def effective_offer(self) -> Offer:
+        """The offer matched against jobs, with ``walltime_left_s`` in it."""
+        base = self.offer or Offer()
+        return replace(base, walltime_s=self.walltime_left_s or base.walltime_s)
 
 
 def _insert_for(conn: Connection) -> Any:
@@ -65,6 +83,10 @@ def register_pilot(conn: Connection, pilot: PilotInfo, *, dispatcher_id: str, co
         "node": pilot.node,
         "batch_id": pilot.batch_id,
         "version": pilot.version,
+        "cores": pilot.cores,
+        "memory_mb": pilot.memory_mb,
+        "disk_mb": pilot.disk_mb,
+        "tags": format_tags(pilot.tags),
         "dispatcher_id": dispatcher_id if connected else "",
         "connected": connected,
         "last_seen": now,
@@ -117,98 +139,29 @@ def connected_clause(*, now: float, stale_s: float = PILOT_STALE_S) -> Any:
     return and_(pilots.c.connected, pilots.c.last_seen >= now - stale_s)
 
 
-def _share_order(cands: list[Any], running: Mapping[str, int], shares: Mapping[str, float], n: int) -> list[Any]:
-    """Pick ``n`` candidates: priority first, then the VO furthest below its share, then age."""
-    by_prio: dict[int, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for row in cands:  # already ordered by priority desc, panda_id asc
-        by_prio[row["current_priority"]][row["vo"]].append(row)
-    usage = dict(running)
-    picked: list[Any] = []
-    for prio in sorted(by_prio, reverse=True):
-        queues = {vo: list(reversed(rows)) for vo, rows in by_prio[prio].items()}
-        while queues and len(picked) < n:
-            vo = min(queues, key=lambda v: (usage.get(v, 0) / shares.get(v, 1.0), queues[v][-1]["panda_id"]))
-            picked.append(queues[vo].pop())
-            usage[vo] = usage.get(vo, 0) + 1
-            if not queues[vo]:
-                del queues[vo]
-        if len(picked) >= n:
-            break
-    return picked
-
-
-def _match(reqs: Sequence[ClaimRequest], picked: Sequence[Any]) -> list[tuple[ClaimRequest, Any]]:
-    """Give each request, in order, the first ``n`` untaken candidates that fit its walltime.
-
-    Linear for requests without a walltime bound (the common case): every candidate before
-    ``head`` is taken, so they start there instead of rescanning the whole list.
-    """
-    plan: list[tuple[ClaimRequest, Any]] = []
-    taken = [False] * len(picked)
-    head = 0
-    for req in reqs:
-        got = 0
-        i = head
-        while got < req.n and i < len(picked):
-            row = picked[i]
-            if not taken[i] and not (req.walltime_left_s and row["max_walltime_s"] > req.walltime_left_s):
-                taken[i] = True
-                plan.append((req, row))
-                got += 1
-            i += 1
-        while head < len(picked) and taken[head]:
-            head += 1
-    return plan
-
-
-def running_by_vo(conn: Connection) -> dict[str, int]:
-    """Jobs held by pilots per VO (the usage side of fair share)."""
-    stmt = select(jobs.c.vo, func.count()).where(jobs.c.status.in_(_ON_PILOT)).group_by(jobs.c.vo)
-    return {vo: int(n) for vo, n in conn.execute(stmt)}
-
-
 def claim_jobs(
     conn: Connection,
     requests: Sequence[ClaimRequest],
     *,
     lease_s: float,
     now: float,
-    running: Mapping[str, int],
-    shares: Mapping[str, float],
-) -> None:
+    policy: ClaimPolicy | None = None,
+) -> dict[Leaf, float]:
     """Hand activated jobs to the requesting pilots: one candidate query and one update per queue.
 
-    On PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent
-    dispatchers claim disjoint jobs; on SQLite the single writer gives the same guarantee.
+    Which job goes to which pilot is decided by :func:`dispatcher.store.claim.plan_queue` (queue
+    status, resources, share order). On PostgreSQL candidates are locked with ``FOR UPDATE SKIP
+    LOCKED`` so concurrent dispatchers claim disjoint jobs; on SQLite the single writer gives the
+    same guarantee. Returns the core-seconds handed out per share leaf (the caller records them).
     """
+    policy = policy or ClaimPolicy()
+    charged: dict[Leaf, float] = defaultdict(float)
     by_queue: dict[str, list[ClaimRequest]] = defaultdict(list)
     for req in requests:
         by_queue[req.pilot.queue].append(req)
     for queue, reqs in by_queue.items():
-        wanted = sum(r.n for r in reqs)
-        window = max(4 * wanted, 50)
-        stmt = (
-            select(
-                jobs.c.panda_id,
-                jobs.c.vo,
-                jobs.c.current_priority,
-                jobs.c.lease_epoch,
-                jobs.c.attempt_nr,
-                jobs.c.owner,
-                jobs.c.creation_time,
-                jobs.c.brokerage_reason,
-                jobs.c.max_walltime_s,
-                jobs.c.spec,
-            )
-            .where(jobs.c.computing_site == queue, jobs.c.status == JobState.ACTIVATED.value)
-            .order_by(jobs.c.current_priority.desc(), jobs.c.panda_id)
-            .limit(window)
-        )
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        cands = list(conn.execute(stmt).mappings())
-        picked = _share_order(cands, running, shares, len(cands))
-        plan = _match(reqs, picked)
+        planned = plan_queue(conn, queue, [(r.n, r.effective_offer()) for r in reqs], policy=policy)
+        plan = [(reqs[i], row) for i, row, _ in planned]
         changes = [
             Change(
                 panda_id=row["panda_id"],
@@ -238,6 +191,10 @@ def claim_jobs(
             req.assignments.append(
                 pilot_pb2.JobAssignment(job=job, lease_epoch=row["lease_epoch"] + 1, lease_s=int(lease_s))
             )
+        for _, row, leaf in planned:
+            if row["panda_id"] in applied:
+                charged[leaf] += charge(needs_of(row), policy.tree)
+    return dict(charged)
 
 
 @dataclass(frozen=True, kw_only=True)

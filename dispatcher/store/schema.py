@@ -47,6 +47,8 @@ jobs = Table(
     Column("cores", Integer, nullable=False, default=1),
     Column("memory_mb", Integer, nullable=False, default=0),
     Column("max_walltime_s", Integer, nullable=False, default=0),
+    Column("disk_mb", Integer, nullable=False, default=0),  # 0011: scratch disk the job needs
+    Column("tags", String(255), nullable=False, default=""),  # 0011: required worker tags, "a,b"
     Column("destination_dblock", String(255), nullable=False, default=""),
     Column("destination_se", String(255), nullable=False, default=""),
     Column("processing_type", String(255), nullable=False, default=""),
@@ -86,6 +88,17 @@ jobs = Table(
 # Claims read "activated jobs of this queue by priority (high first), then age (old first)":
 # the mixed sort order needs the DESC column in the index for a plain index scan.
 Index("ix_jobs_claim", jobs.c.computing_site, jobs.c.status, jobs.c.current_priority.desc(), jobs.c.panda_id)
+# 0011: the claim also reads "activated jobs of this queue in one share leaf" (vo, label, owner).
+Index(
+    "ix_jobs_claim_leaf",
+    jobs.c.computing_site,
+    jobs.c.status,
+    jobs.c.vo,
+    jobs.c.prod_source_label,
+    jobs.c.owner,
+    jobs.c.current_priority.desc(),
+    jobs.c.panda_id,
+)
 
 files = Table(
     "files",
@@ -158,6 +171,10 @@ pilots = Table(
     Column("connected", Boolean, nullable=False, default=False),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("cores", Integer, nullable=False, default=0),  # 0011: what the pilot advertised (0: unknown)
+    Column("memory_mb", Integer, nullable=False, default=0),
+    Column("disk_mb", Integer, nullable=False, default=0),
+    Column("tags", String(255), nullable=False, default=""),
     Index("ix_pilots_queue", "queue", "connected"),
     Index("ix_pilots_dispatcher", "dispatcher_id", "connected"),
 )
@@ -442,3 +459,52 @@ audit = Table(
 Index("ix_audit_time", audit.c.time, audit.c.id)
 Index("ix_audit_actor", audit.c.actor, audit.c.id)
 Index("ix_audit_action", audit.c.action, audit.c.id)
+
+
+# --- brokerage (0011): queue status with its history, live share weights, decayed share usage ---
+
+queue_status = Table(
+    "queue_status",
+    metadata,
+    Column("queue", String(255), primary_key=True),
+    Column("status", String(16), nullable=False),  # online | offline | test | brokeroff
+    Column("reason", Text, nullable=False, default=""),
+    Column("changed_by", String(255), nullable=False),
+    Column("changed_at", Float, nullable=False),
+)
+"""A queue's current status; a queue without a row is online."""
+
+queue_status_history = Table(
+    "queue_status_history",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("queue", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("changed_by", String(255), nullable=False),
+    Column("changed_at", Float, nullable=False),
+    Index("ix_queue_status_history", "queue", "id"),
+)
+"""Every status change: who, when, why."""
+
+share_weights = Table(
+    "share_weights",
+    metadata,
+    Column("path", String(255), primary_key=True),  # vo | vo/group | vo/group/user
+    Column("weight", Float, nullable=False),
+    Column("changed_by", String(255), nullable=False),
+    Column("changed_at", Float, nullable=False),
+)
+"""Share weights set by admins at run time; they override the queue file's."""
+
+share_usage = Table(
+    "share_usage",
+    metadata,
+    Column("vo", String(255), nullable=False),
+    Column("grp", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("usage", Float, nullable=False),  # core-seconds as of ``updated`` (decays on read)
+    Column("updated", Float, nullable=False),
+    PrimaryKeyConstraint("vo", "grp", "owner", name="pk_share_usage"),
+)
+"""Decayed usage per share leaf."""

@@ -396,7 +396,7 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
 MADE_AFTER_0005 = ("factory_queues", "factories")
 """Tables later migrations create (0008): a database set back to an older version must lose them,
 or the upgrade that makes them again fails. Migrations from 0009 on (job_errors moves data, 0010
-the audit table) are undone by their own downgrades first (:func:`migrate_to` to 0008)."""
+the audit table, 0011 brokerage) are undone by their own downgrades first (:func:`migrate_to` to 0008)."""
 
 
 def test_migration_backfills_existing_jobs(db_url: str) -> None:

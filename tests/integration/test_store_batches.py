@@ -33,7 +33,7 @@ def _claimed(db: Database, n: int) -> list[tuple[int, int]]:
         store.insert_jobs(conn, [store.NewJob(spec=spec, brokerage_reason="test") for _ in range(n)], owner="me", now=1)
     req = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p1", queue="LOCAL"), n=n)
     with db.write() as conn:
-        pstore.claim_jobs(conn, [req], lease_s=60, now=time.time(), running={}, shares={})
+        pstore.claim_jobs(conn, [req], lease_s=60, now=time.time())
     return [(a.job.panda_id, a.lease_epoch) for a in req.assignments]
 
 

@@ -26,14 +26,14 @@ from prop_harness import PilotSession, Target, examples, private_pg_database, se
 from prop_requests import identities, pilot_messages, pilot_reports, requests_for
 from protostrategies import rpc_methods
 
-from ailuro.v1 import factory_pb2, pilot_pb2, submission_pb2
+from ailuro.v1 import brokerage_pb2, factory_pb2, pilot_pb2, submission_pb2
 from dispatcher.auth.config import TRUSTED_METADATA_MODE, AuthConfig
 from dispatcher.config import DispatcherConfig
 from dispatcher.server import run_in_thread
 
 pytestmark = [pytest.mark.property, pytest.mark.timeout(900)]
 
-METHODS = rpc_methods(submission_pb2, pilot_pb2, factory_pb2)
+METHODS = rpc_methods(submission_pb2, pilot_pb2, factory_pb2, brokerage_pb2)
 
 CONFIG: dict[str, Any] = {
     "lease_s": 10.0,
@@ -81,7 +81,9 @@ def test_every_rpc_is_covered() -> None:
     names = {name for name, _ in METHODS}
     assert {"SubmissionService.SubmitJobs", "PilotService.Connect", "FactoryService.ListWorkers"} <= names
     assert len(names) == sum(
-        len(s.methods) for m in (submission_pb2, pilot_pb2, factory_pb2) for s in m.DESCRIPTOR.services_by_name.values()
+        len(s.methods)
+        for m in (submission_pb2, pilot_pb2, factory_pb2, brokerage_pb2)
+        for s in m.DESCRIPTOR.services_by_name.values()
     )
 
 

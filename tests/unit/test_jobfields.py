@@ -43,6 +43,7 @@ def test_kinds_match_the_column_types() -> None:
         jobfields.Kind.BOOL: bool,
         jobfields.Kind.TIME: float,
         jobfields.Kind.STATUS: str,
+        jobfields.Kind.TAGS: str,
     }
     for f in jobfields.FIELDS:
         assert jobs.c[f.column].type.python_type is python_types[f.kind], f.column
@@ -124,6 +125,8 @@ def _spec() -> job_pb2.Job:
         destination_se="EOS",
         processing_type="reco",
         parent_panda_id=9,
+        disk_mb=500,
+        tags=["gpu", "avx2"],
     )
     spec.environment["A"] = "1"
     spec.files.add(lfn="in.root", type=job_pb2.FILE_TYPE_INPUT)
@@ -149,6 +152,8 @@ def test_insert_row_then_row_to_message_gives_back_the_definition_and_server_val
     expected.creation_time.FromNanoseconds(1000_500_000_000)
     expected.modification_time.FromNanoseconds(1000_500_000_000)
     expected.metrics.SetInParent()
+    expected.tags[:] = ["avx2", "gpu"]  # a set: stored and returned sorted
+    assert row["tags"] == "avx2,gpu"
     assert job == expected
 
 

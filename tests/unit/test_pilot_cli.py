@@ -52,3 +52,14 @@ def test_ailuro_pilot_is_python_m_pilot() -> None:
         [sys.executable, "-m", "pilot", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
     assert direct.stdout.replace("python -m pilot", "ailuro pilot").split() == result.output.split()
+
+
+def test_resources_the_pilot_advertises(tmp_path: Path) -> None:
+    env = {"AILURO_SERVER": "h:1", "AILURO_QUEUE": "Q", "AILURO_PILOT_TAGS": "gpu avx2", "SLURM_CPUS_ON_NODE": "8"}
+    base = ["--workdir", str(tmp_path)]
+    config = config_from_args(build_parser(environ=env).parse_args(base), environ=env)
+    assert (config.cores, config.tags) == (8, ("gpu", "avx2"))  # the batch system's cores, tags from env
+    assert config.disk_mb > 0  # free space of the work dir
+    flags = [*base, "--tag", "cvmfs:21.0", "--disk-mb", "500", "--cores", "2", "--memory-mb", "4000"]
+    config = config_from_args(build_parser(environ=env).parse_args(flags), environ=env)
+    assert (config.cores, config.memory_mb, config.disk_mb, config.tags) == (2, 4000, 500, ("cvmfs:21.0",))

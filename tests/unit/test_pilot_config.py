@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pilot.config import UNARY_ENV, PilotConfig, available_cores, detect_batch_id, unary_from_env
+from pilot.config import (
+    UNARY_ENV,
+    PilotConfig,
+    available_cores,
+    available_memory_mb,
+    detect_batch_id,
+    free_disk_mb,
+    total_memory_mb,
+    unary_from_env,
+)
 from pilot.connection import Backoff
 
 
@@ -70,6 +79,18 @@ def test_cores_from_the_condor_job_ad(tmp_path: Path) -> None:
     assert available_cores({"_CONDOR_JOB_AD": str(ad)}) == 6
 
 
+def test_cores_and_memory_from_the_condor_machine_ad(tmp_path: Path) -> None:
+    ad = tmp_path / ".machine.ad"
+    ad.write_text("Cpus = 8\nMemory = 16000\n")
+    assert available_cores({"_CONDOR_MACHINE_AD": str(ad)}) == 8
+    assert available_memory_mb({"_CONDOR_MACHINE_AD": str(ad)}) == 16000
+
+
+def test_memory_from_the_batch_system_else_the_node() -> None:
+    assert available_memory_mb({"SLURM_MEM_PER_NODE": "4000"}) == 4000
+    assert available_memory_mb({}) == total_memory_mb()
+
+
 def test_cores_default_to_the_cpu_affinity() -> None:
     assert available_cores({}) == len(os.sched_getaffinity(0))
 
@@ -86,3 +107,8 @@ def test_explicit_transport_wins_over_the_environment(tmp_path: Path, monkeypatc
     assert not PilotConfig(unary=False, **common).use_unary  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cores"):
         PilotConfig(cores=0, **common)  # type: ignore[arg-type]
+
+
+def test_disk_offer_is_the_free_space_of_the_workdir(tmp_path: Path) -> None:
+    assert free_disk_mb(tmp_path) > 0
+    assert free_disk_mb(tmp_path / "not" / "yet") == free_disk_mb(tmp_path)  # nearest existing parent

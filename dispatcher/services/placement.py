@@ -1,0 +1,223 @@
+"""Operators' placement calls: queue status, share weights and report, and why a job waits.
+
+Changing a queue's status or a share weight needs the ``admin`` role (checked here, before any
+write). Reads need only an identity. The decisions are in the pure modules
+(:mod:`dispatcher.matching`, :mod:`dispatcher.shares`, :mod:`dispatcher.explain`); this module
+reads the facts and writes the changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ailuro.errors import InvalidArgument, NotFound, PermissionDenied
+from ailuro.queues import check_share_path, check_share_weight
+from dispatcher import explain as ex
+from dispatcher.identity import Identity
+from dispatcher.matching import Offer, QueueStatus, claim_refusal, parse_tags
+from dispatcher.services.policy import ClaimPolicyCache
+from dispatcher.services.runtime import Runtime
+from dispatcher.shares import Candidate, ShareLine, node_path, order, report
+from dispatcher.states import JobState
+from dispatcher.store import audit
+from dispatcher.store import brokerage as bstore
+from dispatcher.store.claim import COLUMNS, needs_of
+from dispatcher.store.jobs import fetch_rows
+from dispatcher.store.schema import jobs
+
+MAX_REASON = 1000
+MAX_RANKED = 200_000
+"""``job why`` ranks at most this many waiting jobs of a queue (beyond: "not in the first N")."""
+
+
+def require_admin(identity: Identity, action: str) -> None:
+    """``PermissionDenied`` unless the caller has the admin role."""
+    if "admin" not in identity.roles:
+        raise PermissionDenied(f"{action} needs the admin role; {identity.name!r} does not have it")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobWhy:
+    """The facts and the explanation of one job."""
+
+    row: Any
+    facts: ex.JobFacts
+    explanation: ex.Explanation
+    position: int
+    waiting: int
+
+
+class PlacementService:
+    """Queue status, shares and ``job why``."""
+
+    def __init__(self, runtime: Runtime, policy: ClaimPolicyCache) -> None:
+        self.rt = runtime
+        self.policy = policy
+        self._queues = {q.name: q for q in runtime.config.queues}
+
+    # --- queue status -------------------------------------------------------------------------
+
+    async def set_queue_status(self, queue: str, status: str, reason: str, identity: Identity) -> bstore.StatusChange:
+        """Record a queue's new status (admin) and apply it in this process at once."""
+        require_admin(identity, "setting a queue's status")
+        if queue not in self._queues:
+            raise InvalidArgument(f"unknown queue {queue[:255]!r}", field="queue")
+        try:
+            value = QueueStatus(status)
+        except ValueError:
+            choices = ", ".join(s.value for s in QueueStatus)
+            raise InvalidArgument(f"must be one of {choices}, not {status[:40]!r}", field="status") from None
+        if not reason.strip() or len(reason) > MAX_REASON or "\x00" in reason:
+            raise InvalidArgument(f"must be 1 to {MAX_REASON} characters (why the status changes)", field="reason")
+        change = bstore.StatusChange(
+            queue=queue, status=value, reason=reason, changed_by=identity.name, changed_at=self.rt.now()
+        )
+
+        def run() -> None:
+            with self.rt.db.write() as conn:
+                bstore.set_queue_status(conn, change)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.QUEUE_STATUS,
+                    target=queue,
+                    detail={"status": value.value, "reason": reason[:200]},
+                    now=change.changed_at,
+                )
+
+        await self.rt.db_call(run)
+        self.policy.set_status(queue, value)
+        return change
+
+    async def queue_history(self, queue: str, limit: int) -> list[bstore.StatusChange]:
+        """A queue's status changes, newest first."""
+        if queue not in self._queues:
+            raise InvalidArgument(f"unknown queue {queue[:255]!r}", field="queue")
+        if not 0 <= limit <= 1000:
+            raise InvalidArgument("must be 0 to 1000", field="limit")
+
+        def run() -> list[bstore.StatusChange]:
+            with self.rt.db.read() as conn:
+                return bstore.queue_history(conn, queue, limit=limit or 100)
+
+        return await self.rt.db_call(run)
+
+    # --- shares -------------------------------------------------------------------------------
+
+    async def shares(self) -> list[ShareLine]:
+        """Target, decayed usage and effective priority per node of the share tree."""
+        now = self.rt.now()
+        base = self.policy.base
+
+        def run() -> list[ShareLine]:
+            with self.rt.db.read() as conn:
+                tree = base.with_weights(bstore.share_weight_overrides(conn))
+                usage = bstore.read_usage(conn, now=now, half_life_s=tree.half_life_s)
+                known = {
+                    tree.leaf(vo=vo, label=label, user=owner)
+                    for per_queue in bstore.demand(conn).values()
+                    for vo, label, owner in per_queue
+                }
+            return report(tree, usage, sorted(known))
+
+        return await self.rt.db_call(run)
+
+    async def set_share_weight(self, path: str, weight: float, identity: Identity) -> None:
+        """Set one share weight (admin); it applies in this process at once."""
+        require_admin(identity, "changing a share weight")
+        canonical = "/".join(check_share_path(path, "path"))
+        value = check_share_weight(weight, "weight")
+
+        def run() -> None:
+            now = self.rt.now()
+            with self.rt.db.write() as conn:
+                bstore.set_share_weight(conn, path=canonical, weight=value, changed_by=identity.name, now=now)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.SHARE_WEIGHT,
+                    target=canonical,
+                    detail={"weight": value},
+                    now=now,
+                )
+
+        await self.rt.db_call(run)
+        self.policy.set_weight(canonical, value)
+
+    # --- job why ------------------------------------------------------------------------------
+
+    async def why(self, panda_id: int) -> JobWhy:
+        """Why job ``panda_id`` waits (or what it does)."""
+        if panda_id <= 0:
+            raise InvalidArgument("must be a positive job id", field="panda_id")
+        now = self.rt.now()
+        stale = now - self.rt.config.pilot_stale_s
+        base = self.policy.base
+
+        def run() -> JobWhy:
+            with self.rt.db.read() as conn:
+                row = fetch_rows(conn, [panda_id]).get(panda_id)
+                if row is None:
+                    raise NotFound(f"no job {panda_id}")
+                statuses = {q: c.status for q, c in bstore.queue_statuses(conn).items()}
+                tree = base.with_weights(bstore.share_weight_overrides(conn))
+                usage = bstore.read_usage(conn, now=now, half_life_s=tree.half_life_s)
+                offers = {
+                    name: tuple(
+                        Offer(
+                            cores=p["cores"], memory_mb=p["memory_mb"], disk_mb=p["disk_mb"], tags=parse_tags(p["tags"])
+                        )
+                        for p in bstore.connected_offers(conn, queue=name, since=stale)
+                    )
+                    for name in self._queues
+                }
+                status = statuses.get(row["computing_site"], QueueStatus.ONLINE)
+                waiting = _waiting(conn, row["computing_site"], status) if row["status"] == "activated" else []
+            leaf = tree.leaf(vo=row["vo"], label=row["prod_source_label"], user=row["owner"])
+            lines = {x.path: x for x in report(tree, usage, [leaf])}
+            cands = [
+                Candidate(
+                    key=r["panda_id"],
+                    leaf=tree.leaf(vo=r["vo"], label=r["prod_source_label"], user=r["owner"]),
+                    priority=r["current_priority"],
+                    needs=needs_of(r),
+                )
+                for r in waiting
+            ]
+            ranked = [c.key for c in order(tree, usage, cands)]
+            position = ranked.index(panda_id) + 1 if panda_id in ranked else 0
+            facts = ex.JobFacts(
+                panda_id=panda_id,
+                state=JobState(row["status"]),
+                vo=row["vo"],
+                label=row["prod_source_label"],
+                site=row["computing_site"],
+                needs=needs_of(row),
+                leaf_path=node_path(leaf),
+                leaf_priority=lines[node_path(leaf)].priority,
+            )
+            queues = [
+                ex.QueueFacts(config=q, status=statuses.get(name, QueueStatus.ONLINE), offers=offers[name])
+                for name, q in self._queues.items()
+            ]
+            explanation = ex.explain(facts, queues, position=position, waiting=len(waiting))
+            return JobWhy(row=row, facts=facts, explanation=explanation, position=position, waiting=len(waiting))
+
+        return await self.rt.db_call(run)
+
+
+def _waiting(conn: Any, queue: str, status: QueueStatus) -> list[Any]:
+    """The activated jobs of ``queue`` a pilot could be handed (the claim's own status rule)."""
+    cols = [c for c in COLUMNS if c.name != "spec"]
+    stmt = (
+        select(*cols)
+        .where(jobs.c.computing_site == queue, jobs.c.status == JobState.ACTIVATED.value)
+        .order_by(jobs.c.current_priority.desc(), jobs.c.panda_id)
+        .limit(MAX_RANKED)
+    )
+    return [r for r in conn.execute(stmt).mappings() if not claim_refusal(status, r["prod_source_label"])]
