@@ -16,6 +16,7 @@ Everything goes through the dispatcher's ``DDMService`` and ``TaskService``; err
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,14 +27,14 @@ from ailuro.v1 import ddm_pb2, ddm_pb2_grpc
 if TYPE_CHECKING:
     from ailuro.client import Client
 
-MAX_REGISTER = 5000
-"""Files per RegisterFiles call given with size and adler32."""
+MAX_REGISTER = 10_000
+"""Files per RegisterFiles call given with size and adler32 (one call for a 10,000-file run)."""
 MAX_PROBE = 100
 """Files per RegisterFiles call measured at the SE (given without size and adler32)."""
 MAX_IDS = 5000
 """Ids per CancelTransfers call."""
 
-_TASK_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority"}
+_TASK_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority", "lost_inputs"}
 _STEP_KEYS = set(ddm_pb2.TaskStep.DESCRIPTOR.fields_by_name)
 
 
@@ -74,9 +75,9 @@ def task_from_dict(data: Any, *, base_dir: Path | None = None) -> ddm_pb2.TaskSp
         if not isinstance(raw, Mapping) or set(raw) - _STEP_KEYS:
             raise InvalidArgument(f"must be a mapping with keys from {sorted(_STEP_KEYS)}", field=f"task.{step}")
         values = dict(raw)
-        script = str(values.get("transformation") or "")
-        if base_dir is not None and script and not Path(script).is_absolute() and (base_dir / script).is_file():
-            values["transformation"] = str((base_dir / script).resolve())
+        if base_dir is not None:
+            where = f"task.{step}.transformation"
+            values["transformation"] = _script_path(values.get("transformation"), base_dir, where)
         try:
             steps[step] = ddm_pb2.TaskStep(**values)
         except (TypeError, ValueError) as exc:
@@ -85,6 +86,23 @@ def task_from_dict(data: Any, *, base_dir: Path | None = None) -> ddm_pb2.TaskSp
         return ddm_pb2.TaskSpec(**{k: v for k, v in data.items() if k not in steps}, **steps)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"bad value: {exc}", field="task") from None
+
+
+def _script_path(value: Any, base_dir: Path, field: str) -> Any:
+    """A task file's script: a path relative to ``base_dir`` made absolute; one that exists nowhere refused.
+
+    Checked before anything is submitted: a missing script would otherwise fail every job (1008)
+    after all the staging. A bare name (``cat``) that is no file next to the task file must be a
+    command on ``PATH``.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value) if Path(value).is_absolute() else base_dir / value
+    if path.is_file():
+        return str(path.resolve())
+    if "/" not in value and shutil.which(value):
+        return value
+    raise InvalidArgument(f"script {value!r} does not exist (looked at {path} and on PATH)", field=field)
 
 
 def _entry(f: str | Mapping[str, Any] | ddm_pb2.FileEntry, i: int) -> ddm_pb2.FileEntry:
@@ -142,7 +160,7 @@ class DDMClient:
     ) -> ddm_pb2.RegisterFilesResponse:
         """Register files on an SE into a dataset: lfns (measured at the SE) or entries with size/adler32.
 
-        Long lists go in several calls (5,000 entries with checksums, 100 without); each call is
+        Long lists go in several calls (10,000 entries with checksums, 100 without); each call is
         all or nothing, and registering again is harmless, so a failed run can simply be repeated.
         """
         entries = [_entry(f, i) for i, f in enumerate(files)]
@@ -173,20 +191,27 @@ class DDMClient:
             if not after:
                 return out
 
-    def request(self, kind: str, did: str, dest_se: str, *, source_se: str = "", activity: str = "") -> list[int]:
-        """Queue ``transfer``/``stage``/``verify`` requests for a file or dataset; their ids."""
+    def request(
+        self, kind: str, did: str, dest_se: str, *, source_se: str = "", activity: str = "", lifetime_s: float = 0
+    ) -> list[int]:
+        """Queue ``transfer``/``stage``/``verify``/``delete`` requests for a file or dataset; their ids."""
         req = ddm_pb2.RequestTransfersRequest(
             kind=enum_value(ddm_pb2.RequestKind, kind, field="kind"),
             did=did,
             dest_se=dest_se,
             source_se=source_se,
             activity=activity,
+            lifetime_s=lifetime_s,
         )
         return list(self._call(self._stub.RequestTransfers, req).request_ids)
 
-    def replicate(self, did: str, *, to: str, source_se: str = "") -> list[int]:
-        """Copy a file or dataset to another SE."""
-        return self.request("transfer", did, to, source_se=source_se)
+    def replicate(self, did: str, *, to: str, source_se: str = "", lifetime_s: float = 0) -> list[int]:
+        """Copy a file or dataset to another SE (deleted again ``lifetime_s`` after the request, if given)."""
+        return self.request("transfer", did, to, source_se=source_se, lifetime_s=lifetime_s)
+
+    def delete(self, did: str, *, se: str) -> list[int]:
+        """Delete the replicas of a file or dataset on one SE (never a file's last available replica)."""
+        return self.request("delete", did, se)
 
     def stage(self, did: str, *, se: str) -> list[int]:
         """Bring a file or dataset online on a tape SE."""
@@ -249,3 +274,12 @@ class TaskClient:
     def get(self, task_id: int) -> ddm_pb2.GetTaskResponse:
         """A task with its jobs and DDM requests; ``NotFound`` when unknown."""
         return self._client._call(self._stub.GetTask, ddm_pb2.GetTaskRequest(task_id=task_id), idempotent=True)
+
+    def retry(self, task_id: int) -> ddm_pb2.RetryTaskResponse:
+        """Resubmit the failed jobs of a task's current step (or its failed archive transfer). Not retried."""
+        return self._client._call(self._stub.RetryTask, ddm_pb2.RetryTaskRequest(task_id=task_id), idempotent=False)
+
+    def abort(self, task_id: int, *, reason: str = "") -> ddm_pb2.AbortTaskResponse:
+        """Stop a task for good: its jobs killed, its requests withdrawn, no new job."""
+        req = ddm_pb2.AbortTaskRequest(task_id=task_id, reason=reason)
+        return self._client._call(self._stub.AbortTask, req, idempotent=True)

@@ -39,6 +39,11 @@ NOT_STARTED = 101
 NO_QUEUE = 102
 """Brokerage found no queue serving the job's VO and label."""
 
+# --- ddm ---
+FILE_LOST = 110
+"""A file is missing on the storage that should hold it (a tape recall found nothing): declared
+lost, not retried; its replica is marked bad and tasks apply their ``lost_inputs`` policy."""
+
 RETRYABLE_CODES = frozenset(
     {
         LOST_HEARTBEAT,

@@ -8,6 +8,7 @@ the requests lives inside the dispatcher (``ailuro server --queues FILE`` with `
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -209,28 +210,91 @@ def transfers(
         transfer_table(rows)
 
 
+@ddm_app.command("requests")
+def requests_progress(
+    ctx: typer.Context,
+    job: int = typer.Option(0, "--job", min=0, help="Requests made for this panda_id."),
+    task: int = typer.Option(0, "--task", min=0, help="Requests of this task."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Progress of DDM requests (all, a job's or a task's): counts by state, and the open ones."""
+    with reported_errors(), make_client(ctx) as client:
+        rows = [transfer_dict(r) for r in client.ddm.transfers(panda_id=job, task_id=task, limit=5000)]
+    counts = {s: 0 for s in words(ddm_pb2.RequestState)}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    ended = counts["done"] + counts["failed"] + counts["cancelled"]
+    if as_json:
+        print_json({"total": len(rows), "counts": counts, "open": [r for r in rows if r["state"] != "done"]})
+        return
+    share = f" ({100 * ended // len(rows)}% ended)" if rows else ""
+    console.print(f"{len(rows)} request(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()) + share)
+    transfer_table([r for r in rows if r["state"] != "done"])
+
+
 @ddm_app.command("register")
 def register_files(
     ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset to add the files to"),
     se: str = typer.Option(..., "--se", help="Storage element holding the files."),
-    lfns: list[str] = typer.Argument(..., help="File names (they live at <endpoint>/<scope>/<lfn>)."),
+    lfns: list[str] = typer.Argument(None, help="File names (they live at <endpoint>/<scope>/<lfn>)."),
+    files_from: str = typer.Option(
+        "",
+        "--files-from",
+        help="A listing, one file a line: 'LFN SIZE ADLER32' (registered at once, verified by the agent) "
+        "or 'LFN' (measured at the SE); '-' reads standard input.",
+    ),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Register files already on an SE: the dispatcher asks the SE itself for size and adler32."""
-    with reported_errors(), make_client(ctx) as client:
-        resp = client.ddm.register_files(did, se, lfns)
+    """Register files already on an SE (named: measured at the SE; --files-from: 10,000 in one call)."""
+    with reported_errors():
+        entries: list[Any] = list(lfns or []) + (read_listing(files_from) if files_from else [])
+        if not entries:
+            raise fail("name files to register, or give --files-from LISTING", code=EXIT_USAGE)
+        started = time.monotonic()
+        with make_client(ctx) as client:
+            resp = client.ddm.register_files(did, se, entries)
+        took = time.monotonic() - started
     out = [
         {"lfn": f.lfn, "size": f.size, "adler32": f.adler32, "se": se, "state": word(ddm_pb2.ReplicaState, st)}
         for f, st in zip(resp.files, resp.replica_states, strict=True)
     ]
-    print_json(out) if as_json else console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
+    if as_json:
+        print_json(out)
+        return
+    console.print(cell(f"registered {len(out)} file(s) in {did} on {se}"))
+    if resp.verify_requests:
+        console.print(f"{resp.verify_requests} verify request(s) queued ({took:.1f} s)")
 
 
-def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool) -> None:
+def read_listing(source: str) -> list[dict[str, Any] | str]:
+    """A ``--files-from`` listing: ``LFN SIZE ADLER32`` or ``LFN`` per line (``#`` comments, blank lines skipped)."""
+    import sys
+
+    from ailuro.errors import InvalidArgument
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read the listing: {exc}", field="--files-from") from None
+    out: list[dict[str, Any] | str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        words_ = line.split("#", 1)[0].split()
+        if not words_:
+            continue
+        if len(words_) == 1:
+            out.append(words_[0])
+        elif len(words_) == 3 and words_[1].isdigit():
+            out.append({"lfn": words_[0], "size": int(words_[1]), "adler32": words_[2]})
+        else:
+            raise InvalidArgument("expected 'LFN SIZE ADLER32' or 'LFN'", field=f"--files-from line {n}")
+    return out
+
+
+def _request(ctx: typer.Context, kind: str, did: str, se: str, as_json: bool, lifetime_s: float = 0) -> None:
     with reported_errors(), make_client(ctx) as client:
-        ids = client.ddm.request(kind, did, se)
-    noun = {"transfer": "transfer", "stage": "staging", "verify": "verify"}[kind]
+        ids = client.ddm.request(kind, did, se, lifetime_s=lifetime_s)
+    noun = {"transfer": "transfer", "stage": "staging", "verify": "verify", "delete": "delete"}[kind]
     print_json(ids) if as_json else console.print(f"{len(ids)} {noun} request(s): {ids}")
 
 
@@ -239,10 +303,11 @@ def replicate(
     ctx: typer.Context,
     did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
     se: str = typer.Option(..., "--to", help="Destination storage element."),
+    lifetime: float = typer.Option(0, "--lifetime", min=0, help="Seconds after which the copies are deleted."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Request copies of a dataset (or a file) on another SE; the dispatcher's DDM agent runs them."""
-    _request(ctx, "transfer", did, se, as_json)
+    _request(ctx, "transfer", did, se, as_json, lifetime_s=lifetime)
 
 
 @ddm_app.command("stage")
@@ -265,6 +330,17 @@ def verify(
 ) -> None:
     """Compare replicas' adler32 at the SE with the catalog (bad ones are repaired from another copy)."""
     _request(ctx, "verify", did, se, as_json)
+
+
+@ddm_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    did: str = typer.Argument(..., help="scope:dataset or scope:lfn"),
+    se: str = typer.Option(..., "--se", help="SE whose replicas to delete."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Delete replicas on one SE, at the SE and in the catalog (never a file's last available one)."""
+    _request(ctx, "delete", did, se, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ import typer
 from ailuro_cli import (
     audit,
     ddm,
+    ddm_upload,  # noqa: F401  (adds ``ailuro ddm upload``, which moves bytes itself)
     demo,
     factory,
     gateway,

@@ -1,4 +1,4 @@
-"""``ailuro task submit FILE`` / ``list`` / ``show ID``: chained production tasks (process -> merge -> archive).
+"""``ailuro task submit|list|show|retry|abort``: chained production tasks (process -> merge -> archive).
 
 Through the dispatcher's TaskService: the dispatcher stores the task with its processing jobs (one
 per input file, all carrying the ``task_id``) and adds the merge job and the archive transfer as
@@ -88,6 +88,8 @@ def show(ctx: typer.Context, task_id: int = typer.Argument(..., min=1), as_json:
         "state": word(ddm_pb2.TaskState, t.state),
         "diag": t.diag,
         "merge_panda_id": t.merge_panda_id,
+        "lost_inputs": t.spec.lost_inputs or "fail",
+        "lost_files": list(t.lost_files),
         "jobs": [
             {
                 "panda_id": j.panda_id,
@@ -107,8 +109,46 @@ def show(ctx: typer.Context, task_id: int = typer.Argument(..., min=1), as_json:
             f"task {task_id} ", cell(info["name"]), ": ", cell(info["state"], style="bold"), " ", cell(info["diag"])
         )
     )
+    if info["lost_files"]:
+        console.print(cell(f"lost input(s) ({info['lost_inputs']}): {', '.join(info['lost_files'])}"))
     _table(["PANDA_ID", "JOB", "STATUS", "SITE"], [list(j.values()) for j in info["jobs"]])
     transfer_table(info["requests"])
+
+
+@task_app.command("retry")
+def retry(ctx: typer.Context, task_id: int = typer.Argument(..., min=1), as_json: bool = JSON_OPT) -> None:
+    """Resubmit the failed jobs of a task's current step (or its failed archive transfer) and resume it."""
+    with reported_errors(), make_client(ctx) as client:
+        resp = client.tasks.retry(task_id)
+    out = {
+        "retried": list(resp.retried_panda_ids),
+        "new_panda_ids": list(resp.new_panda_ids),
+        "requeued_requests": resp.requeued_requests,
+    }
+    if as_json:
+        print_json(out)
+    elif out["retried"]:
+        console.print(f"task {task_id}: retried job(s) {out['retried']} as {out['new_panda_ids']}")
+    else:
+        console.print(f"task {task_id}: archive transfer queued again")
+
+
+@task_app.command("abort")
+def abort(
+    ctx: typer.Context,
+    task_id: int = typer.Argument(..., min=1),
+    reason: str = typer.Option("", "--reason", help="Kept in the task's diag and the jobs' errors."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Stop a task: kill its jobs, withdraw its data requests, create no new job."""
+    with reported_errors(), make_client(ctx) as client:
+        resp = client.tasks.abort(task_id, reason=reason)
+    out = {"killed_jobs": resp.killed_jobs, "cancelled_requests": resp.cancelled_requests}
+    if as_json:
+        print_json(out)
+    else:
+        n, m = resp.killed_jobs, resp.cancelled_requests
+        console.print(f"task {task_id} aborted: {n} job(s) killed, {m} request(s) withdrawn")
 
 
 def register(app: typer.Typer) -> None:

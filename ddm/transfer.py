@@ -1,8 +1,9 @@
 """One verified file movement between two URLs, through the protocol plugins (no database here).
 
-The DDM agent moves a file by reading the source into a scratch file (checksumming the stream),
-comparing with the catalog, writing the destination, and asking the destination for its own size
-and adler32. Only when both match is the new replica good; a bad destination copy is deleted.
+Between two XRootD servers the file goes server to server (third-party copy, ``xrdcp --tpc
+only``); otherwise the DDM agent reads the source into a scratch file (checksumming the stream),
+compares with the catalog, writes the destination. Either way it asks the destination for its own
+size and adler32. Only when both match is the new replica good; a bad destination copy is deleted.
 Failures carry PanDA's codes: 1099 (source missing/unreadable), 1171 (source content differs from
 the catalog), 1137 (destination write failed), 1172 (destination checksum differs).
 """
@@ -10,6 +11,7 @@ the catalog), 1137 (destination write failed), 1172 (destination checksum differ
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,18 +20,25 @@ from pathlib import Path
 from ailuro import errorcodes
 from ailuro.errors import AiluroError, NotFound
 from ddm.protocols import CopyResult, protocol_for
+from ddm.protocols.xrootd import XRootDProtocol, split_root_url
+
+log = logging.getLogger(__name__)
 
 
 class TransferFailure(Exception):
     """A movement failed; ``retryable`` says whether trying again may help."""
 
-    def __init__(self, code: int, message: str, *, retryable: bool = True, source_bad: bool = False) -> None:
+    def __init__(
+        self, code: int, message: str, *, retryable: bool = True, source_bad: bool = False, missing: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.source_bad = source_bad
         """The source replica is missing or corrupted (the catalog should stop using it)."""
+        self.missing = missing
+        """The storage answered that the file does not exist (not: could not be reached)."""
 
 
 class Cancelled(Exception):
@@ -51,7 +60,9 @@ def verify(url: str, expected: Expected, *, code: int = errorcodes.CHECKSUM_MISM
         size = protocol.stat(url).size
         adler = protocol.checksum(url)
     except NotFound as exc:
-        raise TransferFailure(errorcodes.STAGEIN_FAILED, f"{url} is missing: {exc}", source_bad=True) from exc
+        raise TransferFailure(
+            errorcodes.STAGEIN_FAILED, f"{url} is missing: {exc}", source_bad=True, missing=True
+        ) from exc
     except AiluroError as exc:
         raise TransferFailure(errorcodes.STAGEIN_FAILED, f"cannot check {url}: {exc}") from exc
     if size != expected.size or adler != expected.adler32:
@@ -75,6 +86,11 @@ def copy_verified(
     ``cancelled`` is polled between steps; when it turns true the destination copy (if any) is
     removed and :class:`Cancelled` is raised.
     """
+    if _third_party_copy(src_url, dst_url, expected):
+        if cancelled():
+            _quiet_delete(dst_url)
+            raise Cancelled(f"withdrawn while writing {dst_url}")
+        return CopyResult(size=expected.size, adler32=expected.adler32, third_party=True)
     scratch.mkdir(parents=True, exist_ok=True)
     tmp = scratch / f"xfer-{uuid.uuid4().hex}"
     try:
@@ -111,6 +127,39 @@ def copy_verified(
         return got
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_NO_TPC: set[tuple[str, str]] = set()
+"""(source server, destination server) pairs that refused third-party copy: not asked again."""
+
+
+def _third_party_copy(src_url: str, dst_url: str, expected: Expected) -> bool:
+    """Copy server to server (``xrdcp --tpc only``) when both ends are XRootD; False: not possible,
+    copy through the scratch disk instead. The destination's checksum is compared with the catalog;
+    on a mismatch the source is checked too, to tell a bad source from a bad copy."""
+    src, dst = protocol_for(src_url), protocol_for(dst_url)
+    if not isinstance(src, XRootDProtocol) or not isinstance(dst, XRootDProtocol):
+        return False
+    pair = (split_root_url(src_url)[0], split_root_url(dst_url)[0])
+    if pair in _NO_TPC:
+        return False
+    try:
+        dst.third_party_copy(src_url, dst_url)
+    except NotFound as exc:
+        raise TransferFailure(
+            errorcodes.STAGEIN_FAILED, f"source {src_url} does not exist: {exc}", retryable=False, source_bad=True
+        ) from exc
+    except AiluroError as exc:
+        log.info("no third-party copy %s -> %s (%s): copying through the agent", pair[0], pair[1], exc)
+        _NO_TPC.add(pair)
+        return False
+    try:
+        verify(dst_url, expected)
+    except TransferFailure as exc:
+        _quiet_delete(dst_url)
+        verify(src_url, expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)  # raises when the source is bad
+        raise TransferFailure(errorcodes.CHECKSUM_MISMATCH_STAGEOUT, exc.message) from exc
+    return True
 
 
 def _quiet_delete(url: str) -> None:

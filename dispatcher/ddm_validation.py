@@ -26,7 +26,8 @@ from ailuro.v1 import ddm_pb2
 from dispatcher import validation
 from dispatcher.store import catalog
 
-MAX_REGISTER = 5000
+MAX_REGISTER = 10_000
+MAX_LIFETIME_S = 10 * 365 * 86400.0
 MAX_PROBE = 100
 MAX_REQUEST_FILES = 10_000
 MAX_LIST = 5000
@@ -163,6 +164,10 @@ def request_transfers(
     if kind == "stage" and not dest.is_tape:
         raise InvalidArgument(f"{dest.name!r} is not a tape storage element", field="dest_se")
     text(req.activity, "activity", limit=MAX_ACTIVITY)
+    if not (0 <= req.lifetime_s <= MAX_LIFETIME_S):  # NaN fails both comparisons
+        raise InvalidArgument(f"must be 0 to {MAX_LIFETIME_S:.0f} seconds", field="lifetime_s")
+    if req.lifetime_s and kind != "transfer":
+        raise InvalidArgument("only transfers have a lifetime", field="lifetime_s")
     return kind, dest, source
 
 
@@ -235,7 +240,7 @@ def task_spec(spec: ddm_pb2.TaskSpec) -> dict[str, Any]:
         "process": _step(spec.process, "task.process", merge=False),
         "merge": _step(spec.merge, "task.merge", merge=True),
     }
-    for key in ("vo", "label", "priority"):
+    for key in ("vo", "label", "priority", "lost_inputs"):
         if getattr(spec, key):
             out[key] = getattr(spec, key)
     return out

@@ -137,7 +137,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
     ddm_pb2_grpc.add_DDMServiceServicer_to_server(DDMServicer(CatalogService(runtime)), server)
-    ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime)), server)
+    ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime), hub), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(AdminService(runtime)), server)
     brokerage_pb2_grpc.add_BrokerageServiceServicer_to_server(
         BrokerageServicer(PlacementService(runtime, hub.policy)), server

@@ -20,6 +20,7 @@ import argparse
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -117,12 +118,27 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
     return counts
 
 
-def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
-    """Time every page and its JSON twin over HTTP; returns (path, median ms, max ms)."""
+def _viewer_token(directory: Path, viewer: str) -> tuple[str, str]:
+    """An embedded issuer in ``directory`` (its JWKS path) and a token: an admin, or a member of the
+    sample's VO (``vo``: every jobs query then filters on ``jobs.vo``, as for a real user)."""
+    from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+    from dispatcher.auth.issuer import IssuerFiles, ensure, issue, load_key
+
+    files = IssuerFiles(state_dir=directory / "auth")
+    ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
+    who = {"user": "admin", "vo": "admin", "roles": ("admin",)} if viewer == "admin" else {"user": "u", "vo": "compass"}
+    token = issue(load_key(files), issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, **who)  # type: ignore[arg-type]
+    return str(files.jwks), token
+
+
+def bench(url: str, repeat: int, viewer: str = "admin") -> list[tuple[str, float, float]]:
+    """Time every page and its JSON twin over HTTP as ``viewer``; returns (path, median ms, max ms)."""
+    import tempfile
     import urllib.error
     import urllib.request
 
     from ailuro.errorcodes import PAYLOAD_FAILED as code  # the sample's most common error
+    from monitor.auth import MonitorAuth
     from monitor.config import MonitorConfig
     from monitor.server import run_in_thread
 
@@ -162,13 +178,16 @@ def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
         "/datasets/",
         "/plots/",
         "/plots/?hours=168",
-        "/metrics",
+        *(["/metrics"] if viewer == "admin" else []),
     ]
-    running = run_in_thread(MonitorConfig(db_url=url, port=0))
+    auth_dir = tempfile.TemporaryDirectory(prefix="ailuro-bench-auth-")
+    jwks, token = _viewer_token(Path(auth_dir.name), viewer)
+    running = run_in_thread(MonitorConfig(db_url=url, port=0, auth=MonitorAuth(embedded_jwks=jwks)))
 
     def get(path: str) -> None:
+        request = urllib.request.Request(running.url + path, headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(running.url + path, timeout=120) as r:
+            with urllib.request.urlopen(request, timeout=120) as r:
                 r.read()
         except urllib.error.HTTPError as e:
             raise RuntimeError(f"{path}: HTTP {e.code}: {e.read()[:300]!r}") from None
@@ -188,6 +207,7 @@ def bench(url: str, repeat: int) -> list[tuple[str, float, float]]:
                 out.append((p, statistics.median(times), max(times)))
     finally:
         running.stop()
+        auth_dir.cleanup()
     return out
 
 
@@ -199,6 +219,9 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true", help="do not load rows (with --db-url: already loaded)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--viewer", choices=("admin", "vo"), default="admin", help="time pages as an admin or as a VO member"
+    )
     args = parser.parse_args()
 
     admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
@@ -220,7 +243,7 @@ def main() -> None:
                 f"in {time.perf_counter() - t0:.0f} s (incl. VACUUM ANALYZE)",
                 flush=True,
             )
-        results = bench(url, args.repeat)
+        results = bench(url, args.repeat, args.viewer)
         print(f"\npage times over {args.jobs:,} jobs (PostgreSQL, median / max of {args.repeat}, ms):")
         width = max(len(p) for p, _, _ in results)
         for path, med, worst in results:

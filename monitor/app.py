@@ -23,13 +23,13 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ailuro.display import printable
-from ailuro.errors import InvalidArgument, NotFound, ResourceExhausted
+from ailuro.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from ddm.locations import StorageLocations
 from monitor import fmt, logs, svg
+from monitor.auth import SESSION_COOKIE, Authenticator, LoginRequired, Session, bearer, queue_view
 from monitor.config import MonitorConfig
 from monitor.db import MonitorDatabase
 from monitor.filters import (
-    ANONYMOUS_ADMIN,
     FACETS,
     FILTER_PARAMS,
     PAGE_PARAMS,
@@ -40,7 +40,10 @@ from monitor.filters import (
     parse_filter,
     parse_page,
 )
+from monitor.login import add_login_routes, login_url
 from monitor.metrics import RequestMetrics, make_registry, render
+from monitor.oidc import OidcClient
+from monitor.queries import audit as auditq
 from monitor.queries import ddm as ddmq
 from monitor.queries import entities, summary
 from monitor.queries import jobs as jobq
@@ -83,17 +86,13 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def viewer_of(_request: Request) -> Viewer:
-    """Who is asking. Authentication is a later issue: until then every viewer sees everything."""
-    return ANONYMOUS_ADMIN
-
-
 fmt_time = fmt.utc
 fmt_bytes = fmt.human_bytes
 
 KNOWN_SEGMENTS = frozenset(
     {"", "jobs", "job", "tasks", "task", "sites", "site", "pilots", "pilot", "worker", "errors", "users"}
-    | {"datasets", "dataset", "transfers", "plots", "search", "metrics", "healthz", "static"}
+    | {"datasets", "dataset", "transfers", "plots", "search", "metrics", "healthz", "static", "audit"}
+    | {"login", "logout"}
 )
 """First path segments counted as themselves in the request metrics (anything else is ``other``)."""
 PLOT_CACHE_S = 30.0
@@ -123,6 +122,7 @@ PAGE_FILTERS: dict[str, frozenset[str]] = {
     "pilot": frozenset({"page"}),
     "worker": frozenset(),
     "search": frozenset({"q"}),
+    "audit": auditq.PARAMS,
 }
 """URL parameters each page applies; any other one is refused with a 400 naming it."""
 
@@ -209,20 +209,72 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     app.state.db = database
     locations = StorageLocations.from_config(config.storage, roots=config.log_roots)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    authn = Authenticator(config.auth, config.queues)
+    oidc = OidcClient(config.oidc, config.auth.tokens) if config.oidc is not None else None
+    app.state.authn = authn
+    queue_configs = {q.name: q for q in config.queues}
+
+    def current(request: Request) -> tuple[Viewer | None, Session | None]:
+        """Who sent ``request``: a bearer token, else the session cookie, else the public view, else nobody."""
+        if hasattr(request.state, "who"):
+            return request.state.who  # type: ignore[no-any-return]
+        token = bearer(request.headers.get("authorization", ""))
+        who: tuple[Viewer | None, Session | None] = (authn.public_viewer, None)
+        if token is not None:
+            if not token:
+                raise Unauthenticated("the Authorization header is not 'Bearer <token>'")
+            who = (authn.validate(token)[0], None)
+        else:
+            session = authn.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+            if session is not None:
+                who = (session.viewer, session)
+        request.state.who = who
+        return who
+
+    def viewer_of(request: Request) -> Viewer:
+        """The viewer of ``request``; LoginRequired (to the login page, or 401) when there is none."""
+        viewer = current(request)[0]
+        if viewer is None:
+            raise LoginRequired("log in to see this monitor")
+        return viewer
+
+    def signed_in(request: Request) -> Viewer:
+        """A viewer who logged in (not the anonymous ``--public`` view): logs need one."""
+        viewer = viewer_of(request)
+        if viewer.public:
+            raise LoginRequired("log in to see job logs (the public view shows none)")
+        return viewer
+
+    def admin_of(request: Request) -> Viewer:
+        """An admin viewer, or LoginRequired/PermissionDenied (HTTP 403)."""
+        viewer = signed_in(request)
+        if not viewer.is_admin:
+            raise PermissionDenied("this page is for admins")
+        return viewer
+
+    def render_page(request: Request, template: str, **context: Any) -> str:
+        try:
+            viewer, session = current(request)
+        except Unauthenticated:  # a bad bearer token on an error page: render it as anonymous
+            viewer, session = None, None
+        context.setdefault("current", "")
+        context.setdefault("refresh_s", 0)
+        context.setdefault("query", dict(request.query_params))
+        return templates.get_template(template).render(
+            request_path=request.url.path,
+            viewer=viewer,
+            csrf=session.csrf if session is not None else "",
+            **context,
+        )
+
+    add_login_routes(app, authn, oidc, render_page)
 
     def respond(request: Request, page: str, data: dict[str, Any], template: str, **extra: Any) -> Response:
         check_params(request.query_params, PAGE_FILTERS[page])
         body = {"page": page, "generated": time.time(), **data}
         if wants_json(request):
             return JSONResponse(body)
-        html = templates.get_template(template).render(
-            request_path=request.url.path,
-            query=dict(request.query_params),
-            current=page,
-            data=body,
-            refresh_s=config.refresh_s,
-            **extra,
-        )
+        html = render_page(request, template, current=page, data=body, refresh_s=config.refresh_s, **extra)
         return HTMLResponse(html)
 
     def page_of(
@@ -255,6 +307,21 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         message = "no such page" if exc.status_code == 404 else str(exc.detail)
         return _error(request, exc.status_code, f"{message}: {request.url.path}")
 
+    @app.exception_handler(LoginRequired)
+    def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if wants_json(request) or request.method != "GET":
+            return _error(request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="ailuro-monitor"'})
+        return RedirectResponse(login_url(request), status_code=302)
+
+    @app.exception_handler(Unauthenticated)
+    def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="ailuro-monitor", error="invalid_token"'}
+        return _error(request, 401, str(exc), headers=headers)
+
+    @app.exception_handler(PermissionDenied)
+    def _forbidden(request: Request, exc: PermissionDenied) -> Response:
+        return _error(request, 403, str(exc))
+
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
@@ -262,18 +329,13 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
         name = str(where[-1]) if where else ""
         return _error(request, 422, f"{name}: {first.get('msg', 'invalid value')}", field=name)
 
-    def _error(request: Request, status: int, message: str, *, field: str = "") -> Response:
+    def _error(
+        request: Request, status: int, message: str, *, field: str = "", headers: dict[str, str] | None = None
+    ) -> Response:
         if wants_json(request):
-            return JSONResponse({"error": message, "field": field}, status_code=status)
-        html = templates.get_template("error.html").render(
-            current="",
-            data={"error": message},
-            status=status,
-            refresh_s=0,
-            query={},
-            request_path=request.url.path,
-        )
-        return HTMLResponse(html, status_code=status)
+            return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+        html = render_page(request, "error.html", data={"error": message}, status=status, query={})
+        return HTMLResponse(html, status_code=status, headers=headers)
 
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> Response:
@@ -302,18 +364,21 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
 
     @app.get("/job/{panda_id}")
     def job_view(request: Request, panda_id: int) -> Response:
+        viewer = viewer_of(request)
         with database.read() as conn:
-            data = jobq.job_detail(conn, panda_id, viewer_of(request))
+            data = jobq.job_detail(conn, panda_id, viewer)
             if data is None:
                 raise NotFound(f"job {panda_id} not found")
-            log = logs.find_log(conn, panda_id, locations)
+            log = None if viewer.public else logs.find_log(conn, panda_id, locations)
             data["ddm"] = ddmq.job_requests(conn, panda_id, now=time.time())
         data["log"] = None if log is None else log.as_dict()
+        data["log_hidden"] = viewer.public  # logs may name hosts, paths, credentials: signed-in viewers only
         return respond(request, "job", data, "job.html")
 
     def _log_of(request: Request, panda_id: int) -> logs.LogFile:
+        viewer = signed_in(request)
         with database.read() as conn:
-            if jobq.job_detail(conn, panda_id, viewer_of(request)) is None:
+            if jobq.job_detail(conn, panda_id, viewer) is None:
                 raise NotFound(f"job {panda_id} not found")
             log = logs.find_log(conn, panda_id, locations)
         if log is None:
@@ -355,7 +420,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     def tasks_view(request: Request) -> Response:
         def build(conn: Any, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
             page = parse_page(request.query_params).page
-            return {**summary.tasks_page(conn, flt, viewer, page), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt)}
+            return {**summary.tasks_page(conn, flt, viewer, page), "ddm_tasks": ddmq.ddm_tasks_of(conn, flt, viewer)}
 
         return page_of(request, "tasks", "tasks.html", build)
 
@@ -368,7 +433,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/pilots/")
     def pilots_view(request: Request) -> Response:
         page = parse_page(request.query_params).page
-        return page_of(request, "pilots", "pilots.html", lambda conn, flt, _v: summary.pilots_page(conn, flt, page))
+        return page_of(request, "pilots", "pilots.html", lambda conn, flt, v: summary.pilots_page(conn, flt, v, page))
 
     @app.get("/errors", include_in_schema=False)
     @app.get("/errors/")
@@ -391,8 +456,9 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     @app.get("/dataset/{did:path}")
     def dataset_view(request: Request, did: str) -> Response:
         check_params(request.query_params, PAGE_FILTERS["dataset"])
+        viewer = viewer_of(request)
         with database.read() as conn:
-            data = ddmq.dataset_detail(conn, did, request.query_params, now=time.time())
+            data = ddmq.dataset_detail(conn, did, request.query_params, viewer, now=time.time())
         return respond(request, "dataset", data, "dataset.html")
 
     @app.get("/transfers", include_in_schema=False)
@@ -400,24 +466,27 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     def transfers_view(request: Request) -> Response:
         check_params(request.query_params, PAGE_FILTERS["transfers"])
         tf = ddmq.parse_transfer_filter(request.query_params)
+        viewer = viewer_of(request)
         with database.read() as conn:
-            data = ddmq.transfers_page(conn, tf, request.query_params)
+            data = ddmq.transfers_page(conn, tf, request.query_params, viewer)
         return respond(request, "transfers", data, "transfers.html", tf=tf)
 
-    plot_cache: dict[tuple[tuple[str, str], ...], tuple[float, dict[str, Any], dict[str, str]]] = {}
+    plot_cache: dict[tuple[Viewer, tuple[tuple[str, str], ...]], tuple[float, dict[str, Any], dict[str, str]]] = {}
 
     @app.get("/plots", include_in_schema=False)
     @app.get("/plots/")
     def plots_view(request: Request) -> Response:
         check_params(request.query_params, PAGE_FILTERS["plots"])
         flt = parse_filter(request.query_params)
-        key = tuple(sorted((k, v) for k, v in request.query_params.items() if k != "json"))
+        viewer = viewer_of(request)
+        # per viewer too: one VO's plots must never be served from another's cache entry
+        key = (viewer, tuple(sorted((k, v) for k, v in request.query_params.items() if k != "json")))
         cached = plot_cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < PLOT_CACHE_S:
             _, data, charts = cached
         else:
             with database.read() as conn:
-                data = plotq.plots_data(conn, flt, viewer_of(request))
+                data = plotq.plots_data(conn, flt, viewer)
             charts = _charts(data, plotq.bin_hours_for(flt))
             if len(plot_cache) >= PLOT_CACHE_SIZE:
                 plot_cache.clear()  # bounded: a burst of distinct URLs cannot grow memory
@@ -428,10 +497,13 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     def site_view(request: Request, site: str) -> Response:
         check_params(request.query_params, PAGE_FILTERS["site"])
         flt = parse_filter(request.query_params)
+        viewer = viewer_of(request)
         with database.read() as conn:
-            data = entities.site_detail(conn, site, flt, viewer_of(request))
+            data = entities.site_detail(conn, site, flt, viewer)
         if data is None:
             raise NotFound(f"no site {site!r}: no jobs, pilots or workers name it")
+        queue = queue_configs.get(site)
+        data["queue"] = queue_view(queue) if queue is not None and (viewer.is_admin or site in viewer.queues) else None
         return respond(request, "site", data, "site.html", flt=flt)
 
     @app.get("/task/{task_id}")
@@ -473,8 +545,18 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             return RedirectResponse(data["go"], status_code=303)
         return respond(request, "search", data, "search.html")
 
+    @app.get("/audit", include_in_schema=False)
+    @app.get("/audit/")
+    def audit_view(request: Request) -> Response:
+        admin_of(request)
+        check_params(request.query_params, PAGE_FILTERS["audit"])
+        with database.read() as conn:
+            data = auditq.audit_page(conn, request.query_params)
+        return respond(request, "audit", data, "audit.html")
+
     @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        admin_of(request)  # counts of every VO: for admins (Prometheus sends an admin token)
         return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ailuro.queues import StorageElementConfig
+from ailuro.queues import QueueConfig, StorageElementConfig
+from monitor.auth import MonitorAuth
+from monitor.oidc import OidcConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,3 +26,14 @@ class MonitorConfig:
     log_roots: tuple[Path, ...] = ()
     storage: tuple[StorageElementConfig, ...] = ()
     pool_size: int = 5
+    auth: MonitorAuth = field(default_factory=MonitorAuth)
+    """Who may look (tokens, sessions, ``--public``); see :mod:`monitor.auth`."""
+    oidc: OidcConfig | None = None
+    """OIDC authorization-code login (``--oidc FILE``); None: tokens are pasted into the login form."""
+    queues: tuple[QueueConfig, ...] = ()
+    """The queue file's queues: their configuration on site pages, and which VOs each serves
+    (a viewer sees the pilots and workers of the queues serving their VO)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain to serve https with (with ``tls_key``); cookies are then Secure."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""

@@ -4,9 +4,9 @@ The filter names are BigPanDA's (``computingsite``, ``jobstatus``, ``prodsourcel
 ``produsername``, ``transformation``), so a PanDA user's URLs read the same here. A value may list
 alternatives separated by ``|`` (``jobstatus=failed|cancelled``).
 
-Every query over jobs builds its WHERE clause through :func:`job_conditions`, which is also where
-the viewer's visibility rule goes: once authentication lands, restricting a user to their own jobs
-(or a VO's production jobs) is a change to :func:`visibility_clause` alone.
+Every query over jobs builds its WHERE clause through :func:`job_conditions`, which starts with
+the viewer's visibility rule (:func:`visibility_clause`: the viewer's VOs, or everything for an
+admin).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import job_pb2
@@ -90,22 +90,54 @@ def check_params(params: Mapping[str, str], allowed: frozenset[str] | set[str]) 
 
 @dataclass(frozen=True, kw_only=True)
 class Viewer:
-    """Who is looking. Today everyone sees everything (the monitor has no authentication yet)."""
+    """Who is looking (:mod:`monitor.auth` makes one per request from the login or bearer token)."""
 
     name: str = ""
-    roles: frozenset[str] = frozenset({"admin"})
+    """The user (a token's ``sub``); empty for an anonymous viewer of a ``--public`` monitor."""
+    vos: frozenset[str] = frozenset()
+    """The VOs whose jobs, tasks, files and pilots this viewer sees (ignored for admins)."""
+    roles: frozenset[str] = frozenset()
+    """Roles from the token; ``admin`` sees every VO."""
+    public: bool = False
+    """An anonymous viewer of a ``--public VO`` monitor: that VO's pages, no logs, no audit."""
+    queues: frozenset[str] = frozenset()
+    """Queues whose pilots, workers and factory health this viewer sees: those the queue file
+    (``--queues``) says serve one of the viewer's VOs, or any VO (ignored for admins)."""
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether this viewer sees everything (every VO, the audit log)."""
+        return "admin" in self.roles
 
 
-ANONYMOUS_ADMIN = Viewer()
+ADMIN = Viewer(name="admin", roles=frozenset({"admin"}))
+"""A viewer that sees everything (tests and the benchmark's direct query calls)."""
+NOBODY = Viewer()
+"""A viewer of no VO: sees no job (what an unauthenticated request would be, were it let through)."""
+
+
+def queue_clause(column: Any, viewer: Viewer) -> ColumnElement[bool]:
+    """Rows of ``column`` (a pilots or workers queue) the viewer may see (see :attr:`Viewer.queues`)."""
+    if viewer.is_admin:
+        return true()
+    return column.in_(sorted(viewer.queues)) if viewer.queues else false()
 
 
 def visibility_clause(viewer: Viewer) -> ColumnElement[bool]:
-    """The jobs a viewer may see; the single place where per-user visibility will be enforced."""
-    if "admin" in viewer.roles:
+    """The jobs a viewer may see: every job for an admin, else the jobs of the viewer's VOs.
+
+    The single place where job visibility is decided; every jobs query of the monitor starts its
+    WHERE clause with it. A VO's members see all of the VO's jobs (as BigPanDA lets a collaboration
+    see its jobs); ``jobs.vo`` leads the monitor's VO index (migration 0012), so the filter is an
+    index range, not a scan.
+    """
+    if viewer.is_admin:
         return true()
-    # Until authentication lands there are no other viewers; when it does: own jobs for ``user``,
-    # the VO's production jobs for ``production`` (see DESIGN.md §8).
-    return jobs.c.owner == viewer.name
+    if not viewer.vos:
+        return false()
+    if len(viewer.vos) == 1:
+        return jobs.c.vo == next(iter(viewer.vos))
+    return jobs.c.vo.in_(sorted(viewer.vos))
 
 
 @dataclass(frozen=True, kw_only=True)

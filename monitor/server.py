@@ -36,14 +36,22 @@ class RunningMonitor:
         self.sock = _bind(config.host, config.port)
         self.port: int = self.sock.getsockname()[1]
         app = create_app(config, db=self.db)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        tls = (
+            {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
+            if config.tls_cert is not None and config.tls_key is not None
+            else {}
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)  # type: ignore[arg-type]
+        )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:43121``."""
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.tls_cert is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def serve_forever(self) -> None:
         """Serve in this thread until SIGINT/SIGTERM (uvicorn installs the handlers)."""

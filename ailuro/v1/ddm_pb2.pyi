@@ -30,6 +30,7 @@ class RequestKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_KIND_TRANSFER: _ClassVar[RequestKind]
     REQUEST_KIND_STAGE: _ClassVar[RequestKind]
     REQUEST_KIND_VERIFY: _ClassVar[RequestKind]
+    REQUEST_KIND_DELETE: _ClassVar[RequestKind]
 
 class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +49,8 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_ARCHIVING: _ClassVar[TaskState]
     TASK_STATE_DONE: _ClassVar[TaskState]
     TASK_STATE_FAILED: _ClassVar[TaskState]
+    TASK_STATE_PARTIAL: _ClassVar[TaskState]
+    TASK_STATE_ABORTED: _ClassVar[TaskState]
 STORAGE_KIND_UNSPECIFIED: StorageKind
 STORAGE_KIND_DISK: StorageKind
 STORAGE_KIND_TAPE: StorageKind
@@ -59,6 +62,7 @@ REQUEST_KIND_UNSPECIFIED: RequestKind
 REQUEST_KIND_TRANSFER: RequestKind
 REQUEST_KIND_STAGE: RequestKind
 REQUEST_KIND_VERIFY: RequestKind
+REQUEST_KIND_DELETE: RequestKind
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_QUEUED: RequestState
 REQUEST_STATE_ACTIVE: RequestState
@@ -71,6 +75,8 @@ TASK_STATE_MERGING: TaskState
 TASK_STATE_ARCHIVING: TaskState
 TASK_STATE_DONE: TaskState
 TASK_STATE_FAILED: TaskState
+TASK_STATE_PARTIAL: TaskState
+TASK_STATE_ABORTED: TaskState
 
 class StorageElement(_message.Message):
     __slots__ = ("name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers")
@@ -251,18 +257,20 @@ class ListReplicasResponse(_message.Message):
     def __init__(self, replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., next_after_lfn: _Optional[str] = ...) -> None: ...
 
 class RequestTransfersRequest(_message.Message):
-    __slots__ = ("kind", "did", "dest_se", "source_se", "activity")
+    __slots__ = ("kind", "did", "dest_se", "source_se", "activity", "lifetime_s")
     KIND_FIELD_NUMBER: _ClassVar[int]
     DID_FIELD_NUMBER: _ClassVar[int]
     DEST_SE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SE_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_S_FIELD_NUMBER: _ClassVar[int]
     kind: RequestKind
     did: str
     dest_se: str
     source_se: str
     activity: str
-    def __init__(self, kind: _Optional[_Union[RequestKind, str]] = ..., did: _Optional[str] = ..., dest_se: _Optional[str] = ..., source_se: _Optional[str] = ..., activity: _Optional[str] = ...) -> None: ...
+    lifetime_s: float
+    def __init__(self, kind: _Optional[_Union[RequestKind, str]] = ..., did: _Optional[str] = ..., dest_se: _Optional[str] = ..., source_se: _Optional[str] = ..., activity: _Optional[str] = ..., lifetime_s: _Optional[float] = ...) -> None: ...
 
 class RequestTransfersResponse(_message.Message):
     __slots__ = ("request_ids",)
@@ -359,7 +367,7 @@ class TaskStep(_message.Message):
     def __init__(self, transformation: _Optional[str] = ..., parameters: _Optional[str] = ..., output: _Optional[str] = ..., output_dataset: _Optional[str] = ..., site: _Optional[str] = ..., max_walltime_s: _Optional[int] = ..., memory_mb: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority")
+    __slots__ = ("name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority", "lost_inputs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VO_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +376,7 @@ class TaskSpec(_message.Message):
     MERGE_FIELD_NUMBER: _ClassVar[int]
     ARCHIVE_SE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    LOST_INPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     vo: str
     label: str
@@ -376,7 +385,8 @@ class TaskSpec(_message.Message):
     merge: TaskStep
     archive_se: str
     priority: int
-    def __init__(self, name: _Optional[str] = ..., vo: _Optional[str] = ..., label: _Optional[str] = ..., input_dataset: _Optional[str] = ..., process: _Optional[_Union[TaskStep, _Mapping]] = ..., merge: _Optional[_Union[TaskStep, _Mapping]] = ..., archive_se: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    lost_inputs: str
+    def __init__(self, name: _Optional[str] = ..., vo: _Optional[str] = ..., label: _Optional[str] = ..., input_dataset: _Optional[str] = ..., process: _Optional[_Union[TaskStep, _Mapping]] = ..., merge: _Optional[_Union[TaskStep, _Mapping]] = ..., archive_se: _Optional[str] = ..., priority: _Optional[int] = ..., lost_inputs: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
     __slots__ = ("task",)
@@ -393,7 +403,7 @@ class SubmitTaskResponse(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., panda_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "name", "owner", "vo", "state", "diag", "merge_panda_id", "created", "updated", "spec")
+    __slots__ = ("task_id", "name", "owner", "vo", "state", "diag", "merge_panda_id", "created", "updated", "spec", "lost_files")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -404,6 +414,7 @@ class Task(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    LOST_FILES_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     name: str
     owner: str
@@ -414,7 +425,8 @@ class Task(_message.Message):
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
     spec: TaskSpec
-    def __init__(self, task_id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., vo: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., diag: _Optional[str] = ..., merge_panda_id: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ...) -> None: ...
+    lost_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., vo: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., diag: _Optional[str] = ..., merge_panda_id: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., lost_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskJob(_message.Message):
     __slots__ = ("panda_id", "job_name", "status", "computing_site")
@@ -449,6 +461,38 @@ class GetTaskRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     def __init__(self, task_id: _Optional[int] = ...) -> None: ...
+
+class RetryTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    def __init__(self, task_id: _Optional[int] = ...) -> None: ...
+
+class RetryTaskResponse(_message.Message):
+    __slots__ = ("retried_panda_ids", "new_panda_ids", "requeued_requests")
+    RETRIED_PANDA_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEW_PANDA_IDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEUED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    retried_panda_ids: _containers.RepeatedScalarFieldContainer[int]
+    new_panda_ids: _containers.RepeatedScalarFieldContainer[int]
+    requeued_requests: int
+    def __init__(self, retried_panda_ids: _Optional[_Iterable[int]] = ..., new_panda_ids: _Optional[_Iterable[int]] = ..., requeued_requests: _Optional[int] = ...) -> None: ...
+
+class AbortTaskRequest(_message.Message):
+    __slots__ = ("task_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    reason: str
+    def __init__(self, task_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AbortTaskResponse(_message.Message):
+    __slots__ = ("killed_jobs", "cancelled_requests")
+    KILLED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    killed_jobs: int
+    cancelled_requests: int
+    def __init__(self, killed_jobs: _Optional[int] = ..., cancelled_requests: _Optional[int] = ...) -> None: ...
 
 class GetTaskResponse(_message.Message):
     __slots__ = ("task", "jobs", "requests")

@@ -144,8 +144,9 @@ class DDMServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestTransfers(self, request, context):
-        """Queue one transfer, stage or verify request per file of a dataset (or for one file). An open
-        request of the same kind for the same file and SE is reused (its id is returned).
+        """Queue one transfer, stage, verify or delete request per file of a dataset (or for one file). An
+        open request of the same kind for the same file and SE is reused (its id is returned). Deleting
+        the only available replica of a file is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -526,6 +527,16 @@ class TaskServiceStub:
                 request_serializer=ailuro_dot_v1_dot_ddm__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=ailuro_dot_v1_dot_ddm__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.RetryTask = channel.unary_unary(
+                '/ailuro.v1.TaskService/RetryTask',
+                request_serializer=ailuro_dot_v1_dot_ddm__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_ddm__pb2.RetryTaskResponse.FromString,
+                _registered_method=True)
+        self.AbortTask = channel.unary_unary(
+                '/ailuro.v1.TaskService/AbortTask',
+                request_serializer=ailuro_dot_v1_dot_ddm__pb2.AbortTaskRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_ddm__pb2.AbortTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -554,6 +565,24 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryTask(self, request, context):
+        """Resubmit the task's failed, cancelled or closed jobs of its current step (processing jobs, or
+        the merge job) as new jobs and put a failed or partial task back to work (a failed archive
+        transfer is queued again). Only the task's owner, an admin or the production role of its VO.
+        FAILED_PRECONDITION when the task is done, aborted, or has nothing to retry. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortTask(self, request, context):
+        """Stop a task for good: kill its jobs that have not ended, withdraw its open DDM requests, and
+        create no new job. Same callers as RetryTask; an ended task is FAILED_PRECONDITION. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -571,6 +600,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.GetTask,
                     request_deserializer=ailuro_dot_v1_dot_ddm__pb2.GetTaskRequest.FromString,
                     response_serializer=ailuro_dot_v1_dot_ddm__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=ailuro_dot_v1_dot_ddm__pb2.RetryTaskRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_ddm__pb2.RetryTaskResponse.SerializeToString,
+            ),
+            'AbortTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortTask,
+                    request_deserializer=ailuro_dot_v1_dot_ddm__pb2.AbortTaskRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_ddm__pb2.AbortTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -655,6 +694,60 @@ class TaskService:
             '/ailuro.v1.TaskService/GetTask',
             ailuro_dot_v1_dot_ddm__pb2.GetTaskRequest.SerializeToString,
             ailuro_dot_v1_dot_ddm__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ailuro.v1.TaskService/RetryTask',
+            ailuro_dot_v1_dot_ddm__pb2.RetryTaskRequest.SerializeToString,
+            ailuro_dot_v1_dot_ddm__pb2.RetryTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ailuro.v1.TaskService/AbortTask',
+            ailuro_dot_v1_dot_ddm__pb2.AbortTaskRequest.SerializeToString,
+            ailuro_dot_v1_dot_ddm__pb2.AbortTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

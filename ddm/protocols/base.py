@@ -38,6 +38,8 @@ class CopyResult:
 
     size: int
     adler32: str
+    third_party: bool = False
+    """The servers copied the file between themselves (nothing passed through this host)."""
 
 
 class Protocol(ABC):

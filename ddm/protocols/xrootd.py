@@ -152,6 +152,27 @@ class XRootDProtocol(Protocol):
             self._fail(res, f"rename {tmp_path} -> {path} on {server}")
         return CopyResult(size=size, adler32=adler)
 
+    def third_party_copy(self, src_url: str, dst_url: str) -> None:
+        """``xrdcp --tpc only``: the destination server pulls the file from the source; no byte passes
+        through this host. Written under a temporary name and renamed, like :meth:`copy_out`.
+
+        ``TransferError`` when either server does not do third-party copy (``ofs.tpc``): the caller
+        then copies through its own disk.
+        """
+        server, path = split_root_url(dst_url)
+        split_root_url(src_url)
+        parent, _, name = path.rpartition("/")
+        tmp_path = f"{parent}/.{name}.part-{uuid.uuid4().hex[:8]}"
+        res = self.run(["xrdcp", "--nopbar", "--force", "--tpc", "only", src_url, server + "/" + tmp_path])
+        if res.rc != 0:
+            self.run(["xrdfs", server, "rm", tmp_path], timeout_s=30)
+            self._fail(res, f"third-party copy {src_url} -> {dst_url}")
+        self.run(["xrdfs", server, "rm", path], timeout_s=60)
+        res = self.run(["xrdfs", server, "mv", tmp_path, path])
+        if res.rc != 0:
+            self.run(["xrdfs", server, "rm", tmp_path], timeout_s=30)
+            self._fail(res, f"rename {tmp_path} -> {path} on {server}")
+
     def delete(self, url: str) -> None:
         """``xrdfs rm``; a missing file is fine."""
         server, path = split_root_url(url)

@@ -16,6 +16,7 @@ from ailuro.queues import StorageElementConfig
 from ailuro.v1 import ddm_pb2, ddm_pb2_grpc
 from dispatcher.api.errors import identity_of, unary
 from dispatcher.services.ddm_catalog import CatalogService
+from dispatcher.services.hub import PilotHub
 from dispatcher.services.tasks import TaskService
 from dispatcher.states import JobState
 
@@ -95,6 +96,7 @@ def _spec_message(spec: dict[str, Any]) -> ddm_pb2.TaskSpec:
         input_dataset=spec["input_dataset"],
         archive_se=spec["archive_se"],
         priority=int(spec.get("priority", 0)),
+        lost_inputs=spec.get("lost_inputs", ""),
         **steps,
     )
 
@@ -102,7 +104,7 @@ def _spec_message(spec: dict[str, Any]) -> ddm_pb2.TaskSpec:
 _STEP_FIELDS = frozenset(ddm_pb2.TaskStep.DESCRIPTOR.fields_by_name)
 
 
-def task_message(row: Any) -> ddm_pb2.Task:
+def task_message(row: Any, lost_files: list[str] | None = None) -> ddm_pb2.Task:
     """A ``ddm_tasks`` row as a message."""
     return ddm_pb2.Task(
         task_id=int(row["task_id"]),
@@ -115,6 +117,7 @@ def task_message(row: Any) -> ddm_pb2.Task:
         created=_ts(row["created"]),
         updated=_ts(row["updated"]),
         spec=_spec_message(json.loads(row["spec"])),
+        lost_files=lost_files,
     )
 
 
@@ -214,8 +217,9 @@ class DDMServicer(ddm_pb2_grpc.DDMServiceServicer):
 class TaskServicer(ddm_pb2_grpc.TaskServiceServicer):
     """Thin adapter over :class:`TaskService`."""
 
-    def __init__(self, service: TaskService) -> None:
+    def __init__(self, service: TaskService, hub: PilotHub | None = None) -> None:
         self.service = service
+        self.hub = hub
 
     @unary
     async def SubmitTask(
@@ -245,5 +249,25 @@ class TaskServicer(ddm_pb2_grpc.TaskServiceServicer):
             for j in info["jobs"]
         ]
         return ddm_pb2.GetTaskResponse(
-            task=task_message(info["row"]), jobs=jobs, requests=[request_message(r) for r in info["request_rows"]]
+            task=task_message(info["row"], info["lost_files"]),
+            jobs=jobs,
+            requests=[request_message(r) for r in info["request_rows"]],
         )
+
+    @unary
+    async def RetryTask(
+        self, request: ddm_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext
+    ) -> ddm_pb2.RetryTaskResponse:
+        out = await self.service.retry(request.task_id, identity_of(context))
+        return ddm_pb2.RetryTaskResponse(
+            retried_panda_ids=out.retried, new_panda_ids=out.new_ids, requeued_requests=out.requeued_requests
+        )
+
+    @unary
+    async def AbortTask(
+        self, request: ddm_pb2.AbortTaskRequest, context: grpc.aio.ServicerContext
+    ) -> ddm_pb2.AbortTaskResponse:
+        out = await self.service.abort(request.task_id, request.reason, identity_of(context))
+        if self.hub is not None and out.commands:
+            await self.hub.push_commands(out.commands)
+        return ddm_pb2.AbortTaskResponse(killed_jobs=out.killed, cancelled_requests=out.cancelled_requests)

@@ -35,7 +35,9 @@ from typing import Any
 
 from ailuro import errorcodes
 from ailuro.backoff import backoff_delay
+from ailuro.errors import AiluroError
 from ailuro.queues import QueueConfig, StorageElementConfig
+from ddm.protocols import protocol_for
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
 from dispatcher.config import DispatcherConfig
@@ -175,6 +177,15 @@ class DDMAgent:
                 conn, owner=self.agent_id, limit=free, lease_s=self.config.lease_s, now=now, fits=fits
             )
         for row in rows:
+            log.info(
+                "request %d (%s %s -> %s): active, attempt %d of %d",
+                row["request_id"],
+                row["kind"],
+                row["source_se"] or "best replica",
+                row["dest_se"],
+                int(row["attempts"]) + 1,
+                int(row["max_attempts"]),
+            )
             running = _Running(row=row, future=Future(), ses=self._ses_of(row))
             running.future = self.pool.submit(self._execute, row, running.cancel)
             with self._lock:
@@ -194,6 +205,8 @@ class DDMAgent:
                 self._transfer(row, file, replicas, expected, cancel)
             elif row["kind"] == "stage":
                 self._stage(row, file, expected)
+            elif row["kind"] == "delete":
+                self._delete(row, file, replicas)
             else:
                 self._verify(row, file, replicas, expected)
         except Cancelled as exc:
@@ -268,12 +281,13 @@ class DDMAgent:
                     next_attempt=ready,
                     count_attempt=False,
                 )
+            log.info("request %d: queued, %s", row["request_id"], note)
             return
         dest = row["dest_se"]
         src_url, dst_url = self._url(source["se"], file), self._url(dest, file)
         scratch = self.config.scratch_dir / self.agent_id
         try:
-            copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
+            copied = copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
         except TransferFailure as exc:
             if exc.source_bad and exc.code != errorcodes.CHECKSUM_MISMATCH_STAGEOUT:
                 with self.db.write() as conn:
@@ -289,16 +303,90 @@ class DDMAgent:
                     conn, int(file["file_id"]), dest, state=catalog.AVAILABLE, pfn=dst_url, now=now, online_until=online
                 )
         if ok:
-            log.info("request %d: %s -> %s done (adler32 %s)", row["request_id"], src_url, dst_url, expected.adler32)
+            how = "third-party copy" if copied.third_party else "through the agent"
+            log.info(
+                "request %d: %s -> %s (%s): done, adler32 %s",
+                row["request_id"],
+                src_url,
+                dst_url,
+                how,
+                expected.adler32,
+            )
 
     def _stage(self, row: Any, file: Any, expected: Expected) -> None:
         se = self.storage[row["dest_se"]]
-        verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
+        try:
+            verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
+        except TransferFailure as exc:
+            if not exc.missing:
+                raise
+            self._declare_lost(row, file, se.name, exc.message)
+            return
         now = time.time()
         with self.db.write() as conn:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
-        log.info("request %d: %s staged on %s", row["request_id"], file["lfn"], se.name)
+        log.info("request %d: %s staged on %s: done", row["request_id"], file["lfn"], se.name)
+
+    def _delete(self, row: Any, file: Any, replicas: list[Any]) -> None:
+        """Delete a replica at its SE and from the catalog; never the last available one."""
+        se, rid, now = row["dest_se"], int(row["request_id"]), time.time()
+        with self.db.read() as conn:
+            copying = [
+                r
+                for r in catalog.requests_of_file(conn, int(file["file_id"]))
+                if r["kind"] == "transfer" and r["dest_se"] == se and r["state"] in catalog.OPEN_REQUEST_STATES
+            ]
+        if copying:  # an expiry due before its copy arrived: wait for the copy
+            with self.db.write() as conn:
+                note = f"waiting for transfer {copying[0]['request_id']} to {se} before deleting"
+                catalog.finish_request(
+                    conn,
+                    rid,
+                    owner=self.agent_id,
+                    state=catalog.QUEUED,
+                    now=now,
+                    error=note,
+                    next_attempt=now + 30,
+                    count_attempt=False,
+                )
+            log.info("request %d: queued, %s", rid, note)
+            return
+        if not any(r["state"] == catalog.AVAILABLE and r["se"] != se for r in replicas):
+            raise TransferFailure(
+                errorcodes.STAGEOUT_FAILED, f"refusing to delete the only available replica (on {se})", retryable=False
+            )
+        url = self._url(se, file)
+        try:
+            protocol_for(url).delete(url)  # a missing file is fine: the goal is that it is gone
+        except AiluroError as exc:
+            raise TransferFailure(errorcodes.STAGEOUT_FAILED, f"deleting {url} failed: {exc}") from exc
+        with self.db.write() as conn:
+            if catalog.finish_request(conn, rid, owner=self.agent_id, state=catalog.DONE, now=time.time()):
+                catalog.remove_replica(conn, int(file["file_id"]), se)
+        log.info("request %d: %s deleted from %s (%s): done", rid, file["lfn"], se, row["activity"] or "delete")
+
+    def _declare_lost(self, row: Any, file: Any, se: str, why: str) -> None:
+        """The SE says the file is not there: the replica is bad, the recall and the copies waiting
+        for it fail with FILE_LOST at once (retrying cannot bring a file back)."""
+        now = time.time()
+        error = f"{file['scope']}:{file['lfn']} is lost on {se}: {why}"
+        with self.db.write() as conn:
+            catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.BAD, now=now)
+            catalog.finish_request(
+                conn,
+                int(row["request_id"]),
+                owner=self.agent_id,
+                state=catalog.FAILED,
+                now=now,
+                error=error,
+                code=errorcodes.FILE_LOST,
+            )
+            waiting = catalog.fail_open_requests(
+                conn, int(file["file_id"]), kind="transfer", now=now, code=errorcodes.FILE_LOST, error=error
+            )
+        rid = row["request_id"]
+        log.warning("request %d: %s declared LOST (%d waiting transfer(s) failed)", rid, error, len(waiting))
 
     def _verify(self, row: Any, file: Any, replicas: list[Any], expected: Expected) -> None:
         se = row["dest_se"]
@@ -339,6 +427,7 @@ class DDMAgent:
         with self.db.write() as conn:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.AVAILABLE, now=now)
+        log.info("request %d: %s verified on %s: done", row["request_id"], file["lfn"], se)
 
     def _failed(self, row: Any, exc: TransferFailure) -> None:
         now = time.time()
@@ -356,7 +445,7 @@ class DDMAgent:
                 code=exc.code,
                 next_attempt=None if final else now + delay,
             )
-        how = "giving up" if final else f"retry in {delay:.1f} s"
+        how = "failed, giving up" if final else f"queued, retry in {delay:.1f} s"
         log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
 
 

@@ -267,6 +267,16 @@ class CatalogService:
                     activity=activity,
                     now=now,
                 )
+                if req.lifetime_s:  # expiry: a delete request due when the lifetime is over
+                    catalog.add_requests(
+                        conn,
+                        kind="delete",
+                        file_ids=[int(f["file_id"]) for f in files],
+                        dest_se=dest.name,
+                        activity="expiry",
+                        now=now,
+                        not_before=now + req.lifetime_s,
+                    )
                 return [by_file[int(f["file_id"])] for f in files]
 
         ids = await self.rt.db_call(run)
@@ -281,6 +291,8 @@ class CatalogService:
                 raise FailedPrecondition(f"{did} has no available replica to copy from", field="did")
         elif not any(r["se"] == dest.name for r in replicas):
             raise FailedPrecondition(f"{did} has no replica on {dest.name}", field="did")
+        elif kind == "delete" and not any(r["state"] == catalog.AVAILABLE and r["se"] != dest.name for r in replicas):
+            raise FailedPrecondition(f"{did}: the replica on {dest.name} is its only available copy", field="did")
 
     async def list_transfers(self, req: ddm_pb2.ListTransfersRequest) -> list[Any]:
         """Requests with file names, newest first."""

@@ -27,13 +27,14 @@ from ailuro.v1 import ddm_pb2, job_pb2
 from dispatcher import ddm_validation, validation
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
+from dispatcher.services import task_steering as steering
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import normalize, place_and_insert
 from dispatcher.store import audit, catalog
 from dispatcher.store.schema import ddm_replicas, ddm_tasks, files, jobs
 
 _STEP_KEYS = {"transformation", "parameters", "output", "output_dataset", "site", "max_walltime_s", "memory_mb"}
-_TOP_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority"}
+_TOP_KEYS = {"name", "vo", "label", "input_dataset", "process", "merge", "archive_se", "priority", "lost_inputs"}
 ACTIVE_STATES = ("processing", "merging", "archiving")
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def parse_task(data: Any, *, base_dir: Path | None) -> dict[str, Any]:
     catalog.split_did(data["input_dataset"], field="task.input_dataset")
     names.check_dataset(data["input_dataset"], "task.input_dataset")
     names.check_identifier(data["archive_se"], "task.archive_se")
+    if data.get("lost_inputs", "fail") not in steering.LOST_POLICIES:
+        raise InvalidArgument(f"must be one of {list(steering.LOST_POLICIES)}", field="task.lost_inputs")
     out = dict(data)
     for step in ("process", "merge"):
         raw = data.get(step)
@@ -177,30 +180,62 @@ def advance_tasks(
     for row in rows:
         task = json.loads(row["spec"])
         tid = int(row["task_id"])
-        statuses = [
-            (int(r[0]), r[1]) for r in conn.execute(select(jobs.c.panda_id, jobs.c.status).where(jobs.c.task_id == tid))
-        ]
         merge_id = int(row["merge_panda_id"])
+        proc, merge_status = steering.current_jobs(conn, tid, merge_id)
         if row["state"] == "processing":
-            proc = [(pid, st) for pid, st in statuses if pid != merge_id]
-            if any(st in ("failed", "cancelled", "closed") for _, st in proc):
-                bad = [pid for pid, st in proc if st != "finished" and st in ("failed", "cancelled", "closed")]
-                _set(conn, tid, now=now, state="failed", diag=f"processing job(s) {bad} did not finish")
-            elif proc and all(st == "finished" for _, st in proc):
-                _start_merge(conn, task, tid, [pid for pid, _ in proc], queues, storage, owner=row["owner"], now=now)
+            _advance_processing(conn, row, task, proc, queues, storage, now=now)
         elif row["state"] == "merging":
-            st = dict(statuses).get(merge_id, "")
-            if st == "finished":
+            if merge_status == "finished":
                 _start_archive(conn, task, tid, merge_id, now=now)
-            elif st in ("failed", "cancelled", "closed"):
-                _set(conn, tid, now=now, state="failed", diag=f"merge job {merge_id} {st}")
+            elif merge_status in ("failed", "cancelled", "closed"):
+                _set(conn, tid, now=now, state="failed", diag=f"merge job {merge_id} {merge_status}")
         elif row["state"] == "archiving":
-            reqs = catalog.list_requests(conn, task_id=tid)
-            archive = [r for r in reqs if r["activity"] == "archive"]
-            if archive and archive[0]["state"] == catalog.DONE:
-                _set(conn, tid, now=now, state="done", diag=f"merged file archived on {task['archive_se']}")
-            elif archive and archive[0]["state"] in (catalog.FAILED, catalog.CANCELLED):
-                _set(conn, tid, now=now, state="failed", diag=f"archive transfer: {archive[0]['last_error']}")
+            _advance_archiving(conn, task, tid, now=now)
+
+
+def _advance_processing(
+    conn: Connection,
+    row: Any,
+    task: Mapping[str, Any],
+    proc: list[tuple[int, str]],
+    queues: Sequence[QueueConfig],
+    storage: Sequence[StorageElementConfig],
+    *,
+    now: float,
+) -> None:
+    """``processing`` -> ``merging`` once every processing job ended well (or lost its input, when partial)."""
+    tid = int(row["task_id"])
+    bad = [pid for pid, st in proc if st in steering.RETRYABLE_JOB_STATES]
+    lost_jobs = steering.jobs_with_lost_inputs(conn, tid, bad)
+    partial = task.get("lost_inputs") == "partial"
+    failed = [pid for pid in bad if not (partial and pid in lost_jobs)]
+    if failed:
+        lost = steering.lost_files(conn, tid, failed)
+        why = f"input(s) lost: {', '.join(lost[:20])}; " if lost else ""
+        _set(conn, tid, now=now, state="failed", diag=f"{why}processing job(s) {failed} did not finish"[:1000])
+        return
+    done = [pid for pid, st in proc if st == "finished"]
+    if len(done) + len(bad) < len(proc):
+        return  # jobs still queued or running
+    if not done:
+        _set(conn, tid, now=now, state="failed", diag="every input was lost")
+        return
+    _start_merge(conn, task, tid, done, queues, storage, owner=row["owner"], now=now)
+
+
+def _advance_archiving(conn: Connection, task: Mapping[str, Any], tid: int, *, now: float) -> None:
+    """``archiving`` -> ``done`` (or ``partial`` when inputs were lost) once the archive copy is verified."""
+    reqs = catalog.list_requests(conn, task_id=tid, kind="transfer")
+    archive = [r for r in reqs if r["activity"] == "archive"]
+    if archive and archive[0]["state"] == catalog.DONE:
+        lost = steering.lost_files(conn, tid)
+        if lost:
+            diag = f"merged file archived on {task['archive_se']} without {len(lost)} lost input(s): {', '.join(lost)}"
+            _set(conn, tid, now=now, state="partial", diag=diag[:1000])
+        else:
+            _set(conn, tid, now=now, state="done", diag=f"merged file archived on {task['archive_se']}")
+    elif archive and archive[0]["state"] in (catalog.FAILED, catalog.CANCELLED):
+        _set(conn, tid, now=now, state="failed", diag=f"archive transfer: {archive[0]['last_error']}"[:1000])
 
 
 def _start_merge(
@@ -289,6 +324,7 @@ def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
             for r in catalog.list_requests(conn, task_id=task_id)
         ],
         "request_rows": catalog.list_requests(conn, task_id=task_id, limit=5000),
+        "lost_files": steering.lost_files(conn, task_id),
     }
 
 
@@ -354,3 +390,53 @@ class TaskService:
                 return get_task(conn, task_id)
 
         return await self.rt.db_call(run)
+
+    async def retry(self, task_id: int, identity: Identity) -> steering.RetryOutcome:
+        """Resubmit the failed jobs of a task's current step (or its failed archive transfer); audited."""
+        ddm_validation.positive_id(task_id, "task_id")
+
+        def run() -> steering.RetryOutcome:
+            with self.rt.db.write() as conn:
+                now = self.rt.now()
+                steering.may_steer(identity, steering.task_row(conn, task_id))
+                out = steering.retry_task(conn, task_id, self.rt.config, now=now)
+                detail = {"retried": audit.ids_text(out.retried), "new_ids": audit.ids_text(out.new_ids)}
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.TASK_RETRY,
+                    target=f"task {task_id}",
+                    detail={**detail, "requeued_requests": out.requeued_requests},
+                    now=now,
+                )
+                return out
+
+        out = await self.rt.db_call(run)
+        log.info("%s retried task %d: jobs %s -> %s", identity.name, task_id, out.retried, out.new_ids)
+        return out
+
+    async def abort(self, task_id: int, reason: str, identity: Identity) -> steering.AbortOutcome:
+        """Abort a task (jobs killed, requests withdrawn, no new job); audited. Kill commands are returned."""
+        ddm_validation.positive_id(task_id, "task_id")
+        ddm_validation.text(reason, "reason", limit=1000)
+
+        def run() -> steering.AbortOutcome:
+            with self.rt.db.write() as conn:
+                now = self.rt.now()
+                steering.may_steer(identity, steering.task_row(conn, task_id))
+                out = steering.abort_task(conn, task_id, who=identity.name, reason=reason, now=now)
+                audit.record(
+                    conn,
+                    actor=identity.name,
+                    vo=identity.vo,
+                    action=audit.TASK_ABORT,
+                    target=f"task {task_id}",
+                    detail={"killed": out.killed, "cancelled_requests": out.cancelled_requests, "reason": reason[:200]},
+                    now=now,
+                )
+                return out
+
+        out = await self.rt.db_call(run)
+        log.info("%s aborted task %d: %d job(s) killed", identity.name, task_id, out.killed)
+        return out

@@ -22,6 +22,8 @@ JOBS_KILL = "jobs.kill"
 JOBS_RETRY = "jobs.retry"
 JOBS_PRIORITY = "jobs.priority"
 TASK_SUBMIT = "task.submit"
+TASK_RETRY = "task.retry"
+TASK_ABORT = "task.abort"
 TOKEN_ISSUE = "token.issue"
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
@@ -33,6 +35,8 @@ ACTIONS = (
     JOBS_RETRY,
     JOBS_PRIORITY,
     TASK_SUBMIT,
+    TASK_RETRY,
+    TASK_ABORT,
     TOKEN_ISSUE,
     WORKERS_REGISTER,
     WORKERS_UPDATE,

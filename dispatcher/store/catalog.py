@@ -35,7 +35,7 @@ BAD = "bad"
 REPLICA_STATES = (AVAILABLE, UNVERIFIED, BAD)
 QUEUED, ACTIVE, DONE, FAILED, CANCELLED = "queued", "active", "done", "failed", "cancelled"
 OPEN_REQUEST_STATES = (QUEUED, ACTIVE)
-KINDS = ("transfer", "stage", "verify")
+KINDS = ("transfer", "stage", "verify", "delete")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,11 +91,14 @@ def add_files(
                 f"not {e.size}, {e.adler32}",
                 field=f"files[{i}]" if len(entries) > 1 else "files",
             )
-    if new_rows:  # one multi-row statement per chunk, then the ids in one lookup: bulk registration
-        for part in chunks(new_rows):
-            conn.execute(ddm_files.insert(), [{**r, "created": now} for r in part])
-        known.update(lookup_files(conn, [(scope, r["lfn"]) for r in new_rows]))
-    out = {e.lfn: int(known[(scope, e.lfn)]["file_id"]) for e in entries}
+    ids = {lfn: int(row["file_id"]) for (_, lfn), row in known.items()}
+    if new_rows:
+        # one executemany returning the new ids (the driver batches it): no lookup of rows just
+        # inserted, which PostgreSQL plans as a scan (no statistics yet) and takes seconds
+        stmt = ddm_files.insert().returning(ddm_files.c.file_id, ddm_files.c.lfn, sort_by_parameter_order=True)
+        for fid, lfn in conn.execute(stmt, [{**r, "created": now} for r in new_rows]):
+            ids[lfn] = int(fid)
+    out = {e.lfn: ids[e.lfn] for e in entries}
     if dataset_id is not None and out:
         have = {
             r[0]
@@ -268,8 +271,8 @@ def set_replicas(conn: Connection, se: str, items: Sequence[tuple[int, str, str]
         )
         for part in chunks(updates):
             conn.execute(stmt, list(part))
-    for part in chunks(inserts):
-        conn.execute(ddm_replicas.insert(), list(part))
+    if inserts:
+        conn.execute(ddm_replicas.insert(), inserts)
 
 
 def add_requests(
@@ -281,6 +284,7 @@ def add_requests(
     now: float,
     source_se: str = "",
     activity: str = "",
+    not_before: float | None = None,
 ) -> dict[int, int]:
     """:func:`add_request` for many files at once; ``{file_id: request_id}`` (open requests are reused)."""
     if kind not in KINDS:
@@ -308,7 +312,7 @@ def add_requests(
         "state": QUEUED,
         "attempts": 0,
         "max_attempts": 5,
-        "next_attempt": now,
+        "next_attempt": now if not_before is None else not_before,
         "lease_owner": "",
         "lease_expires": None,
         "last_error": "",
@@ -320,11 +324,16 @@ def add_requests(
         "updated": now,
     }
     missing = sorted({f for f in file_ids if f not in out})
-    for part in chunks(missing):
-        conn.execute(r.insert(), [{**base, "file_id": fid} for fid in part])
-    if missing:
-        out.update(open_ids(missing))
+    if missing:  # one executemany returning the ids (see add_files)
+        stmt = r.insert().returning(r.c.file_id, r.c.request_id, sort_by_parameter_order=True)
+        for fid, rid in conn.execute(stmt, [{**base, "file_id": fid} for fid in missing]):
+            out[int(fid)] = int(rid)
     return out
+
+
+def remove_replica(conn: Connection, file_id: int, se: str) -> None:
+    """Forget the replica of ``file_id`` on ``se`` (after the file was deleted there)."""
+    conn.execute(ddm_replicas.delete().where(ddm_replicas.c.file_id == file_id, ddm_replicas.c.se == se))
 
 
 def set_replica_state(conn: Connection, file_id: int, se: str, state: str, *, now: float) -> None:
@@ -502,6 +511,28 @@ def storable_text(text: str, *, limit: int) -> str:
     return clean[:limit]
 
 
+def fail_open_requests(
+    conn: Connection, file_id: int, *, kind: str, now: float, code: int, error: str, source_se: str = ""
+) -> list[int]:
+    """End the queued (not running) requests of ``kind`` for a file as failed; their ids.
+
+    For requests that can never succeed, e.g. transfers waiting for the recall of a file that
+    turned out to be lost. ``source_se``: only requests reading from there (or from any SE).
+    """
+    r = ddm_requests
+    cond = [r.c.file_id == file_id, r.c.kind == kind, r.c.state == QUEUED]
+    if source_se:
+        cond.append(or_(r.c.source_se == source_se, r.c.source_se == ""))
+    ids = [int(x[0]) for x in conn.execute(select(r.c.request_id).where(*cond))]
+    if ids:
+        conn.execute(
+            update(r)
+            .where(r.c.request_id.in_(ids), r.c.state == QUEUED)
+            .values(state=FAILED, error_code=code, last_error=storable_text(error, limit=MAX_ERROR_TEXT), updated=now)
+        )
+    return ids
+
+
 def cancel_requests(conn: Connection, ids: Sequence[int], *, now: float, reason: str = "withdrawn") -> int:
     """Withdraw open requests (a running agent notices at its next lease renewal)."""
     r = ddm_requests
@@ -542,6 +573,11 @@ def list_requests(
     if kind:
         stmt = stmt.where(r.c.kind == kind)
     return list(conn.execute(stmt).mappings())
+
+
+def requests_of_file(conn: Connection, file_id: int) -> list[Any]:
+    """Every request of one file."""
+    return list(conn.execute(select(ddm_requests).where(ddm_requests.c.file_id == file_id)).mappings())
 
 
 def requests_of_jobs(conn: Connection, panda_ids: Sequence[int]) -> dict[int, list[Any]]:

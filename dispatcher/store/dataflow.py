@@ -276,7 +276,9 @@ def activate_ready(
         failed = [r for r in requests.get(pid, []) if r["state"] in (catalog.FAILED, catalog.CANCELLED)]
         if failed:
             diag = f"input transfer {failed[0]['request_id']} {failed[0]['state']}: {failed[0]['last_error']}"
-            values = {"errors": _error(errorcodes.STAGEIN_FAILED, diag), "end_time": now}
+            lost = failed[0]["error_code"] == errorcodes.FILE_LOST  # keep "lost" visible on the job
+            code = errorcodes.FILE_LOST if lost else errorcodes.STAGEIN_FAILED
+            values = {"errors": _error(code, diag), "end_time": now}
             changes.append(Change(**base, to_status=JobState.FAILED, values=values, reason=diag[:500]))
             continue
         spec = job_pb2.Job.FromString(row["spec"])

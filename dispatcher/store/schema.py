@@ -420,6 +420,8 @@ _ACTIVE_JOB_STATES = jobs.c.status.in_(
     ["defined", "assigned", "activated", "sent", "starting", "running", "holding", "transferring"]
 )
 Index("ix_jobs_owner_window", jobs.c.owner, jobs.c.status, jobs.c.modification_time)
+# The monitor's VO visibility (migration 0012): a viewer's window inside their VOs as index ranges.
+Index("ix_jobs_vo_window", jobs.c.vo, jobs.c.status, jobs.c.modification_time)
 Index("ix_jobs_final_created", jobs.c.status, jobs.c.modification_time, jobs.c.creation_time, jobs.c.panda_id)
 Index(
     "ix_jobs_active_created",

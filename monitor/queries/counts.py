@@ -18,8 +18,8 @@ to the folded ones **in the same statement**, so it reads one snapshot and stays
 fold happened before, after or never. The monitor itself never folds: it is read-only.
 
 Counters exist per facet (site, label, owner, transformation, task) and state, not per
-combination, so they answer unfiltered views and views filtered by state only. Views filtered by
-another facet, by task or restricted to a viewer's own jobs are counted from ``jobs`` through
+combination nor per VO, so they answer an admin's unfiltered views and views filtered by state
+only. Views filtered by another facet, by task or restricted to a viewer's VOs are counted from ``jobs`` through
 its indexes (see :func:`uses_counters`).
 """
 
@@ -95,7 +95,7 @@ def _with_pending(
 def uses_counters(flt: JobFilter, viewer: Viewer) -> bool:
     """Whether a view is answered from the counters: an admin view filtered at most by state."""
     others = [name for name, values in flt.values.items() if values and name != "jobstatus"]
-    return "admin" in viewer.roles and flt.taskid is None and not others and not flt.has_error_filter
+    return viewer.is_admin and flt.taskid is None and not others and not flt.has_error_filter
 
 
 def all_statuses(flt: JobFilter) -> tuple[str, ...] | None:

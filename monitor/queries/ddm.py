@@ -9,6 +9,11 @@ indexes (migrations 0003 and 0007):
   window rule), read per state newest change first from ``ix_ddm_requests_window``;
 - without a catalog (a dispatcher without storage), the datasets named by the files of the newest
   :data:`JOB_SCAN_LIMIT` jobs of the window, labelled as such.
+
+Visibility: the catalog has no VO column, so a viewer who is not an admin sees the datasets whose
+scope is one of their VOs (the VO's own scope, as the COMPASS chain names them); a transfer
+request is seen when its job or its DDM task belongs to one of the viewer's VOs; DDM tasks by
+their ``vo``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select, union_all
+from sqlalchemy import ColumnElement, Connection, case, exists, false, func, or_, select, true, union_all
 
 from ailuro.errors import InvalidArgument, NotFound
 from dispatcher.store import catalog
@@ -32,8 +37,9 @@ from dispatcher.store.schema import (
     ddm_requests,
     ddm_tasks,
     files,
+    jobs,
 )
-from monitor.filters import DEFAULT_HOURS, JobFilter, Page, Viewer, parse_hours, parse_int
+from monitor.filters import DEFAULT_HOURS, JobFilter, Page, Viewer, parse_hours, parse_int, visibility_clause
 from monitor.queries import jobs as jobq
 from monitor.queries.errors import CODE_NAMES
 
@@ -57,6 +63,26 @@ def _page(params: Mapping[str, str], default_limit: int) -> tuple[int, int]:
     )
 
 
+def scope_clause(column: Any, viewer: Viewer) -> ColumnElement[bool]:
+    """Catalog rows (by their ``scope`` column) the viewer may see: an admin all, others their VOs' scopes."""
+    if viewer.is_admin:
+        return true()
+    return column.in_(sorted(viewer.vos)) if viewer.vos else false()
+
+
+def request_clause(viewer: Viewer) -> ColumnElement[bool]:
+    """Transfer requests the viewer may see: those of a job or a DDM task of one of the viewer's VOs."""
+    if viewer.is_admin:
+        return true()
+    if not viewer.vos:
+        return false()
+    r = ddm_requests
+    # both probes are primary-key lookups per request (jobs.panda_id, ddm_tasks.task_id)
+    by_job = exists().where(jobs.c.panda_id == r.c.panda_id, visibility_clause(viewer))
+    by_task = exists().where(ddm_tasks.c.task_id == r.c.task_id, ddm_tasks.c.vo.in_(sorted(viewer.vos)))
+    return or_(by_job, by_task)
+
+
 # --- datasets ---------------------------------------------------------------------------------
 
 
@@ -77,7 +103,7 @@ def datasets_page(conn: Connection, params: Mapping[str, str], flt: JobFilter, v
     scope = params.get("scope", "").strip()
     page, limit = _page(params, DATASETS_PER_PAGE)
     d = ddm_datasets
-    where = [d.c.scope == scope] if scope else []
+    where = [scope_clause(d.c.scope, viewer), *([d.c.scope == scope] if scope else [])]
     total = int(conn.execute(select(func.count()).select_from(d).where(*where)).scalar_one())
     rows = conn.execute(
         select(d).where(*where).order_by(d.c.dataset_id.desc()).limit(limit).offset((page - 1) * limit)
@@ -173,11 +199,13 @@ def jobs_datasets(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str,
     }
 
 
-def dataset_detail(conn: Connection, did: str, params: Mapping[str, str], *, now: float) -> dict[str, Any]:
+def dataset_detail(
+    conn: Connection, did: str, params: Mapping[str, str], viewer: Viewer, *, now: float
+) -> dict[str, Any]:
     """``/dataset/<scope>:<name>``: one page of its files (by lfn) with every replica, and per-SE totals."""
     scope, name = catalog.split_did(did)
     d, df, f, r = ddm_datasets, ddm_dataset_files, ddm_files, ddm_replicas
-    ds = conn.execute(select(d).where(d.c.scope == scope, d.c.name == name)).first()
+    ds = conn.execute(select(d).where(d.c.scope == scope, d.c.name == name, scope_clause(d.c.scope, viewer))).first()
     if ds is None:
         raise NotFound(f"no dataset {scope}:{name} in the catalog")
     page, limit = _page(params, FILES_PER_PAGE)
@@ -331,10 +359,10 @@ def parse_transfer_filter(params: Mapping[str, str], *, now: float | None = None
     )
 
 
-def _request_conditions(conn: Connection, tf: TransferFilter) -> list[ColumnElement[bool]] | None:
-    """WHERE terms of every filter except state and kind; None when the dataset does not exist."""
+def _request_conditions(conn: Connection, tf: TransferFilter, viewer: Viewer) -> list[ColumnElement[bool]] | None:
+    """WHERE terms of visibility and every filter except state and kind; None when the dataset does not exist."""
     r = ddm_requests
-    conds: list[ColumnElement[bool]] = []
+    conds: list[ColumnElement[bool]] = [request_clause(viewer)]
     if tf.source:
         conds.append(r.c.source_se == tf.source)
     if tf.dest:
@@ -399,12 +427,12 @@ def _read_requests(conn: Connection, ids: list[int], now: float) -> list[dict[st
     return [_request_row(rows[i], now) for i in ids if i in rows]
 
 
-def transfers_page(conn: Connection, tf: TransferFilter, params: Mapping[str, str]) -> dict[str, Any]:
+def transfers_page(conn: Connection, tf: TransferFilter, params: Mapping[str, str], viewer: Viewer) -> dict[str, Any]:
     """``/transfers/``: counts by state and kind (every filter but those two), and one page of requests."""
     page, limit = _page(params, TRANSFERS_PER_PAGE)
     counts: dict[str, dict[str, int]] = {s: {} for s in REQUEST_STATES}
     rows: list[dict[str, Any]] = []
-    conds = _request_conditions(conn, tf)
+    conds = _request_conditions(conn, tf, viewer)
     r = ddm_requests
     if conds is not None:
         # one index range per state (ix_ddm_requests_window): never a scan of every request ever made
@@ -472,15 +500,17 @@ def job_requests(conn: Connection, panda_id: int, *, now: float) -> dict[str, An
     }
 
 
-def ddm_tasks_of(conn: Connection, flt: JobFilter) -> list[dict[str, Any]]:
+def ddm_tasks_of(conn: Connection, flt: JobFilter, viewer: Viewer) -> list[dict[str, Any]]:
     """DDM tasks (the COMPASS chain) still open, or changed in the window, newest change first.
 
-    Each carries its requests' counts by state (``ix_ddm_requests_task``).
+    Each carries its requests' counts by state (``ix_ddm_requests_task``). A viewer who is not an
+    admin sees the tasks of their VOs.
     """
     t = ddm_tasks
+    vo = true() if viewer.is_admin else (t.c.vo.in_(sorted(viewer.vos)) if viewer.vos else false())
     parts = [
-        select(t.c.task_id, t.c.updated).where(t.c.state.in_(TASK_OPEN_STATES)),
-        select(t.c.task_id, t.c.updated).where(t.c.updated >= flt.since),
+        select(t.c.task_id, t.c.updated).where(t.c.state.in_(TASK_OPEN_STATES), vo),
+        select(t.c.task_id, t.c.updated).where(t.c.updated >= flt.since, vo),
     ]
     both = union_all(*parts).subquery("window")  # a task in both halves is deduplicated below
     ranked = (

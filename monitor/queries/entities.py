@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from sqlalchemy import Connection, func, select
 
 from dispatcher.store.schema import files, jobs, pilots, workers
-from monitor.filters import MAX_HOURS, JobFilter, Page, Viewer, visibility_clause, window_clause
+from monitor.filters import MAX_HOURS, JobFilter, Page, Viewer, queue_clause, visibility_clause, window_clause
 from monitor.queries import jobs as jobq
 from monitor.queries import summary
 
@@ -42,7 +42,7 @@ def site_detail(conn: Connection, site: str, flt: JobFilter, viewer: Viewer) -> 
         "site": rows[0],
         "errors": summary.errors_page(conn, failed, viewer)["errors"],
         "recent_failures": recent,
-        "pilots": summary.pilots_page(conn, scoped),
+        "pilots": summary.pilots_page(conn, scoped, viewer),
     }
 
 
@@ -134,7 +134,8 @@ def pilot_detail(conn: Connection, pilot_id: str, viewer: Viewer) -> dict[str, A
     A pilot whose row is gone (or never came: jobs name pilots the dispatcher may not keep) still
     has a page while jobs name it, so the job page's pilot link never leads nowhere.
     """
-    p = conn.execute(select(pilots).where(pilots.c.pilot_id == pilot_id)).first()
+    p = conn.execute(select(pilots).where(pilots.c.pilot_id == pilot_id, queue_clause(pilots.c.queue, viewer))).first()
+    # a viewer sees a pilot of a queue serving their VO, or one that ran a job they may see
     ran = _jobs_where(conn, [visibility_clause(viewer), jobs.c.pilot_id == pilot_id])
     if p is None and not ran:
         return None
@@ -142,7 +143,7 @@ def pilot_detail(conn: Connection, pilot_id: str, viewer: Viewer) -> dict[str, A
     if p is None:  # where it ran, as its newest job recorded it
         last = conn.execute(
             select(jobs.c.computing_site, jobs.c.node, jobs.c.batch_id)
-            .where(jobs.c.pilot_id == pilot_id)
+            .where(jobs.c.pilot_id == pilot_id, visibility_clause(viewer))
             .order_by(jobs.c.panda_id.desc())
             .limit(1)
         ).first()
@@ -175,6 +176,9 @@ def worker_detail(conn: Connection, worker_id: str, viewer: Viewer) -> dict[str,
         )
     ids = [p.pilot_id for p in found]
     ran = _jobs_where(conn, [visibility_clause(viewer), jobs.c.pilot_id.in_(ids)]) if ids else []
+    # a viewer sees a worker of a queue serving their VO, or one whose pilot ran a job they may see
+    if not viewer.is_admin and w.queue not in viewer.queues and not ran:
+        return None
     return {"worker": _worker_row(w), "pilots": [_pilot_row(p) for p in found], "jobs": ran}
 
 
@@ -203,7 +207,12 @@ def search(conn: Connection, query: str, viewer: Viewer) -> dict[str, Any]:
             hits.append({"kind": "task", "label": f"task {number}", "href": f"/task/{number}"})
     elif q:
         site = conn.execute(select(jobs.c.computing_site).where(jobs.c.computing_site == q, vis).limit(1)).first()
-        queues = {str(r[0]) for r in conn.execute(select(pilots.c.queue).where(pilots.c.queue == q).limit(1))}
+        queues = {
+            str(r[0])
+            for r in conn.execute(
+                select(pilots.c.queue).where(pilots.c.queue == q, queue_clause(pilots.c.queue, viewer)).limit(1)
+            )
+        }
         if site is not None or queues:
             hits.append({"kind": "site", "label": f"site {q}", "href": f"/site/{quote(q, safe='')}"})
         if conn.execute(select(jobs.c.panda_id).where(jobs.c.owner == q, vis).limit(1)).first():
@@ -215,12 +224,14 @@ def search(conn: Connection, query: str, viewer: Viewer) -> dict[str, Any]:
             .limit(SEARCH_LIMIT)
         ):
             hits.append({"kind": "job", "label": f"job {pid} ({q})", "href": f"/job/{int(pid)}"})
-        if conn.execute(select(pilots.c.pilot_id).where(pilots.c.pilot_id == q)).first():
+        if conn.execute(
+            select(pilots.c.pilot_id).where(pilots.c.pilot_id == q, queue_clause(pilots.c.queue, viewer))
+        ).first():
             hits.append({"kind": "pilot", "label": f"pilot {q}", "href": f"/pilot/{quote(q, safe='')}"})
         like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         for (queue,) in conn.execute(
             select(pilots.c.queue)
-            .where(pilots.c.queue.like(like, escape="\\"), pilots.c.queue != q)
+            .where(pilots.c.queue.like(like, escape="\\"), pilots.c.queue != q, queue_clause(pilots.c.queue, viewer))
             .distinct()
             .limit(SEARCH_LIMIT)
         ):

@@ -19,7 +19,7 @@ from dispatcher.store import errors as job_errors
 from dispatcher.store import factories
 from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
-from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, visibility_clause
+from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, queue_clause, visibility_clause
 from monitor.queries import counts
 from monitor.queries.errors import CODE_NAMES, component_name, errors_by_job
 
@@ -139,7 +139,7 @@ def _tasks_from_counters(conn: Connection, flt: JobFilter, depth: int) -> tuple[
 
 def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Per queue: jobs in every non-final state (now), finished/failed in the window, pilots and workers."""
-    if "admin" in viewer.roles:
+    if viewer.is_admin:
         by_site = counts.facet_states(conn, flt, ["computingsite"], statuses=ALL_STATES)["computingsite"]
         active = {site: {s: n for s, n in st.items() if s in ACTIVE_STATES} for site, st in by_site.items()}
         final = {site: {s: n for s, n in st.items() if s in FINAL_STATE_VALUES} for site, st in by_site.items()}
@@ -154,17 +154,21 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     connected: dict[str, int] = {
         q: int(n)
         for q, n in conn.execute(
-            select(pilots.c.queue, func.count()).where(connected_clause(now=flt.now)).group_by(pilots.c.queue)
+            select(pilots.c.queue, func.count())
+            .where(connected_clause(now=flt.now), queue_clause(pilots.c.queue, viewer))
+            .group_by(pilots.c.queue)
         )
     }
     by_backend: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for queue, backend, state, n in conn.execute(
         select(workers.c.queue, workers.c.backend, workers.c.state, func.count())
-        .where(workers.c.state.notin_(FINAL_WORKER_STATES))
+        .where(workers.c.state.notin_(FINAL_WORKER_STATES), queue_clause(workers.c.queue, viewer))
         .group_by(workers.c.queue, workers.c.backend, workers.c.state)
     ):
         by_backend[queue][backend or "?"][state] = int(n)
     health = factories.queue_health(conn)
+    if not viewer.is_admin:  # a factory's health of a queue serving other VOs is theirs
+        health = {q: h for q, h in health.items() if q in viewer.queues}
     names = sorted(set(active) | set(final) | set(connected) | set(by_backend) | set(health))
     wanted = flt.values.get("computingsite")
     if wanted:
@@ -196,14 +200,23 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     return {"filter": flt.as_dict(), "sites": sites}
 
 
-def pilots_page(conn: Connection, flt: JobFilter, page: int = 1) -> dict[str, Any]:
+def pilots_page(conn: Connection, flt: JobFilter, viewer: Viewer, page: int = 1) -> dict[str, Any]:
     """Pilots seen in the window and workers updated in it, newest first, :data:`LIST_LIMIT` a page.
 
-    ``computingsite`` narrows both to those queues (a pilot's queue is the site it serves).
+    ``computingsite`` narrows both to those queues (a pilot's queue is the site it serves); a
+    viewer who is not an admin sees the queues that serve their VOs (:attr:`Viewer.queues`).
     """
     queues = flt.values.get("computingsite", ())
-    p_where = [pilots.c.last_seen >= flt.since, *([pilots.c.queue.in_(queues)] if queues else [])]
-    w_where = [workers.c.update_time >= flt.since, *([workers.c.queue.in_(queues)] if queues else [])]
+    p_where = [
+        pilots.c.last_seen >= flt.since,
+        queue_clause(pilots.c.queue, viewer),
+        *([pilots.c.queue.in_(queues)] if queues else []),
+    ]
+    w_where = [
+        workers.c.update_time >= flt.since,
+        queue_clause(workers.c.queue, viewer),
+        *([workers.c.queue.in_(queues)] if queues else []),
+    ]
     offset = (page - 1) * LIST_LIMIT
     pilot_total = int(conn.execute(select(func.count()).select_from(pilots).where(*p_where)).scalar_one())
     worker_total = int(conn.execute(select(func.count()).select_from(workers).where(*w_where)).scalar_one())

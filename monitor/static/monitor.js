@@ -21,7 +21,12 @@
     if (!liveBox.checked || document.hidden) { return; }
     if (body.getAttribute("data-page") === "joblog") { return; }
     fetch(location.href, { headers: { Accept: "text/html" } })
-      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+      .then(function (r) {
+        // the session ended (logout elsewhere, expiry): go to the login page rather than swap it in
+        if (r.redirected && new URL(r.url).pathname === "/login") { location.assign(r.url); throw new Error("login"); }
+        if (!r.ok) { throw new Error(r.status); }
+        return r.text();
+      })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("live-region");

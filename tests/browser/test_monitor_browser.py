@@ -1,4 +1,8 @@
-"""The monitor in a real headless Chromium: load jobs, click a facet, check the table, open a job.
+"""The monitor in a real headless Chromium: log in, load jobs, click a facet, check the table, open a job.
+
+The shifter logs in first, as on a real monitor: a token of the dispatcher's embedded issuer (made
+in the test's directory) pasted into the login form; the session cookie then carries every page,
+the live updates and the link checks' requests (which send the same token as a bearer header).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them). Without them the
 test FAILS, unless ``AILURO_ALLOW_NO_BROWSER=1`` (then it skips), so CI can never pass by not
@@ -17,9 +21,13 @@ from typing import Any
 
 import pytest
 
+from ailuro.queues import QueueConfig
+from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+from dispatcher.auth.issuer import IssuerFiles, ensure, issue, load_key
 from dispatcher.store import counters
 from dispatcher.store.engine import open_database
 from dispatcher.store.schema import job_errors, jobs
+from monitor.auth import MonitorAuth
 from monitor.config import MonitorConfig
 from monitor.sampledata import SampleSpec, generate, load_sample
 from monitor.server import RunningMonitor, run_in_thread
@@ -70,13 +78,41 @@ def monitor(tmp_path: Path) -> Iterator[tuple[RunningMonitor, str, SampleSpec]]:
     url = f"sqlite:///{tmp_path / 'monitor.db'}"
     spec = SampleSpec(n_jobs=N_JOBS, now=time.time(), span_hours=48.0)
     load_sample(url, spec)
+    files = IssuerFiles(state_dir=tmp_path / "auth")
+    ensure(files, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, admin_vo="admin")
     # logs are served only from configured storage: the test writes its log tarball under tmp_path
-    config = MonitorConfig(db_url=url, port=0, refresh_s=3600, log_roots=(tmp_path,))  # updates triggered by the test
+    config = MonitorConfig(
+        db_url=url,
+        port=0,
+        refresh_s=3600,  # updates triggered by the test
+        log_roots=(tmp_path,),
+        auth=MonitorAuth(embedded_jwks=str(files.jwks)),
+        queues=tuple(QueueConfig(name=site, vos=("compass",)) for site in spec.sites),
+    )
     running = run_in_thread(config)
     try:
         yield running, url, spec
     finally:
         running.stop()
+
+
+def _token(tmp_path: Path) -> str:
+    """The shifter's token: a member of the sample's VO (compass), from the test's embedded issuer."""
+    key = load_key(IssuerFiles(state_dir=tmp_path / "auth"))
+    return issue(key, issuer=EMBEDDED_ISSUER, audience=DEFAULT_AUDIENCE, user="shifter", vo="compass")
+
+
+def _login(browser: Any, url: str, tmp_path: Path) -> None:
+    """Open ``url``: the monitor sends the browser to its login page; paste the token; land on ``url``."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    _wait(lambda: "/login" in browser.current_url)
+    browser.find_element(By.ID, "token").send_keys(_token(tmp_path))
+    browser.find_element(By.ID, "login-submit").click()
+    _wait(lambda: "/login" not in browser.current_url)
+    assert browser.current_url.endswith(url.split("/", 3)[3]), browser.current_url
+    assert "shifter" in browser.find_element(By.ID, "who").text
 
 
 def _wait(predicate: Any, timeout: float = 15.0) -> Any:
@@ -97,7 +133,7 @@ def test_jobs_facet_filter_and_job_page(
 
     running, db_url, spec = monitor
     expected_failed = sum(r.job["status"] == "failed" for r in generate(spec))
-    browser.get(f"{running.url}/jobs/?hours=72")
+    _login(browser, f"{running.url}/jobs/?hours=72", tmp_path)
     assert browser.find_element(By.ID, "total").text == str(N_JOBS)
     browser.save_screenshot(str(tmp_path / "monitor-jobs.png"))
 
@@ -148,7 +184,7 @@ def test_plots_page_draws_svg(browser: Any, monitor: tuple[RunningMonitor, str, 
     from selenium.webdriver.common.by import By
 
     running, _url, _spec = monitor
-    browser.get(f"{running.url}/plots/?hours=72")
+    _login(browser, f"{running.url}/plots/?hours=72", tmp_path)
     charts = browser.find_elements(By.CSS_SELECTOR, "figure svg.chart")
     assert len(charts) == 3
     assert all(c.size["width"] > 300 for c in charts)
@@ -161,9 +197,12 @@ SAVE_DOCS_ENV = "AILURO_DOCS_SCREENSHOTS"
 """Set to 1 to refresh the README's screenshots in docs/ (otherwise they go to the test's tmp dir)."""
 
 
-def _broken_links(browser: Any, base: str, checked: set[str], limit: int = 60) -> list[str]:
-    """Every same-origin link on the current page that does not answer 200 (a missing log member: 404 ok)."""
+def _broken_links(browser: Any, base: str, checked: set[str], token: str, limit: int = 60) -> list[str]:
+    """Every same-origin link on the current page that does not answer 200 (a missing log member: 404 ok).
+
+    Asked with the shifter's token (a redirect to the login page would otherwise pass for a 200)."""
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     hrefs = browser.execute_script(
@@ -175,8 +214,9 @@ def _broken_links(browser: Any, base: str, checked: set[str], limit: int = 60) -
             continue
         checked.add(href)
         try:
-            with urllib.request.urlopen(base + href, timeout=30) as r:
-                status = r.status
+            request = urllib.request.Request(base + href, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=30) as r:
+                status = 401 if urllib.parse.urlsplit(r.geturl()).path == "/login" else r.status
         except urllib.error.HTTPError as e:
             status = e.code
         is_log_member = "/job/" in href and href.rsplit("/", 1)[-1] in ("stdout", "stderr", "pilotlog", "log")
@@ -236,14 +276,16 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
     checked: set[str] = set()
     site = target["computing_site"]
 
+    token = _token(tmp_path)
+    _login(browser, f"{running.url}/jobs/", tmp_path)
     browser.get(f"{running.url}/")  # front page
     _wait(lambda: "/jobs/" in browser.current_url)
-    assert not _broken_links(browser, running.url, checked)
+    assert not _broken_links(browser, running.url, checked, token)
     browser.find_element(By.CSS_SELECTOR, f'#jobs-body a[href="/site/{site}"]').click()
 
     _wait(lambda: f"/site/{site}" in browser.current_url)  # the failing site
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Site {site}")
-    assert not _broken_links(browser, running.url, checked)
+    assert not _broken_links(browser, running.url, checked, token)
     _shots(browser, "site", tmp_path)
     codes = browser.find_elements(By.CSS_SELECTOR, "#site-errors a.errcode")
     next(a for a in codes if a.text == str(error.code)).click()
@@ -254,7 +296,7 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
     cells = browser.find_elements(By.CSS_SELECTOR, "#jobs-body td.err")
     assert cells and all(str(error.code) in c.text for c in cells)
     assert {c.text for c in browser.find_elements(By.CSS_SELECTOR, "#jobs-body tr td:nth-child(11)")} == {site}
-    assert not _broken_links(browser, running.url, checked)
+    assert not _broken_links(browser, running.url, checked, token)
     _shots(browser, "failed-jobs", tmp_path)
     browser.find_element(
         By.CSS_SELECTOR, f'#jobs-body tr[data-pandaid="{target["panda_id"]}"] td:nth-child(3) a'
@@ -262,16 +304,30 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
 
     _wait(lambda: f"/job/{target['panda_id']}" in browser.current_url)  # one job
     assert str(error.code) in browser.find_element(By.ID, "job-errors").text
-    assert not _broken_links(browser, running.url, checked)
+    assert not _broken_links(browser, running.url, checked, token)
     _shots(browser, "job", tmp_path)
     browser.find_element(By.CSS_SELECTOR, "#job-pilot a").click()
 
     _wait(lambda: f"/pilot/{target['pilot_id']}" in browser.current_url)  # its pilot
     assert browser.find_elements(By.CSS_SELECTOR, f'#pilot-jobs-body tr[data-pandaid="{target["panda_id"]}"]')
-    assert not _broken_links(browser, running.url, checked)
+    assert not _broken_links(browser, running.url, checked, token)
     _shots(browser, "pilot", tmp_path)
     browser.find_element(By.CSS_SELECTOR, f'#pilot-logs a.pilotlog[href="/job/{target["panda_id"]}/pilotlog"]').click()
 
     _wait(lambda: browser.current_url.endswith(f"/job/{target['panda_id']}/pilotlog"))  # its log
     assert "pilot: payload failed" in browser.find_element(By.TAG_NAME, "main").text
     print(f"screenshots in {DOCS if os.environ.get(SAVE_DOCS_ENV) == '1' else tmp_path}; links checked: {len(checked)}")
+
+
+def test_log_out_button_ends_the_session(
+    browser: Any, monitor: tuple[RunningMonitor, str, SampleSpec], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    running, _url, _spec = monitor
+    _login(browser, f"{running.url}/sites/", tmp_path)
+    browser.find_element(By.ID, "logout").click()
+    _wait(lambda: "/login" in browser.current_url)
+    browser.get(f"{running.url}/sites/")
+    _wait(lambda: "/login?next=" in browser.current_url)  # the session is gone: back to the login form
+    assert browser.find_element(By.ID, "token").is_displayed()

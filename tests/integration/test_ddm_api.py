@@ -166,10 +166,10 @@ def test_register_bad_input(quiet_dispatcher: Any, storage_root: Path) -> None:
         _raises(NotFound, "files[0].lfn", lambda: reg("s:d", "DISK", ["missing.dat"]))
         # the limits are the server's: go around the SDK's chunking with the raw stub
         stub = ddm_pb2_grpc.DDMServiceStub(grpc.insecure_channel(quiet_dispatcher.address))
-        many = [ddm_pb2.FileEntry(lfn=f"f{i}", size=1, adler32="00000001") for i in range(5001)]
+        many = [ddm_pb2.FileEntry(lfn=f"f{i}", size=1, adler32="00000001") for i in range(10_001)]
         with pytest.raises(grpc.RpcError) as info:
             stub.RegisterFiles(ddm_pb2.RegisterFilesRequest(dataset="s:d", storage_element="DISK", files=many))
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 5000" in info.value.details()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "limit is 10000" in info.value.details()
         probes = [ddm_pb2.FileEntry(lfn=f"f{i}") for i in range(101)]
         with pytest.raises(grpc.RpcError) as info:
             stub.RegisterFiles(ddm_pb2.RegisterFilesRequest(dataset="s:d", storage_element="DISK", files=probes))

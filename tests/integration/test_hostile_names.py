@@ -24,6 +24,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from monitor_login import identities
 from typer.testing import CliRunner, Result
 
 from ailuro.client import Client
@@ -102,7 +103,9 @@ def _assert_shown_not_sent(text: str, *visible: str) -> None:
         assert v in text, f"{v!r} not shown in:\n{text}"
 
 
-def test_cli_and_monitor_print_stored_escapes_and_markup_literally(dispatcher: RunningDispatcher, db_url: str) -> None:
+def test_cli_and_monitor_print_stored_escapes_and_markup_literally(
+    dispatcher: RunningDispatcher, db_url: str, tmp_path: Path
+) -> None:
     with Client(dispatcher.address) as client:
         (pid,) = client.submit(
             [{"transformation": "/bin/true", "job_name": "placeholder", "params": "-x \x1b[5mblink"}]
@@ -119,9 +122,10 @@ def test_cli_and_monitor_print_stored_escapes_and_markup_literally(dispatcher: R
     # JSON output is exact: a script gets the stored value back, escapes and all
     assert json.loads(_cli(dispatcher, "job", "show", str(pid), "--json"))["job_name"] == ESC_NAME
 
-    web_app = create_app(MonitorConfig(db_url=db_url))
+    who = identities(tmp_path)
+    web_app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
     try:
-        with TestClient(web_app) as web:
+        with TestClient(web_app, headers=who.admin()) as web:
             page = web.get(f"/job/{pid}").text
             _assert_shown_not_sent(page, "evil\\x1b]0;owned\\x07", "[bold red]x[/]")
             _assert_shown_not_sent(web.get("/jobs/").text)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from monitor_login import identities
 from sqlalchemy import text
 
 from ailuro import errorcodes
@@ -181,8 +182,9 @@ def filled(db_url: str, tmp_path: Path) -> Iterator[Catalog]:
         "updated": now - 47 * HOUR,
     }
     db.dispose()
-    app = create_app(MonitorConfig(db_url=db_url))
-    with TestClient(app) as client:
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
+    with TestClient(app, headers=who.admin()) as client:
         yield Catalog(client=client, now=now, task_id=task_id, job_ids=job_ids, requests=expected, raw_fids=raw)
     app.state.db.dispose()
 
@@ -370,11 +372,14 @@ def test_nav_links_every_page(filled: Catalog) -> None:
     assert 'href="/transfers/"' in html and 'href="/datasets/"' in html
 
 
-def test_without_catalog_datasets_come_from_the_newest_jobs(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_catalog_datasets_come_from_the_newest_jobs(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     spec = SampleSpec(n_jobs=300, now=time.time(), span_hours=48.0)
     load_sample(db_url, spec)
     rows = list(generate(spec))
-    app = create_app(MonitorConfig(db_url=db_url))
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, auth=who.auth()))
     final = {"finished", "failed", "cancelled", "closed"}
     since = spec.now - 72 * HOUR
     window = [r for r in rows if r.job["status"] not in final or r.job["modification_time"] >= since]
@@ -382,7 +387,7 @@ def test_without_catalog_datasets_come_from_the_newest_jobs(db_url: str, monkeyp
     def expect(chosen: list[Any]) -> dict[tuple[str, str, str], int]:
         return dict(Counter((f["scope"], f["dataset"], f["type"]) for r in chosen for f in r.files if f["dataset"]))
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=who.admin()) as client:
         data = _json(client, "/datasets/", hours=72)
         assert data["source"] == "jobs" and data["truncated"] is False and data["jobs_scanned"] == len(window)
         assert {(d["scope"], d["dataset"], d["type"]): d["nfiles"] for d in data["datasets"]} == expect(window)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from monitor_login import identities
 
 from ailuro import errorcodes
 from ailuro.client import Client
@@ -58,8 +59,9 @@ def test_monitor_shows_what_the_dispatcher_did(
         killed = next(i for i in ids if i != run_id)
         client.kill([killed], reason="not needed")
 
-    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,)))
-    with TestClient(app) as web:
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,), auth=who.auth()))
+    with TestClient(app, headers=who.admin()) as web:
         jobs = web.get("/jobs/?json").json()
         assert jobs["total"] == 3
         assert {f["value"]: f["count"] for f in jobs["facets"]["jobstatus"]} == {

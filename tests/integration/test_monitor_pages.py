@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from monitor_login import identities
 from sqlalchemy import insert, update
 
 from ailuro.v1 import factory_pb2
@@ -67,8 +68,9 @@ def populated(db_url: str, tmp_path: Path) -> Iterator[Populated]:
             update(files).where(files.c.panda_id == job["panda_id"], files.c.type == "log").values(pfn=tarball.as_uri())
         )
     db.dispose()
-    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,)))
-    with TestClient(app) as client:
+    who = identities(tmp_path)
+    app = create_app(MonitorConfig(db_url=db_url, log_roots=(tmp_path,), auth=who.auth()))
+    with TestClient(app, headers=who.admin()) as client:
         yield Populated(url=db_url, rows=rows, client=client, log_job=job["panda_id"], tarball=tarball)
     app.state.db.dispose()
 
@@ -421,12 +423,13 @@ def test_tasks_page_ranks_the_latest_tasks_exactly(populated: Populated, hours: 
 
 def test_logs_are_served_only_from_configured_storage(populated: Populated) -> None:
     """Issue 12 finding 1: without --log-root/--queues the monitor used to serve any local tarball."""
+    who = identities(populated.tarball.parent)
     for config in (
-        MonitorConfig(db_url=populated.url),
-        MonitorConfig(db_url=populated.url, log_roots=(populated.tarball.parent / "elsewhere",)),
+        MonitorConfig(db_url=populated.url, auth=who.auth()),
+        MonitorConfig(db_url=populated.url, log_roots=(populated.tarball.parent / "elsewhere",), auth=who.auth()),
     ):
         app = create_app(config)
-        with TestClient(app) as web:
+        with TestClient(app, headers=who.admin()) as web:
             data = web.get(f"/job/{populated.log_job}?json").json()
             assert data["log"]["available"] is False
             for view in ("log", "stdout"):

@@ -14,10 +14,12 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 from fastapi.testclient import TestClient
+from monitor_login import identities
 from sqlalchemy import create_engine, text
 
 from ailuro.v1 import factory_pb2, factory_pb2_grpc, pilot_pb2, pilot_pb2_grpc
@@ -73,7 +75,7 @@ def _connected_rows(db_url: str) -> int:
 
 
 def test_dropped_streams_leave_no_phantom_pilots(
-    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any], db_url: str
+    make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any], db_url: str, tmp_path: Path
 ) -> None:
     d = make_dispatcher(pilot_stale_s=3600.0)
     honest = raw_pilot(d.address, pilot_id="honest")
@@ -85,7 +87,8 @@ def test_dropped_streams_leave_no_phantom_pilots(
         time.sleep(0.2)
     assert _stats(d.address) == (1, 1), "GetQueueStats counts pilots whose streams ended"
     assert _connected_rows(db_url) == 1
-    with TestClient(create_app(MonitorConfig(db_url=db_url))) as web:
+    who = identities(tmp_path)
+    with TestClient(create_app(MonitorConfig(db_url=db_url, auth=who.auth())), headers=who.admin()) as web:
         metrics = web.get("/metrics").text
     assert 'ailuro_pilots_connected{queue="LOCAL"} 1.0' in metrics
     honest.close()

@@ -44,7 +44,7 @@ def test_limits_and_enums() -> None:
     assert check.task_states([ddm_pb2.TASK_STATE_ARCHIVING]) == ["archiving"]
     # the SDK side of the same vocabulary
     assert word(ddm_pb2.RequestState, ddm_pb2.REQUEST_STATE_CANCELLED) == "cancelled"
-    assert words(ddm_pb2.TaskState) == ["processing", "merging", "archiving", "done", "failed"]
+    assert words(ddm_pb2.TaskState) == ["processing", "merging", "archiving", "done", "failed", "partial", "aborted"]
     assert enum_value(ddm_pb2.RequestKind, " Stage ", field="k") == ddm_pb2.REQUEST_KIND_STAGE
     for bad in ("", "unspecified", "teleport"):
         assert _field(enum_value, ddm_pb2.RequestKind, bad, field="k") == "k"
@@ -109,9 +109,13 @@ def test_sdk_task_file_conversion(tmp_path: Path) -> None:
         "process": {"transformation": "process.py", "output": "{stem}.o", "output_dataset": "s:o", "memory_mb": 10},
         "merge": {"transformation": "missing.py", "output": "m", "output_dataset": "s:m"},
     }
+    # a script that is neither next to the task file nor on PATH is refused before submission (issue #19)
+    assert _field(task_from_dict, data, base_dir=tmp_path) == "task.merge.transformation"
+    data["merge"] = {**data["merge"], "transformation": "cat"}  # a command on PATH
     spec = task_from_dict(data, base_dir=tmp_path)
     assert spec.process.transformation == str((tmp_path / "process.py").resolve())
-    assert spec.merge.transformation == "missing.py"  # not next to the file: left for the server to judge
+    assert spec.merge.transformation == "cat"
+    assert task_from_dict({**data, "merge": {**data["merge"], "transformation": "missing.py"}}).merge.transformation
     assert (spec.priority, spec.process.memory_mb) == (3, 10)
     assert _field(task_from_dict, [1, 2]) == "task"
     assert _field(task_from_dict, {**data, "colour": "red"}) == "task"

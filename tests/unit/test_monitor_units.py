@@ -65,11 +65,15 @@ def test_parse_page() -> None:
 
 def test_visibility_is_the_first_condition_of_every_jobs_query() -> None:
     flt = parse_filter({"computingsite": "BNL"}, now=1e9)
-    admin = job_conditions(flt, Viewer())
-    user = job_conditions(flt, Viewer(name="alice", roles=frozenset({"user"})))
+    admin = job_conditions(flt, Viewer(name="root", roles=frozenset({"admin"})))
+    user = job_conditions(flt, Viewer(name="alice", vos=frozenset({"compass"}), roles=frozenset({"user"})))
+    two = job_conditions(flt, Viewer(name="bob", vos=frozenset({"a", "b"}), roles=frozenset({"user"})))
+    nobody = job_conditions(flt, Viewer())
     assert str(admin[0]) == "true"
-    assert "jobs.owner" in str(user[0])
-    assert len(admin) == len(user) == 3
+    assert str(user[0]) == "jobs.vo = :vo_1" and user[0].compile().params == {"vo_1": "compass"}
+    assert "jobs.vo IN" in str(two[0])
+    assert str(nobody[0]) == "false"  # no VO, no roles: sees nothing (never everything)
+    assert len(admin) == len(user) == len(two) == len(nobody) == 3
 
 
 def test_error_names() -> None:
@@ -170,9 +174,14 @@ def test_cli_refuses_a_database_without_schema(tmp_path: Path) -> None:
     def _noop() -> None:
         pass
 
-    result = CliRunner().invoke(app, ["monitor", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--port", "0"])
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = CliRunner().invoke(app, ["monitor", "--db", db, "--port", "0", "--public", "compass"])
     assert result.exit_code == 2
     assert "ailuro server" in result.output
+    # no issuer JWKS in --auth-dir, no --oidc, no --public: nobody could ever log in, so it refuses to start
+    result = CliRunner().invoke(app, ["monitor", "--db", db, "--port", "0", "--auth-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "no way to log in" in result.output and "--auth-dir" in result.output
 
 
 def test_log_view_stops_at_the_unpacked_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
