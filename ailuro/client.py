@@ -35,7 +35,7 @@ from ailuro import names, targets
 from ailuro.backoff import backoff_delay
 from ailuro.credentials import bearer_metadata, resolve_token, tls_credentials
 from ailuro.errors import AiluroError, InvalidArgument, from_rpc_error
-from ailuro.jobspec import job_from_dict, status_value
+from ailuro.jobspec import job_from_dict, status_name, status_value
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from ailuro.vocabulary import FACTORY_ID_METADATA_KEY as FACTORY_ID_METADATA_KEY  # re-exported
 from ailuro.vocabulary import FACTORY_SECRET_METADATA_KEY as FACTORY_SECRET_METADATA_KEY  # re-exported
@@ -68,6 +68,39 @@ class JobPage:
     """Matching jobs by state name (``{"running": 3}``), over all pages."""
     total: int = 0
     """Number of matching jobs over all pages."""
+
+
+LATE_COMMIT_S = 15.0
+"""How long an event may reach a watcher after events with higher ids (PostgreSQL draws ids
+before commit; the dispatcher waits ``watch_gap_timeout_s``, 10 s, for a late one), plus margin."""
+
+
+class _ResumePoint:
+    """Where a reconnecting watch resumes so that no late-committed event is lost.
+
+    An event received ``LATE_COMMIT_S`` ago or earlier was written before any event that is
+    still on its way, so resuming after the highest such id misses nothing; the newer ids the
+    replay repeats are dropped by the caller's memory of recent ids.
+    """
+
+    def __init__(self, floor: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settled = floor
+        self._pending: deque[tuple[float, int]] = deque()
+        self._clock = clock
+
+    def seen(self, event_id: int) -> None:
+        """An event was received now."""
+        self._pending.append((self._clock(), event_id))
+
+    def after_event_id(self) -> int:
+        """The ``after_event_id`` for the next stream."""
+        horizon = self._clock() - LATE_COMMIT_S
+        while self._pending and self._pending[0][0] <= horizon:
+            self.settled = max(self.settled, self._pending.popleft()[1])
+        if self.settled == 0 and self._pending:
+            # 0 would mean "only new events": start just before the first one received instead
+            return max(1, min(i for _, i in self._pending) - 1)
+        return self.settled
 
 
 def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
@@ -303,7 +336,7 @@ class Client:
         return JobPage(
             jobs=list(response.jobs),
             next_page_token=response.next_page_token,
-            status_counts=dict(response.status_counts),
+            status_counts={status_name(c.status): c.count for c in response.state_counts},
             total=response.total,
         )
 
@@ -349,6 +382,19 @@ class Client:
         request = submission_pb2.GetJobEventsRequest(panda_id=panda_id)
         return list(self._call(self._stub.GetJobEvents, request, idempotent=True).events)
 
+    def debug(self, panda_id: int, *, timeout_s: float = 30.0) -> submission_pb2.DebugJobResponse:
+        """A snapshot of a running job's payload, taken now by its pilot (owner or admin only).
+
+        The pilot answers with the process tree (CPU, memory, command lines) and the last bytes of
+        stdout and stderr; the dispatcher waits up to ``timeout_s`` (at most 120) for it. Not
+        retried: every call asks the pilot again.
+        """
+        request = submission_pb2.DebugJobRequest(panda_id=panda_id, timeout_s=timeout_s)
+        try:
+            return self._stub.DebugJob(request, timeout=timeout_s + 10.0, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
     def job_log(self, panda_id: int, *, member: str = "") -> tuple[bytes, submission_pb2.JobLogChunk]:
         """A job's log tarball (``member=""``) or one file inside it (``"payload.stdout"``, ...).
 
@@ -386,19 +432,24 @@ class Client:
         ``after_event_id`` > 0 first replays the matching history after that event (use the last
         ``event_id`` of :meth:`events` to miss nothing between a lookup and the watch); events at
         or before it are never yielded. When the connection drops (``UNAVAILABLE``) the stream is
-        reopened from the newest event seen and repeats are dropped; after ``retries`` failed
-        reconnects in a row the error is raised. Close the generator (or break out of the loop)
+        reopened from the newest event received at least ``LATE_COMMIT_S`` before (so an event
+        that committed late on PostgreSQL is not skipped) and repeats are dropped; after
+        ``retries`` failed reconnects in a row the error is raised. Close the generator (or break out of the loop)
         to stop watching.
         """
         ids = list(panda_ids)
         floor = after_event_id
-        last = after_event_id
-        recent: deque[int] = deque(maxlen=10_000)
+        resume = _ResumePoint(after_event_id)
+        recent: deque[int] = deque(maxlen=100_000)
         recent_set: set[int] = set()
         failures = 0
         while True:
             request = submission_pb2.WatchJobsRequest(
-                panda_ids=ids, task_id=task_id, owner=owner, computing_site=site, after_event_id=last
+                panda_ids=ids,
+                task_id=task_id,
+                owner=owner,
+                computing_site=site,
+                after_event_id=resume.after_event_id(),
             )
             stream = self._stub.WatchJobs(request, metadata=self._metadata)
             try:
@@ -412,7 +463,7 @@ class Client:
                         recent_set.discard(recent[0])
                     recent.append(event.event_id)
                     recent_set.add(event.event_id)
-                    last = max(last, event.event_id)
+                    resume.seen(event.event_id)
                     yield event
                 return
             except grpc.RpcError as err:

@@ -287,6 +287,26 @@ def log(
     typer.echo(printable(data.decode("utf-8", errors="replace")), nl=False)
 
 
+@job_app.command("debug")
+def debug(
+    ctx: typer.Context,
+    panda_id: int = typer.Argument(..., help="The running job's panda id."),
+    timeout_s: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the pilot's answer (at most 120)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+) -> None:
+    """A snapshot of a running job's payload, taken now by its pilot: processes and output tails."""
+    with reported_errors(), make_client(ctx) as client:
+        answer = client.debug(panda_id, timeout_s=timeout_s)
+    if as_json:
+        print_json(message_to_dict(answer))
+        return
+    console.print(
+        cell(f"job {answer.panda_id} ({status_name(answer.status)}) on pilot {answer.pilot_id} @ {answer.node}")
+    )
+    # the snapshot quotes the payload's output: hostile text for a terminal
+    typer.echo(printable(answer.snapshot), nl=not answer.snapshot.endswith("\n"))
+
+
 @job_app.command("kill")
 def kill(
     ctx: typer.Context,

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ailuro.brokerage import QUEUE_STATUSES
-from ailuro.jobspec import message_to_dict
+from ailuro.jobspec import message_to_dict, status_name
 from ailuro.v1 import brokerage_pb2
 from ailuro_cli._common import (
     EXIT_USAGE,
@@ -38,7 +38,7 @@ def list_queues(
     for column in ("QUEUE", "ENABLED", "STATUS", "BACKEND", "VOS", "LABELS", "PILOTS", "MAX_RUNNING", "JOBS"):
         table.add_column(column)
     for q in queues:
-        jobs = ", ".join(f"{n} {state}" for state, n in sorted(q.status_counts.items()) if n) or "-"
+        jobs = ", ".join(f"{c.count} {status_name(c.status)}" for c in q.state_counts) or "-"
         table.add_row(
             cell(q.name),
             "yes" if q.enabled else "[red]no[/]",

@@ -45,6 +45,9 @@ class Limits:
     pending_wait_s: float = 10.0
     """How long a stream over ``pending_per_stream`` waits for its backlog to drain (a burst of
     spooled final reports after a reconnect does) before it ends with RESOURCE_EXHAUSTED."""
+    debug_report_bytes: int = 64 * 1024
+    """Bytes of one DebugReport snapshot (the answer to a DEBUG command); a larger one is dropped
+    (the pilot is told the limit in its Welcome and cuts its snapshot to fit)."""
     send_queue_per_stream: int = 1000
     """Messages queued for one stream that its pilot has not read; beyond it the pilot is deemed
     stuck and the stream is cut (assignments come back by the sent timeout, acks are resent)."""
@@ -82,6 +85,9 @@ class DispatcherConfig:
     RESOURCE_EXHAUSTED."""
     lease_s: float = 120.0
     """A job's lease lapses this long after its pilot's last heartbeat (then: lost heartbeat)."""
+    pilot_heartbeat_s: float = 30.0
+    """Heartbeat period told to pilots in ``Welcome.heartbeat_s``; never more than a third of
+    ``lease_s`` (so a lease survives two lost heartbeats)."""
     sent_timeout_s: float = 60.0
     """A job ``sent`` to a pilot that does not report ``starting`` within this goes back to ``activated``."""
     heartbeat_flush_s: float = 1.0

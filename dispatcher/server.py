@@ -16,7 +16,6 @@ from types import TracebackType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from ailuro.v1 import (
     admin_pb2,
@@ -40,10 +39,12 @@ from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
 from dispatcher.auth.interceptor import build_interceptor
 from dispatcher.config import DispatcherConfig
+from dispatcher.reflection import enable_reflection
 from dispatcher.services.admin import AdminService
 from dispatcher.services.counters import CounterFolder
 from dispatcher.services.ddm import InProcessAgent
 from dispatcher.services.ddm_catalog import CatalogService
+from dispatcher.services.debug import DebugService
 from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
@@ -131,10 +132,11 @@ async def _start(config: DispatcherConfig) -> _Started:
         ],
     )
     job_logs = JobLogService(runtime)
+    debug = DebugService(runtime, hub.push_commands)
     submission_pb2_grpc.add_SubmissionServiceServicer_to_server(
-        SubmissionServicer(SubmissionService(runtime), hub, events, job_logs), server
+        SubmissionServicer(SubmissionService(runtime), hub, events, job_logs, debug), server
     )
-    pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub), server)
+    pilot_pb2_grpc.add_PilotServiceServicer_to_server(PilotServicer(hub, debug), server)
     factory_pb2_grpc.add_FactoryServiceServicer_to_server(FactoryServicer(FactoryService(runtime)), server)
     ddm_pb2_grpc.add_DDMServiceServicer_to_server(DDMServicer(CatalogService(runtime)), server)
     ddm_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(TaskService(runtime), hub), server)
@@ -144,7 +146,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_reflection((*_SERVICE_NAMES, health.SERVICE_NAME), server)  # standard v1 and v1alpha
     port = _bind(server, config)
     if port == 0:
         raise OSError(f"could not bind {config.host}:{config.port}")

@@ -11,6 +11,7 @@ history. That keeps the rule "final states never change" without exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from ailuro.errors import FailedPrecondition
@@ -133,3 +134,10 @@ def should_retry(*, attempt_nr: int, max_attempt: int, retryable: bool) -> bool:
 _ORDER: dict[JobState, int] = {s: i for i, s in enumerate(JobState)}
 _TO_PROTO: dict[JobState, int] = {s: job_pb2.JobStatus.Value(f"JOB_STATUS_{s.name}") for s in JobState}
 _FROM_PROTO: dict[int, JobState] = {v: k for k, v in _TO_PROTO.items()}
+
+
+def status_count_list(counts: Mapping[str, int]) -> list[job_pb2.JobStatusCount]:
+    """Counts by state name (``{"running": 3}``) as ``JobStatusCount`` entries in ``JobStatus``
+    order, zero counts left out: counts on the wire use the enum, as the filters do."""
+    order = sorted(((JobState(name), n) for name, n in counts.items() if n), key=lambda item: item[0].to_proto())
+    return [job_pb2.JobStatusCount(status=state.to_proto(), count=n) for state, n in order]  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ from sqlalchemy import create_engine, text
 
 from ailuro.credentials import write_token_file
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
+from loadtests import consistency
 from loadtests._cpu import CpuGroup, proc_cpu_s, tree_cpu_s, wait_until
 from loadtests._harness import channel as token_channel
 from loadtests._harness import database, dispatcher_handle, role_token
@@ -77,6 +78,8 @@ class RunResult:
     """CPU seconds of parts of a component (e.g. the pilot processes alone, without what they fork)."""
     note: str = ""
     failed: int = 0
+    check: str = ""
+    """The database consistency check's summary (Ailuro only: exactly once, none lost)."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -175,7 +178,8 @@ def _connected(db_url: str, n: int) -> bool:
     return int(got) >= n
 
 
-def _submit(address: str, argv: list[str], n: int, tag: str) -> None:
+def _submit(address: str, argv: list[str], n: int, tag: str) -> list[int]:
+    ids: list[int] = []
     with token_channel(address) as channel:
         stub = submission_pb2_grpc.SubmissionServiceStub(channel)
         for start in range(0, n, SUBMIT_BATCH):
@@ -188,7 +192,11 @@ def _submit(address: str, argv: list[str], n: int, tag: str) -> None:
                 )
                 for i in range(start, min(n, start + SUBMIT_BATCH))
             ]
-            stub.SubmitJobs(submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs), timeout=120)
+            reply = stub.SubmitJobs(
+                submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs), timeout=120
+            )
+            ids.extend(reply.panda_ids)
+    return ids
 
 
 def run_ailuro(payload: str, argv: list[str], jobs: int, setup: AiluroSetup, timeout_s: float) -> RunResult:
@@ -231,7 +239,7 @@ def run_ailuro(payload: str, argv: list[str], jobs: int, setup: AiluroSetup, tim
             stack.callback(prof.wait, 60)
             stack.callback(prof.send_signal, signal.SIGINT)
         t0 = time.time()
-        _submit(handle.address, argv, jobs, f"bench.{payload}")
+        submitted = _submit(handle.address, argv, jobs, f"bench.{payload}")
         engine = create_engine(db_url)
         stack.callback(engine.dispose)
         finals = ", ".join(f"'{s}'" for s in FINAL_STATES)
@@ -259,8 +267,13 @@ def run_ailuro(payload: str, argv: list[str], jobs: int, setup: AiluroSetup, tim
         result.elapsed_s = (float(last_end) if last_end else time.time()) - t0
         result.cpu_s = {k: after[k] - before[k] for k in before if k != "pilot processes"}
         result.detail_s = {"pilot processes": after["pilot processes"] - before["pilot processes"]}
+        # after the CPU readings: the check's own queries are not counted for anyone
+        check = consistency.check(db_url, submitted=submitted, expect_final=done)
+        result.check = check.summary()
         if not done:
             result.note = f"timed out after {timeout_s:.0f}s"
+        if not check.ok:
+            result.note = (result.note + "; " if result.note else "") + "CONSISTENCY VIOLATED"
         if group is None:
             result.note = (result.note + "; " if result.note else "") + "pilot CPU from /proc (no cgroup)"
     return result

@@ -32,6 +32,8 @@ Printed: jobs/s and CPU seconds per 1,000 jobs per system (Ailuro split into pil
 and PostgreSQL), the ratios, the Ailuro per-job figures against the issue's targets, and for
 ``sleep 1`` the span against the ideal ``jobs x 1 s / slots``. The machine and its load average
 are printed too: on a shared machine the rates move with the load; CPU per job moves less.
+Each Ailuro run ends with the database consistency check (:mod:`loadtests.consistency`: every
+submitted job accounted for, none dispatched twice, none lost, all final), after the CPU readings.
 Bounded: each run stops at ``--timeout-s`` (reported as timed out). Figures only, no assertion.
 """
 
@@ -84,6 +86,7 @@ def report(results: list[RunResult], skipped: dict[str, str]) -> str:
         "payload system    slots  done/jobs     jobs/s   span s  CPU s/1000 jobs  (split, s per 1000 jobs)",
     ]
     lines += [_row(r) for r in results]
+    lines += [f"{r.payload} {r.system}: {r.check}" for r in results if r.check]
     for name, why in skipped.items():
         lines.append(f"skipped {name}: {why}")
     by = {(r.payload, r.system): r for r in results}

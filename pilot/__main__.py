@@ -58,7 +58,10 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
         "--workdir", type=Path, help="parent of the job work directories (default: ./ailuro-pilot-<pilot id>)"
     )
     p.add_argument(
-        "--heartbeat-s", type=float, default=30.0, help="heartbeat interval in seconds (default: %(default)s)"
+        "--heartbeat-s",
+        type=float,
+        default=None,
+        help="heartbeat interval in seconds, if shorter than the dispatcher's (default: as the dispatcher says)",
     )
     p.add_argument(
         "--status-delay-s",

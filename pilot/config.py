@@ -14,6 +14,9 @@ from pathlib import Path
 from ailuro import targets
 from ailuro.vocabulary import DEFAULT_STORAGE_ROOT as DEFAULT_STORAGE_ROOT  # re-exported for the pilot
 
+DEFAULT_HEARTBEAT_S = 30.0
+"""Heartbeat interval before the dispatcher's ``Welcome`` told the real one."""
+
 UNARY_ENV = "AILURO_PILOT_UNARY"
 """Environment variable that switches the pilot to the unary ``GetJob``/``UpdateJob`` transport."""
 
@@ -46,8 +49,10 @@ class PilotConfig:
     """Scratch disk offered to payloads, MiB (0: unknown); jobs needing more are not sent."""
     tags: tuple[str, ...] = ()
     """Features of the node jobs may ask for (``gpu``, a CVMFS release, ...)."""
-    heartbeat_s: float = 30.0
-    """Interval of the batched heartbeats."""
+    heartbeat_s: float | None = None
+    """Interval of the batched heartbeats. ``None``: the period the dispatcher tells in its
+    ``Welcome`` (:data:`DEFAULT_HEARTBEAT_S` until then); a value: at most this, never longer than
+    the dispatcher's period."""
     status_delay_s: float = 1.0
     """A job's status change (starting, running, holding) is reported this long after it happened,
     together with the others of that moment; a job that ends sooner reports only its final, so a
@@ -97,7 +102,7 @@ class PilotConfig:
             raise ValueError("queue is required")
         if self.jobs_in_parallel < 1:
             raise ValueError("jobs_in_parallel must be at least 1")
-        if self.heartbeat_s <= 0:
+        if self.heartbeat_s is not None and self.heartbeat_s <= 0:
             raise ValueError("heartbeat_s must be positive")
         if self.status_delay_s < 0:
             raise ValueError("status_delay_s must not be negative")

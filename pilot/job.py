@@ -95,6 +95,8 @@ class JobContext:
     logger: logging.Logger | None = None
     """The job's own logger (its pilot.log), once the work directory exists."""
     debug_snapshots: int = 0
+    last_snapshot: str = ""
+    """The text of the latest debug snapshot (what a DebugReport carries)."""
     payload_done: bool = False
     """The payload phase is over (stage-out and the log may still run): its cores are free."""
 
@@ -156,6 +158,7 @@ class JobContext:
             text += f"(could not write {path}: {exc})\n"
         if self.logger is not None:
             self.logger.info("%s", text.rstrip("\n"))
+        self.last_snapshot = text
         return path
 
     def abandon(self, reason: str) -> None:

@@ -4,9 +4,15 @@ The link to the dispatcher is the ``Connect`` stream (:mod:`pilot.connection`), 
 ``GetJob``/``UpdateJob`` polls (:mod:`pilot.unary`) with ``--unary`` / ``AILURO_PILOT_UNARY=1``;
 the loop below sees the same messages either way. It asks for as many jobs as it has free job
 slots (``--jobs-in-parallel``) and free cores (``--cores``, each job using ``job.cores``).
-Commands: KILL stops the job (cancelled, 1144); DEBUG writes a snapshot of the payload (process
-tree, output tails) into the work directory and the job's pilot log, so it lands in the log
-tarball, and sends a heartbeat at once.
+Commands: KILL stops the job (reported cancelled with error {PILOT, 1144}); DEBUG answers with a
+``DebugReport`` (process tree, tails of stdout and stderr, cut to ``limits.debug_report_bytes``),
+also written into the work directory and the job's pilot log, so it lands in the log tarball.
+
+The dispatcher answers each stream's Hello with a ``Welcome``: the pilot heartbeats at the period
+it is told (``--heartbeat-s`` may only make it shorter), asks for at most
+``limits.max_jobs_per_request`` jobs at once, and renews its held jobs' leases to ``lease_s``. A
+JobRequest carries a fresh ``request_id``; it is answered by its assignments and, when fewer than
+asked came, a ``NoJob`` saying so, so the pilot never waits for jobs that are not coming.
 
 What a job costs on the link: a ``JobRequest`` (for as many jobs as there are free slots), its
 assignment, the final report and its ack. Status changes go out ``status_delay_s`` after they
@@ -43,7 +49,7 @@ from ailuro import errorcodes
 from ailuro.v1 import job_pb2, pilot_pb2
 from ailuro.vocabulary import PilotExit as ExitCode
 from ddm.storage import StorageConfig, StorageResolver
-from pilot.config import PilotConfig
+from pilot.config import DEFAULT_HEARTBEAT_S, PilotConfig
 from pilot.connection import Backoff, Connection, DispatcherRefused, Transport
 from pilot.job import PILOT_SIGNALLED, JobContext, JobServices, KillKind, run_job
 from pilot.spawner import guard_server
@@ -53,10 +59,11 @@ from pilot.unary import UnaryConnection
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 30.0
-"""A JobRequest with no answer after this long is sent again."""
-REQUEST_SETTLE_S = 0.5
-"""After an assignment answering a request for several jobs, wait this long for the rest of the
-batch before asking again (the stream sends no end marker when fewer jobs than asked came)."""
+"""A JobRequest with no complete answer after this long is given up (and asked again)."""
+MAX_JOBS_PER_REQUEST = 100
+"""Jobs asked for at once until the dispatcher's ``Welcome.limits`` says otherwise."""
+DEBUG_REPORT_BYTES = 64 * 1024
+"""Largest DebugReport snapshot until the dispatcher's ``Welcome.limits`` says otherwise."""
 
 
 def pilot_version() -> str:
@@ -93,9 +100,15 @@ class Pilot:
         """When a pending request without a complete answer is given up (and asked again)."""
         self._request_left = 0
         """Assignments still expected for the pending request."""
+        self._request_id = 0
+        """``request_id`` of the last JobRequest sent (answers to older ones do not end it)."""
+        self.welcome: pilot_pb2.Welcome | None = None
+        """What the dispatcher said in answer to the last Hello (lease, heartbeat period, limits)."""
         self._next_request_at = 0.0
         self._signal: int | None = None
         self._wake = asyncio.Event()
+        self._period_changed = asyncio.Event()
+        """Set by a Welcome: the heartbeat loop re-reads its period at once."""
         self._status_changed: set[int] = set()
         """Jobs whose status changed since their last heartbeat."""
         self._status_timer: asyncio.TimerHandle | None = None
@@ -118,7 +131,7 @@ class Pilot:
                 on_message=self._on_message,
                 on_connect=self._on_connect,
                 backoff=backoff,
-                poll_s=config.heartbeat_s,
+                poll_s=config.heartbeat_s or DEFAULT_HEARTBEAT_S,
                 token_file=config.token_file,
             )
         else:
@@ -246,10 +259,23 @@ class Pilot:
         room = min(self.config.jobs_in_parallel - len(active), self.free_cores(active))
         if self.config.max_jobs:
             room = min(room, self.config.max_jobs - self.jobs_taken)
-        return max(0, min(room, 100))
+        most = MAX_JOBS_PER_REQUEST
+        if self.welcome is not None and self.welcome.limits.max_jobs_per_request > 0:
+            most = self.welcome.limits.max_jobs_per_request
+        return max(0, min(room, most))
+
+    @property
+    def heartbeat_s(self) -> float:
+        """The heartbeat period: the dispatcher's, or ``--heartbeat-s`` when that is shorter."""
+        told = self.welcome.heartbeat_s if self.welcome is not None and self.welcome.heartbeat_s > 0 else None
+        own = self.config.heartbeat_s
+        if told is None:
+            return own or DEFAULT_HEARTBEAT_S
+        return told if own is None else min(own, told)
 
     def _request_job(self, n: int, left: float | None) -> None:
         walltime_left_s = 0 if left is None else max(1, int(left))
+        self._request_id += 1
         # what is free, so the dispatcher carves jobs out of it (a partitionable pilot): several
         # narrow jobs or one wide one; never more cores or memory than are left
         active = self._active()
@@ -258,6 +284,7 @@ class Pilot:
         request = pilot_pb2.JobRequest(
             n=n,
             walltime_left_s=walltime_left_s,
+            request_id=self._request_id,
             cores_free=max(1, self.free_cores(active)),
             memory_mb_free=max(1, memory_free) if self.config.memory_mb else 0,
             disk_mb_free=max(1, disk_free) if self.config.disk_mb else 0,
@@ -318,9 +345,9 @@ class Pilot:
         if kind == "assignment":
             self._on_assignment(msg.assignment)
         elif kind == "no_job":
-            self._request_pending = False
-            self._request_left = 0
-            self._next_request_at = time.monotonic() + max(0.1, msg.no_job.retry_after_s or 1.0)
+            self._on_no_job(msg.no_job)
+        elif kind == "welcome":
+            self._on_welcome(msg.welcome)
         elif kind == "command":
             self._on_command(msg.command)
         elif kind == "acks":
@@ -328,12 +355,42 @@ class Pilot:
                 self._on_ack(ack)
         self._wake.set()
 
+    def _answers_current(self, request_id: int) -> bool:
+        """Whether an answer belongs to the pending request (0: a dispatcher that echoes no id)."""
+        return self._request_pending and request_id in (0, self._request_id)
+
+    def _on_welcome(self, hi: pilot_pb2.Welcome) -> None:
+        """The dispatcher's answer to Hello: follow its heartbeat period, lease and limits."""
+        self.welcome = hi
+        if isinstance(self.conn, UnaryConnection):
+            self.conn.poll_s = self.heartbeat_s
+        self._period_changed.set()
+        if hi.lease_s > 0:  # held jobs were renewed for this long
+            for ctx in self._held():
+                ctx.lease_s = float(hi.lease_s)
+        log.info(
+            "dispatcher %s: session %s, lease %ds, heartbeat every %.1fs",
+            hi.dispatcher_id,
+            hi.session_id or "-",
+            hi.lease_s,
+            self.heartbeat_s,
+        )
+
+    def _on_no_job(self, no_job: pilot_pb2.NoJob) -> None:
+        """No more jobs for a request now (``n_given`` of ``n_requested`` came): ask again later."""
+        if not self._answers_current(no_job.request_id):
+            return
+        if no_job.invalid_field:
+            log.error("job request rejected: %s", no_job.reason)
+        self._request_pending = False
+        self._request_left = 0
+        self._next_request_at = time.monotonic() + max(0.1, no_job.retry_after_s or 1.0)
+
     def _on_assignment(self, a: pilot_pb2.JobAssignment) -> None:
-        self._request_left -= 1
-        if self._request_left <= 0:
-            self._request_pending = False
-        else:  # more may follow: wait a moment before asking again, even if no more come
-            self._request_deadline = min(self._request_deadline, time.monotonic() + REQUEST_SETTLE_S)
+        if self._answers_current(a.request_id):
+            self._request_left -= 1
+            if self._request_left <= 0:
+                self._request_pending = False
         job = a.job
         held = self.jobs.get(job.panda_id)
         if held is not None:
@@ -399,9 +456,23 @@ class Pilot:
                 return
             path = ctx.debug_snapshot(cmd.reason)
             log.info("debug snapshot of job %d written to %s", cmd.panda_id, path)
-            self._send_heartbeats()  # "with the next heartbeat": the dispatcher gets fresh figures now
+            self._send_debug_report(ctx, cmd.command_id)
         else:
             log.info("command %s for job %d not supported: ignored", pilot_pb2.CommandType.Name(cmd.type), cmd.panda_id)
+
+    def _send_debug_report(self, ctx: JobContext, command_id: int) -> None:
+        """Answer a DEBUG command with the snapshot, cut to the dispatcher's size limit."""
+        limit = DEBUG_REPORT_BYTES
+        if self.welcome is not None and self.welcome.limits.debug_report_bytes > 0:
+            limit = self.welcome.limits.debug_report_bytes
+        text = ctx.last_snapshot
+        if len(text.encode()) > limit:
+            marker = "\n[cut to the dispatcher's debug_report_bytes]\n"
+            text = text.encode()[: limit - len(marker)].decode(errors="ignore") + marker
+        report = pilot_pb2.DebugReport(
+            panda_id=ctx.panda_id, lease_epoch=ctx.epoch, command_id=command_id, snapshot=text
+        )
+        self.conn.send(pilot_pb2.PilotMessage(debug_report=report))
 
     def _on_ack(self, ack: pilot_pb2.Ack) -> None:
         result_name = AR.Name(ack.result)
@@ -451,9 +522,15 @@ class Pilot:
             self._send_heartbeats(only=set(self._status_changed))
 
     async def _heartbeat_loop(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
-            now = time.monotonic()
+            self._period_changed.clear()
+            wait_s = last + self.heartbeat_s - time.monotonic()
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._period_changed.wait(), wait_s)
+                continue  # a Welcome changed the period (look again), or the beat is due now
+            now = last = time.monotonic()
             if self.conn.connected.is_set():
                 self._last_connected = now
             self._check_leases(now)

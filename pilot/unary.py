@@ -9,8 +9,9 @@ offers the same interface as :class:`pilot.connection.Connection` (``send``, ``c
   request is queued, one ``GetJob`` carrying a fresh ``Hello``;
 - a cycle runs at once when something is queued, else every ``poll_s`` (the heartbeat period), so a
   kill reaches the pilot within one heartbeat period;
-- the answers are handed to ``on_message`` as the stream's messages would be: one ``assignment`` per
-  assigned job, ``no_job`` for an empty ``GetJob``, ``acks`` and ``command`` from ``UpdateJob``;
+- the answers are handed to ``on_message`` as the stream's messages would be: the ``welcome`` of
+  each ``GetJob``, one ``assignment`` per assigned job, ``no_job`` when fewer than asked came, and
+  ``acks`` and ``command`` from ``UpdateJob`` (which also carries the DEBUG answers);
 - "connected" means the last call worked. After a failure the queued reports are dropped (as on a
   broken stream: heartbeats are periodic, finals are spooled), the pilot backs off, and on the
   next success ``on_connect`` runs again (it resends the spooled finals).
@@ -61,6 +62,7 @@ class UnaryConnection:
         self._request: pilot_pb2.JobRequest | None = None
         self._heartbeats: dict[int, pilot_pb2.Heartbeat] = {}
         self._finals: dict[tuple[int, int], pilot_pb2.JobFinal] = {}
+        self._debug_reports: list[pilot_pb2.DebugReport] = []
         self._kick = asyncio.Event()
         self.connected = asyncio.Event()
         self.ever_connected = False
@@ -79,6 +81,8 @@ class UnaryConnection:
                 self._heartbeats[hb.panda_id] = hb  # only the latest matters
         elif kind == "final":
             self._finals[(msg.final.panda_id, msg.final.lease_epoch)] = msg.final
+        elif kind == "debug_report":
+            self._debug_reports.append(msg.debug_report)
         else:
             return False
         self._kick.set()
@@ -117,6 +121,7 @@ class UnaryConnection:
         self._request = None
         self._heartbeats.clear()
         self._finals.clear()
+        self._debug_reports.clear()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float, *, kickable: bool) -> None:
         waits = [asyncio.ensure_future(stop.wait())]
@@ -132,8 +137,9 @@ class UnaryConnection:
         self._kick.clear()
         beats, self._heartbeats = list(self._heartbeats.values()), {}
         finals, self._finals = list(self._finals.values()), {}
+        reports, self._debug_reports = self._debug_reports, []
         update = await stub.UpdateJob(
-            pilot_pb2.UpdateJobRequest(pilot_id=self.pilot_id, heartbeats=beats, finals=finals),
+            pilot_pb2.UpdateJobRequest(pilot_id=self.pilot_id, heartbeats=beats, finals=finals, debug_reports=reports),
             timeout=CALL_TIMEOUT_S,
         )
         if update.acks:
@@ -147,7 +153,16 @@ class UnaryConnection:
         if request.walltime_left_s:
             hello.walltime_left_s = request.walltime_left_s
         got = await stub.GetJob(pilot_pb2.GetJobRequest(pilot=hello, n=request.n), timeout=CALL_TIMEOUT_S)
+        if got.HasField("welcome"):
+            self._on_message(pilot_pb2.DispatcherMessage(welcome=got.welcome))
         for assignment in got.assignments:
+            assignment.request_id = request.request_id
             self._on_message(pilot_pb2.DispatcherMessage(assignment=assignment))
-        if not got.assignments:
-            self._on_message(pilot_pb2.DispatcherMessage(no_job=pilot_pb2.NoJob(retry_after_s=got.retry_after_s)))
+        if len(got.assignments) < request.n:  # as the stream says it: no more for this request now
+            no_job = pilot_pb2.NoJob(
+                retry_after_s=got.retry_after_s,
+                request_id=request.request_id,
+                n_requested=request.n,
+                n_given=len(got.assignments),
+            )
+            self._on_message(pilot_pb2.DispatcherMessage(no_job=no_job))

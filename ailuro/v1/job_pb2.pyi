@@ -194,6 +194,14 @@ class Job(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, panda_id: _Optional[int] = ..., job_name: _Optional[str] = ..., job_definition_id: _Optional[int] = ..., task_id: _Optional[int] = ..., vo: _Optional[str] = ..., prod_source_label: _Optional[str] = ..., transformation: _Optional[str] = ..., job_parameters: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., computing_site: _Optional[str] = ..., current_priority: _Optional[int] = ..., max_attempt: _Optional[int] = ..., attempt_nr: _Optional[int] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., max_walltime_s: _Optional[int] = ..., destination_dblock: _Optional[str] = ..., destination_se: _Optional[str] = ..., files: _Optional[_Iterable[_Union[File, _Mapping]]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modification_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ..., pilot_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., node: _Optional[str] = ..., metrics: _Optional[_Union[JobMetrics, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[JobError, _Mapping]]] = ..., lease_epoch: _Optional[int] = ..., brokerage_reason: _Optional[str] = ..., parent_panda_id: _Optional[int] = ..., processing_type: _Optional[str] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class JobStatusCount(_message.Message):
+    __slots__ = ("status", "count")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    status: JobStatus
+    count: int
+    def __init__(self, status: _Optional[_Union[JobStatus, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
 class JobEvent(_message.Message):
     __slots__ = ("event_id", "panda_id", "from_status", "to_status", "time", "actor", "reason", "attempt_nr", "lease_epoch")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]

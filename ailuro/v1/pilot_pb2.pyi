@@ -65,18 +65,20 @@ class Hello(_message.Message):
     def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("n", "walltime_left_s", "cores_free", "memory_mb_free", "disk_mb_free")
+    __slots__ = ("n", "walltime_left_s", "request_id", "cores_free", "memory_mb_free", "disk_mb_free")
     N_FIELD_NUMBER: _ClassVar[int]
     WALLTIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CORES_FREE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FREE_FIELD_NUMBER: _ClassVar[int]
     DISK_MB_FREE_FIELD_NUMBER: _ClassVar[int]
     n: int
     walltime_left_s: int
+    request_id: int
     cores_free: int
     memory_mb_free: int
     disk_mb_free: int
-    def __init__(self, n: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., cores_free: _Optional[int] = ..., memory_mb_free: _Optional[int] = ..., disk_mb_free: _Optional[int] = ...) -> None: ...
+    def __init__(self, n: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., request_id: _Optional[int] = ..., cores_free: _Optional[int] = ..., memory_mb_free: _Optional[int] = ..., disk_mb_free: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("panda_id", "lease_epoch", "status", "metrics")
@@ -115,42 +117,106 @@ class JobFinal(_message.Message):
     def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ..., status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., errors: _Optional[_Iterable[_Union[_job_pb2.JobError, _Mapping]]] = ..., metrics: _Optional[_Union[_job_pb2.JobMetrics, _Mapping]] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class PilotMessage(_message.Message):
-    __slots__ = ("hello", "job_request", "heartbeats", "final")
+    __slots__ = ("hello", "job_request", "heartbeats", "final", "debug_report")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     JOB_REQUEST_FIELD_NUMBER: _ClassVar[int]
     HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_REPORT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     job_request: JobRequest
     heartbeats: HeartbeatBatch
     final: JobFinal
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., job_request: _Optional[_Union[JobRequest, _Mapping]] = ..., heartbeats: _Optional[_Union[HeartbeatBatch, _Mapping]] = ..., final: _Optional[_Union[JobFinal, _Mapping]] = ...) -> None: ...
+    debug_report: DebugReport
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., job_request: _Optional[_Union[JobRequest, _Mapping]] = ..., heartbeats: _Optional[_Union[HeartbeatBatch, _Mapping]] = ..., final: _Optional[_Union[JobFinal, _Mapping]] = ..., debug_report: _Optional[_Union[DebugReport, _Mapping]] = ...) -> None: ...
+
+class DebugReport(_message.Message):
+    __slots__ = ("panda_id", "lease_epoch", "command_id", "snapshot")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    lease_epoch: int
+    command_id: int
+    snapshot: str
+    def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ..., command_id: _Optional[int] = ..., snapshot: _Optional[str] = ...) -> None: ...
+
+class PilotLimits(_message.Message):
+    __slots__ = ("max_jobs_per_request", "heartbeats_per_message", "held_jobs_per_hello", "errors_per_final", "files_per_final", "diag_chars", "pending_per_stream", "max_message_bytes", "debug_report_bytes")
+    MAX_JOBS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_PER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HELD_JOBS_PER_HELLO_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_PER_FINAL_FIELD_NUMBER: _ClassVar[int]
+    FILES_PER_FINAL_FIELD_NUMBER: _ClassVar[int]
+    DIAG_CHARS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_PER_STREAM_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_REPORT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_jobs_per_request: int
+    heartbeats_per_message: int
+    held_jobs_per_hello: int
+    errors_per_final: int
+    files_per_final: int
+    diag_chars: int
+    pending_per_stream: int
+    max_message_bytes: int
+    debug_report_bytes: int
+    def __init__(self, max_jobs_per_request: _Optional[int] = ..., heartbeats_per_message: _Optional[int] = ..., held_jobs_per_hello: _Optional[int] = ..., errors_per_final: _Optional[int] = ..., files_per_final: _Optional[int] = ..., diag_chars: _Optional[int] = ..., pending_per_stream: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., debug_report_bytes: _Optional[int] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("session_id", "dispatcher_id", "lease_s", "heartbeat_s", "limits")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPATCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    dispatcher_id: str
+    lease_s: int
+    heartbeat_s: float
+    limits: PilotLimits
+    def __init__(self, session_id: _Optional[str] = ..., dispatcher_id: _Optional[str] = ..., lease_s: _Optional[int] = ..., heartbeat_s: _Optional[float] = ..., limits: _Optional[_Union[PilotLimits, _Mapping]] = ...) -> None: ...
 
 class JobAssignment(_message.Message):
-    __slots__ = ("job", "lease_epoch", "lease_s")
+    __slots__ = ("job", "lease_epoch", "lease_s", "request_id")
     JOB_FIELD_NUMBER: _ClassVar[int]
     LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     job: _job_pb2.Job
     lease_epoch: int
     lease_s: int
-    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., lease_epoch: _Optional[int] = ..., lease_s: _Optional[int] = ...) -> None: ...
+    request_id: int
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., lease_epoch: _Optional[int] = ..., lease_s: _Optional[int] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class NoJob(_message.Message):
-    __slots__ = ("retry_after_s",)
+    __slots__ = ("retry_after_s", "request_id", "n_requested", "n_given", "reason", "invalid_field")
     RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    N_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    N_GIVEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_FIELD_NUMBER: _ClassVar[int]
     retry_after_s: float
-    def __init__(self, retry_after_s: _Optional[float] = ...) -> None: ...
+    request_id: int
+    n_requested: int
+    n_given: int
+    reason: str
+    invalid_field: str
+    def __init__(self, retry_after_s: _Optional[float] = ..., request_id: _Optional[int] = ..., n_requested: _Optional[int] = ..., n_given: _Optional[int] = ..., reason: _Optional[str] = ..., invalid_field: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("panda_id", "type", "reason")
+    __slots__ = ("panda_id", "type", "reason", "command_id")
     PANDA_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     panda_id: int
     type: CommandType
     reason: str
-    def __init__(self, panda_id: _Optional[int] = ..., type: _Optional[_Union[CommandType, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    command_id: int
+    def __init__(self, panda_id: _Optional[int] = ..., type: _Optional[_Union[CommandType, str]] = ..., reason: _Optional[str] = ..., command_id: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("panda_id", "lease_epoch", "result", "message", "is_final")
@@ -173,16 +239,18 @@ class AckBatch(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ...) -> None: ...
 
 class DispatcherMessage(_message.Message):
-    __slots__ = ("assignment", "no_job", "command", "acks")
+    __slots__ = ("assignment", "no_job", "command", "acks", "welcome")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     NO_JOB_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
     assignment: JobAssignment
     no_job: NoJob
     command: Command
     acks: AckBatch
-    def __init__(self, assignment: _Optional[_Union[JobAssignment, _Mapping]] = ..., no_job: _Optional[_Union[NoJob, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., acks: _Optional[_Union[AckBatch, _Mapping]] = ...) -> None: ...
+    welcome: Welcome
+    def __init__(self, assignment: _Optional[_Union[JobAssignment, _Mapping]] = ..., no_job: _Optional[_Union[NoJob, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., acks: _Optional[_Union[AckBatch, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("pilot", "n")
@@ -193,22 +261,26 @@ class GetJobRequest(_message.Message):
     def __init__(self, pilot: _Optional[_Union[Hello, _Mapping]] = ..., n: _Optional[int] = ...) -> None: ...
 
 class GetJobResponse(_message.Message):
-    __slots__ = ("assignments", "retry_after_s")
+    __slots__ = ("assignments", "retry_after_s", "welcome")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[JobAssignment]
     retry_after_s: float
-    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
+    welcome: Welcome
+    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ..., retry_after_s: _Optional[float] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ...) -> None: ...
 
 class UpdateJobRequest(_message.Message):
-    __slots__ = ("pilot_id", "heartbeats", "finals")
+    __slots__ = ("pilot_id", "heartbeats", "finals", "debug_reports")
     PILOT_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
     FINALS_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_REPORTS_FIELD_NUMBER: _ClassVar[int]
     pilot_id: str
     heartbeats: _containers.RepeatedCompositeFieldContainer[Heartbeat]
     finals: _containers.RepeatedCompositeFieldContainer[JobFinal]
-    def __init__(self, pilot_id: _Optional[str] = ..., heartbeats: _Optional[_Iterable[_Union[Heartbeat, _Mapping]]] = ..., finals: _Optional[_Iterable[_Union[JobFinal, _Mapping]]] = ...) -> None: ...
+    debug_reports: _containers.RepeatedCompositeFieldContainer[DebugReport]
+    def __init__(self, pilot_id: _Optional[str] = ..., heartbeats: _Optional[_Iterable[_Union[Heartbeat, _Mapping]]] = ..., finals: _Optional[_Iterable[_Union[JobFinal, _Mapping]]] = ..., debug_reports: _Optional[_Iterable[_Union[DebugReport, _Mapping]]] = ...) -> None: ...
 
 class UpdateJobResponse(_message.Message):
     __slots__ = ("acks", "commands")

@@ -55,22 +55,31 @@ class PilotServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
-        """The pilot sends Hello first, then JobRequest/HeartbeatBatch/JobFinal in any order; the
-        dispatcher answers with assignments, NoJob, acks and pushes commands (kill) at any time.
+        """The pilot sends Hello first, then JobRequest/HeartbeatBatch/JobFinal/DebugReport in any
+        order; the dispatcher answers Hello with Welcome, each JobRequest with assignments (and NoJob
+        when fewer than asked came), heartbeats and finals with acks, and pushes commands (KILL,
+        DEBUG) at any time.
+        Errors ending the stream: INVALID_ARGUMENT (first message not a Hello, a bad Hello such as an
+        unknown queue, a second Hello, an empty PilotMessage, a HeartbeatBatch over its limit);
+        RESOURCE_EXHAUSTED (more than limits.pending_per_stream messages unanswered for
+        pending_wait_s, or a newer stream of the same pilot_id replaced this one); UNAVAILABLE (the
+        dispatcher is stopping or its database is down: reconnect with backoff and resend the
+        unacknowledged finals).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Unary equivalent of Hello + JobRequest.
+        """Unary equivalent of Hello + JobRequest. INVALID_ARGUMENT names the bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateJob(self, request, context):
-        """Unary equivalent of HeartbeatBatch + JobFinal; pending commands come back in the response.
+        """Unary equivalent of HeartbeatBatch + JobFinal + DebugReport; pending commands come back in
+        the response. INVALID_ARGUMENT (pilot_id, too many reports) fails the whole call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ailuro.v1 import job_pb2 as ailuro_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iluro/v1/submission.proto\x12\tailuro.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13\x61iluro/v1/job.proto\"E\n\x11SubmitJobsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x04jobs\x18\x02 \x03(\x0b\x32\x0e.ailuro.v1.Job\"9\n\x12SubmitJobsResponse\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"4\n\x0fKillJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"g\n\nKillResult\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\":\n\x10KillJobsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ailuro.v1.KillResult\"%\n\x10RetryJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\"*\n\x11RetryJobsResponse\x12\x15\n\rnew_panda_ids\x18\x01 \x03(\x03\"#\n\x0eGetJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\"/\n\x0fGetJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Job\"\xd3\x02\n\x0fListJobsRequest\x12\x16\n\x0e\x63omputing_site\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.ailuro.v1.JobStatus\x12\x19\n\x11prod_source_label\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\x03\x12\x16\n\x0etransformation\x18\x06 \x01(\t\x12\n\n\x02vo\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x12\n\npage_token\x18\x0b \x01(\t\x12\x10\n\x08job_name\x18\x0c \x01(\t\x12\x12\n\nwith_files\x18\r \x01(\x08\"\xd3\x01\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x44\n\rstatus_counts\x18\x03 \x03(\x0b\x32-.ailuro.v1.ListJobsResponse.StatusCountsEntry\x12\r\n\x05total\x18\x04 \x01(\x03\x1a\x33\n\x11StatusCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"u\n\x10WatchJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x16\n\x0e\x63omputing_site\x18\x04 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x05 \x01(\x03\"\'\n\x13GetJobEventsRequest\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\";\n\x14GetJobEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ailuro.v1.JobEvent\"\x13\n\x11ListQueuesRequest\"\xa2\x02\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03vos\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\x12=\n\rstatus_counts\x18\x06 \x03(\x0b\x32&.ailuro.v1.QueueInfo.StatusCountsEntry\x12\x18\n\x10\x63onnected_pilots\x18\x07 \x01(\x05\x12\x13\n\x0bmax_running\x18\x08 \x01(\x05\x12\x0e\n\x06status\x18\x14 \x01(\t\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x1a\x33\n\x11StatusCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\":\n\x12ListQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.ailuro.v1.QueueInfo\"4\n\x10GetJobLogRequest\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x0e\n\x06member\x18\x02 \x01(\t\"T\n\x0bJobLogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03lfn\x18\x02 \x01(\t\x12\x0b\n\x03pfn\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0f\n\x07members\x18\x05 \x03(\t2\x93\x05\n\x11SubmissionService\x12I\n\nSubmitJobs\x12\x1c.ailuro.v1.SubmitJobsRequest\x1a\x1d.ailuro.v1.SubmitJobsResponse\x12\x43\n\x08KillJobs\x12\x1a.ailuro.v1.KillJobsRequest\x1a\x1b.ailuro.v1.KillJobsResponse\x12\x46\n\tRetryJobs\x12\x1b.ailuro.v1.RetryJobsRequest\x1a\x1c.ailuro.v1.RetryJobsResponse\x12@\n\x07GetJobs\x12\x19.ailuro.v1.GetJobsRequest\x1a\x1a.ailuro.v1.GetJobsResponse\x12\x43\n\x08ListJobs\x12\x1a.ailuro.v1.ListJobsRequest\x1a\x1b.ailuro.v1.ListJobsResponse\x12?\n\tWatchJobs\x12\x1b.ailuro.v1.WatchJobsRequest\x1a\x13.ailuro.v1.JobEvent0\x01\x12O\n\x0cGetJobEvents\x12\x1e.ailuro.v1.GetJobEventsRequest\x1a\x1f.ailuro.v1.GetJobEventsResponse\x12I\n\nListQueues\x12\x1c.ailuro.v1.ListQueuesRequest\x1a\x1d.ailuro.v1.ListQueuesResponse\x12\x42\n\tGetJobLog\x12\x1b.ailuro.v1.GetJobLogRequest\x1a\x16.ailuro.v1.JobLogChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61iluro/v1/submission.proto\x12\tailuro.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13\x61iluro/v1/job.proto\"6\n\x0f\x44\x65\x62ugJobRequest\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x11\n\ttimeout_s\x18\x02 \x01(\x01\"\xa6\x01\n\x10\x44\x65\x62ugJobResponse\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x10\n\x08pilot_id\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12\x10\n\x08snapshot\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x11SubmitJobsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x04jobs\x18\x02 \x03(\x0b\x32\x0e.ailuro.v1.Job\"9\n\x12SubmitJobsResponse\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"4\n\x0fKillJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"g\n\nKillResult\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\":\n\x10KillJobsResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ailuro.v1.KillResult\"%\n\x10RetryJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\"*\n\x11RetryJobsResponse\x12\x15\n\rnew_panda_ids\x18\x01 \x03(\x03\"#\n\x0eGetJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\"/\n\x0fGetJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Job\"\xd3\x02\n\x0fListJobsRequest\x12\x16\n\x0e\x63omputing_site\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.ailuro.v1.JobStatus\x12\x19\n\x11prod_source_label\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12\x0f\n\x07task_id\x18\x05 \x01(\x03\x12\x16\n\x0etransformation\x18\x06 \x01(\t\x12\n\n\x02vo\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x12\n\npage_token\x18\x0b \x01(\t\x12\x10\n\x08job_name\x18\x0c \x01(\t\x12\x12\n\nwith_files\x18\r \x01(\x08\"\x84\x02\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x44\n\rstatus_counts\x18\x03 \x03(\x0b\x32-.ailuro.v1.ListJobsResponse.StatusCountsEntry\x12\r\n\x05total\x18\x04 \x01(\x03\x12/\n\x0cstate_counts\x18\x05 \x03(\x0b\x32\x19.ailuro.v1.JobStatusCount\x1a\x33\n\x11StatusCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"u\n\x10WatchJobsRequest\x12\x11\n\tpanda_ids\x18\x01 \x03(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x16\n\x0e\x63omputing_site\x18\x04 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x05 \x01(\x03\"\'\n\x13GetJobEventsRequest\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\";\n\x14GetJobEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ailuro.v1.JobEvent\"\x13\n\x11ListQueuesRequest\"\xd3\x02\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03vos\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x05 \x01(\x08\x12=\n\rstatus_counts\x18\x06 \x03(\x0b\x32&.ailuro.v1.QueueInfo.StatusCountsEntry\x12\x18\n\x10\x63onnected_pilots\x18\x07 \x01(\x05\x12\x13\n\x0bmax_running\x18\x08 \x01(\x05\x12/\n\x0cstate_counts\x18\t \x03(\x0b\x32\x19.ailuro.v1.JobStatusCount\x12\x0e\n\x06status\x18\x14 \x01(\t\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x1a\x33\n\x11StatusCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\":\n\x12ListQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.ailuro.v1.QueueInfo\"4\n\x10GetJobLogRequest\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x0e\n\x06member\x18\x02 \x01(\t\"T\n\x0bJobLogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03lfn\x18\x02 \x01(\t\x12\x0b\n\x03pfn\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0f\n\x07members\x18\x05 \x03(\t2\xd8\x05\n\x11SubmissionService\x12I\n\nSubmitJobs\x12\x1c.ailuro.v1.SubmitJobsRequest\x1a\x1d.ailuro.v1.SubmitJobsResponse\x12\x43\n\x08KillJobs\x12\x1a.ailuro.v1.KillJobsRequest\x1a\x1b.ailuro.v1.KillJobsResponse\x12\x46\n\tRetryJobs\x12\x1b.ailuro.v1.RetryJobsRequest\x1a\x1c.ailuro.v1.RetryJobsResponse\x12@\n\x07GetJobs\x12\x19.ailuro.v1.GetJobsRequest\x1a\x1a.ailuro.v1.GetJobsResponse\x12\x43\n\x08ListJobs\x12\x1a.ailuro.v1.ListJobsRequest\x1a\x1b.ailuro.v1.ListJobsResponse\x12?\n\tWatchJobs\x12\x1b.ailuro.v1.WatchJobsRequest\x1a\x13.ailuro.v1.JobEvent0\x01\x12O\n\x0cGetJobEvents\x12\x1e.ailuro.v1.GetJobEventsRequest\x1a\x1f.ailuro.v1.GetJobEventsResponse\x12I\n\nListQueues\x12\x1c.ailuro.v1.ListQueuesRequest\x1a\x1d.ailuro.v1.ListQueuesResponse\x12\x42\n\tGetJobLog\x12\x1b.ailuro.v1.GetJobLogRequest\x1a\x16.ailuro.v1.JobLogChunk0\x01\x12\x43\n\x08\x44\x65\x62ugJob\x12\x1a.ailuro.v1.DebugJobRequest\x1a\x1b.ailuro.v1.DebugJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +37,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSRESPONSE_STATUSCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._loaded_options = None
   _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=95
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=164
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=166
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=223
-  _globals['_KILLJOBSREQUEST']._serialized_start=225
-  _globals['_KILLJOBSREQUEST']._serialized_end=277
-  _globals['_KILLRESULT']._serialized_start=279
-  _globals['_KILLRESULT']._serialized_end=382
-  _globals['_KILLJOBSRESPONSE']._serialized_start=384
-  _globals['_KILLJOBSRESPONSE']._serialized_end=442
-  _globals['_RETRYJOBSREQUEST']._serialized_start=444
-  _globals['_RETRYJOBSREQUEST']._serialized_end=481
-  _globals['_RETRYJOBSRESPONSE']._serialized_start=483
-  _globals['_RETRYJOBSRESPONSE']._serialized_end=525
-  _globals['_GETJOBSREQUEST']._serialized_start=527
-  _globals['_GETJOBSREQUEST']._serialized_end=562
-  _globals['_GETJOBSRESPONSE']._serialized_start=564
-  _globals['_GETJOBSRESPONSE']._serialized_end=611
-  _globals['_LISTJOBSREQUEST']._serialized_start=614
-  _globals['_LISTJOBSREQUEST']._serialized_end=953
-  _globals['_LISTJOBSRESPONSE']._serialized_start=956
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1167
-  _globals['_LISTJOBSRESPONSE_STATUSCOUNTSENTRY']._serialized_start=1116
-  _globals['_LISTJOBSRESPONSE_STATUSCOUNTSENTRY']._serialized_end=1167
-  _globals['_WATCHJOBSREQUEST']._serialized_start=1169
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1286
-  _globals['_GETJOBEVENTSREQUEST']._serialized_start=1288
-  _globals['_GETJOBEVENTSREQUEST']._serialized_end=1327
-  _globals['_GETJOBEVENTSRESPONSE']._serialized_start=1329
-  _globals['_GETJOBEVENTSRESPONSE']._serialized_end=1388
-  _globals['_LISTQUEUESREQUEST']._serialized_start=1390
-  _globals['_LISTQUEUESREQUEST']._serialized_end=1409
-  _globals['_QUEUEINFO']._serialized_start=1412
-  _globals['_QUEUEINFO']._serialized_end=1702
-  _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._serialized_start=1116
-  _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._serialized_end=1167
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=1704
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=1762
-  _globals['_GETJOBLOGREQUEST']._serialized_start=1764
-  _globals['_GETJOBLOGREQUEST']._serialized_end=1816
-  _globals['_JOBLOGCHUNK']._serialized_start=1818
-  _globals['_JOBLOGCHUNK']._serialized_end=1902
-  _globals['_SUBMISSIONSERVICE']._serialized_start=1905
-  _globals['_SUBMISSIONSERVICE']._serialized_end=2564
+  _globals['_DEBUGJOBREQUEST']._serialized_start=95
+  _globals['_DEBUGJOBREQUEST']._serialized_end=149
+  _globals['_DEBUGJOBRESPONSE']._serialized_start=152
+  _globals['_DEBUGJOBRESPONSE']._serialized_end=318
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=320
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=389
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=391
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=448
+  _globals['_KILLJOBSREQUEST']._serialized_start=450
+  _globals['_KILLJOBSREQUEST']._serialized_end=502
+  _globals['_KILLRESULT']._serialized_start=504
+  _globals['_KILLRESULT']._serialized_end=607
+  _globals['_KILLJOBSRESPONSE']._serialized_start=609
+  _globals['_KILLJOBSRESPONSE']._serialized_end=667
+  _globals['_RETRYJOBSREQUEST']._serialized_start=669
+  _globals['_RETRYJOBSREQUEST']._serialized_end=706
+  _globals['_RETRYJOBSRESPONSE']._serialized_start=708
+  _globals['_RETRYJOBSRESPONSE']._serialized_end=750
+  _globals['_GETJOBSREQUEST']._serialized_start=752
+  _globals['_GETJOBSREQUEST']._serialized_end=787
+  _globals['_GETJOBSRESPONSE']._serialized_start=789
+  _globals['_GETJOBSRESPONSE']._serialized_end=836
+  _globals['_LISTJOBSREQUEST']._serialized_start=839
+  _globals['_LISTJOBSREQUEST']._serialized_end=1178
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1181
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1441
+  _globals['_LISTJOBSRESPONSE_STATUSCOUNTSENTRY']._serialized_start=1390
+  _globals['_LISTJOBSRESPONSE_STATUSCOUNTSENTRY']._serialized_end=1441
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1443
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1560
+  _globals['_GETJOBEVENTSREQUEST']._serialized_start=1562
+  _globals['_GETJOBEVENTSREQUEST']._serialized_end=1601
+  _globals['_GETJOBEVENTSRESPONSE']._serialized_start=1603
+  _globals['_GETJOBEVENTSRESPONSE']._serialized_end=1662
+  _globals['_LISTQUEUESREQUEST']._serialized_start=1664
+  _globals['_LISTQUEUESREQUEST']._serialized_end=1683
+  _globals['_QUEUEINFO']._serialized_start=1686
+  _globals['_QUEUEINFO']._serialized_end=2025
+  _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._serialized_start=1390
+  _globals['_QUEUEINFO_STATUSCOUNTSENTRY']._serialized_end=1441
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=2027
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=2085
+  _globals['_GETJOBLOGREQUEST']._serialized_start=2087
+  _globals['_GETJOBLOGREQUEST']._serialized_end=2139
+  _globals['_JOBLOGCHUNK']._serialized_start=2141
+  _globals['_JOBLOGCHUNK']._serialized_end=2225
+  _globals['_SUBMISSIONSERVICE']._serialized_start=2228
+  _globals['_SUBMISSIONSERVICE']._serialized_end=2956
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DebugJobRequest(_message.Message):
+    __slots__ = ("panda_id", "timeout_s")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    timeout_s: float
+    def __init__(self, panda_id: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class DebugJobResponse(_message.Message):
+    __slots__ = ("panda_id", "pilot_id", "node", "status", "snapshot", "time")
+    PANDA_ID_FIELD_NUMBER: _ClassVar[int]
+    PILOT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    panda_id: int
+    pilot_id: str
+    node: str
+    status: _job_pb2.JobStatus
+    snapshot: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, panda_id: _Optional[int] = ..., pilot_id: _Optional[str] = ..., node: _Optional[str] = ..., status: _Optional[_Union[_job_pb2.JobStatus, str]] = ..., snapshot: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class SubmitJobsRequest(_message.Message):
     __slots__ = ("request_id", "jobs")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -107,7 +131,7 @@ class ListJobsRequest(_message.Message):
     def __init__(self, computing_site: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_job_pb2.JobStatus, str]]] = ..., prod_source_label: _Optional[str] = ..., owner: _Optional[str] = ..., task_id: _Optional[int] = ..., transformation: _Optional[str] = ..., vo: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., job_name: _Optional[str] = ..., with_files: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
-    __slots__ = ("jobs", "next_page_token", "status_counts", "total")
+    __slots__ = ("jobs", "next_page_token", "status_counts", "total", "state_counts")
     class StatusCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -119,11 +143,13 @@ class ListJobsResponse(_message.Message):
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_COUNTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STATE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]
     next_page_token: str
     status_counts: _containers.ScalarMap[str, int]
     total: int
-    def __init__(self, jobs: _Optional[_Iterable[_Union[_job_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ...) -> None: ...
+    state_counts: _containers.RepeatedCompositeFieldContainer[_job_pb2.JobStatusCount]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[_job_pb2.Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ..., state_counts: _Optional[_Iterable[_Union[_job_pb2.JobStatusCount, _Mapping]]] = ...) -> None: ...
 
 class WatchJobsRequest(_message.Message):
     __slots__ = ("panda_ids", "task_id", "owner", "computing_site", "after_event_id")
@@ -156,7 +182,7 @@ class ListQueuesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class QueueInfo(_message.Message):
-    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running", "status", "status_reason")
+    __slots__ = ("name", "vos", "labels", "backend", "enabled", "status_counts", "connected_pilots", "max_running", "state_counts", "status", "status_reason")
     class StatusCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +198,7 @@ class QueueInfo(_message.Message):
     STATUS_COUNTS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_PILOTS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STATE_COUNTS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -182,9 +209,10 @@ class QueueInfo(_message.Message):
     status_counts: _containers.ScalarMap[str, int]
     connected_pilots: int
     max_running: int
+    state_counts: _containers.RepeatedCompositeFieldContainer[_job_pb2.JobStatusCount]
     status: str
     status_reason: str
-    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., vos: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., backend: _Optional[str] = ..., enabled: _Optional[bool] = ..., status_counts: _Optional[_Mapping[str, int]] = ..., connected_pilots: _Optional[int] = ..., max_running: _Optional[int] = ..., state_counts: _Optional[_Iterable[_Union[_job_pb2.JobStatusCount, _Mapping]]] = ..., status: _Optional[str] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class ListQueuesResponse(_message.Message):
     __slots__ = ("queues",)

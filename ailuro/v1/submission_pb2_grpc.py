@@ -81,6 +81,11 @@ class SubmissionServiceStub:
                 request_serializer=ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.SerializeToString,
                 response_deserializer=ailuro_dot_v1_dot_submission__pb2.JobLogChunk.FromString,
                 _registered_method=True)
+        self.DebugJob = channel.unary_unary(
+                '/ailuro.v1.SubmissionService/DebugJob',
+                request_serializer=ailuro_dot_v1_dot_submission__pb2.DebugJobRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_submission__pb2.DebugJobResponse.FromString,
+                _registered_method=True)
 
 
 class SubmissionServiceServicer:
@@ -151,6 +156,16 @@ class SubmissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DebugJob(self, request, context):
+        """A snapshot of a running job's payload, taken now by its pilot (process tree with CPU and
+        memory, the last lines of stdout and stderr). Only the job's owner or an admin may ask.
+        NOT_FOUND: unknown job; PERMISSION_DENIED: not the owner; FAILED_PRECONDITION: no pilot holds
+        the job (it is queued or final); DEADLINE_EXCEEDED: the pilot did not answer within timeout_s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SubmissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +213,11 @@ def add_SubmissionServiceServicer_to_server(servicer, server):
                     servicer.GetJobLog,
                     request_deserializer=ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.FromString,
                     response_serializer=ailuro_dot_v1_dot_submission__pb2.JobLogChunk.SerializeToString,
+            ),
+            'DebugJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DebugJob,
+                    request_deserializer=ailuro_dot_v1_dot_submission__pb2.DebugJobRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_submission__pb2.DebugJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +464,33 @@ class SubmissionService:
             '/ailuro.v1.SubmissionService/GetJobLog',
             ailuro_dot_v1_dot_submission__pb2.GetJobLogRequest.SerializeToString,
             ailuro_dot_v1_dot_submission__pb2.JobLogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DebugJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ailuro.v1.SubmissionService/DebugJob',
+            ailuro_dot_v1_dot_submission__pb2.DebugJobRequest.SerializeToString,
+            ailuro_dot_v1_dot_submission__pb2.DebugJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,8 @@ from ailuro.errors import InvalidArgument
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from dispatcher import validation
 from dispatcher.api.errors import streaming, unary
+from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
+from dispatcher.services.debug import DebugService
 from dispatcher.services.hub import PilotHub, PilotStream, pilot_info
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
@@ -35,8 +37,9 @@ def _rejected(panda_id: int, epoch: int, message: str, *, is_final: bool = False
 class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     """Thin adapter over :class:`PilotHub`."""
 
-    def __init__(self, hub: PilotHub) -> None:
+    def __init__(self, hub: PilotHub, debug: DebugService) -> None:
         self.hub = hub
+        self.debug = debug
 
     @streaming
     async def Connect(
@@ -83,11 +86,12 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 kind = msg.WhichOneof("msg")
                 await stream.wait_pending(limits.pending_per_stream, limits.pending_wait_s)
                 if kind == "job_request":
-                    validation.validate_job_request_n(msg.job_request.n, "job_request.n")
-                    validation.validate_free(msg.job_request)
-                    spawn(
-                        self._serve_request(stream, msg.job_request.n, msg.job_request.walltime_left_s, msg.job_request)
-                    )
+                    bad = job_request_problem(msg.job_request)
+                    if bad:  # answered alone: the stream and the jobs on it go on
+                        field, what = bad
+                        stream.send(self._no_more(msg.job_request, 0, f"{field} {what}", invalid_field=field))
+                    else:
+                        spawn(self._serve_request(stream, msg.job_request))
                 elif kind == "heartbeats":
                     validation.validate_heartbeat_batch(msg.heartbeats, limits)
                     rejected = []
@@ -104,6 +108,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                         stream.send_acks([_rejected(msg.final.panda_id, msg.final.lease_epoch, problem, is_final=True)])
                     else:
                         spawn(self._serve_final(stream, msg.final))
+                elif kind == "debug_report":
+                    spawn(self.debug.store_report(stream.pilot.pilot_id, msg.debug_report))
                 elif kind == "hello":
                     raise InvalidArgument("Hello may only be sent once per stream", field="hello")
                 else:
@@ -121,22 +127,32 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                 t.cancel()
             stream.fail(exc)
 
-    async def _serve_request(
-        self, stream: PilotStream, n: int, walltime_left_s: int, free: pilot_pb2.JobRequest | None = None
-    ) -> None:
+    def _no_more(
+        self, req: pilot_pb2.JobRequest, n_given: int, reason: str, *, invalid_field: str = ""
+    ) -> pilot_pb2.DispatcherMessage:
+        retry = self.hub.rt.config.no_job_retry_s
+        return no_more_jobs(req, n_given=n_given, retry_after_s=retry, reason=reason, invalid_field=invalid_field)
+
+    def _why_fewer(self, pilot: pstore.PilotInfo) -> str:
+        if not self.hub.queue_enabled(pilot.queue):
+            return f"queue {pilot.queue!r} is disabled"
+        return "no more activated jobs fit this pilot now"
+
+    async def _serve_request(self, stream: PilotStream, req: pilot_pb2.JobRequest) -> None:
         try:
-            assignments = await self.hub.request_jobs(stream.pilot, n, walltime_left_s=walltime_left_s, free=free)
+            assignments = await self.hub.request_jobs(
+                stream.pilot, req.n, walltime_left_s=req.walltime_left_s, free=req
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             stream.fail(exc)
             return
         for a in assignments:
+            a.request_id = req.request_id
             stream.send(pilot_pb2.DispatcherMessage(assignment=a))
-        if not assignments:
-            stream.send(
-                pilot_pb2.DispatcherMessage(no_job=pilot_pb2.NoJob(retry_after_s=self.hub.rt.config.no_job_retry_s))
-            )
+        if len(assignments) < req.n:  # "no more for this request now", so the pilot need not wait
+            stream.send(self._no_more(req, len(assignments), self._why_fewer(stream.pilot)))
 
     async def _serve_final(self, stream: PilotStream, final: pilot_pb2.JobFinal) -> None:
         try:
@@ -163,8 +179,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
 
         await rt.db_call(register)
         assignments = await self.hub.request_jobs(info, request.n, walltime_left_s=h.walltime_left_s)
-        retry = 0.0 if assignments else rt.config.no_job_retry_s
-        return pilot_pb2.GetJobResponse(assignments=assignments, retry_after_s=retry)
+        retry = 0.0 if len(assignments) >= request.n else rt.config.no_job_retry_s
+        hi = welcome(rt.config, session_id="", dispatcher_id=rt.dispatcher_id)
+        return pilot_pb2.GetJobResponse(assignments=assignments, retry_after_s=retry, welcome=hi)
 
     @unary
     async def UpdateJob(
@@ -200,5 +217,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             return await self.hub.final(request.pilot_id, final)
 
         finals = await asyncio.gather(*(one_final(f) for f in request.finals))
+        for report in request.debug_reports:
+            await self.debug.store_report(request.pilot_id, report)
         commands = await self.hub.take_commands_for(request.pilot_id)
         return pilot_pb2.UpdateJobResponse(acks=[a for a in acks if a is not None] + finals, commands=commands)

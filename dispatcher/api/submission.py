@@ -8,6 +8,7 @@ import grpc
 
 from ailuro.v1 import job_pb2, submission_pb2, submission_pb2_grpc
 from dispatcher.api.errors import identity_of, streaming, unary
+from dispatcher.services.debug import DebugService
 from dispatcher.services.events import EventTail
 from dispatcher.services.hub import PilotHub
 from dispatcher.services.logs import JobLogService
@@ -17,8 +18,11 @@ from dispatcher.services.submission import SubmissionService
 class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
     """Thin adapter over :class:`SubmissionService`."""
 
-    def __init__(self, service: SubmissionService, hub: PilotHub, events: EventTail, logs: JobLogService) -> None:
+    def __init__(
+        self, service: SubmissionService, hub: PilotHub, events: EventTail, logs: JobLogService, debug: DebugService
+    ) -> None:
         self.service = service
+        self.debug = debug
         self.hub = hub
         self.events = events
         self.logs = logs
@@ -82,3 +86,9 @@ class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
     ) -> AsyncIterator[submission_pb2.JobLogChunk]:
         async for chunk in self.logs.stream(request, identity_of(context)):
             yield chunk
+
+    @unary
+    async def DebugJob(
+        self, request: submission_pb2.DebugJobRequest, context: grpc.aio.ServicerContext
+    ) -> submission_pb2.DebugJobResponse:
+        return await self.debug.debug_job(request, identity_of(context))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from dispatcher import validation
 from dispatcher.config import Limits
 from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
+from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
@@ -60,6 +62,8 @@ class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
 
     pilot: pstore.PilotInfo
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Names this stream (``Welcome.session_id``); a reconnect is a new session."""
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
@@ -185,10 +189,10 @@ def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offe
     )
 
 
-def command_message(panda_id: int, kind: str, reason: str) -> pilot_pb2.Command:
+def command_message(panda_id: int, kind: str, reason: str, command_id: int = 0) -> pilot_pb2.Command:
     """A Command message from a ``pilot_commands`` row's fields."""
     kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
-    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason)
+    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason, command_id=command_id)
 
 
 class PilotHub:
@@ -245,6 +249,10 @@ class PilotHub:
         validation.validate_hello(hello, known_queues=self.rt.queue_names, limits=self.rt.config.limits)
         info = pilot_info(hello)
         stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
+        # Welcome first, queued before the stream is findable (a command could otherwise come first):
+        # the pilot learns lease, heartbeat period and limits before anything else.
+        hi = welcome(self.rt.config, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
+        stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
         old = self.streams.get(info.pilot_id)
         if old is not None:  # the same pilot reconnected before its old stream was noticed closed
             old.fail(
@@ -282,7 +290,13 @@ class PilotHub:
         for pid, (_, _, kill) in held.items():
             if kill:
                 stream.send(pilot_pb2.DispatcherMessage(command=command_message(pid, "kill", "kill requested")))
-        log.info("pilot %s connected (queue %s, %d held job(s))", info.pilot_id, info.queue, len(held))
+        log.info(
+            "pilot %s connected (session %s, queue %s, %d held job(s))",
+            info.pilot_id,
+            stream.session_id,
+            info.queue,
+            len(held),
+        )
         return stream
 
     async def close_stream(self, stream: PilotStream) -> None:
@@ -297,6 +311,10 @@ class PilotHub:
         log.info("pilot %s disconnected", pid)
 
     # --- claims -----------------------------------------------------------------------------
+
+    def queue_enabled(self, queue: str) -> bool:
+        """Whether pilots of ``queue`` may get work (a disabled or offline queue answers every request NoJob)."""
+        return queue in self._enabled and not self.policy.offline(queue)
 
     async def request_jobs(
         self, pilot: pstore.PilotInfo, n: int, *, walltime_left_s: int = 0, free: pilot_pb2.JobRequest | None = None
@@ -441,7 +459,9 @@ class PilotHub:
                 log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
                 continue
             stream.send(
-                pilot_pb2.DispatcherMessage(command=command_message(row["panda_id"], row["type"], row["reason"]))
+                pilot_pb2.DispatcherMessage(
+                    command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
+                )
             )
 
     async def _command_loop(self) -> None:
@@ -474,4 +494,4 @@ class PilotHub:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(run)
-        return [command_message(r["panda_id"], r["type"], r["reason"]) for r in rows]
+        return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]

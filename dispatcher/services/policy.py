@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from dispatcher.matching import QueueStatus
 from dispatcher.services.runtime import Runtime
-from dispatcher.shares import Leaf, ShareTree, tree_from_config
+from dispatcher.shares import Leaf, ShareTree, subtree_usage, tree_from_config
 from dispatcher.store import brokerage as bstore
 from dispatcher.store.brokerage import DemandKey
 from dispatcher.store.claim import ClaimPolicy
@@ -47,6 +47,9 @@ class ClaimPolicyCache:
         self._pending: dict[Leaf, float] = defaultdict(float)
         self._refreshed_at = float("-inf")
         self._tree = self.base
+        # usage per tree node, kept with ``usage`` (summed at refresh, charged in place) so a
+        # claim does not sum every leaf ever charged (~0.9 ms per 1,000 leaves, getrusage)
+        self._sums: dict[tuple[str, ...], float] = {}
 
     def offline(self, queue: str) -> bool:
         """Whether ``queue`` is offline as far as this process knows (no claim needed to say no)."""
@@ -73,6 +76,7 @@ class ClaimPolicyCache:
             usage=state.usage,
             statuses=state.statuses,
             demand=state.demand,
+            sums=self._sums,
         )
 
     def refresh(self, db: Database, now: float) -> None:
@@ -96,6 +100,7 @@ class ClaimPolicyCache:
         for leaf, amount in self._pending.items():
             state.usage[leaf] = state.usage.get(leaf, 0.0) + amount
         self._state = state
+        self._sums = subtree_usage(state.usage)
         self._tree = self.base.with_weights(state.weights)
         self._refreshed_at = now
 
@@ -104,3 +109,5 @@ class ClaimPolicyCache:
         for leaf, amount in charged.items():
             self._pending[leaf] += amount
             self._state.usage[leaf] = self._state.usage.get(leaf, 0.0) + amount
+            for node in (leaf[:1], leaf[:2], leaf):
+                self._sums[node] = self._sums.get(node, 0.0) + amount

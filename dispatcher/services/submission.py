@@ -20,6 +20,7 @@ from dispatcher.identity import Identity
 from dispatcher.services.brokerage import Broker, needs_of_spec
 from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
+from dispatcher.states import status_count_list
 from dispatcher.store import audit, dataflow
 from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
@@ -258,7 +259,9 @@ class SubmissionService:
         def run() -> submission_pb2.ListJobsResponse:
             with self.rt.db.read() as conn:
                 page, last, counts = store.list_jobs(conn, req, page_size=page_size, after=after)
-            resp = submission_pb2.ListJobsResponse(jobs=page, status_counts=counts, total=sum(counts.values()))
+            resp = submission_pb2.ListJobsResponse(
+                jobs=page, status_counts=counts, state_counts=status_count_list(counts), total=sum(counts.values())
+            )
             if last is not None:
                 resp.next_page_token = validation.encode_page_token(last)
             return resp
@@ -296,6 +299,7 @@ class SubmissionService:
                 backend=q.backend,
                 enabled=q.enabled,
                 status_counts=counts.get(q.name, {}),
+                state_counts=status_count_list(counts.get(q.name, {})),
                 connected_pilots=connected.get(q.name, (0, 0))[0],
                 max_running=q.max_running,
                 status=statuses[q.name].status.value if q.name in statuses else "online",

@@ -21,6 +21,7 @@ JOBS_SUBMIT = "jobs.submit"
 JOBS_KILL = "jobs.kill"
 JOBS_RETRY = "jobs.retry"
 JOBS_PRIORITY = "jobs.priority"
+JOBS_DEBUG = "jobs.debug"
 TASK_SUBMIT = "task.submit"
 TASK_RETRY = "task.retry"
 TASK_ABORT = "task.abort"
@@ -34,6 +35,7 @@ ACTIONS = (
     JOBS_KILL,
     JOBS_RETRY,
     JOBS_PRIORITY,
+    JOBS_DEBUG,
     TASK_SUBMIT,
     TASK_RETRY,
     TASK_ABORT,

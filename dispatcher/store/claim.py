@@ -55,6 +55,9 @@ class ClaimPolicy:
     """Activated jobs per queue and (vo, label, owner), as of the last refresh."""
     leaf_windows: int = 4
     """At most this many share leaves are read beyond the priority window per queue and batch."""
+    sums: Mapping[tuple[str, ...], float] | None = None
+    """Usage of every tree node (:func:`dispatcher.shares.subtree_usage` of ``usage``) when the
+    caller keeps it up to date; None: summed per claim."""
 
     def status(self, queue: str) -> QueueStatus:
         """A queue's status (online when none was set)."""
@@ -84,7 +87,7 @@ def _leaves_below_target(policy: ClaimPolicy, queue: str) -> list[DemandKey]:
     keys = list(policy.demand.get(queue, {}))
     if len(keys) < 2:
         return []
-    so = ShareOrder(policy.tree, policy.usage, ())
+    so = ShareOrder(policy.tree, policy.usage, (), sums=policy.sums)
     tree = policy.tree
 
     def rank(k: DemandKey) -> tuple[float, ...]:
@@ -143,5 +146,5 @@ def plan_queue(
         if needs is None:
             needs = shapes[shape] = needs_of(row)
         cands.append(Candidate(row["panda_id"], leaf, row["current_priority"], needs))
-    plan = assign(ShareOrder(tree, policy.usage, cands), requests)
+    plan = assign(ShareOrder(tree, policy.usage, cands, sums=policy.sums), requests)
     return [(i, by_id[c.key], c.leaf) for i, c in plan]

@@ -232,6 +232,18 @@ pilot_commands = Table(
     Index("ix_pilot_commands_pending", "delivered", "pilot_id"),
 )
 
+pilot_debug_reports = Table(
+    "pilot_debug_reports",
+    metadata,
+    Column("command_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("panda_id", BigInteger, nullable=False),
+    Column("pilot_id", String(255), nullable=False),
+    Column("snapshot", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+"""Answers to DEBUG commands (migration 0013), read by the DebugJob call that sent the command
+(possibly in another dispatcher process); deleted with their command (``command_retention_s``)."""
+
 # --- DDM catalog (migration 0003): Rucio-like scopes/datasets/files/replicas, transfer and
 # staging requests, and the tasks that chain process -> merge -> archive. ---------------------
 

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, select
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
 from dispatcher.states import JobState, should_retry
-from dispatcher.store.schema import jobs, pilot_commands
+from dispatcher.store.schema import jobs, pilot_commands, pilot_debug_reports
 from dispatcher.store.transitions import Change, apply_changes
 
 ACTOR = "watchdog"
@@ -176,4 +176,5 @@ def _lost(row: Any, now: float, diag: str) -> Change:
 
 def purge_commands(conn: Connection, *, before: float) -> int:
     """Delete pilot commands issued before ``before`` (their jobs' leases are long decided)."""
+    conn.execute(delete(pilot_debug_reports).where(pilot_debug_reports.c.created < before))
     return conn.execute(delete(pilot_commands).where(pilot_commands.c.created < before)).rowcount or 0

@@ -23,10 +23,14 @@ from ailuro.errors import InvalidArgument
 from ailuro.v1 import factory_pb2, pilot_pb2, submission_pb2
 
 # Coverage feedback from the code under test only (instrumenting SQLAlchemy and gRPC costs minutes).
-with atheris.instrument_imports(include=["dispatcher.validation", "dispatcher.convert", "dispatcher.states"]):
+with atheris.instrument_imports(
+    include=["dispatcher.validation", "dispatcher.convert", "dispatcher.states", "dispatcher.pilot_protocol"]
+):
     from dispatcher import convert, validation
+    from dispatcher.pilot_protocol import job_request_problem
 
 from dispatcher.identity import ANONYMOUS
+from dispatcher.services.debug import report_problem
 from dispatcher.services.submission import fingerprint, normalize
 
 QUEUES = frozenset({"LOCAL", "CERN"})
@@ -68,13 +72,15 @@ def _connect(r: pilot_pb2.PilotMessage) -> None:
     kind = r.WhichOneof("msg")
     if kind == "hello":
         validation.validate_hello(r.hello, known_queues=QUEUES)
-    elif kind == "job_request":
-        validation.validate_job_request_n(r.job_request.n, "job_request.n")
+    elif kind == "job_request":  # a bad request is answered NoJob.invalid_field, never an exception
+        job_request_problem(r.job_request)
     elif kind == "heartbeats":
         for hb in r.heartbeats.heartbeats:
             validation.heartbeat_problem(hb)
     elif kind == "final":
         validation.final_problem(r.final)
+    elif kind == "debug_report":
+        report_problem(r.debug_report, 64 * 1024)
 
 
 TARGETS: list[tuple[type[Any], Callable[[Any], None]]] = [

@@ -264,14 +264,21 @@ def test_bad_hello_is_invalid_argument(dispatcher: RunningDispatcher, hello: Any
 
 
 @pytest.mark.parametrize("n", [0, 101, -1])
-def test_bad_job_request_is_invalid_argument(dispatcher: RunningDispatcher, n: int) -> None:
-    msgs = [P.PilotMessage(hello=P.Hello(pilot_id="x", queue="LOCAL")), P.PilotMessage(job_request=P.JobRequest(n=n))]
-    with grpc.insecure_channel(dispatcher.address) as ch:
-        call = pilot_pb2_grpc.PilotServiceStub(ch).Connect(iter(msgs))
-        with pytest.raises(grpc.RpcError) as info:
-            list(call)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert ("ailuro-field", "job_request.n") in tuple(info.value.trailing_metadata())
+def test_bad_job_request_is_rejected_alone(
+    dispatcher: RunningDispatcher, sub: Any, raw_pilot: Callable[..., Any], n: int
+) -> None:
+    """A malformed JobRequest gets a NoJob naming the field; the stream and its job go on."""
+    (pid,) = submit(sub)
+    p = raw_pilot(dispatcher.address, pilot_id=f"bad-n{n}")
+    p.request(1)
+    a = p.expect("assignment")
+    p.send(P.PilotMessage(job_request=P.JobRequest(n=n, request_id=7)))
+    no_job = p.expect("no_job")
+    assert no_job.invalid_field == "job_request.n" and no_job.request_id == 7
+    assert no_job.n_requested == n and no_job.n_given == 0 and "job_request.n" in no_job.reason
+    p.heartbeat(pid, a.lease_epoch, J.JOB_STATUS_RUNNING)
+    assert p.ack_for(pid).result == P.ACK_RESULT_OK
+    assert status_of(sub, pid) == J.JOB_STATUS_RUNNING
 
 
 def test_unary_get_job_and_update_job(dispatcher: RunningDispatcher, sub: Any) -> None:

@@ -488,10 +488,6 @@ def test_kill_reaches_a_unary_pilot_within_a_heartbeat_period(
 def test_debug_command_leaves_a_snapshot_in_the_log_tarball(
     dispatcher: RunningDispatcher, pilots: Callable[..., PilotProcess], tmp_path: Path
 ) -> None:
-    from sqlalchemy import create_engine
-
-    from dispatcher.store.schema import pilot_commands
-
     go = tmp_path / "go"
     code = (
         "import os, time\n"
@@ -502,22 +498,9 @@ def test_debug_command_leaves_a_snapshot_in_the_log_tarball(
         (panda_id,) = client.submit([python_job("debugged", code)])
         pilot = pilots(dispatcher.address, "pilot-debug", "--max-jobs", "1")
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 30, "running")
-        # no SDK call sends DEBUG yet: write the command row the dispatcher delivers to the pilot
-        engine = create_engine(dispatcher.config.db_url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(
-                    pilot_commands.insert().values(
-                        pilot_id="pilot-debug",
-                        panda_id=panda_id,
-                        type="debug",
-                        reason="why so slow?",
-                        created=time.time(),
-                        delivered=False,
-                    )
-                )
-        finally:
-            engine.dispose()
+        wait_until(lambda: "working on it" in _stdout_of(tmp_path / "pilot-debug"), 10, "the payload's output")
+        answer = client.debug(panda_id, timeout_s=20)  # what `ailuro job debug` calls
+        assert "working on it" in answer.snapshot and sys.executable in answer.snapshot
         wait_until(lambda: "debug snapshot of job" in pilot.log(), 10, "the snapshot")
         go.touch()
         assert pilot.wait() == 0, pilot.log()
@@ -527,9 +510,13 @@ def test_debug_command_leaves_a_snapshot_in_the_log_tarball(
     with tarfile.open(url_to_path(log.pfn)) as tar:
         snapshot = tar.extractfile("debugged.job.log/debug-snapshot-1.txt").read().decode()  # type: ignore[union-attr]
         pilot_log = tar.extractfile("debugged.job.log/pilot.log").read().decode()  # type: ignore[union-attr]
-    assert "why so slow?" in snapshot and "working on it" in snapshot
+    assert "debug by" in snapshot and "working on it" in snapshot
     assert sys.executable in snapshot  # the process listing shows the payload's command line
-    assert "why so slow?" in pilot_log
+    assert "debug snapshot 1 of job" in pilot_log
+
+
+def _stdout_of(workdir: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in workdir.glob("*/payload.stdout"))
 
 
 def test_jobs_in_parallel_respects_cores(

@@ -19,6 +19,7 @@ from ailuro.queues import ShareEntry, SharesConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher.matching import Offer
 from dispatcher.services.policy import ClaimPolicyCache
+from dispatcher.shares import subtree_usage
 from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
 from dispatcher.store import pilots as pstore
@@ -124,6 +125,8 @@ def test_two_vos_three_users_converge_to_their_targets(db: Database) -> None:
         with db.write() as conn:
             charged = pstore.claim_jobs(conn, reqs, lease_s=HOUR_S, now=now, policy=cache.policy())
         cache.charge(charged)
+        policy = cache.policy()  # node sums kept with the usage, not summed per claim
+        assert policy.sums == pytest.approx(subtree_usage(policy.usage))
         for p, req in zip([p for p in pilots if p.free() > 0], reqs, strict=True):
             for a in req.assignments:
                 user = owner_of[a.job.panda_id]

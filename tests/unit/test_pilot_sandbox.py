@@ -254,3 +254,19 @@ def test_queue_pilot_env_reaches_the_pilot_config_through_the_factory(
     )
     assert result.exit_code == 0, result.output
     assert seen[0].payload_env_allow == ("CMT_*", "LD_LIBRARY_PATH")
+
+
+def test_payload_environment_follows_a_changed_pilot_environment() -> None:
+    """The inherited part is remembered between jobs, but a changed environment is matched afresh
+    and a job's own variables never leak into the next job's environment."""
+    from pilot import environment
+
+    def env(environ: dict[str, str], job: dict[str, str]) -> dict[str, str]:
+        return environment.payload_environment(environ, extra_allow=(), job_environment=job, pilot_variables={})
+
+    assert env({"PATH": "/a"}, {"X": "1"}) == {"PATH": "/a", "X": "1"}
+    assert env({"PATH": "/a"}, {}) == {"PATH": "/a"}
+    assert env({"PATH": "/b", "LC_ALL": "C", "AILURO_TOKEN": "t"}, {}) == {"PATH": "/b", "LC_ALL": "C"}
+    assert environment.payload_environment(
+        {"PATH": "/b", "MINE": "m"}, extra_allow=("MINE",), job_environment={}, pilot_variables={}
+    ) == {"PATH": "/b", "MINE": "m"}

@@ -17,6 +17,7 @@ from dispatcher.shares import (
     decayed,
     order,
     report,
+    subtree_usage,
     tree_from_config,
 )
 
@@ -73,6 +74,25 @@ def test_vo_furthest_below_target_goes_first() -> None:
     so.take()  # v2 charged 100 -> ratio 150 > 100
     second = so.next()
     assert second is not None and second.key == 1
+
+
+def test_given_node_sums_order_alike_and_are_never_written() -> None:
+    a, b, c = ("v1", "g", "a"), ("v1", "g", "c"), ("v2", "", "b")
+    usage = {a: 300.0, b: 20.0, c: 50.0}
+    cands = [cand(i, leaf, i % 3) for leaf, base in ((a, 0), (b, 100), (c, 200)) for i in range(base, base + 20)]
+    tree = ShareTree(weights={"v1": 3, "v2": 1})
+    sums = subtree_usage(usage)
+    kept = dict(sums)
+    given = ShareOrder(tree, usage, cands, sums=sums)
+    fresh = ShareOrder(tree, usage, cands)
+    taken = []
+    while (x := given.next()) is not None:
+        y = fresh.next()
+        assert y is not None and x.key == y.key
+        taken.append(given.take().key)
+        fresh.take()
+    assert fresh.next() is None and len(taken) == 60
+    assert sums == kept  # the caller's sums: read, never charged
 
 
 def test_weights_give_proportional_turns() -> None:
