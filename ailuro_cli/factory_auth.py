@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ailuro.credentials import write_token_file
 from ailuro.queues import QueueConfig
+from backends.credentials import stored_factory_id
 from backends.pilot_tokens import TOKEN_DIR, PilotTokenSource, directory_source
 
 
@@ -54,6 +55,7 @@ def factory_tokens(
         raise ValueError(f"--auth-dir: {exc}") from None
     if token_file is None:
         # the subject names the factory (its id, else its work dir): what it registers is owned by it
-        token = minter.factory(factory_id or f"factory@{workdir.resolve().name}", vo, [q.name for q in queues])
+        subject = factory_id or stored_factory_id(workdir)  # the id the factory registers workers under
+        token = minter.factory(subject, vo, [q.name for q in queues])
         token_file = write_token_file(workdir.resolve() / TOKEN_DIR / "factory.token", token)
     return FactoryTokens(token_file=token_file, pilot_tokens=lambda queue: minter.pilot(queue.name, vos=queue.vos))

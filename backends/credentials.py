@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ailuro.client import FACTORY_ID_METADATA_KEY, FACTORY_SECRET_METADATA_KEY
 from ailuro.errors import InvalidArgument
+from ailuro.vocabulary import ROLES_METADATA_KEY
 
 STATE_DIR_ENV = "AILURO_STATE_DIR"
 """Overrides the state directory (default ``$XDG_STATE_HOME/ailuro``, else ``~/.local/state/ailuro``)."""
@@ -77,5 +78,29 @@ def load_or_create_secret(path: Path) -> str:
 
 
 def factory_metadata(factory_id: str, secret: str) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata that identifies the factory on every FactoryService call."""
-    return ((FACTORY_ID_METADATA_KEY, factory_id), (FACTORY_SECRET_METADATA_KEY, secret))
+    """The gRPC metadata that identifies the factory on every FactoryService call.
+
+    It claims the ``factory`` role, which a trusted-metadata (development) dispatcher believes, so
+    the factory is held to a factory's rights there too; with a token the token decides.
+    """
+    return (
+        (FACTORY_ID_METADATA_KEY, factory_id),
+        (FACTORY_SECRET_METADATA_KEY, secret),
+        (ROLES_METADATA_KEY, "factory"),
+    )
+
+
+def stored_factory_id(workdir: Path) -> str:
+    """The factory id kept in ``<workdir>/factory-id``, made (``factory-<random>``) at first use.
+
+    The factory and the token minted for it (``ailuro factory --auth-dir``) both use it, so the
+    token's subject is the factory id its workers are registered under.
+    """
+    path = workdir / "factory-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        workdir.mkdir(parents=True, exist_ok=True)
+        factory_id = f"factory-{secrets.token_hex(4)}"
+        path.write_text(factory_id + "\n")
+        return factory_id

@@ -48,7 +48,13 @@ from backends.base import (
     WorkerState,
     default_pilot_command,
 )
-from backends.credentials import check_factory_id, default_secret_file, factory_metadata, load_or_create_secret
+from backends.credentials import (
+    check_factory_id,
+    default_secret_file,
+    factory_metadata,
+    load_or_create_secret,
+    stored_factory_id,
+)
 from backends.health import Backoff, StartFailures, error_line
 from backends.ids import valid_batch_id
 from backends.pilot_tokens import PilotTokenSource, pilot_token_environment
@@ -557,13 +563,7 @@ class Factory:
         return self.workdir / "factory-status.json"
 
     def _stored_factory_id(self) -> str:
-        path = self.workdir / "factory-id"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            factory_id = f"factory-{uuid.uuid4().hex[:8]}"
-            path.write_text(factory_id + "\n")
-            return factory_id
+        return stored_factory_id(self.workdir)
 
     def _save_status(self) -> None:
         data: dict[str, Any] = {

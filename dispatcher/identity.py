@@ -26,6 +26,9 @@ class Identity:
     roles: tuple[str, ...] = ()
     principal: Principal | None = None
     """The validated token's principal (scopes, queues, issuer); None in trusted-metadata mode."""
+    all_vos: bool = False
+    """Acts on every VO's (and every owner's) jobs: an admin of the admin VO, or a trusted-metadata
+    caller that claims no role (see :mod:`dispatcher.auth.policy`)."""
 
 
 ANONYMOUS = Identity()

@@ -23,8 +23,13 @@ import grpc
 from ailuro import credentials, targets
 from ailuro.backoff import backoff_delay
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
+from ailuro.vocabulary import ROLES_METADATA_KEY
 
 log = logging.getLogger(__name__)
+
+ROLE_METADATA = ((ROLES_METADATA_KEY, "pilot"),)
+"""The pilot claims its role: a trusted-metadata (development) dispatcher believes it and holds the
+pilot to the pilot service; with a token the token's role decides."""
 
 FATAL_CODES = frozenset(
     {
@@ -133,7 +138,7 @@ class Connection:
                     await asyncio.wait_for(stop.wait(), delay)
 
     async def _one_stream(self, stub: pilot_pb2_grpc.PilotServiceStub, stop: asyncio.Event) -> None:
-        call = stub.Connect(wait_for_ready=False)
+        call = stub.Connect(wait_for_ready=False, metadata=ROLE_METADATA)
         outbox: asyncio.Queue[pilot_pb2.PilotMessage] = asyncio.Queue()
         writer: asyncio.Task[None] | None = None
         stopper = asyncio.create_task(stop.wait())

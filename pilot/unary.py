@@ -28,7 +28,7 @@ import grpc
 
 from ailuro import credentials, targets
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
-from pilot.connection import FATAL_CODES, Backoff, DispatcherRefused
+from pilot.connection import FATAL_CODES, ROLE_METADATA, Backoff, DispatcherRefused
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class UnaryConnection:
         update = await stub.UpdateJob(
             pilot_pb2.UpdateJobRequest(pilot_id=self.pilot_id, heartbeats=beats, finals=finals, debug_reports=reports),
             timeout=CALL_TIMEOUT_S,
+            metadata=ROLE_METADATA,
         )
         if update.acks:
             self._on_message(pilot_pb2.DispatcherMessage(acks=pilot_pb2.AckBatch(acks=update.acks)))
@@ -152,7 +153,9 @@ class UnaryConnection:
         hello = self._make_hello()
         if request.walltime_left_s:
             hello.walltime_left_s = request.walltime_left_s
-        got = await stub.GetJob(pilot_pb2.GetJobRequest(pilot=hello, n=request.n), timeout=CALL_TIMEOUT_S)
+        got = await stub.GetJob(
+            pilot_pb2.GetJobRequest(pilot=hello, n=request.n), timeout=CALL_TIMEOUT_S, metadata=ROLE_METADATA
+        )
         if got.HasField("welcome"):
             self._on_message(pilot_pb2.DispatcherMessage(welcome=got.welcome))
         for assignment in got.assignments:

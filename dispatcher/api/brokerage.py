@@ -73,8 +73,7 @@ class BrokerageServicer(brokerage_pb2_grpc.BrokerageServiceServicer):
     async def ExplainJob(
         self, request: brokerage_pb2.ExplainJobRequest, context: grpc.aio.ServicerContext
     ) -> brokerage_pb2.ExplainJobResponse:
-        identity_of(context)
-        why = await self.service.why(request.panda_id)
+        why = await self.service.why(request.panda_id, identity_of(context))
         f, e = why.facts, why.explanation
         return brokerage_pb2.ExplainJobResponse(
             panda_id=f.panda_id,

@@ -203,7 +203,7 @@ class DDMServicer(ddm_pb2_grpc.DDMServiceServicer):
     async def ListTransfers(
         self, request: ddm_pb2.ListTransfersRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.ListTransfersResponse:
-        rows = await self.service.list_transfers(request)
+        rows = await self.service.list_transfers(request, identity_of(context))
         return ddm_pb2.ListTransfersResponse(requests=[request_message(r) for r in rows])
 
     @unary
@@ -232,13 +232,15 @@ class TaskServicer(ddm_pb2_grpc.TaskServiceServicer):
     async def ListTasks(
         self, request: ddm_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.ListTasksResponse:
-        return ddm_pb2.ListTasksResponse(tasks=[task_message(r) for r in await self.service.list(request)])
+        return ddm_pb2.ListTasksResponse(
+            tasks=[task_message(r) for r in await self.service.list(request, identity_of(context))]
+        )
 
     @unary
     async def GetTask(
         self, request: ddm_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.GetTaskResponse:
-        info = await self.service.get(request.task_id)
+        info = await self.service.get(request.task_id, identity_of(context))
         jobs = [
             ddm_pb2.TaskJob(
                 panda_id=int(j["panda_id"]),

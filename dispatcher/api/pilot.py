@@ -15,10 +15,11 @@ from typing import Any
 
 import grpc
 
-from ailuro.errors import InvalidArgument
+from ailuro.errors import InvalidArgument, PermissionDenied
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from dispatcher import validation
-from dispatcher.api.errors import streaming, unary
+from dispatcher.api.errors import identity_of, streaming, unary
+from dispatcher.auth.policy import Action, Resource, may
 from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
 from dispatcher.services.debug import DebugService
 from dispatcher.services.hub import PilotHub, PilotStream, pilot_info
@@ -32,6 +33,14 @@ def _rejected(panda_id: int, epoch: int, message: str, *, is_final: bool = False
     return pilot_pb2.Ack(
         panda_id=panda_id, lease_epoch=epoch, result=pilot_pb2.ACK_RESULT_REJECTED, message=message, is_final=is_final
     )
+
+
+def require_queue(context: grpc.aio.ServicerContext, queue: str, field: str) -> None:
+    """PERMISSION_DENIED unless the caller may serve ``queue`` (a pilot token names its queues)."""
+    identity = identity_of(context)
+    if not may(identity, Action.SERVE, Resource(queue=queue)):
+        bound = identity.principal.queues if identity.principal is not None else ()
+        raise PermissionDenied(f"this pilot token serves {list(bound)}, not queue {queue!r}", field=field)
 
 
 class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
@@ -50,6 +59,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             return
         if first.WhichOneof("msg") != "hello":
             raise InvalidArgument("the first message on a stream must be a Hello", field="hello")
+        require_queue(context, first.hello.queue, "hello.queue")
         stream = await self.hub.open_stream(first.hello)
         stream.handler = asyncio.current_task()
         reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
@@ -169,6 +179,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         self, request: pilot_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> pilot_pb2.GetJobResponse:
         validation.validate_get_job(request, known_queues=self.hub.rt.queue_names)
+        require_queue(context, request.pilot.queue, "pilot.queue")
         h = request.pilot
         info = pilot_info(h)
         rt = self.hub.rt

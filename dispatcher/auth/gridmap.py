@@ -182,7 +182,10 @@ def identity_of_mapping(dn: str, mapping: Mapping, *, expires: float) -> Identit
         issuer=f"{X509_ISSUER}:{dn}"[:255],
         expires=expires,
     )
-    return Identity(name=mapping.user, vo=mapping.vo, roles=mapping.roles, principal=principal)
+    from dispatcher.auth.interceptor import identity_of_principal  # the interceptor imports this module
+
+    # the same roles and all-VO rule as a token's (dispatcher.auth.policy)
+    return identity_of_principal(principal)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -8,7 +8,9 @@ acts as its verified client certificate's mapped DN: :mod:`dispatcher.auth.gridm
 loopback only) it believes ``ailuro-user``/``ailuro-vo``/``ailuro-roles``. Either way the
 caller's :class:`Identity` is put in :data:`dispatcher.identity.CURRENT` for the handler, where
 ``identity_of`` finds it; nothing else reads identity metadata (the PanDA gateway forwards
-``authorization`` here too).
+``authorization`` here too). It then applies the method's rule of :data:`dispatcher.auth.policy.POLICY`
+(one dict lookup per call): a caller without the role or scope gets PERMISSION_DENIED naming what
+is needed, a caller without valid credentials UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
+from dispatcher.auth import policy
 from dispatcher.auth.config import TOKEN_MODE, AuthConfig, IssuerConfig
 from dispatcher.auth.issuer import IssuerFiles, ensure
 from dispatcher.auth.principal import Principal
@@ -50,16 +54,34 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-def identity_of_principal(principal: Principal) -> Identity:
-    """The service layer's view of an authenticated principal."""
-    return Identity(name=principal.user, vo=principal.vo, roles=principal.roles, principal=principal)
+def identity_of_principal(principal: Principal, *, admin_vo: str = "admin") -> Identity:
+    """The service layer's view of an authenticated principal.
+
+    A token naming no role is a plain ``user``; an admin of ``admin_vo`` acts on every VO.
+    """
+    roles = principal.roles or (policy.USER,)
+    return Identity(
+        name=principal.user,
+        vo=principal.vo,
+        roles=roles,
+        principal=principal,
+        all_vos=policy.ADMIN in roles and principal.vo == admin_vo,
+    )
 
 
 class TokenAuthenticator:
     """Validates bearer tokens, remembering valid ones (by digest) until they expire."""
 
-    def __init__(self, validator: TokenValidator, *, cache_size: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        validator: TokenValidator,
+        *,
+        cache_size: int,
+        admin_vo: str = "admin",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._validator = validator
+        self._admin_vo = admin_vo
         self._cache: OrderedDict[bytes, Identity] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
@@ -85,32 +107,59 @@ class TokenAuthenticator:
         if cached is not None and cached.principal is not None and cached.principal.expires > self._clock():
             return cached
         # Off the event loop: a JWKS refresh may wait on the issuer's server.
-        identity = identity_of_principal(await asyncio.to_thread(self._validator.validate, token))
+        principal = await asyncio.to_thread(self._validator.validate, token)
+        identity = identity_of_principal(principal, admin_vo=self._admin_vo)
         self._cache[digest] = identity
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return identity
 
 
-async def trusted_metadata(context: grpc.aio.ServicerContext) -> Identity:
+def believed_identity(metadata: Iterable[tuple[str, str | bytes]] | None, *, admin_vo: str = "admin") -> Identity:
+    """Development mode's identity: the claimed user, VO and roles, believed.
+
+    A caller claiming no role is the development default (:data:`policy.DEV_DEFAULT_ROLES`, acting
+    on every VO's jobs, as every client did before roles existed, but no administration); one
+    claiming roles is held to them exactly as a token would be.
+    """
+    claimed = identity_from_metadata(metadata)
+    if not claimed.roles:
+        return replace(claimed, roles=policy.DEV_DEFAULT_ROLES, all_vos=True)
+    return replace(claimed, all_vos=policy.ADMIN in claimed.roles and (claimed.vo or admin_vo) == admin_vo)
+
+
+def trusted_metadata(admin_vo: str = "admin") -> Authenticate:
     """Development mode: believe the caller's ``ailuro-user``/``ailuro-vo``/``ailuro-roles``."""
-    return identity_from_metadata(context.invocation_metadata())
+
+    async def authenticate(context: grpc.aio.ServicerContext) -> Identity:
+        return believed_identity(context.invocation_metadata(), admin_vo=admin_vo)
+
+    return authenticate
 
 
-def _wrap_behavior(behavior: Callable[..., Any], authenticate: Authenticate) -> Callable[..., Any]:
+async def _admit(context: grpc.aio.ServicerContext, authenticate: Authenticate, method: str) -> None:
+    """Authenticate the caller, apply ``method``'s rule, and publish the identity for the handler."""
+    identity = await authenticate(context)
+    denial = policy.method_denial(method, identity)
+    if denial is not None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{method.rsplit('/', 1)[-1]} {denial}")
+    CURRENT.set(identity)
+
+
+def _wrap_behavior(behavior: Callable[..., Any], authenticate: Authenticate, method: str) -> Callable[..., Any]:
     # Each RPC runs in its own task, so setting CURRENT here is seen by the handler (and the
     # tasks it starts) and by no other call.
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            CURRENT.set(await authenticate(context))
+            await _admit(context, authenticate, method)
             async for item in behavior(request, context):
                 yield item
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        CURRENT.set(await authenticate(context))
+        await _admit(context, authenticate, method)
         return await behavior(request, context)
 
     return unary
@@ -133,7 +182,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return handler._replace(**{kind: _wrap_behavior(behavior, self._authenticate)})
+                wrapped = _wrap_behavior(behavior, self._authenticate, handler_call_details.method)
+                return handler._replace(**{kind: wrapped})
         return handler
 
 
@@ -163,7 +213,7 @@ def build_interceptor(auth: AuthConfig, *, host: str) -> AuthInterceptor:
             "!!! INSECURE: auth mode 'trusted-metadata' — any local process may act as any user "
             "(development only; use --auth token) !!!"
         )
-        return AuthInterceptor(trusted_metadata)
+        return AuthInterceptor(trusted_metadata(auth.admin_vo))
     if auth.tls_cert is None and not is_loopback(host):
         log.warning("auth mode 'token' without TLS on %s: bearer tokens travel in clear text (use --tls-cert)", host)
     issuers = list(auth.issuers)
@@ -180,7 +230,7 @@ def build_interceptor(auth: AuthConfig, *, host: str) -> AuthInterceptor:
     if not issuers:
         raise ValueError("auth mode 'token' needs a state directory (embedded issuer) or at least one issuer")
     validator = TokenValidator(auth, tuple(issuers))
-    tokens = TokenAuthenticator(validator, cache_size=auth.cache_size)
+    tokens = TokenAuthenticator(validator, cache_size=auth.cache_size, admin_vo=auth.admin_vo)
     if auth.gridmap is not None:
         from dispatcher.auth.gridmap import CertificateAuthenticator, load_gridmap
 

@@ -33,9 +33,17 @@ _PAGE_PREFIX = "audit:"
 
 
 def require_admin(identity: Identity, what: str) -> None:
-    """PERMISSION_DENIED unless the caller has the admin role."""
+    """PERMISSION_DENIED unless the caller is an admin of every VO (the admin VO's admin role).
+
+    An admin of one VO (``/compass/admin``) may not read other VOs' audit rows nor mint tokens,
+    which could name any VO (see :mod:`dispatcher.auth.policy`).
+    """
     if ADMIN_ROLE not in identity.roles:
         raise PermissionDenied(f"{what} needs the admin role; {identity.name!r} has {list(identity.roles) or 'none'}")
+    if not identity.all_vos:
+        raise PermissionDenied(
+            f"{what} needs an admin of the admin VO; {identity.name!r} is an admin of {identity.vo!r}"
+        )
 
 
 def _text(value: str, field: str, *, required: bool = False) -> str:

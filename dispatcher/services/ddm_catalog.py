@@ -25,6 +25,7 @@ from ddm.protocols import protocol_for
 from ddm.storage import se_file_url
 from dispatcher import ddm_validation as check
 from dispatcher.identity import Identity
+from dispatcher.services import authz
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import catalog
 
@@ -294,8 +295,8 @@ class CatalogService:
         elif kind == "delete" and not any(r["state"] == catalog.AVAILABLE and r["se"] != dest.name for r in replicas):
             raise FailedPrecondition(f"{did}: the replica on {dest.name} is its only available copy", field="did")
 
-    async def list_transfers(self, req: ddm_pb2.ListTransfersRequest) -> list[Any]:
-        """Requests with file names, newest first."""
+    async def list_transfers(self, req: ddm_pb2.ListTransfersRequest, identity: Identity) -> list[Any]:
+        """Requests the caller may see (:func:`authz.request_filter`) with file names, newest first."""
         states = check.request_states(req.states)
         kind = check.request_kind(req.kind, allow_unspecified=True)
         check.non_negative_id(req.panda_id, "panda_id")
@@ -305,7 +306,13 @@ class CatalogService:
         def run() -> list[Any]:
             with self.rt.db.read() as conn:
                 return catalog.list_requests(
-                    conn, states=states, panda_id=req.panda_id, task_id=req.task_id, limit=n, kind=kind
+                    conn,
+                    states=states,
+                    panda_id=req.panda_id,
+                    task_id=req.task_id,
+                    limit=n,
+                    kind=kind,
+                    where=authz.request_filter(identity),
                 )
 
         return await self.rt.db_call(run)
@@ -317,6 +324,7 @@ class CatalogService:
 
         def run() -> int:
             with self.rt.db.write() as conn:
-                return catalog.cancel_requests(conn, list(req.request_ids), now=self.rt.now(), reason=reason)
+                ids = authz.cancellable_requests(conn, list(req.request_ids), identity)
+                return catalog.cancel_requests(conn, ids, now=self.rt.now(), reason=reason)
 
         return await self.rt.db_call(run)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 from ailuro.errors import ResourceExhausted
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import validation
+from dispatcher.auth.policy import vo_of
 from dispatcher.convert import event_row_to_proto
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
@@ -33,15 +34,19 @@ _MAX_GAP_IDS = 1000
 
 
 class _Watcher:
-    def __init__(self, req: submission_pb2.WatchJobsRequest) -> None:
+    def __init__(self, req: submission_pb2.WatchJobsRequest, identity: Identity) -> None:
         self.ids = frozenset(req.panda_ids)
         self.req = req
+        # The caller's VO (None: an admin of every VO); the history query filters on it in SQL,
+        # the shared tail's rows (one query for all watchers) are matched here.
+        self.vo = None if identity.all_vos else vo_of(identity)
         self.queue: asyncio.Queue[job_pb2.JobEvent | BaseException] = asyncio.Queue()
 
     def matches(self, row: Any) -> bool:
         r = self.req
         return (
-            (not self.ids or row["panda_id"] in self.ids)
+            (self.vo is None or row["vo"] == self.vo)
+            and (not self.ids or row["panda_id"] in self.ids)
             and (not r.task_id or row["task_id"] == r.task_id)
             and (not r.owner or row["owner"] == r.owner)
             and (not r.computing_site or row["computing_site"] == r.computing_site)
@@ -59,7 +64,7 @@ class _Watcher:
 
 def _event_query(conds: list[Any], limit: int) -> Any:
     return (
-        select(job_events, jobs.c.task_id, jobs.c.owner, jobs.c.computing_site)
+        select(job_events, jobs.c.task_id, jobs.c.owner, jobs.c.computing_site, jobs.c.vo)
         .join(jobs, jobs.c.panda_id == job_events.c.panda_id)
         .where(and_(True, *conds))
         .order_by(job_events.c.event_id)
@@ -96,7 +101,7 @@ class EventTail:
     async def watch(self, req: submission_pb2.WatchJobsRequest, identity: Identity) -> AsyncIterator[job_pb2.JobEvent]:
         """Events matching ``req`` (history after ``after_event_id`` first), until the caller leaves."""
         validation.validate_watch(req)
-        watcher = _Watcher(req)
+        watcher = _Watcher(req, identity)
         self._watchers.add(watcher)
         try:
             # The shared tail may lag behind the table (it only moves every command_poll_s), so a new
@@ -131,6 +136,8 @@ class EventTail:
     def _history(self, watcher: _Watcher, after: int, upto: int) -> list[Any]:
         r = watcher.req
         conds: list[Any] = [job_events.c.event_id > after, job_events.c.event_id <= upto]
+        if watcher.vo is not None:
+            conds.append(jobs.c.vo == watcher.vo)
         if watcher.ids:
             conds.append(job_events.c.panda_id.in_(sorted(watcher.ids)))
         if r.task_id:

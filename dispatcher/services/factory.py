@@ -1,22 +1,27 @@
 """The factory service: queue statistics and worker bookkeeping for pilot factories.
 
-Calls that change workers (``RegisterWorkers``, ``UpdateWorkers``, ``ReportQueueHealth``) carry
-the factory's id and secret (:class:`FactoryCaller`); a factory can only register and change its
-own workers. A worker reported ended or held releases its pilot's jobs at once.
+A factory can only register, change and list its own workers. With a token the factory is the
+token's ``sub`` (role ``factory``; an admin may act for any factory) and its ``ailuro.queues``, when
+it names any, bound the queues whose statistics it reads. In trusted-metadata development mode,
+calls that change workers (``RegisterWorkers``, ``UpdateWorkers``, ``ReportQueueHealth``) carry the
+factory's id and secret instead (:class:`FactoryCaller`). A worker reported ended or held releases
+its pilot's jobs at once.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection
 
 from ailuro.errors import PermissionDenied
 from ailuro.v1 import factory_pb2
 from dispatcher import validation
+from dispatcher.auth.policy import ADMIN, Action, Resource, may
 from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES
-from dispatcher.identity import Identity
+from dispatcher.identity import ANONYMOUS, Identity
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
 from dispatcher.store import audit
@@ -34,10 +39,44 @@ _GONE_WHY = "is gone (its factory saw the worker end or be held)"
 
 @dataclass(frozen=True, kw_only=True)
 class FactoryCaller:
-    """The factory a call comes from, as its metadata says (checked against the stored secret)."""
+    """The factory a call comes from: its token's ``sub``, or (development) its metadata and secret."""
 
     factory_id: str = ""
+    """The factory's id: a token's ``sub``, else the ``ailuro-factory-id`` metadata."""
     secret: str = ""
+    """The ``ailuro-factory-secret`` metadata (trusted-metadata mode only)."""
+    identity: Identity = ANONYMOUS
+    """The authenticated caller."""
+
+    @property
+    def token(self) -> bool:
+        """Whether a token proved who this is (then no secret is asked for)."""
+        return self.identity.principal is not None
+
+    @property
+    def any_factory(self) -> bool:
+        """An admin acts for every factory; a factory only for itself. A development caller that
+        names a factory id (metadata) is held to that factory and its secret."""
+        everyone = ADMIN in self.identity.roles or self.identity.all_vos
+        return everyone and (self.token or not self.factory_id)
+
+    def own_workers_only(self, factory_id: str, field: str) -> None:
+        """PERMISSION_DENIED unless ``factory_id`` is the caller's (or the caller is an admin)."""
+        if self.any_factory:
+            return
+        if factory_id != self.factory_id:
+            raise PermissionDenied(
+                f"a factory registers and lists only its own workers (it is {self.factory_id!r})", field=field
+            )
+
+    def stats_queues(self, names: list[str]) -> None:
+        """PERMISSION_DENIED for a queue outside a factory token's ``ailuro.queues`` (when it names any)."""
+        principal = self.identity.principal
+        if self.any_factory or principal is None or not principal.queues:
+            return
+        for i, name in enumerate(names):
+            if not may(self.identity, Action.QUEUE_STATS, Resource(queue=name)):
+                raise PermissionDenied(f"this factory token serves {list(principal.queues)}", field=f"queues[{i}]")
 
 
 def _audit_updates(
@@ -66,12 +105,16 @@ class FactoryService:
         self.rt = runtime
 
     async def queue_stats(
-        self, req: factory_pb2.GetQueueStatsRequest, identity: Identity
+        self, req: factory_pb2.GetQueueStatsRequest, caller: FactoryCaller
     ) -> list[factory_pb2.QueueStats]:
-        """Per-queue job, pilot and worker counts, and start-failure flags, for the named queues (or all)."""
+        """Per-queue job, pilot and worker counts, and start-failure flags, for the named queues (or all
+        the caller may see)."""
         validation.validate_queue_stats(req, known_queues=self.rt.queue_names)
+        caller.stats_queues(list(req.queues))
         # Each name once: 20,000 copies of one name would otherwise build a 20,000-entry answer.
-        names = list(dict.fromkeys(req.queues)) or [q.name for q in self.rt.config.queues]
+        names = list(dict.fromkeys(req.queues)) or [
+            q.name for q in self.rt.config.queues if may(caller.identity, Action.QUEUE_STATS, Resource(queue=q.name))
+        ]
         now = self.rt.now()
 
         def run() -> list[factory_pb2.QueueStats]:
@@ -107,17 +150,18 @@ class FactoryService:
         """Record new workers of the calling factory (idempotent per worker_id)."""
         validation.validate_register_workers(req, known_queues=self.rt.queue_names)
         for i, w in enumerate(req.workers):
-            if w.factory_id != caller.factory_id:
-                raise PermissionDenied(
-                    f"a factory registers only its own workers (metadata says {caller.factory_id!r})",
-                    field=f"workers[{i}].factory_id",
-                )
+            caller.own_workers_only(w.factory_id, f"workers[{i}].factory_id")
 
         def run() -> None:
             with self.rt.db.write() as conn:
                 now = self.rt.now()
-                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
-                fstore.check_owned(conn, caller.factory_id, [w.worker_id for w in req.workers], field="workers")
+                self._authenticate(conn, caller, now=now)
+                if caller.any_factory:
+                    for fid in dict.fromkeys(w.factory_id for w in req.workers):
+                        mine = [w.worker_id for w in req.workers if w.factory_id == fid]
+                        fstore.check_owned(conn, fid, mine, field="workers")
+                else:
+                    fstore.check_owned(conn, caller.factory_id, [w.worker_id for w in req.workers], field="workers")
                 wstore.register_workers(conn, list(req.workers), now=now)
                 audit.record(
                     conn,
@@ -144,9 +188,10 @@ class FactoryService:
         def run() -> int:
             with self.rt.db.write() as conn:
                 now = self.rt.now()
-                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+                self._authenticate(conn, caller, now=now)
                 ids = [u.worker_id for u in req.updates]
-                fstore.check_owned(conn, caller.factory_id, ids, field="updates")
+                if not caller.any_factory:
+                    fstore.check_owned(conn, caller.factory_id, ids, field="updates")
                 wstore.update_workers(conn, list(req.updates), now=now)
                 _audit_updates(conn, caller, req, now=now)
                 wstore.disconnect_pilots(conn, gone)
@@ -169,19 +214,32 @@ class FactoryService:
         def run() -> None:
             with self.rt.db.write() as conn:
                 now = self.rt.now()
-                fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+                self._authenticate(conn, caller, now=now)
                 fstore.report_health(conn, caller.factory_id, list(req.queues), now=now)
 
         await self.rt.db_call(run)
 
-    async def list_workers(self, req: factory_pb2.ListWorkersRequest, identity: Identity) -> list[factory_pb2.Worker]:
-        """Workers matching the filters, newest first."""
+    @staticmethod
+    def _authenticate(conn: Any, caller: FactoryCaller, *, now: float) -> None:
+        """A token proved who the factory is; in trusted-metadata mode its secret must."""
+        if caller.token:
+            return
+        fstore.authenticate(conn, caller.factory_id, caller.secret, now=now)
+
+    async def list_workers(
+        self, req: factory_pb2.ListWorkersRequest, caller: FactoryCaller
+    ) -> list[factory_pb2.Worker]:
+        """Workers matching the filters, newest first (a factory's own only)."""
         limit = validation.validate_list_workers(req)
+        factory_id = req.factory_id
+        if not caller.any_factory:
+            factory_id = factory_id or caller.factory_id
+            caller.own_workers_only(factory_id, "factory_id")
 
         def run() -> list[factory_pb2.Worker]:
             with self.rt.db.read() as conn:
                 return wstore.list_workers(
-                    conn, queue=req.queue, factory_id=req.factory_id, include_final=req.include_final, limit=limit
+                    conn, queue=req.queue, factory_id=factory_id, include_final=req.include_final, limit=limit
                 )
 
         return await self.rt.db_call(run)

@@ -39,7 +39,9 @@ from ailuro.v1 import submission_pb2
 from ddm.bounded import fetch_bounded
 from ddm.locations import Location, StorageLocations
 from ddm.tarballs import TarLimits, base_name, walk
+from dispatcher.auth.policy import Action
 from dispatcher.identity import Identity
+from dispatcher.services import authz
 from dispatcher.services.runtime import Runtime
 from dispatcher.store.schema import files, jobs
 
@@ -97,7 +99,7 @@ class JobLogService:
             raise InvalidArgument(f"must be a positive job id, got {req.panda_id}", field="panda_id")
         if len(req.member) > MAX_MEMBER_CHARS or "/" in req.member or "\x00" in req.member:
             raise InvalidArgument("must be a base name such as payload.stdout", field="member")
-        log_file = await self.rt.db_call(self._log_file, req.panda_id)
+        log_file = await self.rt.db_call(self._log_file, req.panda_id, identity)
         location = self._resolve(req.panda_id, log_file)
         limit = self.rt.config.log_reads_in_flight
         if self._active >= limit:
@@ -145,8 +147,9 @@ class JobLogService:
         except TimeoutError:
             raise DeadlineExceeded("reading the log took longer than log_deadline_s", field="pfn") from None
 
-    def _log_file(self, panda_id: int) -> _LogFile:
+    def _log_file(self, panda_id: int, identity: Identity) -> _LogFile:
         with self.rt.db.read() as conn:
+            authz.require_jobs(conn, [panda_id], identity, Action.READ, field="panda_id")
             status = conn.execute(select(jobs.c.status).where(jobs.c.panda_id == panda_id)).scalar_one_or_none()
             if status is None:
                 raise NotFound(f"no job {panda_id}", field="panda_id")

@@ -16,8 +16,10 @@ from sqlalchemy import select
 from ailuro.errors import InvalidArgument, NotFound, PermissionDenied
 from ailuro.queues import check_share_path, check_share_weight
 from dispatcher import explain as ex
+from dispatcher.auth.policy import Action
 from dispatcher.identity import Identity
 from dispatcher.matching import Offer, QueueStatus, claim_refusal, parse_tags
+from dispatcher.services import authz
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.runtime import Runtime
 from dispatcher.shares import Candidate, ShareLine, node_path, order, report
@@ -34,8 +36,9 @@ MAX_RANKED = 200_000
 
 
 def require_admin(identity: Identity, action: str) -> None:
-    """``PermissionDenied`` unless the caller has the admin role."""
-    if "admin" not in identity.roles:
+    """``PermissionDenied`` unless the caller has the admin role of every VO (queues and the share
+    tree are shared by all VOs; see :mod:`dispatcher.auth.policy`)."""
+    if "admin" not in identity.roles or not identity.all_vos:
         raise PermissionDenied(f"{action} needs the admin role; {identity.name!r} does not have it")
 
 
@@ -151,8 +154,8 @@ class PlacementService:
 
     # --- job why ------------------------------------------------------------------------------
 
-    async def why(self, panda_id: int) -> JobWhy:
-        """Why job ``panda_id`` waits (or what it does)."""
+    async def why(self, panda_id: int, identity: Identity) -> JobWhy:
+        """Why job ``panda_id`` waits (or what it does); NOT_FOUND for another VO's job."""
         if panda_id <= 0:
             raise InvalidArgument("must be a positive job id", field="panda_id")
         now = self.rt.now()
@@ -161,6 +164,7 @@ class PlacementService:
 
         def run() -> JobWhy:
             with self.rt.db.read() as conn:
+                authz.require_jobs(conn, [panda_id], identity, Action.READ, field="panda_id")
                 row = fetch_rows(conn, [panda_id]).get(panda_id)
                 if row is None:
                     raise NotFound(f"no job {panda_id}")

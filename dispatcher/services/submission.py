@@ -15,8 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from ailuro.errors import AiluroError, AlreadyExists
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import jobfields, validation
+from dispatcher.auth.policy import Action
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
+from dispatcher.services import authz
 from dispatcher.services.brokerage import Broker, needs_of_spec
 from dispatcher.services.logs import locations_of
 from dispatcher.services.runtime import Runtime
@@ -25,6 +27,7 @@ from dispatcher.store import audit, dataflow
 from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
 from dispatcher.store import workers as wstore
+from dispatcher.store.schema import jobs as jobs_table
 from dispatcher.store.schema import submit_requests
 
 log = logging.getLogger(__name__)
@@ -174,6 +177,7 @@ class SubmissionService:
         validation.validate_submit(req, known_sites=self.rt.queue_names)
         validation.validate_output_locations(req, self.locations)
         specs = [normalize(j, identity) for j in req.jobs]
+        authz.check_submit(identity, specs)
         fp = fingerprint(req) if req.request_id else ""
         return await self.rt.db_call(self._submit_sync, req.request_id, fp, specs, identity)
 
@@ -245,7 +249,8 @@ class SubmissionService:
 
         def run() -> list[job_pb2.Job]:
             with self.rt.db.read() as conn:
-                return store.get_jobs(conn, ids)
+                authz.require_jobs(conn, ids, identity, Action.READ)
+                return [authz.hide_secrets(j, identity) for j in store.get_jobs(conn, ids)]
 
         with _request_indexes(positions):
             return await self.rt.db_call(run)
@@ -258,7 +263,10 @@ class SubmissionService:
 
         def run() -> submission_pb2.ListJobsResponse:
             with self.rt.db.read() as conn:
-                page, last, counts = store.list_jobs(conn, req, page_size=page_size, after=after)
+                page, last, counts = store.list_jobs(
+                    conn, req, page_size=page_size, after=after, where=authz.vo_filter(identity, jobs_table.c.vo)
+                )
+            page = [authz.hide_secrets(j, identity) for j in page]
             resp = submission_pb2.ListJobsResponse(
                 jobs=page, status_counts=counts, state_counts=status_count_list(counts), total=sum(counts.values())
             )
@@ -274,6 +282,7 @@ class SubmissionService:
 
         def run() -> list[job_pb2.JobEvent]:
             with self.rt.db.read() as conn:
+                authz.require_jobs(conn, [req.panda_id], identity, Action.READ, field="panda_id")
                 return store.get_events(conn, req.panda_id)
 
         return await self.rt.db_call(run)
@@ -318,6 +327,7 @@ class SubmissionService:
 
         def run() -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
             with self.rt.db.write() as conn:
+                authz.require_jobs(conn, list(req.panda_ids), identity, Action.KILL)
                 now = self.rt.now()
                 results, commands = store.kill_jobs(
                     conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=now
@@ -349,6 +359,7 @@ class SubmissionService:
 
         def run() -> list[int]:
             with self.rt.db.write() as conn:
+                authz.require_jobs(conn, unique, identity, Action.RETRY)
                 new_jobs, owners = store.retry_jobs(conn, unique)
                 now = self.rt.now()
                 # The original owner keeps owning the retried job: insert per owner, keep request order.

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound, PermissionDenied
+from dispatcher.auth.policy import same_vo
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.store import catalog
@@ -60,10 +61,14 @@ def task_row(conn: Connection, task_id: int, *, lock: bool = False) -> Any:
 
 
 def may_steer(identity: Identity, row: Any) -> None:
-    """The task's owner, an admin, or the production role of the task's VO; else ``PermissionDenied``."""
-    if identity.name == row["owner"] or "admin" in identity.roles:
+    """The task's owner, an admin, or the production role of the task's VO; else ``PermissionDenied``.
+
+    An admin of another VO may not (``dispatcher.auth.policy``: VOs are isolated).
+    """
+    foreign = not same_vo(identity, row["vo"])
+    if not foreign and (identity.name == row["owner"] or "admin" in identity.roles):
         return
-    if "production" in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
+    if not foreign and "production" in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
         return
     raise PermissionDenied(
         f"task {row['task_id']} belongs to {row['owner']}; only its owner, an admin or {row['vo'] or 'its VO'}'s "

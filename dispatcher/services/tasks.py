@@ -18,16 +18,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, true, update
 
 from ailuro import names
-from ailuro.errors import AiluroError, InvalidArgument, NotFound
+from ailuro.errors import AiluroError, InvalidArgument, NotFound, PermissionDenied
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import ddm_pb2, job_pb2
 from dispatcher import ddm_validation, validation
+from dispatcher.auth.policy import DEFAULT_VO, MANAGED_LABEL, Action, Resource, may, same_vo, vo_of
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.services import task_steering as steering
+from dispatcher.services.authz import vo_filter
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import normalize, place_and_insert
 from dispatcher.store import audit, catalog
@@ -328,9 +330,11 @@ def get_task(conn: Connection, task_id: int) -> dict[str, Any]:
     }
 
 
-def list_tasks(conn: Connection, *, states: Sequence[str] = (), owner: str = "", limit: int = 200) -> list[Any]:
-    """Task rows, newest first."""
-    stmt = select(ddm_tasks).order_by(ddm_tasks.c.task_id.desc()).limit(limit)
+def list_tasks(
+    conn: Connection, *, states: Sequence[str] = (), owner: str = "", limit: int = 200, where: Sequence[Any] = ()
+) -> list[Any]:
+    """Task rows, newest first (``where``: the caller's authorization conditions, e.g. its VO)."""
+    stmt = select(ddm_tasks).where(true(), *where).order_by(ddm_tasks.c.task_id.desc()).limit(limit)
     if states:
         stmt = stmt.where(ddm_tasks.c.state.in_(list(states)))
     if owner:
@@ -347,8 +351,12 @@ class TaskService:
     async def submit(self, spec: ddm_pb2.TaskSpec, identity: Identity) -> tuple[int, list[int]]:
         """Validate the spec and every job it makes, store the task and its processing jobs."""
         task = parse_task(ddm_validation.task_spec(spec), base_dir=None)
-        if not task.get("vo") and identity.vo:
-            task["vo"] = identity.vo
+        task["vo"] = task.get("vo") or identity.vo or DEFAULT_VO
+        label = task.get("label") or MANAGED_LABEL
+        if not same_vo(identity, task["vo"]):
+            raise PermissionDenied(f"{identity.name!r} acts for VO {vo_of(identity)!r}", field="task.vo")
+        if not may(identity, Action.SUBMIT, Resource(vo=task["vo"], owner=identity.name, label=label)):
+            raise PermissionDenied(f"a task of {label!r} jobs needs role production", field="task.label")
 
         def run() -> tuple[int, list[int]]:
             with self.rt.db.write() as conn:
@@ -369,25 +377,31 @@ class TaskService:
         log.info("%s submitted task %d (%s) with %d processing job(s)", identity.name, task_id, task["name"], len(ids))
         return task_id, ids
 
-    async def list(self, req: ddm_pb2.ListTasksRequest) -> list[Any]:
-        """Task rows, newest first."""
+    async def list(self, req: ddm_pb2.ListTasksRequest, identity: Identity) -> list[Any]:
+        """The caller's VO's task rows, newest first."""
         states = ddm_validation.task_states(req.states)
         ddm_validation.text(req.owner, "owner")
         n = ddm_validation.limit(req.limit, "limit", default=200)
 
         def run() -> list[Any]:
             with self.rt.db.read() as conn:
-                return list_tasks(conn, states=states, owner=req.owner, limit=n)
+                return list_tasks(
+                    conn, states=states, owner=req.owner, limit=n, where=vo_filter(identity, ddm_tasks.c.vo)
+                )
 
         return await self.rt.db_call(run)
 
-    async def get(self, task_id: int) -> dict[str, Any]:
-        """:func:`get_task` of one task (``NotFound`` when unknown)."""
+    async def get(self, task_id: int, identity: Identity) -> dict[str, Any]:
+        """:func:`get_task` of one task (``NotFound`` when unknown or another VO's)."""
         ddm_validation.positive_id(task_id, "task_id")
 
         def run() -> dict[str, Any]:
             with self.rt.db.read() as conn:
-                return get_task(conn, task_id)
+                info = get_task(conn, task_id)
+            row = info["row"]
+            if not may(identity, Action.READ, Resource(vo=row["vo"] or DEFAULT_VO, owner=row["owner"])):
+                raise NotFound(f"no task {task_id}", field="task_id")
+            return info
 
         return await self.rt.db_call(run)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, or_, select, true, tuple_, update
 
 from ailuro.errors import InvalidArgument, NotFound
 from dispatcher.store.jobs import chunks
@@ -555,12 +555,14 @@ def list_requests(
     task_id: int = 0,
     limit: int = 200,
     kind: str = "",
+    where: Sequence[Any] = (),
 ) -> list[Any]:
-    """Requests with their file names, newest first."""
+    """Requests with their file names, newest first (``where``: the caller's authorization conditions)."""
     r, f = ddm_requests, ddm_files
     stmt = (
         select(r, f.c.scope, f.c.lfn)
         .select_from(r.join(f, f.c.file_id == r.c.file_id))
+        .where(true(), *where)
         .order_by(r.c.request_id.desc())
         .limit(limit)
     )

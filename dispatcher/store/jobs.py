@@ -160,10 +160,18 @@ def _list_filters(req: submission_pb2.ListJobsRequest) -> list[Any]:
 
 
 def list_jobs(
-    conn: Connection, req: submission_pb2.ListJobsRequest, *, page_size: int, after: int | None
+    conn: Connection,
+    req: submission_pb2.ListJobsRequest,
+    *,
+    page_size: int,
+    after: int | None,
+    where: Sequence[Any] = (),
 ) -> tuple[list[job_pb2.Job], int | None, dict[str, int]]:
-    """One page of matching jobs (newest first), the last id if more follow, and per-state totals."""
-    conds = _list_filters(req)
+    """One page of matching jobs (newest first), the last id if more follow, and per-state totals.
+
+    ``where`` adds conditions of the caller's authorization (its VO) to the query itself.
+    """
+    conds = [*_list_filters(req), *where]
     page_conds = [*conds, jobs.c.panda_id < after] if after is not None else conds
     stmt = select(jobs).where(and_(True, *page_conds)).order_by(jobs.c.panda_id.desc()).limit(page_size + 1)
     rows = list(conn.execute(stmt).mappings())

@@ -138,6 +138,7 @@ def run_jobs_through_factory(
         client_auth = {"token": minter.user("e2e", "compass")}
         factory_kw["token_file"] = write_token_file(workdir / "factory.token", factory_token)
         factory_kw["pilot_tokens"] = lambda q: minter.pilot(q.name, vos=q.vos)
+        factory_kw["factory_id"] = "e2e-factory"  # a factory token's subject is the factory it acts as
     dispatcher = make_dispatcher(
         queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, watchdog_interval_s=0.5, **extra
     )
