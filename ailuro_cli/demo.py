@@ -301,7 +301,7 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
     factory_thread: threading.Thread | None = None
     try:
         out.print(f"  dispatcher listening on {dispatcher.address} (SQLite {workdir / 'ailuro.db'}), tokens required")
-        out.print(f"  tokens from its embedded issuer ({auth_dir}): user demo, factory, a pilot token per queue")
+        out.print(f"  tokens from its embedded issuer ({auth_dir}): user demo, factory, a pilot token per worker")
         factory = Factory(
             FactoryConfig(
                 server=dispatcher.address,
@@ -312,8 +312,7 @@ def run_demo(*, workdir: Path, jobs: int, pilots_per_queue: int, timeout_s: floa
                 cancel_queued_after_s=0,
                 pilot_args=("--heartbeat-s", "5"),
                 pilot_environment={"AILURO_STORAGE_ROOT": str(storage)},
-                token_file=factory_token_file,
-                pilot_tokens=lambda queue: minter.pilot(queue.name, vos=queue.vos),
+                token_file=factory_token_file,  # its pilots' tokens: one per worker from IssuePilotTokens
             )
         )
         factory_thread = threading.Thread(target=factory.run, args=(stop,), name="demo-factory", daemon=True)

@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
         pilot_token_dir: Path | None = typer.Option(
             None,
             "--pilot-token-dir",
-            help="Pilot tokens an admin issued, one per queue: DIR/<queue>.token (role pilot, --queue <queue>).",
+            help="Static pilot tokens an admin issued, one per queue: DIR/<queue>.token (role pilot, --queue "
+            "<queue>). Default: the dispatcher signs one per worker for the factory token's queues.",
         ),
         auth_dir: Path | None = typer.Option(
             None,
@@ -125,10 +126,10 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError) as exc:
             err_console.print(cell(f"error: {exc}", style="red"))
             raise typer.Exit(2) from None
-        if tokens.pilot_tokens is None and not cancel_all:
+        if tokens.pilot_tokens is None and not cancel_all and not _has_token(tokens.token_file):
             err_console.print(
-                "warning: no pilot tokens (--pilot-token-dir or --auth-dir): a dispatcher in token mode, the "
-                "default, refuses the pilots",
+                "warning: no factory token (--token-file, $AILURO_TOKEN, --auth-dir), so no pilot tokens: a "
+                "dispatcher in token mode, the default, refuses the factory and its pilots",
                 style="yellow",
                 markup=False,
             )
@@ -257,6 +258,16 @@ def register(app: typer.Typer) -> None:
 
     factory_workers.register(factory_app, _server)
     app.add_typer(factory_app, name="factory")
+
+
+def _has_token(token_file: Path | None) -> bool:
+    """Whether the factory has a token of its own (an unreadable file counts: the factory reports it)."""
+    from ailuro.credentials import resolve_token
+
+    try:
+        return resolve_token(token_file=token_file) is not None
+    except (OSError, ValueError):
+        return True
 
 
 def _ago(t: float) -> str:

@@ -104,6 +104,11 @@ class PilotSpec:
     """Extra pilot options (e.g. ``("--log-level", "debug")``)."""
     environment: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the pilot."""
+    token_dir: Path | None = None
+    """Where each worker's own token is, ``<token_dir>/<worker id>/ailuro-pilot.token`` (0600,
+    written by the factory before ``submit``; :mod:`backends.pilot_tokens`); None: pilots get none
+    this way. Local, Slurm and LSF pilots read it there (a file system shared with the factory's
+    host); HTCondor ships it with its file transfer into the job's scratch directory."""
 
     def worker_id(self, index: int) -> str:
         """The id of the ``index``-th worker of this submission."""

@@ -57,7 +57,13 @@ from backends.credentials import (
 )
 from backends.health import Backoff, StartFailures, error_line
 from backends.ids import valid_batch_id
-from backends.pilot_tokens import PilotTokenSource, pilot_token_environment
+from backends.pilot_tokens import (
+    DispatcherSource,
+    PilotTokenSource,
+    queue_token_dir,
+    remove_worker_tokens,
+    write_worker_tokens,
+)
 from backends.registry import create_backend
 from backends.wrapper.bundle import bundle_environment
 from ddm.storage import ENV_STORAGE_ROOT
@@ -159,7 +165,11 @@ class FactoryConfig:
     """The factory's own bearer token (role ``factory``), read once at start; else ``AILURO_TOKEN``
     or ``AILURO_TOKEN_FILE``; none: no ``authorization`` sent (a trusted-metadata dispatcher)."""
     pilot_tokens: PilotTokenSource | None = None
-    """Gives each queue's pilots their token (see :mod:`backends.pilot_tokens`); None: pilots get none."""
+    """Gives each worker its own pilot token (see :mod:`backends.pilot_tokens`); None: the
+    dispatcher signs them (``IssuePilotTokens``) when the factory has a token, else pilots get none."""
+    pilot_token_lifetime_s: int = 0
+    """Lifetime of the pilot tokens the dispatcher signs (0: its default, 2 days: queue wait plus
+    walltime); at most 4 days."""
     pilot_bundle_url: str = ""
     """Base URL of the dispatcher's pilot bundle server (``http://host:port``): when set, wrappers
     download the pilot from it and check its version and sha256, instead of using ``pilot_command``."""
@@ -213,6 +223,15 @@ class Factory:
         self._own_channel = channel is None
         self._channel = channel or targets.channel(config.server)
         self._stub = factory_pb2_grpc.FactoryServiceStub(self._channel)
+        self.pilot_tokens: PilotTokenSource | None = config.pilot_tokens
+        if self.pilot_tokens is None and token is not None:
+            # the default with a factory token: the dispatcher signs one token per worker
+            self.pilot_tokens = DispatcherSource(
+                stub=self._stub,
+                metadata=self._metadata,
+                timeout_s=config.rpc_timeout_s,
+                lifetime_s=config.pilot_token_lifetime_s,
+            )
         self.backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self.start_backoff = Backoff(base_s=config.backoff_base_s, max_s=config.backoff_max_s)
         self.start_failures: dict[str, StartFailures] = {q.name: StartFailures() for q in config.queues}
@@ -329,7 +348,13 @@ class Factory:
             # constructing the backend (and fetching the bundle's checksum) belongs here: a queue
             # whose backend cannot even start is backed off too
             spec = self._spec(queue)
-            submitted = self.backend_for(queue).submit(n, spec)
+            tokens = self._write_pilot_tokens(queue, spec, n)
+            try:
+                submitted = self.backend_for(queue).submit(n, spec)
+            except Exception:
+                if spec.token_dir is not None:  # no worker will ever read them
+                    remove_worker_tokens(spec.token_dir, tokens)
+                raise
         except Exception as exc:
             delay = self.backoff.failed(queue.name)
             report.backoff_s = delay
@@ -358,8 +383,6 @@ class Factory:
         environment.setdefault(ENV_STORAGE_ROOT, os.environ.get(ENV_STORAGE_ROOT) or str(self.workdir / "storage"))
         if self.config.pilot_bundle_url:
             environment.update(bundle_environment(self.config.pilot_bundle_url, python=self.config.pilot_python))
-        if self.config.pilot_tokens is not None:
-            environment.update(pilot_token_environment(self.config.pilot_tokens, queue, self.workdir))
         return PilotSpec(
             server=self.config.server,
             queue=queue.name,
@@ -372,7 +395,17 @@ class Factory:
             environment=environment,
             cores=queue.pilot_cores or 1,
             memory_mb=queue.pilot_memory_mb,
+            token_dir=queue_token_dir(self.workdir, queue.name) if self.pilot_tokens is not None else None,
         )
+
+    def _write_pilot_tokens(self, queue: QueueConfig, spec: PilotSpec, n: int) -> list[str]:
+        """One token per worker about to be submitted, into its own directory (0600), before the
+        batch system can start it; returns the workers. A failure fails (and backs off) the submission."""
+        if self.pilot_tokens is None or spec.token_dir is None:
+            return []
+        workers = [spec.worker_id(i) for i in range(n)]
+        write_worker_tokens(spec.token_dir, workers, self.pilot_tokens(queue, workers))
+        return workers
 
     def _register(self, queue: QueueConfig, submitted: Sequence[SubmittedWorker]) -> None:
         now = Timestamp()
@@ -458,6 +491,9 @@ class Factory:
                 updates.append(factory_pb2.WorkerUpdate(worker_id=w.worker_id, state=state, diag=st.diag))
                 if st.state == WorkerState.FAILED and not w.node:  # ended in error, never said Hello
                     self._start_failed(queue.name, w, st.diag)
+        ended = [w.worker_id for w in workers if w.batch_id in statuses and statuses[w.batch_id].state.is_final]
+        if ended:
+            remove_worker_tokens(queue_token_dir(self.workdir, queue.name), ended)
         if updates:
             resp = self._stub.UpdateWorkers(
                 factory_pb2.UpdateWorkersRequest(updates=updates),

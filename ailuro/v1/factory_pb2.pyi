@@ -177,3 +177,31 @@ class ListWorkersResponse(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[Worker]
     def __init__(self, workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ...) -> None: ...
+
+class IssuePilotTokensRequest(_message.Message):
+    __slots__ = ("queue", "worker_ids", "lifetime_s")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_IDS_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_S_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    worker_ids: _containers.RepeatedScalarFieldContainer[str]
+    lifetime_s: int
+    def __init__(self, queue: _Optional[str] = ..., worker_ids: _Optional[_Iterable[str]] = ..., lifetime_s: _Optional[int] = ...) -> None: ...
+
+class PilotToken(_message.Message):
+    __slots__ = ("worker_id", "token", "expires", "token_id")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    token: str
+    expires: _timestamp_pb2.Timestamp
+    token_id: str
+    def __init__(self, worker_id: _Optional[str] = ..., token: _Optional[str] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token_id: _Optional[str] = ...) -> None: ...
+
+class IssuePilotTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[PilotToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[PilotToken, _Mapping]]] = ...) -> None: ...

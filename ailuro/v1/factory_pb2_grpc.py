@@ -59,6 +59,11 @@ class FactoryServiceStub:
                 request_serializer=ailuro_dot_v1_dot_factory__pb2.ListWorkersRequest.SerializeToString,
                 response_deserializer=ailuro_dot_v1_dot_factory__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.IssuePilotTokens = channel.unary_unary(
+                '/ailuro.v1.FactoryService/IssuePilotTokens',
+                request_serializer=ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensRequest.SerializeToString,
+                response_deserializer=ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensResponse.FromString,
+                _registered_method=True)
 
 
 class FactoryServiceServicer:
@@ -102,6 +107,17 @@ class FactoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssuePilotTokens(self, request, context):
+        """Short-lived pilot tokens, one per worker, for a queue in the calling factory's token (role
+        factory, `ailuro.queues`): subject `pilot:<factory>:<worker_id>`, role pilot, bound to that
+        queue only. Signed by the embedded issuer, so a factory on another host never holds the
+        signing key; one audit row per call (`token.pilot`), never the tokens. PERMISSION_DENIED for
+        any other role or queue; FAILED_PRECONDITION when the dispatcher has no embedded issuer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FactoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +145,11 @@ def add_FactoryServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=ailuro_dot_v1_dot_factory__pb2.ListWorkersRequest.FromString,
                     response_serializer=ailuro_dot_v1_dot_factory__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'IssuePilotTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssuePilotTokens,
+                    request_deserializer=ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensRequest.FromString,
+                    response_serializer=ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +287,33 @@ class FactoryService:
             '/ailuro.v1.FactoryService/ListWorkers',
             ailuro_dot_v1_dot_factory__pb2.ListWorkersRequest.SerializeToString,
             ailuro_dot_v1_dot_factory__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssuePilotTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ailuro.v1.FactoryService/IssuePilotTokens',
+            ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensRequest.SerializeToString,
+            ailuro_dot_v1_dot_factory__pb2.IssuePilotTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,15 @@ Queue options (``[queue.backend_options]``):
 - ``submit``: extra submit-description commands, e.g. ``{"+AccountingGroup" = "\\"group_compass\\""}``.
 - ``shared_filesystem``: true (default) runs the wrapper in place (``should_transfer_files = NO``);
   false ships the wrapper and brings the logs back with HTCondor's file transfer.
+- ``token_owner``: uid (or local user name) HTCondor runs this factory's jobs as, when the
+  factory runs as root and its IDTOKEN maps it to that account: each worker's token file is
+  given to it (still 0600), because the shadow reads ``transfer_input_files`` as the job's owner.
+
+Pilot tokens (``PilotSpec.token_dir``) always travel by HTCondor's file transfer
+(``transfer_input_files`` of the worker's own token file, ``should_transfer_files = YES``): the
+file lands in the job's scratch directory, owned by whichever account runs the job, and the
+wrapper reads it there. With a shared file system nothing else is transferred back (the logs
+are streamed to their paths).
 - common: ``command_env`` is ignored (no commands are run), ``keep_final_s``, ``job_dir``
   (``initialdir``; default ``<workdir>/pilots``).
 
@@ -41,6 +50,7 @@ from backends.base import (
 )
 from backends.htcondor.parse import PROJECTION, batch_id, classify
 from backends.ids import valid_batch_id
+from backends.pilot_tokens import WORKER_TOKEN_FILE, give_to
 from backends.wrapper import write_wrapper
 from backends.wrapper.batch import check_options, number, str_map
 from backends.wrapper.book import BookEntry, WorkerBook, settle, status_without_batch_record
@@ -59,6 +69,7 @@ _OPTIONS = frozenset(
         "requirements",
         "submit",
         "shared_filesystem",
+        "token_owner",
     }
 )
 
@@ -98,6 +109,7 @@ class HTCondorBackend(BatchBackend):
         self.request_cpus = int(number(opts, "request_cpus", 0))
         self.request_memory_mb = int(number(opts, "request_memory_mb", 0))
         self.shared_fs = bool(opts.get("shared_filesystem", True))
+        self.token_owner = _uid(opts.get("token_owner"))
         self.htcondor = _bindings(opts.get("condor_config", ""), opts.get("token_dir", ""))
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +128,8 @@ class HTCondorBackend(BatchBackend):
             _shared_dir(d)
         wrapper = write_wrapper(spec, self.workdir / "wrappers" / f"{spec.worker_id_prefix}.sh")
         _traversable(wrapper)
+        if spec.token_dir is not None and self.token_owner is not None and os.geteuid() == 0:
+            give_to([Path(spec.token_dir) / spec.worker_id(i) / WORKER_TOKEN_FILE for i in range(n)], self.token_owner)
         sub = self.htcondor.Submit(self.submit_description(spec, wrapper))
         result = self.schedd().submit(sub, count=n)
         cluster, first = int(result.cluster()), int(result.first_proc())
@@ -150,8 +164,20 @@ class HTCondorBackend(BatchBackend):
             desc["request_memory"] = f"{memory}MB"
         if spec.walltime_s:
             desc["periodic_remove"] = f"JobStatus == 2 && time() - EnteredCurrentStatus > {int(spec.walltime_s)}"
-        if self.shared_fs:
+        if spec.token_dir is not None:
+            # the worker's own token, into the job's scratch dir, readable by the job's account
+            desc["transfer_input_files"] = str(
+                Path(spec.token_dir) / f"{spec.worker_id_prefix}-$(ProcId)" / WORKER_TOKEN_FILE
+            )
+        if self.shared_fs and spec.token_dir is None:
             desc["should_transfer_files"] = "NO"
+        elif self.shared_fs:
+            # only the token travels: nothing comes back, the logs stream to their shared paths
+            desc["should_transfer_files"] = "YES"
+            desc["when_to_transfer_output"] = "ON_EXIT"
+            desc["transfer_output_files"] = ""
+            desc["stream_output"] = "True"
+            desc["stream_error"] = "True"
         else:
             desc["should_transfer_files"] = "YES"
             desc["when_to_transfer_output"] = "ON_EXIT_OR_EVICT"
@@ -246,6 +272,24 @@ class HTCondorBackend(BatchBackend):
 
     def _settle(self, entry: BookEntry | None, st: WorkerStatus) -> WorkerStatus:
         return settle(entry, st)
+
+
+def _uid(value: Any) -> int | None:
+    """``token_owner`` as a uid (a user name is looked up on this host)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        import pwd
+
+        try:
+            return int(value) if value.isdigit() else pwd.getpwnam(value).pw_uid
+        except KeyError:
+            raise InvalidArgument(
+                f"{value[:64]!r} is not a user on this host", field="backend_options.token_owner"
+            ) from None
+    raise InvalidArgument("must be a uid or a user name", field="backend_options.token_owner")
 
 
 def _parse_id(bid: str) -> tuple[int, int] | None:

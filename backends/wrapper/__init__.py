@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from backends.base import PilotSpec
+from backends.pilot_tokens import WORKER_TOKEN_FILE
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -65,6 +66,8 @@ def render_wrapper(spec: PilotSpec) -> str:
         "BUNDLE_SHA256": shlex.quote(bundle[BUNDLE_SHA256_ENV]),
         "BUNDLE_VERSION": shlex.quote(bundle[BUNDLE_VERSION_ENV]),
         "BUNDLE_PYTHON": shlex.quote(bundle[BUNDLE_PYTHON_ENV] or "python3"),
+        "PILOT_TOKEN_DIR": shlex.quote(str(spec.token_dir) if spec.token_dir is not None else ""),
+        "PILOT_TOKEN_FILE": shlex.quote(WORKER_TOKEN_FILE),
     }
     text = template_text()
     for key, value in values.items():

@@ -69,3 +69,9 @@ class FactoryServicer(factory_pb2_grpc.FactoryServiceServicer):
         self, request: factory_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> factory_pb2.ListWorkersResponse:
         return factory_pb2.ListWorkersResponse(workers=await self.service.list_workers(request, caller_of(context)))
+
+    @unary
+    async def IssuePilotTokens(
+        self, request: factory_pb2.IssuePilotTokensRequest, context: grpc.aio.ServicerContext
+    ) -> factory_pb2.IssuePilotTokensResponse:
+        return await self.service.issue_pilot_tokens(request, identity_of(context))

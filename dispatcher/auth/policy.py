@@ -108,6 +108,7 @@ POLICY: Mapping[str, Rule] = {
     _SUB + "GetJobEvents": _rule(USERS, READ),
     _SUB + "ListQueues": _rule(USERS | FACTORIES, READ),
     _SUB + "GetJobLog": _rule(USERS, READ),
+    _SUB + "DebugJob": _rule(USERS, READ),  # the owner or an admin of every VO (services/debug.py)
     # --- pilots: only these three, only for the queues of the token ----------------------------
     _PIL + "Connect": _rule(PILOTS, MODIFY),
     _PIL + "GetJob": _rule(PILOTS, MODIFY),

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ailuro.errors import DeadlineExceeded, InvalidArgument, PermissionDenied
+from ailuro.errors import DeadlineExceeded, InvalidArgument, NotFound, PermissionDenied
 from ailuro.v1 import pilot_pb2, submission_pb2
+from dispatcher.auth.policy import ADMIN, Action, Resource, may, same_vo
 from dispatcher.identity import Identity
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import audit
@@ -30,16 +31,15 @@ MAX_TIMEOUT_S = 120.0
 """The longest wait a DebugJob request may ask for."""
 POLL_S = 0.1
 """How often a waiting DebugJob looks for the answer."""
-ADMIN_ROLE = "admin"
-"""Callers with this role may debug anyone's job."""
 
 
 def may_debug(identity: Identity, target: dstore.DebugTarget) -> bool:
-    """The job's owner and admins may look inside a running payload; nobody else.
-
-    (Without authentication, trusted-metadata development mode, unnamed callers are all
-    "anonymous" and own each other's jobs, as they do for every other call.)"""
-    return ADMIN_ROLE in identity.roles or identity.name == target.owner
+    """A snapshot of a running payload shows what its secret environment shows, so the rule is the
+    policy's SECRETS rule (the job's owner) plus admins of every VO; nobody else (not the
+    development mode's role-less caller either, although it may act on every VO's jobs)."""
+    if ADMIN in identity.roles and identity.all_vos:
+        return True
+    return may(identity, Action.SECRETS, Resource(vo=target.vo, owner=target.owner))
 
 
 def report_problem(report: pilot_pb2.DebugReport, limit_bytes: int) -> str | None:
@@ -74,6 +74,8 @@ class DebugService:
         def ask() -> tuple[dstore.DebugTarget, KillCommand]:
             with self.rt.db.write() as conn:
                 target = dstore.debug_target(conn, req.panda_id)
+                if not same_vo(identity, target.vo):  # another VO's job reads as an unknown one
+                    raise NotFound(f"no job with panda_id {req.panda_id}", field="panda_id")
                 if not may_debug(identity, target):
                     raise PermissionDenied(f"job {req.panda_id} belongs to another user", field="panda_id")
                 now = self.rt.now()

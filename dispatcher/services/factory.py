@@ -22,6 +22,7 @@ from dispatcher import validation
 from dispatcher.auth.policy import ADMIN, Action, Resource, may
 from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES
 from dispatcher.identity import ANONYMOUS, Identity
+from dispatcher.services.pilot_tokens import PilotTokenService
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
 from dispatcher.store import audit
@@ -103,6 +104,7 @@ class FactoryService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.pilot_tokens = PilotTokenService(runtime)
 
     async def queue_stats(
         self, req: factory_pb2.GetQueueStatsRequest, caller: FactoryCaller
@@ -218,6 +220,12 @@ class FactoryService:
                 fstore.report_health(conn, caller.factory_id, list(req.queues), now=now)
 
         await self.rt.db_call(run)
+
+    async def issue_pilot_tokens(
+        self, req: factory_pb2.IssuePilotTokensRequest, identity: Identity
+    ) -> factory_pb2.IssuePilotTokensResponse:
+        """One pilot token per worker for a queue of the calling factory (see :mod:`.pilot_tokens`)."""
+        return await self.pilot_tokens.issue(req, identity)
 
     @staticmethod
     def _authenticate(conn: Any, caller: FactoryCaller, *, now: float) -> None:

@@ -26,6 +26,8 @@ TASK_SUBMIT = "task.submit"
 TASK_RETRY = "task.retry"
 TASK_ABORT = "task.abort"
 TOKEN_ISSUE = "token.issue"
+TOKEN_PILOT = "token.pilot"
+"""A factory got pilot tokens for its workers (``IssuePilotTokens``): one row per call."""
 WORKERS_REGISTER = "workers.register"
 WORKERS_UPDATE = "workers.update"
 QUEUE_STATUS = "queue.status"
@@ -40,6 +42,7 @@ ACTIONS = (
     TASK_RETRY,
     TASK_ABORT,
     TOKEN_ISSUE,
+    TOKEN_PILOT,
     WORKERS_REGISTER,
     WORKERS_UPDATE,
     QUEUE_STATUS,

@@ -22,6 +22,7 @@ import pytest
 from infra.services import condor_pool, lsf_emulator, slurm_cluster  # noqa: F401  (fixtures)
 
 from backends.base import BatchBackend, PilotSpec, WorkerState, WorkerStatus
+from backends.pilot_tokens import write_worker_tokens
 from backends.registry import create_backend
 
 BACKENDS = [
@@ -58,6 +59,14 @@ def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path
 
 
 @pytest.fixture
+def python(request: pytest.FixtureRequest, workspace: tuple[str, Path]) -> str:
+    """The Python that runs the stdlib-only test pilots: one the HTCondor chroot sees for htcondor."""
+    if workspace[0] == "htcondor":
+        return str(request.getfixturevalue("condor_pool").python())
+    return sys.executable
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest, workspace: tuple[str, Path]) -> Iterator[BatchBackend]:
     name, where = workspace
     if name == "local":
@@ -68,7 +77,8 @@ def backend(request: pytest.FixtureRequest, workspace: tuple[str, Path]) -> Iter
         )
     elif name == "htcondor":
         pool = request.getfixturevalue("condor_pool")
-        b = create_backend("htcondor", workdir=where / "backend", options=pool.options())
+        # jobs run as the pool's user: a root factory gives it the workers' token files
+        b = create_backend("htcondor", workdir=where / "backend", options=pool.options(token_owner=pool.job_uid))
     else:
         emu = request.getfixturevalue("lsf_emulator")
         b = create_backend("lsf", workdir=where / "backend", options=emu.options(queue="8nh"))
@@ -90,7 +100,7 @@ def wait_for(
         time.sleep(min(backend.poll_interval, 1.0))
 
 
-def test_submit_run_cancel_and_classify(backend: BatchBackend, workspace: tuple[str, Path]) -> None:
+def test_submit_run_cancel_and_classify(backend: BatchBackend, workspace: tuple[str, Path], python: str) -> None:
     tmp_path = workspace[1]
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -101,7 +111,7 @@ def test_submit_run_cancel_and_classify(backend: BatchBackend, workspace: tuple[
         worker_id_prefix="CONTRACT.t1",
         log_dir=tmp_path / "logs",
         factory_id="contract",
-        pilot_command=(sys.executable, "-c", PILOT),
+        pilot_command=(python, "-c", PILOT),
         environment={"CONTRACT_DIR": str(shared)},
     )
     workers = backend.submit(3, spec)
@@ -146,3 +156,38 @@ def test_status_of_an_unknown_id_is_missing_not_an_error(backend: BatchBackend) 
 def test_submit_zero_is_a_no_op(backend: BatchBackend, workspace: tuple[str, Path]) -> None:
     spec = PilotSpec(server="127.0.0.1:1", queue="CONTRACT", worker_id_prefix="z", log_dir=workspace[1] / "logs")
     assert backend.submit(0, spec) == []
+
+
+TOKEN_PILOT = r"""
+import os
+from pathlib import Path
+me = os.environ["AILURO_PILOT_ID"]
+shared = Path(os.environ["CONTRACT_DIR"])
+(shared / f"token-{me}").write_text(Path(os.environ["AILURO_TOKEN_FILE"]).read_text())
+"""
+
+
+def test_each_worker_reads_its_own_token(backend: BatchBackend, workspace: tuple[str, Path], python: str) -> None:
+    """The factory writes one token per worker before submitting; whatever account the batch system
+    runs the pilot as, the pilot reads its own (HTCondor: the copy transferred into its scratch dir)."""
+    tmp_path = workspace[1]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    spec = PilotSpec(
+        server="127.0.0.1:1",
+        queue="CONTRACT",
+        worker_id_prefix="CONTRACT.tok",
+        log_dir=tmp_path / "logs",
+        factory_id="contract",
+        pilot_command=(python, "-c", TOKEN_PILOT),
+        environment={"CONTRACT_DIR": str(shared)},
+        token_dir=tmp_path / "tokens" / "CONTRACT",
+    )
+    names = [spec.worker_id(i) for i in range(2)]
+    write_worker_tokens(spec.token_dir, names, [f"token-of-{n}" for n in names])  # type: ignore[arg-type]
+    workers = backend.submit(2, spec)
+    st = wait_for(backend, [w.batch_id for w in workers], lambda s: all(x.state.is_final for x in s.values()), 90)
+    assert all(x.state is WorkerState.FINISHED for x in st.values()), st
+    for n in names:
+        assert (shared / f"token-{n}").read_text().strip() == f"token-of-{n}"

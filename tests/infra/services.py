@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,10 +57,31 @@ class CondorPool:
 
     condor_config: Path
     shared: Path
+    job_uid: int = 1000
+    """The account jobs run as (``panda`` in the chroot, tests/infra/htcondor.sh): a factory running
+    as root gives it the workers' token files (``backend_options.token_owner``)."""
 
     def options(self, **extra: Any) -> dict[str, Any]:
         """``backend_options`` for a queue on this pool."""
         return {"condor_config": str(self.condor_config), **extra}
+
+    def python(self) -> str:
+        """A Python with the pilot's dependencies that the pool's jobs can run.
+
+        The chroot bind-mounts the checkout the pool was started from (with its ``.venv``) and that
+        venv's base Python (``binds``). This test's Python when its venv is among them; else the
+        bound checkout's venv Python (run it with a pilot bundle from the dispatcher under test, so
+        the pilot code is still this checkout's).
+        """
+        binds = [Path(p) for p in (self.shared.parent / "binds").read_text().split() if p]
+        here = Path(sys.prefix)
+        if any(here == b or b in here.parents for b in binds):
+            return sys.executable
+        for b in binds:
+            candidate = b / ".venv" / "bin" / "python"
+            if candidate.exists():
+                return str(candidate)
+        return sys.executable
 
     def workspace(self, name: str) -> Path:
         """A fresh directory visible to jobs (same path in the chroot), writable by their user."""

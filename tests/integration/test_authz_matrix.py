@@ -48,6 +48,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "SubmissionService/GetJobEvents": ("unauth", "unauth", "unauth", "unauth", "ok",     "hidden", "ok",     "denied", "denied", "denied", "ok"),
     "SubmissionService/ListQueues":   ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "ok",     "ok"),
     "SubmissionService/GetJobLog":    ("unauth", "unauth", "unauth", "unauth", "ok",     "hidden", "ok",     "denied", "denied", "denied", "ok"),
+    "SubmissionService/DebugJob":     ("unauth", "unauth", "unauth", "unauth", "ok",     "hidden", "denied", "denied", "denied", "denied", "ok"),
     "PilotService/Connect":           ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "ok",     "denied", "denied", "ok"),
     "PilotService/GetJob":            ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "ok",     "denied", "denied", "ok"),
     "PilotService/UpdateJob":         ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "ok",     "ok",     "denied", "ok"),
@@ -178,6 +179,7 @@ def requests_for(world: World, caller: str) -> dict[str, Any]:
         "GetJobEvents": submission_pb2.GetJobEventsRequest(panda_id=j),
         "ListQueues": submission_pb2.ListQueuesRequest(),
         "GetJobLog": submission_pb2.GetJobLogRequest(panda_id=j),
+        "DebugJob": submission_pb2.DebugJobRequest(panda_id=j, timeout_s=1),
         "Connect": [
             pilot_pb2.PilotMessage(hello=hello),
             pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1)),

@@ -1,22 +1,24 @@
 """End to end per backend: jobs submitted to a queue on Slurm, HTCondor or the LSF emulator
 finish through pilots that the factory submitted there (real dispatcher on port 0, SQLite).
 
-The Slurm case gets its pilot as a bundle downloaded from the dispatcher's bundle server and
-checked by version and sha256; the others run the installed pilot. HTCondor pilots run inside
-the pool's chroot as an ordinary user, so the factory's work dir is in the pool's shared dir.
+The Slurm and HTCondor cases get their pilot as a bundle downloaded from the dispatcher's bundle
+server and checked by version and sha256; LSF runs the installed pilot. HTCondor pilots run inside
+the pool's chroot as an ordinary user (``panda``), so the factory's work dir is in the pool's
+shared dir, and the bundle runs on a Python the chroot sees (:meth:`CondorPool.python`).
 
-Authentication is on (token mode, the default) where the pilots run as the factory's account
-(Slurm, LSF): the factory authenticates with a ``factory`` token and hands each pilot a ``pilot``
-token bound to its queue as a 0600 file. The HTCondor pool maps the factory (root) to the user
-``panda``, who cannot read a file only root may read, so that case runs the dispatcher in the
-explicit loopback development mode (see README, Pilot factory → tokens).
+Authentication is on (token mode, the default) everywhere: the factory holds only its ``factory``
+token and gives each worker a ``pilot`` token of its own, bound to the queue, as a 0600 file in
+the worker's directory: signed by the dispatcher (``IssuePilotTokens``; Slurm, HTCondor) or
+minted offline with the dispatcher's key (``--auth-dir``; LSF). Slurm and LSF pilots read it
+there (shared file system); HTCondor ships it with its file transfer into the job's scratch dir,
+owned by ``panda``, so the pilot never needs to read a file of root's.
 """
 
 # ruff: noqa: F811  (the batch-system fixtures are imported by name, then requested as arguments)
 from __future__ import annotations
 
 import asyncio
-import stat
+import json
 import sys
 import threading
 import time
@@ -25,15 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import jwt
 import pytest
 from infra.services import condor_pool, lsf_emulator, slurm_cluster  # noqa: F401  (fixtures)
 
 from ailuro.client import Client
 from ailuro.credentials import bearer_metadata, write_token_file
 from ailuro.queues import FactoryLimits, QueueConfig
-from ailuro.v1 import factory_pb2, factory_pb2_grpc, job_pb2
+from ailuro.v1 import admin_pb2, admin_pb2_grpc, factory_pb2, factory_pb2_grpc, job_pb2
+from ailuro_cli.factory_auth import minted_source
 from backends.factory import Factory, FactoryConfig
+from backends.pilot_tokens import WORKER_TOKEN_FILE
 from dispatcher.auth.config import AuthConfig
 from dispatcher.auth.minting import Minter
 
@@ -120,13 +123,15 @@ def run_jobs_through_factory(
     workdir: Path,
     *,
     auth_dir: Path | None = None,
+    offline_pilot_tokens: bool = False,
     **factory_kw: Any,
 ) -> tuple[list[job_pb2.Job], dict[str, factory_pb2.Worker], Factory]:
     """Start a dispatcher for ``queue``, submit 4 jobs, run a factory until they all ended.
 
     With ``auth_dir`` the dispatcher runs in token mode with its embedded issuer there; the test
-    submits with a ``user`` token, the factory uses a ``factory`` token and gives its pilots ``pilot``
-    tokens bound to the queue (else the explicit development mode of ``make_dispatcher``)."""
+    submits with a ``user`` token, the factory uses a ``factory`` token and gives each pilot a
+    ``pilot`` token of its own, from the dispatcher or (``offline_pilot_tokens``) minted with the
+    issuer's key (else the explicit development mode of ``make_dispatcher``)."""
     metadata: tuple[tuple[str, str], ...] = ()
     client_auth: dict[str, Any] = {"identity": "e2e"}
     extra: dict[str, Any] = {}
@@ -137,8 +142,9 @@ def run_jobs_through_factory(
         metadata = bearer_metadata(factory_token)
         client_auth = {"token": minter.user("e2e", "compass")}
         factory_kw["token_file"] = write_token_file(workdir / "factory.token", factory_token)
-        factory_kw["pilot_tokens"] = lambda q: minter.pilot(q.name, vos=q.vos)
         factory_kw["factory_id"] = "e2e-factory"  # a factory token's subject is the factory it acts as
+        if offline_pilot_tokens:
+            factory_kw["pilot_tokens"] = minted_source(minter, "e2e-factory")
     dispatcher = make_dispatcher(
         queues=(queue,), no_job_retry_s=0.5, heartbeat_flush_s=0.2, watchdog_interval_s=0.5, **extra
     )
@@ -191,26 +197,41 @@ def check(jobs: list[job_pb2.Job], workers: dict[str, factory_pb2.Worker], backe
         assert "exited with" in Path(w.log_path).read_text()
 
 
-def check_pilot_tokens(workdir: Path, queue: str) -> None:
-    """The pilots' token: a 0600 file bound to the queue with role pilot, named in the wrapper's
-    environment and never written into the wrapper itself."""
-    token_file = workdir / "tokens" / f"{queue}.token"
-    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    claims = jwt.decode(token_file.read_text().strip(), options={"verify_signature": False})
-    # the test queues serve any VO, so the token is in the pilots' own VO; the role is what counts
-    assert claims["ailuro.queues"] == [queue] and "/pilots/pilot" in claims["wlcg.groups"], claims
+def check_pilot_tokens(workdir: Path, queue: str, workers: dict[str, factory_pb2.Worker], *, scratch: bool) -> None:
+    """Each pilot read a token file of its own (HTCondor: the copy in its scratch dir), the wrapper
+    names the file, never the token, and the factory removed the files once the workers ended."""
+    token_dir = workdir / "tokens" / queue
+    for w in workers.values():
+        log = Path(w.log_path).read_text()
+        own = f"ailuro-wrapper: pilot token file {token_dir}/{w.worker_id}/{WORKER_TOKEN_FILE}"
+        if scratch:
+            assert own not in log and f"/{WORKER_TOKEN_FILE}\n" in log and "pilot token file /" in log, log
+        else:
+            assert own in log, log
     wrappers = list(workdir.rglob("wrappers/*.sh"))
     assert wrappers
     for wrapper in wrappers:
         text = wrapper.read_text()
-        assert f"AILURO_TOKEN_FILE={token_file}" in text and token_file.read_text().strip() not in text
+        assert f"pilot_token_dir={token_dir}" in text and "eyJ" not in text  # a JWT starts with eyJ
+    assert not list(token_dir.glob(f"*/{WORKER_TOKEN_FILE}"))
+
+
+def check_dispatcher_signed(server: str, auth_dir: Path, workers: dict[str, factory_pb2.Worker]) -> None:
+    """The dispatcher signed one token per worker for the factory (audited, one row per call)."""
+    admin = (auth_dir / "admin.token").read_text().strip()
+    with grpc.insecure_channel(server) as ch:
+        rows = admin_pb2_grpc.AdminServiceStub(ch).ListAudit(
+            admin_pb2.ListAuditRequest(action="token.pilot"), timeout=10, metadata=bearer_metadata(admin)
+        )
+    assert sum(json.loads(r.detail)["tokens"] for r in rows.entries) == len(workers)
+    assert all(r.actor == "e2e-factory" for r in rows.entries)
 
 
 def test_slurm_pilots_from_the_dispatcher_bundle(
     make_dispatcher: Callable[..., Any], slurm_cluster: Any, bundle_server: BundleServer, tmp_path: Path
 ) -> None:
     queue = QueueConfig(name="JINR_SLURM", backend="slurm", factory=LIMITS, backend_options=slurm_cluster.options())
-    jobs, workers, _ = run_jobs_through_factory(
+    jobs, workers, factory = run_jobs_through_factory(
         make_dispatcher,
         queue,
         tmp_path / "factory",
@@ -219,17 +240,33 @@ def test_slurm_pilots_from_the_dispatcher_bundle(
         pilot_python=sys.executable,
     )
     check(jobs, workers, "slurm")
-    check_pilot_tokens(tmp_path / "factory", queue.name)
+    check_pilot_tokens(tmp_path / "factory", queue.name, workers, scratch=False)
+    check_dispatcher_signed(factory.config.server, tmp_path / "auth", workers)
     for w in workers.values():
         log = Path(w.log_path).read_text()
         assert "ailuro-wrapper: pilot bundle 0.1.0+src." in log, log  # downloaded, checked, and run
 
 
-def test_htcondor_pilots(make_dispatcher: Callable[..., Any], condor_pool: Any, tmp_path: Path) -> None:
-    queue = QueueConfig(name="CONDOR_POOL", backend="htcondor", factory=LIMITS, backend_options=condor_pool.options())
-    jobs, workers, _ = run_jobs_through_factory(make_dispatcher, queue, condor_pool.workspace(f"e2e-{tmp_path.name}"))
+def test_htcondor_pilots(
+    make_dispatcher: Callable[..., Any], condor_pool: Any, bundle_server: BundleServer, tmp_path: Path
+) -> None:
+    """Token mode: the factory (root) gives each worker's token file to the jobs' account, HTCondor
+    transfers it into the job's scratch dir, and the pilot (``panda``) reads it there."""
+    options = condor_pool.options(token_owner=condor_pool.job_uid)
+    queue = QueueConfig(name="CONDOR_POOL", backend="htcondor", factory=LIMITS, backend_options=options)
+    workdir = condor_pool.workspace(f"e2e-{tmp_path.name}")
+    jobs, workers, factory = run_jobs_through_factory(
+        make_dispatcher,
+        queue,
+        workdir,
+        auth_dir=tmp_path / "auth",
+        pilot_bundle_url=bundle_server.url,
+        pilot_python=condor_pool.python(),
+    )
     check(jobs, workers, "htcondor")
     assert all(" as panda " in Path(w.log_path).read_text() for w in workers.values())  # never as root
+    check_pilot_tokens(workdir, queue.name, workers, scratch=True)
+    check_dispatcher_signed(factory.config.server, tmp_path / "auth", workers)
 
 
 def test_lsf_emulator_pilots(make_dispatcher: Callable[..., Any], lsf_emulator: Any, tmp_path: Path) -> None:
@@ -237,7 +274,7 @@ def test_lsf_emulator_pilots(make_dispatcher: Callable[..., Any], lsf_emulator: 
         name="CERN_LSF", backend="lsf", factory=LIMITS, backend_options=lsf_emulator.options(queue="8nh")
     )
     jobs, workers, _ = run_jobs_through_factory(
-        make_dispatcher, queue, tmp_path / "factory", auth_dir=tmp_path / "auth"
+        make_dispatcher, queue, tmp_path / "factory", auth_dir=tmp_path / "auth", offline_pilot_tokens=True
     )
     check(jobs, workers, "lsf")
-    check_pilot_tokens(tmp_path / "factory", queue.name)
+    check_pilot_tokens(tmp_path / "factory", queue.name, workers, scratch=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -73,11 +75,23 @@ def test_demo_runs_the_workload_and_stops_everything(tmp_path: Path) -> None:
     # authentication was on: the demo issued itself least-privilege tokens, each only its own to read
     assert "tokens required" in out
     tokens = workdir / "factory" / "tokens"
-    for path in (workdir / "auth" / "admin.token", tokens / "factory.token", *(tokens / f"{q}.token" for q in QUEUES)):
+    for path in (workdir / "auth" / "admin.token", tokens / "factory.token"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    for queue in QUEUES:
-        claims = jwt.decode((tokens / f"{queue}.token").read_text().strip(), options={"verify_signature": False})
-        assert (claims["wlcg.groups"], claims["ailuro.queues"]) == (["/compass", "/compass/pilot"], [queue])
+    # each pilot got its own token from the dispatcher (IssuePilotTokens, audited once per call); the
+    # files of workers that ended are gone, any left are the worker's own, bound to its queue
+    for path in tokens.glob("*/*/ailuro-pilot.token"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        claims = jwt.decode(path.read_text().strip(), options={"verify_signature": False})
+        assert claims["sub"] == f"pilot:demo-factory:{path.parent.name}"
+        assert (claims["wlcg.groups"], claims["ailuro.queues"]) == (
+            ["/compass", "/compass/pilot"],
+            [path.parent.parent.name],
+        )
+    with sqlite3.connect(workdir / "ailuro.db") as db:
+        rows = db.execute("SELECT actor, target, detail FROM audit WHERE action = 'token.pilot'").fetchall()
+    assert {target for _, target, _ in rows} == {f"queue {q}" for q in QUEUES}
+    assert {actor for actor, _, _ in rows} == {"demo-factory"}
+    assert sum(json.loads(detail)["tokens"] for _, _, detail in rows) == len(pilot_logs)
     factory = jwt.decode((tokens / "factory.token").read_text().strip(), options={"verify_signature": False})
     assert (factory["wlcg.groups"], factory["ailuro.queues"]) == (["/compass", "/compass/factory"], list(QUEUES))
 

@@ -7,7 +7,6 @@ directory) and ``ailuro job log`` returns it; workers' log paths are listed; a q
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +24,6 @@ from ailuro_cli.main import app
 from backends.factory import Factory, FactoryConfig
 
 pytestmark = pytest.mark.timeout(300)
-
-POOL_PYTHON = sys.executable
-"""A Python with the pilot's dependencies that the pool's chroot sees (it bind-mounts the repository
-with its venv and the venv's base Python, tests/infra/htcondor.sh)."""
 
 
 def test_htcondor_job_logs_are_fetchable_and_queue_environment_reaches_pilots(
@@ -62,7 +57,7 @@ def test_htcondor_job_logs_are_fetchable_and_queue_environment_reaches_pilots(
             pilot_args=("--heartbeat-s", "2"),
             cancel_queued_after_s=0,
             pilot_bundle_url=bundle_server.url,
-            pilot_python=POOL_PYTHON,
+            pilot_python=condor_pool.python(),  # a Python the pool's chroot sees
         )
     )
     stop = threading.Event()

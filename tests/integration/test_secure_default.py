@@ -189,14 +189,17 @@ def test_factory_with_auth_dir_gives_its_pilots_queue_bound_tokens(
     )
     assert factory_claims["wlcg.groups"] == ["/compass", "/compass/factory"]
     assert factory_claims["ailuro.queues"] == [QUEUE.name]
-    pilot_token = workdir / "tokens" / f"{QUEUE.name}.token"
+    # the one pilot's own token, minted offline per worker, in the worker's directory
+    (pilot_token,) = (workdir / "tokens" / QUEUE.name).glob("*/ailuro-pilot.token")
     assert stat.S_IMODE(pilot_token.stat().st_mode) == 0o600
     assert stat.S_IMODE((workdir / "tokens").stat().st_mode) == 0o700
+    assert stat.S_IMODE(pilot_token.parent.stat().st_mode) == 0o700
     claims = jwt.decode(pilot_token.read_text().strip(), options={"verify_signature": False})
     assert claims["wlcg.groups"] == ["/compass", "/compass/pilot"] and claims["ailuro.queues"] == [QUEUE.name]
+    assert claims["sub"] == f"pilot:factory@fw:{pilot_token.parent.name}"
     (wrapper,) = (workdir / "backends" / QUEUE.name).rglob("*.sh")
     text = wrapper.read_text()
-    assert f"AILURO_TOKEN_FILE={pilot_token}" in text and pilot_token.read_text().strip() not in text
+    assert f"pilot_token_dir={pilot_token.parent.parent}" in text and pilot_token.read_text().strip() not in text
 
 
 def test_a_factory_without_a_token_is_refused_by_a_token_mode_dispatcher(

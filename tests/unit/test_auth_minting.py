@@ -12,7 +12,8 @@ import pytest
 from ailuro.credentials import read_token_file, write_token_file
 from ailuro.queues import QueueConfig
 from ailuro_cli._common import Settings, default_token_file
-from backends.pilot_tokens import directory_source, pilot_token_environment
+from ailuro_cli.factory_auth import minted_source
+from backends.pilot_tokens import directory_source, write_worker_tokens
 from dispatcher.auth.config import AuthConfig, IssuerConfig
 from dispatcher.auth.issuer import IssuerError, IssuerFiles
 from dispatcher.auth.minting import PILOT_VO, Minter
@@ -61,14 +62,20 @@ def test_token_files_are_private_and_whole(tmp_path: Path) -> None:
 
 def test_pilot_token_hand_off_names_a_file_never_the_token(tmp_path: Path, minter: Minter) -> None:
     queue = QueueConfig(name="CERN", vos=("compass",))
-    env = pilot_token_environment(lambda q: minter.pilot(q.name, vos=q.vos), queue, tmp_path / "fw")
-    assert env == {"AILURO_TOKEN_FILE": str(tmp_path / "fw" / "tokens" / "CERN.token")}
-    assert stat.S_IMODE(Path(env["AILURO_TOKEN_FILE"]).stat().st_mode) == 0o600
+    workers = ["CERN.ab-0", "CERN.ab-1"]
+    paths = write_worker_tokens(
+        tmp_path / "fw" / "tokens" / "CERN", workers, minted_source(minter, "f1")(queue, workers)
+    )
+    assert paths == [tmp_path / "fw" / "tokens" / "CERN" / w / "ailuro-pilot.token" for w in workers]
+    for worker, path in zip(workers, paths, strict=True):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        pilot = _principal(tmp_path, read_token_file(path))
+        assert (pilot.user, pilot.queues, pilot.roles) == (f"pilot:f1:{worker}", ("CERN",), ("pilot",))  # type: ignore[attr-defined]
     issued = tmp_path / "issued"
     write_token_file(issued / "CERN.token", "from-an-admin")
-    assert directory_source(issued)(queue) == "from-an-admin"
+    assert directory_source(issued)(queue, workers) == ["from-an-admin"] * 2
     with pytest.raises(FileNotFoundError):
-        directory_source(issued)(QueueConfig(name="OTHER"))
+        directory_source(issued)(QueueConfig(name="OTHER"), workers)
 
 
 def test_the_cli_falls_back_to_the_users_token_file_never_the_admin_token(
