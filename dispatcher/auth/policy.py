@@ -119,6 +119,9 @@ POLICY: Mapping[str, Rule] = {
     _FAC + "UpdateWorkers": _rule(FACTORIES, MODIFY),
     _FAC + "ReportQueueHealth": _rule(FACTORIES, MODIFY),
     _FAC + "ListWorkers": _rule(FACTORIES, READ),
+    # only a factory token, for the queues it names (services/pilot_tokens.py): admins mint pilot
+    # tokens with IssueToken, where the audit row says who asked
+    _FAC + "IssuePilotTokens": _rule(frozenset({FACTORY}), MODIFY),
     # --- data management: the VO's catalog and requests ----------------------------------------
     _DDM + "ListStorageElements": _rule(USERS, READ),
     _DDM + "GetStorageElement": _rule(USERS, READ),

@@ -15,7 +15,7 @@ import pytest
 
 from ailuro.credentials import bearer_metadata
 from ailuro.queues import QueueConfig
-from ailuro.v1 import admin_pb2, admin_pb2_grpc, factory_pb2, factory_pb2_grpc
+from ailuro.v1 import admin_pb2, admin_pb2_grpc, factory_pb2, factory_pb2_grpc, pilot_pb2, pilot_pb2_grpc
 from dispatcher.auth.config import AuthConfig
 from dispatcher.auth.minting import Minter
 from dispatcher.server import RunningDispatcher
@@ -70,11 +70,19 @@ def test_a_factory_gets_one_token_per_worker_for_its_queue(secured: RunningDispa
 
 
 def test_the_dispatcher_accepts_the_pilot_token_for_its_queue(secured: RunningDispatcher) -> None:
-    """The token authenticates (GetQueueStats is open to any authenticated caller)."""
+    """The token authenticates and serves its queue (a pilot's GetJob), and no other queue."""
     (t,) = issue(secured, minter(secured).factory("fac", "compass", ["QA"]), "QA", ["QA.y-0"])
     with grpc.insecure_channel(str(secured.address)) as ch:
-        stub = factory_pb2_grpc.FactoryServiceStub(ch)
-        stub.GetQueueStats(factory_pb2.GetQueueStatsRequest(), timeout=10, metadata=bearer_metadata(t.token))
+        stub = pilot_pb2_grpc.PilotServiceStub(ch)
+
+        def get_job(queue: str) -> None:
+            hello = pilot_pb2.Hello(pilot_id="QA.y-0", queue=queue, node="n1")
+            stub.GetJob(pilot_pb2.GetJobRequest(pilot=hello, n=1), timeout=10, metadata=bearer_metadata(t.token))
+
+        get_job("QA")
+        with pytest.raises(grpc.RpcError) as err:
+            get_job("QB")
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_refusals_record_nothing(secured: RunningDispatcher) -> None:
