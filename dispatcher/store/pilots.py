@@ -16,10 +16,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ailuro.v1 import job_pb2, pilot_pb2
-from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, job_status
+from dispatcher import jobfields
+from dispatcher.convert import FILE_TYPE_NAMES
 from dispatcher.matching import Offer, format_tags
 from dispatcher.shares import Leaf, charge
-from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, should_retry
+from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, path, should_retry
 from dispatcher.store import dataflow
 from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
@@ -183,20 +184,10 @@ def claim_jobs(
             for req, row in plan
         ]
         applied = apply_changes(conn, changes, now=now)
-        for req, row in plan:
+        for (req, row), ch in zip(plan, changes, strict=True):
             if row["panda_id"] not in applied:
                 continue
-            job = job_pb2.Job.FromString(row["spec"])
-            job.panda_id = row["panda_id"]
-            job.status = job_status(JobState.SENT)
-            job.attempt_nr = row["attempt_nr"]
-            job.lease_epoch = row["lease_epoch"] + 1
-            job.owner = row["owner"]
-            job.brokerage_reason = row["brokerage_reason"]
-            job.pilot_id = req.pilot.pilot_id
-            job.batch_id = req.pilot.batch_id
-            job.node = req.pilot.node
-            job.creation_time.FromNanoseconds(int(row["creation_time"] * 1e9))
+            job = jobfields.pilot_job({**row, **ch.values, "status": ch.to_status})  # the row as written
             req.assignments.append(
                 pilot_pb2.JobAssignment(job=job, lease_epoch=row["lease_epoch"] + 1, lease_s=int(lease_s))
             )
@@ -332,7 +323,10 @@ DEFAULT_REASON_CHARS = 2000
 """Default of ``Limits.event_reason_chars``."""
 
 
-def _final_change(row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_REASON_CHARS) -> Change:
+def _final_change(
+    row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_REASON_CHARS, *, verify_on: str = ""
+) -> Change:
+    """The change a final report makes; ``verify_on``: the SE where a finished job's outputs are verified first."""
     rep = f.report
     state = JobState(row["status"])
     reported = JobState.from_proto(rep.status)
@@ -343,7 +337,7 @@ def _final_change(row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_
         "max_rss_kb": rep.metrics.max_rss_kb,
         "walltime_s": rep.metrics.walltime_s,
         "exit_code": rep.metrics.exit_code,
-        "errors": encode_errors(rep.errors) if rep.errors else None,
+        "errors": list(rep.errors),  # job_errors rows (none: cleared)
         "lease_expires": None,
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": reported.value,
@@ -360,16 +354,17 @@ def _final_change(row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_
         "attempt_nr": attempt,
     }
     if reported == JobState.FINISHED:
-        values["end_time"] = now
-        events: list[tuple[JobState, JobState, str]]
-        if state in (JobState.HOLDING, JobState.TRANSFERRING):
-            events = [(state, JobState.FINISHED, "final report: finished")]
-        else:
-            events = [
-                (state, JobState.HOLDING, "payload done; registering outputs"),
-                (JobState.HOLDING, JobState.FINISHED, "final report: finished"),
-            ]
-        return Change(**kw, to_status=JobState.FINISHED, values=values, events=events)
+        # a DDM job's outputs are verified first: it waits in transferring (the DDM agent finishes it)
+        target = JobState.TRANSFERRING if verify_on else JobState.FINISHED
+        if not verify_on:
+            values["end_time"] = now
+        step_reason = {
+            JobState.HOLDING: "payload done; registering outputs",
+            JobState.TRANSFERRING: f"final report: outputs stored; verifying them on {verify_on}",
+            JobState.FINISHED: "final report: finished",
+        }
+        events = [(a, b, step_reason[b]) for a, b in path(state, target)]
+        return Change(**kw, to_status=target, values=values, events=events)
     if reported == JobState.CANCELLED or row["kill_requested"]:
         values["end_time"] = now
         why = row["kill_reason"] or "cancelled by the pilot"
@@ -393,6 +388,8 @@ def apply_finals(
     ``reason_chars`` bounds the error summary each writes into the job's history.
     """
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
+    done = [f.report.panda_id for f in finals if f.report.status == job_pb2.JOB_STATUS_FINISHED]
+    links = dataflow.verify_sites(conn, done)
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
     seen: dict[int, tuple[int, JobState]] = {}
@@ -415,9 +412,9 @@ def apply_finals(
             out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
             continue
         seen[rep.panda_id] = (rep.lease_epoch, reported)
-        changes.append(_final_change(row, f, now, reason_chars))
+        verify_on = links[rep.panda_id]["output_se"] if rep.panda_id in links else ""
+        changes.append(_final_change(row, f, now, reason_chars, verify_on=verify_on))
         out.append((OK, ""))
-    links = dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:

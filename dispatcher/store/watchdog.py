@@ -13,7 +13,6 @@ from sqlalchemy import Connection, delete, select
 
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
-from dispatcher.convert import encode_errors
 from dispatcher.states import JobState, should_retry
 from dispatcher.store.schema import jobs, pilot_commands, pilot_debug_reports
 from dispatcher.store.transitions import Change, apply_changes
@@ -36,8 +35,8 @@ def _candidates(
     return list(conn.execute(stmt).mappings())
 
 
-def _error(code: int, diag: str) -> bytes:
-    return encode_errors([job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=code, diag=diag)])
+def _error(code: int, diag: str) -> list[job_pb2.JobError]:
+    return [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=code, diag=diag)]
 
 
 def _killed(row: Any, now: float, why: str) -> Change:
