@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ailuro import vocabulary
 from ailuro.v1 import factory_pb2, job_pb2
+from dispatcher import jobfields
 from dispatcher.states import JobState
 
 FILE_TYPE_NAMES = {job_pb2.FILE_TYPE_INPUT: "input", job_pb2.FILE_TYPE_OUTPUT: "output", job_pb2.FILE_TYPE_LOG: "log"}
@@ -41,20 +42,6 @@ def seconds(stamp: Timestamp) -> float:
     return stamp.ToNanoseconds() / 1e9
 
 
-def encode_errors(errors: Iterable[job_pb2.JobError]) -> bytes:
-    """Serialize a list of JobError (as the ``errors`` field of an otherwise empty Job)."""
-    holder = job_pb2.Job()
-    holder.errors.extend(errors)
-    return holder.SerializeToString()
-
-
-def decode_errors(blob: bytes | None) -> list[job_pb2.JobError]:
-    """The JobError list stored by :func:`encode_errors`."""
-    if not blob:
-        return []
-    return list(job_pb2.Job.FromString(blob).errors)
-
-
 def file_row_to_proto(row: Mapping[Any, Any]) -> job_pb2.File:
     """A ``files`` row as a File message."""
     return job_pb2.File(
@@ -72,59 +59,18 @@ def file_row_to_proto(row: Mapping[Any, Any]) -> job_pb2.File:
     )
 
 
-def job_row_to_proto(row: Mapping[Any, Any], file_rows: Iterable[Mapping[Any, Any]] | None = None) -> job_pb2.Job:
-    """A ``jobs`` row (plus, optionally, its ``files`` rows) as a Job message.
+def job_row_to_proto(
+    row: Mapping[Any, Any],
+    file_rows: Iterable[Mapping[Any, Any]] | None = None,
+    errors: Iterable[job_pb2.JobError] = (),
+) -> job_pb2.Job:
+    """A ``jobs`` row (plus, optionally, its ``files`` rows, and its ``job_errors``) as a Job message.
 
     The serialized definition supplies what only it holds (the environment); the row supplies
-    everything that changes over the job's life.
+    every stored field (:mod:`dispatcher.jobfields` says which and how they convert).
     """
-    job = job_pb2.Job.FromString(row["spec"])
-    del job.files[:]
-    job.panda_id = row["panda_id"]
-    for name in (
-        "job_name",
-        "job_definition_id",
-        "task_id",
-        "vo",
-        "prod_source_label",
-        "transformation",
-        "job_parameters",
-        "computing_site",
-        "current_priority",
-        "max_attempt",
-        "attempt_nr",
-        "cores",
-        "memory_mb",
-        "max_walltime_s",
-        "destination_dblock",
-        "destination_se",
-        "processing_type",
-        "owner",
-        "pilot_id",
-        "batch_id",
-        "node",
-        "lease_epoch",
-        "brokerage_reason",
-        "parent_panda_id",
-    ):
-        setattr(job, name, row[name])
-    job.status = job_status(row["status"])
-    for name in ("creation_time", "modification_time", "start_time", "end_time"):
-        stamp = ts(row[name])
-        if stamp is not None:
-            getattr(job, name).CopyFrom(stamp)
-        else:
-            job.ClearField(name)
-    job.metrics.CopyFrom(
-        job_pb2.JobMetrics(
-            cpu_time_s=row["cpu_time_s"],
-            max_rss_kb=row["max_rss_kb"],
-            walltime_s=row["walltime_s"],
-            exit_code=row["exit_code"],
-        )
-    )
-    del job.errors[:]
-    job.errors.extend(decode_errors(row["errors"]))
+    job = jobfields.row_to_job(row)
+    job.errors.extend(errors)
     if file_rows is not None:
         job.files.extend(file_row_to_proto(f) for f in file_rows)
     return job

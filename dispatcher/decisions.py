@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState, is_allowed
+from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState, is_allowed, path
 
 S = JobState
 
@@ -209,6 +209,9 @@ class FinalReport:
     holders_heir: bool = False
     """The pilot id holding the lease belongs to the reporter's principal as well: a pilot handing
     in the spooled final of an earlier pilot of its own (same node, shared spool) is let through."""
+    verify_on: str = ""
+    """A DDM job's output SE: "finished" then waits in ``transferring`` until the DDM agent has
+    verified the outputs there (and finishes the job); empty: the job finishes at once."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,8 +273,10 @@ def judge_final(
 def final_outcome(lease: Lease, report: FinalReport, *, now: float) -> FinalOutcome:
     """The outcome of an accepted final report (the lease and pilot are checked already).
 
-    - finished: finished (through ``holding`` unless the pilot reported it) — unless a kill was
-      delivered to the pilot first: then the kill wins, the job is cancelled with the kill's error;
+    - finished: finished (through ``holding``, the steps taken from the transition table; a DDM
+      job with ``verify_on`` stops in ``transferring`` until its outputs are verified) — unless a
+      kill was delivered to the pilot first: then the kill wins, the job is cancelled with the
+      kill's error;
     - cancelled, or anything after a kill request: cancelled (the pilot's errors if it gave any,
       else the kill's);
     - failed: retried as the next attempt when retryable and attempts remain, else failed.
@@ -280,12 +285,14 @@ def final_outcome(lease: Lease, report: FinalReport, *, now: float) -> FinalOutc
     start = now - report.walltime_s if not lease.started and report.walltime_s > 0 else None
     summary = report.error_summary or "no error given"
     if report.status == S.FINISHED and not (lease.kill_requested and lease.kill_delivered):
-        done = "final report: finished"
-        if state in (S.HOLDING, S.TRANSFERRING):
-            steps: tuple[tuple[JobState, JobState, str], ...] = ((state, S.FINISHED, done),)
-        else:
-            steps = ((state, S.HOLDING, "payload done; registering outputs"), (S.HOLDING, S.FINISHED, done))
-        return FinalOutcome(to_status=S.FINISHED, steps=steps, start_time=start, outputs=True)
+        target = S.TRANSFERRING if report.verify_on else S.FINISHED
+        step_reason = {
+            S.HOLDING: "payload done; registering outputs",
+            S.TRANSFERRING: f"final report: outputs stored; verifying them on {report.verify_on}",
+            S.FINISHED: "final report: finished",
+        }
+        steps = tuple((a, b, step_reason[b]) for a, b in path(state, target))
+        return FinalOutcome(to_status=target, steps=steps, start_time=start, outputs=True, ends=not report.verify_on)
     if report.status == S.FINISHED:  # finished after a delivered kill
         why = f"final report: finished, after the kill was delivered; cancelled ({lease.kill_reason})"
         return FinalOutcome(

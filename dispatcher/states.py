@@ -89,6 +89,35 @@ def is_allowed(src: JobState, dst: JobState) -> bool:
     return dst in TRANSITIONS[src]
 
 
+def path(src: JobState, dst: JobState) -> list[tuple[JobState, JobState]]:
+    """The shortest chain of allowed transitions from ``src`` to ``dst`` (``[]`` when equal).
+
+    A change that passes through states on its way (a pilot's "finished" for a job still
+    ``sent`` goes ``sent -> holding -> finished``) records each step, and takes them from the
+    table rather than from a hand-written list. ``ValueError`` if the table has no way.
+    """
+    if src == dst:
+        return []
+    came_from: dict[JobState, JobState] = {src: src}
+    frontier = [src]
+    while frontier and dst not in came_from:
+        nxt = []
+        for state in frontier:
+            for to in sorted(TRANSITIONS[state], key=_ORDER.__getitem__):
+                if to not in came_from:
+                    came_from[to] = state
+                    nxt.append(to)
+        frontier = nxt
+    if dst not in came_from:
+        raise ValueError(f"no transition path {src.value} -> {dst.value}")
+    steps = []
+    at = dst
+    while at != src:
+        steps.append((came_from[at], at))
+        at = came_from[at]
+    return steps[::-1]
+
+
 def check_transition(panda_id: int, src: JobState, dst: JobState) -> None:
     """Raise ``FailedPrecondition`` (gRPC FAILED_PRECONDITION) unless ``src -> dst`` is allowed."""
     if not is_allowed(src, dst):
@@ -97,6 +126,7 @@ def check_transition(panda_id: int, src: JobState, dst: JobState) -> None:
         raise FailedPrecondition(f"job {panda_id}: transition {src.value} -> {dst.value} is not allowed")
 
 
+_ORDER: dict[JobState, int] = {s: i for i, s in enumerate(JobState)}
 _TO_PROTO: dict[JobState, int] = {s: job_pb2.JobStatus.Value(f"JOB_STATUS_{s.name}") for s in JobState}
 _FROM_PROTO: dict[int, JobState] = {v: k for k, v in _TO_PROTO.items()}
 

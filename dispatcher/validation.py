@@ -44,6 +44,7 @@ from ailuro import names
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import factory_pb2, job_pb2, pilot_pb2, submission_pb2
 from ddm.locations import StorageLocations
+from dispatcher import jobfields
 from dispatcher.config import Limits
 from dispatcher.states import PILOT_FINAL_REPORTABLE, PILOT_REPORTABLE, JobState
 
@@ -139,15 +140,7 @@ def validate_job(job: job_pb2.Job, where: str, *, known_sites: Collection[str]) 
     """One job definition of a SubmitJobs request (server-set fields are ignored, not checked)."""
     _text(job.transformation, f"{where}.transformation", limit=MAX_TRANSFORMATION, required=True)
     _text(job.job_parameters, f"{where}.job_parameters", limit=MAX_JOB_PARAMETERS)
-    for name in (
-        "job_name",
-        "vo",
-        "prod_source_label",
-        "computing_site",
-        "destination_dblock",
-        "destination_se",
-        "processing_type",
-    ):
+    for name in jobfields.NAME_FIELDS:
         _text(getattr(job, name), f"{where}.{name}")
     if job.computing_site and job.computing_site not in known_sites:
         raise InvalidArgument(
@@ -225,7 +218,7 @@ def validate_list(req: submission_pb2.ListJobsRequest) -> tuple[int, int | None]
     """A ListJobs request; returns ``(page_size, after_panda_id)``."""
     if not 0 <= req.page_size <= MAX_PAGE_SIZE:
         raise InvalidArgument(f"must be 0 to {MAX_PAGE_SIZE}, got {req.page_size}", field="page_size")
-    for name in ("computing_site", "prod_source_label", "owner", "transformation", "vo", "job_name"):
+    for name in jobfields.LIST_FILTERS:
         _text(getattr(req, name), name, limit=MAX_TRANSFORMATION if name == "transformation" else MAX_NAME)
     _non_negative(req.task_id, "task_id")
     for i, st in enumerate(req.statuses):

@@ -50,7 +50,7 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
 
     from dispatcher.store import counters
     from dispatcher.store.engine import open_database
-    from dispatcher.store.schema import files, job_events, jobs, pilots, workers
+    from dispatcher.store.schema import files, job_errors, job_events, jobs, pilots, workers
     from monitor.sampledata import SampleSpec, generate, pilots_and_workers
 
     open_database(url).dispose()
@@ -58,17 +58,20 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
     job_cols = [c.name for c in jobs.columns]
     file_cols = [c.name for c in files.columns if c.name != "file_id"]
     event_cols = [c.name for c in job_events.columns if c.name != "event_id"]
+    error_cols = [c.name for c in job_errors.columns]
     counts = {"jobs": 0, "files": 0, "job_events": 0}
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as conn:
         jrows: list[tuple[Any, ...]] = []
         frows: list[tuple[Any, ...]] = []
         erows: list[tuple[Any, ...]] = []
+        xrows: list[tuple[Any, ...]] = []
 
         def flush() -> None:
             _copy(conn, "jobs", job_cols, jrows)
             _copy(conn, "files", file_cols, frows)
             _copy(conn, "job_events", event_cols, erows)
+            _copy(conn, "job_errors", error_cols, xrows)
             conn.commit()
             counts["jobs"] += len(jrows)
             counts["files"] += len(frows)
@@ -76,12 +79,14 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
             jrows.clear()
             frows.clear()
             erows.clear()
+            xrows.clear()
 
         started = time.perf_counter()
         for rows in generate(spec):
             jrows.append(tuple(rows.job[c] for c in job_cols))
             frows.extend(tuple(f[c] for c in file_cols) for f in rows.files)
             erows.extend(tuple(e[c] for c in event_cols) for e in rows.events)
+            xrows.extend(tuple(x[c] for c in error_cols) for x in rows.errors)
             if len(jrows) >= chunk:
                 flush()
                 done = counts["jobs"]

@@ -20,15 +20,13 @@ from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from ailuro.errors import InvalidArgument
 from ailuro.v1 import job_pb2
+from dispatcher.jobfields import fields_by_key
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store.schema import jobs
 
 FACETS: dict[str, Any] = {
-    "computingsite": jobs.c.computing_site,
-    "jobstatus": jobs.c.status,
-    "prodsourcelabel": jobs.c.prod_source_label,
-    "produsername": jobs.c.owner,
-    "transformation": jobs.c.transformation,
+    f.key: jobs.c[f.column]
+    for f in fields_by_key("computingsite", "jobstatus", "prodsourcelabel", "produsername", "transformation")
 }
 """URL filter name -> jobs column; each is also a facet counted above the jobs table."""
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from ailuro import errorcodes as ec
 from ailuro.v1 import job_pb2
-from dispatcher.convert import encode_errors
 
 JOB_STATES_WEIGHTED: tuple[tuple[str, float], ...] = (
     ("finished", 70),
@@ -94,6 +93,8 @@ class SampleRows:
     job: dict[str, Any]
     files: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """``job_errors`` rows."""
 
 
 _SPEC_BLOB = job_pb2.Job(job_name="sample").SerializeToString()
@@ -125,23 +126,19 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
             started = created + rng.uniform(5, 600) if status in ("starting", "running", "transferring") else None
             ended = None
             modified = min(spec.now, (started or created) + rng.uniform(0, 900))
-        errors = None
+        errors: list[job_pb2.JobError] = []
         exit_code = 0
         lfn_out = f"out.{pid}.root"
         if status == "failed":
             comp, code, diag = rng.choices(ERRORS, ERROR_WEIGHTS)[0]
             exit_code = rng.choice((1, 2, 137)) if comp == job_pb2.ERROR_COMPONENT_PAYLOAD else 0
-            errors = encode_errors(
-                [job_pb2.JobError(component=comp, code=code, diag=diag.format(rc=exit_code, lfn=lfn_out))]
-            )
+            errors = [job_pb2.JobError(component=comp, code=code, diag=diag.format(rc=exit_code, lfn=lfn_out))]
         elif status == "cancelled":
-            errors = encode_errors(
-                [
-                    job_pb2.JobError(
-                        component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=ec.KILLED_BY_USER, diag="killed by owner"
-                    )
-                ]
-            )
+            errors = [
+                job_pb2.JobError(
+                    component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=ec.KILLED_BY_USER, diag="killed by owner"
+                )
+            ]
         on_pilot = status in ("sent", "starting", "running", "transferring") or (
             final and started is not None and status != "cancelled"
         )
@@ -162,6 +159,8 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
             "cores": rng.choice((1, 1, 1, 8)),
             "memory_mb": 2000,
             "max_walltime_s": 86400,
+            "disk_mb": 0,
+            "tags": "",
             "destination_dblock": f"user.{owner}.out.{task_id}",
             "destination_se": "CERN-EOS",
             "processing_type": "reco" if transformation in ("coral.exe", "megadst_reco.py") else "",
@@ -179,7 +178,6 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
             "max_rss_kb": rng.randint(100_000, 4_000_000) if on_pilot else 0,
             "walltime_s": (ended - started) if ended and started else 0.0,
             "exit_code": exit_code,
-            "errors": errors,
             "lease_epoch": 1 if on_pilot else 0,
             "lease_expires": modified + 1800 if status in ("sent", "starting", "running", "transferring") else None,
             "kill_requested": status == "cancelled",
@@ -232,7 +230,12 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
                         "status": "transferred",
                     }
                 )
-        yield SampleRows(job=job, files=file_rows, events=_events(job, owner))
+        error_rows = [
+            {"panda_id": pid, "seq": i, "attempt_nr": job["attempt_nr"], "component": e.component, "code": e.code}
+            | {"diag": e.diag}
+            for i, e in enumerate(errors)
+        ]
+        yield SampleRows(job=job, files=file_rows, events=_events(job, owner), errors=error_rows)
 
 
 def _events(job: dict[str, Any], owner: str) -> list[dict[str, Any]]:
@@ -320,13 +323,14 @@ def load_sample(db_url: str, spec: SampleSpec, *, batch: int = 2000) -> None:
     """
     from dispatcher.store import counters
     from dispatcher.store.engine import open_database
-    from dispatcher.store.schema import files, job_events, jobs, pilots, workers
+    from dispatcher.store.schema import files, job_errors, job_events, jobs, pilots, workers
 
     db = open_database(db_url)
     try:
         job_rows: list[dict[str, Any]] = []
         file_rows: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
+        error_rows: list[dict[str, Any]] = []
 
         def flush() -> None:
             with db.write() as conn:
@@ -336,7 +340,10 @@ def load_sample(db_url: str, spec: SampleSpec, *, batch: int = 2000) -> None:
                     conn.execute(files.insert(), file_rows)
                 if event_rows:
                     conn.execute(job_events.insert(), event_rows)
+                if error_rows:
+                    conn.execute(job_errors.insert(), error_rows)
             job_rows.clear()
+            error_rows.clear()
             file_rows.clear()
             event_rows.clear()
 
@@ -344,6 +351,7 @@ def load_sample(db_url: str, spec: SampleSpec, *, batch: int = 2000) -> None:
             job_rows.append(rows.job)
             file_rows.extend(rows.files)
             event_rows.extend(rows.events)
+            error_rows.extend(rows.errors)
             if len(job_rows) >= batch:
                 flush()
         flush()

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ailuro.errors import AiluroError, AlreadyExists
 from ailuro.v1 import job_pb2, submission_pb2
-from dispatcher import validation
+from dispatcher import jobfields, validation
 from dispatcher.auth.policy import Action
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
@@ -38,24 +38,7 @@ DEFAULT_VO = "default"
 DEFAULT_LABEL = "user"
 
 # Fields the server owns: cleared from a submitted definition before it is stored.
-_SERVER_FIELDS = (
-    "panda_id",
-    "attempt_nr",
-    "status",
-    "creation_time",
-    "modification_time",
-    "start_time",
-    "end_time",
-    "owner",
-    "pilot_id",
-    "batch_id",
-    "node",
-    "metrics",
-    "errors",
-    "lease_epoch",
-    "brokerage_reason",
-    "parent_panda_id",
-)
+_SERVER_FIELDS = jobfields.SERVER_PROTO_FIELDS
 
 
 def normalize(job: job_pb2.Job, identity: Identity) -> job_pb2.Job:
@@ -99,10 +82,11 @@ def place_and_insert(
     storage = {se.name: se for se in config.storage}
     statuses = {q: c.status for q, c in bstore.queue_statuses(conn).items()}
     broker = Broker(config.queues, store.active_counts_by_site(conn), statuses)
-    new_jobs = []
+    inputs = dataflow.read_inputs(conn, specs) if storage else dataflow.NO_INPUTS  # once for the batch
+    reasons = []
     for i, spec in enumerate(specs):
         holding = (
-            dataflow.queues_holding_inputs(conn, spec, config.queues, storage)
+            dataflow.queues_holding_inputs(spec, config.queues, storage, inputs)
             if storage and not spec.computing_site
             else frozenset()
         )
@@ -115,8 +99,12 @@ def place_and_insert(
             needs=needs_of_spec(spec),
         )
         spec.computing_site = site
-        new_jobs.append(store.NewJob(spec=spec, brokerage_reason=reason))
-    plans = dataflow.plan_jobs(conn, specs, {q.name: q for q in config.queues}, storage, now=now)
+        reasons.append(reason)
+    plans = dataflow.plan_jobs(specs, {q.name: q for q in config.queues}, storage, inputs, now=now)
+    new_jobs = []
+    for spec, reason, plan in zip(specs, reasons, plans, strict=True):
+        status, waiting = dataflow.planned_state(plan)
+        new_jobs.append(store.NewJob(spec=spec, brokerage_reason=reason, status=status, waiting_for=waiting))
     ids = store.insert_jobs(conn, new_jobs, owner=owner, now=now)
     if any(p is not None for p in plans):
         dataflow.link_jobs(conn, ids, specs, plans, now=now)

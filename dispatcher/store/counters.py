@@ -42,11 +42,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, event, func, inspect, select, text
+from sqlalchemy import Connection, Engine, delete, event, inspect, select, text
 
-from dispatcher.convert import decode_errors
+from dispatcher.jobfields import fields_by_key
 from dispatcher.states import FINAL_STATES, JobState
-from dispatcher.store.schema import job_count_deltas, job_counts, job_error_count_deltas, job_error_counts, jobs
+from dispatcher.store.schema import (
+    job_count_deltas,
+    job_counts,
+    job_error_count_deltas,
+    job_error_counts,
+    job_errors,
+    jobs,
+)
 
 if TYPE_CHECKING:
     from dispatcher.store.transitions import Change
@@ -57,15 +64,10 @@ ACTIVE_WIDTH = 0
 """``width`` of the bucket holding the jobs that are not final yet (its ``bucket`` is 0)."""
 WIDTHS = (1, DAY_HOURS)
 """Bucket widths in hours kept for final jobs: hours for the recent edge of a window, days for the bulk."""
-FACET_COLUMNS: dict[str, str] = {
-    "computingsite": "computing_site",
-    "prodsourcelabel": "prod_source_label",
-    "produsername": "owner",
-    "transformation": "transformation",
-    "taskid": "task_id",
-}
+_COUNTED = fields_by_key("computingsite", "prodsourcelabel", "produsername", "transformation", "taskid")
+FACET_COLUMNS: dict[str, str] = {f.key: f.column for f in _COUNTED}
 """Counted facet -> jobs column. These columns are written at submission and never change."""
-ERROR_FACETS: dict[str, str] = {"computingsite": "computing_site", "produsername": "owner"}
+ERROR_FACETS: dict[str, str] = {f.key: f.column for f in fields_by_key("computingsite", "produsername")}
 TRANSITION = "transition"
 """Facet name of the flow counts (``value`` = target state, ``status`` = '')."""
 FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
@@ -114,15 +116,15 @@ def record_changes(conn: Connection, changes: Iterable[Change], applied: set[int
         _move(pending, ch.panda_id, ch.from_status, ch.to_status, now)
 
 
-def record_inserts(conn: Connection, panda_ids: Sequence[int], *, now: float) -> None:
-    """Count newly submitted jobs (inserted ``activated``, recorded as defined -> activated)."""
+def record_inserts(conn: Connection, panda_ids: Sequence[int], states: Sequence[JobState], *, now: float) -> None:
+    """Count newly submitted jobs (inserted in ``states``, recorded as defined -> that state)."""
     if not panda_ids:
         return
     pending = _pending(conn, now)
-    for pid in panda_ids:
-        pending.stock[(pid, ACTIVE_WIDTH, 0, JobState.ACTIVATED.value)] += 1
+    for pid, state in zip(panda_ids, states, strict=True):
+        pending.stock[(pid, ACTIVE_WIDTH, 0, state.value)] += 1
+        pending.flows[(hour_of(now), state.value)] += 1
     pending.flows[(hour_of(now), JobState.DEFINED.value)] += len(panda_ids)
-    pending.flows[(hour_of(now), JobState.ACTIVATED.value)] += len(panda_ids)
 
 
 def _move(pending: _Pending, pid: int, src: JobState, dst: JobState, now: float) -> None:
@@ -266,8 +268,8 @@ def _insert_count_deltas(
 
 def _count_errors(conn: Connection, ended: dict[int, float], now: float) -> None:
     deltas: dict[tuple[str, int, int, str, int, int, str], list[int]] = {}
-    for row in _rows_with_errors(conn, sorted(ended)):
-        for key in _error_keys(row, ended[row.panda_id]):
+    for row, errs in _rows_with_errors(conn, sorted(ended)):
+        for key in _error_keys(row, errs, ended[row.panda_id]):
             slot = deltas.setdefault(key, [0, 0])
             slot[0] += 1
             slot[1] = max(slot[1], int(row.panda_id))
@@ -282,28 +284,54 @@ def _count_errors(conn: Connection, ended: dict[int, float], now: float) -> None
         _write_errors(conn, sorted(deltas.items()), table="job_error_count_deltas", upsert=False)
 
 
+# one row per error of each job (or one with NULL component for a failed job without errors)
 _ERRORS_SQL = (
-    "SELECT panda_id, status, computing_site, owner, errors FROM jobs WHERE panda_id = ANY(%s::BIGINT[]) "
-    f"AND (status = '{JobState.FAILED.value}' OR length(errors) > 0)"
+    "SELECT j.panda_id, j.status, j.computing_site, j.owner, e.component, e.code FROM jobs j "
+    "LEFT JOIN job_errors e ON e.panda_id = j.panda_id WHERE j.panda_id = ANY(%s::BIGINT[]) "
+    f"AND (j.status = '{JobState.FAILED.value}' OR e.panda_id IS NOT NULL) ORDER BY j.panda_id, e.seq"
 )
+_ERROR_JOB_COLUMNS = (jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner)
 
 
-def _rows_with_errors(conn: Connection, ids: list[int]) -> Iterable[Any]:
-    """The jobs among ``ids`` that may carry error keys: failed, or ended with recorded errors."""
+def _with_errors(rows: Iterable[Any]) -> Iterable[tuple[Any, list[tuple[int, int]]]]:
+    """Group ``(job columns..., component, code)`` rows, ordered by job, into ``(job, [(component, code)])``."""
+    job: Any = None
+    errs: list[tuple[int, int]] = []
+    for row in rows:
+        if job is not None and row.panda_id != job.panda_id:
+            yield job, errs
+            errs = []
+        job = row
+        if row.component is not None:
+            errs.append((int(row.component), int(row.code)))
+    if job is not None:
+        yield job, errs
+
+
+def _error_select() -> Any:
+    joined = jobs.outerjoin(job_errors, job_errors.c.panda_id == jobs.c.panda_id)
+    return (
+        select(*_ERROR_JOB_COLUMNS, job_errors.c.component, job_errors.c.code)
+        .select_from(joined)
+        .where((jobs.c.status == JobState.FAILED.value) | job_errors.c.panda_id.is_not(None))
+        .order_by(jobs.c.panda_id, job_errors.c.seq)
+    )
+
+
+def _rows_with_errors(conn: Connection, ids: list[int]) -> Iterable[tuple[Any, list[tuple[int, int]]]]:
+    """The jobs among ``ids`` that may carry error keys (failed, or ended with recorded errors), with them."""
     if conn.dialect.name == "postgresql":
-        yield from conn.exec_driver_sql(_ERRORS_SQL, (ids,))
+        yield from _with_errors(conn.exec_driver_sql(_ERRORS_SQL, (ids,)))
         return
     for start in range(0, len(ids), _CHUNK):
-        stmt = select(jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner, jobs.c.errors).where(
-            jobs.c.panda_id.in_(ids[start : start + _CHUNK]),
-            (jobs.c.status == JobState.FAILED.value) | (func.length(jobs.c.errors) > 0),
-        )
-        yield from conn.execute(stmt)
+        yield from _with_errors(conn.execute(_error_select().where(jobs.c.panda_id.in_(ids[start : start + _CHUNK]))))
 
 
-def _error_keys(row: Any, ended_at: float) -> list[tuple[str, int, int, str, int, int, str]]:
+ErrorKey = tuple[str, int, int, str, int, int, str]
+
+
+def _error_keys(row: Any, errs: list[tuple[int, int]], ended_at: float) -> list[ErrorKey]:
     """Counter keys of one final job's errors; a failed job without errors counts as (0, 0)."""
-    errs = [(int(e.component), int(e.code)) for e in decode_errors(row.errors)]
     if not errs and row.status == JobState.FAILED.value:
         errs = [(0, 0)]
     out = []
@@ -443,17 +471,20 @@ def rebuild(conn: Connection) -> None:
     _rebuild_errors(conn)
 
 
+def rebuild_errors(conn: Connection) -> None:
+    """Recompute the error counters alone from ``jobs`` and ``job_errors`` (migration 0009's backfill)."""
+    for table in (job_error_count_deltas, job_error_counts):
+        conn.execute(delete(table))
+    _rebuild_errors(conn)
+
+
 def _rebuild_errors(conn: Connection) -> None:
+    if not inspect(conn).has_table(job_errors.name):
+        return  # migration 0004 on an older database: 0009 moves the errors into rows and counts them
     deltas: dict[tuple[str, int, int, str, int, int, str], list[int]] = {}
-    stmt = (
-        select(
-            jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner, jobs.c.errors, jobs.c.modification_time
-        )
-        .where(jobs.c.status.in_(sorted(FINAL_VALUES)))
-        .where((jobs.c.errors.is_not(None)) | (jobs.c.status == JobState.FAILED.value))
-    )
-    for row in conn.execute(stmt.execution_options(yield_per=5000)):
-        for key in _error_keys(row, row.modification_time):
+    stmt = _error_select().add_columns(jobs.c.modification_time).where(jobs.c.status.in_(sorted(FINAL_VALUES)))
+    for row, errs in _with_errors(conn.execute(stmt.execution_options(yield_per=5000))):
+        for key in _error_keys(row, errs, row.modification_time):
             slot = deltas.setdefault(key, [0, 0])
             slot[0] += 1
             slot[1] = max(slot[1], int(row.panda_id))

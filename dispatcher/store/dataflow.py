@@ -6,8 +6,8 @@
   are requested (from a disk replica elsewhere, else from tape, which is staged first) and the
   job waits in ``assigned``. Outputs get their destination URL on the job's ``destination_se``
   (else the queue's first ``output_se``), so pilots need no storage configuration.
-- Final report (:func:`route_finished`, :func:`register_outputs`): a linked job that finished goes
-  ``holding -> transferring``; its outputs are registered as ``unverified`` replicas with a
+- Final report (:func:`verify_sites`, :func:`register_outputs`): a linked job that finished goes
+  ``holding -> transferring`` (not ``finished``); its outputs are registered as ``unverified`` replicas with a
   ``verify`` request each.
 - The DDM agent then calls :func:`activate_ready` (assigned -> activated once every input is
   available, failed when a transfer failed for good) and :func:`finish_verified`
@@ -27,7 +27,6 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import se_file_url
-from dispatcher.convert import encode_errors
 from dispatcher.states import JobState
 from dispatcher.store import catalog
 from dispatcher.store.jobs import chunks, fetch_files
@@ -58,33 +57,55 @@ def _is_online(replica: Any, se: StorageElementConfig | None, now: float) -> boo
     return replica["online_until"] is not None and replica["online_until"] > now
 
 
+@dataclass(frozen=True, kw_only=True)
+class CatalogInputs:
+    """The catalog's rows for the inputs of one submission batch, read once (:func:`read_inputs`)."""
+
+    files: Mapping[tuple[str, str], Any]
+    """File rows by ``(scope, lfn)``; inputs the catalog does not know are absent."""
+    replicas: Mapping[int, list[Any]]
+    """Replicas (``se``, ``state``, ``pfn``, ``online_until``) by file id."""
+
+
+NO_INPUTS = CatalogInputs(files={}, replicas={})
+
+
+def read_inputs(conn: Connection, specs: Sequence[job_pb2.Job]) -> CatalogInputs:
+    """Every input of ``specs`` as the catalog knows it: one query for the whole batch."""
+    names = [(f.scope, f.lfn) for spec in specs for f in spec.files if f.type == job_pb2.FILE_TYPE_INPUT]
+    if not names:
+        return NO_INPUTS
+    files, replicas = catalog.files_with_replicas(conn, names)
+    return CatalogInputs(files=files, replicas=replicas)
+
+
 def queues_holding_inputs(
-    conn: Connection, spec: job_pb2.Job, queues: Sequence[QueueConfig], storage: Mapping[str, StorageElementConfig]
+    spec: job_pb2.Job,
+    queues: Sequence[QueueConfig],
+    storage: Mapping[str, StorageElementConfig],
+    inputs: CatalogInputs,
 ) -> frozenset[str]:
     """Queues whose input SEs already hold every input of ``spec`` (brokerage prefers them)."""
-    names = [(f.scope, f.lfn) for f in spec.files if f.type == job_pb2.FILE_TYPE_INPUT]
-    if not names:
+    names = {(f.scope, f.lfn) for f in spec.files if f.type == job_pb2.FILE_TYPE_INPUT}
+    if not names or not names <= inputs.files.keys():
         return frozenset()
-    known = catalog.lookup_files(conn, names)
-    if len(known) < len(set(names)):
-        return frozenset()
-    reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
+    ids = [int(inputs.files[n]["file_id"]) for n in names]
     out = set()
     for q in queues:
         disks = [s for s in q.input_se if s in storage and not storage[s].is_tape]
         if disks and all(
-            any(r["se"] in disks and r["state"] == catalog.AVAILABLE for r in reps.get(int(row["file_id"]), []))
-            for row in known.values()
+            any(r["se"] in disks and r["state"] == catalog.AVAILABLE for r in inputs.replicas.get(fid, []))
+            for fid in ids
         ):
             out.add(q.name)
     return frozenset(out)
 
 
 def plan_jobs(
-    conn: Connection,
     specs: Sequence[job_pb2.Job],
     queues: Mapping[str, QueueConfig],
     storage: Mapping[str, StorageElementConfig],
+    inputs: CatalogInputs,
     *,
     now: float,
 ) -> list[JobPlan | None]:
@@ -105,7 +126,7 @@ def plan_jobs(
             continue
         plan = JobPlan(input_se=disks[0] if disks else "", output_se=out_name)
         if disks:
-            _plan_inputs(conn, spec, plan, disks, storage, now=now, where=f"jobs[{i}]")
+            _plan_inputs(spec, plan, disks, storage, inputs, now=now, where=f"jobs[{i}]")
         if out_name:
             spec.destination_se = out_name
             dscope = spec.destination_dblock.partition(":")[0] if ":" in spec.destination_dblock else ""
@@ -119,27 +140,26 @@ def plan_jobs(
 
 
 def _plan_inputs(
-    conn: Connection,
     spec: job_pb2.Job,
     plan: JobPlan,
     disks: list[str],
     storage: Mapping[str, StorageElementConfig],
+    inputs: CatalogInputs,
     *,
     now: float,
     where: str,
 ) -> None:
-    inputs = [(k, f) for k, f in enumerate(spec.files) if f.type == job_pb2.FILE_TYPE_INPUT]
-    known = catalog.lookup_files(conn, [(f.scope, f.lfn) for _, f in inputs])
-    reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
-    for k, f in inputs:
-        row = known.get((f.scope, f.lfn))
+    for k, f in enumerate(spec.files):
+        if f.type != job_pb2.FILE_TYPE_INPUT:
+            continue
+        row = inputs.files.get((f.scope, f.lfn))
         if row is None:
             if f.pfn:
                 continue  # an explicit URL outside the catalog: read as given
             raise InvalidArgument(f"input {f.scope}:{f.lfn} is not in the DDM catalog", field=f"{where}.files[{k}]")
         fid = int(row["file_id"])
         f.size, f.adler32, f.guid = int(row["size"]), row["adler32"], row["guid"]
-        good = [r for r in reps.get(fid, []) if r["state"] == catalog.AVAILABLE and r["se"] in storage]
+        good = [r for r in inputs.replicas.get(fid, []) if r["state"] == catalog.AVAILABLE and r["se"] in storage]
         here = [r for r in good if r["se"] in disks]
         if here:
             se = min(here, key=lambda r: disks.index(r["se"]))["se"]
@@ -153,17 +173,22 @@ def _plan_inputs(
         f.source_se, f.pfn = "", ""
 
 
+def planned_state(plan: JobPlan | None) -> tuple[JobState, str]:
+    """The state a job is inserted in, and why it waits: ``assigned`` until its missing inputs arrive."""
+    if plan is None or not plan.missing:
+        return JobState.ACTIVATED, ""
+    return JobState.ASSIGNED, f"{len(plan.missing)} input(s) not on {plan.input_se}: waiting for DDM transfers"
+
+
 def link_jobs(
     conn: Connection, ids: Sequence[int], specs: Sequence[job_pb2.Job], plans: Sequence[JobPlan | None], *, now: float
 ) -> None:
-    """After insertion: remember DDM jobs, request missing inputs, park waiting jobs in ``assigned``."""
-    links, changes = [], []
+    """After insertion: remember DDM jobs and request their missing inputs (they were inserted ``assigned``)."""
+    links = []
     for pid, spec, plan in zip(ids, specs, plans, strict=True):
         if plan is None:
             continue
         links.append({"panda_id": pid, "input_se": plan.input_se, "output_se": plan.output_se})
-        if not plan.missing:
-            continue
         for fid, source in plan.missing:
             catalog.add_request(
                 conn,
@@ -176,20 +201,8 @@ def link_jobs(
                 activity="stage-in",
                 now=now,
             )
-        changes.append(
-            Change(
-                panda_id=pid,
-                from_status=JobState.ACTIVATED,
-                epoch=0,
-                to_status=JobState.ASSIGNED,
-                reason=f"{len(plan.missing)} input(s) not on {plan.input_se}: waiting for DDM transfers",
-                actor="ddm",
-            )
-        )
     if links:
         conn.execute(ddm_job_links.insert(), links)
-    if changes:
-        apply_changes(conn, changes, now=now)
 
 
 def _links(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
@@ -200,28 +213,15 @@ def _links(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
     return out
 
 
-def route_finished(conn: Connection, changes: Sequence[Change]) -> dict[int, Any]:
-    """Finished reports of DDM jobs end in ``transferring`` (outputs still to verify), not ``finished``.
+def verify_sites(conn: Connection, panda_ids: Sequence[int]) -> dict[int, Any]:
+    """The DDM links of those jobs whose outputs are verified before they finish (an ``output_se``).
 
-    Returns the DDM links of the finished jobs (for :func:`register_outputs`, so it reads them once).
+    A finished report of such a job ends in ``transferring`` (decided when the change is built,
+    see ``store/pilots.py``), and the links go on to :func:`register_outputs`.
     """
-    done = [ch for ch in changes if ch.to_status == JobState.FINISHED]
-    if not done:
+    if not panda_ids:
         return {}
-    links = _links(conn, [ch.panda_id for ch in done])
-    for ch in done:
-        link = links.get(ch.panda_id)
-        if link is None or not link["output_se"]:
-            continue
-        ch.to_status = JobState.TRANSFERRING
-        ch.values.pop("end_time", None)
-        src = ch.from_status
-        events = [] if src == JobState.HOLDING else [(src, JobState.HOLDING, "payload done; registering outputs")]
-        if src != JobState.TRANSFERRING:
-            why = f"final report: outputs stored; verifying them on {link['output_se']}"
-            events.append((JobState.HOLDING, JobState.TRANSFERRING, why))
-        ch.events = events
-    return links
+    return {pid: link for pid, link in _links(conn, panda_ids).items() if link["output_se"]}
 
 
 def register_outputs(
@@ -229,7 +229,7 @@ def register_outputs(
 ) -> None:
     """Register the stored outputs of DDM jobs that went to ``transferring``, and ask for their verification.
 
-    ``links``: what :func:`route_finished` returned for these reports (else they are read here).
+    ``links``: what :func:`verify_sites` returned for these reports (else they are read here).
     """
     linked = _links(conn, [r.panda_id for r in reports]) if links is None else links
     for rep in reports:
@@ -250,8 +250,8 @@ def register_outputs(
             )
 
 
-def _error(code: int, diag: str) -> bytes:
-    return encode_errors([job_pb2.JobError(component=EC.ERROR_COMPONENT_DDM, code=code, diag=diag[:1000])])
+def _error(code: int, diag: str) -> list[job_pb2.JobError]:
+    return [job_pb2.JobError(component=EC.ERROR_COMPONENT_DDM, code=code, diag=diag[:1000])]
 
 
 def activate_ready(

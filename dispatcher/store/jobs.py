@@ -18,11 +18,11 @@ from sqlalchemy import Connection, and_, func, select
 from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
-from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, event_row_to_proto, job_row_to_proto, job_status, seconds
+from dispatcher import jobfields
+from dispatcher.convert import FILE_TYPE_NAMES, event_row_to_proto, job_row_to_proto, job_status, seconds
 from dispatcher.decisions import KillAction, KillDecision, decide_kill, kill_diag, manual_retry_problem
-from dispatcher.matching import format_tags
 from dispatcher.states import FINAL_STATES, JobState
-from dispatcher.store import bulk, counters
+from dispatcher.store import bulk, counters, errors
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, append_events, apply_changes
 
@@ -42,58 +42,27 @@ class NewJob:
     spec: job_pb2.Job
     brokerage_reason: str
     parent_panda_id: int = 0
+    status: JobState = JobState.ACTIVATED
+    """The planned first state: ``activated``, or ``assigned`` while the DDM brings its inputs."""
+    waiting_for: str = ""
+    """Why an ``assigned`` job waits (recorded in its history)."""
 
 
 def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now: float) -> list[int]:
-    """Insert jobs as ``activated`` (recording defined -> activated); return their panda_ids in order."""
+    """Insert jobs in their planned state (recording defined -> it); return their panda_ids in order."""
     if not new_jobs:
         return []
-    rows = []
-    for nj in new_jobs:
-        j = nj.spec
-        rows.append(
-            {
-                "job_name": j.job_name,
-                "job_definition_id": j.job_definition_id,
-                "task_id": j.task_id,
-                "vo": j.vo,
-                "prod_source_label": j.prod_source_label,
-                "transformation": j.transformation,
-                "job_parameters": j.job_parameters,
-                "computing_site": j.computing_site,
-                "current_priority": j.current_priority,
-                "max_attempt": j.max_attempt,
-                "attempt_nr": 1,
-                "cores": j.cores,
-                "memory_mb": j.memory_mb,
-                "max_walltime_s": j.max_walltime_s,
-                "disk_mb": j.disk_mb,
-                "tags": format_tags(j.tags),
-                "destination_dblock": j.destination_dblock,
-                "destination_se": j.destination_se,
-                "processing_type": j.processing_type,
-                "status": JobState.ACTIVATED.value,
-                "creation_time": now,
-                "modification_time": now,
-                "owner": owner,
-                "pilot_id": "",
-                "batch_id": "",
-                "node": "",
-                "cpu_time_s": 0.0,
-                "max_rss_kb": 0,
-                "walltime_s": 0.0,
-                "exit_code": 0,
-                "errors": None,
-                "lease_epoch": 0,
-                "kill_requested": False,
-                "kill_reason": "",
-                "brokerage_reason": nj.brokerage_reason,
-                "parent_panda_id": nj.parent_panda_id,
-                "last_final_epoch": 0,
-                "last_final_status": "",
-                "spec": j.SerializeToString(),
-            }
+    rows = [
+        jobfields.insert_row(
+            nj.spec,
+            status=nj.status,
+            owner=owner,
+            now=now,
+            brokerage_reason=nj.brokerage_reason,
+            parent_panda_id=nj.parent_panda_id,
         )
+        for nj in new_jobs
+    ]
     if conn.dialect.name == "postgresql":
         ids = bulk.allocate_ids(conn, jobs.c.panda_id, len(rows))
         columns = ["panda_id", *rows[0]]
@@ -101,7 +70,7 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
     else:
         result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
         ids = [r[0] for r in result]
-    counters.record_inserts(conn, ids, now=now)  # written at commit, in one upsert
+    counters.record_inserts(conn, ids, [nj.status for nj in new_jobs], now=now)  # written at commit, in one upsert
     file_rows = [
         {
             "panda_id": pid,
@@ -127,7 +96,9 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
         why = f"retry of job {nj.parent_panda_id}" if nj.parent_panda_id else "submitted"
         events.append((pid, now, "", JobState.DEFINED.value, owner, why, 1, 0))
         brokerage = f"brokerage: {nj.brokerage_reason}"
-        events.append((pid, now, JobState.DEFINED.value, JobState.ACTIVATED.value, owner, brokerage, 1, 0))
+        if nj.waiting_for:
+            brokerage = f"{brokerage}; {nj.waiting_for}"
+        events.append((pid, now, JobState.DEFINED.value, nj.status.value, owner, brokerage, 1, 0))
     append_events(conn, events)  # in EVENT_COLUMNS order
     return ids
 
@@ -166,13 +137,14 @@ def get_jobs(conn: Connection, ids: Sequence[int]) -> list[job_pb2.Job]:
     rows = fetch_rows(conn, ids)
     require_all(rows, ids)
     file_map = fetch_files(conn, list(rows))
-    built = {pid: job_row_to_proto(row, file_map.get(pid, [])) for pid, row in rows.items()}
+    error_map = errors.fetch(conn, list(rows))
+    built = {pid: job_row_to_proto(row, file_map.get(pid, []), error_map.get(pid, ())) for pid, row in rows.items()}
     return [built[pid] for pid in ids]
 
 
 def _list_filters(req: submission_pb2.ListJobsRequest) -> list[Any]:
     conds: list[Any] = []
-    for name in ("computing_site", "prod_source_label", "owner", "transformation", "vo", "job_name"):
+    for name in jobfields.LIST_FILTERS:
         value = getattr(req, name)
         if value:
             conds.append(jobs.c[name] == value)
@@ -206,7 +178,13 @@ def list_jobs(
     more = len(rows) > page_size
     rows = rows[:page_size]
     file_map = fetch_files(conn, [r["panda_id"] for r in rows]) if req.with_files else None
-    page = [job_row_to_proto(r, file_map.get(r["panda_id"], []) if file_map is not None else None) for r in rows]
+    error_map = errors.fetch(conn, [r["panda_id"] for r in rows])
+    page = [
+        job_row_to_proto(
+            r, file_map.get(r["panda_id"], []) if file_map is not None else None, error_map.get(r["panda_id"], ())
+        )
+        for r in rows
+    ]
     counts_stmt = select(jobs.c.status, func.count()).where(and_(True, *conds)).group_by(jobs.c.status)
     counts = {status: int(n) for status, n in conn.execute(counts_stmt)}
     return page, (rows[-1]["panda_id"] if more and rows else None), counts
@@ -245,9 +223,7 @@ def kill_jobs(
     rows = fetch_rows(conn, ids, lock=True)
     require_all(rows, ids)
     diag = kill_diag(who, reason)
-    error = encode_errors(
-        [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
-    )
+    error = [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
     changes: list[Change] = []
     commands: list[dict[str, Any]] = []
     decided: dict[int, KillDecision] = {}

@@ -15,7 +15,6 @@ from ailuro import errorcodes
 from ailuro.errors import PermissionDenied
 from ailuro.v1 import job_pb2
 from dispatcher import decisions as dec
-from dispatcher.convert import encode_errors
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.jobs import chunks
 from dispatcher.store.schema import jobs, pilots
@@ -41,11 +40,10 @@ def lease_of(row: Any) -> dec.Lease:
     )
 
 
-def kill_error(reason: str) -> bytes:
-    """The kill's error as stored on a job: dispatcher, 1144 (killed by user), the kill's reason."""
-    return encode_errors(
-        [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=reason)]
-    )
+def kill_error(reason: str) -> list[job_pb2.JobError]:
+    """The kill's error as a job's errors (rows of ``job_errors``): dispatcher, 1144 (killed by
+    user), the kill's reason."""
+    return [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=reason)]
 
 
 def pilot_claim(

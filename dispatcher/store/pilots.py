@@ -18,7 +18,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from ailuro.errors import PermissionDenied
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher import decisions as dec
-from dispatcher.convert import FILE_TYPE_NAMES, encode_errors, job_status
+from dispatcher import jobfields
+from dispatcher.convert import FILE_TYPE_NAMES
 from dispatcher.matching import Offer, format_tags
 from dispatcher.shares import Leaf, charge
 from dispatcher.states import ON_PILOT_STATES, JobState
@@ -216,20 +217,10 @@ def claim_jobs(
             for req, row in plan
         ]
         applied = apply_changes(conn, changes, now=now)
-        for req, row in plan:
+        for (req, row), ch in zip(plan, changes, strict=True):
             if row["panda_id"] not in applied:
                 continue
-            job = job_pb2.Job.FromString(row["spec"])
-            job.panda_id = row["panda_id"]
-            job.status = job_status(JobState.SENT)
-            job.attempt_nr = row["attempt_nr"]
-            job.lease_epoch = row["lease_epoch"] + 1
-            job.owner = row["owner"]
-            job.brokerage_reason = row["brokerage_reason"]
-            job.pilot_id = req.pilot.pilot_id
-            job.batch_id = req.pilot.batch_id
-            job.node = req.pilot.node
-            job.creation_time.FromNanoseconds(int(row["creation_time"] * 1e9))
+            job = jobfields.pilot_job({**row, **ch.values, "status": ch.to_status})  # the row as written
             req.assignments.append(
                 pilot_pb2.JobAssignment(job=job, lease_epoch=row["lease_epoch"] + 1, lease_s=int(lease_s))
             )
@@ -368,7 +359,7 @@ def _final_change(row: Any, f: FinalIn, outcome: dec.FinalOutcome, now: float) -
         "max_rss_kb": rep.metrics.max_rss_kb,
         "walltime_s": rep.metrics.walltime_s,
         "exit_code": rep.metrics.exit_code,
-        "errors": encode_errors(rep.errors) if rep.errors else None,
+        "errors": list(rep.errors),  # job_errors rows (none: cleared)
         "lease_expires": None,
         "last_final_epoch": rep.lease_epoch,
         "last_final_status": JobState.from_proto(rep.status).value,
@@ -394,8 +385,11 @@ def _final_change(row: Any, f: FinalIn, outcome: dec.FinalOutcome, now: float) -
     )
 
 
-def final_report(f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS, *, heir: bool = False) -> dec.FinalReport:
-    """A final report as the decisions see it (``heir``: its principal owns the lease's pilot id too)."""
+def final_report(
+    f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS, *, heir: bool = False, verify_on: str = ""
+) -> dec.FinalReport:
+    """A final report as the decisions see it (``heir``: its principal owns the lease's pilot id too;
+    ``verify_on``: the SE where a DDM job's outputs are verified before it finishes)."""
     rep = f.report
     return dec.FinalReport(
         panda_id=rep.panda_id,
@@ -406,6 +400,7 @@ def final_report(f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS, *, heir: 
         walltime_s=rep.metrics.walltime_s,
         error_summary=_summary(rep.errors, reason_chars),
         holders_heir=heir,
+        verify_on=verify_on,
     )
 
 
@@ -420,6 +415,8 @@ def apply_finals(
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
     foreign = [r["pilot_id"] for f in finals if (r := rows.get(f.report.panda_id)) and r["pilot_id"] != f.pilot_id]
     owners = pilot_principals(conn, foreign)  # the rare case: a final from another pilot than the holder
+    done = [f.report.panda_id for f in finals if f.report.status == job_pb2.JOB_STATUS_FINISHED]
+    links = dataflow.verify_sites(conn, done)  # DDM jobs: outputs verified on an SE before they finish
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
     with_outputs: set[int] = set()
@@ -427,7 +424,8 @@ def apply_finals(
     for f in finals:
         row = rows.get(f.report.panda_id)
         heir = row is not None and bool(f.principal) and owners.get(row["pilot_id"]) == f.principal
-        report = final_report(f, reason_chars, heir=heir)
+        link = links.get(f.report.panda_id)
+        report = final_report(f, reason_chars, heir=heir, verify_on=link["output_se"] if link else "")
         lease = lease_of(row) if row is not None else None
         verdict = dec.judge_final(lease, report, now=now, earlier=seen.get(report.panda_id))
         out.append((_ACK[verdict.answer], verdict.message))
@@ -437,7 +435,6 @@ def apply_finals(
         changes.append(_final_change(row, f, verdict.outcome, now))
         if verdict.outcome.outputs:
             with_outputs.add(report.panda_id)
-    links = dataflow.route_finished(conn, changes)  # DDM jobs: finished -> transferring until outputs are verified
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:

@@ -70,7 +70,6 @@ jobs = Table(
     Column("max_rss_kb", BigInteger, nullable=False, default=0),
     Column("walltime_s", Float, nullable=False, default=0.0),
     Column("exit_code", Integer, nullable=False, default=0),
-    Column("errors", LargeBinary, nullable=True),  # serialized JobError list (one Job message)
     Column("lease_epoch", BigInteger, nullable=False, default=0),
     Column("lease_expires", Float, nullable=True),
     Column("kill_requested", Boolean, nullable=False, default=False),
@@ -125,6 +124,20 @@ files = Table(
     Column("pfn", Text, nullable=False, default=""),
     UniqueConstraint("panda_id", "lfn", name="uq_files_job_lfn"),
 )
+
+job_errors = Table(
+    "job_errors",
+    metadata,
+    Column("panda_id", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),  # order within the job's errors, from 0
+    Column("attempt_nr", Integer, nullable=False),  # the attempt they were reported for
+    Column("component", Integer, nullable=False),  # ailuro.v1.ErrorComponent number
+    Column("code", Integer, nullable=False),
+    Column("diag", Text, nullable=False, default=""),
+    PrimaryKeyConstraint("panda_id", "seq", name="pk_job_errors"),
+    Index("ix_job_errors_code", "component", "code"),
+)
+"""The errors a job carries, those of its last failed attempt (migration 0009; ``store/errors.py``)."""
 
 job_events = Table(
     "job_events",

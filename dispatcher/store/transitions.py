@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from dispatcher.states import JobState, check_transition
-from dispatcher.store import bulk, counters
+from dispatcher.store import bulk, counters, errors
 from dispatcher.store.schema import job_events, jobs
 
+ERRORS = "errors"
+"""The key of :attr:`Change.values` that replaces the job's errors (a list of ``JobError``)."""
 _CHUNK_ROWS = 400  # keeps bind parameters per statement well under SQLite's and PostgreSQL's limits
 
 
@@ -29,6 +31,8 @@ class Change:
 
     ``events`` lists the transitions to record as ``(from, to, reason)``; by default the one
     ``from_status -> to_status`` transition with ``reason``, none when the state is unchanged.
+    ``values[ERRORS]``, if present, replaces the job's errors (``job_errors`` rows of attempt
+    ``attempt_nr``; an empty list clears them).
     """
 
     panda_id: int
@@ -58,7 +62,7 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
             check_transition(ch.panda_id, src, dst)
     groups: dict[tuple[str, ...], list[Change]] = defaultdict(list)
     for ch in changes:
-        groups[tuple(sorted(ch.values))].append(ch)
+        groups[tuple(sorted(k for k in ch.values if k != ERRORS))].append(ch)
     applied: set[int] = set()
     pg = conn.dialect.name == "postgresql"
     update_chunk = _update_chunk_pg if pg else _update_chunk
@@ -66,6 +70,8 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
     for cols, group in groups.items():
         for start in range(0, len(group), step):
             applied |= update_chunk(conn, cols, group[start : start + step], now)
+    replaced = [(ch.panda_id, ch.attempt_nr, ch.values[ERRORS]) for ch in changes if ERRORS in ch.values]
+    errors.replace(conn, [item for item in replaced if item[0] in applied])  # one DELETE and one append
     counters.record_changes(conn, changes, applied, now=now)  # written at commit, in one upsert
     events = [
         (

@@ -13,7 +13,6 @@ from sqlalchemy import Connection, delete, select
 
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
-from dispatcher.convert import encode_errors
 from dispatcher.decisions import Lapse, judge_lapse, lost_attempt
 from dispatcher.states import JobState
 from dispatcher.store.leases import kill_error, lease_of
@@ -38,8 +37,8 @@ def _candidates(
     return list(conn.execute(stmt).mappings())
 
 
-def _error(code: int, diag: str) -> bytes:
-    return encode_errors([job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=code, diag=diag)])
+def _error(code: int, diag: str) -> list[job_pb2.JobError]:
+    return [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=code, diag=diag)]
 
 
 def _killed(row: Any, now: float, why: str) -> Change:

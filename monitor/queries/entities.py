@@ -186,7 +186,7 @@ def _jobs_where(conn: Connection, conds: list[Any]) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(*jobq.LIST_COLUMNS).where(*conds).order_by(jobs.c.panda_id.desc()).limit(PILOT_JOBS)
     ).all()
-    return [jobq._job_row(r) for r in rows]
+    return jobq.job_rows(conn, rows)
 
 
 def search(conn: Connection, query: str, viewer: Viewer) -> dict[str, Any]:

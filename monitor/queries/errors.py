@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy import Connection
 
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
-from dispatcher.convert import decode_errors
+from dispatcher.store import errors as job_errors
 
 CODE_NAMES: dict[int, str] = {
     value: name.lower()
@@ -24,8 +27,8 @@ def component_name(number: int) -> str:
         return str(number)
 
 
-def decode(blob: bytes | None) -> list[dict[str, Any]]:
-    """The stored errors of a job as dicts ``{component, code, name, diag}``."""
+def as_dicts(errors: Iterable[job_pb2.JobError]) -> list[dict[str, Any]]:
+    """Errors as dicts ``{component, code, name, diag}``."""
     return [
         {
             "component": component_name(e.component),
@@ -33,5 +36,10 @@ def decode(blob: bytes | None) -> list[dict[str, Any]]:
             "name": CODE_NAMES.get(e.code, ""),
             "diag": e.diag,
         }
-        for e in decode_errors(blob)
+        for e in errors
     ]
+
+
+def errors_by_job(conn: Connection, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """The stored errors of the given jobs (``job_errors``) as :func:`as_dicts`; jobs without errors are absent."""
+    return {pid: as_dicts(errs) for pid, errs in job_errors.fetch(conn, ids).items()}

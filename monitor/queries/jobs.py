@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, union_all
 
+from dispatcher import jobfields
+from dispatcher.store import errors as job_errors
 from dispatcher.store.schema import files, job_events, jobs, pilots, workers
 from monitor.filters import (
     FACETS,
@@ -19,29 +21,31 @@ from monitor.filters import (
     window_branches,
 )
 from monitor.queries.counts import facet_states, uses_counters
-from monitor.queries.errors import decode
+from monitor.queries.errors import errors_by_job
 
 FACET_TOP = 40
 """Values shown per facet (the most frequent); the rest are summed into ``other``."""
 
-LIST_COLUMNS = (
-    jobs.c.panda_id,
-    jobs.c.job_name,
-    jobs.c.owner,
-    jobs.c.task_id,
-    jobs.c.transformation,
-    jobs.c.status,
-    jobs.c.creation_time,
-    jobs.c.start_time,
-    jobs.c.end_time,
-    jobs.c.modification_time,
-    jobs.c.computing_site,
-    jobs.c.current_priority,
-    jobs.c.attempt_nr,
-    jobs.c.prod_source_label,
-    jobs.c.sent_time,
-    jobs.c.errors,
+LIST_FIELDS = jobfields.fields_by_key(
+    "pandaid",
+    "jobname",
+    "produsername",
+    "taskid",
+    "transformation",
+    "jobstatus",
+    "creationtime",
+    "starttime",
+    "endtime",
+    "modificationtime",
+    "computingsite",
+    "currentpriority",
+    "attemptnr",
+    "prodsourcelabel",
+    "senttime",
 )
+"""What a row of the jobs table shows (the job page adds every other field)."""
+DETAIL_FIELDS = tuple(f for f in jobfields.FIELDS if f.key and f not in LIST_FIELDS)
+LIST_COLUMNS = tuple(jobs.c[f.column] for f in LIST_FIELDS)
 
 ERROR_SCAN_LIMIT = 50_000
 """An error-filtered list decodes at most this many of the window's newest jobs (``truncated`` says so)."""
@@ -102,25 +106,16 @@ def _ranked(counts: dict[str, dict[str, int]]) -> dict[str, list[dict[str, Any]]
     return out
 
 
-def _job_row(r: Any) -> dict[str, Any]:
-    errors = decode(r.errors)
+def job_rows(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows of :data:`LIST_COLUMNS` as the jobs table shows them (their errors read in one go)."""
+    errs = errors_by_job(conn, [int(r.panda_id) for r in rows])
+    return [_job_row(r, errs.get(int(r.panda_id), [])) for r in rows]
+
+
+def _job_row(r: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
     first = errors[0] if errors else None
     return {
-        "pandaid": int(r.panda_id),
-        "jobname": r.job_name,
-        "produsername": r.owner,
-        "taskid": int(r.task_id),
-        "transformation": r.transformation,
-        "jobstatus": r.status,
-        "creationtime": r.creation_time,
-        "starttime": r.start_time,
-        "endtime": r.end_time,
-        "modificationtime": r.modification_time,
-        "computingsite": r.computing_site,
-        "currentpriority": int(r.current_priority),
-        "attemptnr": int(r.attempt_nr),
-        "prodsourcelabel": r.prod_source_label,
-        "senttime": r.sent_time,
+        **jobfields.monitor_json(r, LIST_FIELDS),
         # a job that went straight from sent to its end never reported running: its start is when it was sent
         "startedsent": r.start_time is None and r.sent_time is not None,
         "duration_s": _duration(r),
@@ -172,22 +167,24 @@ def list_jobs(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> l
     if not ids:
         return []
     rows = {int(r.panda_id): r for r in conn.execute(select(*LIST_COLUMNS).where(jobs.c.panda_id.in_(ids)))}
-    return [_job_row(rows[pid]) for pid in ids if pid in rows]
+    return job_rows(conn, [rows[pid] for pid in ids if pid in rows])
 
 
 def error_filtered(conn: Connection, flt: JobFilter, viewer: Viewer) -> tuple[list[Any], bool]:
     """The window's jobs with the filter's error (newest :data:`ERROR_SCAN_LIMIT` scanned), and if cut.
 
-    Errors are stored per job as one serialized list, so no index can select them: the window's
-    jobs that have errors are read newest first (bounded) and decoded here.
+    The window's jobs (those with errors, unless the filter also matches jobs without) are read
+    newest first (bounded), and matched with their ``job_errors`` rows here.
     """
     conds = job_conditions(flt, viewer)
     if not flt.may_match_no_error:
-        conds.append(jobs.c.errors.is_not(None))
+        conds.append(job_errors.has_errors())
     stmt = select(*LIST_COLUMNS).where(*conds).order_by(jobs.c.modification_time.desc()).limit(ERROR_SCAN_LIMIT + 1)
     rows = conn.execute(stmt).all()
     truncated = len(rows) > ERROR_SCAN_LIMIT
-    return [r for r in rows[:ERROR_SCAN_LIMIT] if flt.error_matches(decode(r.errors))], truncated
+    rows = rows[:ERROR_SCAN_LIMIT]
+    errs = errors_by_job(conn, [int(r.panda_id) for r in rows])
+    return [r for r in rows if flt.error_matches(errs.get(int(r.panda_id), []))], truncated
 
 
 def _error_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> tuple[Any, list[Any], bool]:
@@ -210,7 +207,7 @@ def jobs_page(conn: Connection, flt: JobFilter, page: Page, viewer: Viewer) -> d
     truncated = False
     if flt.has_error_filter:
         facets, rows, truncated = _error_page(conn, flt, page, viewer)
-        listed = [_job_row(r) for r in rows]
+        listed = job_rows(conn, rows)
     else:
         facets = facet_counts(conn, flt, viewer)
         listed = list_jobs(conn, flt, page, viewer)
@@ -249,34 +246,9 @@ def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any
     row = conn.execute(select(jobs).where(jobs.c.panda_id == panda_id, visibility_clause(viewer))).first()
     if row is None:
         return None
-    job = _job_row(row)
-    job.update(
-        {
-            "vo": row.vo,
-            "jobdefinitionid": int(row.job_definition_id),
-            "processingtype": row.processing_type,
-            "jobparameters": row.job_parameters,
-            "maxattempt": int(row.max_attempt),
-            "cores": int(row.cores),
-            "memory_mb": int(row.memory_mb),
-            "maxwalltime_s": int(row.max_walltime_s),
-            "destinationdblock": row.destination_dblock,
-            "destinationse": row.destination_se,
-            "pilotid": row.pilot_id,
-            "batchid": row.batch_id,
-            "node": row.node,
-            "cputime_s": float(row.cpu_time_s),
-            "walltime_s": float(row.walltime_s),
-            "maxrss_kb": int(row.max_rss_kb),
-            "exitcode": int(row.exit_code),
-            "senttime": row.sent_time,
-            "leaseepoch": int(row.lease_epoch),
-            "killrequested": bool(row.kill_requested),
-            "killreason": row.kill_reason,
-            "brokeragereason": row.brokerage_reason,
-            "parentpandaid": int(row.parent_panda_id),
-        }
-    )
+    errors = errors_by_job(conn, [panda_id]).get(panda_id, [])
+    job = _job_row(row, errors)
+    job.update(jobfields.monitor_json(row, DETAIL_FIELDS))
     file_rows = conn.execute(select(files).where(files.c.panda_id == panda_id).order_by(files.c.file_id)).all()
     events = conn.execute(
         select(job_events).where(job_events.c.panda_id == panda_id).order_by(job_events.c.event_id)
@@ -292,7 +264,7 @@ def job_detail(conn: Connection, panda_id: int, viewer: Viewer) -> dict[str, Any
             ).first()
     return {
         "job": job,
-        "errors": decode(row.errors),
+        "errors": errors,
         "files": [_file_row(f) for f in file_rows],
         "events": [
             {

@@ -13,14 +13,15 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from ailuro.vocabulary import QUEUED_WORKER_STATES
-from dispatcher.convert import FINAL_WORKER_STATES, decode_errors
+from dispatcher.convert import FINAL_WORKER_STATES
 from dispatcher.states import FINAL_STATES, JobState
+from dispatcher.store import errors as job_errors
 from dispatcher.store import factories
 from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, queue_clause, visibility_clause
 from monitor.queries import counts
-from monitor.queries.errors import CODE_NAMES, component_name, decode
+from monitor.queries.errors import CODE_NAMES, component_name, errors_by_job
 
 ACTIVE_STATES = tuple(s.value for s in JobState if s not in FINAL_STATES)
 FINAL_STATE_VALUES = tuple(s.value for s in FINAL_STATES)
@@ -274,8 +275,8 @@ def pilots_page(conn: Connection, flt: JobFilter, viewer: Viewer, page: int = 1)
 def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Failed jobs in the window summarized by (component, code), with sites and example jobs.
 
-    Errors are stored per job as a serialized list, so the newest :data:`ERROR_SCAN_LIMIT` failed
-    jobs of the window are decoded here (``truncated`` says when there were more).
+    Without counters, the newest :data:`ERROR_SCAN_LIMIT` failed jobs of the window are read with
+    their ``job_errors`` rows (``truncated`` says when there were more).
     """
     values = dict(flt.values)
     values.setdefault("jobstatus", ("failed",))
@@ -293,7 +294,7 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
 def _errors_scanned(conn: Connection, scoped: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """The error summary decoded from the newest :data:`ERROR_SCAN_LIMIT` matching jobs."""
     stmt = (
-        select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors)
+        select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner)
         .where(*job_conditions(scoped, viewer))
         .order_by(jobs.c.modification_time.desc())
         .limit(ERROR_SCAN_LIMIT + 1)
@@ -301,8 +302,10 @@ def _errors_scanned(conn: Connection, scoped: JobFilter, viewer: Viewer) -> dict
     rows = conn.execute(stmt).all()
     truncated = len(rows) > ERROR_SCAN_LIMIT
     groups: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in rows[:ERROR_SCAN_LIMIT]:
-        errs = decode(r.errors) or [NO_ERROR]
+    rows = rows[:ERROR_SCAN_LIMIT]
+    by_job = errors_by_job(conn, [int(r.panda_id) for r in rows])
+    for r in rows:
+        errs = by_job.get(int(r.panda_id)) or [NO_ERROR]
         for e in errs:
             g = groups.setdefault(
                 (e["component"], e["code"]),
@@ -324,7 +327,7 @@ def _errors_scanned(conn: Connection, scoped: JobFilter, viewer: Viewer) -> dict
     summary = sorted(groups.values(), key=lambda g: (-g["count"], g["component"], g["code"]))
     return {
         "filter": scoped.as_dict(),
-        "jobs_scanned": min(len(rows), ERROR_SCAN_LIMIT),
+        "jobs_scanned": len(rows),
         "truncated": truncated,
         "errors": summary,
     }
@@ -359,9 +362,10 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
         if facet == "computingsite":
             g["count"] += int(n)
         candidates[(int(comp), int(code))].add(int(example))
-    head = window.head_rows(conn, [jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner, jobs.c.errors], statuses)
+    head = window.head_rows(conn, [jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner], statuses)
+    head_errors = job_errors.fetch(conn, [int(r.panda_id) for r in head])
     for r in head:
-        errs = {(int(e.component), int(e.code)) for e in decode_errors(r.errors)} or {(0, 0)}
+        errs = {(int(e.component), int(e.code)) for e in head_errors.get(int(r.panda_id), [])} or {(0, 0)}
         for comp, code in errs:
             g = group(comp, code)
             g["count"] += 1
@@ -373,16 +377,15 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
     ids = sorted({pid for chosen in wanted.values() for pid in chosen})
     details: dict[int, Any] = {}
     for start in range(0, len(ids), 900):
-        stmt = select(jobs.c.panda_id, jobs.c.computing_site, jobs.c.errors).where(
-            jobs.c.panda_id.in_(ids[start : start + 900])
-        )
+        stmt = select(jobs.c.panda_id, jobs.c.computing_site).where(jobs.c.panda_id.in_(ids[start : start + 900]))
         details.update({int(r.panda_id): r for r in conn.execute(stmt)})
+    example_errors = job_errors.fetch(conn, ids)
     for key, chosen in wanted.items():
         for pid in chosen:
             r = details.get(pid)
             if r is None:
                 continue
-            diag = next((e.diag for e in decode_errors(r.errors) if (e.component, e.code) == key), "")
+            diag = next((e.diag for e in example_errors.get(pid, []) if (e.component, e.code) == key), "")
             groups[key]["examples"].append({"pandaid": pid, "computingsite": r.computing_site, "diag": diag})
     jobs_counted = sum(
         n

@@ -26,7 +26,7 @@ from dispatcher.auth.config import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
 from dispatcher.auth.issuer import IssuerFiles, ensure, issue, load_key
 from dispatcher.store import counters
 from dispatcher.store.engine import open_database
-from dispatcher.store.schema import jobs
+from dispatcher.store.schema import job_errors, jobs
 from monitor.auth import MonitorAuth
 from monitor.config import MonitorConfig
 from monitor.sampledata import SampleSpec, generate, load_sample
@@ -152,9 +152,11 @@ def test_jobs_facet_filter_and_job_page(
     new_id = 10**6
     db = open_database(db_url)
     with db.write() as conn:
-        row = dict(next(r.job for r in generate(spec) if r.job["status"] == "failed"))
+        sample = next(r for r in generate(spec) if r.job["status"] == "failed")
+        row = dict(sample.job)
         row.update(panda_id=new_id, modification_time=time.time(), computing_site="LIVE-SITE")
         conn.execute(jobs.insert().values(**row))
+        conn.execute(job_errors.insert(), [{**e, "panda_id": new_id} for e in sample.errors])
         # written behind the store's back, so recount the way a bulk loader must
         counters.rebuild(conn)
     db.dispose()
@@ -243,22 +245,24 @@ def test_shifter_path_by_clicks(browser: Any, monitor: tuple[RunningMonitor, str
     """Front page → a failing site → its error code → the failed jobs → one job → its pilot → its log."""
     from selenium.webdriver.common.by import By
 
-    from dispatcher.convert import decode_errors
+    from ailuro.v1 import job_pb2
     from dispatcher.store.schema import files
     from pilot.logtar import log_lfn, make_log_tarball
 
     running, db_url, spec = monitor
     rows = list(generate(spec))
     # the job the shifter will end on: failed on a pilot, with a real log tarball holding a pilot log
-    target = next(
-        r.job
+    target_rows = next(
+        r
         for r in sorted(rows, key=lambda r: -r.job["panda_id"])
         if r.job["status"] == "failed"
         and r.job["pilot_id"]
         and r.job["modification_time"] > spec.now - 6 * 3600  # inside the pages' default 12-hour window
         and any(f["type"] == "log" for f in r.files)
     )
-    error = decode_errors(target["errors"])[0]
+    target = target_rows.job
+    first = target_rows.errors[0]
+    error = job_pb2.JobError(component=first["component"], code=first["code"], diag=first["diag"])
     (tmp_path / "pilot.log").write_text("pilot: job started\npilot: payload failed\n")
     tarball = make_log_tarball(tmp_path / log_lfn(target["job_name"]), [(tmp_path / "pilot.log", "pilot.log")])
     db = open_database(db_url)

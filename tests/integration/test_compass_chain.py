@@ -113,6 +113,9 @@ def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_di
     # disk, then was activated and ran: assigned -> activated -> ... -> transferring -> finished
     for pid in proc_ids:
         path = [e.to_status for e in client.events(pid)]
+        # inserted in the planned state (never activated first), finished only once its outputs are verified
+        assert path[:2] == [JS.JOB_STATUS_DEFINED, JS.JOB_STATUS_ASSIGNED], path
+        assert path.count(JS.JOB_STATUS_FINISHED) == 1, path
         last_assigned = len(path) - 1 - path[::-1].index(JS.JOB_STATUS_ASSIGNED)
         assert path[last_assigned + 1] == JS.JOB_STATUS_ACTIVATED
         assert path[-2:] == [JS.JOB_STATUS_TRANSFERRING, JS.JOB_STATUS_FINISHED]

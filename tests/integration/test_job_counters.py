@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, delete, select, text
+from test_job_errors_migration import migrate_to
 
 from ailuro import errorcodes
 from ailuro.client import Client
 from ailuro.v1 import job_pb2
-from dispatcher.convert import decode_errors, encode_errors
 from dispatcher.server import RunningDispatcher
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import counters
@@ -38,6 +38,7 @@ from dispatcher.store.schema import (
     job_counts,
     job_error_count_deltas,
     job_error_counts,
+    job_errors,
     job_events,
     jobs,
 )
@@ -89,7 +90,7 @@ def _step(rng: random.Random, row: Any, now: float) -> Change | None:
             ]
         )
         if comp is not None:
-            values["errors"] = encode_errors([job_pb2.JobError(component=comp, code=code, diag="boom")])
+            values["errors"] = [job_pb2.JobError(component=comp, code=code, diag="boom")]
     events = [(state, S.HOLDING, "done"), (S.HOLDING, S.FINISHED, "done")] if dst == S.FINISHED else None
     return Change(
         panda_id=row.panda_id, from_status=state, epoch=row.lease_epoch, to_status=dst, values=values, events=events
@@ -165,8 +166,11 @@ def expected_counts(conn: Connection) -> Counter[tuple[Any, ...]]:
 def expected_errors(conn: Connection) -> Counter[tuple[Any, ...]]:
     """What ``job_error_counts`` must hold."""
     want: Counter[tuple[Any, ...]] = Counter()
+    by_job: dict[int, list[Any]] = {}
+    for e in conn.execute(select(job_errors)):
+        by_job.setdefault(e.panda_id, []).append(e)
     for row in conn.execute(select(jobs).where(jobs.c.status.in_([s.value for s in FINAL_STATES]))):
-        errs = {(int(e.component), int(e.code)) for e in decode_errors(row.errors)}
+        errs = {(int(e.component), int(e.code)) for e in by_job.get(row.panda_id, [])}
         if not errs and row.status == "failed":
             errs = {(0, 0)}
         for comp, code in errs:
@@ -389,31 +393,10 @@ def test_rebuild_equals_maintained_counters(db_url: str) -> None:
         db.dispose()
 
 
-MADE_AFTER_0005 = ("factory_queues", "factories", "audit")
-"""Tables later migrations create (0008, 0010): a database set back to an older version must lose
-them, or the upgrade that makes them again fails."""
-
-
-def _undo_0011(db_url: str) -> None:
-    """Undo migration 0011 (brokerage: columns, an index and tables) with its own downgrade, so
-    that the manual set-back below starts from the schema it was written for."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from dispatcher.store.engine import MIGRATIONS_DIR
-
-    db = open_database(db_url, run_migrations=False)
-    try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        before = ScriptDirectory.from_config(cfg).get_revision("0011").down_revision
-        with db.engine.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, str(before))
-            conn.commit()
-    finally:
-        db.dispose()
+MADE_AFTER_0005 = ("factory_queues", "factories")
+"""Tables later migrations create (0008): a database set back to an older version must lose them,
+or the upgrade that makes them again fails. Migrations from 0009 on (job_errors moves data, 0010
+the audit table, 0011 brokerage) are undone by their own downgrades first (:func:`migrate_to` to 0008)."""
 
 
 def test_migration_backfills_existing_jobs(db_url: str) -> None:
@@ -421,7 +404,7 @@ def test_migration_backfills_existing_jobs(db_url: str) -> None:
     run_workload_url = db_url
     open_database(db_url).dispose()
     run_workload(run_workload_url, seed=5, rounds=60)
-    _undo_0011(db_url)
+    migrate_to(db_url, "0008")  # errors back into the jobs.errors blob, as 0003 kept them
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:
@@ -444,7 +427,7 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
     open_database(db_url).dispose()
     run_workload(db_url, seed=8, rounds=40)
     fold_all(db_url)
-    _undo_0011(db_url)
+    migrate_to(db_url, "0008")
     db = open_database(db_url, run_migrations=False)
     try:
         with db.write() as conn:

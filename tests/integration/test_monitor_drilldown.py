@@ -19,7 +19,6 @@ import pytest
 from test_monitor_pages import PAGES, Populated, _get_json, _in_window, populated  # noqa: F401
 
 from ailuro.v1 import job_pb2
-from dispatcher.convert import decode_errors
 
 DETAIL_PAGES = ("/site/{site}", "/task/{task}", "/pilot/{pilot}", "/job/{job}", "/search/")
 
@@ -92,17 +91,18 @@ def test_site_filters_are_applied_on_sites_and_pilots(populated: Populated) -> N
     assert pilots["pilots_total"] == sum(p["queue"] == sites[0] for p in everything["pilots"])
 
 
-def _errors_of(job: dict[str, Any]) -> set[tuple[str, int]]:
+def _errors_of(populated: Populated, job: dict[str, Any]) -> set[tuple[str, int]]:
+    (rows,) = [r for r in populated.rows if r.job["panda_id"] == job["panda_id"]]
     return {
-        (job_pb2.ErrorComponent.Name(e.component).removeprefix("ERROR_COMPONENT_").lower(), e.code)
-        for e in decode_errors(job["errors"])
+        (job_pb2.ErrorComponent.Name(e["component"]).removeprefix("ERROR_COMPONENT_").lower(), e["code"])
+        for e in rows.errors
     }
 
 
 def test_error_filter_lists_exactly_the_jobs_with_that_error(populated: Populated) -> None:
     window = [j for j in _in_window(populated, 72) if j["status"] == "failed"]
-    (component, code), n = Counter(e for j in window for e in _errors_of(j)).most_common(1)[0]
-    want = {j["panda_id"] for j in window if (component, code) in _errors_of(j)}
+    (component, code), n = Counter(e for j in window for e in _errors_of(populated, j)).most_common(1)[0]
+    want = {j["panda_id"] for j in window if (component, code) in _errors_of(populated, j)}
     data = _get_json(
         populated.client, "/jobs/", errorcode=code, errorcomponent=component, jobstatus="failed", hours=72, limit=1000
     )
@@ -127,7 +127,7 @@ def test_job_list_columns_and_job_page_links(populated: Populated) -> None:
         assert f"<th>{header}</th>" in html
     page = populated.client.get(f"/job/{job['panda_id']}").text
     assert f'href="/pilot/{job["pilot_id"]}"' in page
-    (component, code) = next(iter(_errors_of(job)))
+    (component, code) = next(iter(_errors_of(populated, job)))
     assert f"errorcode={code}&amp;errorcomponent={component}" in page
     assert f'href="/site/{job["computing_site"]}"' in page
     assert re.search(r'<td class="num"><span title="[0-9.]+ s">', html), "durations carry the exact value on hover"
@@ -201,7 +201,7 @@ def test_metrics_counters_and_histograms(populated: Populated) -> None:
     (site, state), n = ended.most_common(1)[0]
     assert f'ailuro_jobs_ended_total{{site="{site}",state="{state}"}} {float(n)}' in text
     failed_here = [r.job for r in populated.rows if r.job["status"] == "failed" and r.job["computing_site"] == site]
-    by_error = Counter(e for j in failed_here for e in _errors_of(j))
+    by_error = Counter(e for j in failed_here for e in _errors_of(populated, j))
     (component, code), k = by_error.most_common(1)[0]
     want = f'ailuro_job_errors_total{{code="{code}",component="{component}",site="{site}",state="failed"}} {float(k)}'
     assert want in text

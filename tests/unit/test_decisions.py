@@ -193,6 +193,18 @@ def test_finished_from_holding_or_transferring_is_one_step(state: JobState) -> N
     assert out.steps == ((state, S.FINISHED, "final report: finished"),) and out.to_status is S.FINISHED
 
 
+def test_a_ddm_job_waits_in_transferring_until_its_outputs_are_verified() -> None:
+    out = d.final_outcome(lease(), report(verify_on="CERN_DISK"), now=100.0)
+    assert out.to_status is S.TRANSFERRING and out.outputs and not out.ends
+    assert out.steps == (
+        (S.RUNNING, S.HOLDING, "payload done; registering outputs"),
+        (S.HOLDING, S.TRANSFERRING, "final report: outputs stored; verifying them on CERN_DISK"),
+    )
+    # a delivered kill still wins over it
+    killed = lease(kill_requested=True, kill_reason="k", kill_delivered=True)
+    assert d.final_outcome(killed, report(verify_on="CERN_DISK"), now=1.0).to_status is S.CANCELLED
+
+
 def test_a_job_that_ended_before_it_was_reported_running_gets_a_backdated_start() -> None:
     out = d.final_outcome(lease(status=S.SENT, started=False), report(walltime_s=30.0), now=100.0)
     assert out.start_time == 70.0

@@ -144,7 +144,7 @@ def test_sample_data_is_deterministic_and_consistent() -> None:
     for r in a:
         assert r.events[0]["to_status"] == "defined"
         assert r.job["creation_time"] <= r.job["modification_time"] <= spec.now
-        assert (r.job["errors"] is not None) == (r.job["status"] in ("failed", "cancelled"))
+        assert bool(r.errors) == (r.job["status"] in ("failed", "cancelled"))
     assert {r.job["status"] for r in a} >= {"finished", "failed", "activated", "running"}
 
 

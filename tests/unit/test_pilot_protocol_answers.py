@@ -81,9 +81,12 @@ def test_only_the_owner_or_an_admin_may_debug() -> None:
     from dispatcher.store.debug import DebugTarget
 
     target = DebugTarget(panda_id=1, owner="alice", vo="v", status=JobState.RUNNING, pilot_id="p", node="n")
-    assert may_debug(Identity(name="alice"), target)
-    assert may_debug(Identity(name="root", roles=("admin",)), target)
-    assert not may_debug(Identity(name="bob", roles=("user", "production")), target)
+    assert may_debug(Identity(name="alice", vo="v", roles=("user",)), target)
+    assert may_debug(Identity(name="root", vo="admin", roles=("admin",), all_vos=True), target)
+    # a snapshot shows what the secret environment shows: the owner's, not the VO admin's
+    assert not may_debug(Identity(name="vo-admin", vo="v", roles=("admin",)), target)
+    assert not may_debug(Identity(name="alice", vo="other", roles=("user",)), target)
+    assert not may_debug(Identity(name="bob", vo="v", roles=("user", "production")), target)
     assert not may_debug(Identity(), target)
 
 

@@ -92,3 +92,20 @@ def test_from_proto_rejects_unspecified_and_unknown(value: int) -> None:
 )  # fmt: skip
 def test_should_retry(attempt: int, max_attempt: int, retryable: bool, expected: bool) -> None:
     assert should_retry(attempt_nr=attempt, max_attempt=max_attempt, retryable=retryable) is expected
+
+
+def test_path_takes_the_shortest_allowed_chain_from_the_table() -> None:
+    from dispatcher.states import path
+
+    assert path(S.SENT, S.FINISHED) == [(S.SENT, S.HOLDING), (S.HOLDING, S.FINISHED)]
+    assert path(S.RUNNING, S.TRANSFERRING) == [(S.RUNNING, S.HOLDING), (S.HOLDING, S.TRANSFERRING)]
+    assert path(S.HOLDING, S.FINISHED) == [(S.HOLDING, S.FINISHED)]
+    assert path(S.TRANSFERRING, S.TRANSFERRING) == []
+    for src in S:
+        for dst in S:
+            try:
+                steps = path(src, dst)
+            except ValueError:  # final states end every path; nothing leads back to defined
+                assert (src.is_final or dst == S.DEFINED) and src != dst
+                continue
+            assert all(is_allowed(a, b) for a, b in steps)

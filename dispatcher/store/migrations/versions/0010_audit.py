@@ -5,7 +5,7 @@ submitted a batch, killed, retried, changed a priority, issued a token, register
 workers, changed a queue's status.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"  # the lead re-chains this after 0009 at merge
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

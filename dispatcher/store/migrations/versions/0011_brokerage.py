@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0010"  # the lead re-chains (0010 audit is on main; 0009 may come in between)
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012"
-down_revision = "0011"  # after brokerage (on main); the lead re-chains it if 0009 comes in between
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"  # after monitor_vo 0012 (on main); the lead re-chains it if 0009 comes in between
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
