@@ -119,6 +119,7 @@ FIELDS: tuple[JobField, ...] = (
     JobField(column="lease_expires", kind=_T, origin=_INT),
     JobField(column="kill_requested", key="killrequested", kind=_B, origin=_INT, initial=False),
     JobField(column="kill_reason", key="killreason", origin=_INT, initial=""),
+    JobField(column="kill_delivered", key="killdelivered", kind=_B, origin=_INT, initial=False),
     JobField(column="brokerage_reason", proto="brokerage_reason", key="brokeragereason", to_pilot=True),
     JobField(column="parent_panda_id", proto="parent_panda_id", key="parentpandaid", kind=_I, initial=0),
     JobField(column="last_final_epoch", kind=_I, origin=_INT, initial=0),

@@ -126,11 +126,6 @@ def check_transition(panda_id: int, src: JobState, dst: JobState) -> None:
         raise FailedPrecondition(f"job {panda_id}: transition {src.value} -> {dst.value} is not allowed")
 
 
-def should_retry(*, attempt_nr: int, max_attempt: int, retryable: bool) -> bool:
-    """Whether a failed attempt goes back to ``activated`` for attempt ``attempt_nr + 1``."""
-    return retryable and attempt_nr < max_attempt
-
-
 _ORDER: dict[JobState, int] = {s: i for i, s in enumerate(JobState)}
 _TO_PROTO: dict[JobState, int] = {s: job_pb2.JobStatus.Value(f"JOB_STATUS_{s.name}") for s in JobState}
 _FROM_PROTO: dict[int, JobState] = {v: k for k, v in _TO_PROTO.items()}

@@ -22,7 +22,7 @@ from dispatcher.api.errors import identity_of, streaming, unary
 from dispatcher.auth.policy import Action, Resource, may
 from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
 from dispatcher.services.debug import DebugService
-from dispatcher.services.hub import PilotHub, PilotStream, pilot_info
+from dispatcher.services.hub import PilotHub, PilotStream, pilot_info, pilot_principal
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 
@@ -60,7 +60,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         if first.WhichOneof("msg") != "hello":
             raise InvalidArgument("the first message on a stream must be a Hello", field="hello")
         require_queue(context, first.hello.queue, "hello.queue")
-        stream = await self.hub.open_stream(first.hello)
+        # the pilot id is bound to the caller; a live id of another principal: PERMISSION_DENIED
+        stream = await self.hub.open_stream(first.hello, pilot_principal(identity_of(context)))
         stream.handler = asyncio.current_task()
         reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
         try:
@@ -106,11 +107,9 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
                     validation.validate_heartbeat_batch(msg.heartbeats, limits)
                     rejected = []
                     for hb in msg.heartbeats.heartbeats:
-                        problem = validation.heartbeat_problem(hb)
+                        problem = validation.heartbeat_problem(hb) or self.hub.heartbeat(stream, hb)
                         if problem:
                             rejected.append(_rejected(hb.panda_id, hb.lease_epoch, problem))
-                        else:
-                            self.hub.heartbeat(stream, hb)
                     stream.send_acks(rejected)
                 elif kind == "final":
                     problem = validation.final_problem(msg.final, limits)
@@ -166,7 +165,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
 
     async def _serve_final(self, stream: PilotStream, final: pilot_pb2.JobFinal) -> None:
         try:
-            ack = await self.hub.final(stream.pilot.pilot_id, final)
+            ack = await self.hub.final(stream.pilot.pilot_id, final, stream=stream)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -183,12 +182,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         h = request.pilot
         info = pilot_info(h)
         rt = self.hub.rt
-
-        def register() -> None:
-            with rt.db.write() as conn:
-                pstore.register_pilot(conn, info, dispatcher_id=rt.dispatcher_id, connected=False, now=rt.now())
-
-        await rt.db_call(register)
+        await self.hub.register_unary(info, pilot_principal(identity_of(context)))
         assignments = await self.hub.request_jobs(info, request.n, walltime_left_s=h.walltime_left_s)
         retry = 0.0 if len(assignments) >= request.n else rt.config.no_job_retry_s
         hi = welcome(rt.config, session_id="", dispatcher_id=rt.dispatcher_id)
@@ -200,6 +194,8 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
     ) -> pilot_pb2.UpdateJobResponse:
         limits = self.hub.rt.config.limits
         validation.validate_update_job(request, limits)
+        principal = pilot_principal(identity_of(context))
+        await self.hub.check_owner(request.pilot_id, principal)
         acks: list[pilot_pb2.Ack | None] = []
         beats = []
         for hb in request.heartbeats:
@@ -225,7 +221,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             problem = validation.final_problem(final, limits)
             if problem:
                 return _rejected(final.panda_id, final.lease_epoch, problem, is_final=True)
-            return await self.hub.final(request.pilot_id, final)
+            return await self.hub.final(request.pilot_id, final, principal=principal)
 
         finals = await asyncio.gather(*(one_final(f) for f in request.finals))
         for report in request.debug_reports:

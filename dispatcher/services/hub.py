@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ailuro.errors import ResourceExhausted, Unavailable
+from ailuro.errors import PermissionDenied, ResourceExhausted, Unavailable
 from ailuro.v1 import pilot_pb2
 from dispatcher import validation
 from dispatcher.config import Limits
+from dispatcher.identity import Identity
 from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
@@ -37,6 +38,7 @@ from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
+from dispatcher.store.leases import check_pilot_owner
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,34 @@ comes near this; a pilot that stopped reading would otherwise grow the queue wit
 _PENDING_POLL_S = 0.02
 """How often a stream paused over ``pending_per_stream`` looks whether its backlog drained."""
 
+TRUSTED_METADATA = "trusted-metadata"
+"""The issuer part of a principal named by trusted metadata (development mode): no token issuer."""
+
+
+def pilot_principal(identity: Identity) -> str:
+    """Who a caller is, as a pilot id is bound to it: ``"<len(issuer)>:<issuer> <user>"``.
+
+    The issuer is the token's ``iss`` (or ``x509:<DN>`` for a mapped certificate); in
+    trusted-metadata mode (development) it is :data:`TRUSTED_METADATA` and the claimed name
+    stands in for the user. The length prefix keeps the pair unambiguous whatever the two hold
+    (a DN has spaces); both parts are at most 255 characters, so it fits ``pilots.principal``.
+    """
+    p = identity.principal
+    issuer, user = (p.issuer, p.user) if p is not None else (TRUSTED_METADATA, identity.name)
+    issuer, user = issuer[:255], user[:255]  # already bounded by the validators: a guard, not a rule
+    return f"{len(issuer)}:{issuer} {user}"
+
 
 @dataclass(eq=False, kw_only=True)
 class PilotStream:
     """One open Connect stream: who is on it and the queue of messages to send down it."""
 
     pilot: pstore.PilotInfo
+    principal: str = ""
+    """Who opened it (:func:`pilot_principal`); the pilot id is bound to it for the stream's life."""
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    """Names this stream (``Welcome.session_id``); a reconnect is a new session."""
+    """Names this stream (``Welcome.session_id``); a reconnect is a new session. The pilot's reports
+    count only while it is the pilot's current one."""
     out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
@@ -209,7 +231,8 @@ class PilotHub:
         self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
             runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
         )
-        self._beats: dict[int, tuple[pstore.HeartbeatIn, PilotStream]] = {}
+        # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
+        self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}
         self.policy = ClaimPolicyCache(runtime)
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
@@ -244,17 +267,26 @@ class PilotHub:
 
     # --- stream lifecycle -------------------------------------------------------------------
 
-    async def open_stream(self, hello: pilot_pb2.Hello) -> PilotStream:
-        """Validate a Hello, register the pilot as connected here, resume its held jobs."""
+    async def open_stream(self, hello: pilot_pb2.Hello, principal: str = "") -> PilotStream:
+        """Validate a Hello, bind the pilot id to ``principal``, register it connected here, resume its held jobs.
+
+        ``PermissionDenied`` when the id belongs to another principal and is live or holds leases
+        (:func:`dispatcher.decisions.judge_pilot_claim`): checked here first for a stream of this
+        process (the live stream is left alone), then in the registry for any dispatcher.
+        """
         validation.validate_hello(hello, known_queues=self.rt.queue_names, limits=self.rt.config.limits)
         info = pilot_info(hello)
-        stream = PilotStream(pilot=info, send_limit=self.rt.config.limits.send_queue_per_stream)
+        old = self.streams.get(info.pilot_id)
+        if old is not None and old.principal != principal:
+            raise PermissionDenied(
+                f"pilot id {info.pilot_id!r} belongs to another principal and is connected", field="hello.pilot_id"
+            )
+        stream = PilotStream(pilot=info, principal=principal, send_limit=self.rt.config.limits.send_queue_per_stream)
         # Welcome first, queued before the stream is findable (a command could otherwise come first):
         # the pilot learns lease, heartbeat period and limits before anything else.
         hi = welcome(self.rt.config, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)
         stream.send(pilot_pb2.DispatcherMessage(welcome=hi))
-        old = self.streams.get(info.pilot_id)
-        if old is not None:  # the same pilot reconnected before its old stream was noticed closed
+        if old is not None:  # the same principal reconnected (before its old stream was noticed closed)
             old.fail(
                 ResourceExhausted(
                     f"a newer stream of pilot {info.pilot_id!r} replaced this one (one stream per pilot id)"
@@ -267,7 +299,16 @@ class PilotHub:
         def run() -> dict[int, tuple[pstore.AckResult, str, bool]]:
             with self.rt.db.write() as conn:
                 now = self.rt.now()
-                pstore.register_pilot(conn, info, dispatcher_id=self.rt.dispatcher_id, connected=True, now=now)
+                pstore.register_pilot(
+                    conn,
+                    info,
+                    dispatcher_id=self.rt.dispatcher_id,
+                    connected=True,
+                    now=now,
+                    principal=principal,
+                    stale_s=cfg.pilot_stale_s,
+                    error_field="hello.pilot_id",
+                )
                 if not hello.held_jobs:
                     return {}
                 return pstore.resume_held(conn, info, list(hello.held_jobs), lease_s=cfg.lease_s, now=now)
@@ -351,13 +392,26 @@ class PilotHub:
 
     # --- heartbeats -------------------------------------------------------------------------
 
-    def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> None:
-        """Buffer a (validated) heartbeat; the latest per job wins; acked after the next flush."""
-        prev = self._beats.get(hb.panda_id)
+    def session_problem(self, stream: PilotStream) -> str:
+        """Why reports on ``stream`` no longer count ("" while it is its pilot's current session)."""
+        if self.streams.get(stream.pilot.pilot_id) is stream:
+            return ""
+        return f"stream session {stream.session_id} of pilot {stream.pilot.pilot_id} was replaced or closed"
+
+    def heartbeat(self, stream: PilotStream, hb: pilot_pb2.Heartbeat) -> str:
+        """Buffer a (validated) heartbeat; the latest per job and pilot wins; acked after the next flush.
+
+        Returns why it is refused ("": buffered): only the pilot's current session reports.
+        """
+        problem = self.session_problem(stream)
+        if problem:
+            return problem
+        key = (hb.panda_id, stream.pilot.pilot_id)
+        prev = self._beats.get(key)
         if prev is not None:
             prev[1].buffered -= 1
         stream.buffered += 1
-        self._beats[hb.panda_id] = (
+        self._beats[key] = (
             pstore.HeartbeatIn(
                 panda_id=hb.panda_id,
                 epoch=hb.lease_epoch,
@@ -367,6 +421,7 @@ class PilotHub:
             ),
             stream,
         )
+        return ""
 
     async def apply_heartbeats_now(self, beats: Sequence[pstore.HeartbeatIn]) -> list[tuple[pstore.AckResult, str]]:
         """Apply heartbeats without buffering (unary UpdateJob); one result per heartbeat.
@@ -419,13 +474,30 @@ class PilotHub:
 
     # --- finals -----------------------------------------------------------------------------
 
-    async def final(self, pilot_id: str, report: pilot_pb2.JobFinal) -> pilot_pb2.Ack:
-        """Apply a (validated) final report in the next group commit; the Ack reflects the outcome."""
-        pending = self._beats.get(report.panda_id)
+    async def final(
+        self, pilot_id: str, report: pilot_pb2.JobFinal, *, stream: PilotStream | None = None, principal: str = ""
+    ) -> pilot_pb2.Ack:
+        """Apply a (validated) final report in the next group commit; the Ack reflects the outcome.
+
+        ``stream``: the session it came on (REJECTED unless it is still the pilot's current one);
+        ``principal``: its sender, when it came in an UpdateJob call (a stream knows its own).
+        """
+        problem = self.session_problem(stream) if stream is not None else ""
+        if problem:
+            return pilot_pb2.Ack(
+                panda_id=report.panda_id,
+                lease_epoch=report.lease_epoch,
+                result=pstore.REJECTED,
+                message=problem,
+                is_final=True,
+            )
+        pending = self._beats.get((report.panda_id, pilot_id))
         if pending is not None and pending[0].epoch == report.lease_epoch:
-            del self._beats[report.panda_id]  # superseded by the final
+            del self._beats[(report.panda_id, pilot_id)]  # superseded by the final
             pending[1].buffered -= 1
-        outcome = await _settled(self._finals.submit(pstore.FinalIn(report=report, pilot_id=pilot_id)))
+        sender = stream.principal if stream is not None else principal
+        item = pstore.FinalIn(report=report, pilot_id=pilot_id, principal=sender)
+        outcome = await _settled(self._finals.submit(item))
         # An outage is raised: the stream ends UNAVAILABLE and the pilot resends the report from its spool.
         res, msg = _item_outcome(outcome)
         return pilot_pb2.Ack(
@@ -437,6 +509,47 @@ class PilotHub:
             return pstore.apply_finals(
                 conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
             )
+
+    # --- unary calls: the pilot id comes from the request, so its owner is checked ----------
+
+    async def register_unary(self, info: pstore.PilotInfo, principal: str) -> None:
+        """Register (and bind) a pilot calling GetJob; ``PermissionDenied`` as for a Hello."""
+        rt = self.rt
+
+        def run() -> None:
+            with rt.db.write() as conn:
+                pstore.register_pilot(
+                    conn,
+                    info,
+                    dispatcher_id=rt.dispatcher_id,
+                    connected=False,
+                    now=rt.now(),
+                    principal=principal,
+                    stale_s=rt.config.pilot_stale_s,
+                    error_field="pilot.pilot_id",
+                )
+
+        await rt.db_call(run)
+
+    async def check_owner(self, pilot_id: str, principal: str) -> None:
+        """``PermissionDenied`` unless ``principal`` may report as ``pilot_id`` (UpdateJob).
+
+        A pilot streaming here is checked in memory; any other in the registry (one read).
+        """
+        stream = self.streams.get(pilot_id)
+        if stream is not None:
+            if stream.principal != principal:
+                raise PermissionDenied(
+                    f"pilot id {pilot_id!r} belongs to another principal and is connected", field="pilot_id"
+                )
+            return
+        rt = self.rt
+
+        def run() -> None:
+            with rt.db.read() as conn:
+                check_pilot_owner(conn, pilot_id, principal=principal, now=rt.now(), stale_s=rt.config.pilot_stale_s)
+
+        await rt.db_call(run)
 
     # --- commands ---------------------------------------------------------------------------
 

@@ -20,13 +20,13 @@ from ailuro.errors import FailedPrecondition, NotFound
 from ailuro.v1 import job_pb2, submission_pb2
 from dispatcher import jobfields
 from dispatcher.convert import FILE_TYPE_NAMES, event_row_to_proto, job_row_to_proto, job_status, seconds
-from dispatcher.states import FINAL_STATES, ON_PILOT_STATES, QUEUED_STATES, JobState
+from dispatcher.decisions import KillAction, KillDecision, decide_kill, kill_diag, manual_retry_problem
+from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import bulk, counters, errors
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, append_events, apply_changes
 
 _IN_CHUNK = 900
-RETRYABLE_FINAL = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.CLOSED})
 
 
 def chunks(seq: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -222,45 +222,34 @@ def kill_jobs(
     """
     rows = fetch_rows(conn, ids, lock=True)
     require_all(rows, ids)
-    diag = f"killed by {who}" + (f": {reason}" if reason else "")
+    diag = kill_diag(who, reason)
     error = [job_pb2.JobError(component=job_pb2.ERROR_COMPONENT_DISPATCHER, code=errorcodes.KILLED_BY_USER, diag=diag)]
     changes: list[Change] = []
     commands: list[dict[str, Any]] = []
-    messages: dict[int, tuple[JobState, bool, str]] = {}
+    decided: dict[int, KillDecision] = {}
     for pid in dict.fromkeys(ids):
         row = rows[pid]
         state = JobState(row["status"])
-        if state in FINAL_STATES:
-            messages[pid] = (state, False, f"already {state.value}")
-        elif state in QUEUED_STATES:
-            changes.append(
-                Change(
-                    panda_id=pid,
-                    from_status=state,
-                    epoch=row["lease_epoch"],
-                    to_status=JobState.CANCELLED,
-                    values={"errors": error, "end_time": now, "kill_requested": True, "kill_reason": diag},
-                    reason=diag,
-                    actor=who,
-                    attempt_nr=row["attempt_nr"],
-                )
-            )
-            messages[pid] = (JobState.CANCELLED, True, "cancelled")
+        d = decided[pid] = decide_kill(state, row["pilot_id"])
+        if d.action is KillAction.NONE:
+            continue
+        values: dict[str, Any] = {"kill_requested": True, "kill_reason": diag}
+        if d.action is KillAction.CANCEL:
+            values.update(errors=error, end_time=now)
         else:
-            assert state in ON_PILOT_STATES
-            changes.append(
-                Change(
-                    panda_id=pid,
-                    from_status=state,
-                    epoch=row["lease_epoch"],
-                    to_status=state,
-                    values={"kill_requested": True, "kill_reason": diag},
-                    actor=who,
-                    attempt_nr=row["attempt_nr"],
-                )
+            commands.append({"pilot_id": d.pilot_id, "panda_id": pid, "type": "kill", "reason": diag})
+        changes.append(
+            Change(
+                panda_id=pid,
+                from_status=state,
+                epoch=row["lease_epoch"],
+                to_status=d.status,
+                values=values,
+                reason=diag,
+                actor=who,
+                attempt_nr=row["attempt_nr"],
             )
-            commands.append({"pilot_id": row["pilot_id"], "panda_id": pid, "type": "kill", "reason": diag})
-            messages[pid] = (state, True, f"kill command sent to pilot {row['pilot_id']}")
+        )
     applied = apply_changes(conn, changes, now=now)
     if len(applied) != len(changes):
         # Rows were locked (PostgreSQL) or the writer is single (SQLite): a miss is a bug, not a race.
@@ -277,9 +266,9 @@ def kill_jobs(
             conn.execute(select(func.pg_notify(COMMANDS_CHANNEL, "")))
     results = []
     for pid in ids:
-        state, accepted, message = messages[pid]
+        d = decided[pid]
         results.append(
-            submission_pb2.KillResult(panda_id=pid, status=job_status(state), accepted=accepted, message=message)
+            submission_pb2.KillResult(panda_id=pid, status=job_status(d.status), accepted=d.accepted, message=d.message)
         )
     return results, sent
 
@@ -295,12 +284,9 @@ def retry_jobs(conn: Connection, ids: Sequence[int]) -> tuple[list[NewJob], list
     owners: list[str] = []
     for i, pid in enumerate(ids):
         row = rows[pid]
-        state = JobState(row["status"])
-        if state not in RETRYABLE_FINAL:
-            raise FailedPrecondition(
-                f"job {pid} is {state.value}; only failed, cancelled or closed jobs can be retried",
-                field=f"panda_ids[{i}]",
-            )
+        problem = manual_retry_problem(JobState(row["status"]))
+        if problem:
+            raise FailedPrecondition(f"job {pid} {problem}", field=f"panda_ids[{i}]")
         spec = job_pb2.Job.FromString(row["spec"])
         spec.parent_panda_id = pid
         for f in spec.files:

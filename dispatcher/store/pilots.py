@@ -15,15 +15,18 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ailuro.errors import PermissionDenied
 from ailuro.v1 import job_pb2, pilot_pb2
+from dispatcher import decisions as dec
 from dispatcher import jobfields
 from dispatcher.convert import FILE_TYPE_NAMES
 from dispatcher.matching import Offer, format_tags
 from dispatcher.shares import Leaf, charge
-from dispatcher.states import ON_PILOT_STATES, JobState, is_allowed, path, should_retry
+from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store import dataflow
 from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
+from dispatcher.store.leases import kill_error, lease_of, mark_kills_delivered, pilot_claim, pilot_principals
 from dispatcher.store.schema import files, pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -33,6 +36,12 @@ STALE = pilot_pb2.ACK_RESULT_STALE_EPOCH
 NOT_FOUND = pilot_pb2.ACK_RESULT_NOT_FOUND
 REJECTED = pilot_pb2.ACK_RESULT_REJECTED
 _ON_PILOT = [s.value for s in ON_PILOT_STATES]
+_ACK: dict[dec.Answer, AckResult] = {
+    dec.Answer.OK: OK,
+    dec.Answer.STALE: STALE,
+    dec.Answer.NOT_FOUND: NOT_FOUND,
+    dec.Answer.REJECTED: REJECTED,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,8 +85,27 @@ def _insert_for(conn: Connection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-def register_pilot(conn: Connection, pilot: PilotInfo, *, dispatcher_id: str, connected: bool, now: float) -> None:
-    """Insert or refresh the pilot's row (connected to ``dispatcher_id`` when it holds a stream)."""
+def register_pilot(
+    conn: Connection,
+    pilot: PilotInfo,
+    *,
+    dispatcher_id: str,
+    connected: bool,
+    now: float,
+    principal: str = "",
+    stale_s: float = 0.0,
+    error_field: str = "pilot_id",
+) -> None:
+    """Insert or refresh the pilot's row (connected to ``dispatcher_id`` when it holds a stream).
+
+    The id is bound to ``principal`` (see :func:`dispatcher.decisions.judge_pilot_claim`):
+    ``PermissionDenied`` (naming ``error_field``) when another principal owns it and it is live
+    (refreshed within ``stale_s``) or holds leases.
+    """
+    known = pilot_claim(conn, pilot.pilot_id, principal=principal, now=now, stale_s=stale_s, lock=True)
+    verdict = dec.judge_pilot_claim(known, principal, pilot.pilot_id)
+    if not verdict.allowed:
+        raise PermissionDenied(verdict.message, field=error_field)
     values = {
         "queue": pilot.queue,
         "node": pilot.node,
@@ -90,9 +118,14 @@ def register_pilot(conn: Connection, pilot: PilotInfo, *, dispatcher_id: str, co
         "dispatcher_id": dispatcher_id if connected else "",
         "connected": connected,
         "last_seen": now,
+        "principal": principal,
     }
     ins = _insert_for(conn)(pilots).values(pilot_id=pilot.pilot_id, first_seen=now, **values)
-    conn.execute(ins.on_conflict_do_update(index_elements=[pilots.c.pilot_id], set_=values))
+    # A row another principal inserted since the read above (no row to lock then) is not taken over.
+    guard = None if known is not None else pilots.c.principal.in_([principal, ""])
+    done = conn.execute(ins.on_conflict_do_update(index_elements=[pilots.c.pilot_id], set_=values, where=guard))
+    if done.rowcount == 0:
+        raise PermissionDenied(f"pilot id {pilot.pilot_id!r} was just claimed by another principal", field=error_field)
 
 
 def disconnect_pilot(conn: Connection, pilot_id: str, *, dispatcher_id: str, now: float) -> None:
@@ -225,12 +258,10 @@ def apply_heartbeats(
             out.append((OK, ""))
             continue
         row = rows.get(b.panda_id)
-        if row is None:
-            out.append((NOT_FOUND, f"no job {b.panda_id}"))
-            continue
-        state = JobState(row["status"])
-        if row["lease_epoch"] != b.epoch or state not in ON_PILOT_STATES:
-            out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
+        beat = dec.Beat(panda_id=b.panda_id, epoch=b.epoch, status=b.status, pilot_id=b.pilot_id)
+        verdict = dec.judge_heartbeat(lease_of(row) if row is not None else None, beat)
+        out.append((_ACK[verdict.answer], verdict.message))
+        if verdict.to_status is None:
             continue
         values: dict[str, Any] = {
             "lease_expires": now + lease_s,
@@ -238,26 +269,18 @@ def apply_heartbeats(
             "max_rss_kb": b.metrics.max_rss_kb,
             "walltime_s": b.metrics.walltime_s,
         }
-        target = state
-        message = ""
-        if b.status != state:
-            if is_allowed(state, b.status):
-                target = b.status
-                if b.status == JobState.RUNNING and row["start_time"] is None:
-                    values["start_time"] = now
-            else:
-                message = f"kept {state.value}: {b.status.value} would go backwards"
+        if verdict.starts_now:
+            values["start_time"] = now
         changes[b.panda_id] = Change(
             panda_id=b.panda_id,
-            from_status=state,
+            from_status=JobState(row["status"]),
             epoch=b.epoch,
-            to_status=target,
+            to_status=verdict.to_status,
             values=values,
             reason=f"reported by pilot {b.pilot_id}",
             actor=f"pilot:{b.pilot_id}",
             attempt_nr=row["attempt_nr"],
         )
-        out.append((OK, message))
     applied = apply_changes(conn, list(changes.values()), now=now)
     for i, b in enumerate(beats):
         if b.panda_id in changes and b.panda_id not in applied and out[i][0] == OK:
@@ -267,14 +290,16 @@ def apply_heartbeats(
 
 # PostgreSQL: most heartbeats only renew a lease (the reported status is the job's status). They
 # are written by one UPDATE with no read before it and no event or counter to record; only the
-# rest (status changes, stale or unknown jobs) take the read-judge-write path. The WHERE clause
-# re-checks status and epoch under the row lock, so a renewal never overwrites a concurrent change.
+# rest (status changes, stale, unknown or foreign jobs) take the read-judge-write path. The WHERE
+# clause is ``decisions.judge_heartbeat`` for an unchanged status (same epoch, a state on a pilot,
+# the same pilot), checked under the row lock, so a renewal never overwrites a concurrent change.
 _RENEW_SQL = (
     "UPDATE jobs SET lease_expires = %s, modification_time = %s, "
     "cpu_time_s = v.cpu, max_rss_kb = v.rss, walltime_s = v.wall "
-    "FROM unnest(%s::BIGINT[], %s::BIGINT[], %s::VARCHAR(16)[], %s::FLOAT8[], %s::BIGINT[], %s::FLOAT8[]) "
-    "AS v(id, epoch, status, cpu, rss, wall) "
+    "FROM unnest(%s::BIGINT[], %s::BIGINT[], %s::VARCHAR(16)[], %s::FLOAT8[], %s::BIGINT[], %s::FLOAT8[], "
+    "%s::VARCHAR(255)[]) AS v(id, epoch, status, cpu, rss, wall, pilot) "
     "WHERE jobs.panda_id = v.id AND jobs.lease_epoch = v.epoch AND jobs.status = v.status "
+    "AND jobs.pilot_id = v.pilot "
     "AND jobs.status = ANY(%s::VARCHAR(16)[]) RETURNING jobs.panda_id"
 )
 
@@ -296,6 +321,7 @@ def _renew_pg(conn: Connection, beats: Sequence[HeartbeatIn], *, lease_s: float,
         [b.metrics.cpu_time_s for b in single],
         [b.metrics.max_rss_kb for b in single],
         [b.metrics.walltime_s for b in single],
+        [b.pilot_id for b in single],
         _ON_PILOT,
     )
     return {r[0] for r in conn.exec_driver_sql(_RENEW_SQL, params)}
@@ -307,6 +333,8 @@ class FinalIn:
 
     report: pilot_pb2.JobFinal
     pilot_id: str
+    principal: str = ""
+    """Who sent it (``hub.pilot_principal``): may hand in a spooled final of its own earlier pilot."""
 
 
 def _summary(errors: Sequence[job_pb2.JobError], limit: int) -> str:
@@ -323,15 +351,9 @@ DEFAULT_REASON_CHARS = 2000
 """Default of ``Limits.event_reason_chars``."""
 
 
-def _final_change(
-    row: Any, f: FinalIn, now: float, reason_chars: int = DEFAULT_REASON_CHARS, *, verify_on: str = ""
-) -> Change:
-    """The change a final report makes; ``verify_on``: the SE where a finished job's outputs are verified first."""
+def _final_change(row: Any, f: FinalIn, outcome: dec.FinalOutcome, now: float) -> Change:
+    """The write an accepted final's outcome makes (its metrics and errors, the new state and events)."""
     rep = f.report
-    state = JobState(row["status"])
-    reported = JobState.from_proto(rep.status)
-    actor = f"pilot:{f.pilot_id}"
-    attempt = row["attempt_nr"]
     values: dict[str, Any] = {
         "cpu_time_s": rep.metrics.cpu_time_s,
         "max_rss_kb": rep.metrics.max_rss_kb,
@@ -340,44 +362,46 @@ def _final_change(
         "errors": list(rep.errors),  # job_errors rows (none: cleared)
         "lease_expires": None,
         "last_final_epoch": rep.lease_epoch,
-        "last_final_status": reported.value,
+        "last_final_status": JobState.from_proto(rep.status).value,
     }
-    if row["start_time"] is None and rep.metrics.walltime_s > 0:
-        # a short job ends before its pilot reports it running: it started when the payload did
-        values["start_time"] = now - rep.metrics.walltime_s
-    summary = _summary(rep.errors, reason_chars)
-    kw = {
-        "panda_id": rep.panda_id,
-        "from_status": state,
-        "epoch": rep.lease_epoch,
-        "actor": actor,
-        "attempt_nr": attempt,
-    }
-    if reported == JobState.FINISHED:
-        # a DDM job's outputs are verified first: it waits in transferring (the DDM agent finishes it)
-        target = JobState.TRANSFERRING if verify_on else JobState.FINISHED
-        if not verify_on:
-            values["end_time"] = now
-        step_reason = {
-            JobState.HOLDING: "payload done; registering outputs",
-            JobState.TRANSFERRING: f"final report: outputs stored; verifying them on {verify_on}",
-            JobState.FINISHED: "final report: finished",
-        }
-        events = [(a, b, step_reason[b]) for a, b in path(state, target)]
-        return Change(**kw, to_status=target, values=values, events=events)
-    if reported == JobState.CANCELLED or row["kill_requested"]:
+    if outcome.errors is dec.ErrorsKept.KILL:
+        values["errors"] = kill_error(row["kill_reason"])
+    if outcome.start_time is not None:
+        values["start_time"] = outcome.start_time
+    if outcome.ends:
         values["end_time"] = now
-        why = row["kill_reason"] or "cancelled by the pilot"
-        return Change(**kw, to_status=JobState.CANCELLED, values=values, reason=f"final report: cancelled ({why})")
-    if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=rep.retryable):
-        values["attempt_nr"] = attempt + 1
+    if outcome.next_attempt is not None:
+        values["attempt_nr"] = outcome.next_attempt
         values["sent_time"] = None
-        reason = f"attempt {attempt} failed ({summary or 'no error given'}); retrying as attempt {attempt + 1}"
-        return Change(**kw, to_status=JobState.ACTIVATED, values=values, reason=reason)
-    values["end_time"] = now
-    why = "not retryable" if not rep.retryable else f"attempt {attempt} of {row['max_attempt']}"
-    reason = f"final report: failed ({summary or 'no error given'}; {why})"
-    return Change(**kw, to_status=JobState.FAILED, values=values, reason=reason)
+    return Change(
+        panda_id=rep.panda_id,
+        from_status=JobState(row["status"]),
+        epoch=rep.lease_epoch,
+        to_status=outcome.to_status,
+        values=values,
+        actor=f"pilot:{f.pilot_id}",
+        attempt_nr=row["attempt_nr"],
+        events=list(outcome.steps),
+    )
+
+
+def final_report(
+    f: FinalIn, reason_chars: int = DEFAULT_REASON_CHARS, *, heir: bool = False, verify_on: str = ""
+) -> dec.FinalReport:
+    """A final report as the decisions see it (``heir``: its principal owns the lease's pilot id too;
+    ``verify_on``: the SE where a DDM job's outputs are verified before it finishes)."""
+    rep = f.report
+    return dec.FinalReport(
+        panda_id=rep.panda_id,
+        epoch=rep.lease_epoch,
+        status=JobState.from_proto(rep.status),
+        pilot_id=f.pilot_id,
+        retryable=rep.retryable,
+        walltime_s=rep.metrics.walltime_s,
+        error_summary=_summary(rep.errors, reason_chars),
+        holders_heir=heir,
+        verify_on=verify_on,
+    )
 
 
 def apply_finals(
@@ -385,36 +409,32 @@ def apply_finals(
 ) -> list[tuple[AckResult, str]]:
     """Apply final reports; return ``(AckResult, message)`` per report, in order.
 
-    ``reason_chars`` bounds the error summary each writes into the job's history.
+    Each is judged by :func:`dispatcher.decisions.judge_final`; ``reason_chars`` bounds the error
+    summary each writes into the job's history.
     """
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
+    foreign = [r["pilot_id"] for f in finals if (r := rows.get(f.report.panda_id)) and r["pilot_id"] != f.pilot_id]
+    owners = pilot_principals(conn, foreign)  # the rare case: a final from another pilot than the holder
     done = [f.report.panda_id for f in finals if f.report.status == job_pb2.JOB_STATUS_FINISHED]
-    links = dataflow.verify_sites(conn, done)
+    links = dataflow.verify_sites(conn, done)  # DDM jobs: outputs verified on an SE before they finish
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
+    with_outputs: set[int] = set()
     seen: dict[int, tuple[int, JobState]] = {}
     for f in finals:
-        rep = f.report
-        row = rows.get(rep.panda_id)
-        if row is None:
-            out.append((NOT_FOUND, f"no job {rep.panda_id}"))
+        row = rows.get(f.report.panda_id)
+        heir = row is not None and bool(f.principal) and owners.get(row["pilot_id"]) == f.principal
+        link = links.get(f.report.panda_id)
+        report = final_report(f, reason_chars, heir=heir, verify_on=link["output_se"] if link else "")
+        lease = lease_of(row) if row is not None else None
+        verdict = dec.judge_final(lease, report, now=now, earlier=seen.get(report.panda_id))
+        out.append((_ACK[verdict.answer], verdict.message))
+        if verdict.outcome is None:
             continue
-        reported = JobState.from_proto(rep.status)
-        if row["last_final_epoch"] == rep.lease_epoch and row["last_final_status"] == reported.value:
-            out.append((OK, "already recorded"))
-            continue
-        if rep.panda_id in seen:  # the same job twice in one batch: a replay, or a contradiction
-            same = seen[rep.panda_id] == (rep.lease_epoch, reported)
-            out.append((OK, "already recorded") if same else (STALE, "another final report came first"))
-            continue
-        state = JobState(row["status"])
-        if row["lease_epoch"] != rep.lease_epoch or state not in ON_PILOT_STATES:
-            out.append((STALE, f"job is {state.value} with lease epoch {row['lease_epoch']}"))
-            continue
-        seen[rep.panda_id] = (rep.lease_epoch, reported)
-        verify_on = links[rep.panda_id]["output_se"] if rep.panda_id in links else ""
-        changes.append(_final_change(row, f, now, reason_chars, verify_on=verify_on))
-        out.append((OK, ""))
+        seen[report.panda_id] = (report.epoch, report.status)
+        changes.append(_final_change(row, f, verdict.outcome, now))
+        if verdict.outcome.outputs:
+            with_outputs.add(report.panda_id)
     applied = apply_changes(conn, changes, now=now)
     for ch in changes:
         if ch.panda_id not in applied:
@@ -422,7 +442,8 @@ def apply_finals(
                 if f.report.panda_id == ch.panda_id and out[i][0] == OK:
                     out[i] = (STALE, "the job changed concurrently")
     _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
-    dataflow.register_outputs(conn, [f.report for f in finals if f.report.panda_id in applied], now=now, links=links)
+    registered = [f.report for f in finals if f.report.panda_id in applied and f.report.panda_id in with_outputs]
+    dataflow.register_outputs(conn, registered, now=now, links=links)
     return out
 
 
@@ -489,7 +510,8 @@ def resume_held(
                 from_status=state,
                 epoch=h.lease_epoch,
                 to_status=state,
-                values={"lease_expires": now + lease_s},
+                # a pending kill goes down the new stream at once (open_stream): it counts as delivered
+                values={"lease_expires": now + lease_s, "kill_delivered": bool(row["kill_requested"])},
                 attempt_nr=row["attempt_nr"],
             )
         )
@@ -531,4 +553,6 @@ def take_commands(
         .values(delivered=True)
         .returning(c.c.command_id, c.c.pilot_id, c.c.panda_id, c.c.type, c.c.reason)
     )
-    return list(conn.execute(stmt).mappings())
+    rows = list(conn.execute(stmt).mappings())
+    mark_kills_delivered(conn, [r["panda_id"] for r in rows if r["type"] == "kill"])
+    return rows

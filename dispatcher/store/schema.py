@@ -22,9 +22,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
+
+PRINCIPAL_CHARS = 520
+"""Room for ``<len>:<issuer> <user>`` (``hub.pilot_principal``): each part is at most 255 characters."""
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets BIGINT identity.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -70,6 +74,8 @@ jobs = Table(
     Column("lease_expires", Float, nullable=True),
     Column("kill_requested", Boolean, nullable=False, default=False),
     Column("kill_reason", Text, nullable=False, default=""),
+    # the kill command went down the pilot's stream: a later "finished" no longer wins (migration 0014)
+    Column("kill_delivered", Boolean, nullable=False, default=False, server_default=false()),
     Column("brokerage_reason", Text, nullable=False, default=""),
     Column("parent_panda_id", BigInteger, nullable=False, default=0),
     Column("last_final_epoch", BigInteger, nullable=False, default=0),
@@ -175,6 +181,8 @@ pilots = Table(
     Column("memory_mb", Integer, nullable=False, default=0),
     Column("disk_mb", Integer, nullable=False, default=0),
     Column("tags", String(255), nullable=False, default=""),
+    # who may present this pilot id: "<len>:<issuer> <user>" of its first caller (migration 0014)
+    Column("principal", String(PRINCIPAL_CHARS), nullable=False, default="", server_default=""),
     Index("ix_pilots_queue", "queue", "connected"),
     Index("ix_pilots_dispatcher", "dispatcher_id", "connected"),
 )

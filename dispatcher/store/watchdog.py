@@ -13,7 +13,9 @@ from sqlalchemy import Connection, delete, select
 
 from ailuro import errorcodes
 from ailuro.v1 import job_pb2
-from dispatcher.states import JobState, should_retry
+from dispatcher.decisions import Lapse, judge_lapse, lost_attempt
+from dispatcher.states import JobState
+from dispatcher.store.leases import kill_error, lease_of
 from dispatcher.store.schema import jobs, pilot_commands, pilot_debug_reports
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -48,7 +50,7 @@ def _killed(row: Any, now: float, why: str) -> Change:
         values={
             "end_time": now,
             "lease_expires": None,
-            "errors": _error(errorcodes.KILLED_BY_USER, row["kill_reason"]),
+            "errors": kill_error(row["kill_reason"]),
         },
         reason=f"{why} after a kill request ({row['kill_reason']})",
         actor=ACTOR,
@@ -88,13 +90,12 @@ def requeue_unstarted(
     ``only``/``exclude`` restrict the candidates (isolating a job the database refuses).
     """
     rows = _candidates(conn, unstarted_cond(sent_timeout_s=sent_timeout_s, now=now), limit, only, exclude)
-    changes = []
-    for row in rows:
-        if row["kill_requested"]:
-            changes.append(_killed(row, now, "never started"))
-            continue
-        diag = f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s"
-        changes.append(_unstarted(row, diag))
+    changes = [
+        _killed(row, now, "never started")
+        if judge_lapse(lease_of(row)) is Lapse.KILLED
+        else _unstarted(row, f"pilot {row['pilot_id']} did not start the job within {sent_timeout_s:g} s")
+        for row in rows
+    ]
     return len(apply_changes(conn, changes, now=now))
 
 
@@ -105,7 +106,7 @@ def expire_leases(
     rows = _candidates(conn, expired_cond(now=now), limit, only, exclude)
     changes = [
         _killed(row, now, "lease expired")
-        if row["kill_requested"]
+        if judge_lapse(lease_of(row)) is Lapse.KILLED
         else _lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} stopped reporting")
         for row in rows
     ]
@@ -129,9 +130,10 @@ def release_pilot_jobs(conn: Connection, pilot_ids: Sequence[str], *, now: float
     )
     changes = []
     for row in _candidates(conn, cond, limit):
-        if row["kill_requested"]:
+        lapse = judge_lapse(lease_of(row))
+        if lapse is Lapse.KILLED:
             changes.append(_killed(row, now, f"pilot gone ({why})"))
-        elif row["status"] == JobState.SENT.value:
+        elif lapse is Lapse.REQUEUED:
             changes.append(_unstarted(row, f"pilot {row['pilot_id']} {why} before starting the job"))
         else:
             changes.append(_lost(row, now, f"lost heartbeat: pilot {row['pilot_id']} {why}"))
@@ -154,24 +156,22 @@ def _unstarted(row: Any, diag: str) -> Change:
 
 def _lost(row: Any, now: float, diag: str) -> Change:
     """A started attempt whose pilot is lost: failed with error LOST_HEARTBEAT, retried if allowed."""
-    attempt = row["attempt_nr"]
-    base: dict[str, Any] = {
-        "panda_id": row["panda_id"],
-        "from_status": JobState(row["status"]),
-        "epoch": row["lease_epoch"],
-        "actor": ACTOR,
-        "attempt_nr": attempt,
-    }
+    outcome = lost_attempt(lease_of(row), diag, errorcodes.LOST_HEARTBEAT)
     values: dict[str, Any] = {"lease_expires": None, "errors": _error(errorcodes.LOST_HEARTBEAT, diag)}
-    if should_retry(attempt_nr=attempt, max_attempt=row["max_attempt"], retryable=True):
-        values.update(attempt_nr=attempt + 1, sent_time=None)
-        reason = (
-            f"attempt {attempt} failed ({diag}, error {errorcodes.LOST_HEARTBEAT}); retrying as attempt {attempt + 1}"
-        )
-        return Change(**base, to_status=JobState.ACTIVATED, values=values, reason=reason)
-    values["end_time"] = now
-    reason = f"failed: {diag} (error {errorcodes.LOST_HEARTBEAT}); attempt {attempt} of {row['max_attempt']}"
-    return Change(**base, to_status=JobState.FAILED, values=values, reason=reason)
+    if outcome.next_attempt is not None:
+        values.update(attempt_nr=outcome.next_attempt, sent_time=None)
+    else:
+        values["end_time"] = now
+    return Change(
+        panda_id=row["panda_id"],
+        from_status=JobState(row["status"]),
+        epoch=row["lease_epoch"],
+        to_status=outcome.to_status,
+        values=values,
+        reason=outcome.reason,
+        actor=ACTOR,
+        attempt_nr=row["attempt_nr"],
+    )
 
 
 def purge_commands(conn: Connection, *, before: float) -> int:

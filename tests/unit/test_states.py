@@ -8,6 +8,7 @@ import pytest
 
 from ailuro.errors import FailedPrecondition
 from ailuro.v1 import job_pb2
+from dispatcher.decisions import should_retry
 from dispatcher.states import (
     FINAL_STATES,
     ON_PILOT_STATES,
@@ -16,7 +17,6 @@ from dispatcher.states import (
     JobState,
     check_transition,
     is_allowed,
-    should_retry,
 )
 
 S = JobState
