@@ -3,7 +3,7 @@
 Every cycle, for each queue: poll the batch states of this factory's workers and report changes
 to the dispatcher (``UpdateWorkers``); read the queue's counts (``GetQueueStats``: activated jobs,
 connected and idle pilots, and the non-final workers of *every* factory by state); decide how many
-pilots to add with the pure :func:`compute_new_pilots`; submit them through the queue's backend;
+pilots to add with the pure :func:`backends.planning.compute_new_pilots`; submit them through the queue's backend;
 register them (batch id <-> pilot id) right away (``RegisterWorkers``). Counting workers from the
 dispatcher's records rather than local memory is what lets several factories serve one queue
 without over-submitting, and a restarted factory pick up where it was.
@@ -38,10 +38,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ailuro import targets
 from ailuro.credentials import bearer_metadata, resolve_token
-from ailuro.queues import FactoryLimits, QueueConfig
+from ailuro.queues import QueueConfig
 from ailuro.v1 import factory_pb2, factory_pb2_grpc
 from backends.base import (
-    QUEUED_WORKER_STATES,
     BatchBackend,
     PilotSpec,
     SubmittedWorker,
@@ -64,65 +63,12 @@ from backends.pilot_tokens import (
     remove_worker_tokens,
     write_worker_tokens,
 )
+from backends.planning import QueueCounts, compute_new_pilots, pilot_size_args
 from backends.registry import create_backend
 from backends.wrapper.bundle import bundle_environment
 from ddm.storage import ENV_STORAGE_ROOT
 
 log = logging.getLogger(__name__)
-
-
-# --- the arithmetic --------------------------------------------------------------------------
-
-
-def compute_new_pilots(*, activated: int, idle_pilots: int, queued: int, running: int, limits: FactoryLimits) -> int:
-    """How many pilots to submit for one queue in this cycle (never negative).
-
-    ``min(activated - idle_pilots, max_queued - queued, max_total - (queued + running),
-    max_per_cycle)``, and zero whenever there is no activated job: a pilot for an empty queue
-    would only wait and exit. ``idle_pilots`` counts pilots that will take a job without a new
-    submission (connected with no job, or still waiting in the batch system).
-    """
-    if activated <= 0:
-        return 0
-    n = min(
-        activated - idle_pilots,
-        int(limits.max_queued) - queued,
-        int(limits.max_total) - (queued + running),
-        int(limits.max_per_cycle),
-    )
-    return max(0, n)
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueueCounts:
-    """The inputs of :func:`compute_new_pilots` for one queue, as read from the dispatcher."""
-
-    activated: int
-    idle_pilots: int
-    queued: int
-    running: int
-
-    @classmethod
-    def from_stats(cls, stats: factory_pb2.QueueStats) -> QueueCounts:
-        """Derive the counts from ``GetQueueStats``.
-
-        Workers waiting in the batch system (submitted, idle, or in a state the backend does
-        not know) are queued, and each is a pilot that will take a job (held ones are not: they
-        run nothing, and the factory removes them); workers the batch system runs but whose pilot
-        has not connected yet are on their way too. Both count as idle, so a
-        slow-starting pilot does not make the factory submit another one for the same job.
-        """
-        workers = dict(stats.workers)
-        queued_names = {s.value for s in QUEUED_WORKER_STATES} | {WorkerState.UNKNOWN.value}
-        queued = sum(v for k, v in workers.items() if k in queued_names)
-        running = workers.get(WorkerState.RUNNING.value, 0)
-        starting = max(0, running - stats.connected_pilots)
-        return cls(
-            activated=int(stats.activated_jobs),
-            idle_pilots=int(stats.idle_pilots) + queued + starting,
-            queued=queued,
-            running=running,
-        )
 
 
 # --- configuration and state -----------------------------------------------------------------
@@ -391,7 +337,7 @@ class Factory:
             factory_id=self.factory_id,
             idle_timeout_s=float(queue.factory.idle_timeout_s),
             pilot_command=self.config.pilot_command,
-            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pass_env), *_size_args(queue)),
+            pilot_args=(*self.config.pilot_args, *(f"--pass-env={p}" for p in queue.pass_env), *pilot_size_args(queue)),
             environment=environment,
             cores=queue.pilot_cores or 1,
             memory_mb=queue.pilot_memory_mb,
@@ -631,14 +577,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
     return f"{type(exc).__name__}: {exc}"
-
-
-def _size_args(queue: QueueConfig) -> tuple[str, ...]:
-    """Pilot options for a queue configured with multi-core pilots: the pilot offers exactly what
-    the batch system was asked for (on a shared node it would otherwise see the whole host)."""
-    args: tuple[str, ...] = ()
-    if queue.pilot_cores:
-        args += (f"--cores={queue.pilot_cores}",)
-    if queue.pilot_memory_mb:
-        args += (f"--memory-mb={queue.pilot_memory_mb}",)
-    return args

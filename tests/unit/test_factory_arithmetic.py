@@ -6,7 +6,8 @@ import pytest
 
 from ailuro.queues import FactoryLimits
 from ailuro.v1 import factory_pb2
-from backends.factory import Backoff, QueueCounts, compute_new_pilots
+from backends.factory import Backoff
+from backends.planning import QueueCounts, compute_new_pilots
 
 LIMITS = FactoryLimits(max_queued=10, max_total=50, max_per_cycle=5)
 
