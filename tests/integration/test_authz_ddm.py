@@ -28,6 +28,7 @@ class Caller:
         self.md = (("authorization", f"Bearer {token}"),)
         self.ddm = ddm_pb2_grpc.DDMServiceStub(channel)
         self.sub = submission_pb2_grpc.SubmissionServiceStub(channel)
+        self.tasks = ddm_pb2_grpc.TaskServiceStub(channel)
 
     def call(self, method: str, request: Any) -> Any:
         return getattr(self.ddm, method)(request, metadata=self.md, timeout=30)
@@ -147,3 +148,32 @@ def test_list_queues_counts_the_callers_vo(who: Callable[..., Caller]) -> None:
     assert alice.active_jobs() == 2
     assert bob.active_jobs() == 0
     assert admin.active_jobs() == 2
+
+
+def _task(input_dataset: str, output_scope: str) -> ddm_pb2.TaskSpec:
+    def step(out: str, name: str) -> ddm_pb2.TaskStep:
+        return ddm_pb2.TaskStep(transformation="/bin/true", output=out, output_dataset=f"{output_scope}:{name}")
+
+    return ddm_pb2.TaskSpec(
+        name="T",
+        input_dataset=input_dataset,
+        archive_se=SE,
+        process=step("{stem}.out", "out.ds"),
+        merge=step("m", "m.ds"),
+    )
+
+
+def test_a_task_reads_and_writes_only_its_vos_scope(who: Callable[..., Caller]) -> None:
+    alice = who("alice", VO_A)
+    alice.register(f"{VO_A}:raw", "f1")
+    bprod = who("bprod", VO_B, roles=["production"])
+
+    def submit(spec: ddm_pb2.TaskSpec) -> Any:
+        return bprod.tasks.SubmitTask(ddm_pb2.SubmitTaskRequest(task=spec), metadata=bprod.md, timeout=30)
+
+    code, details = refused(lambda: submit(_task(f"{VO_A}:raw", VO_B)))
+    assert code == grpc.StatusCode.NOT_FOUND and "task.input_dataset" in details, details
+    bprod.register(f"{VO_B}:raw", "g1")
+    code, details = refused(lambda: submit(_task(f"{VO_B}:raw", VO_A)))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "task.process.output_dataset" in details
+    assert submit(_task(f"{VO_B}:raw", VO_B)).task_id > 0
