@@ -63,7 +63,7 @@ def monitor_command(
     import logging
 
     from ailuro.errors import InvalidArgument
-    from ailuro.queues import load_queues, load_storage
+    from ailuro.queues import load_queues, load_shares, load_storage
     from dispatcher.options import db_url_from_env
     from monitor.auth import MonitorAuth
     from monitor.config import MonitorConfig
@@ -77,7 +77,7 @@ def monitor_command(
         typer.echo(f"warning: {notice}", err=True)
     jwks = auth_dir.expanduser().absolute() / "jwks.json"
     try:
-        storage, queue_configs = load_storage(queues), load_queues(queues)
+        storage, queue_configs, shares = load_storage(queues), load_queues(queues), load_shares(queues)
         oidc_config = load_oidc_config(oidc) if oidc is not None else None
         if (tls_cert is None) != (tls_key is None):
             raise InvalidArgument("--tls-cert and --tls-key go together", field="--tls-cert")
@@ -98,6 +98,7 @@ def monitor_command(
         log_roots=tuple(log_root or ()),
         storage=storage,
         queues=queue_configs,
+        shares=shares,
         auth=MonitorAuth(embedded_jwks=str(jwks) if jwks.is_file() else "", public_vo=public or ""),
         oidc=oidc_config,
         tls_cert=tls_cert,

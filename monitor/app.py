@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ailuro.display import printable
 from ailuro.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from ddm.locations import StorageLocations
+from dispatcher.shares import tree_from_config
 from monitor import fmt, logs, svg
 from monitor.auth import SESSION_COOKIE, Authenticator, LoginRequired, Session, bearer, queue_view
 from monitor.config import MonitorConfig
@@ -45,7 +46,7 @@ from monitor.metrics import RequestMetrics, make_registry, render
 from monitor.oidc import OidcClient
 from monitor.queries import audit as auditq
 from monitor.queries import ddm as ddmq
-from monitor.queries import entities, summary
+from monitor.queries import entities, placement, summary
 from monitor.queries import jobs as jobq
 from monitor.queries import plots as plotq
 
@@ -213,6 +214,7 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
     oidc = OidcClient(config.oidc, config.auth.tokens) if config.oidc is not None else None
     app.state.authn = authn
     queue_configs = {q.name: q for q in config.queues}
+    share_tree = tree_from_config(config.shares, ())
 
     def current(request: Request) -> tuple[Viewer | None, Session | None]:
         """Who sent ``request``: a bearer token, else the session cookie, else the public view, else nobody."""
@@ -371,6 +373,8 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
                 raise NotFound(f"job {panda_id} not found")
             log = None if viewer.public else logs.find_log(conn, panda_id, locations)
             data["ddm"] = ddmq.job_requests(conn, panda_id, now=time.time())
+            # a waiting job: ``ailuro job why``'s answer, from the same function ExplainJob calls
+            data["why"] = placement.why(conn, panda_id, queue_configs, share_tree, now=time.time())
         data["log"] = None if log is None else log.as_dict()
         data["log_hidden"] = viewer.public  # logs may name hosts, paths, credentials: signed-in viewers only
         return respond(request, "job", data, "job.html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ailuro.queues import QueueConfig, StorageElementConfig
+from ailuro.queues import QueueConfig, SharesConfig, StorageElementConfig
 from monitor.auth import MonitorAuth
 from monitor.oidc import OidcConfig
 
@@ -33,6 +33,8 @@ class MonitorConfig:
     queues: tuple[QueueConfig, ...] = ()
     """The queue file's queues: their configuration on site pages, and which VOs each serves
     (a viewer sees the pilots and workers of the queues serving their VO)."""
+    shares: SharesConfig = field(default_factory=SharesConfig)
+    """The queue file's share tree: the job page explains a waiting job (``job why``) with it."""
     tls_cert: Path | None = None
     """PEM certificate chain to serve https with (with ``tls_key``); cookies are then Secure."""
     tls_key: Path | None = None

@@ -8,31 +8,21 @@ reads the facts and writes the changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select
-
 from ailuro.errors import InvalidArgument, NotFound, PermissionDenied
 from ailuro.queues import check_share_path, check_share_weight
-from dispatcher import explain as ex
 from dispatcher.auth.policy import Action
 from dispatcher.identity import Identity
-from dispatcher.matching import Offer, QueueStatus, claim_refusal, parse_tags
+from dispatcher.matching import QueueStatus
 from dispatcher.services import authz
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.runtime import Runtime
-from dispatcher.shares import Candidate, ShareLine, node_path, order, report
-from dispatcher.states import JobState
+from dispatcher.shares import ShareLine, report
 from dispatcher.store import audit
 from dispatcher.store import brokerage as bstore
-from dispatcher.store.claim import COLUMNS, needs_of
 from dispatcher.store.jobs import fetch_rows
-from dispatcher.store.schema import jobs
+from dispatcher.why import JobWhy, job_why
 
 MAX_REASON = 1000
-MAX_RANKED = 200_000
-"""``job why`` ranks at most this many waiting jobs of a queue (beyond: "not in the first N")."""
 
 
 def require_admin(identity: Identity, action: str) -> None:
@@ -40,17 +30,6 @@ def require_admin(identity: Identity, action: str) -> None:
     tree are shared by all VOs; see :mod:`dispatcher.auth.policy`)."""
     if "admin" not in identity.roles or not identity.all_vos:
         raise PermissionDenied(f"{action} needs the admin role; {identity.name!r} does not have it")
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobWhy:
-    """The facts and the explanation of one job."""
-
-    row: Any
-    facts: ex.JobFacts
-    explanation: ex.Explanation
-    position: int
-    waiting: int
 
 
 class PlacementService:
@@ -168,60 +147,6 @@ class PlacementService:
                 row = fetch_rows(conn, [panda_id]).get(panda_id)
                 if row is None:
                     raise NotFound(f"no job {panda_id}")
-                statuses = {q: c.status for q, c in bstore.queue_statuses(conn).items()}
-                tree = base.with_weights(bstore.share_weight_overrides(conn))
-                usage = bstore.read_usage(conn, now=now, half_life_s=tree.half_life_s)
-                offers = {
-                    name: tuple(
-                        Offer(
-                            cores=p["cores"], memory_mb=p["memory_mb"], disk_mb=p["disk_mb"], tags=parse_tags(p["tags"])
-                        )
-                        for p in bstore.connected_offers(conn, queue=name, since=stale)
-                    )
-                    for name in self._queues
-                }
-                status = statuses.get(row["computing_site"], QueueStatus.ONLINE)
-                waiting = _waiting(conn, row["computing_site"], status) if row["status"] == "activated" else []
-            leaf = tree.leaf(vo=row["vo"], label=row["prod_source_label"], user=row["owner"])
-            lines = {x.path: x for x in report(tree, usage, [leaf])}
-            cands = [
-                Candidate(
-                    key=r["panda_id"],
-                    leaf=tree.leaf(vo=r["vo"], label=r["prod_source_label"], user=r["owner"]),
-                    priority=r["current_priority"],
-                    needs=needs_of(r),
-                )
-                for r in waiting
-            ]
-            ranked = [c.key for c in order(tree, usage, cands)]
-            position = ranked.index(panda_id) + 1 if panda_id in ranked else 0
-            facts = ex.JobFacts(
-                panda_id=panda_id,
-                state=JobState(row["status"]),
-                vo=row["vo"],
-                label=row["prod_source_label"],
-                site=row["computing_site"],
-                needs=needs_of(row),
-                leaf_path=node_path(leaf),
-                leaf_priority=lines[node_path(leaf)].priority,
-            )
-            queues = [
-                ex.QueueFacts(config=q, status=statuses.get(name, QueueStatus.ONLINE), offers=offers[name])
-                for name, q in self._queues.items()
-            ]
-            explanation = ex.explain(facts, queues, position=position, waiting=len(waiting))
-            return JobWhy(row=row, facts=facts, explanation=explanation, position=position, waiting=len(waiting))
+                return job_why(conn, row, self._queues, base, now=now, stale_since=stale)
 
         return await self.rt.db_call(run)
-
-
-def _waiting(conn: Any, queue: str, status: QueueStatus) -> list[Any]:
-    """The activated jobs of ``queue`` a pilot could be handed (the claim's own status rule)."""
-    cols = [c for c in COLUMNS if c.name != "spec"]
-    stmt = (
-        select(*cols)
-        .where(jobs.c.computing_site == queue, jobs.c.status == JobState.ACTIVATED.value)
-        .order_by(jobs.c.current_priority.desc(), jobs.c.panda_id)
-        .limit(MAX_RANKED)
-    )
-    return [r for r in conn.execute(stmt).mappings() if not claim_refusal(status, r["prod_source_label"])]

@@ -20,7 +20,7 @@ from dispatcher.store import factories
 from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
 from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, queue_clause, visibility_clause
-from monitor.queries import counts
+from monitor.queries import counts, placement
 from monitor.queries.errors import CODE_NAMES, component_name, errors_by_job
 
 ACTIVE_STATES = tuple(s.value for s in JobState if s not in FINAL_STATES)
@@ -173,6 +173,7 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     wanted = flt.values.get("computingsite")
     if wanted:
         names = [n for n in names if n in wanted]
+    status = placement.queue_statuses(conn, names)
     sites = []
     for name in names:
         states = {**active.get(name, {}), **final.get(name, {})}
@@ -195,6 +196,8 @@ def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
                 "start_failures": health.get(name, (0, False, ""))[0],
                 "flagged": health.get(name, (0, False, ""))[1],
                 "flag_reason": health.get(name, (0, False, ""))[2],
+                # online/offline/test/brokeroff with who, when and why it was last changed
+                "queue_status": status[name],
             }
         )
     return {"filter": flt.as_dict(), "sites": sites}

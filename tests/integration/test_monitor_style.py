@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.matching import QueueStatus
 from dispatcher.states import JobState
 from monitor import fmt
 from monitor.app import STATE_COLORS
@@ -84,3 +85,12 @@ def test_long_windows_are_binned_by_day() -> None:
     assert b["transitions"]["failed"] == [19, 24, 24, 2]
     assert sum(b["completions"]["A"]) == 2 * len(hours)
     assert b["failure_rate"] == [0.25] * 4
+
+
+@pytest.mark.parametrize("status", [s.value for s in QueueStatus])
+def test_queue_status_badges_pass_wcag_aa(status: str) -> None:
+    text = re.search(r"\.qs \{[^}]*?[^-]color: (#[0-9a-f]{6})", CSS)
+    assert text is not None
+    background = re.search(rf"\.qs-{status} \{{ background: (#[0-9a-f]{{6}}); \}}", CSS)
+    assert background is not None, f"no badge colour for queue status {status}"
+    assert contrast(text.group(1), background.group(1)) >= 4.5
