@@ -151,14 +151,16 @@ class DDMServicer(ddm_pb2_grpc.DDMServiceServicer):
     async def ListDatasets(
         self, request: ddm_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.ListDatasetsResponse:
-        rows, truncated = await self.service.list_datasets(request.scope, request.limit)
+        rows, truncated = await self.service.list_datasets(request.scope, request.limit, identity_of(context))
         return ddm_pb2.ListDatasetsResponse(datasets=[dataset_message(r) for r in rows], truncated=truncated)
 
     @unary
     async def GetDataset(
         self, request: ddm_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.GetDatasetResponse:
-        row, files, after = await self.service.get_dataset(request.dataset, request.limit, request.after_lfn)
+        row, files, after = await self.service.get_dataset(
+            request.dataset, request.limit, request.after_lfn, identity_of(context)
+        )
         return ddm_pb2.GetDatasetResponse(
             dataset=dataset_message(row), files=[file_message(f) for f in files], next_after_lfn=after
         )
@@ -178,7 +180,7 @@ class DDMServicer(ddm_pb2_grpc.DDMServiceServicer):
     async def ListReplicas(
         self, request: ddm_pb2.ListReplicasRequest, context: grpc.aio.ServicerContext
     ) -> ddm_pb2.ListReplicasResponse:
-        pairs, after = await self.service.list_replicas(request)
+        pairs, after = await self.service.list_replicas(request, identity_of(context))
         replicas = [
             ddm_pb2.Replica(
                 scope=f["scope"],

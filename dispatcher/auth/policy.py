@@ -14,7 +14,8 @@ Two layers, both here and nowhere else:
 
 Roles (``/<vo>/<role>`` in ``wlcg.groups``; a token naming no role is a plain ``user``):
 
-* ``user``: submit (not ``managed``), kill and retry own jobs, read the VO's jobs, tasks, DDM data.
+* ``user``: submit (not ``managed``), kill and retry own jobs, read the VO's jobs, tasks, DDM data
+  (the catalog scope named after the VO, :func:`may_scope`).
 * ``production``: a user who also submits, kills, retries and reprioritises the VO's ``managed`` jobs.
 * ``pilot``: only the pilot service, only for the queues in its token's ``ailuro.queues``.
 * ``factory``: only the factory service: its own workers (``factory_id`` = the token's ``sub``) and
@@ -206,6 +207,13 @@ def vo_of(identity: Identity) -> str:
 def same_vo(identity: Identity, vo: str) -> bool:
     """Whether ``vo`` is the caller's VO, or the caller acts on every VO."""
     return identity.all_vos or (vo or DEFAULT_VO) == vo_of(identity)
+
+
+def may_scope(identity: Identity, scope: str) -> bool:
+    """Whether the caller may see and act on DDM catalog scope ``scope`` (its datasets, files,
+    replicas and the requests on them). Rucio-like: a VO owns the scope named after it; a caller
+    acting on every VO (an admin of the admin VO, the development default) owns every scope."""
+    return identity.all_vos or scope == vo_of(identity)
 
 
 def _acts_on_jobs(identity: Identity, resource: Resource) -> bool:

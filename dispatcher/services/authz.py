@@ -24,12 +24,13 @@ from dispatcher.auth.policy import (
     Resource,
     is_secret_name,
     may,
+    may_scope,
     same_vo,
     vo_of,
 )
 from dispatcher.identity import Identity
 from dispatcher.store.jobs import chunks
-from dispatcher.store.schema import ddm_requests, ddm_tasks, jobs
+from dispatcher.store.schema import ddm_files, ddm_requests, ddm_tasks, jobs
 
 _VERB = {Action.KILL: "kill", Action.RETRY: "retry", Action.PRIORITY: "reprioritise", Action.READ: "read"}
 
@@ -104,9 +105,32 @@ def hide_secrets(job: job_pb2.Job, identity: Identity) -> job_pb2.Job:
     return job
 
 
+def scope_filter(identity: Identity, column: Any) -> list[Any]:
+    """SQL conditions keeping catalog rows of ``column`` (a ``scope`` column) in the caller's VO
+    scope (:func:`may_scope`; [] for callers acting on every VO)."""
+    return [] if identity.all_vos else [column == vo_of(identity)]
+
+
+def require_scope(identity: Identity, scope: str, field: str) -> None:
+    """Refuse writing into another VO's catalog scope (PERMISSION_DENIED naming ``field``)."""
+    if not may_scope(identity, scope):
+        raise PermissionDenied(
+            f"{identity.name!r} acts for VO {vo_of(identity)!r} and writes only scope {vo_of(identity)!r}, "
+            f"not {scope!r}",
+            field=field,
+        )
+
+
+def visible_scope(identity: Identity, scope: str, unknown: str, field: str) -> None:
+    """Another VO's catalog scope reads exactly like an unknown name: NOT_FOUND with the message
+    ``unknown`` that the unknown name gets, naming ``field``."""
+    if not may_scope(identity, scope):
+        raise NotFound(unknown, field=field)
+
+
 def request_filter(identity: Identity) -> list[Any]:
     """SQL conditions keeping DDM requests visible to the caller: those of its VO's jobs and tasks,
-    and catalog-level requests tied to no job or task (the catalog itself is shared, see README)."""
+    and catalog-level requests (tied to no job or task) on files of its VO's scope."""
     if identity.all_vos:
         return []
     vo = vo_of(identity)
@@ -115,7 +139,11 @@ def request_filter(identity: Identity) -> list[Any]:
         or_(
             r.c.panda_id.in_(select(jobs.c.panda_id).where(jobs.c.vo == vo)),
             r.c.task_id.in_(select(ddm_tasks.c.task_id).where(ddm_tasks.c.vo == vo)),
-            and_(r.c.panda_id == 0, r.c.task_id == 0),
+            and_(
+                r.c.panda_id == 0,
+                r.c.task_id == 0,
+                r.c.file_id.in_(select(ddm_files.c.file_id).where(*scope_filter(identity, ddm_files.c.scope))),
+            ),
         )
     ]
 

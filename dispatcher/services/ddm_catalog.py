@@ -28,6 +28,7 @@ from dispatcher.identity import Identity
 from dispatcher.services import authz
 from dispatcher.services.runtime import Runtime
 from dispatcher.store import catalog
+from dispatcher.store.schema import ddm_datasets
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class CatalogService:
     async def create_dataset(self, dataset: str, identity: Identity) -> tuple[Any, bool]:
         """``(dataset row, created)``."""
         scope, name = check.did(dataset, "dataset")
+        authz.require_scope(identity, scope, "dataset")
 
         def run() -> tuple[Any, bool]:
             with self.rt.db.write() as conn:
@@ -96,21 +98,25 @@ class CatalogService:
 
         return await self.rt.db_call(_once_more_on_conflict, run)
 
-    async def list_datasets(self, scope: str, limit: int) -> tuple[list[Any], bool]:
-        """``(rows, truncated)``."""
+    async def list_datasets(self, scope: str, limit: int, identity: Identity) -> tuple[list[Any], bool]:
+        """``(rows, truncated)``: datasets of the caller's VO scope (filtered in SQL)."""
         check.text(scope, "scope")
         n = check.limit(limit, "limit", default=1000)
 
         def run() -> list[Any]:
             with self.rt.db.read() as conn:
-                return catalog.list_datasets(conn, scope, limit=n + 1)
+                where = authz.scope_filter(identity, ddm_datasets.c.scope)
+                return catalog.list_datasets(conn, scope, limit=n + 1, where=where)
 
         rows = await self.rt.db_call(run)
         return rows[:n], len(rows) > n
 
-    async def get_dataset(self, dataset: str, limit: int, after_lfn: str) -> tuple[Any, list[Any], str]:
-        """``(dataset row, files, next_after_lfn)``."""
+    async def get_dataset(
+        self, dataset: str, limit: int, after_lfn: str, identity: Identity
+    ) -> tuple[Any, list[Any], str]:
+        """``(dataset row, files, next_after_lfn)``; another VO's dataset is NOT_FOUND like an unknown one."""
         scope, name = check.did(dataset, "dataset")
+        authz.visible_scope(identity, scope, f"no dataset {scope}:{name}", "dataset")
         n = check.limit(limit, "limit", default=check.MAX_LIST)
         check.text(after_lfn, "after_lfn")
 
@@ -132,6 +138,7 @@ class CatalogService:
         """Register files on an SE, all or nothing (see ``ddm.proto``)."""
         check.register_files(req, self.storage)
         scope, name = catalog.split_did(req.dataset)
+        authz.require_scope(identity, scope, "dataset")
         se = self.storage[req.storage_element]
         measured = await self._measure(se, scope, [(i, f.lfn) for i, f in enumerate(req.files) if not f.adler32])
         entries = []
@@ -211,9 +218,12 @@ class CatalogService:
         except NotFound:
             raise NotFound(f"no file or dataset {did}", field=field) from None
 
-    async def list_replicas(self, req: ddm_pb2.ListReplicasRequest) -> tuple[list[tuple[Any, Any]], str]:
-        """``([(file row, replica row)], next_after_lfn)``."""
+    async def list_replicas(
+        self, req: ddm_pb2.ListReplicasRequest, identity: Identity
+    ) -> tuple[list[tuple[Any, Any]], str]:
+        """``([(file row, replica row)], next_after_lfn)``; another VO's scope reads as unknown."""
         scope, name = check.did(req.did, "did")
+        authz.visible_scope(identity, scope, f"no file or dataset {req.did}", "did")
         check.storage_element(req.storage_element, "storage_element", self.storage, required=False)
         n = check.limit(req.limit, "limit", default=check.MAX_LIST)
         check.text(req.after_lfn, "after_lfn")
@@ -246,6 +256,7 @@ class CatalogService:
     async def request_transfers(self, req: ddm_pb2.RequestTransfersRequest, identity: Identity) -> list[int]:
         """One request per file (open ones reused); refused when a file cannot be served."""
         kind, dest, source = check.request_transfers(req, self.storage)
+        authz.require_scope(identity, catalog.split_did(req.did, field="did")[0], "did")
         activity = req.activity or f"api-{kind}"
 
         def run() -> list[int]:

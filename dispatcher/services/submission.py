@@ -288,13 +288,14 @@ class SubmissionService:
         return await self.rt.db_call(run)
 
     async def list_queues(self, identity: Identity) -> list[submission_pb2.QueueInfo]:
-        """Configured queues with their non-final job counts and connected pilots."""
+        """Configured queues with their non-final job counts (of the caller's VO; every VO's for a
+        caller acting on all VOs) and connected pilots."""
         now = self.rt.now()
 
         def run() -> tuple[dict[str, dict[str, int]], dict[str, tuple[int, int]], dict[str, bstore.StatusChange]]:
             with self.rt.db.read() as conn:
                 return (
-                    store.active_counts_by_site(conn),
+                    store.active_counts_by_site(conn, authz.vo_filter(identity, jobs_table.c.vo)),
                     wstore.connected_pilots(conn, now=now, stale_s=self.rt.config.pilot_stale_s),
                     bstore.queue_statuses(conn),
                 )

@@ -28,6 +28,7 @@ from dispatcher import ddm_validation, validation
 from dispatcher.auth.policy import DEFAULT_VO, MANAGED_LABEL, Action, Resource, may, same_vo, vo_of
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
+from dispatcher.services import authz
 from dispatcher.services import task_steering as steering
 from dispatcher.services.authz import vo_filter
 from dispatcher.services.runtime import Runtime
@@ -103,6 +104,16 @@ def _job(
         job.files.add(lfn=lfn, scope=scope, type=job_pb2.FILE_TYPE_INPUT)
     job.files.add(lfn=output, scope=ds_scope, type=job_pb2.FILE_TYPE_OUTPUT, dataset=s["output_dataset"])
     return job
+
+
+def _check_scopes(task: Mapping[str, Any], identity: Identity) -> None:
+    """A task reads only a dataset of the caller's VO scope (another VO's reads as unknown) and
+    writes its outputs only into that scope (:func:`dispatcher.auth.policy.may_scope`)."""
+    scope, name = catalog.split_did(task["input_dataset"], field="task.input_dataset")
+    authz.visible_scope(identity, scope, f"no dataset {scope}:{name}", "task.input_dataset")
+    for step in ("process", "merge"):
+        out_scope, _ = catalog.split_did(task[step]["output_dataset"], field=f"task.{step}.output_dataset")
+        authz.require_scope(identity, out_scope, f"task.{step}.output_dataset")
 
 
 def submit_task(
@@ -357,6 +368,7 @@ class TaskService:
             raise PermissionDenied(f"{identity.name!r} acts for VO {vo_of(identity)!r}", field="task.vo")
         if not may(identity, Action.SUBMIT, Resource(vo=task["vo"], owner=identity.name, label=label)):
             raise PermissionDenied(f"a task of {label!r} jobs needs role production", field="task.label")
+        _check_scopes(task, identity)
 
         def run() -> tuple[int, list[int]]:
             with self.rt.db.write() as conn:

@@ -186,8 +186,11 @@ def dataset_files(conn: Connection, scope: str, name: str) -> list[Any]:
     return list(conn.execute(stmt).mappings())
 
 
-def list_datasets(conn: Connection, scope: str = "", *, limit: int | None = None, name: str = "") -> list[Any]:
-    """Datasets (of one scope, or all; or the one called ``name``) with their file counts and creation time."""
+def list_datasets(
+    conn: Connection, scope: str = "", *, limit: int | None = None, name: str = "", where: Sequence[Any] = ()
+) -> list[Any]:
+    """Datasets (of one scope, or all; or the one called ``name``) with their file counts and creation
+    time (``where``: the caller's authorization conditions)."""
     from sqlalchemy import func
 
     d = ddm_datasets
@@ -196,6 +199,7 @@ def list_datasets(conn: Connection, scope: str = "", *, limit: int | None = None
         .select_from(d.outerjoin(ddm_dataset_files, ddm_dataset_files.c.dataset_id == d.c.dataset_id))
         .group_by(d.c.dataset_id, d.c.scope, d.c.name, d.c.created)
         .order_by(d.c.scope, d.c.name)
+        .where(true(), *where)
     )
     if scope:
         stmt = stmt.where(d.c.scope == scope)

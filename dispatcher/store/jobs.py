@@ -299,11 +299,11 @@ def retry_jobs(conn: Connection, ids: Sequence[int]) -> tuple[list[NewJob], list
     return out, owners
 
 
-def active_counts_by_site(conn: Connection) -> dict[str, dict[str, int]]:
-    """Non-final job counts per queue and state."""
+def active_counts_by_site(conn: Connection, where: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
+    """Non-final job counts per queue and state (``where``: e.g. the caller's VO conditions)."""
     stmt = (
         select(jobs.c.computing_site, jobs.c.status, func.count())
-        .where(jobs.c.status.notin_([s.value for s in FINAL_STATES]))
+        .where(jobs.c.status.notin_([s.value for s in FINAL_STATES]), *where)
         .group_by(jobs.c.computing_site, jobs.c.status)
     )
     out: dict[str, dict[str, int]] = defaultdict(dict)

@@ -60,7 +60,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "FactoryService/ListWorkers":     ("unauth", "unauth", "unauth", "unauth", "denied", "denied", "denied", "denied", "denied", "ok",     "ok"),
     "DDMService/ListStorageElements": ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
     "DDMService/GetStorageElement":   ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
-    "DDMService/CreateDataset":       ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
+    "DDMService/CreateDataset":       ("unauth", "unauth", "unauth", "unauth", "ok",     "denied", "ok",     "denied", "denied", "denied", "ok"),
     "DDMService/ListDatasets":        ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
     "DDMService/GetDataset":          ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
     "DDMService/RegisterFiles":       ("unauth", "unauth", "unauth", "unauth", "ok",     "ok",     "ok",     "denied", "denied", "denied", "ok"),
@@ -199,7 +199,7 @@ def requests_for(world: World, caller: str) -> dict[str, Any]:
         "IssuePilotTokens": factory_pb2.IssuePilotTokensRequest(queue=QUEUE, worker_ids=[worker]),
         "ListStorageElements": ddm_pb2.ListStorageElementsRequest(),
         "GetStorageElement": ddm_pb2.GetStorageElementRequest(name="NOWHERE"),
-        "CreateDataset": ddm_pb2.CreateDatasetRequest(dataset=f"{caller.lower()}:ds"),
+        "CreateDataset": ddm_pb2.CreateDatasetRequest(dataset=f"{VO_A}:ds-{caller.lower()}"),  # VO A's scope
         "ListDatasets": ddm_pb2.ListDatasetsRequest(),
         "GetDataset": ddm_pb2.GetDatasetRequest(dataset="nobody:ds"),
         "RegisterFiles": ddm_pb2.RegisterFilesRequest(dataset="nobody:ds"),

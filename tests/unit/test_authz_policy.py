@@ -11,6 +11,7 @@ from dispatcher.auth.policy import (
     Resource,
     is_secret_name,
     may,
+    may_scope,
     method_denial,
 )
 from dispatcher.auth.principal import Principal
@@ -100,6 +101,14 @@ def test_method_rules_check_role_then_scope() -> None:
     assert method_denial(kill, token(scopes=("compute.cancel",))) is None
     assert "no authorization rule" in (method_denial("/ailuro.v1.New/Thing", token()) or "")
     assert all(rule.roles for rule in POLICY.values())
+
+
+def test_a_vo_owns_the_catalog_scope_named_after_it() -> None:
+    alice, bob = token("alice", "compass"), token("bob", "atlas", "production")
+    assert may_scope(alice, "compass") and not may_scope(alice, "atlas") and not may_scope(alice, "user")
+    assert may_scope(bob, "atlas") and not may_scope(bob, "compass")
+    assert not may_scope(token("boss", "compass", "admin"), "atlas")  # a VO's admin: its scope only
+    assert may_scope(token("admin", "admin", "admin"), "atlas") and may_scope(believed_identity([]), "any")
 
 
 def test_trusted_metadata_claims_are_believed_and_no_claim_is_the_dev_default() -> None:
