@@ -265,7 +265,13 @@ class Factory:
 
     def _serve_queue(self, queue: QueueConfig, stats: factory_pb2.QueueStats | None, report: QueueReport) -> None:
         if stats is None:
-            self._record_error(report, "the dispatcher does not know this queue (check its queues.toml)")
+            # GetQueueStats answers only the queues this factory may see: absent means unknown there
+            # or, with a token, not among the token's queues
+            self._record_error(
+                report,
+                "the dispatcher sent no statistics for this queue: it is not in the dispatcher's "
+                "queues.toml, or this factory's token does not cover it (PERMISSION_DENIED for its stats)",
+            )
             return
         counts = QueueCounts.from_stats(stats)
         report.activated, report.idle_pilots = counts.activated, counts.idle_pilots
