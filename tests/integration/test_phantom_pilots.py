@@ -42,11 +42,13 @@ async def _drop_mid_hello(address: str, k: int) -> None:
 
 
 async def _drop_after_hello(address: str, k: int) -> None:
-    """Get a NoJob (so the Hello was registered), then drop: half of them cancel, half close the channel."""
+    """Get the Welcome and a NoJob (so the Hello was registered), then drop: half cancel, half close."""
     ch = grpc.aio.insecure_channel(address)
     call = pilot_pb2_grpc.PilotServiceStub(ch).Connect()
     await call.write(P.PilotMessage(hello=P.Hello(pilot_id=f"gone-{k}", queue="LOCAL")))
     await call.write(P.PilotMessage(job_request=P.JobRequest(n=1)))
+    first = await call.read()
+    assert first.WhichOneof("msg") == "welcome"  # a stream's first answer (the protocol's Welcome)
     msg = await call.read()
     assert msg.WhichOneof("msg") == "no_job"
     if k % 2:

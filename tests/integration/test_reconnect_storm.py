@@ -37,6 +37,8 @@ async def _storm(address: str) -> Counter[str]:
             await call.write(pilot_pb2.PilotMessage(hello=pilot_pb2.Hello(pilot_id=f"storm-{i}", queue="LOCAL")))
             await call.write(pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1)))
             msg = await asyncio.wait_for(call.read(), timeout=200)
+            if msg is not grpc.aio.EOF and msg.HasField("welcome"):  # a stream's first answer
+                msg = await asyncio.wait_for(call.read(), timeout=200)
             outcome["no_job" if msg is not grpc.aio.EOF and msg.HasField("no_job") else repr(msg)] += 1
         except grpc.aio.AioRpcError as exc:
             outcome[f"{exc.code().name}: {exc.details()}"] += 1
