@@ -71,7 +71,7 @@ def test_final_report_limits_and_no_amplification(
     p.final(big, epochs[big], J.JOB_STATUS_FAILED, errors=errors)
     ack = p.ack_for(big, final=True)
     assert ack.result == P.ACK_RESULT_REJECTED and "errors_per_final" in ack.message, ack
-    assert scalar(db_url, f"SELECT errors FROM jobs WHERE panda_id = {big}") is None
+    assert scalar(db_url, f"SELECT count(*) FROM job_errors WHERE panda_id = {big}") == 0
     assert scalar(db_url, "SELECT count(*) FROM job_events") == events_before
     assert error_counter_keys(db_url) == keys_before
 

@@ -196,7 +196,8 @@ def test_factory_with_auth_dir_gives_its_pilots_queue_bound_tokens(
     assert stat.S_IMODE(pilot_token.parent.stat().st_mode) == 0o700
     claims = jwt.decode(pilot_token.read_text().strip(), options={"verify_signature": False})
     assert claims["wlcg.groups"] == ["/compass", "/compass/pilot"] and claims["ailuro.queues"] == [QUEUE.name]
-    assert claims["sub"] == f"pilot:factory@fw:{pilot_token.parent.name}"
+    # named after the factory it came from (the id the factory registers its workers under)
+    assert claims["sub"] == f"pilot:{factory_claims['sub']}:{pilot_token.parent.name}"
     (wrapper,) = (workdir / "backends" / QUEUE.name).rglob("*.sh")
     text = wrapper.read_text()
     assert f"pilot_token_dir={pilot_token.parent.parent}" in text and pilot_token.read_text().strip() not in text
