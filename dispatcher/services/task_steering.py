@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound, PermissionDenied
-from dispatcher.auth.policy import same_vo
+from dispatcher.auth.policy import ADMIN, PRODUCTION, same_vo
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.store import catalog
@@ -66,9 +66,9 @@ def may_steer(identity: Identity, row: Any) -> None:
     An admin of another VO may not (``dispatcher.auth.policy``: VOs are isolated).
     """
     foreign = not same_vo(identity, row["vo"])
-    if not foreign and (identity.name == row["owner"] or "admin" in identity.roles):
+    if not foreign and (identity.name == row["owner"] or ADMIN in identity.roles):
         return
-    if not foreign and "production" in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
+    if not foreign and PRODUCTION in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
         return
     raise PermissionDenied(
         f"task {row['task_id']} belongs to {row['owner']}; only its owner, an admin or {row['vo'] or 'its VO'}'s "
