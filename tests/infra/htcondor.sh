@@ -89,6 +89,9 @@ start)
     mkdir -p "$R$p"
     # uid 1000 must traverse the chroot's copies of the parents (e.g. /root is 0700)
     d=$R$p; while [ "$d" != "$R" ]; do d=$(dirname "$d"); chmod o+x "$d"; done
+    # and the bound directory itself: a checkout made by `mktemp -d` is 0700, and a bind mount
+    # keeps its source's mode, so the pilots (uid 1000) could not read the repository
+    [ -n "$(find "$p" -maxdepth 0 -perm -o=x)" ] || chmod o+rx "$p"
     mountpoint -q "$R$p" || { mount --bind "$p" "$R$p" && mount -o remount,bind,ro "$R$p"; }
   done
   printf '%s\n' $binds > "$BASE/binds"
