@@ -76,6 +76,7 @@ def test_the_agent_recalls_through_prepare_and_declares_a_file_missing_on_tape_l
         ddm_scratch_dir=str(tmp_path / "scratch"),
     )
     client = Client(d.address, identity="prod")
+    assert {s.name: s.staging for s in client.ddm.storage_elements()} == {"EOS": "", "CTA": "prepare"}
     sums = {}
     for name in ("t1.raw", "t2.raw"):  # written to the tape SE's buffer, registered, then migrated
         sums[name] = random_file(tmp_path / name, 25_000)
