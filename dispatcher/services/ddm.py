@@ -255,6 +255,14 @@ class DDMAgent:
         now = time.time()
         source = self._pick_source(row, replicas)
         if source is None:
+            with self.db.read() as conn:  # declared lost while this copy ran: say so (110), not 1099
+                lost = [
+                    r
+                    for r in catalog.requests_of_file(conn, int(file["file_id"]))
+                    if r["kind"] == "stage" and r["error_code"] == errorcodes.FILE_LOST
+                ]
+            if lost:
+                raise TransferFailure(errorcodes.FILE_LOST, lost[0]["last_error"], retryable=False)
             raise TransferFailure(
                 errorcodes.STAGEIN_FAILED,
                 f"no available replica of {file['scope']}:{file['lfn']} to copy from",
