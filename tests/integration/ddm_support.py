@@ -111,6 +111,19 @@ def put(endpoint: str, scope: str, lfn: str, local: Path) -> str:
     return url
 
 
+def evict(url: str) -> None:
+    """``xrdfs prepare -e`` on the staging server: its robot migrates the file to tape and removes it
+    from the disk buffer (asynchronously: this waits until the server says it is offline)."""
+    from ddm.protocols.xrootd import XRootDProtocol, split_root_url
+
+    xrd = XRootDProtocol()
+    server, path = split_root_url(url)
+    res = xrd.run(["xrdfs", server, "prepare", "-e", path])
+    if res.rc != 0:
+        raise RuntimeError(f"evicting {url} failed: {res}")
+    wait_until(lambda: not xrd.stage_status(url, "none").online, 30, f"{url} to leave the disk buffer")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll until ``predicate()`` is truthy; fail the test with ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

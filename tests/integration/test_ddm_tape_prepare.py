@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from ddm_support import XRootDServers, put, random_file, se, wait_until, xrootd  # noqa: F401
+from ddm_support import XRootDServers, evict, put, random_file, se, wait_until, xrootd  # noqa: F401
 
 from ailuro import errorcodes
 from ailuro.client import Client
@@ -24,18 +24,9 @@ from ailuro.ddm import word
 from ailuro.errors import NotFound
 from ailuro.v1 import ddm_pb2
 from ddm.protocols import protocol_for
-from ddm.protocols.xrootd import XRootDProtocol, split_root_url
+from ddm.protocols.xrootd import XRootDProtocol
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def _evict(url: str) -> None:
-    """``xrdfs prepare -e``: the robot migrates the file to tape and removes it from the buffer."""
-    xrd = XRootDProtocol()
-    server, path = split_root_url(url)
-    res = xrd.run(["xrdfs", server, "prepare", "-e", path])
-    assert res.rc == 0, res
-    wait_until(lambda: not xrd.stage_status(url, "none").online, 20, f"{url} to leave the disk buffer")
 
 
 def test_a_file_on_tape_is_offline_until_prepare_recalls_it(xrootd: XRootDServers, tmp_path: Path) -> None:
@@ -43,7 +34,7 @@ def test_a_file_on_tape_is_offline_until_prepare_recalls_it(xrootd: XRootDServer
     local = tmp_path / "a.raw"
     adler = random_file(local, 30_000)
     url = put(f"{xrootd.stage}/{uuid.uuid4().hex[:8]}", "compass", "a.raw", local)
-    _evict(url)
+    evict(url)
     before = xrd.stage_status(url, "none")
     assert (before.exists, before.on_tape, before.online, before.error) == (True, True, False, "")
     with pytest.raises(NotFound):
@@ -83,7 +74,7 @@ def test_the_agent_recalls_through_prepare_and_declares_a_file_missing_on_tape_l
         put(tape, "compass", name, tmp_path / name)
     client.ddm.register_files("compass:raw.TAPE", "CTA", ["t1.raw", "t2.raw"])
     for name in sums:
-        _evict(f"{tape}/compass/{name}")
+        evict(f"{tape}/compass/{name}")
     xrootd.tape_path(f"{tape.split('//', 2)[2]}/compass/t2.raw").unlink()  # lost behind the catalog's back
     t1_url = f"{tape}/compass/t1.raw"
     with pytest.raises(NotFound):
