@@ -102,7 +102,8 @@ class Robot:
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
         except OSError as exc:
-            self.write_record(path, **{**self.record(path), "error": f"recall failed: {exc}"})
+            rec = {k: v for k, v in self.record(path).items() if k != "path"}
+            self.write_record(path, **{**rec, "error": f"recall failed: {exc}"})
         finally:
             tmp.unlink(missing_ok=True)
 

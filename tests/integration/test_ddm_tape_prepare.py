@@ -4,7 +4,8 @@ tests/infra/xrootd.sh exports only a disk buffer, and XRootD's prepare plug-in
 
 A file on tape is offline (not readable, ``query prepare`` says offline) until ``xrdfs prepare -s``
 recalls it; the DDM agent makes that request, polls it, copies the file once online and checks its
-adler32; a file missing on tape is declared lost (110) after one attempt, not retried.
+adler32; a file missing on tape is declared lost (110) after one attempt, not retried; a recall
+that keeps failing is retried as new requests, then fails the copies waiting for it.
 SQLite and PostgreSQL."""
 
 # ruff: noqa: F811  (pytest fixtures imported from ddm_support are used as parameters)
@@ -69,13 +70,15 @@ def test_the_agent_recalls_through_prepare_and_declares_a_file_missing_on_tape_l
     client = Client(d.address, identity="prod")
     assert {s.name: s.staging for s in client.ddm.storage_elements()} == {"EOS": "", "CTA": "prepare"}
     sums = {}
-    for name in ("t1.raw", "t2.raw"):  # written to the tape SE's buffer, registered, then migrated
+    for name in ("t1.raw", "t2.raw", "t3.raw"):  # written to the tape SE's buffer, registered, then migrated
         sums[name] = random_file(tmp_path / name, 25_000)
         put(tape, "compass", name, tmp_path / name)
-    client.ddm.register_files("compass:raw.TAPE", "CTA", ["t1.raw", "t2.raw"])
+    client.ddm.register_files("compass:raw.TAPE", "CTA", sorted(sums))
     for name in sums:
         evict(f"{tape}/compass/{name}")
-    xrootd.tape_path(f"{tape.split('//', 2)[2]}/compass/t2.raw").unlink()  # lost behind the catalog's back
+    on_tape = tape.split("//", 2)[2]
+    xrootd.tape_path(f"{on_tape}/compass/t2.raw").unlink()  # lost behind the catalog's back
+    xrootd.tape_path(f"{on_tape}/compass/t3.raw").chmod(0)  # a cartridge the robot cannot read
     t1_url = f"{tape}/compass/t1.raw"
     with pytest.raises(NotFound):
         protocol_for(t1_url).stat(t1_url)  # offline
@@ -86,7 +89,7 @@ def test_the_agent_recalls_through_prepare_and_declares_a_file_missing_on_tape_l
         open_states = ("queued", "active")
         return not [r for r in client.ddm.transfers(limit=100) if word(ddm_pb2.RequestState, r.state) in open_states]
 
-    wait_until(ended, 90, "the transfers and recalls to end", interval=0.3)
+    wait_until(ended, 120, "the transfers and recalls to end", interval=0.3)
     reqs = {(word(ddm_pb2.RequestKind, r.kind), r.lfn): r for r in client.ddm.transfers(limit=100)}
 
     # t1: recalled through prepare, copied to disk, adler32 checked at the destination
@@ -115,4 +118,14 @@ def test_the_agent_recalls_through_prepare_and_declares_a_file_missing_on_tape_l
     assert (word(ddm_pb2.RequestState, copy2.state), copy2.error_code) == ("failed", errorcodes.FILE_LOST)
     (cta2,) = client.ddm.replicas("compass:t2.raw")
     assert (cta2.storage_element, word(ddm_pb2.ReplicaState, cta2.state)) == ("CTA", "bad")
+
+    # t3: every recall fails (the robot cannot read it): retried up to the request's attempts, each
+    # a new prepare; then the copy waiting for it fails with the recall's error, the replica stays good
+    stage3, copy3 = reqs[("stage", "t3.raw")], reqs[("transfer", "t3.raw")]
+    assert (word(ddm_pb2.RequestState, stage3.state), stage3.attempts) == ("failed", stage3.max_attempts)
+    assert stage3.error_code == errorcodes.STAGEIN_FAILED and "recall failed" in stage3.last_error
+    assert (word(ddm_pb2.RequestState, copy3.state), copy3.error_code) == ("failed", errorcodes.STAGEIN_FAILED)
+    assert f"the recall from CTA failed (request {stage3.request_id})" in copy3.last_error
+    (cta3,) = client.ddm.replicas("compass:t3.raw")
+    assert word(ddm_pb2.ReplicaState, cta3.state) == "available"
     client.close()
