@@ -471,8 +471,8 @@ class DDMAgent:
         try:
             verify(self._url(se, file), expected)
         except TransferFailure as exc:
-            if not exc.source_bad:
-                raise  # could not reach the SE: retry later
+            if not exc.source_bad or (exc.missing and tape is not None and tape.stages_by_prepare):
+                raise  # could not reach the SE, or evicted again since the recall: retry later
             now = time.time()
             with self.db.write() as conn:
                 catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.BAD, now=now)
