@@ -8,7 +8,8 @@
   (else the queue's first ``output_se``), so pilots need no storage configuration.
 - Final report (:func:`verify_sites`, :func:`register_outputs`): a linked job that finished goes
   ``holding -> transferring`` (not ``finished``); its outputs are registered as ``unverified`` replicas with a
-  ``verify`` request each.
+  ``verify`` request each, only in the catalog scope of the job's VO (:func:`foreign_output`: a
+  report naming another scope is refused whole, Ack REJECTED, and changes nothing).
 - The DDM agent then calls :func:`activate_ready` (assigned -> activated once every input is
   available, failed when a transfer failed for good) and :func:`finish_verified`
   (transferring -> finished once every output's checksum matched at its destination).
@@ -27,6 +28,7 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import se_file_url
+from dispatcher.auth.policy import DEFAULT_VO
 from dispatcher.states import JobState
 from dispatcher.store import catalog
 from dispatcher.store.jobs import chunks, fetch_files
@@ -224,6 +226,33 @@ def verify_sites(conn: Connection, panda_ids: Sequence[int]) -> dict[int, Any]:
     return {pid: link for pid, link in _links(conn, panda_ids).items() if link["output_se"]}
 
 
+def _registers(f: job_pb2.File, link: Any) -> bool:
+    """Whether :func:`register_outputs` registers file ``f`` of a finished job linked by ``link``."""
+    return f.type in _OUT_TYPES and bool(f.pfn) and f.destination_se == link["output_se"]
+
+
+def foreign_output(rep: pilot_pb2.JobFinal, link: Any | None, vo: str) -> str | None:
+    """Why this final report would register an output outside its job's VO, or ``None``.
+
+    A VO owns the catalog scope named after it (``dispatcher.auth.policy.may_scope``); the scopes
+    a pilot reports are its word only, so an output (or the dataset it joins) in another scope is
+    refused here, before anything is registered, naming the field. Reports that register nothing
+    (not finished, no ``output_se``) are not judged.
+    """
+    if link is None or not link["output_se"] or rep.status != job_pb2.JOB_STATUS_FINISHED:
+        return None
+    own = vo or DEFAULT_VO
+    for j, f in enumerate(rep.files):
+        if not _registers(f, link):
+            continue
+        if f.scope != own:
+            return f"files[{j}].scope {f.scope!r} is not the scope of the job's VO {own!r}"
+        ds_scope = f.dataset.rpartition(":")[0]
+        if ds_scope and ds_scope != own:
+            return f"files[{j}].dataset is in scope {ds_scope!r}, not in the scope of the job's VO {own!r}"
+    return None
+
+
 def register_outputs(
     conn: Connection, reports: Sequence[pilot_pb2.JobFinal], *, now: float, links: Mapping[int, Any] | None = None
 ) -> None:
@@ -237,7 +266,7 @@ def register_outputs(
         if link is None or not link["output_se"] or JobState.from_proto(rep.status) != JobState.FINISHED:
             continue
         for f in rep.files:
-            if f.type not in _OUT_TYPES or not f.pfn or f.destination_se != link["output_se"]:
+            if not _registers(f, link):
                 continue
             scope = f.scope
             ds_scope, _, ds_name = f.dataset.rpartition(":")
