@@ -49,6 +49,7 @@ from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
 from dispatcher.services.logs import JobLogService
+from dispatcher.services.looplag import LoopLagMonitor
 from dispatcher.services.placement import PlacementService
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import SubmissionService
@@ -107,6 +108,9 @@ async def _start(config: DispatcherConfig) -> _Started:
     await events.start()
     watchdog.start()
     folder.start()
+    lag = LoopLagMonitor(config.loop_lag) if config.loop_lag is not None else None
+    if lag is not None:
+        lag.start()
     agent = InProcessAgent.start(config, db) if agent_threads else None
 
     server = grpc.aio.server(
@@ -177,6 +181,8 @@ async def _start(config: DispatcherConfig) -> _Started:
         await server.stop(config.grace_s)
         await watchdog.stop()
         await folder.stop()
+        if lag is not None:
+            await lag.stop()
         if agent is not None:
             await asyncio.to_thread(agent.stop)
         job_logs.close()

@@ -1,0 +1,202 @@
+"""An opt-in event-loop lag monitor: how long the loop was held before a due timer could run.
+
+Why: the hot path (JobRequests, kills, acks) shares one asyncio loop with bulk work; any callback
+that holds the loop for tens of milliseconds shows up directly in GetJob and kill latency. Load
+figures on a shared machine are noisy; the loop's own lag is not hidden by them.
+
+How (cheap enough for production, unlike asyncio's debug mode): a task sleeps ``TICK_S`` again
+and again and records how late each wake-up came (the time the loop was busy elsewhere) in a
+fixed histogram. A daemon thread looks every few milliseconds whether the last wake-up is older
+than the stall threshold; if so, the loop is held right now and it records the loop thread's
+Python stack (a sampled profile of the stalls only). Every ``REPORT_S`` the thread writes the
+histogram and the most frequent stall stacks as JSON to ``<dir>/looplag-<pid>.json`` (one file
+per process, so ``--workers`` processes do not collide) and logs a warning when stalls occurred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+
+from dispatcher.config import LoopLagConfig
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.01
+"""Period of the lag probe: one timer per tick, so about a hundred cheap wake-ups per second."""
+REPORT_S = 1.0
+"""How often the report file is rewritten (and stalls logged, at most every ``LOG_EVERY_S``)."""
+LOG_EVERY_S = 10.0
+"""At most one stall warning per this many seconds."""
+MAX_STACKS = 200
+"""Distinct stall stacks remembered; further new ones are counted under ``"(other)"``."""
+STACK_DEPTH = 14
+"""Innermost frames kept per sampled stack."""
+_FINE = 1000
+"""Histogram buckets of 0.1 ms (0-100 ms), then buckets of 1 ms up to 10 s, then one overflow."""
+
+
+def bucket(lag_ms: float) -> int:
+    """The histogram bucket of a lag in milliseconds."""
+    if lag_ms < 100.0:
+        return max(0, int(lag_ms * 10))
+    return min(_FINE + int(lag_ms - 100.0), _FINE + 9_900)
+
+
+def bucket_ms(index: int) -> float:
+    """The upper edge of a bucket in milliseconds (percentiles are read as this edge)."""
+    return (index + 1) / 10 if index < _FINE else 100.0 + (index - _FINE + 1)
+
+
+def percentile_ms(hist: dict[int, int], q: float) -> float:
+    """The q-th percentile (0-100) of a sparse histogram ``{bucket: count}``, as a bucket's upper edge."""
+    total = sum(hist.values())
+    if not total:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * total))  # nearest rank
+    seen = 0
+    for index in sorted(hist):
+        seen += hist[index]
+        if seen >= rank:
+            return bucket_ms(index)
+    return bucket_ms(max(hist))
+
+
+def _stack(frame: object) -> tuple[str, ...]:
+    """The innermost ``STACK_DEPTH`` frames as ``file:line function``, innermost first."""
+    out = []
+    while frame is not None and len(out) < STACK_DEPTH:
+        code = frame.f_code  # type: ignore[attr-defined]
+        path = code.co_filename
+        short = "/".join(path.split("/")[-2:])
+        out.append(f"{short}:{frame.f_lineno} {code.co_name}")  # type: ignore[attr-defined]
+        frame = frame.f_back  # type: ignore[attr-defined]
+    return tuple(out)
+
+
+class LoopLagMonitor:
+    """Measures the lag of the running loop; :meth:`start` in the loop, :meth:`stop` at shutdown."""
+
+    def __init__(self, config: LoopLagConfig) -> None:
+        self.config = config
+        self.hist: dict[int, int] = {}
+        self.max_ms = 0.0
+        self.stalls = 0
+        self.stacks: Counter[tuple[str, ...]] = Counter()
+        self._last_wake = time.perf_counter()
+        self._loop_thread = 0
+        self._task: asyncio.Task[None] | None = None
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._logged_stalls = 0
+        self._next_log = 0.0
+
+    def start(self) -> None:
+        """Start the probe task on the running loop and the sampling thread."""
+        self._loop_thread = threading.get_ident()
+        self._last_wake = time.perf_counter()
+        self._task = asyncio.create_task(self._probe(), name="loop-lag-probe")
+        self._thread = threading.Thread(target=self._watch, name="loop-lag-watch", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop both, writing the report one last time."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._halt.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)
+        self.write_report()
+
+    async def _probe(self) -> None:
+        while True:
+            due = time.perf_counter() + TICK_S
+            await asyncio.sleep(TICK_S)
+            now = time.perf_counter()
+            self._last_wake = now
+            lag_ms = (now - due) * 1e3
+            index = bucket(lag_ms)
+            with self._lock:
+                self.hist[index] = self.hist.get(index, 0) + 1
+                if lag_ms > self.max_ms:
+                    self.max_ms = lag_ms
+                if lag_ms > self.config.stall_ms:
+                    self.stalls += 1
+
+    def _watch(self) -> None:
+        """Sample the loop thread's stack while it is stalled; write the report every ``REPORT_S``."""
+        period = max(self.config.stall_ms / 2e3, 0.002)
+        threshold = self.config.stall_ms / 1e3 + TICK_S
+        next_report = time.perf_counter() + REPORT_S
+        while not self._halt.wait(period):
+            now = time.perf_counter()
+            if now - self._last_wake > threshold:
+                frame = sys._current_frames().get(self._loop_thread)
+                if frame is not None:
+                    key = _stack(frame)
+                    with self._lock:
+                        if key in self.stacks or len(self.stacks) < MAX_STACKS:
+                            self.stacks[key] += 1
+                        else:
+                            self.stacks[("(other)",)] += 1
+                del frame
+            if now >= next_report:
+                next_report = now + REPORT_S
+                self.write_report()
+                self._log_stalls(now)
+
+    def _log_stalls(self, now: float) -> None:
+        if self.stalls == self._logged_stalls or now < self._next_log:
+            return
+        self._next_log = now + LOG_EVERY_S
+        with self._lock:
+            top = self.stacks.most_common(1)
+        log.warning(
+            "event loop stalled > %.0f ms %d times (worst %.0f ms so far); most sampled stack: %s",
+            self.config.stall_ms,
+            self.stalls - self._logged_stalls,
+            self.max_ms,
+            " <- ".join(top[0][0][:6]) if top else "none sampled",
+        )
+        self._logged_stalls = self.stalls
+
+    def snapshot(self) -> dict[str, object]:
+        """The figures so far, as written to the report file."""
+        with self._lock:
+            hist = dict(self.hist)
+            stacks = self.stacks.most_common(30)
+            stalls, max_ms = self.stalls, self.max_ms
+        return {
+            "pid": os.getpid(),
+            "tick_ms": TICK_S * 1e3,
+            "stall_ms": self.config.stall_ms,
+            "samples": sum(hist.values()),
+            "p50_ms": percentile_ms(hist, 50),
+            "p99_ms": percentile_ms(hist, 99),
+            "max_ms": round(max_ms, 2),
+            "stalls": stalls,
+            "hist": {str(k): v for k, v in sorted(hist.items())},
+            "stacks": [{"samples": n, "stack": list(s)} for s, n in stacks],
+        }
+
+    def write_report(self) -> None:
+        """Write ``looplag-<pid>.json`` atomically (nothing without a report directory)."""
+        directory = self.config.report_dir
+        if directory is None:
+            return
+        target = directory / f"looplag-{os.getpid()}.json"
+        tmp = target.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.snapshot()))
+            tmp.replace(target)
+        except OSError as exc:
+            log.warning("loop lag report %s not written: %s", target, exc)

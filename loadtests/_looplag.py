@@ -1,0 +1,78 @@
+"""Reads the dispatchers' event-loop lag reports (``--loop-lag-dir``) for the benchmarks.
+
+Each dispatcher process (each ``--workers`` process too) rewrites ``looplag-<pid>.json`` every
+second with its cumulative lag histogram (:mod:`dispatcher.services.looplag`). A benchmark takes
+one reading before the load starts and one after it ended; the difference of the two histograms
+is the loop lag *under the load*, without the start-up (migrations, imports) before it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dispatcher.services.looplag import REPORT_S, bucket_ms, percentile_ms
+
+STALL_MS = 5.0
+"""The stall threshold the benchmarks start their dispatchers with (stacks sampled beyond it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopLag:
+    """Loop lag of one dispatcher process during the load."""
+
+    pid: int
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    """Largest lag during the load (the upper edge of its histogram bucket: 0.1 ms below 100 ms, 1 ms above)."""
+    stalls: int
+    """Probe wake-ups later than ``STALL_MS`` during the load."""
+    stacks: list[dict[str, object]] = field(default_factory=list)
+    """The most sampled stall stacks (cumulative), ``{"samples": n, "stack": [...]}``."""
+
+    def short(self) -> str:
+        """``p50/p99/max`` in ms, for a table cell."""
+        return f"{self.p50_ms:.1f}/{self.p99_ms:.0f}/{self.max_ms:.0f}"
+
+
+def read(directory: Path) -> dict[int, dict[str, object]]:
+    """The current report of every process in ``directory``, by pid (unreadable ones skipped)."""
+    out: dict[int, dict[str, object]] = {}
+    for path in sorted(directory.glob("looplag-*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        out[int(report["pid"])] = report
+    return out
+
+
+def settle() -> None:
+    """Wait until every process has rewritten its report once more (after the load ended)."""
+    time.sleep(REPORT_S * 1.5)
+
+
+def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, object]]) -> list[LoopLag]:
+    """Lag figures between two readings, one per process (processes started later count whole)."""
+    out = []
+    for pid, report in sorted(after.items()):
+        old = before.get(pid, {})
+        old_hist: dict[str, int] = old.get("hist", {})  # type: ignore[assignment]
+        hist = {int(k): v - old_hist.get(k, 0) for k, v in report["hist"].items()}  # type: ignore[union-attr]
+        hist = {k: v for k, v in hist.items() if v > 0}
+        out.append(
+            LoopLag(
+                pid=pid,
+                samples=sum(hist.values()),
+                p50_ms=percentile_ms(hist, 50),
+                p99_ms=percentile_ms(hist, 99),
+                max_ms=bucket_ms(max(hist)) if hist else 0.0,
+                stalls=int(report["stalls"]) - int(old.get("stalls", 0)),  # type: ignore[call-overload]
+                stacks=list(report.get("stacks", [])),  # type: ignore[call-overload]
+            )
+        )
+    return out
