@@ -31,6 +31,13 @@ class LoopLag:
     """Largest lag during the load (the upper edge of its histogram bucket: 0.1 ms below 100 ms, 1 ms above)."""
     stalls: int
     """Probe wake-ups later than ``STALL_MS`` during the load."""
+    callbacks: int = 0
+    """Loop callbacks run during the load."""
+    callback_p999_ms: float = 0.0
+    """99.9th percentile of the loop-thread CPU one callback took (the hold, without waiting)."""
+    callback_max_ms: float = 0.0
+    slow_callbacks: list[tuple[str, int, float]] = field(default_factory=list)
+    """Callbacks over ``STALL_MS`` of CPU during the load: (name, count, total ms), largest total first."""
     stacks: list[dict[str, object]] = field(default_factory=list)
     """The most sampled stall stacks (cumulative), ``{"samples": n, "stack": [...]}``."""
 
@@ -56,14 +63,30 @@ def settle() -> None:
     time.sleep(REPORT_S * 1.5)
 
 
+def _diff(new: dict[str, int], old: dict[str, int]) -> dict[int, int]:
+    hist = {int(k): v - old.get(k, 0) for k, v in new.items()}
+    return {k: v for k, v in hist.items() if v > 0}
+
+
+def _slow_diff(new: list[dict[str, object]], old: list[dict[str, object]]) -> list[tuple[str, int, float]]:
+    before = {str(e["name"]): (int(e["count"]), float(e["total_ms"])) for e in old}  # type: ignore[call-overload, arg-type]
+    out = []
+    for e in new:
+        n0, t0 = before.get(str(e["name"]), (0, 0.0))
+        count, total = int(e["count"]) - n0, float(e["total_ms"]) - t0  # type: ignore[call-overload, arg-type]
+        if count > 0:
+            out.append((str(e["name"]), count, total))
+    return sorted(out, key=lambda x: -x[2])
+
+
 def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, object]]) -> list[LoopLag]:
     """Lag figures between two readings, one per process (processes started later count whole)."""
     out = []
     for pid, report in sorted(after.items()):
         old = before.get(pid, {})
         old_hist: dict[str, int] = old.get("hist", {})  # type: ignore[assignment]
-        hist = {int(k): v - old_hist.get(k, 0) for k, v in report["hist"].items()}  # type: ignore[union-attr]
-        hist = {k: v for k, v in hist.items() if v > 0}
+        hist = _diff(report["hist"], old_hist)  # type: ignore[arg-type]
+        cb = _diff(report.get("callback_cpu_hist", {}), old.get("callback_cpu_hist", {}))  # type: ignore[arg-type]
         out.append(
             LoopLag(
                 pid=pid,
@@ -72,6 +95,10 @@ def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, obje
                 p99_ms=percentile_ms(hist, 99),
                 max_ms=bucket_ms(max(hist)) if hist else 0.0,
                 stalls=int(report["stalls"]) - int(old.get("stalls", 0)),  # type: ignore[call-overload]
+                callbacks=sum(cb.values()),
+                callback_p999_ms=percentile_ms(cb, 99.9),
+                callback_max_ms=bucket_ms(max(cb)) if cb else 0.0,
+                slow_callbacks=_slow_diff(report.get("slow_callbacks", []), old.get("slow_callbacks", [])),  # type: ignore[arg-type]
                 stacks=list(report.get("stacks", [])),  # type: ignore[call-overload]
             )
         )

@@ -548,6 +548,11 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
                 f"  event loop lag, dispatcher process {lag.pid}: p50 {lag.p50_ms:.1f} ms, p99 {lag.p99_ms:.1f} ms, "
                 f"max {lag.max_ms:.0f} ms; {lag.stalls} stalls > {_looplag.STALL_MS:.0f} ms in {lag.samples} probes"
             )
+            lines.append(
+                f"    loop callbacks: {lag.callbacks} run, CPU per callback p99.9 {lag.callback_p999_ms:.1f} ms, "
+                f"max {lag.callback_max_ms:.0f} ms; over {_looplag.STALL_MS:.0f} ms (count, total ms):"
+            )
+            lines += [f"      {n} x {total:.0f} ms  {name}" for name, n, total in lag.slow_callbacks[:6]]
             for entry in lag.stacks[:3]:  # where the sampled stalls were (innermost frame first)
                 lines.append(f"    {entry['samples']} samples: {' <- '.join(entry['stack'][:5])}")  # type: ignore[index]
         lines += [f"  {line}" for line in r.check.summary().splitlines()]

@@ -8,7 +8,11 @@ How (cheap enough for production, unlike asyncio's debug mode): a task sleeps ``
 and again and records how late each wake-up came (the time the loop was busy elsewhere) in a
 fixed histogram. A daemon thread looks every few milliseconds whether the last wake-up is older
 than the stall threshold; if so, the loop is held right now and it records the loop thread's
-Python stack (a sampled profile of the stalls only). Every ``REPORT_S`` the thread writes the
+Python stack (a sampled profile of the stalls only). Lag is wall time, so on a busy machine it
+also counts the time the process waited for a core or the loop thread for the GIL; to measure
+the hold itself, every callback of the loop is timed in loop-thread CPU time (``Handle._run``
+wrapped, two clock reads per callback) and the ones over the threshold are named (for a task
+step: its coroutine and where it paused next). Every ``REPORT_S`` the thread writes the
 histogram and the most frequent stall stacks as JSON to ``<dir>/looplag-<pid>.json`` (one file
 per process, so ``--workers`` processes do not collide) and logs a warning when stalls occurred.
 """
@@ -16,6 +20,7 @@ per process, so ``--workers`` processes do not collide) and logs a warning when 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -24,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from dispatcher.config import LoopLagConfig
 
@@ -81,6 +87,73 @@ def _stack(frame: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+def describe_callback(handle: asyncio.Handle) -> str:
+    """A name for what a loop callback ran: a task step names the task's coroutine and the line it
+    paused at next (the end of the slice); anything else its callable. Only called for slow ones."""
+    callback = getattr(handle, "_callback", None)
+    task = next((r for r in gc.get_referents(callback) if isinstance(r, asyncio.Task)), None)
+    if task is None and isinstance(getattr(callback, "__self__", None), asyncio.Task):
+        task = callback.__self__  # type: ignore[union-attr]
+    if task is not None:
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        where = f" (paused at {frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})" if frame else " (done)"
+        return f"task {getattr(coro, '__qualname__', repr(coro))}{where}"
+    return getattr(callback, "__qualname__", None) or repr(callback)[:120]
+
+
+class CallbackTimer:
+    """Times every callback of one loop in loop-thread CPU (waiting for the GIL or a core is not
+    counted: that is the machine, not the callback); the slow ones are named. Installed by wrapping
+    ``asyncio.Handle._run`` (two clock reads per callback), for the monitored loop only."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stall_ms: float) -> None:
+        self.loop = loop
+        self.stall_s = stall_ms / 1e3
+        self.hist: dict[int, int] = {}
+        self.slow: dict[str, list[float]] = {}
+        """Callbacks that held the loop longer than the threshold: name -> [count, total ms, max ms]."""
+        self._original: Callable[[asyncio.Handle], None] | None = None
+
+    def install(self) -> None:
+        """Wrap ``Handle._run`` (the loop runs every callback through it)."""
+        original = self._original = asyncio.events.Handle._run
+        timer = self
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            if handle._loop is not timer.loop:  # type: ignore[attr-defined]
+                original(handle)
+                return
+            start = time.thread_time()
+            try:
+                original(handle)
+            finally:
+                timer.record(handle, time.thread_time() - start)
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        """Put ``Handle._run`` back."""
+        if self._original is not None:
+            asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def record(self, handle: asyncio.Handle, cpu_s: float) -> None:
+        """Count one callback's CPU time; name it when it is over the threshold."""
+        index = bucket(cpu_s * 1e3)
+        self.hist[index] = self.hist.get(index, 0) + 1
+        if cpu_s > self.stall_s:
+            name = describe_callback(handle)
+            entry = self.slow.get(name)
+            if entry is None:
+                if len(self.slow) >= MAX_STACKS:
+                    name = "(other)"
+                entry = self.slow.setdefault(name, [0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += cpu_s * 1e3
+            entry[2] = max(entry[2], cpu_s * 1e3)
+
+
 class LoopLagMonitor:
     """Measures the lag of the running loop; :meth:`start` in the loop, :meth:`stop` at shutdown."""
 
@@ -98,11 +171,14 @@ class LoopLagMonitor:
         self._lock = threading.Lock()
         self._logged_stalls = 0
         self._next_log = 0.0
+        self.callbacks: CallbackTimer | None = None
 
     def start(self) -> None:
         """Start the probe task on the running loop and the sampling thread."""
         self._loop_thread = threading.get_ident()
         self._last_wake = time.perf_counter()
+        self.callbacks = CallbackTimer(asyncio.get_running_loop(), self.config.stall_ms)
+        self.callbacks.install()
         self._task = asyncio.create_task(self._probe(), name="loop-lag-probe")
         self._thread = threading.Thread(target=self._watch, name="loop-lag-watch", daemon=True)
         self._thread.start()
@@ -112,6 +188,8 @@ class LoopLagMonitor:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.callbacks is not None:
+            self.callbacks.uninstall()
         self._halt.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
@@ -175,6 +253,10 @@ class LoopLagMonitor:
             hist = dict(self.hist)
             stacks = self.stacks.most_common(30)
             stalls, max_ms = self.stalls, self.max_ms
+        cb_hist = dict(self.callbacks.hist) if self.callbacks is not None else {}
+        slow = sorted((self.callbacks.slow.items() if self.callbacks is not None else ()), key=lambda kv: -kv[1][1])[
+            :30
+        ]
         return {
             "pid": os.getpid(),
             "tick_ms": TICK_S * 1e3,
@@ -186,6 +268,11 @@ class LoopLagMonitor:
             "stalls": stalls,
             "hist": {str(k): v for k, v in sorted(hist.items())},
             "stacks": [{"samples": n, "stack": list(s)} for s, n in stacks],
+            "callback_cpu_hist": {str(k): v for k, v in sorted(cb_hist.items())},
+            "slow_callbacks": [
+                {"name": name, "count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 1)}
+                for name, (c, t, m) in slow
+            ],
         }
 
     def write_report(self) -> None:

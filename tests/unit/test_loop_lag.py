@@ -13,8 +13,11 @@ from loadtests import _looplag
 
 
 def _hold_the_loop(seconds: float) -> None:
-    """A deliberately blocking callback (what the monitor exists to find)."""
-    time.sleep(seconds)
+    """A deliberately blocking callback (what the monitor exists to find): it spins for ``seconds``
+    of this thread's CPU, so it holds the loop at least that long in wall time too."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 def test_histogram_buckets_and_percentiles() -> None:
@@ -45,3 +48,7 @@ def test_a_blocking_callback_is_measured_sampled_and_reported(tmp_path: Path) ->
     assert any("_hold_the_loop" in stack for stack in sampled), sampled
     (lag,) = _looplag.during(before, _looplag.read(tmp_path))
     assert lag.max_ms >= 250 and lag.stalls >= 1 and lag.samples >= 1
+    slow = {name: (count, total) for name, count, total in lag.slow_callbacks}
+    assert any("_hold_the_loop" in name and total >= 300 for name, (_, total) in slow.items()), slow
+    assert lag.callback_max_ms >= 300 and lag.callbacks > 10
+    assert asyncio.events.Handle._run.__name__ == "_run"  # put back at stop
