@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dispatcher.services.looplag import REPORT_S, bucket_ms, percentile_ms
 
@@ -36,8 +37,10 @@ class LoopLag:
     callback_p999_ms: float = 0.0
     """99.9th percentile of the loop-thread CPU one callback took (the hold, without waiting)."""
     callback_max_ms: float = 0.0
-    slow_callbacks: list[tuple[str, int, float]] = field(default_factory=list)
-    """Callbacks over ``STALL_MS`` of CPU during the load: (name, count, total ms), largest total first."""
+    slow_callbacks: list[tuple[str, int, float, float]] = field(default_factory=list)
+    """Callbacks over ``STALL_MS`` of CPU during the load: (name, count, total ms, of which GC ms), largest first."""
+    gc: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    """Garbage collections during the load by generation: (count, total ms, largest of the process life ms)."""
     stacks: list[dict[str, object]] = field(default_factory=list)
     """The most sampled stall stacks (cumulative), ``{"samples": n, "stack": [...]}``."""
 
@@ -68,15 +71,22 @@ def _diff(new: dict[str, int], old: dict[str, int]) -> dict[int, int]:
     return {k: v for k, v in hist.items() if v > 0}
 
 
-def _slow_diff(new: list[dict[str, object]], old: list[dict[str, object]]) -> list[tuple[str, int, float]]:
-    before = {str(e["name"]): (int(e["count"]), float(e["total_ms"])) for e in old}  # type: ignore[call-overload, arg-type]
+def _slow_diff(new: list[Any], old: list[Any]) -> list[tuple[str, int, float, float]]:
+    before = {e["name"]: (e["count"], e["total_ms"], e.get("gc_ms", 0.0)) for e in old}
     out = []
     for e in new:
-        n0, t0 = before.get(str(e["name"]), (0, 0.0))
-        count, total = int(e["count"]) - n0, float(e["total_ms"]) - t0  # type: ignore[call-overload, arg-type]
-        if count > 0:
-            out.append((str(e["name"]), count, total))
+        n0, t0, g0 = before.get(e["name"], (0, 0.0, 0.0))
+        if e["count"] > n0:
+            out.append((str(e["name"]), e["count"] - n0, e["total_ms"] - t0, e.get("gc_ms", 0.0) - g0))
     return sorted(out, key=lambda x: -x[2])
+
+
+def _gc_diff(new: dict[str, Any], old: dict[str, Any]) -> dict[str, tuple[int, float, float]]:
+    out = {}
+    for gen, e in new.items():
+        o = old.get(gen, {"count": 0, "total_ms": 0.0})
+        out[gen] = (e["count"] - o["count"], e["total_ms"] - o["total_ms"], e["max_ms"])
+    return out
 
 
 def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, object]]) -> list[LoopLag]:
@@ -99,6 +109,7 @@ def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, obje
                 callback_p999_ms=percentile_ms(cb, 99.9),
                 callback_max_ms=bucket_ms(max(cb)) if cb else 0.0,
                 slow_callbacks=_slow_diff(report.get("slow_callbacks", []), old.get("slow_callbacks", [])),  # type: ignore[arg-type]
+                gc=_gc_diff(report.get("gc", {}), old.get("gc", {})),  # type: ignore[arg-type]
                 stacks=list(report.get("stacks", [])),  # type: ignore[call-overload]
             )
         )

@@ -552,7 +552,14 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
                 f"    loop callbacks: {lag.callbacks} run, CPU per callback p99.9 {lag.callback_p999_ms:.1f} ms, "
                 f"max {lag.callback_max_ms:.0f} ms; over {_looplag.STALL_MS:.0f} ms (count, total ms):"
             )
-            lines += [f"      {n} x {total:.0f} ms  {name}" for name, n, total in lag.slow_callbacks[:6]]
+            lines += [
+                f"      {n} x {total:.0f} ms (GC {gc_ms:.0f} ms)  {name}"
+                for name, n, total, gc_ms in lag.slow_callbacks[:6]
+            ]
+            lines.append(
+                "    garbage collections: "
+                + ", ".join(f"gen {g}: {n} = {t:.0f} ms (max {m:.0f} ms)" for g, (n, t, m) in sorted(lag.gc.items()))
+            )
             for entry in lag.stacks[:3]:  # where the sampled stalls were (innermost frame first)
                 lines.append(f"    {entry['samples']} samples: {' <- '.join(entry['stack'][:5])}")  # type: ignore[index]
         lines += [f"  {line}" for line in r.check.summary().splitlines()]

@@ -20,6 +20,7 @@ per process, so ``--workers`` processes do not collide) and logs a warning when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -112,7 +113,12 @@ class CallbackTimer:
         self.stall_s = stall_ms / 1e3
         self.hist: dict[int, int] = {}
         self.slow: dict[str, list[float]] = {}
-        """Callbacks that held the loop longer than the threshold: name -> [count, total ms, max ms]."""
+        """Callbacks that held the loop longer than the threshold: name -> [count, total ms, max ms, GC ms]."""
+        self.gc_s = 0.0
+        """Wall seconds spent in garbage collection so far (any thread)."""
+        self.gc_pauses: dict[int, list[float]] = {}
+        """Collections by generation: [count, total ms, max ms]."""
+        self._gc_start = 0.0
         self._original: Callable[[asyncio.Handle], None] | None = None
 
     def install(self) -> None:
@@ -124,22 +130,38 @@ class CallbackTimer:
             if handle._loop is not timer.loop:  # type: ignore[attr-defined]
                 original(handle)
                 return
-            start = time.thread_time()
+            start, gc_before = time.thread_time(), timer.gc_s
             try:
                 original(handle)
             finally:
-                timer.record(handle, time.thread_time() - start)
+                timer.record(handle, time.thread_time() - start, timer.gc_s - gc_before)
 
         asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        gc.callbacks.append(self._gc_phase)
+
+    def _gc_phase(self, phase: str, info: dict[str, int]) -> None:
+        """Time each garbage collection (it stops every thread, the loop included)."""
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_start
+        self.gc_s += took
+        entry = self.gc_pauses.setdefault(info.get("generation", -1), [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += took * 1e3
+        entry[2] = max(entry[2], took * 1e3)
 
     def uninstall(self) -> None:
         """Put ``Handle._run`` back."""
         if self._original is not None:
             asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
             self._original = None
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._gc_phase)
 
-    def record(self, handle: asyncio.Handle, cpu_s: float) -> None:
-        """Count one callback's CPU time; name it when it is over the threshold."""
+    def record(self, handle: asyncio.Handle, cpu_s: float, gc_s: float = 0.0) -> None:
+        """Count one callback's CPU time; name it when it is over the threshold (with the garbage
+        collection time that fell into it: a collection runs in whichever callback allocates)."""
         index = bucket(cpu_s * 1e3)
         self.hist[index] = self.hist.get(index, 0) + 1
         if cpu_s > self.stall_s:
@@ -148,10 +170,11 @@ class CallbackTimer:
             if entry is None:
                 if len(self.slow) >= MAX_STACKS:
                     name = "(other)"
-                entry = self.slow.setdefault(name, [0, 0.0, 0.0])
+                entry = self.slow.setdefault(name, [0, 0.0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += cpu_s * 1e3
             entry[2] = max(entry[2], cpu_s * 1e3)
+            entry[3] += gc_s * 1e3
 
 
 class LoopLagMonitor:
@@ -254,6 +277,7 @@ class LoopLagMonitor:
             stacks = self.stacks.most_common(30)
             stalls, max_ms = self.stalls, self.max_ms
         cb_hist = dict(self.callbacks.hist) if self.callbacks is not None else {}
+        gc_pauses = {k: list(v) for k, v in self.callbacks.gc_pauses.items()} if self.callbacks is not None else {}
         slow = sorted((self.callbacks.slow.items() if self.callbacks is not None else ()), key=lambda kv: -kv[1][1])[
             :30
         ]
@@ -270,9 +294,13 @@ class LoopLagMonitor:
             "stacks": [{"samples": n, "stack": list(s)} for s, n in stacks],
             "callback_cpu_hist": {str(k): v for k, v in sorted(cb_hist.items())},
             "slow_callbacks": [
-                {"name": name, "count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 1)}
-                for name, (c, t, m) in slow
+                {"name": name, "count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 1), "gc_ms": round(g, 1)}
+                for name, (c, t, m, g) in slow
             ],
+            "gc": {
+                str(gen): {"count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 1)}
+                for gen, (c, t, m) in sorted(gc_pauses.items())
+            },
         }
 
     def write_report(self) -> None:
