@@ -39,6 +39,11 @@ class LoopLag:
     callback_max_ms: float = 0.0
     slow_callbacks: list[tuple[str, int, float, float]] = field(default_factory=list)
     """Callbacks over ``STALL_MS`` of CPU during the load: (name, count, total ms, of which GC ms), largest first."""
+    loop_cpu_share: float = 0.0
+    """Share of the load's wall time the loop thread ran on a core (0-1)."""
+    loop_runqueue_share: float = 0.0
+    """Share of the load's wall time the loop thread was runnable but waited for a core: the
+    machine's load (others' processes), which no change to the dispatcher removes."""
     gc: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     """Garbage collections during the load by generation: (count, total ms, largest of the process life ms)."""
     stacks: list[dict[str, object]] = field(default_factory=list)
@@ -89,6 +94,17 @@ def _gc_diff(new: dict[str, Any], old: dict[str, Any]) -> dict[str, tuple[int, f
     return out
 
 
+def _thread_shares(new: dict[str, Any], old: dict[str, Any]) -> dict[str, float]:
+    wall = new.get("clock_s", 0.0) - old.get("clock_s", 0.0)
+    a, b = new.get("loop_thread") or {}, old.get("loop_thread") or {}
+    if wall <= 0 or not a or not b:
+        return {}
+    return {
+        "loop_cpu_share": (a["cpu_s"] - b["cpu_s"]) / wall,
+        "loop_runqueue_share": (a["runqueue_s"] - b["runqueue_s"]) / wall,
+    }
+
+
 def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, object]]) -> list[LoopLag]:
     """Lag figures between two readings, one per process (processes started later count whole)."""
     out = []
@@ -109,6 +125,7 @@ def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, obje
                 callback_p999_ms=percentile_ms(cb, 99.9),
                 callback_max_ms=bucket_ms(max(cb)) if cb else 0.0,
                 slow_callbacks=_slow_diff(report.get("slow_callbacks", []), old.get("slow_callbacks", [])),  # type: ignore[arg-type]
+                **_thread_shares(report, old),
                 gc=_gc_diff(report.get("gc", {}), old.get("gc", {})),  # type: ignore[arg-type]
                 stacks=list(report.get("stacks", [])),  # type: ignore[call-overload]
             )

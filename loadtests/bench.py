@@ -419,6 +419,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
         addresses = [h.address for h in handles]
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
+        _looplag.settle()  # every process has written its first report: the baseline
         lag0 = _looplag.read(lag_dir)
         done = ctx.Value("q", 0)
         out: Any = ctx.Queue()
@@ -547,6 +548,10 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             lines.append(
                 f"  event loop lag, dispatcher process {lag.pid}: p50 {lag.p50_ms:.1f} ms, p99 {lag.p99_ms:.1f} ms, "
                 f"max {lag.max_ms:.0f} ms; {lag.stalls} stalls > {_looplag.STALL_MS:.0f} ms in {lag.samples} probes"
+            )
+            lines.append(
+                f"    loop thread: on a core {lag.loop_cpu_share:.0%} of the time, waiting for a core "
+                f"(machine load) {lag.loop_runqueue_share:.0%}"
             )
             lines.append(
                 f"    loop callbacks: {lag.callbacks} run, CPU per callback p99.9 {lag.callback_p999_ms:.1f} ms, "

@@ -188,6 +188,7 @@ class LoopLagMonitor:
         self.stacks: Counter[tuple[str, ...]] = Counter()
         self._last_wake = time.perf_counter()
         self._loop_thread = 0
+        self._loop_native = 0
         self._task: asyncio.Task[None] | None = None
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -199,6 +200,7 @@ class LoopLagMonitor:
     def start(self) -> None:
         """Start the probe task on the running loop and the sampling thread."""
         self._loop_thread = threading.get_ident()
+        self._loop_native = threading.get_native_id()
         self._last_wake = time.perf_counter()
         self.callbacks = CallbackTimer(asyncio.get_running_loop(), self.config.stall_ms)
         self.callbacks.install()
@@ -283,6 +285,8 @@ class LoopLagMonitor:
         ]
         return {
             "pid": os.getpid(),
+            "clock_s": time.perf_counter(),
+            "loop_thread": self._thread_times(),
             "tick_ms": TICK_S * 1e3,
             "stall_ms": self.config.stall_ms,
             "samples": sum(hist.values()),
@@ -302,6 +306,15 @@ class LoopLagMonitor:
                 for gen, (c, t, m) in sorted(gc_pauses.items())
             },
         }
+
+    def _thread_times(self) -> dict[str, float]:
+        """The loop thread's CPU seconds and the seconds it waited runnable for a core (Linux
+        schedstat: the machine's load, not the dispatcher); empty where not available."""
+        try:
+            cpu_ns, wait_ns = open(f"/proc/self/task/{self._loop_native}/schedstat").read().split()[:2]  # noqa: SIM115
+        except (OSError, ValueError):
+            return {}
+        return {"cpu_s": int(cpu_ns) / 1e9, "runqueue_s": int(wait_ns) / 1e9}
 
     def write_report(self) -> None:
         """Write ``looplag-<pid>.json`` atomically (nothing without a report directory)."""
