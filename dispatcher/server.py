@@ -195,7 +195,7 @@ async def _start(config: DispatcherConfig) -> _Started:
 
 def freeze_startup_heap() -> None:
     """Move everything allocated while starting (modules, protobuf descriptors, SQLAlchemy's
-    metadata: hundreds of thousands of objects) out of the garbage collector's reach.
+    metadata: about 100,000 tracked objects) out of the garbage collector's reach.
 
     Why: a full (generation 2) collection walks every tracked object and stops every thread, the
     event loop included; under the lifecycle load these took up to half a second each, the largest

@@ -115,7 +115,7 @@ class CallbackTimer:
         self.slow: dict[str, list[float]] = {}
         """Callbacks that held the loop longer than the threshold: name -> [count, total ms, max ms, GC ms]."""
         self.gc_s = 0.0
-        """Wall seconds spent in garbage collection so far (any thread)."""
+        """CPU seconds spent in garbage collection so far (any thread)."""
         self.gc_pauses: dict[int, list[float]] = {}
         """Collections by generation: [count, total ms, max ms]."""
         self._gc_start = 0.0
@@ -140,11 +140,12 @@ class CallbackTimer:
         gc.callbacks.append(self._gc_phase)
 
     def _gc_phase(self, phase: str, info: dict[str, int]) -> None:
-        """Time each garbage collection (it stops every thread, the loop included)."""
+        """Time each garbage collection in CPU (it runs in the thread that triggered it, holding the
+        GIL: every thread, the loop included, waits for it)."""
         if phase == "start":
-            self._gc_start = time.perf_counter()
+            self._gc_start = time.thread_time()
             return
-        took = time.perf_counter() - self._gc_start
+        took = time.thread_time() - self._gc_start  # the collecting thread's CPU: waiting for a core is not counted
         self.gc_s += took
         entry = self.gc_pauses.setdefault(info.get("generation", -1), [0, 0.0, 0.0])
         entry[0] += 1
