@@ -53,6 +53,35 @@ class LoopLag:
         """``p50/p99/max`` in ms, for a table cell."""
         return f"{self.p50_ms:.1f}/{self.p99_ms:.0f}/{self.max_ms:.0f}"
 
+    def report_lines(self) -> list[str]:
+        """The lines the benchmark prints under its row for this process."""
+        lines: list[str] = []
+        lines.append(
+            f"  event loop lag, dispatcher process {self.pid}: p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
+            f"max {self.max_ms:.0f} ms; {self.stalls} stalls > {STALL_MS:.0f} ms in {self.samples} probes"
+        )
+        lines.append(
+            f"    loop thread: on a core {self.loop_cpu_share:.0%} of the time, waiting for a core "
+            f"(machine load) {self.loop_runqueue_share:.0%}"
+            if self.loop_cpu_share or self.loop_runqueue_share
+            else "    loop thread: no schedstat readings (not Linux, or the process ended early)"
+        )
+        lines.append(
+            f"    loop callbacks: {self.callbacks} run, CPU per callback p99.9 {self.callback_p999_ms:.1f} ms, "
+            f"max {self.callback_max_ms:.0f} ms; over {STALL_MS:.0f} ms (count, total ms):"
+        )
+        lines += [
+            f"      {n} x {total:.0f} ms (GC {gc_ms:.0f} ms)  {name}"
+            for name, n, total, gc_ms in self.slow_callbacks[:6]
+        ]
+        lines.append(
+            "    garbage collections: "
+            + ", ".join(f"gen {g}: {n} = {t:.0f} ms (max {m:.0f} ms)" for g, (n, t, m) in sorted(self.gc.items()))
+        )
+        for entry in self.stacks[:3]:  # where the sampled stalls were (innermost frame first)
+            lines.append(f"    {entry['samples']} samples: {' <- '.join(entry['stack'][:5])}")  # type: ignore[index]
+        return lines
+
 
 def read(directory: Path) -> dict[int, dict[str, object]]:
     """The current report of every process in ``directory``, by pid (unreadable ones skipped)."""

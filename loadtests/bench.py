@@ -545,28 +545,7 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms"
         )
         for lag in r.loop_lag:
-            lines.append(
-                f"  event loop lag, dispatcher process {lag.pid}: p50 {lag.p50_ms:.1f} ms, p99 {lag.p99_ms:.1f} ms, "
-                f"max {lag.max_ms:.0f} ms; {lag.stalls} stalls > {_looplag.STALL_MS:.0f} ms in {lag.samples} probes"
-            )
-            lines.append(
-                f"    loop thread: on a core {lag.loop_cpu_share:.0%} of the time, waiting for a core "
-                f"(machine load) {lag.loop_runqueue_share:.0%}"
-            )
-            lines.append(
-                f"    loop callbacks: {lag.callbacks} run, CPU per callback p99.9 {lag.callback_p999_ms:.1f} ms, "
-                f"max {lag.callback_max_ms:.0f} ms; over {_looplag.STALL_MS:.0f} ms (count, total ms):"
-            )
-            lines += [
-                f"      {n} x {total:.0f} ms (GC {gc_ms:.0f} ms)  {name}"
-                for name, n, total, gc_ms in lag.slow_callbacks[:6]
-            ]
-            lines.append(
-                "    garbage collections: "
-                + ", ".join(f"gen {g}: {n} = {t:.0f} ms (max {m:.0f} ms)" for g, (n, t, m) in sorted(lag.gc.items()))
-            )
-            for entry in lag.stacks[:3]:  # where the sampled stalls were (innermost frame first)
-                lines.append(f"    {entry['samples']} samples: {' <- '.join(entry['stack'][:5])}")  # type: ignore[index]
+            lines += lag.report_lines()
         lines += [f"  {line}" for line in r.check.summary().splitlines()]
     return "\n".join(lines)
 
