@@ -269,8 +269,9 @@ def activate_ready(
         return []
     requests = catalog.requests_of_jobs(conn, [r["panda_id"] for r in rows])
     changes = []
+    waiting: list[tuple[Any, dict[str, Any], job_pb2.Job, list[Any]]] = []
     for row in rows:
-        pid, se_name = int(row["panda_id"]), row["input_se"]
+        pid = int(row["panda_id"])
         base = {"panda_id": pid, "from_status": JobState.ASSIGNED, "epoch": row["lease_epoch"], "actor": "ddm"}
         base["attempt_nr"] = row["attempt_nr"]
         failed = [r for r in requests.get(pid, []) if r["state"] in (catalog.FAILED, catalog.CANCELLED)]
@@ -283,24 +284,30 @@ def activate_ready(
             continue
         spec = job_pb2.Job.FromString(row["spec"])
         inputs = [f for f in spec.files if f.type == job_pb2.FILE_TYPE_INPUT and not f.pfn]
-        known = catalog.lookup_files(conn, [(f.scope, f.lfn) for f in inputs])
-        reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
-        ready = True
+        waiting.append((row, base, spec, inputs))
+    # the catalog rows of every waiting job's inputs at once (not two queries per job and cycle)
+    known, reps = catalog.files_with_replicas(conn, [(f.scope, f.lfn) for *_, inputs in waiting for f in inputs])
+    for row, base, spec, inputs in waiting:
+        se_name = row["input_se"]
+        if not all(_available_on(known, reps, se_name, f.scope, f.lfn) for f in inputs):
+            continue
         for f in inputs:
-            row_f = known.get((f.scope, f.lfn))
-            ok = row_f is not None and any(
-                r["se"] == se_name and r["state"] == catalog.AVAILABLE for r in reps.get(int(row_f["file_id"]), [])
-            )
-            if not ok:
-                ready = False
-                break
             f.source_se, f.pfn = se_name, _url(storage[se_name], f.scope, f.lfn)
-        if ready:
-            reason = f"all inputs available on {se_name}"
-            changes.append(
-                Change(**base, to_status=JobState.ACTIVATED, values={"spec": spec.SerializeToString()}, reason=reason)
-            )
+        reason = f"all inputs available on {se_name}"
+        changes.append(
+            Change(**base, to_status=JobState.ACTIVATED, values={"spec": spec.SerializeToString()}, reason=reason)
+        )
     return sorted(apply_changes(conn, changes, now=now))
+
+
+def _available_on(
+    known: Mapping[tuple[str, str], Any], reps: Mapping[int, list[Any]], se_name: str, scope: str, lfn: str
+) -> bool:
+    """Whether the catalog has an ``available`` replica of ``scope:lfn`` on ``se_name``."""
+    row = known.get((scope, lfn))
+    return row is not None and any(
+        r["se"] == se_name and r["state"] == catalog.AVAILABLE for r in reps.get(int(row["file_id"]), [])
+    )
 
 
 def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[int]:
@@ -316,6 +323,16 @@ def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[i
         return []
     file_rows = fetch_files(conn, [int(r["panda_id"]) for r in rows])
     requests = catalog.requests_of_jobs(conn, [int(r["panda_id"]) for r in rows])
+    outs_of = {
+        int(r["panda_id"]): [
+            f
+            for f in file_rows.get(int(r["panda_id"]), [])
+            if f["type"] in ("output", "log") and f["destination_se"] == r["output_se"]
+        ]
+        for r in rows
+    }
+    # the catalog rows of every job's outputs at once (not two queries per job and cycle)
+    known, reps = catalog.files_with_replicas(conn, [(f["scope"], f["lfn"]) for outs in outs_of.values() for f in outs])
     changes = []
     for row in rows:
         pid, se_name = int(row["panda_id"]), row["output_se"]
@@ -327,17 +344,8 @@ def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[i
             values = {"errors": _error(errorcodes.CHECKSUM_MISMATCH_STAGEOUT, diag), "end_time": now}
             changes.append(Change(**base, to_status=JobState.FAILED, values=values, reason=diag[:500]))
             continue
-        outs = [f for f in file_rows.get(pid, []) if f["type"] in ("output", "log") and f["destination_se"] == se_name]
-        known = catalog.lookup_files(conn, [(f["scope"], f["lfn"]) for f in outs])
-        reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
-        if all(
-            (f["scope"], f["lfn"]) in known
-            and any(
-                r["se"] == se_name and r["state"] == catalog.AVAILABLE
-                for r in reps.get(int(known[(f["scope"], f["lfn"])]["file_id"]), [])
-            )
-            for f in outs
-        ):
+        outs = outs_of[pid]
+        if all(_available_on(known, reps, se_name, f["scope"], f["lfn"]) for f in outs):
             reason = f"{len(outs)} output(s) verified on {se_name}"
             changes.append(Change(**base, to_status=JobState.FINISHED, values={"end_time": now}, reason=reason))
     return sorted(apply_changes(conn, changes, now=now))
