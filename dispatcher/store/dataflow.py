@@ -132,13 +132,33 @@ def plan_jobs(
         if out_name:
             spec.destination_se = out_name
             dscope = spec.destination_dblock.partition(":")[0] if ":" in spec.destination_dblock else ""
-            for f in spec.files:
+            for k, f in enumerate(spec.files):
                 if f.type in _OUT_TYPES:
                     f.scope = f.scope or dscope or spec.vo
+                    _refuse_foreign_scope(f, spec.vo, where=f"jobs[{i}].files[{k}]")
                     f.destination_se = out_name
                     f.pfn = _url(storage[out_name], f.scope, f.lfn)
         plans.append(plan)
     return plans
+
+
+def _refuse_foreign_scope(f: job_pb2.File, vo: str, *, where: str) -> None:
+    """Refuse at submission an output the job's pilot could only register in another VO's scope.
+
+    The finished report would be refused for it (:func:`foreign_output`) and the job would wait
+    for its lease to lapse, attempt after attempt; saying so now, naming the field, is kinder.
+    """
+    own = vo or DEFAULT_VO
+    if f.scope != own:
+        raise InvalidArgument(
+            f"output scope {f.scope!r} is not the scope of the job's VO {own!r}", field=f"{where}.scope"
+        )
+    ds_scope = f.dataset.rpartition(":")[0]
+    if ds_scope and ds_scope != own:
+        raise InvalidArgument(
+            f"output dataset is in scope {ds_scope!r}, not in the scope of the job's VO {own!r}",
+            field=f"{where}.dataset",
+        )
 
 
 def _plan_inputs(

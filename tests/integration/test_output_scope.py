@@ -142,3 +142,31 @@ def test_an_output_outside_the_jobs_vo_is_refused(world: World, db_url: str, cha
     assert catalog_rows(db_url, VO_A)[0] == files_a + 1 and catalog_rows(db_url, VO_B) == (0, 0)
     res = consistency.check(db_url, submitted=world.ids)
     assert res.ok, res.summary()
+
+
+@pytest.mark.parametrize(
+    ("file_kw", "field"),
+    [({"scope": VO_B}, "jobs[1].files[0].scope"), ({"dataset": f"{VO_B}:stolen"}, "jobs[1].files[0].dataset")],
+)
+def test_a_plain_job_aimed_at_another_vos_scope_is_refused_at_submission(
+    world: World, db_url: str, file_kw: Any, field: str
+) -> None:
+    """A plain job on a queue with an output SE whose output would register in another VO's scope
+    is refused when submitted (its pilot's report would be refused, and the job would wait for its
+    lease attempt after attempt); the batch stores nothing, an honest batch goes in."""
+
+    def job(name: str, **kw: str) -> J.Job:
+        out = J.File(lfn=f"{name}.out", type=J.FILE_TYPE_OUTPUT, **kw)
+        return J.Job(job_name=name, vo=VO_A, transformation="/bin/true", computing_site=QUEUE, files=[out])
+
+    bad = submission_pb2.SubmitJobsRequest(jobs=[job("ok"), job("stray", **file_kw)])
+    with pytest.raises(grpc.RpcError) as err:
+        world.sub.SubmitJobs(bad, metadata=world.prod, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (err.value.details() or ""), err.value.details()
+    good = submission_pb2.SubmitJobsRequest(jobs=[job("ok"), job("own", scope=VO_A, dataset=f"{VO_A}:mine")])
+    got = world.sub.SubmitJobs(good, metadata=world.prod, timeout=30)
+    assert len(got.panda_ids) == 2
+    world.ids += list(got.panda_ids)
+    res = consistency.check(db_url, submitted=world.ids)
+    assert res.ok, res.summary()
