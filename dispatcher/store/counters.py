@@ -193,20 +193,20 @@ def _value_expr(column: str) -> str:
 # named parameters per row cost more CPU than the state change it counted.
 _FACET_CASE = " ".join(f"WHEN '{name}' THEN {_value_expr(col)}" for name, col in FACET_COLUMNS.items())
 _COUNT_DELTAS_SQL = (
-    "INSERT INTO job_count_deltas (facet, width, bucket, value, status, n, last) "
-    f"SELECT f.facet, v.width, v.bucket, CASE f.facet {_FACET_CASE} END, v.status, SUM(v.delta), %s "
+    "INSERT INTO job_count_deltas (facet, width, bucket, value, status, n, last, vo) "
+    f"SELECT f.facet, v.width, v.bucket, CASE f.facet {_FACET_CASE} END, v.status, SUM(v.delta), %s, j.vo "
     "FROM unnest(%s::BIGINT[], %s::INTEGER[], %s::BIGINT[], %s::VARCHAR(16)[], %s::BIGINT[]) "
     "AS v(pid, width, bucket, status, delta) JOIN jobs j ON j.panda_id = v.pid "
     "CROSS JOIN (VALUES " + ", ".join(f"('{name}')" for name in FACET_COLUMNS) + ") AS f(facet) "
-    "GROUP BY 1, 2, 3, 4, 5 "
-    f"UNION ALL SELECT '{TRANSITION}', 1, t.hour, t.dst, '', t.n, %s "
+    "GROUP BY 1, 2, 3, 4, 5, 8 "
+    f"UNION ALL SELECT '{TRANSITION}', 1, t.hour, t.dst, '', t.n, %s, '' "
     "FROM unnest(%s::BIGINT[], %s::VARCHAR(255)[], %s::BIGINT[]) AS t(hour, dst, n)"
 )
-_ERROR_COLUMNS = ("facet", "width", "bucket", "status", "component", "code", "value", "n", "example")
+_ERROR_COLUMNS = ("facet", "width", "bucket", "status", "component", "code", "value", "vo", "n", "example")
 _ERROR_DELTAS_SQL = (
     f"INSERT INTO job_error_count_deltas ({', '.join(_ERROR_COLUMNS)}) SELECT * FROM unnest("
     "%s::VARCHAR(16)[], %s::INTEGER[], %s::BIGINT[], %s::VARCHAR(16)[], %s::INTEGER[], %s::INTEGER[], "
-    "%s::TEXT[], %s::BIGINT[], %s::BIGINT[])"
+    "%s::TEXT[], %s::VARCHAR(255)[], %s::BIGINT[], %s::BIGINT[])"
 )
 
 
@@ -246,28 +246,28 @@ def _insert_count_deltas(
             f"WHEN '{name}' THEN {_value_expr(col)}" for name, col in FACET_COLUMNS.items()
         )
         parts.append(
-            f"SELECT f.facet, v.width, v.bucket, {value} END, v.status, SUM(v.delta), CAST(:now AS FLOAT) "
-            "FROM v JOIN jobs j ON j.panda_id = v.pid CROSS JOIN f GROUP BY 1, 2, 3, 4, 5"
+            f"SELECT f.facet, v.width, v.bucket, {value} END, v.status, SUM(v.delta), CAST(:now AS FLOAT), j.vo "
+            "FROM v JOIN jobs j ON j.panda_id = v.pid CROSS JOIN f GROUP BY 1, 2, 3, 4, 5, 8"
         )
     for i, ((hour, dst), n) in enumerate(flows):
         params.update({f"fh{i}": hour, f"fs{i}": dst, f"fn{i}": n})
         parts.append(
             f"SELECT '{TRANSITION}', 1, CAST(:fh{i} AS BIGINT), CAST(:fs{i} AS VARCHAR(255)), '', "
-            f"CAST(:fn{i} AS BIGINT), CAST(:now AS FLOAT)"
+            f"CAST(:fn{i} AS BIGINT), CAST(:now AS FLOAT), ''"
         )
     if not parts:
         return
-    ctes.append(f"d(facet, width, bucket, value, status, n, last) AS ({' UNION ALL '.join(parts)})")
+    ctes.append(f"d(facet, width, bucket, value, status, n, last, vo) AS ({' UNION ALL '.join(parts)})")
     # Appended, never updated: no row lock that another transaction could wait for.
     sql = (
-        f"WITH {', '.join(ctes)} INSERT INTO job_count_deltas (facet, width, bucket, value, status, n, last) "
-        "SELECT facet, width, bucket, value, status, n, last FROM d"
+        f"WITH {', '.join(ctes)} INSERT INTO job_count_deltas (facet, width, bucket, value, status, n, last, vo) "
+        "SELECT facet, width, bucket, value, status, n, last, vo FROM d"
     )
     conn.execute(text(sql), params)
 
 
 def _count_errors(conn: Connection, ended: dict[int, float], now: float) -> None:
-    deltas: dict[tuple[str, int, int, str, int, int, str], list[int]] = {}
+    deltas: dict[ErrorKey, list[int]] = {}
     for row, errs in _rows_with_errors(conn, sorted(ended)):
         for key in _error_keys(row, errs, ended[row.panda_id]):
             slot = deltas.setdefault(key, [0, 0])
@@ -277,7 +277,7 @@ def _count_errors(conn: Connection, ended: dict[int, float], now: float) -> None
         return
     if conn.dialect.name == "postgresql":
         rows = sorted(deltas.items())
-        columns = [[key[i] for key, _ in rows] for i in range(7)]
+        columns = [[key[i] for key, _ in rows] for i in range(8)]
         columns += [[n for _, (n, _) in rows], [example for _, (_, example) in rows]]
         conn.exec_driver_sql(_ERROR_DELTAS_SQL, tuple(columns))
     else:
@@ -285,12 +285,15 @@ def _count_errors(conn: Connection, ended: dict[int, float], now: float) -> None
 
 
 # one row per error of each job (or one with NULL component for a failed job without errors)
+ErrorKey = tuple[str, int, int, str, int, int, str, str]
+"""(facet, width, bucket, status, component, code, value, vo) of an error counter row."""
+
 _ERRORS_SQL = (
-    "SELECT j.panda_id, j.status, j.computing_site, j.owner, e.component, e.code FROM jobs j "
+    "SELECT j.panda_id, j.status, j.computing_site, j.owner, j.vo, e.component, e.code FROM jobs j "
     "LEFT JOIN job_errors e ON e.panda_id = j.panda_id WHERE j.panda_id = ANY(%s::BIGINT[]) "
     f"AND (j.status = '{JobState.FAILED.value}' OR e.panda_id IS NOT NULL) ORDER BY j.panda_id, e.seq"
 )
-_ERROR_JOB_COLUMNS = (jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner)
+_ERROR_JOB_COLUMNS = (jobs.c.panda_id, jobs.c.status, jobs.c.computing_site, jobs.c.owner, jobs.c.vo)
 
 
 def _with_errors(rows: Iterable[Any]) -> Iterable[tuple[Any, list[tuple[int, int]]]]:
@@ -327,9 +330,6 @@ def _rows_with_errors(conn: Connection, ids: list[int]) -> Iterable[tuple[Any, l
         yield from _with_errors(conn.execute(_error_select().where(jobs.c.panda_id.in_(ids[start : start + _CHUNK]))))
 
 
-ErrorKey = tuple[str, int, int, str, int, int, str]
-
-
 def _error_keys(row: Any, errs: list[tuple[int, int]], ended_at: float) -> list[ErrorKey]:
     """Counter keys of one final job's errors; a failed job without errors counts as (0, 0)."""
     if not errs and row.status == JobState.FAILED.value:
@@ -338,7 +338,7 @@ def _error_keys(row: Any, errs: list[tuple[int, int]], ended_at: float) -> list[
     for comp, code in dict.fromkeys(errs):
         for facet, column in ERROR_FACETS.items():
             for width, bucket in buckets_of(ended_at):
-                out.append((facet, width, bucket, row.status, comp, code, str(getattr(row, column))))
+                out.append((facet, width, bucket, row.status, comp, code, str(getattr(row, column)), row.vo))
     return out
 
 
@@ -347,7 +347,7 @@ def _write_errors(conn: Connection, rows: list[tuple[tuple[Any, ...], list[int]]
     for start in range(0, len(rows), _CHUNK // 2):
         params: dict[str, Any] = {}
         values = []
-        for i, ((facet, width, bucket, status, comp, code, value), (n, example)) in enumerate(
+        for i, ((facet, width, bucket, status, comp, code, value, vo), (n, example)) in enumerate(
             rows[start : start + _CHUNK // 2]
         ):
             params.update(
@@ -359,18 +359,19 @@ def _write_errors(conn: Connection, rows: list[tuple[tuple[Any, ...], list[int]]
                     f"c{i}": comp,
                     f"k{i}": code,
                     f"v{i}": value,
+                    f"o{i}": vo,
                     f"n{i}": n,
                     f"e{i}": example,
                 }
             )
-            values.append(f"(:f{i}, :w{i}, :b{i}, :s{i}, :c{i}, :k{i}, :v{i}, :n{i}, :e{i})")
+            values.append(f"(:f{i}, :w{i}, :b{i}, :s{i}, :c{i}, :k{i}, :v{i}, :o{i}, :n{i}, :e{i})")
         sql = (
-            f"INSERT INTO {table} (facet, width, bucket, status, component, code, value, n, example) "
+            f"INSERT INTO {table} (facet, width, bucket, status, component, code, value, vo, n, example) "
             f"VALUES {', '.join(values)}"
         )
         if upsert:
             sql += (
-                " ON CONFLICT (facet, width, bucket, status, component, code, value) DO UPDATE SET "
+                " ON CONFLICT (facet, width, bucket, status, component, code, value, vo) DO UPDATE SET "
                 f"n = {table}.n + excluded.n, example = CASE WHEN excluded.example > {table}.example "
                 f"THEN excluded.example ELSE {table}.example END"
             )
@@ -398,23 +399,24 @@ def _take(conn: Connection, table: Any, limit: int, columns: list[str]) -> list[
 
 
 def _fold_counts(conn: Connection, limit: int) -> int:
-    rows = _take(conn, job_count_deltas, limit, ["facet", "width", "bucket", "value", "status", "n", "last"])
-    sums: dict[tuple[str, int, int, str, str], list[Any]] = {}
-    for facet, width, bucket, value, status, n, last in rows:
-        slot = sums.setdefault((facet, int(width), int(bucket), value, status), [0, 0.0])
+    columns = ["facet", "width", "bucket", "value", "status", "vo", "n", "last"]
+    rows = _take(conn, job_count_deltas, limit, columns)
+    sums: dict[tuple[str, int, int, str, str, str], list[Any]] = {}
+    for facet, width, bucket, value, status, vo, n, last in rows:
+        slot = sums.setdefault((facet, int(width), int(bucket), value, status, vo), [0, 0.0])
         slot[0] += int(n)
         slot[1] = max(slot[1], float(last))
     ordered = sorted(sums.items())  # one global key order: two upserts of the counters cannot deadlock
     for start in range(0, len(ordered), _CHUNK):
         params: dict[str, Any] = {}
         values = []
-        for i, ((facet, width, bucket, value, status), (n, last)) in enumerate(ordered[start : start + _CHUNK]):
+        for i, ((facet, width, bucket, value, status, vo), (n, last)) in enumerate(ordered[start : start + _CHUNK]):
             params.update({f"f{i}": facet, f"w{i}": width, f"b{i}": bucket, f"v{i}": value, f"s{i}": status})
-            params.update({f"n{i}": n, f"l{i}": last})
-            values.append(f"(:f{i}, :w{i}, :b{i}, :v{i}, :s{i}, :n{i}, :l{i})")
+            params.update({f"o{i}": vo, f"n{i}": n, f"l{i}": last})
+            values.append(f"(:f{i}, :w{i}, :b{i}, :v{i}, :s{i}, :o{i}, :n{i}, :l{i})")
         sql = (
-            f"INSERT INTO job_counts (facet, width, bucket, value, status, n, last) VALUES {', '.join(values)} "
-            "ON CONFLICT (facet, width, bucket, value, status) DO UPDATE SET n = job_counts.n + excluded.n, "
+            f"INSERT INTO job_counts (facet, width, bucket, value, status, vo, n, last) VALUES {', '.join(values)} "
+            "ON CONFLICT (facet, width, bucket, value, status, vo) DO UPDATE SET n = job_counts.n + excluded.n, "
             "last = CASE WHEN excluded.last > job_counts.last THEN excluded.last ELSE job_counts.last END"
         )
         conn.execute(text(sql), params)
@@ -422,11 +424,10 @@ def _fold_counts(conn: Connection, limit: int) -> int:
 
 
 def _fold_errors(conn: Connection, limit: int) -> int:
-    columns = ["facet", "width", "bucket", "status", "component", "code", "value", "n", "example"]
-    rows = _take(conn, job_error_count_deltas, limit, columns)
-    sums: dict[tuple[str, int, int, str, int, int, str], list[int]] = {}
-    for facet, width, bucket, status, comp, code, value, n, example in rows:
-        slot = sums.setdefault((facet, int(width), int(bucket), status, int(comp), int(code), value), [0, 0])
+    rows = _take(conn, job_error_count_deltas, limit, list(_ERROR_COLUMNS))
+    sums: dict[ErrorKey, list[int]] = {}
+    for facet, width, bucket, status, comp, code, value, vo, n, example in rows:
+        slot = sums.setdefault((facet, int(width), int(bucket), status, int(comp), int(code), value, vo), [0, 0])
         slot[0] += int(n)
         slot[1] = max(slot[1], int(example))
     if sums:
@@ -436,6 +437,8 @@ def _fold_errors(conn: Connection, limit: int) -> int:
 
 def rebuild(conn: Connection) -> None:
     """Recompute every counter from ``jobs`` and ``job_events`` (a backfill; run with writers stopped)."""
+    if not _has_vo(conn):
+        return  # an older migration (0004) on the way up: 0016 adds the VO and rebuilds everything
     for table in (job_count_deltas, job_error_count_deltas, job_counts, job_error_counts):
         # the delta tables do not exist yet while migration 0004 runs this as its backfill
         if table in (job_counts, job_error_counts) or inspect(conn).has_table(table.name):
@@ -446,18 +449,19 @@ def rebuild(conn: Connection) -> None:
         value = _value_expr(column)
         conn.execute(
             text(
-                "INSERT INTO job_counts (facet, width, bucket, value, status, n, last) "
-                f"SELECT '{name}', 0, 0, {value}, j.status, COUNT(*), MAX(j.modification_time) FROM jobs j "
-                f"WHERE j.status NOT IN ({finals}) GROUP BY {value}, j.status"
+                "INSERT INTO job_counts (facet, width, bucket, value, status, vo, n, last) "
+                f"SELECT '{name}', 0, 0, {value}, j.status, j.vo, COUNT(*), MAX(j.modification_time) FROM jobs j "
+                f"WHERE j.status NOT IN ({finals}) GROUP BY {value}, j.status, j.vo"
             )
         )
         for width in WIDTHS:
             bucket = f"({hour} / {width}) * {width}"
             conn.execute(
                 text(
-                    "INSERT INTO job_counts (facet, width, bucket, value, status, n, last) "
-                    f"SELECT '{name}', {width}, {bucket}, {value}, j.status, COUNT(*), MAX(j.modification_time) "
-                    f"FROM jobs j WHERE j.status IN ({finals}) GROUP BY {bucket}, {value}, j.status"
+                    "INSERT INTO job_counts (facet, width, bucket, value, status, vo, n, last) "
+                    f"SELECT '{name}', {width}, {bucket}, {value}, j.status, j.vo, COUNT(*), "
+                    "MAX(j.modification_time) "
+                    f"FROM jobs j WHERE j.status IN ({finals}) GROUP BY {bucket}, {value}, j.status, j.vo"
                 )
             )
     ev_hour = _hour_sql(conn, "time")
@@ -473,6 +477,8 @@ def rebuild(conn: Connection) -> None:
 
 def rebuild_errors(conn: Connection) -> None:
     """Recompute the error counters alone from ``jobs`` and ``job_errors`` (migration 0009's backfill)."""
+    if not _has_vo(conn):
+        return  # migration 0009 on the way up: 0016 rebuilds every counter with the VO
     for table in (job_error_count_deltas, job_error_counts):
         conn.execute(delete(table))
     _rebuild_errors(conn)
@@ -481,7 +487,7 @@ def rebuild_errors(conn: Connection) -> None:
 def _rebuild_errors(conn: Connection) -> None:
     if not inspect(conn).has_table(job_errors.name):
         return  # migration 0004 on an older database: 0009 moves the errors into rows and counts them
-    deltas: dict[tuple[str, int, int, str, int, int, str], list[int]] = {}
+    deltas: dict[ErrorKey, list[int]] = {}
     stmt = _error_select().add_columns(jobs.c.modification_time).where(jobs.c.status.in_(sorted(FINAL_VALUES)))
     for row, errs in _with_errors(conn.execute(stmt.execution_options(yield_per=5000))):
         for key in _error_keys(row, errs, row.modification_time):
@@ -490,6 +496,11 @@ def _rebuild_errors(conn: Connection) -> None:
             slot[1] = max(slot[1], int(row.panda_id))
     if deltas:
         _write_errors(conn, sorted(deltas.items()), table="job_error_counts", upsert=False)
+
+
+def _has_vo(conn: Connection) -> bool:
+    """Whether the counters have their VO column yet (migration 0016)."""
+    return any(c["name"] == "vo" for c in inspect(conn).get_columns(job_counts.name))
 
 
 def _hour_sql(conn: Connection, column: str) -> str:

@@ -385,7 +385,9 @@ job_counts = Table(
     Column("status", String(16), nullable=False),
     Column("n", BigInteger, nullable=False),
     Column("last", Float, nullable=False),  # time of the latest change counted in this row
-    PrimaryKeyConstraint("facet", "width", "bucket", "value", "status", name="pk_job_counts"),
+    # the counted jobs' VO (migration 0016), so a VO member's pages sum their VOs' rows; '' for flows
+    Column("vo", String(255), nullable=False, server_default=""),
+    PrimaryKeyConstraint("facet", "width", "bucket", "value", "status", "vo", name="pk_job_counts"),
 )
 
 job_error_counts = Table(
@@ -400,8 +402,9 @@ job_error_counts = Table(
     Column("value", Text, nullable=False),  # Text: transformation is unbounded
     Column("n", BigInteger, nullable=False),
     Column("example", BigInteger, nullable=False),  # the newest panda_id counted here
+    Column("vo", String(255), nullable=False, server_default=""),  # the counted jobs' VO (migration 0016)
     PrimaryKeyConstraint(
-        "facet", "width", "bucket", "status", "component", "code", "value", name="pk_job_error_counts"
+        "facet", "width", "bucket", "status", "component", "code", "value", "vo", name="pk_job_error_counts"
     ),
 )
 
@@ -420,6 +423,7 @@ job_count_deltas = Table(
     Column("status", String(16), nullable=False),
     Column("n", BigInteger, nullable=False),
     Column("last", Float, nullable=False),
+    Column("vo", String(255), nullable=False, server_default=""),
 )
 
 job_error_count_deltas = Table(
@@ -435,6 +439,7 @@ job_error_count_deltas = Table(
     Column("value", Text, nullable=False),
     Column("n", BigInteger, nullable=False),
     Column("example", BigInteger, nullable=False),
+    Column("vo", String(255), nullable=False, server_default=""),
 )
 
 # Monitor window indexes (migration 0006): owner-filtered views and ``sort=created`` read the

@@ -17,10 +17,11 @@ query here adds the not-yet-folded delta rows (``job_count_deltas``, ``job_error
 to the folded ones **in the same statement**, so it reads one snapshot and stays exact whether a
 fold happened before, after or never. The monitor itself never folds: it is read-only.
 
-Counters exist per facet (site, label, owner, transformation, task) and state, not per
-combination nor per VO, so they answer an admin's unfiltered views and views filtered by state
-only. Views filtered by another facet, by task or restricted to a viewer's VOs are counted from ``jobs`` through
-its indexes (see :func:`uses_counters`).
+Counters exist per facet (site, label, owner, transformation, task), state and VO (migration
+0016), not per combination of facets, so they answer unfiltered views and views filtered by state
+only: an admin's sum every VO's rows, a VO member's sum the rows of their VOs (``vos``). Views
+filtered by another facet or by task are counted from ``jobs`` through its indexes (see
+:func:`uses_counters`). The flow counters (transitions per hour) have no VO: only admins' plots use them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ from monitor.filters import JobFilter, Viewer
 
 _COUNT_COLUMNS = ("facet", "width", "bucket", "value", "status", "n", "last")
 _ERROR_COLUMNS = ("facet", "width", "bucket", "status", "component", "code", "value", "n", "example")
+VOs = tuple[str, ...] | None
+"""The VOs a count is restricted to (a VO member's), or None for every VO (an admin's)."""
+
+
+def counter_vos(viewer: Viewer) -> VOs:
+    """The VOs whose counter rows a viewer's counts sum: None (all) for an admin, else their VOs."""
+    return None if viewer.is_admin else tuple(sorted(viewer.vos))
+
+
+def _vo_terms(t: Any, vos: VOs) -> list[ColumnElement[bool]]:
+    """``t.vo`` among ``vos`` (nothing for None; an empty tuple matches no row, as a viewer of no VO sees none)."""
+    return [] if vos is None else [t.c.vo.in_(vos)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,14 +79,19 @@ class Window:
             terms.insert(0, c.width == 0)
         return or_(*terms)
 
-    def head_rows(self, conn: Connection, columns: Iterable[Any], statuses: Iterable[str]) -> list[Any]:
-        """Final jobs of the window's partial first hour (the counters' hour rows start after it)."""
+    def head_rows(
+        self, conn: Connection, columns: Iterable[Any], statuses: Iterable[str], *, vos: VOs = None
+    ) -> list[Any]:
+        """Final jobs (of ``vos``) of the window's partial first hour (the counters' hour rows start after it)."""
         wanted = sorted(set(statuses) & FINAL_VALUES)
         end = self.first_hour * HOUR
         if not wanted or end <= self.since:
             return []
         stmt = select(*columns, jobs.c.modification_time).where(
-            jobs.c.status.in_(wanted), jobs.c.modification_time >= self.since, jobs.c.modification_time < end + 1.0
+            jobs.c.status.in_(wanted),
+            jobs.c.modification_time >= self.since,
+            jobs.c.modification_time < end + 1.0,
+            *_vo_terms(jobs, vos),
         )
         # the counters bucket by floor(t / 3600); apply the very same rule at the boundary
         return [r for r in conn.execute(stmt) if hour_of(r.modification_time) < self.first_hour]
@@ -93,9 +111,11 @@ def _with_pending(
 
 
 def uses_counters(flt: JobFilter, viewer: Viewer) -> bool:
-    """Whether a view is answered from the counters: an admin view filtered at most by state."""
+    """Whether a view is answered from the counters: one filtered at most by state (any viewer:
+    the counters have the VO, pass :func:`counter_vos` of the viewer)."""
+    del viewer  # every viewer's counts are summed from the counter rows of the VOs they see
     others = [name for name, values in flt.values.items() if values and name != "jobstatus"]
-    return viewer.is_admin and flt.taskid is None and not others and not flt.has_error_filter
+    return flt.taskid is None and not others and not flt.has_error_filter
 
 
 def all_statuses(flt: JobFilter) -> tuple[str, ...] | None:
@@ -105,24 +125,33 @@ def all_statuses(flt: JobFilter) -> tuple[str, ...] | None:
 
 
 def facet_states(
-    conn: Connection, flt: JobFilter, facets: Iterable[str], *, statuses: Iterable[str] | None = None
+    conn: Connection,
+    flt: JobFilter,
+    facets: Iterable[str],
+    *,
+    statuses: Iterable[str] | None = None,
+    vos: VOs = None,
 ) -> dict[str, dict[str, dict[str, int]]]:
-    """``{facet: {value: {status: n}}}`` over the window (exact), with ``last`` changes in ``.last``.
+    """``{facet: {value: {status: n}}}`` over the window (exact), of the jobs of ``vos`` (None: all).
 
     ``statuses`` (default: the filter's ``jobstatus``, or all) restricts the states counted.
     """
-    return _facet_query(conn, flt, list(facets), statuses if statuses is not None else all_statuses(flt))[0]
+    wanted = statuses if statuses is not None else all_statuses(flt)
+    return _facet_query(conn, flt, list(facets), wanted, vos)[0]
 
 
 def facet_states_last(
-    conn: Connection, flt: JobFilter, facet: str, *, statuses: Iterable[str] | None = None
+    conn: Connection, flt: JobFilter, facet: str, *, statuses: Iterable[str] | None = None, vos: VOs = None
 ) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
     """One facet's ``{value: {status: n}}`` and ``{value: time of its latest counted state change}``."""
-    counts, last = _facet_query(conn, flt, [facet], statuses if statuses is not None else all_statuses(flt))
+    wanted = statuses if statuses is not None else all_statuses(flt)
+    counts, last = _facet_query(conn, flt, [facet], wanted, vos)
     return counts[facet], last[facet]
 
 
-def latest_tasks(conn: Connection, flt: JobFilter, limit: int) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+def latest_tasks(
+    conn: Connection, flt: JobFilter, limit: int, *, vos: VOs = None
+) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
     """The ``limit`` tasks changed most recently in the window: ``{task: {status: n}}`` and last changes.
 
     Ranked in SQL (latest change first, then the higher task id), so only the chosen tasks' rows
@@ -139,14 +168,14 @@ def latest_tasks(conn: Connection, flt: JobFilter, limit: int) -> tuple[dict[str
         return [] if wanted is None else [t.c.status.in_(sorted(set(wanted)))]
 
     head_rows = window.head_rows(
-        conn, [column.label("task"), jobs.c.status], FINAL_VALUES if wanted is None else wanted
+        conn, [column.label("task"), jobs.c.status], FINAL_VALUES if wanted is None else wanted, vos=vos
     )
     head = {str(r.task) for r in head_rows}
     c = _with_pending(
         job_counts,
         job_count_deltas,
         ("value", "status", "n", "last"),
-        lambda t: [t.c.facet == "taskid", window.clause(t), t.c.n != 0, *status_terms(t)],
+        lambda t: [t.c.facet == "taskid", window.clause(t), t.c.n != 0, *status_terms(t), *_vo_terms(t, vos)],
     ).c
     per_state = (
         select(c.value, c.status, func.sum(c.n).label("n"), func.max(c.last).label("last"))
@@ -182,12 +211,13 @@ def _facet_query(
     flt: JobFilter,
     facets: list[str],
     statuses: Iterable[str] | None,
+    vos: VOs,
 ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, dict[str, float]]]:
     window = Window.of(flt.since)
     wanted = None if statuses is None else sorted(set(statuses))
 
     def where(t: Any) -> list[ColumnElement[bool]]:
-        conds = [t.c.facet.in_(facets), window.clause(t), t.c.n != 0]
+        conds = [t.c.facet.in_(facets), window.clause(t), t.c.n != 0, *_vo_terms(t, vos)]
         if wanted is not None:
             conds.append(t.c.status.in_(wanted))
         return conds
@@ -201,7 +231,8 @@ def _facet_query(
             out[facet][value][status] += int(n)
             last[facet][value] = max(last[facet].get(value, 0.0), float(latest))
     columns = [jobs.c[FACET_COLUMNS[f]].label(f) for f in facets]
-    for row in window.head_rows(conn, [*columns, jobs.c.status], wanted if wanted is not None else FINAL_VALUES):
+    head_states = wanted if wanted is not None else FINAL_VALUES
+    for row in window.head_rows(conn, [*columns, jobs.c.status], head_states, vos=vos):
         for f in facets:
             value = str(getattr(row, f))
             out[f][value][row.status] += 1
@@ -225,6 +256,7 @@ def transitions_per_hour(conn: Connection, first_hour: int) -> dict[str, dict[in
 
 
 def finals_per_hour(conn: Connection, first_hour: int, statuses: Iterable[str]) -> list[tuple[str, int, str, int]]:
+    # every VO's: only admins' plots come from the counters (the flow counters have no VO)
     """``(site, epoch hour, state, jobs)`` of jobs that became final in each whole hour from ``first_hour``."""
     wanted = sorted(statuses)
     c = _with_pending(
@@ -243,15 +275,17 @@ def finals_per_hour(conn: Connection, first_hour: int, statuses: Iterable[str]) 
     return [(site, int(h), status, int(n)) for site, h, status, n in conn.execute(stmt) if int(n)]
 
 
-def error_rows(conn: Connection, flt: JobFilter, statuses: Iterable[str]) -> tuple[list[Any], Window]:
-    """Error counter rows of the window (``facet, status, component, code, value, n, example``)."""
+def error_rows(
+    conn: Connection, flt: JobFilter, statuses: Iterable[str], *, vos: VOs = None
+) -> tuple[list[Any], Window]:
+    """Error counter rows of the window (``facet, status, component, code, value, n, example``) of ``vos``."""
     window = Window.of(flt.since)
     wanted = sorted(statuses)
     e = _with_pending(
         job_error_counts,
         job_error_count_deltas,
         _ERROR_COLUMNS,
-        lambda t: [window.clause(t, active=False), t.c.status.in_(wanted), t.c.n != 0],
+        lambda t: [window.clause(t, active=False), t.c.status.in_(wanted), t.c.n != 0, *_vo_terms(t, vos)],
     ).c
     stmt = select(e.facet, e.status, e.component, e.code, e.value, func.sum(e.n), func.max(e.example)).group_by(
         e.facet, e.status, e.component, e.code, e.value

@@ -20,7 +20,7 @@ from monitor.filters import (
     visibility_clause,
     window_branches,
 )
-from monitor.queries.counts import facet_states, uses_counters
+from monitor.queries.counts import counter_vos, facet_states, uses_counters
 from monitor.queries.errors import errors_by_job
 
 FACET_TOP = 40
@@ -64,7 +64,7 @@ def facet_counts(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, 
     counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
     if uses_counters(flt, viewer):
         others = [name for name in FACETS if name != "jobstatus"]
-        per_facet = facet_states(conn, flt, others)
+        per_facet = facet_states(conn, flt, others, vos=counter_vos(viewer))
         for name, values in per_facet.items():
             for value, states in values.items():
                 counts[name][value] = sum(states.values())

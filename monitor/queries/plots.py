@@ -33,7 +33,8 @@ def plots_data(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, An
     holds its whole hour); filtered, they are counted from the matching jobs and their events.
     """
     hours = _hours(flt)
-    if not any(flt.values.values()) and counts.uses_counters(flt, viewer):
+    # the flow counters have no VO: a VO member's plots are counted from their jobs and events
+    if viewer.is_admin and not any(flt.values.values()) and counts.uses_counters(flt, viewer):
         return _from_counters(conn, flt, hours)
     ev_hour = hour_bucket(conn, job_events.c.time)
     ev = select(ev_hour, job_events.c.to_status, func.count()).where(job_events.c.time >= flt.since)

@@ -19,7 +19,7 @@ from dispatcher.store import errors as job_errors
 from dispatcher.store import factories
 from dispatcher.store.pilots import PILOT_STALE_S, connected_clause
 from dispatcher.store.schema import jobs, pilots, workers
-from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, queue_clause, visibility_clause
+from monitor.filters import NO_ERROR, JobFilter, Viewer, job_conditions, queue_clause
 from monitor.queries import counts, placement
 from monitor.queries.errors import CODE_NAMES, component_name, errors_by_job
 
@@ -68,7 +68,7 @@ def tasks_page(conn: Connection, flt: JobFilter, viewer: Viewer, page: int = 1) 
     """Tasks with jobs in the window, latest change first, :data:`LIST_LIMIT` a page, with the total."""
     depth = page * LIST_LIMIT
     if counts.uses_counters(flt, viewer):
-        tasks, total = _tasks_from_counters(conn, flt, depth)
+        tasks, total = _tasks_from_counters(conn, flt, depth, counts.counter_vos(viewer))
     else:
         tasks, total = _tasks_from_jobs(conn, flt, viewer, depth)
     return {
@@ -105,14 +105,18 @@ def _tasks_from_jobs(conn: Connection, flt: JobFilter, viewer: Viewer, depth: in
     return tasks, total
 
 
-def _tasks_from_counters(conn: Connection, flt: JobFilter, depth: int) -> tuple[list[dict[str, Any]], int]:
-    """One page of tasks from the task counters (owner and creation from each task's first job), and the total."""
-    matrix, last = counts.latest_tasks(conn, flt, depth)
+def _tasks_from_counters(
+    conn: Connection, flt: JobFilter, depth: int, vos: counts.VOs
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of tasks (of ``vos``) from the task counters, and the total.
+
+    A task's owner and creation come from its first job."""
+    matrix, last = counts.latest_tasks(conn, flt, depth, vos=vos)
     ranked = sorted(
         ((task, states) for task, states in matrix.items() if sum(states.values())),
         key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
     )[depth - LIST_LIMIT : depth]
-    everything = counts.facet_states(conn, flt, ["taskid"])["taskid"]
+    everything = counts.facet_states(conn, flt, ["taskid"], vos=vos)["taskid"]
     total = sum(1 for states in everything.values() if sum(states.values()))
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
@@ -139,18 +143,10 @@ def _tasks_from_counters(conn: Connection, flt: JobFilter, depth: int) -> tuple[
 
 def sites_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Per queue: jobs in every non-final state (now), finished/failed in the window, pilots and workers."""
-    if viewer.is_admin:
-        by_site = counts.facet_states(conn, flt, ["computingsite"], statuses=ALL_STATES)["computingsite"]
-        active = {site: {s: n for s, n in st.items() if s in ACTIVE_STATES} for site, st in by_site.items()}
-        final = {site: {s: n for s, n in st.items() if s in FINAL_STATE_VALUES} for site, st in by_site.items()}
-    else:
-        vis = visibility_clause(viewer)
-        active = _status_matrix(conn, jobs.c.computing_site, [vis, jobs.c.status.in_(ACTIVE_STATES)])
-        final = _status_matrix(
-            conn,
-            jobs.c.computing_site,
-            [vis, jobs.c.status.in_(FINAL_STATE_VALUES), jobs.c.modification_time >= flt.since],
-        )
+    vos = counts.counter_vos(viewer)
+    by_site = counts.facet_states(conn, flt, ["computingsite"], statuses=ALL_STATES, vos=vos)["computingsite"]
+    active = {site: {s: n for s, n in st.items() if s in ACTIVE_STATES} for site, st in by_site.items()}
+    final = {site: {s: n for s, n in st.items() if s in FINAL_STATE_VALUES} for site, st in by_site.items()}
     connected: dict[str, int] = {
         q: int(n)
         for q, n in conn.execute(
@@ -285,7 +281,7 @@ def errors_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, A
     values.setdefault("jobstatus", ("failed",))
     scoped = replace(flt, values=values)
     data = (
-        _errors_from_counters(conn, scoped)
+        _errors_from_counters(conn, scoped, counts.counter_vos(viewer))
         if counts.uses_counters(scoped, viewer)
         else _errors_scanned(conn, scoped, viewer)
     )
@@ -336,8 +332,8 @@ def _errors_scanned(conn: Connection, scoped: JobFilter, viewer: Viewer) -> dict
     }
 
 
-def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
-    """The error summary from the error counters, plus the window's partial first hour from ``jobs``."""
+def _errors_from_counters(conn: Connection, flt: JobFilter, vos: counts.VOs) -> dict[str, Any]:
+    """The error summary (of ``vos``) from the error counters, plus the window's partial first hour from ``jobs``."""
     statuses = [st for st in flt.values["jobstatus"] if st in FINAL_STATE_VALUES]
     groups: dict[tuple[int, int], dict[str, Any]] = {}
     candidates: dict[tuple[int, int], set[int]] = defaultdict(set)
@@ -357,7 +353,7 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
             }
         return g
 
-    rows, window = counts.error_rows(conn, flt, statuses)
+    rows, window = counts.error_rows(conn, flt, statuses, vos=vos)
     for facet, _status, comp, code, value, n, example in rows:
         g = group(int(comp), int(code))
         key = "sites" if facet == "computingsite" else "users"
@@ -365,7 +361,7 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
         if facet == "computingsite":
             g["count"] += int(n)
         candidates[(int(comp), int(code))].add(int(example))
-    head = window.head_rows(conn, [jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner], statuses)
+    head = window.head_rows(conn, [jobs.c.panda_id, jobs.c.computing_site, jobs.c.owner], statuses, vos=vos)
     head_errors = job_errors.fetch(conn, [int(r.panda_id) for r in head])
     for r in head:
         errs = {(int(e.component), int(e.code)) for e in head_errors.get(int(r.panda_id), [])} or {(0, 0)}
@@ -392,7 +388,7 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
             groups[key]["examples"].append({"pandaid": pid, "computingsite": r.computing_site, "diag": diag})
     jobs_counted = sum(
         n
-        for states in counts.facet_states(conn, flt, ["computingsite"])["computingsite"].values()
+        for states in counts.facet_states(conn, flt, ["computingsite"], vos=vos)["computingsite"].values()
         for n in states.values()
     )
     summary = sorted(groups.values(), key=lambda g: (-g["count"], g["component"], g["code"]))
@@ -402,7 +398,7 @@ def _errors_from_counters(conn: Connection, flt: JobFilter) -> dict[str, Any]:
 def users_page(conn: Connection, flt: JobFilter, viewer: Viewer) -> dict[str, Any]:
     """Users with jobs in the window: counts per state and the last activity."""
     if counts.uses_counters(flt, viewer):
-        matrix, last = counts.facet_states_last(conn, flt, "produsername")
+        matrix, last = counts.facet_states_last(conn, flt, "produsername", vos=counts.counter_vos(viewer))
         return {"filter": flt.as_dict(), "users": _users(matrix, last)}
     conds = job_conditions(flt, viewer)
     matrix = _status_matrix(conn, jobs.c.owner, conds)

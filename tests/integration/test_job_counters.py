@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, inspect, select, text
 from test_job_errors_migration import migrate_to
 
 from ailuro import errorcodes
@@ -50,6 +50,8 @@ from monitor.queries import counts as mcounts
 S = JobState
 SITES = ("CERN", "BNL", "FZK")
 OWNERS = ("alice", "bob", "compass-prod")
+VOS = ("compass", "amber")
+"""Two VOs: the counters keep them apart (a VO member's pages sum their VOs' rows)."""
 NEXT: dict[JobState, tuple[JobState, ...]] = {
     S.ACTIVATED: (S.SENT,),
     S.SENT: (S.STARTING, S.ACTIVATED),
@@ -63,7 +65,7 @@ def _new_jobs(rng: random.Random, n: int) -> list[NewJob]:
     for _ in range(n):
         spec = job_pb2.Job(
             job_name="j",
-            vo="compass",
+            vo=rng.choice(VOS),
             prod_source_label=rng.choice(("user", "managed")),
             transformation=rng.choice(("coral.exe", "phast", "x" * 300)),  # longer than a VARCHAR(255)
             computing_site=rng.choice(SITES),
@@ -157,9 +159,9 @@ def expected_counts(conn: Connection) -> Counter[tuple[Any, ...]]:
         keys = counters.buckets_of(row.modification_time) if final else [(0, 0)]
         for facet, column in counters.FACET_COLUMNS.items():
             for width, bucket in keys:
-                want[(facet, width, bucket, str(getattr(row, column)), row.status)] += 1
+                want[(facet, width, bucket, str(getattr(row, column)), row.status, row.vo)] += 1
     for ev in conn.execute(select(job_events)):
-        want[(counters.TRANSITION, 1, _hour(ev.time), ev.to_status, "")] += 1
+        want[(counters.TRANSITION, 1, _hour(ev.time), ev.to_status, "", "")] += 1  # flows have no VO
     return want
 
 
@@ -176,7 +178,7 @@ def expected_errors(conn: Connection) -> Counter[tuple[Any, ...]]:
         for comp, code in errs:
             for facet, column in counters.ERROR_FACETS.items():
                 for width, bucket in counters.buckets_of(row.modification_time):
-                    want[(facet, width, bucket, row.status, comp, code, getattr(row, column))] += 1
+                    want[(facet, width, bucket, row.status, comp, code, getattr(row, column), row.vo)] += 1
     return want
 
 
@@ -186,10 +188,10 @@ def stored(conn: Connection, *, pending: bool = True) -> tuple[Counter[tuple[Any
     errors: Counter[tuple[Any, ...]] = Counter()
     for table in (job_counts, job_count_deltas) if pending else (job_counts,):
         for r in conn.execute(select(table)):
-            counts[(r.facet, r.width, r.bucket, r.value, r.status)] += r.n
+            counts[(r.facet, r.width, r.bucket, r.value, r.status, r.vo)] += r.n
     for table in (job_error_counts, job_error_count_deltas) if pending else (job_error_counts,):
         for r in conn.execute(select(table)):
-            errors[(r.facet, r.width, r.bucket, r.status, r.component, r.code, r.value)] += r.n
+            errors[(r.facet, r.width, r.bucket, r.status, r.component, r.code, r.value, r.vo)] += r.n
     return +counts, +errors
 
 
@@ -234,35 +236,47 @@ def assert_exact(url: str, *, folded: bool = False) -> None:
 
 
 def assert_monitor_exact(url: str) -> None:
-    """The monitor's own counter queries (read-only connection) equal the rows, whatever is folded."""
+    """The monitor's own counter queries (read-only connection) equal the rows, whatever is folded:
+    over every VO (an admin's view), per VO and over both VOs (a VO member's), and over none."""
     now = 1_800_000_000.0
     everything = JobFilter(hours=now / 3600.0, now=now)  # window from the epoch: every bucket
     mon = MonitorDatabase(url)
     try:
         with mon.read() as conn:
-            got = mcounts.facet_states(conn, everything, list(counters.FACET_COLUMNS), statuses=[s.value for s in S])
             transitions = mcounts.transitions_per_hour(conn, 0)
-            error_rows, _ = mcounts.error_rows(conn, everything, sorted(counters.FINAL_VALUES))
-            want_facets: Counter[tuple[Any, ...]] = Counter()
-            for row in conn.execute(select(jobs)):
-                for facet, column in counters.FACET_COLUMNS.items():
-                    want_facets[(facet, str(getattr(row, column)), row.status)] += 1
             want_flows: Counter[tuple[Any, ...]] = Counter(
                 (ev.to_status, _hour(ev.time)) for ev in conn.execute(select(job_events))
             )
-            want_errors: Counter[tuple[Any, ...]] = Counter()
-            for (facet, width, _b, status, comp, code, value), n in expected_errors(conn).items():
-                if width == counters.DAY_HOURS:
-                    want_errors[(facet, status, comp, code, value)] += n
+            seen = {r.vo for r in conn.execute(select(jobs.c.vo).distinct())}
+            assert seen == set(VOS), "the workload must submit jobs of both VOs"
+            for vos in (None, ("compass",), ("amber",), VOS, ()):
+                _assert_vo_counts_exact(conn, everything, vos)
     finally:
         mon.engine.dispose()
+    assert Counter({(s, h): n for s, hours in transitions.items() for h, n in hours.items()}) == want_flows
+
+
+def _assert_vo_counts_exact(conn: Connection, everything: JobFilter, vos: tuple[str, ...] | None) -> None:
+    """The monitor's facet and error counts of the jobs of ``vos`` (None: all) equal a recount of them."""
+    statuses = [s.value for s in S]
+    got = mcounts.facet_states(conn, everything, list(counters.FACET_COLUMNS), statuses=statuses, vos=vos)
+    error_rows, _ = mcounts.error_rows(conn, everything, sorted(counters.FINAL_VALUES), vos=vos)
+    want_facets: Counter[tuple[Any, ...]] = Counter()
+    for row in conn.execute(select(jobs)):
+        if vos is None or row.vo in vos:
+            for facet, column in counters.FACET_COLUMNS.items():
+                want_facets[(facet, str(getattr(row, column)), row.status)] += 1
+    want_errors: Counter[tuple[Any, ...]] = Counter()
+    for (facet, width, _b, status, comp, code, value, vo), n in expected_errors(conn).items():
+        if width == counters.DAY_HOURS and (vos is None or vo in vos):
+            want_errors[(facet, status, comp, code, value)] += n
     have_facets = Counter(
         {(f, v, s): n for f, vals in got.items() for v, states in vals.items() for s, n in states.items()}
     )
-    assert +have_facets == want_facets
-    assert Counter({(s, h): n for s, hours in transitions.items() for h, n in hours.items()}) == want_flows
+    assert +have_facets == want_facets, vos
+    assert vos == () or want_facets, "each VO must have jobs"
     have_errors = Counter({(r[0], r[1], int(r[2]), int(r[3]), r[4]): int(r[5]) for r in error_rows})
-    assert +have_errors == want_errors
+    assert +have_errors == want_errors, vos
 
 
 def test_counters_match_the_rows_after_a_mixed_workload(db_url: str) -> None:
@@ -442,6 +456,38 @@ def test_migration_0005_keeps_the_0004_counters(db_url: str) -> None:
     assert_exact(db_url, folded=True)
 
 
+def test_migration_0016_counts_existing_jobs_per_vo(db_url: str) -> None:
+    """A database at 0015 (counters without VO, deltas pending) upgrades to exact per-VO counters,
+    and its downgrade sums the VOs back into the old counters without losing a count."""
+    open_database(db_url).dispose()
+    run_workload(db_url, seed=9, rounds=60)  # leaves deltas pending: the downgrade must fold them
+    assert pending_rows(db_url) > 0
+    migrate_to(db_url, "0015")
+    db = open_database(db_url, run_migrations=False)
+    try:
+        with db.read() as conn:
+            old = Counter(
+                {
+                    (r.facet, r.width, r.bucket, r.value, r.status): r.n
+                    for r in conn.execute(text("SELECT * FROM job_counts"))
+                }
+            )
+            assert "vo" not in {c["name"] for c in inspect(conn).get_columns("job_counts")}
+            assert conn.execute(text("SELECT COUNT(*) FROM job_count_deltas")).scalar_one() == 0
+            summed: Counter[tuple[Any, ...]] = Counter()
+            for key, n in expected_counts(conn).items():
+                summed[key[:5]] += n
+            assert +old == summed
+    finally:
+        db.dispose()
+    open_database(db_url).dispose()  # runs 0016: the VO column and its backfill
+    assert_exact(db_url, folded=True)
+    assert_monitor_exact(db_url)
+    run_workload(db_url, seed=10, rounds=20)  # the writers append per-VO deltas from here on
+    assert_exact(db_url)
+    assert_monitor_exact(db_url)
+
+
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_two_processes_writing_concurrently(pg_url: str) -> None:
@@ -483,6 +529,7 @@ def test_the_dispatcher_folds_in_the_background(make_dispatcher: Callable[..., R
         with db.read() as conn:
             counts, _ = stored(conn, pending=False)
             assert counts == expected_counts(conn)
-            assert counts[("produsername", 0, 0, "alice", S.ACTIVATED.value)] == 3
+            vo = conn.execute(select(jobs.c.vo).limit(1)).scalar_one()
+            assert counts[("produsername", 0, 0, "alice", S.ACTIVATED.value, vo)] == 3
     finally:
         db.dispose()
