@@ -55,7 +55,9 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
 
     open_database(url).dispose()
     spec = SampleSpec(n_jobs=n_jobs, now=now, span_hours=24.0 * 30, state_weights=BENCH_STATES)
-    job_cols = [c.name for c in jobs.columns]
+    # the columns the sample fills (the others take their server default, e.g. ``kill_delivered``)
+    first = next(generate(SampleSpec(n_jobs=1, now=now, span_hours=1.0)))
+    job_cols = [c.name for c in jobs.columns if c.name in first.job]
     file_cols = [c.name for c in files.columns if c.name != "file_id"]
     event_cols = [c.name for c in job_events.columns if c.name != "event_id"]
     error_cols = [c.name for c in job_errors.columns]
