@@ -625,4 +625,6 @@ class PilotHub:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(run)
+        for r in rows:
+            self.rt.metrics.commands.labels(r["type"]).inc()
         return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]

@@ -123,7 +123,7 @@ class DispatcherMetrics:
         )
         self.commands = Counter(
             "ailuro_dispatcher_commands_delivered",
-            "Commands delivered to pilots over their streams, by type (kill, debug).",
+            "Commands delivered to pilots (pushed down a stream or returned by UpdateJob), by type (kill, debug).",
             ["type"],
             registry=r,
         )
