@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import platform
 import time
 import uuid
 from collections import deque
@@ -56,6 +54,7 @@ from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 from loadtests import consistency
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
+from loadtests._machine import machine, uptime
 from loadtests._scrape import Scraper, free_port_block
 from loadtests.echo import EchoCeiling, measure_ceiling
 
@@ -486,29 +485,6 @@ def run_saturation(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worke
         print(f"done: {res.label}: {res.jobs_per_s:,.0f} jobs/s ({uptime()})", flush=True)
         out.append(res)
     return out
-
-
-def uptime() -> str:
-    """The load averages now (the machine may be shared: every figure is printed with them)."""
-    try:
-        one, five, fifteen = open("/proc/loadavg").read().split()[:3]  # noqa: SIM115 - tiny read-only file
-    except OSError:
-        return "load average unknown"
-    return f"load average {one}, {five}, {fifteen}"
-
-
-def machine() -> str:
-    """A one-line description of this machine (CPU model, cores, memory)."""
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):  # noqa: SIM115 - tiny read-only file
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))  # noqa: SIM115
-    except (OSError, StopIteration):
-        mem_kb = 0
-    return f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB, Python {platform.python_version()}"
 
 
 def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *, workers: int = 1) -> str:

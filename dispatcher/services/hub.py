@@ -6,7 +6,8 @@
   ``heartbeat_flush_s``; their acks go out after the flush commits.
 - Final reports are group-committed and acknowledged only after their transaction commits.
 - Kill commands are pushed at once to pilots streaming to this process, and picked up from
-  ``pilot_commands`` every ``command_poll_s`` when another dispatcher process wrote them.
+  ``pilot_commands`` every ``command_poll_s`` when another dispatcher process wrote them
+  (:mod:`dispatcher.services.pilot_commands`).
 Nothing that matters lives only here: a lost process loses buffered heartbeats (the lease
 covers that) and unacknowledged finals (the pilot resends them).
 """
@@ -32,22 +33,16 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.pilot_commands import CommandRelay, command_message
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
-from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
 from dispatcher.store.leases import check_pilot_owner
 
 log = logging.getLogger(__name__)
-
-_COMMAND_TYPES: dict[str, pilot_pb2.CommandType] = {
-    "kill": pilot_pb2.COMMAND_TYPE_KILL,
-    "debug": pilot_pb2.COMMAND_TYPE_DEBUG,
-}
-
 
 MAX_PENDING_MESSAGES = Limits().send_queue_per_stream
 """Default of ``Limits.send_queue_per_stream``.
@@ -212,12 +207,6 @@ def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offe
     )
 
 
-def command_message(panda_id: int, kind: str, reason: str, command_id: int = 0) -> pilot_pb2.Command:
-    """A Command message from a ``pilot_commands`` row's fields."""
-    kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
-    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason, command_id=command_id)
-
-
 class PilotHub:
     """Streams of this process and the batched database work behind them."""
 
@@ -237,16 +226,16 @@ class PilotHub:
         self.policy = ClaimPolicyCache(runtime)
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
-        self._wakeup: CommandWakeup | None = None
+        self.commands = CommandRelay(runtime, self.streams)
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
-        self._wakeup = CommandWakeup.start_for(self.rt)
+        self.commands.start()
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
-            asyncio.create_task(self._command_loop(), name="command-poll"),
+            asyncio.create_task(self.commands.run(), name="command-poll"),
         ]
 
     async def stop(self) -> None:
@@ -254,8 +243,7 @@ class PilotHub:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._wakeup is not None:
-            await asyncio.to_thread(self._wakeup.stop)
+        await self.commands.stop()
         with contextlib.suppress(Exception):
             await self._flush_heartbeats()
         await self._claims.stop()
@@ -568,63 +556,12 @@ class PilotHub:
 
         await rt.db_call(run)
 
-    # --- commands ---------------------------------------------------------------------------
+    # --- commands (the relay in pilot_commands.py does the work) --------------------------------
 
     async def push_commands(self, commands: Sequence[KillCommand]) -> None:
         """Deliver commands at once to pilots streaming here (others are picked up by their process)."""
-        local = [c.command_id for c in commands if c.pilot_id in self.streams]
-        if not local:
-            return
-
-        def run() -> list[Any]:
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, command_ids=local)
-
-        self._deliver(await self.rt.db_call(run))
-
-    def _deliver(self, rows: Sequence[Any]) -> None:
-        for row in rows:
-            stream = self.streams.get(row["pilot_id"])
-            if stream is None:
-                log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
-                continue
-            stream.send(
-                pilot_pb2.DispatcherMessage(
-                    command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
-                )
-            )
-            self.rt.metrics.commands.labels(row["type"]).inc()
-
-    async def _command_loop(self) -> None:
-        interval = self.rt.config.command_poll_s
-
-        def run() -> list[Any]:
-            # Look before writing: on SQLite a write transaction every poll would contend with claims.
-            with self.rt.db.read() as conn:
-                if not pstore.has_pending_commands(conn, dispatcher_id=self.rt.dispatcher_id):
-                    return []
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, dispatcher_id=self.rt.dispatcher_id)
-
-        while True:
-            await wait_for_commands(self._wakeup, interval)
-            if not self.streams:
-                continue
-            try:
-                self._deliver(await self.rt.db_call(run))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("polling pilot commands failed: %s", describe(exc))
+        await self.commands.push(commands)
 
     async def take_commands_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""
-
-        def run() -> list[Any]:
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, pilot_id=pilot_id)
-
-        rows = await self.rt.db_call(run)
-        for r in rows:
-            self.rt.metrics.commands.labels(r["type"]).inc()
-        return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]
+        return await self.commands.take_for(pilot_id)
