@@ -107,11 +107,9 @@ def test_metrics_off_by_default(make_dispatcher: Callable[..., RunningDispatcher
 
 def test_workers_serve_metrics_on_consecutive_ports(tmp_path: Path) -> None:
     """``--workers 2 --metrics-port P``: worker 0 on P, worker 1 on P+1, each its own process."""
-    import socket
+    from loadtests._scrape import free_port_block
 
-    with socket.socket() as s:  # a free port; the one after it is very likely free too
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
+    base = free_port_block(2)  # P and P+1 free now
     db = f"sqlite:///{tmp_path / 'm.db'}"
     proc = DispatcherProcess(db, tmp_path, "workers", extra_args=("--workers", "2", "--metrics-port", str(base)))
     try:
