@@ -207,6 +207,24 @@ def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offe
     )
 
 
+def _heartbeat_acks(
+    chunk: Sequence[tuple[pstore.HeartbeatIn, PilotStream]], results: Sequence[Any]
+) -> list[tuple[PilotStream, pilot_pb2.DispatcherMessage]]:
+    """One AckBatch message per stream for a flushed chunk (``results`` from :func:`run_isolated`).
+
+    Pure (it reads the streams as keys only), so it runs on a worker thread.
+    """
+    per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
+    for (beat, stream), outcome in zip(chunk, results, strict=True):
+        res, msg = _item_outcome(outcome)
+        per_stream[stream].append(
+            pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
+        )
+    return [
+        (stream, pilot_pb2.DispatcherMessage(acks=pilot_pb2.AckBatch(acks=acks))) for stream, acks in per_stream.items()
+    ]
+
+
 class PilotHub:
     """Streams of this process and the batched database work behind them."""
 
@@ -464,14 +482,11 @@ class PilotHub:
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
             self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
-            results = await self.apply_heartbeats_now([b for b, _ in chunk])
-            per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
-            for (beat, stream), (res, msg) in zip(chunk, results, strict=True):
-                per_stream[stream].append(
-                    pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
-                )
-            for stream, acks in per_stream.items():
-                stream.send_acks(acks)
+            results = await run_isolated(self.rt, self._heartbeat_batch, [b for b, _ in chunk], name="heartbeats")
+            # Building thousands of acks is bulk work: on a thread the GIL's switch interval slices it,
+            # so job requests and kills are served in between instead of after it.
+            for stream, message in await asyncio.to_thread(_heartbeat_acks, chunk, results):
+                stream.send(message)
 
     # --- finals -----------------------------------------------------------------------------
 
