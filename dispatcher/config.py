@@ -134,6 +134,12 @@ class DispatcherConfig:
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the
     pilot; ``None``: off, 0: an ephemeral port."""
+    metrics_port: int | None = None
+    """Serve this process's Prometheus metrics (``GET /metrics``, see
+    :mod:`dispatcher.services.metrics`) over HTTP on ``metrics_host`` at this port; ``None``: off,
+    0: an ephemeral port. With ``--workers N`` worker ``i`` serves on ``metrics_port + i``."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (loopback by default: it has no authentication)."""
     reuse_port: bool = False
     """Bind the port with ``SO_REUSEPORT`` so several worker processes share it (set by
     ``--workers``; off otherwise, so a second dispatcher started by mistake on a busy port fails)."""

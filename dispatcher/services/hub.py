@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -271,6 +272,15 @@ class PilotHub:
         with contextlib.suppress(Exception):
             await self.presence.drain()
 
+    def stream_queues(self) -> list[str]:
+        """The queue of every open stream (read by the metrics scrape, from its own thread)."""
+        for _ in range(3):
+            try:
+                return [s.pilot.queue for s in list(self.streams.values())]
+            except RuntimeError:  # the table changed under the copy: take it again
+                continue
+        return []
+
     # --- stream lifecycle -------------------------------------------------------------------
 
     async def open_stream(self, hello: pilot_pb2.Hello, principal: str = "") -> PilotStream:
@@ -376,12 +386,14 @@ class PilotHub:
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
+        arrived = time.perf_counter()
         req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s, offer=offer_of(pilot, free))
         outcome = await _settled(self._claims.submit(req))
         if isinstance(outcome, Unavailable):
             raise outcome
         if isinstance(outcome, BaseException):  # this request failed alone (logged): answer NoJob, keep the stream
             return []
+        self.rt.metrics.jobs_dispatched(pilot.queue, len(outcome), time.perf_counter() - arrived)
         return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
@@ -469,6 +481,7 @@ class PilotHub:
         step = self.rt.config.max_batch
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
+            self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
             results = await run_isolated(self.rt, self._heartbeat_batch, [b for b, _ in chunk], name="heartbeats")
             # Building thousands of acks is bulk work: on a thread the GIL's switch interval slices it,
             # so job requests and kills are served in between instead of after it.
@@ -508,10 +521,14 @@ class PilotHub:
         )
 
     def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
+        applied: dict[int, str] = {}
         with self.rt.db.write() as conn:
-            return pstore.apply_finals(
-                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
+            out = pstore.apply_finals(
+                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars, applied=applied
             )
+        # counted after the commit (a batch re-run after a conflict counts once)
+        self.rt.metrics.finals_applied(applied, {f.report.panda_id: f.report for f in items})
+        return out
 
     # --- unary calls: the pilot id comes from the request, so its owner is checked ----------
 

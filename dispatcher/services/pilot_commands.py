@@ -105,6 +105,7 @@ class CommandRelay:
                     command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
                 )
             )
+            self.rt.metrics.commands.labels(row["type"]).inc()
 
     async def take_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""
@@ -114,4 +115,6 @@ class CommandRelay:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(take)
+        for r in rows:
+            self.rt.metrics.commands.labels(r["type"]).inc()
         return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]
