@@ -117,7 +117,15 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         dest="no_job_retry_s",
         type=float,
         default=DispatcherConfig.no_job_retry_s,
-        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+        help="seconds an idle pilot waits before asking again; also the longest a streamed job request "
+        "that found no work is parked, waiting for one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-parked-requests",
+        dest="max_parked_requests",
+        type=int,
+        default=DispatcherConfig.max_parked_requests,
+        help="job requests parked at once per process; 0 answers NoJob at once (default: %(default)s)",
     )
     p.add_argument(
         "--workers",
@@ -220,6 +228,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         bundle_port=args.bundle_port,
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
+        max_parked_requests=args.max_parked_requests,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]

@@ -75,6 +75,7 @@ class _Started:
     port: int
     shutdown: Callable[[], Awaitable[None]]
     runtime: Runtime
+    hub: PilotHub
     bundle_port: int = 0
 
 
@@ -183,7 +184,7 @@ async def _start(config: DispatcherConfig) -> _Started:
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 
-    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime, bundle_port=bundle_port)
+    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime, hub=hub, bundle_port=bundle_port)
 
 
 async def serve(config: DispatcherConfig, *, on_ready: Callable[[int], None] | None = None) -> None:
@@ -214,6 +215,8 @@ class RunningDispatcher:
         self.port = 0
         self.bundle_port = 0
         """Where the pilot bundle is served (0 when ``config.bundle_port`` is None)."""
+        self.hub: PilotHub | None = None
+        """The pilot hub, once started (tests read its state, e.g. ``hub.parking.parked``)."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -240,6 +243,7 @@ class RunningDispatcher:
         started = await _start(self.config)
         self.port = started.port
         self.bundle_port = started.bundle_port
+        self.hub = started.hub
         self._ready.set()
         try:
             await self._stop.wait()

@@ -31,6 +31,7 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.parking import Parking
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
@@ -237,12 +238,17 @@ class PilotHub:
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self._wakeup: CommandWakeup | None = None
+        self.parking = Parking(max_parked=cfg.max_parked_requests, park_s=cfg.no_job_retry_s)
+        """Streamed job requests that found no work, woken when jobs are activated (``services/parking.py``)."""
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
-        self._wakeup = CommandWakeup.start_for(self.rt)
+        loop = asyncio.get_running_loop()
+        self.rt.db.origin = self.rt.dispatcher_id
+        self.rt.db.on_activated = lambda: loop.call_soon_threadsafe(self.parking.wake)
+        self._wakeup = CommandWakeup.start_for(self.rt, on_jobs=self.parking.wake)
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
             asyncio.create_task(self._command_loop(), name="command-poll"),
@@ -250,6 +256,8 @@ class PilotHub:
 
     async def stop(self) -> None:
         """Flush what is buffered, stop background work, close every stream."""
+        self.parking.close()
+        self.rt.db.on_activated = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
