@@ -54,6 +54,16 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoopLagConfig:
+    """What the monitor does (``--loop-stall-ms``, ``--loop-lag-dir``; :mod:`dispatcher.services.looplag`)."""
+
+    stall_ms: float = 5.0
+    """A wake-up later than this is a stall: counted, its stack sampled, a warning logged."""
+    report_dir: Path | None = None
+    """Directory for ``looplag-<pid>.json`` reports (None: only the warnings in the log)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DispatcherConfig:
     """Everything a dispatcher process needs to run.
 
@@ -146,6 +156,9 @@ class DispatcherConfig:
     """Delay before a failed DDM request's first retry; doubled for every further attempt."""
     ddm_scratch_dir: str = "/tmp/ailuro-ddm"
     """Where the DDM agent passes files through between source and destination SE."""
+    loop_lag: LoopLagConfig | None = None
+    """Measure the event loop's lag and sample the stacks that stall it
+    (:mod:`dispatcher.services.looplag`, ``--loop-stall-ms``); None: off (the default)."""
     limits: Limits = Limits()
     """Bounds on requests and streams (see :class:`Limits`)."""
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -22,7 +22,7 @@ from dispatcher.auth.config import AUTH_DIR_ENV, DEFAULT_AUTH_DIR, TOKEN_MODE, A
 from dispatcher.auth.config import MODES as AUTH_MODES
 from dispatcher.auth.interceptor import is_loopback
 from dispatcher.auth.issuer import IssuerFiles
-from dispatcher.config import DispatcherConfig
+from dispatcher.config import DispatcherConfig, LoopLagConfig
 
 QUEUES_ENV = "AILURO_QUEUES"
 """Environment variable naming the queue file (``--queues``)."""
@@ -163,6 +163,18 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         default=None,
         help="grid-mapfile, lines '\"<DN>\" user vo role[,role]': a certificate without a token acts as its user",
     )
+    p.add_argument(
+        "--loop-stall-ms",
+        type=float,
+        default=None,
+        help="measure the event loop's lag and sample the stacks holding it longer than this (ms; default: off)",
+    )
+    p.add_argument(
+        "--loop-lag-dir",
+        type=Path,
+        default=None,
+        help="write the loop lag figures to DIR/looplag-<pid>.json every second (implies --loop-stall-ms 5)",
+    )
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")
     p.add_argument("--log-level", type=_log_level, default="INFO", help=f"{', '.join(LOG_LEVELS)} (default: info)")
     return p
@@ -202,6 +214,14 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
             load_gridmap(args.gridmap)  # refuse a bad file before anything starts
         except GridmapError as exc:
             raise InvalidArgument(str(exc), field="--gridmap") from None
+    loop_lag = None
+    if args.loop_stall_ms is not None or args.loop_lag_dir is not None:
+        stall_ms = LoopLagConfig.stall_ms if args.loop_stall_ms is None else args.loop_stall_ms
+        if not 1 <= stall_ms <= 10_000:
+            raise InvalidArgument(f"must be 1 to 10000 ms, not {stall_ms}", field="--loop-stall-ms")
+        if args.loop_lag_dir is not None and not args.loop_lag_dir.is_dir():
+            raise InvalidArgument(f"not a directory: {args.loop_lag_dir}", field="--loop-lag-dir")
+        loop_lag = LoopLagConfig(stall_ms=stall_ms, report_dir=args.loop_lag_dir)
     auth = AuthConfig(
         mode=args.auth,
         state_dir=Path(args.auth_dir).expanduser().absolute(),
@@ -229,6 +249,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
         max_parked_requests=args.max_parked_requests,
+        loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]

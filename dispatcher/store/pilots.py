@@ -428,6 +428,11 @@ def apply_finals(
         report = final_report(f, reason_chars, heir=heir, verify_on=link["output_se"] if link else "")
         lease = lease_of(row) if row is not None else None
         verdict = dec.judge_final(lease, report, now=now, earlier=seen.get(report.panda_id))
+        if verdict.outcome is not None and verdict.outcome.outputs:
+            outside = dataflow.foreign_output(f.report, link, row["vo"])
+            if outside:  # refused whole: nothing of it is applied, the job stays as it was
+                out.append((REJECTED, outside))
+                continue
         out.append((_ACK[verdict.answer], verdict.message))
         if verdict.outcome is None:
             continue
