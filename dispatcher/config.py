@@ -107,7 +107,10 @@ class DispatcherConfig:
     counter_fold_s: float = 1.0
     """How often the job counter deltas appended by writers are folded into the monitor's counters."""
     no_job_retry_s: float = 5.0
-    """``NoJob.retry_after_s`` sent to pilots when there is no work."""
+    """``NoJob.retry_after_s`` sent to pilots when there is no work; also how long a streamed job
+    request that found none is parked waiting for one (at most ``parking.MAX_PARK_S``)."""
+    max_parked_requests: int = 1000
+    """Job requests parked at once per dispatcher process (0: none; the next are answered NoJob at once)."""
     command_poll_s: float = 0.2
     """How often pending commands (kills) written by another dispatcher process are picked up,
     and how often WatchJobs tails the event table."""

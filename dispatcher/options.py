@@ -129,7 +129,15 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         dest="no_job_retry_s",
         type=float,
         default=DispatcherConfig.no_job_retry_s,
-        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+        help="seconds an idle pilot waits before asking again; also the longest a streamed job request "
+        "that found no work is parked, waiting for one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-parked-requests",
+        dest="max_parked_requests",
+        type=int,
+        default=DispatcherConfig.max_parked_requests,
+        help="job requests parked at once per process; 0 answers NoJob at once (default: %(default)s)",
     )
     p.add_argument(
         "--workers",
@@ -256,6 +264,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         metrics_host=args.metrics_bind,
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
+        max_parked_requests=args.max_parked_requests,
         loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),

@@ -79,6 +79,7 @@ class _Started:
     port: int
     shutdown: Callable[[], Awaitable[None]]
     runtime: Runtime
+    hub: PilotHub
     bundle_port: int = 0
     metrics_port: int = 0
 
@@ -206,6 +207,7 @@ async def _start(config: DispatcherConfig) -> _Started:
         port=port,
         shutdown=shutdown,
         runtime=runtime,
+        hub=hub,
         bundle_port=bundle_port,
         metrics_port=metrics_port,
     )
@@ -264,6 +266,8 @@ class RunningDispatcher:
         """Where the pilot bundle is served (0 when ``config.bundle_port`` is None)."""
         self.metrics_port = 0
         """Where ``/metrics`` is served (0 when ``config.metrics_port`` is None)."""
+        self.hub: PilotHub | None = None
+        """The pilot hub, once started (tests read its state, e.g. ``hub.parking.parked``)."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -291,6 +295,7 @@ class RunningDispatcher:
         self.port = started.port
         self.bundle_port = started.bundle_port
         self.metrics_port = started.metrics_port
+        self.hub = started.hub
         self._ready.set()
         try:
             await self._stop.wait()

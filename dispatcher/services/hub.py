@@ -33,6 +33,7 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.parking import Parking
 from dispatcher.services.pilot_commands import CommandRelay, command_message
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
@@ -245,12 +246,17 @@ class PilotHub:
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self.commands = CommandRelay(runtime, self.streams)
+        self.parking = Parking(max_parked=cfg.max_parked_requests, park_s=cfg.no_job_retry_s)
+        """Streamed job requests that found no work, woken when jobs are activated (``services/parking.py``)."""
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
-        self.commands.start()
+        loop = asyncio.get_running_loop()
+        self.rt.db.origin = self.rt.dispatcher_id
+        self.rt.db.on_activated = lambda: loop.call_soon_threadsafe(self.parking.wake)
+        self.commands.start(on_jobs=self.parking.wake)  # its LISTEN connection also hears activations
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
             asyncio.create_task(self.commands.run(), name="command-poll"),
@@ -258,6 +264,8 @@ class PilotHub:
 
     async def stop(self) -> None:
         """Flush what is buffered, stop background work, close every stream."""
+        self.parking.close()
+        self.rt.db.on_activated = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ailuro.v1 import pilot_pb2
@@ -50,9 +50,10 @@ class CommandRelay:
         self.streams = streams
         self._wakeup: CommandWakeup | None = None
 
-    def start(self) -> None:
-        """Listen for wake-ups (PostgreSQL NOTIFY) before :meth:`run` polls."""
-        self._wakeup = CommandWakeup.start_for(self.rt)
+    def start(self, on_jobs: Callable[[], None] | None = None) -> None:
+        """Listen for wake-ups (PostgreSQL NOTIFY) before :meth:`run` polls; ``on_jobs``: another
+        process activated jobs (the same connection listens for that, see ``services/wakeup.py``)."""
+        self._wakeup = CommandWakeup.start_for(self.rt, on_jobs=on_jobs)
 
     async def run(self) -> None:
         """Poll for commands other processes wrote for pilots streaming here, until cancelled."""
