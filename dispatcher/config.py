@@ -107,7 +107,10 @@ class DispatcherConfig:
     counter_fold_s: float = 1.0
     """How often the job counter deltas appended by writers are folded into the monitor's counters."""
     no_job_retry_s: float = 5.0
-    """``NoJob.retry_after_s`` sent to pilots when there is no work."""
+    """``NoJob.retry_after_s`` sent to pilots when there is no work; also how long a streamed job
+    request that found none is parked waiting for one (at most ``parking.MAX_PARK_S``)."""
+    max_parked_requests: int = 1000
+    """Job requests parked at once per dispatcher process (0: none; the next are answered NoJob at once)."""
     command_poll_s: float = 0.2
     """How often pending commands (kills) written by another dispatcher process are picked up,
     and how often WatchJobs tails the event table."""
@@ -134,6 +137,12 @@ class DispatcherConfig:
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the
     pilot; ``None``: off, 0: an ephemeral port."""
+    metrics_port: int | None = None
+    """Serve this process's Prometheus metrics (``GET /metrics``, see
+    :mod:`dispatcher.services.metrics`) over HTTP on ``metrics_host`` at this port; ``None``: off,
+    0: an ephemeral port. With ``--workers N`` worker ``i`` serves on ``metrics_port + i``."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (loopback by default: it has no authentication)."""
     reuse_port: bool = False
     """Bind the port with ``SO_REUSEPORT`` so several worker processes share it (set by
     ``--workers``; off otherwise, so a second dispatcher started by mistake on a busy port fails)."""

@@ -98,6 +98,18 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         help="also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve this dispatcher's Prometheus metrics on http://BIND:PORT/metrics (no authentication; "
+        "with --workers N, worker i serves on PORT+i); 0: any free port (default: off)",
+    )
+    p.add_argument(
+        "--metrics-bind",
+        default=DispatcherConfig.metrics_host,
+        help="address the metrics endpoint binds (default: %(default)s, this machine only)",
+    )
+    p.add_argument(
         "--ddm-workers",
         type=int,
         default=DispatcherConfig.ddm_workers,
@@ -117,7 +129,15 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         dest="no_job_retry_s",
         type=float,
         default=DispatcherConfig.no_job_retry_s,
-        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+        help="seconds an idle pilot waits before asking again; also the longest a streamed job request "
+        "that found no work is parked, waiting for one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-parked-requests",
+        dest="max_parked_requests",
+        type=int,
+        default=DispatcherConfig.max_parked_requests,
+        help="job requests parked at once per process; 0 answers NoJob at once (default: %(default)s)",
     )
     p.add_argument(
         "--workers",
@@ -187,6 +207,8 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         )
     if not 1 <= args.workers <= 64:
         raise InvalidArgument(f"must be 1 to 64, not {args.workers}", field="--workers")
+    if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
+        raise InvalidArgument(f"{args.metrics_port} + {args.workers} workers passes 65535", field="--metrics-port")
     if args.ddm_workers < 0:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
     if args.auth != TOKEN_MODE and not is_loopback(args.host):
@@ -238,8 +260,11 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         lease_s=args.lease_s,
         sent_timeout_s=args.sent_timeout_s,
         bundle_port=args.bundle_port,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_bind,
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
+        max_parked_requests=args.max_parked_requests,
         loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),

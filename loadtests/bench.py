@@ -57,6 +57,7 @@ from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submis
 from loadtests import _looplag, consistency
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
 from loadtests._machine import machine, uptime
+from loadtests._scrape import Scraper, free_port_block
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -92,6 +93,9 @@ class LifecycleConfig:
     With a rate, jobs are submitted and requested at that pace (submission runs two seconds
     ahead so the queue never runs dry), so GetJob latency is the dispatcher's answer time at that
     load, not the time a request waits behind thousands of others in a saturated closed loop."""
+    scrape_s: float = 0.0
+    """Run the dispatchers with ``--metrics-port`` and scrape every worker's ``/metrics`` this often
+    during the run (0: metrics off), to measure what serving Prometheus costs the dispatcher."""
     token_auth: bool = True
     """Run the dispatchers in token mode (an embedded issuer); clients send its admin token. False:
     the loopback development mode (``--auth trusted-metadata``), to measure what tokens cost."""
@@ -415,8 +419,17 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         # token mode: one embedded issuer shared by all processes, clients send its admin token
         # ($AILURO_TOKEN, inherited by the spawned load processes); else the explicit dev mode
         extra = (*extra, *(load_issuer() if cfg.token_auth else ("--auth", "trusted-metadata")))
-        handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
+        ports = [free_port_block(workers) for _ in range(n_dispatchers)] if cfg.scrape_s > 0 else []
+        handles = [
+            stack.enter_context(
+                dispatcher_handle(url, extra_args=(*extra, *(("--metrics-port", str(ports[i])) if ports else ())))
+            )
+            for i in range(n_dispatchers)
+        ]
         addresses = [h.address for h in handles]
+        if ports:
+            scraper = Scraper([p + w for p in ports for w in range(workers)], cfg.scrape_s)
+            stack.callback(lambda: print(f"  scraped /metrics {scraper.stop()} times", flush=True))
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
         _looplag.settle()  # every process has written its first report: the baseline
         lag0 = _looplag.read(lag_dir)
@@ -547,6 +560,13 @@ def main(argv: list[str] | None = None) -> int:
         "--connections", type=int, default=0, help="connections per load process and address (default: 4 x workers)"
     )
     p.add_argument(
+        "--scrape-metrics",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="serve the dispatchers' /metrics and scrape them this often during the run (default: off)",
+    )
+    p.add_argument(
         "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
     )
     p.add_argument(
@@ -571,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         connections=a.connections or 4 * a.workers,
         pg_settings=tuple(a.pg_set),
         token_auth=a.auth == "token",
+        scrape_s=a.scrape_metrics,
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]

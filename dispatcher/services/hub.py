@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.parking import Parking
 from dispatcher.services.pilot_commands import CommandRelay, command_message
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
@@ -244,12 +246,17 @@ class PilotHub:
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self.commands = CommandRelay(runtime, self.streams)
+        self.parking = Parking(max_parked=cfg.max_parked_requests, park_s=cfg.no_job_retry_s)
+        """Streamed job requests that found no work, woken when jobs are activated (``services/parking.py``)."""
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
-        self.commands.start()
+        loop = asyncio.get_running_loop()
+        self.rt.db.origin = self.rt.dispatcher_id
+        self.rt.db.on_activated = lambda: loop.call_soon_threadsafe(self.parking.wake)
+        self.commands.start(on_jobs=self.parking.wake)  # its LISTEN connection also hears activations
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
             asyncio.create_task(self.commands.run(), name="command-poll"),
@@ -257,6 +264,8 @@ class PilotHub:
 
     async def stop(self) -> None:
         """Flush what is buffered, stop background work, close every stream."""
+        self.parking.close()
+        self.rt.db.on_activated = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -270,6 +279,15 @@ class PilotHub:
             stream.closed = True
         with contextlib.suppress(Exception):
             await self.presence.drain()
+
+    def stream_queues(self) -> list[str]:
+        """The queue of every open stream (read by the metrics scrape, from its own thread)."""
+        for _ in range(3):
+            try:
+                return [s.pilot.queue for s in list(self.streams.values())]
+            except RuntimeError:  # the table changed under the copy: take it again
+                continue
+        return []
 
     # --- stream lifecycle -------------------------------------------------------------------
 
@@ -376,12 +394,14 @@ class PilotHub:
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
+        arrived = time.perf_counter()
         req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s, offer=offer_of(pilot, free))
         outcome = await _settled(self._claims.submit(req))
         if isinstance(outcome, Unavailable):
             raise outcome
         if isinstance(outcome, BaseException):  # this request failed alone (logged): answer NoJob, keep the stream
             return []
+        self.rt.metrics.jobs_dispatched(pilot.queue, len(outcome), time.perf_counter() - arrived)
         return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
@@ -469,6 +489,7 @@ class PilotHub:
         step = self.rt.config.max_batch
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
+            self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
             results = await run_isolated(self.rt, self._heartbeat_batch, [b for b, _ in chunk], name="heartbeats")
             # Building thousands of acks is bulk work: on a thread the GIL's switch interval slices it,
             # so job requests and kills are served in between instead of after it.
@@ -508,10 +529,14 @@ class PilotHub:
         )
 
     def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
+        applied: dict[int, str] = {}
         with self.rt.db.write() as conn:
-            return pstore.apply_finals(
-                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
+            out = pstore.apply_finals(
+                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars, applied=applied
             )
+        # counted after the commit (a batch re-run after a conflict counts once)
+        self.rt.metrics.finals_applied(applied, {f.report.panda_id: f.report for f in items})
+        return out
 
     # --- unary calls: the pilot id comes from the request, so its owner is checked ----------
 

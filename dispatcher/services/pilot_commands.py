@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ailuro.v1 import pilot_pb2
@@ -50,9 +50,10 @@ class CommandRelay:
         self.streams = streams
         self._wakeup: CommandWakeup | None = None
 
-    def start(self) -> None:
-        """Listen for wake-ups (PostgreSQL NOTIFY) before :meth:`run` polls."""
-        self._wakeup = CommandWakeup.start_for(self.rt)
+    def start(self, on_jobs: Callable[[], None] | None = None) -> None:
+        """Listen for wake-ups (PostgreSQL NOTIFY) before :meth:`run` polls; ``on_jobs``: another
+        process activated jobs (the same connection listens for that, see ``services/wakeup.py``)."""
+        self._wakeup = CommandWakeup.start_for(self.rt, on_jobs=on_jobs)
 
     async def run(self) -> None:
         """Poll for commands other processes wrote for pilots streaming here, until cancelled."""
@@ -105,6 +106,7 @@ class CommandRelay:
                     command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
                 )
             )
+            self.rt.metrics.commands.labels(row["type"]).inc()
 
     async def take_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""
@@ -114,4 +116,6 @@ class CommandRelay:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
         rows = await self.rt.db_call(take)
+        for r in rows:
+            self.rt.metrics.commands.labels(r["type"]).inc()
         return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]
