@@ -36,7 +36,9 @@ Storage elements (DDM) live in the same file; a queue names the ones it reads in
     name = "CERN_CASTOR"
     kind = "tape"
     endpoints = ["root://castor.example//castor/compass"]
-    staging_latency_s = 3600          # bring-online (tape recall) time before a file is readable
+    staging = "prepare"               # XRootD prepare -s, then query prepare until online
+    staging_poll_s = 30               # first poll; later ones at half the time waited (<= 10x)
+    staging_timeout_s = 259200        # a recall not online by then is a failed attempt
     pin_lifetime_s = 86400            # how long a recalled file stays on the disk buffer
 
     [[queue]]
@@ -133,8 +135,19 @@ class StorageElementConfig:
     """``disk`` (readable at once) or ``tape`` (a file must be staged, bring-online, first)."""
     endpoints: tuple[str, ...] = ()
     """Base URLs, one per protocol, preferred first: ``root://host//path``, ``https://...``, ``file:///...``."""
+    staging: str = "delay"
+    """Tape only: how files are brought online. ``prepare``: the storage's own bring-online request
+    (XRootD ``prepare -s``, polled with ``query prepare``; needs a ``root://`` first endpoint);
+    ``delay``: modelled by the catalog (readable ``staging_latency_s`` after the request), for
+    tape SEs whose protocol has no bring-online request (``file://``, WebDAV)."""
     staging_latency_s: float = 0.0
-    """Tape only: time a bring-online request takes before the file is readable."""
+    """Tape with ``staging = "delay"``: time a bring-online request takes before the file is readable."""
+    staging_poll_s: float = 30.0
+    """Tape with ``staging = "prepare"``: first poll after the request; later polls wait half the
+    time waited so far, at most 10 times this."""
+    staging_timeout_s: float = 259200.0
+    """Tape with ``staging = "prepare"``: a recall not online after this long is a failed attempt
+    (retried with a new request, up to the request's attempts)."""
     pin_lifetime_s: float = 86400.0
     """Tape only: how long a staged file stays readable (on the disk buffer)."""
     max_transfers: int = 4
@@ -143,6 +156,11 @@ class StorageElementConfig:
     @property
     def is_tape(self) -> bool:
         return self.kind == "tape"
+
+    @property
+    def stages_by_prepare(self) -> bool:
+        """Recalls go through the storage's bring-online request (not the modelled delay)."""
+        return self.is_tape and self.staging == "prepare"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +208,20 @@ _QUEUE_KEYS = {
     "pilot_cores",
     "pilot_memory_mb",
 }
-_STORAGE_KEYS = {"name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers"}
+_STORAGE_KEYS = {
+    "name",
+    "site",
+    "kind",
+    "endpoints",
+    "staging",
+    "staging_latency_s",
+    "staging_poll_s",
+    "staging_timeout_s",
+    "pin_lifetime_s",
+    "max_transfers",
+}
+STAGING_MODES = ("delay", "prepare")
+"""Values of a storage element's ``staging`` key."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _FACTORY_KEYS = {"max_queued", "max_total", "max_per_cycle", "idle_timeout_s"}
 
@@ -309,7 +340,7 @@ def parse_storage(data: dict[str, Any], *, source: str = "queues") -> tuple[Stor
         ):
             raise InvalidArgument("must be a non-empty list of URLs (scheme://...)", field=f"{where}.endpoints")
         numbers: dict[str, Any] = {}
-        for key in ("staging_latency_s", "pin_lifetime_s", "max_transfers"):
+        for key in ("staging_latency_s", "staging_poll_s", "staging_timeout_s", "pin_lifetime_s", "max_transfers"):
             if key in raw:
                 value = raw[key]
                 if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
@@ -319,10 +350,25 @@ def parse_storage(data: dict[str, Any], *, source: str = "queues") -> tuple[Stor
             not isinstance(numbers["max_transfers"], int) or numbers["max_transfers"] < 1
         ):
             raise InvalidArgument("must be an integer >= 1", field=f"{where}.max_transfers")
+        if numbers.get("staging_poll_s", 1) <= 0:
+            raise InvalidArgument("must be a number > 0", field=f"{where}.staging_poll_s")
         site = raw.get("site", "")
         if not isinstance(site, str):
             raise InvalidArgument("must be a string", field=f"{where}.site")
-        out.append(StorageElementConfig(name=name, site=site, kind=kind, endpoints=tuple(endpoints), **numbers))
+        staging = raw.get("staging", "delay")
+        if staging not in STAGING_MODES:
+            raise InvalidArgument(
+                f"must be one of {', '.join(STAGING_MODES)}, not {staging!r}", field=f"{where}.staging"
+            )
+        if staging == "prepare" and (
+            kind != "tape" or endpoints[0].split("://", 1)[0].lower() not in ("root", "xroot")
+        ):
+            raise InvalidArgument('prepare needs kind = "tape" and a root:// first endpoint', field=f"{where}.staging")
+        out.append(
+            StorageElementConfig(
+                name=name, site=site, kind=kind, endpoints=tuple(endpoints), staging=staging, **numbers
+            )
+        )
     return tuple(out)
 
 

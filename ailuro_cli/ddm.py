@@ -86,6 +86,13 @@ def _split(values: list[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
+def _staging(row: dict[str, Any]) -> str:
+    """How a tape SE recalls files, for the table ("prepare", "delay 3600s"; "" for disk)."""
+    if row["staging"] == "delay":
+        return f"delay {row['staging_latency_s']:g}s"
+    return row["staging"]
+
+
 @ddm_app.command("se")
 def list_se(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List the storage elements the dispatcher is configured with."""
@@ -97,6 +104,7 @@ def list_se(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
             "site": s.site,
             "kind": word(ddm_pb2.StorageKind, s.kind),
             "endpoints": list(s.endpoints),
+            "staging": s.staging,
             "staging_latency_s": s.staging_latency_s,
             "max_transfers": s.max_transfers,
         }
@@ -106,11 +114,8 @@ def list_se(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
         print_json(rows)
         return
     _table(
-        ["SE", "SITE", "KIND", "STAGING_S", "MAX_XFERS", "ENDPOINTS"],
-        [
-            [r["name"], r["site"], r["kind"], r["staging_latency_s"], r["max_transfers"], " ".join(r["endpoints"])]
-            for r in rows
-        ],
+        ["SE", "SITE", "KIND", "STAGING", "MAX_XFERS", "ENDPOINTS"],
+        [[r["name"], r["site"], r["kind"], _staging(r), r["max_transfers"], " ".join(r["endpoints"])] for r in rows],
     )
 
 

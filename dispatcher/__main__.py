@@ -52,13 +52,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m dispatcher
         sys.stderr.write(auth_notice(config.auth) + "\n")
         sys.stderr.flush()
 
+    def metrics_ready(port: int) -> None:
+        sys.stderr.write(f"ailuro dispatcher metrics on http://{config.metrics_host}:{port}/metrics\n")
+
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
         if args.workers > 1:
             from dispatcher.workers import serve_workers
 
             serve_workers(config, args.workers, on_ready=ready, log_level=args.log_level)
             return 0
-        asyncio.run(serve(config, on_ready=ready))
+        asyncio.run(serve(config, on_ready=ready, on_metrics=metrics_ready))
     return 0
 
 

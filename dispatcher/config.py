@@ -54,6 +54,16 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoopLagConfig:
+    """What the monitor does (``--loop-stall-ms``, ``--loop-lag-dir``; :mod:`dispatcher.services.looplag`)."""
+
+    stall_ms: float = 5.0
+    """A wake-up later than this is a stall: counted, its stack sampled, a warning logged."""
+    report_dir: Path | None = None
+    """Directory for ``looplag-<pid>.json`` reports (None: only the warnings in the log)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DispatcherConfig:
     """Everything a dispatcher process needs to run.
 
@@ -97,7 +107,10 @@ class DispatcherConfig:
     counter_fold_s: float = 1.0
     """How often the job counter deltas appended by writers are folded into the monitor's counters."""
     no_job_retry_s: float = 5.0
-    """``NoJob.retry_after_s`` sent to pilots when there is no work."""
+    """``NoJob.retry_after_s`` sent to pilots when there is no work; also how long a streamed job
+    request that found none is parked waiting for one (at most ``parking.MAX_PARK_S``)."""
+    max_parked_requests: int = 1000
+    """Job requests parked at once per dispatcher process (0: none; the next are answered NoJob at once)."""
     command_poll_s: float = 0.2
     """How often pending commands (kills) written by another dispatcher process are picked up,
     and how often WatchJobs tails the event table."""
@@ -124,6 +137,12 @@ class DispatcherConfig:
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the
     pilot; ``None``: off, 0: an ephemeral port."""
+    metrics_port: int | None = None
+    """Serve this process's Prometheus metrics (``GET /metrics``, see
+    :mod:`dispatcher.services.metrics`) over HTTP on ``metrics_host`` at this port; ``None``: off,
+    0: an ephemeral port. With ``--workers N`` worker ``i`` serves on ``metrics_port + i``."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (loopback by default: it has no authentication)."""
     reuse_port: bool = False
     """Bind the port with ``SO_REUSEPORT`` so several worker processes share it (set by
     ``--workers``; off otherwise, so a second dispatcher started by mistake on a busy port fails)."""
@@ -143,6 +162,9 @@ class DispatcherConfig:
     """Delay before a failed DDM request's first retry; doubled for every further attempt."""
     ddm_scratch_dir: str = "/tmp/ailuro-ddm"
     """Where the DDM agent passes files through between source and destination SE."""
+    loop_lag: LoopLagConfig | None = None
+    """Measure the event loop's lag and sample the stacks that stall it
+    (:mod:`dispatcher.services.looplag`, ``--loop-stall-ms``); None: off (the default)."""
     limits: Limits = Limits()
     """Bounds on requests and streams (see :class:`Limits`)."""
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -102,11 +102,14 @@ def verdict(job: JobFacts, q: QueueFacts) -> Verdict:
     return Verdict(queue=q.config.name, can_run=not reasons, reasons=tuple(reasons))
 
 
-def explain(job: JobFacts, queues: Sequence[QueueFacts], *, position: int, waiting: int) -> Explanation:
+def explain(
+    job: JobFacts, queues: Sequence[QueueFacts], *, position: int, waiting: int, deeper_than: int = 0
+) -> Explanation:
     """Verdicts per queue, what would change them, and one summary line.
 
-    ``position`` is the job's place in its queue's claim order (1: next; 0: not waiting there)
-    among ``waiting`` activated jobs.
+    ``position`` is the job's place in its queue's claim order (1: next; 0: not waiting there, or
+    not ranked) among ``waiting`` activated jobs; ``deeper_than`` nonzero: more than that many
+    wait in its queue and they were not ranked.
     """
     verdicts = tuple(verdict(job, q) for q in queues)
     own = next((v for v in verdicts if v.queue == job.site), None)
@@ -139,6 +142,8 @@ def explain(job: JobFacts, queues: Sequence[QueueFacts], *, position: int, waiti
         summary = f"waits on {job.site}: {'; '.join(own.reasons)}"
     elif position:
         summary = f"waits on {job.site} for a free pilot: number {position} of {waiting} in the claim order"
+    elif deeper_than and job.state is JobState.ACTIVATED:
+        summary = f"waits on {job.site} for a free pilot among more than {deeper_than:,} waiting jobs (not ranked)"
     else:
         summary = f"waits on {job.site}"
     return Explanation(verdicts=verdicts, advice=tuple(advice), summary=summary)

@@ -22,7 +22,7 @@ from dispatcher.auth.config import AUTH_DIR_ENV, DEFAULT_AUTH_DIR, TOKEN_MODE, A
 from dispatcher.auth.config import MODES as AUTH_MODES
 from dispatcher.auth.interceptor import is_loopback
 from dispatcher.auth.issuer import IssuerFiles
-from dispatcher.config import DispatcherConfig
+from dispatcher.config import DispatcherConfig, LoopLagConfig
 
 QUEUES_ENV = "AILURO_QUEUES"
 """Environment variable naming the queue file (``--queues``)."""
@@ -98,6 +98,18 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         help="also serve the pilot bundle over HTTP on this port (/pilot/bundle.pyz, /pilot/bundle.json)",
     )
     p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve this dispatcher's Prometheus metrics on http://BIND:PORT/metrics (no authentication; "
+        "with --workers N, worker i serves on PORT+i); 0: any free port (default: off)",
+    )
+    p.add_argument(
+        "--metrics-bind",
+        default=DispatcherConfig.metrics_host,
+        help="address the metrics endpoint binds (default: %(default)s, this machine only)",
+    )
+    p.add_argument(
         "--ddm-workers",
         type=int,
         default=DispatcherConfig.ddm_workers,
@@ -117,7 +129,15 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         dest="no_job_retry_s",
         type=float,
         default=DispatcherConfig.no_job_retry_s,
-        help="seconds an idle pilot waits before asking again (default: %(default)s)",
+        help="seconds an idle pilot waits before asking again; also the longest a streamed job request "
+        "that found no work is parked, waiting for one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-parked-requests",
+        dest="max_parked_requests",
+        type=int,
+        default=DispatcherConfig.max_parked_requests,
+        help="job requests parked at once per process; 0 answers NoJob at once (default: %(default)s)",
     )
     p.add_argument(
         "--workers",
@@ -155,6 +175,18 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         default=None,
         help="grid-mapfile, lines '\"<DN>\" user vo role[,role]': a certificate without a token acts as its user",
     )
+    p.add_argument(
+        "--loop-stall-ms",
+        type=float,
+        default=None,
+        help="measure the event loop's lag and sample the stacks holding it longer than this (ms; default: off)",
+    )
+    p.add_argument(
+        "--loop-lag-dir",
+        type=Path,
+        default=None,
+        help="write the loop lag figures to DIR/looplag-<pid>.json every second (implies --loop-stall-ms 5)",
+    )
     p.add_argument("--port-file", type=Path, default=None, help="write the bound port to this file once listening")
     p.add_argument("--log-level", type=_log_level, default="INFO", help=f"{', '.join(LOG_LEVELS)} (default: info)")
     return p
@@ -175,6 +207,8 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         )
     if not 1 <= args.workers <= 64:
         raise InvalidArgument(f"must be 1 to 64, not {args.workers}", field="--workers")
+    if args.metrics_port and args.metrics_port + args.workers - 1 > 65535:
+        raise InvalidArgument(f"{args.metrics_port} + {args.workers} workers passes 65535", field="--metrics-port")
     if args.ddm_workers < 0:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
     if args.auth != TOKEN_MODE and not is_loopback(args.host):
@@ -194,6 +228,14 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
             load_gridmap(args.gridmap)  # refuse a bad file before anything starts
         except GridmapError as exc:
             raise InvalidArgument(str(exc), field="--gridmap") from None
+    loop_lag = None
+    if args.loop_stall_ms is not None or args.loop_lag_dir is not None:
+        stall_ms = LoopLagConfig.stall_ms if args.loop_stall_ms is None else args.loop_stall_ms
+        if not 1 <= stall_ms <= 10_000:
+            raise InvalidArgument(f"must be 1 to 10000 ms, not {stall_ms}", field="--loop-stall-ms")
+        if args.loop_lag_dir is not None and not args.loop_lag_dir.is_dir():
+            raise InvalidArgument(f"not a directory: {args.loop_lag_dir}", field="--loop-lag-dir")
+        loop_lag = LoopLagConfig(stall_ms=stall_ms, report_dir=args.loop_lag_dir)
     auth = AuthConfig(
         mode=args.auth,
         state_dir=Path(args.auth_dir).expanduser().absolute(),
@@ -218,8 +260,12 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         lease_s=args.lease_s,
         sent_timeout_s=args.sent_timeout_s,
         bundle_port=args.bundle_port,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_bind,
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
+        max_parked_requests=args.max_parked_requests,
+        loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),
         **options,  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ runs the same server on its own event loop in a background thread (tests, embedd
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -35,6 +36,7 @@ from dispatcher.api.admin import AdminServicer
 from dispatcher.api.brokerage import BrokerageServicer
 from dispatcher.api.ddm import DDMServicer, TaskServicer
 from dispatcher.api.factory import FactoryServicer
+from dispatcher.api.metering import MeteringInterceptor
 from dispatcher.api.pilot import PilotServicer
 from dispatcher.api.submission import SubmissionServicer
 from dispatcher.auth.interceptor import build_interceptor
@@ -49,6 +51,8 @@ from dispatcher.services.events import EventTail
 from dispatcher.services.factory import FactoryService
 from dispatcher.services.hub import PilotHub
 from dispatcher.services.logs import JobLogService
+from dispatcher.services.looplag import LoopLagMonitor
+from dispatcher.services.metrics import serve_metrics, stop_metrics
 from dispatcher.services.placement import PlacementService
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.submission import SubmissionService
@@ -75,7 +79,9 @@ class _Started:
     port: int
     shutdown: Callable[[], Awaitable[None]]
     runtime: Runtime
+    hub: PilotHub
     bundle_port: int = 0
+    metrics_port: int = 0
 
 
 def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
@@ -103,14 +109,18 @@ async def _start(config: DispatcherConfig) -> _Started:
     events = EventTail(runtime)
     watchdog = Watchdog(runtime)
     folder = CounterFolder(runtime)
+    runtime.metrics.watch_streams(hub.stream_queues, runtime.queue_names)
     await hub.start()
     await events.start()
     watchdog.start()
     folder.start()
+    lag = LoopLagMonitor(config.loop_lag) if config.loop_lag is not None else None
+    if lag is not None:
+        lag.start()
     agent = InProcessAgent.start(config, db) if agent_threads else None
 
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=[MeteringInterceptor(runtime.metrics), interceptor],  # metering first: refusals count too
         options=[
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
@@ -166,8 +176,15 @@ async def _start(config: DispatcherConfig) -> _Started:
         from dispatcher.bundle import start_bundle_server
 
         bundle_server, bundle_port = await start_bundle_server(config.host, config.bundle_port)
+    metrics_http, metrics_port = None, 0
+    if config.metrics_port is not None:
+        metrics_http = serve_metrics(runtime.metrics, config.metrics_host, config.metrics_port)
+        metrics_port = metrics_http[0].server_port
+        log.info("dispatcher metrics on http://%s:%d/metrics", config.metrics_host, metrics_port)
 
     async def shutdown() -> None:
+        if metrics_http is not None:
+            await asyncio.to_thread(stop_metrics, *metrics_http)
         if bundle_server is not None:
             bundle_server.close()
             await bundle_server.wait_closed()
@@ -177,18 +194,51 @@ async def _start(config: DispatcherConfig) -> _Started:
         await server.stop(config.grace_s)
         await watchdog.stop()
         await folder.stop()
+        if lag is not None:
+            await lag.stop()
         if agent is not None:
             await asyncio.to_thread(agent.stop)
         job_logs.close()
         await asyncio.to_thread(runtime.close)
         log.info("dispatcher %s stopped", runtime.dispatcher_id)
 
-    return _Started(server=server, port=port, shutdown=shutdown, runtime=runtime, bundle_port=bundle_port)
+    return _Started(
+        server=server,
+        port=port,
+        shutdown=shutdown,
+        runtime=runtime,
+        hub=hub,
+        bundle_port=bundle_port,
+        metrics_port=metrics_port,
+    )
 
 
-async def serve(config: DispatcherConfig, *, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run a dispatcher until cancelled, SIGINT or SIGTERM; ``on_ready(port)`` once it listens."""
+def freeze_startup_heap() -> None:
+    """Move everything allocated while starting (modules, protobuf descriptors, SQLAlchemy's
+    metadata: about 100,000 tracked objects) out of the garbage collector's reach.
+
+    Why: a full (generation 2) collection walks every tracked object and stops every thread, the
+    event loop included; under the lifecycle load these took up to half a second each, the largest
+    single holds of the loop measured (README, "Load tests and performance"). What is frozen lives
+    as long as the process anyway; objects made later are collected as before. (Raising the
+    youngest generation's threshold instead was measured too: fewer but far longer pauses.)
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def serve(
+    config: DispatcherConfig,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+    on_metrics: Callable[[int], None] | None = None,
+) -> None:
+    """Run a dispatcher until cancelled, SIGINT or SIGTERM; ``on_ready(port)`` once it listens,
+    ``on_metrics(port)`` before that when it serves metrics."""
     started = await _start(config)
+    freeze_startup_heap()
+    if on_metrics is not None and config.metrics_port is not None:
+        on_metrics(started.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -214,6 +264,10 @@ class RunningDispatcher:
         self.port = 0
         self.bundle_port = 0
         """Where the pilot bundle is served (0 when ``config.bundle_port`` is None)."""
+        self.metrics_port = 0
+        """Where ``/metrics`` is served (0 when ``config.metrics_port`` is None)."""
+        self.hub: PilotHub | None = None
+        """The pilot hub, once started (tests read its state, e.g. ``hub.parking.parked``)."""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -240,6 +294,8 @@ class RunningDispatcher:
         started = await _start(self.config)
         self.port = started.port
         self.bundle_port = started.bundle_port
+        self.metrics_port = started.metrics_port
+        self.hub = started.hub
         self._ready.set()
         try:
             await self._stop.wait()

@@ -99,10 +99,19 @@ class WorkerPool:
         """Process ids of the workers now (a restarted worker has a new one)."""
         return [p.pid for p in self._procs if p.pid is not None]
 
-    def _spawn(self) -> tuple[SpawnProcess, Any]:
+    def worker_config(self, i: int) -> DispatcherConfig:
+        """Worker ``i``'s configuration: the shared port, and its own metrics port (``metrics_port + i``)."""
+        base = self.config.metrics_port
+        if not base:  # off, or 0 (each worker takes a free port and logs it)
+            return self.config
+        return replace(self.config, metrics_port=base + i)
+
+    def _spawn(self, i: int) -> tuple[SpawnProcess, Any]:
         ready = self._ctx.Event()
         proc = self._ctx.Process(
-            target=_worker_main, args=(self.config, ready, self._log_level), name="ailuro-dispatcher-worker"
+            target=_worker_main,
+            args=(self.worker_config(i), ready, self._log_level),
+            name=f"ailuro-dispatcher-worker-{i}",
         )
         proc.start()
         return proc, ready
@@ -119,8 +128,8 @@ class WorkerPool:
 
         open_database(self.config.db_url, pool_size=1).dispose()  # workers then find it migrated
         try:
-            for _ in range(self._n):
-                proc, ready = self._spawn()
+            for i in range(self._n):
+                proc, ready = self._spawn(i)
                 self._procs.append(proc)
                 self._wait_ready(proc, ready)
         except BaseException:
@@ -139,7 +148,7 @@ class WorkerPool:
                 proc.join(0)
                 if stop.wait(RESTART_DELAY_S):
                     return
-                self._procs[i], ready = self._spawn()
+                self._procs[i], ready = self._spawn(i)
                 self.restarts += 1
                 with contextlib.suppress(RuntimeError):  # a failed restart is retried next round
                     self._wait_ready(self._procs[i], ready)

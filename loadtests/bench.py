@@ -41,21 +41,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import platform
+import tempfile
 import time
 import uuid
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from loadtests import consistency
+from loadtests import _looplag, consistency
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
+from loadtests._machine import machine, uptime
+from loadtests._scrape import Scraper, free_port_block
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -91,6 +93,9 @@ class LifecycleConfig:
     With a rate, jobs are submitted and requested at that pace (submission runs two seconds
     ahead so the queue never runs dry), so GetJob latency is the dispatcher's answer time at that
     load, not the time a request waits behind thousands of others in a saturated closed loop."""
+    scrape_s: float = 0.0
+    """Run the dispatchers with ``--metrics-port`` and scrape every worker's ``/metrics`` this often
+    during the run (0: metrics off), to measure what serving Prometheus costs the dispatcher."""
     token_auth: bool = True
     """Run the dispatchers in token mode (an embedded issuer); clients send its admin token. False:
     the loopback development mode (``--auth trusted-metadata``), to measure what tokens cost."""
@@ -117,6 +122,8 @@ class Result:
     submit_per_s: float = 0.0
     cpu_ms_per_job: float = 0.0
     check: consistency.Consistency = field(default_factory=consistency.Consistency)
+    loop_lag: list[_looplag.LoopLag] = field(default_factory=list)
+    """Event-loop lag of each dispatcher process during the load (``--loop-lag-dir`` reports)."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -407,12 +414,25 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
     res = Result(db=kind, dispatchers=n_dispatchers)
     extra: tuple[str, ...] = ("--workers", str(workers)) if workers > 1 else ()
     with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
+        lag_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ailuro-bench-lag-")))
+        extra = (*extra, "--loop-stall-ms", str(_looplag.STALL_MS), "--loop-lag-dir", str(lag_dir))
         # token mode: one embedded issuer shared by all processes, clients send its admin token
         # ($AILURO_TOKEN, inherited by the spawned load processes); else the explicit dev mode
         extra = (*extra, *(load_issuer() if cfg.token_auth else ("--auth", "trusted-metadata")))
-        handles = [stack.enter_context(dispatcher_handle(url, extra_args=extra)) for _ in range(n_dispatchers)]
+        ports = [free_port_block(workers) for _ in range(n_dispatchers)] if cfg.scrape_s > 0 else []
+        handles = [
+            stack.enter_context(
+                dispatcher_handle(url, extra_args=(*extra, *(("--metrics-port", str(ports[i])) if ports else ())))
+            )
+            for i in range(n_dispatchers)
+        ]
         addresses = [h.address for h in handles]
+        if ports:
+            scraper = Scraper([p + w for p in ports for w in range(workers)], cfg.scrape_s)
+            stack.callback(lambda: print(f"  scraped /metrics {scraper.stop()} times", flush=True))
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
+        _looplag.settle()  # every process has written its first report: the baseline
+        lag0 = _looplag.read(lag_dir)
         done = ctx.Value("q", 0)
         out: Any = ctx.Queue()
         procs = [ctx.Process(target=_submit_process, args=(addresses, cfg, out))]
@@ -428,6 +448,8 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
             if p.is_alive():
                 p.kill()
         cpu1 = sum(tree_cpu_seconds(h.pid) for h in handles)
+        _looplag.settle()
+        res.loop_lag = _looplag.during(lag0, _looplag.read(lag_dir))
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise RuntimeError("; ".join(errors))
@@ -475,29 +497,6 @@ def run_saturation(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worke
     return out
 
 
-def uptime() -> str:
-    """The load averages now (the machine may be shared: every figure is printed with them)."""
-    try:
-        one, five, fifteen = open("/proc/loadavg").read().split()[:3]  # noqa: SIM115 - tiny read-only file
-    except OSError:
-        return "load average unknown"
-    return f"load average {one}, {five}, {fifteen}"
-
-
-def machine() -> str:
-    """A one-line description of this machine (CPU model, cores, memory)."""
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):  # noqa: SIM115 - tiny read-only file
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem_kb = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))  # noqa: SIM115
-    except (OSError, StopIteration):
-        mem_kb = 0
-    return f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB, Python {platform.python_version()}"
-
-
 def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *, workers: int = 1) -> str:
     """The printed table."""
     msgs = 9 + 2 * cfg.renewals  # request, assignment, heartbeats + acks, final + ack per job
@@ -510,7 +509,7 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
         + f"1 in {cfg.kill_every} running jobs killed; "
         + (f"offered load {cfg.rate:,.0f} jobs/s" if cfg.rate else "closed loop (jobs taken as fast as served)"),
         f"{'offered':<17}{'db':<9}{'disp':>5}{'jobs/s':>9}{'steady':>9}{'jobs/day':>14}{'GetJob p50':>12}{'p99':>9}"
-        f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}",
+        f"{'kill p50':>10}{'p99':>9}{'CPU ms/job':>12}{'submit/s':>10}  loop lag p50/p99/max ms",
     ]
     for r in results:
         offered = r.label or ("closed" if not cfg.rate else f"{cfg.rate:,.0f}/s")
@@ -518,6 +517,7 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"{offered:<17}{r.db:<9}{r.dispatchers:>5}{r.jobs_per_s:>9,.0f}{r.steady_jobs_per_s:>9,.0f}"
             f"{r.jobs_per_s * 86400:>14,.0f}{r.getjob_p50_ms:>10.1f}ms{r.getjob_p99_ms:>7.1f}ms"
             f"{r.kill_p50_ms:>8.0f}ms{r.kill_p99_ms:>7.0f}ms{r.cpu_ms_per_job:>12.2f}{r.submit_per_s:>10,.0f}"
+            f"  {' '.join(lag.short() for lag in r.loop_lag) or '-'}"
         )
     lines.append(
         f"raw gRPC echo ceiling (same machine, same run): unary {ceiling.unary_calls_per_s:,.0f} calls/s, "
@@ -533,6 +533,8 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"  steady window (middle 60 % of completions): {r.steady_jobs_per_s:,.0f} jobs/s, "
             f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms"
         )
+        for lag in r.loop_lag:
+            lines += lag.report_lines()
         lines += [f"  {line}" for line in r.check.summary().splitlines()]
     return "\n".join(lines)
 
@@ -556,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="server processes per dispatcher (ailuro server --workers)")
     p.add_argument(
         "--connections", type=int, default=0, help="connections per load process and address (default: 4 x workers)"
+    )
+    p.add_argument(
+        "--scrape-metrics",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="serve the dispatchers' /metrics and scrape them this often during the run (default: off)",
     )
     p.add_argument(
         "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
@@ -582,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         connections=a.connections or 4 * a.workers,
         pg_settings=tuple(a.pg_set),
         token_auth=a.auth == "token",
+        scrape_s=a.scrape_metrics,
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]

@@ -50,12 +50,14 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
 
     from dispatcher.store import counters
     from dispatcher.store.engine import open_database
-    from dispatcher.store.schema import files, job_errors, job_events, jobs, pilots, workers
-    from monitor.sampledata import SampleSpec, generate, pilots_and_workers
+    from dispatcher.store.schema import files, job_errors, job_events, jobs
+    from monitor.sampledata import SampleSpec, generate
 
     open_database(url).dispose()
     spec = SampleSpec(n_jobs=n_jobs, now=now, span_hours=24.0 * 30, state_weights=BENCH_STATES)
-    job_cols = [c.name for c in jobs.columns]
+    # the columns the sample fills (the others take their server default, e.g. ``kill_delivered``)
+    first = next(generate(SampleSpec(n_jobs=1, now=now, span_hours=1.0)))
+    job_cols = [c.name for c in jobs.columns if c.name in first.job]
     file_cols = [c.name for c in files.columns if c.name != "file_id"]
     event_cols = [c.name for c in job_events.columns if c.name != "event_id"]
     error_cols = [c.name for c in job_errors.columns]
@@ -93,16 +95,7 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
                 print(f"  loaded {done:,} jobs ({done / (time.perf_counter() - started):,.0f}/s)", flush=True)
         if jrows:
             flush()
-        prow, wrow = pilots_and_workers(spec)
-        _copy(
-            conn, "pilots", [c.name for c in pilots.columns], [tuple(p[c.name] for c in pilots.columns) for p in prow]
-        )
-        _copy(
-            conn,
-            "workers",
-            [c.name for c in workers.columns],
-            [tuple(w[c.name] for c in workers.columns) for w in wrow],
-        )
+        _copy_pilots(conn, spec)
         conn.execute("SELECT setval(pg_get_serial_sequence('jobs', 'panda_id'), (SELECT max(panda_id) FROM jobs))")
         conn.commit()
     db = open_database(url, run_migrations=False)
@@ -116,6 +109,18 @@ def load(url: str, n_jobs: int, *, now: float, chunk: int = 50_000) -> dict[str,
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return counts
+
+
+def _copy_pilots(conn: Any, spec: Any) -> None:
+    """COPY the sample's pilots and workers (the columns it fills; the rest take their defaults)."""
+    from dispatcher.store.schema import pilots, workers
+    from monitor.sampledata import pilots_and_workers
+
+    prow, wrow = pilots_and_workers(spec)
+    for table, rows in ((pilots, prow), (workers, wrow)):
+        if rows:
+            cols = [c.name for c in table.columns if c.name in rows[0]]
+            _copy(conn, table.name, cols, [tuple(r[c] for c in cols) for r in rows])
 
 
 def _viewer_token(directory: Path, viewer: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 from loadtests._harness import aio_channel, database, dispatcher_handle, percentile, rss_mb
 from loadtests._harness import channel as token_channel
-from loadtests.bench import machine
+from loadtests._machine import machine
 
 STREAMS_PER_CONNECTION = 100
 

@@ -374,7 +374,9 @@ def create_app(config: MonitorConfig, *, db: MonitorDatabase | None = None) -> F
             log = None if viewer.public else logs.find_log(conn, panda_id, locations)
             data["ddm"] = ddmq.job_requests(conn, panda_id, now=time.time())
             # a waiting job: ``ailuro job why``'s answer, from the same function ExplainJob calls
-            data["why"] = placement.why(conn, panda_id, queue_configs, share_tree, now=time.time())
+            data["why"] = placement.why(
+                conn, panda_id, queue_configs, share_tree, now=time.time(), max_ranked=config.why_max_ranked
+            )
         data["log"] = None if log is None else log.as_dict()
         data["log_hidden"] = viewer.public  # logs may name hosts, paths, credentials: signed-in viewers only
         return respond(request, "job", data, "job.html")

@@ -35,6 +35,10 @@ class MonitorConfig:
     (a viewer sees the pilots and workers of the queues serving their VO)."""
     shares: SharesConfig = field(default_factory=SharesConfig)
     """The queue file's share tree: the job page explains a waiting job (``job why``) with it."""
+    why_max_ranked: int = 5_000
+    """The job page ranks a waiting job's queue only when at most this many jobs wait there: it
+    reads at most one more row (along the claim index) on every refresh; deeper, it says "more
+    than N waiting" without a position (``ailuro job why`` ranks up to 200,000)."""
     tls_cert: Path | None = None
     """PEM certificate chain to serve https with (with ``tls_key``); cookies are then Secure."""
     tls_key: Path | None = None

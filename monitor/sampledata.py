@@ -118,12 +118,13 @@ def generate(spec: SampleSpec) -> Iterator[SampleRows]:
         started: float | None
         if final:
             created = spec.now - rng.random() * span
-            started = created + rng.uniform(5, 1800)
+            started = min(spec.now, created + rng.uniform(5, 1800))  # a job created just now started by now
             ended = min(spec.now, started + rng.uniform(60, 7200))
             modified = ended
         else:
             created = spec.now - rng.random() * min(span, 6 * 3600.0)
             started = created + rng.uniform(5, 600) if status in ("starting", "running", "transferring") else None
+            started = min(spec.now, started) if started is not None else None
             ended = None
             modified = min(spec.now, (started or created) + rng.uniform(0, 900))
         errors: list[job_pb2.JobError] = []
@@ -253,10 +254,15 @@ def _events(job: dict[str, Any], owner: str) -> list[dict[str, Any]]:
     elif status in ("failed", "cancelled"):
         path.append(status)
     start, end = job["creation_time"], job["modification_time"]
+    # the job row's own times where it has them, so the page's "Sent"/"Started" match its history
+    began = job["start_time"]
+    known = {"sent": job["sent_time"], "starting": began, "running": began and min(end, began + 5.0)}
     out = []
     prev = ""
     for i, st in enumerate(path):
         t = start if i < 2 else start + (end - start) * i / (len(path) - 1)
+        if i >= 2:
+            t = known.get(st) or (end if i == len(path) - 1 else t)
         actor = owner if i < 2 else ("watchdog" if st == "cancelled" else job["pilot_id"] or "dispatcher")
         out.append(
             {

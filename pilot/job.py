@@ -99,6 +99,9 @@ class JobContext:
     """The text of the latest debug snapshot (what a DebugReport carries)."""
     payload_done: bool = False
     """The payload phase is over (stage-out and the log may still run): its cores are free."""
+    marks: dict[str, float] = field(default_factory=dict)
+    """``time.monotonic()`` at the steps of this attempt (requested, assigned, workdir, started,
+    ended, final, spooled, sent): logged at debug level once its final is sent (``-v``)."""
 
     @property
     def panda_id(self) -> int:
@@ -300,6 +303,7 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
         ctx.workdir.mkdir(parents=True)
         logger, handler = _job_logger(ctx)
         ctx.logger = logger
+        ctx.marks["workdir"] = time.monotonic()
     except OSError as exc:  # a node problem, not the job's: another pilot may do better
         diag = f"cannot set up the work directory {ctx.workdir}: {exc}"
         logging.getLogger(__name__).error("job %d: %s", ctx.panda_id, diag)
@@ -330,6 +334,7 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
         except _Failure as failure:
             errors.append(failure.error)
         ctx.payload_done = True
+        ctx.marks["ended"] = time.monotonic()
         if services.cores_freed is not None:
             services.cores_freed(ctx)
         if ctx.abandoned:
@@ -408,6 +413,7 @@ async def _run_payload(ctx: JobContext, services: JobServices, logger: logging.L
         logger.error("%s", exc)
         raise _Failure(EC.ERROR_COMPONENT_PILOT, errorcodes.PILOT_SETUP_FAILED, str(exc)) from exc
     ctx.payload = payload
+    ctx.marks["started"] = time.monotonic()
     if ctx.kill_kind is not None:  # killed while starting
         payload.request_kill(EndReason.KILLED, ctx.kill_reason)
     ctx.status = JS.JOB_STATUS_RUNNING

@@ -101,6 +101,8 @@ class Pilot:
         self._request_left = 0
         """Assignments still expected for the pending request."""
         self._request_id = 0
+        self._request_sent = 0.0
+        """``time.monotonic()`` when the last JobRequest was sent (a job's ``requested`` mark)."""
         """``request_id`` of the last JobRequest sent (answers to older ones do not end it)."""
         self.welcome: pilot_pb2.Welcome | None = None
         """What the dispatcher said in answer to the last Hello (lease, heartbeat period, limits)."""
@@ -291,6 +293,7 @@ class Pilot:
         )
         msg = pilot_pb2.PilotMessage(job_request=request)
         if self.conn.send(msg):
+            self._request_sent = time.monotonic()
             self._request_pending = True
             self._request_left = n
             self._request_deadline = time.monotonic() + REQUEST_TIMEOUT_S
@@ -416,6 +419,7 @@ class Pilot:
             lease_s=float(a.lease_s),
             workdir=self.config.workdir / f"{job.panda_id}-{job.attempt_nr}",
         )
+        ctx.marks.update(requested=self._request_sent, assigned=time.monotonic())
         self.jobs[job.panda_id] = ctx
         log.info("got job %d attempt %d (epoch %d, lease %ds)", job.panda_id, job.attempt_nr, a.lease_epoch, a.lease_s)
         ctx.task = asyncio.create_task(run_job(ctx, self._services), name=f"job-{job.panda_id}")
@@ -548,24 +552,29 @@ class Pilot:
 
     def _report_final(self, ctx: JobContext, final: pilot_pb2.JobFinal) -> None:
         ctx.reported = True
+        ctx.marks["final"] = time.monotonic()
         log.info(
             "job %d ended %s%s",
             ctx.panda_id,
             job_pb2.JobStatus.Name(final.status),
             "".join(f" [{e.code}: {e.diag}]" for e in final.errors),
         )
-        task = asyncio.create_task(self._spool_and_send(final))
+        task = asyncio.create_task(self._spool_and_send(final, ctx.marks))
         self._spooling.add(task)
         task.add_done_callback(self._spooling.discard)
 
-    async def _spool_and_send(self, final: pilot_pb2.JobFinal) -> None:
+    async def _spool_and_send(self, final: pilot_pb2.JobFinal, marks: dict[str, float]) -> None:
         """Write the final report to the spool (fsynced, in a worker thread), then send it."""
         try:
             await asyncio.to_thread(self.spool.put, final)
         except OSError as exc:  # sending still beats losing it: only a crash from now on would
             log.error("final report of job %d could not be spooled: %s", final.panda_id, exc)
+        marks["spooled"] = time.monotonic()
         self.conn.send(pilot_pb2.PilotMessage(final=final))
+        marks["sent"] = time.monotonic()
         self._wake.set()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("timeline job %d: %s", final.panda_id, " ".join(f"{k}={v:.6f}" for k, v in marks.items()))
 
 
 def setup_logging(level: int = logging.INFO) -> None:

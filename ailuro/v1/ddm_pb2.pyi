@@ -79,7 +79,7 @@ TASK_STATE_PARTIAL: TaskState
 TASK_STATE_ABORTED: TaskState
 
 class StorageElement(_message.Message):
-    __slots__ = ("name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers")
+    __slots__ = ("name", "site", "kind", "endpoints", "staging_latency_s", "pin_lifetime_s", "max_transfers", "staging")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class StorageElement(_message.Message):
     STAGING_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
     PIN_LIFETIME_S_FIELD_NUMBER: _ClassVar[int]
     MAX_TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    STAGING_FIELD_NUMBER: _ClassVar[int]
     name: str
     site: str
     kind: StorageKind
@@ -94,7 +95,8 @@ class StorageElement(_message.Message):
     staging_latency_s: float
     pin_lifetime_s: float
     max_transfers: int
-    def __init__(self, name: _Optional[str] = ..., site: _Optional[str] = ..., kind: _Optional[_Union[StorageKind, str]] = ..., endpoints: _Optional[_Iterable[str]] = ..., staging_latency_s: _Optional[float] = ..., pin_lifetime_s: _Optional[float] = ..., max_transfers: _Optional[int] = ...) -> None: ...
+    staging: str
+    def __init__(self, name: _Optional[str] = ..., site: _Optional[str] = ..., kind: _Optional[_Union[StorageKind, str]] = ..., endpoints: _Optional[_Iterable[str]] = ..., staging_latency_s: _Optional[float] = ..., pin_lifetime_s: _Optional[float] = ..., max_transfers: _Optional[int] = ..., staging: _Optional[str] = ...) -> None: ...
 
 class ListStorageElementsRequest(_message.Message):
     __slots__ = ()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from ailuro.errors import InvalidArgument
-from ddm.protocols.base import CopyResult, FileStat, Protocol, TransferError
+from ddm.protocols.base import CopyResult, FileStat, Protocol, StageStatus, TransferError
 from ddm.protocols.file import FileProtocol, path_to_url, url_to_path
 from ddm.protocols.gfal import GfalProtocol, gfal2_available
 from ddm.protocols.http import HttpProtocol
@@ -26,6 +26,7 @@ __all__ = [
     "GfalProtocol",
     "HttpProtocol",
     "Protocol",
+    "StageStatus",
     "TransferError",
     "XRootDProtocol",
     "join_url",

@@ -42,11 +42,36 @@ class CopyResult:
     """The servers copied the file between themselves (nothing passed through this host)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class StageStatus:
+    """What a tape system says about one file of a bring-online (prepare) request."""
+
+    exists: bool
+    """The file exists at all (on tape or on the disk buffer); False: it is lost."""
+    online: bool
+    """A copy is on the disk buffer: it can be read now."""
+    on_tape: bool
+    """A copy is on tape."""
+    error: str = ""
+    """Why the recall failed (empty while it runs or when it succeeded)."""
+
+
 class Protocol(ABC):
     """One access method for storage, keyed by URL scheme(s)."""
 
     schemes: ClassVar[tuple[str, ...]] = ()
     """URL schemes this plugin serves, e.g. ``("file",)`` or ``("root", "xroot")``."""
+    can_prepare: ClassVar[bool] = False
+    """Whether the protocol has a bring-online request (:meth:`prepare`, :meth:`stage_status`)."""
+
+    def prepare(self, url: str) -> str:
+        """Ask the storage to bring the file at ``url`` online (recall it from tape); the storage's
+        request id. Protocols without such a request raise ``TransferError``."""
+        raise TransferError(f"{type(self).__name__} has no bring-online request ({url})")
+
+    def stage_status(self, url: str, request_id: str) -> StageStatus:
+        """The state of ``url`` in the bring-online request ``request_id`` (see :meth:`prepare`)."""
+        raise TransferError(f"{type(self).__name__} has no bring-online request ({url})")
 
     @abstractmethod
     def stat(self, url: str) -> FileStat:

@@ -9,10 +9,15 @@ minutes, which would make a missing server look like a hang instead of an error.
 Uploads go to a temporary name and are renamed once complete (``xrdfs mv``), so a reader never
 sees a partial file under the final name; ``--posc`` removes the temporary file if the client dies.
 Checksums are the server's (``xrdfs query checksum``, ``xrootd.chksum adler32``).
+
+Tape (bring-online): ``xrdfs prepare -s`` asks the server to stage a file and answers a request
+id; ``xrdfs query prepare ID PATH`` answers, per file, whether it exists, is on tape, is online
+(on the disk buffer) and why its recall failed, in the JSON EOS-CTA returns (and FTS polls).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ailuro.errors import InvalidArgument, NotFound
 from ddm.checksum import adler32_of_file, normalize_adler32
-from ddm.protocols.base import CopyResult, FileStat, Protocol, TransferError
+from ddm.protocols.base import CopyResult, FileStat, Protocol, StageStatus, TransferError
 
 CLIENT_ENV = {
     "XRD_CONNECTIONRETRY": "1",
@@ -34,6 +39,10 @@ CLIENT_ENV = {
 """Client settings: fail fast on an unreachable server (the agent retries with backoff instead)."""
 
 _NOT_FOUND_MARKERS = ("[3011]", "no such file", "No such file")
+MAX_PREPARE_ANSWER = 1 << 20
+"""Bytes of a ``query prepare`` answer read (it is one small JSON document per request)."""
+MAX_REQUEST_ID = 255
+"""Characters of a prepare request id kept (the catalog column's size)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +70,7 @@ class XRootDProtocol(Protocol):
     """XRootD access through ``xrdcp``/``xrdfs``; ``timeout_s`` bounds every command."""
 
     schemes = ("root", "xroot")
+    can_prepare = True
 
     def __init__(self, *, timeout_s: float = 600.0) -> None:
         self.timeout_s = timeout_s
@@ -173,6 +183,25 @@ class XRootDProtocol(Protocol):
             self.run(["xrdfs", server, "rm", tmp_path], timeout_s=30)
             self._fail(res, f"rename {tmp_path} -> {path} on {server}")
 
+    def prepare(self, url: str) -> str:
+        """``xrdfs prepare -s``: the server stages the file; its request id."""
+        server, path = split_root_url(url)
+        res = self.run(["xrdfs", server, "prepare", "-s", path], timeout_s=120)
+        if res.rc != 0:
+            self._fail(res, f"prepare {url}")
+        words = res.stdout.split()
+        if len(words) != 1 or len(words[0]) > MAX_REQUEST_ID or not words[0].isprintable():
+            raise TransferError(f"prepare {url}: unexpected answer {res.stdout[:200]!r}")
+        return words[0]
+
+    def stage_status(self, url: str, request_id: str) -> StageStatus:
+        """``xrdfs query prepare``: the server's answer for ``url`` in request ``request_id``."""
+        server, path = split_root_url(url)
+        res = self.run(["xrdfs", server, "query", "prepare", request_id, path], timeout_s=120)
+        if res.rc != 0:
+            self._fail(res, f"query prepare {url}")
+        return parse_prepare_answer(res.stdout[:MAX_PREPARE_ANSWER], path, url=url)
+
     def delete(self, url: str) -> None:
         """``xrdfs rm``; a missing file is fine."""
         server, path = split_root_url(url)
@@ -182,3 +211,34 @@ class XRootDProtocol(Protocol):
                 self._fail(res, f"delete {url}")
             except NotFound:
                 return
+
+
+def parse_prepare_answer(text: str, path: str, *, url: str) -> StageStatus:
+    """The entry for ``path`` in a ``query prepare`` answer (EOS-CTA's JSON:
+    ``{"responses": [{"path", "path_exists", "on_tape", "online", "error_text"}, ...]}``).
+
+    ``TransferError`` names what is wrong when the answer is not that (a server without a
+    bring-online service answers plain text).
+    """
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise TransferError(f"query prepare {url}: not a JSON answer: {text[:200]!r}") from exc
+    responses = doc.get("responses") if isinstance(doc, dict) else None
+    if not isinstance(responses, list):
+        raise TransferError(f"query prepare {url}: no 'responses' list in {text[:200]!r}")
+    for entry in responses:
+        if isinstance(entry, dict) and entry.get("path") == path:
+            flags = {k: entry.get(k) for k in ("path_exists", "online", "on_tape")}
+            if not all(isinstance(v, bool) for v in flags.values()):
+                raise TransferError(
+                    f"query prepare {url}: path_exists/online/on_tape must be booleans: {entry!r}"[:500]
+                )
+            error = entry.get("error_text", "")
+            return StageStatus(
+                exists=flags["path_exists"],
+                online=flags["online"],
+                on_tape=flags["on_tape"],
+                error=str(error)[:1000] if error else "",
+            )
+    raise TransferError(f"query prepare {url}: the answer does not mention {path}")

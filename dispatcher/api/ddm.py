@@ -46,6 +46,7 @@ def storage_message(se: StorageElementConfig) -> ddm_pb2.StorageElement:
         staging_latency_s=se.staging_latency_s,
         pin_lifetime_s=se.pin_lifetime_s,
         max_transfers=se.max_transfers,
+        staging=se.staging if se.is_tape else "",
     )
 
 

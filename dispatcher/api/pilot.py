@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from dispatcher.auth.policy import Action, Resource, may
 from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
 from dispatcher.services.debug import DebugService
 from dispatcher.services.hub import PilotHub, PilotStream, pilot_info, pilot_principal
+from dispatcher.services.parking import SOON_S, claim_or_park
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 
@@ -137,9 +139,15 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             stream.fail(exc)
 
     def _no_more(
-        self, req: pilot_pb2.JobRequest, n_given: int, reason: str, *, invalid_field: str = ""
+        self,
+        req: pilot_pb2.JobRequest,
+        n_given: int,
+        reason: str,
+        *,
+        invalid_field: str = "",
+        retry_s: float | None = None,
     ) -> pilot_pb2.DispatcherMessage:
-        retry = self.hub.rt.config.no_job_retry_s
+        retry = self.hub.rt.config.no_job_retry_s if retry_s is None else retry_s
         return no_more_jobs(req, n_given=n_given, retry_after_s=retry, reason=reason, invalid_field=invalid_field)
 
     def _why_fewer(self, pilot: pstore.PilotInfo) -> str:
@@ -148,10 +156,15 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         return "no more activated jobs fit this pilot now"
 
     async def _serve_request(self, stream: PilotStream, req: pilot_pb2.JobRequest) -> None:
-        try:
-            assignments = await self.hub.request_jobs(
-                stream.pilot, req.n, walltime_left_s=req.walltime_left_s, free=req
-            )
+        arrived = time.monotonic()
+        hub = self.hub
+
+        def claim() -> Awaitable[list[pilot_pb2.JobAssignment]]:
+            return hub.request_jobs(stream.pilot, req.n, walltime_left_s=req.walltime_left_s, free=req)
+
+        parking = hub.parking if hub.queue_enabled(stream.pilot.queue) else None
+        try:  # parked while there is no work for it (bounded; services/parking.py)
+            assignments, soon = await claim_or_park(parking, stream, claim)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -161,7 +174,17 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             a.request_id = req.request_id
             stream.send(pilot_pb2.DispatcherMessage(assignment=a))
         if len(assignments) < req.n:  # "no more for this request now", so the pilot need not wait
-            stream.send(self._no_more(req, len(assignments), self._why_fewer(stream.pilot)))
+            why = self._why_fewer(stream.pilot)
+            # its next request parks (no busy loop): it may as well be there now
+            stream.send(self._no_more(req, len(assignments), why, retry_s=SOON_S if soon else None))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request %d of pilot %s answered in %.2f ms with %d job(s)",
+                req.request_id,
+                stream.pilot.pilot_id,
+                (time.monotonic() - arrived) * 1000,
+                len(assignments),
+            )
 
     async def _serve_final(self, stream: PilotStream, final: pilot_pb2.JobFinal) -> None:
         try:

@@ -10,7 +10,8 @@ Two layers, both here and nowhere else:
   an RPC means adding one line below.
 * :func:`may` decides on one resource (a job, a task, a DDM request, a pilot queue, a factory's
   workers): owner, VO, ``prod_source_label=managed`` (production), pilot queue binding, factory
-  ownership. The services call it; it is pure (no database, no clock).
+  ownership; :func:`may_steer_task` decides who may retry or abort a task. The services call
+  them; they are pure (no database, no clock).
 
 Roles (``/<vo>/<role>`` in ``wlcg.groups``; a token naming no role is a plain ``user``):
 
@@ -249,6 +250,20 @@ def may(identity: Identity, action: Action, resource: Resource) -> bool:
     if action is Action.PRIORITY:
         return ADMIN in roles or identity.all_vos or (PRODUCTION in roles and resource.label == MANAGED_LABEL)
     return _acts_on_jobs(identity, resource)
+
+
+def may_steer_task(identity: Identity, task: Resource) -> bool:
+    """Whether ``identity`` may steer (retry, abort) a running task (pure).
+
+    ``task`` carries the task's ``vo`` and ``owner``. Within the task's VO (or acting on every VO):
+    its owner, an admin, or the production role of that very VO (production may steer any task of
+    its VO, not only its own). An admin of another VO may not: VOs are isolated.
+    """
+    if not same_vo(identity, task.vo):
+        return False
+    if identity.name == task.owner or ADMIN in identity.roles:
+        return True
+    return PRODUCTION in identity.roles and (not task.vo or identity.vo == task.vo)
 
 
 def _bound_to(identity: Identity, queue: str) -> bool:

@@ -111,6 +111,7 @@ class GroupCommitter(Generic[I, R]):
             batch = [(item, fut) for item, fut in batch if not fut.cancelled()]
             if not batch:
                 continue
+            self._runtime.metrics.batch_size.labels(self._name).observe(len(batch))
             try:
                 results = await run_isolated(self._runtime, self._process, [item for item, _ in batch], name=self._name)
             except asyncio.CancelledError:

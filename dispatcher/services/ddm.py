@@ -15,10 +15,14 @@ Failures are retried with exponential backoff (:func:`ailuro.backoff.backoff_del
 until ``max_attempts``; the last error and its PanDA code stay on the request for the CLI and the
 monitor. A source that is missing or corrupted is marked ``bad`` and another replica is used.
 
-Tape (bring-online) is modelled in the catalog: a tape SE is an ordinary server, and a replica on
-it is readable only while ``online_until`` lies in the future. A transfer from tape first queues a
-``stage`` request due ``staging_latency_s`` later (the recall); running it checks the file on the
-tape server (size and adler32) and marks it online for ``pin_lifetime_s``.
+Tape (bring-online): a replica on a tape SE is readable only while its ``online_until`` lies in
+the future. A transfer from tape first queues a ``stage`` request (and waits behind it). With
+``staging = "prepare"`` the stage request asks the tape system to recall the file (XRootD
+``prepare -s``; the request id is kept on the row), then polls it (``query prepare``) at growing
+intervals (:mod:`ddm.staging`) until the file is online, lost or the wait too long; with
+``staging = "delay"`` (tape SEs whose protocol has no bring-online request) the recall is modelled
+as ``staging_latency_s``. Either way the staged file's size and adler32 are checked on the tape
+server and it is marked online for ``pin_lifetime_s``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ailuro import errorcodes
 from ailuro.backoff import backoff_delay
 from ailuro.errors import AiluroError
 from ailuro.queues import QueueConfig, StorageElementConfig
+from ddm import staging
 from ddm.protocols import protocol_for
 from ddm.storage import se_file_url
 from ddm.transfer import Cancelled, Expected, TransferFailure, copy_verified, verify
@@ -250,6 +255,14 @@ class DDMAgent:
         now = time.time()
         source = self._pick_source(row, replicas)
         if source is None:
+            with self.db.read() as conn:  # declared lost while this copy ran: say so (110), not 1099
+                lost = [
+                    r
+                    for r in catalog.requests_of_file(conn, int(file["file_id"]))
+                    if r["kind"] == "stage" and r["error_code"] == errorcodes.FILE_LOST
+                ]
+            if lost:
+                raise TransferFailure(errorcodes.FILE_LOST, lost[0]["last_error"], retryable=False)
             raise TransferFailure(
                 errorcodes.STAGEIN_FAILED,
                 f"no available replica of {file['scope']}:{file['lfn']} to copy from",
@@ -266,7 +279,7 @@ class DDMAgent:
                     task_id=int(row["task_id"]),
                     activity="bring-online",
                     now=now,
-                    not_before=now + se.staging_latency_s,
+                    not_before=now if se.stages_by_prepare else now + se.staging_latency_s,
                 )
                 stage = conn.execute(ddm_requests.select().where(ddm_requests.c.request_id == sid)).mappings().first()
                 ready = max(float(stage["next_attempt"]), now) + min(self.config.poll_s, 1.0) if stage else now + 1
@@ -289,6 +302,10 @@ class DDMAgent:
         try:
             copied = copy_verified(src_url, dst_url, expected, scratch=scratch, cancelled=cancel.is_set)
         except TransferFailure as exc:
+            if exc.missing and se.stages_by_prepare:  # evicted from the disk buffer: recall it again
+                with self.db.write() as conn:
+                    catalog.set_online(conn, int(file["file_id"]), se.name, until=time.time(), now=time.time())
+                raise
             if exc.source_bad and exc.code != errorcodes.CHECKSUM_MISMATCH_STAGEOUT:
                 with self.db.write() as conn:
                     catalog.set_replica_state(conn, int(file["file_id"]), source["se"], catalog.BAD, now=time.time())
@@ -315,10 +332,12 @@ class DDMAgent:
 
     def _stage(self, row: Any, file: Any, expected: Expected) -> None:
         se = self.storage[row["dest_se"]]
+        if se.stages_by_prepare and not self._recalled(row, file, se):
+            return
         try:
             verify(self._url(se.name, file), expected, code=errorcodes.CHECKSUM_MISMATCH_STAGEIN)
         except TransferFailure as exc:
-            if not exc.missing:
+            if not exc.missing or se.stages_by_prepare:  # online then gone: evicted, recall again
                 raise
             self._declare_lost(row, file, se.name, exc.message)
             return
@@ -327,6 +346,62 @@ class DDMAgent:
             if catalog.finish_request(conn, int(row["request_id"]), owner=self.agent_id, state=catalog.DONE, now=now):
                 catalog.set_online(conn, int(file["file_id"]), se.name, until=now + se.pin_lifetime_s, now=now)
         log.info("request %d: %s staged on %s: done", row["request_id"], file["lfn"], se.name)
+
+    def _recalled(self, row: Any, file: Any, se: StorageElementConfig) -> bool:
+        """One step of a recall through the tape system's bring-online request: request it (first
+        run), or poll it. True once the file is online; otherwise the request was requeued for the
+        next poll or declared lost. Failures raise ``TransferFailure`` (a new recall next attempt)."""
+        url, now = self._url(se.name, file), time.time()
+        protocol = protocol_for(url)
+        if not protocol.can_prepare:
+            raise TransferFailure(
+                errorcodes.STAGEIN_FAILED,
+                f"{url}: {se.name} has staging = prepare but no bring-online protocol",
+                retryable=False,
+            )
+        try:
+            if not row["external_id"]:
+                external = (protocol.prepare(url), now)
+                self._requeue(
+                    row, f"recall requested from {se.name} (request {external[0]})", now + se.staging_poll_s, external
+                )
+                return False
+            status = protocol.stage_status(url, row["external_id"])
+        except AiluroError as exc:
+            raise TransferFailure(errorcodes.STAGEIN_FAILED, f"bring-online of {url} failed: {exc}") from exc
+        since = float(row["external_since"] or now)
+        decision = staging.judge_stage(
+            status, waited_s=now - since, timeout_s=se.staging_timeout_s, first_poll_s=se.staging_poll_s
+        )
+        if decision.action == staging.LOST:
+            self._declare_lost(row, file, se.name, decision.message)
+            return False
+        if decision.action == staging.FAILED:
+            raise TransferFailure(
+                errorcodes.STAGEIN_FAILED, f"{url} (request {row['external_id']}): {decision.message}"
+            )
+        if decision.action == staging.POLL:
+            self._requeue(
+                row, f"{decision.message} (request {row['external_id']} on {se.name})", now + decision.delay_s
+            )
+            return False
+        return True
+
+    def _requeue(self, row: Any, note: str, when: float, external: tuple[str, float | None] | None = None) -> None:
+        """Put a held request back in the queue until ``when`` without counting an attempt."""
+        with self.db.write() as conn:
+            catalog.finish_request(
+                conn,
+                int(row["request_id"]),
+                owner=self.agent_id,
+                state=catalog.QUEUED,
+                now=time.time(),
+                error=note,
+                next_attempt=when,
+                count_attempt=False,
+                external=external,
+            )
+        log.info("request %d: queued, %s", row["request_id"], note)
 
     def _delete(self, row: Any, file: Any, replicas: list[Any]) -> None:
         """Delete a replica at its SE and from the catalog; never the last available one."""
@@ -390,11 +465,14 @@ class DDMAgent:
 
     def _verify(self, row: Any, file: Any, replicas: list[Any], expected: Expected) -> None:
         se = row["dest_se"]
+        tape = self.storage.get(se)
+        if tape is not None and tape.stages_by_prepare and not self._recalled(row, file, tape):
+            return  # a file on tape is checked once it is back on the disk buffer
         try:
             verify(self._url(se, file), expected)
         except TransferFailure as exc:
-            if not exc.source_bad:
-                raise  # could not reach the SE: retry later
+            if not exc.source_bad or (exc.missing and tape is not None and tape.stages_by_prepare):
+                raise  # could not reach the SE, or evicted again since the recall: retry later
             now = time.time()
             with self.db.write() as conn:
                 catalog.set_replica_state(conn, int(file["file_id"]), se, catalog.BAD, now=now)
@@ -444,7 +522,20 @@ class DDMAgent:
                 error=f"attempt {attempt}: {exc.message}",
                 code=exc.code,
                 next_attempt=None if final else now + delay,
+                external=("", None) if row["kind"] in ("stage", "verify") else None,  # the next attempt recalls anew
             )
+            if final and row["kind"] == "stage":  # copies waiting for this recall would wait for ever
+                waiting = catalog.fail_open_requests(
+                    conn,
+                    int(row["file_id"]),
+                    kind="transfer",
+                    source_se=row["dest_se"],
+                    now=now,
+                    code=exc.code,
+                    error=f"the recall from {row['dest_se']} failed (request {row['request_id']}): {exc.message}",
+                )
+                if waiting:
+                    log.warning("request %d: transfers %s waiting for it failed", row["request_id"], waiting)
         how = "failed, giving up" if final else f"queued, retry in {delay:.1f} s"
         log.warning("request %d attempt %d failed (%d): %s; %s", row["request_id"], attempt, exc.code, exc.message, how)
 

@@ -6,7 +6,8 @@
   ``heartbeat_flush_s``; their acks go out after the flush commits.
 - Final reports are group-committed and acknowledged only after their transaction commits.
 - Kill commands are pushed at once to pilots streaming to this process, and picked up from
-  ``pilot_commands`` every ``command_poll_s`` when another dispatcher process wrote them.
+  ``pilot_commands`` every ``command_poll_s`` when another dispatcher process wrote them
+  (:mod:`dispatcher.services.pilot_commands`).
 Nothing that matters lives only here: a lost process loses buffered heartbeats (the lease
 covers that) and unacknowledged finals (the pilot resends them).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,22 +33,17 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.parking import Parking
+from dispatcher.services.pilot_commands import CommandRelay, command_message
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
-from dispatcher.services.wakeup import CommandWakeup, wait_for_commands
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
 from dispatcher.store.leases import check_pilot_owner
 
 log = logging.getLogger(__name__)
-
-_COMMAND_TYPES: dict[str, pilot_pb2.CommandType] = {
-    "kill": pilot_pb2.COMMAND_TYPE_KILL,
-    "debug": pilot_pb2.COMMAND_TYPE_DEBUG,
-}
-
 
 MAX_PENDING_MESSAGES = Limits().send_queue_per_stream
 """Default of ``Limits.send_queue_per_stream``.
@@ -211,10 +208,22 @@ def offer_of(pilot: pstore.PilotInfo, free: pilot_pb2.JobRequest | None) -> Offe
     )
 
 
-def command_message(panda_id: int, kind: str, reason: str, command_id: int = 0) -> pilot_pb2.Command:
-    """A Command message from a ``pilot_commands`` row's fields."""
-    kind_value = _COMMAND_TYPES.get(kind, pilot_pb2.COMMAND_TYPE_UNSPECIFIED)
-    return pilot_pb2.Command(panda_id=panda_id, type=kind_value, reason=reason, command_id=command_id)
+def _heartbeat_acks(
+    chunk: Sequence[tuple[pstore.HeartbeatIn, PilotStream]], results: Sequence[Any]
+) -> list[tuple[PilotStream, pilot_pb2.DispatcherMessage]]:
+    """One AckBatch message per stream for a flushed chunk (``results`` from :func:`run_isolated`).
+
+    Pure (it reads the streams as keys only), so it runs on a worker thread.
+    """
+    per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
+    for (beat, stream), outcome in zip(chunk, results, strict=True):
+        res, msg = _item_outcome(outcome)
+        per_stream[stream].append(
+            pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
+        )
+    return [
+        (stream, pilot_pb2.DispatcherMessage(acks=pilot_pb2.AckBatch(acks=acks))) for stream, acks in per_stream.items()
+    ]
 
 
 class PilotHub:
@@ -236,25 +245,31 @@ class PilotHub:
         self.policy = ClaimPolicyCache(runtime)
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
-        self._wakeup: CommandWakeup | None = None
+        self.commands = CommandRelay(runtime, self.streams)
+        self.parking = Parking(max_parked=cfg.max_parked_requests, park_s=cfg.no_job_retry_s)
+        """Streamed job requests that found no work, woken when jobs are activated (``services/parking.py``)."""
 
     async def start(self) -> None:
         """Start the batchers and the periodic flush / command-poll tasks."""
         self._claims.start()
         self._finals.start()
-        self._wakeup = CommandWakeup.start_for(self.rt)
+        loop = asyncio.get_running_loop()
+        self.rt.db.origin = self.rt.dispatcher_id
+        self.rt.db.on_activated = lambda: loop.call_soon_threadsafe(self.parking.wake)
+        self.commands.start(on_jobs=self.parking.wake)  # its LISTEN connection also hears activations
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
-            asyncio.create_task(self._command_loop(), name="command-poll"),
+            asyncio.create_task(self.commands.run(), name="command-poll"),
         ]
 
     async def stop(self) -> None:
         """Flush what is buffered, stop background work, close every stream."""
+        self.parking.close()
+        self.rt.db.on_activated = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._wakeup is not None:
-            await asyncio.to_thread(self._wakeup.stop)
+        await self.commands.stop()
         with contextlib.suppress(Exception):
             await self._flush_heartbeats()
         await self._claims.stop()
@@ -264,6 +279,15 @@ class PilotHub:
             stream.closed = True
         with contextlib.suppress(Exception):
             await self.presence.drain()
+
+    def stream_queues(self) -> list[str]:
+        """The queue of every open stream (read by the metrics scrape, from its own thread)."""
+        for _ in range(3):
+            try:
+                return [s.pilot.queue for s in list(self.streams.values())]
+            except RuntimeError:  # the table changed under the copy: take it again
+                continue
+        return []
 
     # --- stream lifecycle -------------------------------------------------------------------
 
@@ -370,12 +394,14 @@ class PilotHub:
         stream = self.streams.get(pilot.pilot_id)
         if stream is not None and stream.pilot is pilot and (stream.closed or stream.backed_up):
             return []  # what it was sent is still unread: hand the work to pilots that read
+        arrived = time.perf_counter()
         req = pstore.ClaimRequest(pilot=pilot, n=n, walltime_left_s=walltime_left_s, offer=offer_of(pilot, free))
         outcome = await _settled(self._claims.submit(req))
         if isinstance(outcome, Unavailable):
             raise outcome
         if isinstance(outcome, BaseException):  # this request failed alone (logged): answer NoJob, keep the stream
             return []
+        self.rt.metrics.jobs_dispatched(pilot.queue, len(outcome), time.perf_counter() - arrived)
         return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
@@ -463,14 +489,12 @@ class PilotHub:
         step = self.rt.config.max_batch
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
-            results = await self.apply_heartbeats_now([b for b, _ in chunk])
-            per_stream: dict[PilotStream, list[pilot_pb2.Ack]] = defaultdict(list)
-            for (beat, stream), (res, msg) in zip(chunk, results, strict=True):
-                per_stream[stream].append(
-                    pilot_pb2.Ack(panda_id=beat.panda_id, lease_epoch=beat.epoch, result=res, message=msg)
-                )
-            for stream, acks in per_stream.items():
-                stream.send_acks(acks)
+            self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
+            results = await run_isolated(self.rt, self._heartbeat_batch, [b for b, _ in chunk], name="heartbeats")
+            # Building thousands of acks is bulk work: on a thread the GIL's switch interval slices it,
+            # so job requests and kills are served in between instead of after it.
+            for stream, message in await asyncio.to_thread(_heartbeat_acks, chunk, results):
+                stream.send(message)
 
     # --- finals -----------------------------------------------------------------------------
 
@@ -505,10 +529,14 @@ class PilotHub:
         )
 
     def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
+        applied: dict[int, str] = {}
         with self.rt.db.write() as conn:
-            return pstore.apply_finals(
-                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars
+            out = pstore.apply_finals(
+                conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars, applied=applied
             )
+        # counted after the commit (a batch re-run after a conflict counts once)
+        self.rt.metrics.finals_applied(applied, {f.report.panda_id: f.report for f in items})
+        return out
 
     # --- unary calls: the pilot id comes from the request, so its owner is checked ----------
 
@@ -551,60 +579,12 @@ class PilotHub:
 
         await rt.db_call(run)
 
-    # --- commands ---------------------------------------------------------------------------
+    # --- commands (the relay in pilot_commands.py does the work) --------------------------------
 
     async def push_commands(self, commands: Sequence[KillCommand]) -> None:
         """Deliver commands at once to pilots streaming here (others are picked up by their process)."""
-        local = [c.command_id for c in commands if c.pilot_id in self.streams]
-        if not local:
-            return
-
-        def run() -> list[Any]:
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, command_ids=local)
-
-        self._deliver(await self.rt.db_call(run))
-
-    def _deliver(self, rows: Sequence[Any]) -> None:
-        for row in rows:
-            stream = self.streams.get(row["pilot_id"])
-            if stream is None:
-                log.warning("command for job %s lost: pilot %s left", row["panda_id"], row["pilot_id"])
-                continue
-            stream.send(
-                pilot_pb2.DispatcherMessage(
-                    command=command_message(row["panda_id"], row["type"], row["reason"], row["command_id"])
-                )
-            )
-
-    async def _command_loop(self) -> None:
-        interval = self.rt.config.command_poll_s
-
-        def run() -> list[Any]:
-            # Look before writing: on SQLite a write transaction every poll would contend with claims.
-            with self.rt.db.read() as conn:
-                if not pstore.has_pending_commands(conn, dispatcher_id=self.rt.dispatcher_id):
-                    return []
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, dispatcher_id=self.rt.dispatcher_id)
-
-        while True:
-            await wait_for_commands(self._wakeup, interval)
-            if not self.streams:
-                continue
-            try:
-                self._deliver(await self.rt.db_call(run))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("polling pilot commands failed: %s", describe(exc))
+        await self.commands.push(commands)
 
     async def take_commands_for(self, pilot_id: str) -> list[pilot_pb2.Command]:
         """Pending commands of one pilot (unary UpdateJob), marked delivered."""
-
-        def run() -> list[Any]:
-            with self.rt.db.write() as conn:
-                return pstore.take_commands(conn, pilot_id=pilot_id)
-
-        rows = await self.rt.db_call(run)
-        return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]
+        return await self.commands.take_for(pilot_id)

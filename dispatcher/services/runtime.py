@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from dispatcher.config import DispatcherConfig
+from dispatcher.services.metrics import DispatcherMetrics
 from dispatcher.store.engine import Database, retry_transient
 
 P = ParamSpec("P")
@@ -30,6 +31,8 @@ class Runtime:
         self.dispatcher_id = f"{uuid.uuid4().hex[:12]}"
         self.executor = ThreadPoolExecutor(max_workers=config.db_threads, thread_name_prefix="ailuro-db")
         self.queue_names = frozenset(q.name for q in config.queues)
+        self.metrics = DispatcherMetrics(dispatcher_id=self.dispatcher_id)
+        """In-process counters (served on ``config.metrics_port`` when set; counted either way)."""
 
     async def db_call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` on the database thread pool and await its result.

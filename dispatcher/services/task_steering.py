@@ -2,8 +2,8 @@
 
 Kept apart from :mod:`dispatcher.services.tasks` (submission and the step machine) so both stay
 short. Everything here works on one open connection: the caller (the service) commits it together
-with the audit row. Who may steer a task is one function, :func:`may_steer`, so the authorization
-policy can replace it in one place.
+with the audit row. Who may steer a task is the policy module's rule
+(:func:`dispatcher.auth.policy.may_steer_task`); :func:`may_steer` only turns its answer into an error.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound, PermissionDenied
-from dispatcher.auth.policy import ADMIN, PRODUCTION, same_vo
+from dispatcher.auth.policy import Resource, may_steer_task
 from dispatcher.config import DispatcherConfig
 from dispatcher.identity import Identity
 from dispatcher.store import catalog
@@ -26,7 +26,6 @@ from dispatcher.store.schema import ddm_files, ddm_requests, ddm_tasks, jobs
 
 ENDED_JOB_STATES = ("finished", "failed", "cancelled", "closed")
 RETRYABLE_JOB_STATES = ("failed", "cancelled", "closed")
-STEERING_ROLES = ("admin", "production")
 LOST_POLICIES = ("fail", "partial")
 """``lost_inputs`` values: fail the task, or finish it ``partial`` without the lost files."""
 
@@ -61,14 +60,8 @@ def task_row(conn: Connection, task_id: int, *, lock: bool = False) -> Any:
 
 
 def may_steer(identity: Identity, row: Any) -> None:
-    """The task's owner, an admin, or the production role of the task's VO; else ``PermissionDenied``.
-
-    An admin of another VO may not (``dispatcher.auth.policy``: VOs are isolated).
-    """
-    foreign = not same_vo(identity, row["vo"])
-    if not foreign and (identity.name == row["owner"] or ADMIN in identity.roles):
-        return
-    if not foreign and PRODUCTION in identity.roles and (not row["vo"] or identity.vo == row["vo"]):
+    """``PermissionDenied`` naming ``task_id`` unless the policy lets ``identity`` steer the task ``row``."""
+    if may_steer_task(identity, Resource(vo=row["vo"], owner=row["owner"])):
         return
     raise PermissionDenied(
         f"task {row['task_id']} belongs to {row['owner']}; only its owner, an admin or {row['vo'] or 'its VO'}'s "

@@ -480,10 +480,12 @@ def finish_request(
     code: int = 0,
     next_attempt: float | None = None,
     count_attempt: bool = True,
+    external: tuple[str, float | None] | None = None,
 ) -> bool:
     """End (``done``/``failed``) or requeue (``queued`` at ``next_attempt``) a held request.
 
-    Conditional on the lease: returns False when the request was withdrawn or taken over.
+    ``external`` sets (id, since) of the storage's own request (a tape recall); ``("", None)``
+    forgets it. Conditional on the lease: returns False when the request was withdrawn or taken over.
     """
     r = ddm_requests
     values: dict[str, Any] = {"state": state, "updated": now, "lease_owner": "", "lease_expires": None}
@@ -494,6 +496,8 @@ def finish_request(
         values["error_code"] = code
     if next_attempt is not None:
         values["next_attempt"] = next_attempt
+    if external is not None:
+        values["external_id"], values["external_since"] = external
     res = conn.execute(
         update(r).where(r.c.request_id == request_id, r.c.state == ACTIVE, r.c.lease_owner == owner).values(**values)
     )

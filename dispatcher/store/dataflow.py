@@ -8,7 +8,8 @@
   (else the queue's first ``output_se``), so pilots need no storage configuration.
 - Final report (:func:`verify_sites`, :func:`register_outputs`): a linked job that finished goes
   ``holding -> transferring`` (not ``finished``); its outputs are registered as ``unverified`` replicas with a
-  ``verify`` request each.
+  ``verify`` request each, only in the catalog scope of the job's VO (:func:`foreign_output`: a
+  report naming another scope is refused whole, Ack REJECTED, and changes nothing).
 - The DDM agent then calls :func:`activate_ready` (assigned -> activated once every input is
   available, failed when a transfer failed for good) and :func:`finish_verified`
   (transferring -> finished once every output's checksum matched at its destination).
@@ -27,6 +28,7 @@ from ailuro.errors import InvalidArgument
 from ailuro.queues import QueueConfig, StorageElementConfig
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import se_file_url
+from dispatcher.auth.policy import DEFAULT_VO
 from dispatcher.states import JobState
 from dispatcher.store import catalog
 from dispatcher.store.jobs import chunks, fetch_files
@@ -130,13 +132,33 @@ def plan_jobs(
         if out_name:
             spec.destination_se = out_name
             dscope = spec.destination_dblock.partition(":")[0] if ":" in spec.destination_dblock else ""
-            for f in spec.files:
+            for k, f in enumerate(spec.files):
                 if f.type in _OUT_TYPES:
                     f.scope = f.scope or dscope or spec.vo
+                    _refuse_foreign_scope(f, spec.vo, where=f"jobs[{i}].files[{k}]")
                     f.destination_se = out_name
                     f.pfn = _url(storage[out_name], f.scope, f.lfn)
         plans.append(plan)
     return plans
+
+
+def _refuse_foreign_scope(f: job_pb2.File, vo: str, *, where: str) -> None:
+    """Refuse at submission an output the job's pilot could only register in another VO's scope.
+
+    The finished report would be refused for it (:func:`foreign_output`) and the job would wait
+    for its lease to lapse, attempt after attempt; saying so now, naming the field, is kinder.
+    """
+    own = vo or DEFAULT_VO
+    if f.scope != own:
+        raise InvalidArgument(
+            f"output scope {f.scope!r} is not the scope of the job's VO {own!r}", field=f"{where}.scope"
+        )
+    ds_scope = f.dataset.rpartition(":")[0]
+    if ds_scope and ds_scope != own:
+        raise InvalidArgument(
+            f"output dataset is in scope {ds_scope!r}, not in the scope of the job's VO {own!r}",
+            field=f"{where}.dataset",
+        )
 
 
 def _plan_inputs(
@@ -224,6 +246,33 @@ def verify_sites(conn: Connection, panda_ids: Sequence[int]) -> dict[int, Any]:
     return {pid: link for pid, link in _links(conn, panda_ids).items() if link["output_se"]}
 
 
+def _registers(f: job_pb2.File, link: Any) -> bool:
+    """Whether :func:`register_outputs` registers file ``f`` of a finished job linked by ``link``."""
+    return f.type in _OUT_TYPES and bool(f.pfn) and f.destination_se == link["output_se"]
+
+
+def foreign_output(rep: pilot_pb2.JobFinal, link: Any | None, vo: str) -> str | None:
+    """Why this final report would register an output outside its job's VO, or ``None``.
+
+    A VO owns the catalog scope named after it (``dispatcher.auth.policy.may_scope``); the scopes
+    a pilot reports are its word only, so an output (or the dataset it joins) in another scope is
+    refused here, before anything is registered, naming the field. Reports that register nothing
+    (not finished, no ``output_se``) are not judged.
+    """
+    if link is None or not link["output_se"] or rep.status != job_pb2.JOB_STATUS_FINISHED:
+        return None
+    own = vo or DEFAULT_VO
+    for j, f in enumerate(rep.files):
+        if not _registers(f, link):
+            continue
+        if f.scope != own:
+            return f"files[{j}].scope {f.scope!r} is not the scope of the job's VO {own!r}"
+        ds_scope = f.dataset.rpartition(":")[0]
+        if ds_scope and ds_scope != own:
+            return f"files[{j}].dataset is in scope {ds_scope!r}, not in the scope of the job's VO {own!r}"
+    return None
+
+
 def register_outputs(
     conn: Connection, reports: Sequence[pilot_pb2.JobFinal], *, now: float, links: Mapping[int, Any] | None = None
 ) -> None:
@@ -237,7 +286,7 @@ def register_outputs(
         if link is None or not link["output_se"] or JobState.from_proto(rep.status) != JobState.FINISHED:
             continue
         for f in rep.files:
-            if f.type not in _OUT_TYPES or not f.pfn or f.destination_se != link["output_se"]:
+            if not _registers(f, link):
                 continue
             scope = f.scope
             ds_scope, _, ds_name = f.dataset.rpartition(":")
@@ -269,8 +318,9 @@ def activate_ready(
         return []
     requests = catalog.requests_of_jobs(conn, [r["panda_id"] for r in rows])
     changes = []
+    waiting: list[tuple[Any, dict[str, Any], job_pb2.Job, list[Any]]] = []
     for row in rows:
-        pid, se_name = int(row["panda_id"]), row["input_se"]
+        pid = int(row["panda_id"])
         base = {"panda_id": pid, "from_status": JobState.ASSIGNED, "epoch": row["lease_epoch"], "actor": "ddm"}
         base["attempt_nr"] = row["attempt_nr"]
         failed = [r for r in requests.get(pid, []) if r["state"] in (catalog.FAILED, catalog.CANCELLED)]
@@ -283,24 +333,30 @@ def activate_ready(
             continue
         spec = job_pb2.Job.FromString(row["spec"])
         inputs = [f for f in spec.files if f.type == job_pb2.FILE_TYPE_INPUT and not f.pfn]
-        known = catalog.lookup_files(conn, [(f.scope, f.lfn) for f in inputs])
-        reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
-        ready = True
+        waiting.append((row, base, spec, inputs))
+    # the catalog rows of every waiting job's inputs at once (not two queries per job and cycle)
+    known, reps = catalog.files_with_replicas(conn, [(f.scope, f.lfn) for *_, inputs in waiting for f in inputs])
+    for row, base, spec, inputs in waiting:
+        se_name = row["input_se"]
+        if not all(_available_on(known, reps, se_name, f.scope, f.lfn) for f in inputs):
+            continue
         for f in inputs:
-            row_f = known.get((f.scope, f.lfn))
-            ok = row_f is not None and any(
-                r["se"] == se_name and r["state"] == catalog.AVAILABLE for r in reps.get(int(row_f["file_id"]), [])
-            )
-            if not ok:
-                ready = False
-                break
             f.source_se, f.pfn = se_name, _url(storage[se_name], f.scope, f.lfn)
-        if ready:
-            reason = f"all inputs available on {se_name}"
-            changes.append(
-                Change(**base, to_status=JobState.ACTIVATED, values={"spec": spec.SerializeToString()}, reason=reason)
-            )
+        reason = f"all inputs available on {se_name}"
+        changes.append(
+            Change(**base, to_status=JobState.ACTIVATED, values={"spec": spec.SerializeToString()}, reason=reason)
+        )
     return sorted(apply_changes(conn, changes, now=now))
+
+
+def _available_on(
+    known: Mapping[tuple[str, str], Any], reps: Mapping[int, list[Any]], se_name: str, scope: str, lfn: str
+) -> bool:
+    """Whether the catalog has an ``available`` replica of ``scope:lfn`` on ``se_name``."""
+    row = known.get((scope, lfn))
+    return row is not None and any(
+        r["se"] == se_name and r["state"] == catalog.AVAILABLE for r in reps.get(int(row["file_id"]), [])
+    )
 
 
 def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[int]:
@@ -316,6 +372,16 @@ def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[i
         return []
     file_rows = fetch_files(conn, [int(r["panda_id"]) for r in rows])
     requests = catalog.requests_of_jobs(conn, [int(r["panda_id"]) for r in rows])
+    outs_of = {
+        int(r["panda_id"]): [
+            f
+            for f in file_rows.get(int(r["panda_id"]), [])
+            if f["type"] in ("output", "log") and f["destination_se"] == r["output_se"]
+        ]
+        for r in rows
+    }
+    # the catalog rows of every job's outputs at once (not two queries per job and cycle)
+    known, reps = catalog.files_with_replicas(conn, [(f["scope"], f["lfn"]) for outs in outs_of.values() for f in outs])
     changes = []
     for row in rows:
         pid, se_name = int(row["panda_id"]), row["output_se"]
@@ -327,17 +393,8 @@ def finish_verified(conn: Connection, *, now: float, limit: int = 500) -> list[i
             values = {"errors": _error(errorcodes.CHECKSUM_MISMATCH_STAGEOUT, diag), "end_time": now}
             changes.append(Change(**base, to_status=JobState.FAILED, values=values, reason=diag[:500]))
             continue
-        outs = [f for f in file_rows.get(pid, []) if f["type"] in ("output", "log") and f["destination_se"] == se_name]
-        known = catalog.lookup_files(conn, [(f["scope"], f["lfn"]) for f in outs])
-        reps = catalog.replicas_of(conn, [int(r["file_id"]) for r in known.values()])
-        if all(
-            (f["scope"], f["lfn"]) in known
-            and any(
-                r["se"] == se_name and r["state"] == catalog.AVAILABLE
-                for r in reps.get(int(known[(f["scope"], f["lfn"])]["file_id"]), [])
-            )
-            for f in outs
-        ):
+        outs = outs_of[pid]
+        if all(_available_on(known, reps, se_name, f["scope"], f["lfn"]) for f in outs):
             reason = f"{len(outs)} output(s) verified on {se_name}"
             changes.append(Change(**base, to_status=JobState.FINISHED, values={"end_time": now}, reason=reason))
     return sorted(apply_changes(conn, changes, now=now))

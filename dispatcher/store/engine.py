@@ -9,17 +9,17 @@ same file wait on the busy timeout. PostgreSQL needs none of this: row locks and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from ailuro.errors import Unavailable
@@ -27,6 +27,23 @@ from ailuro.errors import Unavailable
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+JOBS_CHANNEL = "ailuro_jobs_activated"
+"""PostgreSQL NOTIFY channel: a transaction made jobs ``activated`` (payload: the writing
+process's :attr:`Database.origin`, so it ignores its own). See ``services/parking.py``."""
+_ACTIVATED = "ailuro_activated"
+
+
+def mark_activated(conn: Connection) -> None:
+    """Note that this transaction makes jobs ``activated``: parked job requests are woken once it commits.
+
+    Called by the store where jobs become ``activated`` (insert, transitions); acted on by
+    :meth:`Database.write` (``NOTIFY`` before the commit on PostgreSQL, :attr:`Database.on_activated`
+    after it).
+    """
+    conn.info[_ACTIVATED] = True
+
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_KEY = 0x41494C55524F  # "AILURO": PostgreSQL advisory lock held while migrating
 
@@ -50,23 +67,35 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
             )
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.on_activated: Callable[[], None] | None = None
+        """Called (from the committing thread) after a write transaction that made jobs ``activated``."""
+        self.origin = ""
+        """This process's name in :data:`JOBS_CHANNEL` notifications (the dispatcher id)."""
 
-    @contextmanager
+    @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed on normal exit, rolled back on an exception."""
+        """A read-write transaction, committed on normal exit, rolled back on an exception.
+
+        A transaction that called :func:`mark_activated` also notifies :data:`JOBS_CHANNEL`
+        (PostgreSQL, delivered at commit) and calls :attr:`on_activated` once committed.
+        """
+        activated = False
         try:
-            if self._write_lock is not None:
-                with self._write_lock, self.engine.begin() as conn:
+            with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
+                try:
                     yield conn
-            else:
-                with self.engine.begin() as conn:
-                    yield conn
+                    if conn.info.get(_ACTIVATED) and self.is_postgres:
+                        conn.execute(select(func.pg_notify(JOBS_CHANNEL, self.origin)))
+                finally:  # the flag lives on the pooled DBAPI connection: never leave it behind
+                    activated = bool(conn.info.pop(_ACTIVATED, False))
         except Exception as exc:
             if is_unavailable(exc):
                 raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
             raise
+        if activated and self.on_activated is not None:
+            self.on_activated()
 
-    @contextmanager
+    @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (plain ``BEGIN`` on SQLite, so it never waits for the writer)."""
         try:

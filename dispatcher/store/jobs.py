@@ -23,6 +23,7 @@ from dispatcher.convert import FILE_TYPE_NAMES, event_row_to_proto, job_row_to_p
 from dispatcher.decisions import KillAction, KillDecision, decide_kill, kill_diag, manual_retry_problem
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import bulk, counters, errors
+from dispatcher.store.engine import mark_activated
 from dispatcher.store.schema import files, job_events, jobs, pilot_commands
 from dispatcher.store.transitions import Change, append_events, apply_changes
 
@@ -71,6 +72,8 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
         result = conn.execute(jobs.insert().returning(jobs.c.panda_id, sort_by_parameter_order=True), rows)
         ids = [r[0] for r in result]
     counters.record_inserts(conn, ids, [nj.status for nj in new_jobs], now=now)  # written at commit, in one upsert
+    if any(nj.status == JobState.ACTIVATED for nj in new_jobs):
+        mark_activated(conn)  # parked job requests look again once this commits
     file_rows = [
         {
             "panda_id": pid,

@@ -405,12 +405,18 @@ def final_report(
 
 
 def apply_finals(
-    conn: Connection, finals: Sequence[FinalIn], *, now: float, reason_chars: int = DEFAULT_REASON_CHARS
+    conn: Connection,
+    finals: Sequence[FinalIn],
+    *,
+    now: float,
+    reason_chars: int = DEFAULT_REASON_CHARS,
+    applied: dict[int, str] | None = None,
 ) -> list[tuple[AckResult, str]]:
     """Apply final reports; return ``(AckResult, message)`` per report, in order.
 
     Each is judged by :func:`dispatcher.decisions.judge_final`; ``reason_chars`` bounds the error
-    summary each writes into the job's history.
+    summary each writes into the job's history. ``applied`` (when given) receives panda_id →
+    computing site of every job a report changed (for the dispatcher's counters).
     """
     rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
     foreign = [r["pilot_id"] for f in finals if (r := rows.get(f.report.panda_id)) and r["pilot_id"] != f.pilot_id]
@@ -428,6 +434,11 @@ def apply_finals(
         report = final_report(f, reason_chars, heir=heir, verify_on=link["output_se"] if link else "")
         lease = lease_of(row) if row is not None else None
         verdict = dec.judge_final(lease, report, now=now, earlier=seen.get(report.panda_id))
+        if verdict.outcome is not None and verdict.outcome.outputs:
+            outside = dataflow.foreign_output(f.report, link, row["vo"])
+            if outside:  # refused whole: nothing of it is applied, the job stays as it was
+                out.append((REJECTED, outside))
+                continue
         out.append((_ACK[verdict.answer], verdict.message))
         if verdict.outcome is None:
             continue
@@ -435,15 +446,18 @@ def apply_finals(
         changes.append(_final_change(row, f, verdict.outcome, now))
         if verdict.outcome.outputs:
             with_outputs.add(report.panda_id)
-    applied = apply_changes(conn, changes, now=now)
+    done_ids = apply_changes(conn, changes, now=now)
     for ch in changes:
-        if ch.panda_id not in applied:
+        if ch.panda_id not in done_ids:
             for i, f in enumerate(finals):
                 if f.report.panda_id == ch.panda_id and out[i][0] == OK:
                     out[i] = (STALE, "the job changed concurrently")
-    _store_output_files(conn, [f.report for f in finals if f.report.panda_id in applied])
-    registered = [f.report for f in finals if f.report.panda_id in applied and f.report.panda_id in with_outputs]
+    _store_output_files(conn, [f.report for f in finals if f.report.panda_id in done_ids])
+    registered = [f.report for f in finals if f.report.panda_id in done_ids and f.report.panda_id in with_outputs]
     dataflow.register_outputs(conn, registered, now=now, links=links)
+    if applied is not None:
+        applied.clear()  # a re-run after a conflict starts over
+        applied.update((pid, rows[pid]["computing_site"]) for pid in done_ids if pid in rows)
     return out
 
 

@@ -329,6 +329,9 @@ ddm_requests = Table(
     Column("panda_id", BigInteger, nullable=False, default=0),  # the job waiting for it (0: none)
     Column("task_id", BigInteger, nullable=False, default=0),
     Column("activity", String(64), nullable=False, default=""),  # e.g. "stage-in", "archive"
+    # stage requests: the storage's bring-online request id and when it was made (migration 0015)
+    Column("external_id", String(255), nullable=False, default="", server_default=""),
+    Column("external_since", Float, nullable=True),
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
     Index("ix_ddm_requests_claim", "state", "next_attempt"),

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 
 from dispatcher.states import JobState, check_transition
 from dispatcher.store import bulk, counters, errors
+from dispatcher.store.engine import mark_activated
 from dispatcher.store.schema import job_events, jobs
 
 ERRORS = "errors"
@@ -89,6 +90,8 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
         for src, dst, reason in ch.transitions()
     ]
     append_events(conn, events)
+    if any(ch.to_status == JobState.ACTIVATED and ch.panda_id in applied for ch in changes):
+        mark_activated(conn)  # a requeue, retry or DDM activation: parked job requests look again
     return applied
 
 

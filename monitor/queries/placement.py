@@ -41,17 +41,24 @@ def queue_statuses(conn: Connection, names: Iterable[str]) -> dict[str, dict[str
 
 
 def why(
-    conn: Connection, panda_id: int, queues: Mapping[str, QueueConfig], base: ShareTree, *, now: float
+    conn: Connection,
+    panda_id: int,
+    queues: Mapping[str, QueueConfig],
+    base: ShareTree,
+    *,
+    now: float,
+    max_ranked: int,
 ) -> dict[str, Any] | None:
     """The ``job why`` answer for a waiting job as JSON (None if it is not waiting).
 
-    The caller has already checked that the viewer may see the job. Without ``--queues`` the
+    The caller has already checked that the viewer may see the job. The queue is ranked only
+    when at most ``max_ranked`` jobs wait there (``MonitorConfig.why_max_ranked``). Without ``--queues`` the
     monitor knows no queue: the verdicts are then empty, the summary and order still hold.
     """
     row = fetch_rows(conn, [panda_id]).get(panda_id)
     if row is None or row["status"] not in WAITING:
         return None
-    w = job_why(conn, row, queues, base, now=now, stale_since=now - PILOT_STALE_S)
+    w = job_why(conn, row, queues, base, now=now, stale_since=now - PILOT_STALE_S, max_ranked=max_ranked)
     f, e = w.facts, w.explanation
     return {
         "summary": e.summary,
@@ -59,6 +66,7 @@ def why(
         "share_priority": f.leaf_priority if f.leaf_priority != float("inf") else None,
         "claim_position": w.position,
         "claim_waiting": w.waiting,
+        "claim_deeper_than": w.deeper_than,
         "queues": [{"queue": v.queue, "can_run": v.can_run, "reasons": list(v.reasons)} for v in e.verdicts],
         "advice": list(e.advice),
     }

@@ -331,3 +331,37 @@ def test_log_out_button_ends_the_session(
     browser.get(f"{running.url}/sites/")
     _wait(lambda: "/login?next=" in browser.current_url)  # the session is gone: back to the login form
     assert browser.find_element(By.ID, "token").is_displayed()
+
+
+def test_login_task_and_waiting_job_pages(
+    browser: Any, monitor: tuple[RunningMonitor, str, SampleSpec], tmp_path: Path
+) -> None:
+    """The login form, one task (progress, files, jobs) and a waiting job with its "why": links work, shots taken."""
+    from selenium.webdriver.common.by import By
+
+    running, _url, spec = monitor
+    rows = [r.job for r in generate(spec)]
+    waiting = max((j for j in rows if j["status"] == "activated"), key=lambda j: j["panda_id"])
+    task_id = waiting["task_id"]
+    browser.get(f"{running.url}/sites/")
+    _wait(lambda: "/login" in browser.current_url)
+    assert browser.find_element(By.ID, "token").is_displayed()
+    _shots(browser, "login", tmp_path)
+    _login(browser, f"{running.url}/task/{task_id}", tmp_path)
+    token = _token(tmp_path)
+    checked: set[str] = set()
+
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Task {task_id}")
+    assert browser.find_element(By.ID, "task-progress").text
+    assert browser.find_elements(By.CSS_SELECTOR, f'#task-jobs-body tr[data-pandaid="{waiting["panda_id"]}"]')
+    assert not _broken_links(browser, running.url, checked, token)
+    _shots(browser, "task", tmp_path)
+    browser.find_element(
+        By.CSS_SELECTOR,
+        f'#task-jobs-body tr[data-pandaid="{waiting["panda_id"]}"] a[href="/job/{waiting["panda_id"]}"]',
+    ).click()
+
+    _wait(lambda: f"/job/{waiting['panda_id']}" in browser.current_url)  # a waiting job says why
+    assert browser.find_element(By.ID, "job-why-summary").text
+    assert not _broken_links(browser, running.url, checked, token)
+    _shots(browser, "job-why", tmp_path)

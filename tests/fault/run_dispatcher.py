@@ -5,7 +5,8 @@
 ``python -m dispatcher`` exposes only the production options; fault tests need short timeouts.
 A ``"workers": N`` key runs N server processes sharing the port (``ailuro server --workers N``);
 an ``"auth_dir": DIR`` key runs it in token mode with the embedded issuer in DIR (a dispatcher
-bound to anything but loopback must: trusted metadata is refused there).
+bound to anything but loopback must: trusted metadata is refused there); a ``"loop_lag_dir": DIR``
+key turns the event-loop lag monitor on, its reports in DIR.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from pathlib import Path
 
 from dispatcher.auth.config import TOKEN_MODE, TRUSTED_METADATA_MODE, AuthConfig
-from dispatcher.config import DispatcherConfig
+from dispatcher.config import DispatcherConfig, LoopLagConfig
 from dispatcher.server import serve
 from dispatcher.workers import serve_workers
 
@@ -32,6 +33,9 @@ def main() -> None:
     fields = json.loads(a.config)
     workers = int(fields.pop("workers", 1))
     auth_dir = fields.pop("auth_dir", None)
+    lag_dir = fields.pop("loop_lag_dir", None)
+    if lag_dir:
+        fields["loop_lag"] = LoopLagConfig(stall_ms=5.0, report_dir=Path(lag_dir))
     # token mode with the test's issuer, else explicitly the loopback development mode
     fields["auth"] = (
         AuthConfig(mode=TOKEN_MODE, state_dir=Path(auth_dir)) if auth_dir else AuthConfig(mode=TRUSTED_METADATA_MODE)

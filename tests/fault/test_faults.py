@@ -8,6 +8,7 @@ shared server, or a private cluster when the test restarts it), gRPC clients fro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -282,3 +283,43 @@ def test_stuck_pilot_does_not_stall_others(pg_url: str, dispatchers: Callable[..
     engine.dispose()
     assert connected is False
     _assert_consistent(pg_url, tally)
+
+
+def test_bulk_work_off_the_loop_survives_a_killed_dispatcher(
+    pg_url: str, dispatchers: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The bulk work moved off the event loop (SubmitJobs validation, building the heartbeat flush's
+    acks on a thread) under a SIGKILL of one of two dispatchers, with the loop lag monitor on in
+    both: an invalid batch is still refused whole, every job finishes exactly once, and the
+    survivor's monitor reports what it measured (probes and callbacks counted; no timing asserted)."""
+    lag_dir = tmp_path / "lag"
+    lag_dir.mkdir()
+    d1 = dispatchers(pg_url, "d1", loop_lag_dir=str(lag_dir))
+    d2 = dispatchers(pg_url, "d2", loop_lag_dir=str(lag_dir))
+    tally = Tally()
+    refused: list[str] = []
+
+    async def bad_batch_then_kill() -> None:
+        async with grpc.aio.insecure_channel(d2.address) as channel:
+            stub = submission_pb2_grpc.SubmissionServiceStub(channel)
+            bad = [job_pb2.Job(transformation="/bin/true", computing_site="LOCAL") for _ in range(30)]
+            bad.append(job_pb2.Job(transformation="/bin/true", computing_site="NO_SUCH_SITE"))
+            try:
+                await stub.SubmitJobs(submission_pb2.SubmitJobsRequest(jobs=bad), timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                refused.append(f"{exc.code().name}: {exc.details()}")
+        d1.kill()
+
+    asyncio.run(
+        _run_load(
+            [d1.address, d2.address], pg_url, tally, jobs=600, pilots=12, fault=bad_batch_then_kill, fault_after=150
+        )
+    )
+    assert len(refused) == 1 and refused[0].startswith("INVALID_ARGUMENT") and "NO_SUCH_SITE" in refused[0], refused
+    assert d2.proc.poll() is None, d2.tail()
+    assert tally.finished <= _finished_in_db(pg_url)
+    _assert_consistent(pg_url, tally)  # and _run_load counted exactly 600 jobs stored: none of the refused 31
+    d2.proc.terminate()
+    d2.proc.wait(timeout=30)
+    report = json.loads((lag_dir / f"looplag-{d2.proc.pid}.json").read_text())
+    assert report["samples"] > 0 and sum(report["callback_cpu_hist"].values()) > 0, report

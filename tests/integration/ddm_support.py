@@ -1,7 +1,8 @@
 """Shared pieces of the DDM tests: the XRootD servers (tests/infra/xrootd.sh) and catalog helpers.
 
 The ``xrootd`` fixture reuses servers CI started, or starts them itself (and stops them, deleting
-the network namespace, at the end of the session). Missing XRootD fails the tests unless
+the network namespace, at the end of the session); the tape server with staging (``stage``) is
+started on its own when the others run without it. Missing XRootD fails the tests unless
 ``AILURO_ALLOW_NO_XROOTD=1`` (then they skip).
 """
 
@@ -36,10 +37,16 @@ class XRootDServers:
     disk: str
     disk_http: str
     tape: str
+    stage: str
+    """The tape SE with a real staging service (XRootD prepare; tests/infra/tape_robot.py)."""
 
     def data_path(self, server: str, path: str) -> Path:
         """The server-side file behind ``path`` (to corrupt a replica behind the server's back)."""
         return DATA_DIR / server / "data" / path.lstrip("/")
+
+    def tape_path(self, path: str) -> Path:
+        """The file behind ``path`` on the staging server's tape (not its disk buffer)."""
+        return DATA_DIR / "stage" / "tape" / path.lstrip("/")
 
     def stop(self, server: str) -> None:
         _script("stop", server)
@@ -64,18 +71,25 @@ def xrootd() -> Iterator[XRootDServers]:
         if os.environ.get("AILURO_ALLOW_NO_XROOTD") == "1":
             pytest.skip(why)
         pytest.fail(f"{why}; set AILURO_ALLOW_NO_XROOTD=1 to skip locally")
-    started = "disk running" not in _script("status")
+    status = _script("status")
+    started = "disk running" not in status
     if started:
         _script("start")
+    stage_started = not started and "stage running" not in status  # servers of an older script
+    if stage_started:
+        _script("start", "stage")
     try:
         yield XRootDServers(
             disk=f"root://{ADDR}:21094//eos/test-{uuid.uuid4().hex[:6]}",
             disk_http=f"http://{ADDR}:21095/eos/test-http-{uuid.uuid4().hex[:6]}",
             tape=f"root://{ADDR}:21096//castor/test-{uuid.uuid4().hex[:6]}",
+            stage=f"root://{ADDR}:21098//cta/test-{uuid.uuid4().hex[:6]}",
         )
     finally:
         if started:
             _script("stop")
+        elif stage_started:
+            _script("stop", "stage")
 
 
 def random_file(path: Path, size: int) -> str:
@@ -95,6 +109,19 @@ def put(endpoint: str, scope: str, lfn: str, local: Path) -> str:
     url = f"{endpoint}/{scope}/{lfn}"
     protocol_for(url).copy_out(local, url)
     return url
+
+
+def evict(url: str) -> None:
+    """``xrdfs prepare -e`` on the staging server: its robot migrates the file to tape and removes it
+    from the disk buffer (asynchronously: this waits until the server says it is offline)."""
+    from ddm.protocols.xrootd import XRootDProtocol, split_root_url
+
+    xrd = XRootDProtocol()
+    server, path = split_root_url(url)
+    res = xrd.run(["xrdfs", server, "prepare", "-e", path])
+    if res.rc != 0:
+        raise RuntimeError(f"evicting {url} failed: {res}")
+    wait_until(lambda: not xrd.stage_status(url, "none").online, 30, f"{url} to leave the disk buffer")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -1,7 +1,9 @@
 """The COMPASS chain end to end on real XRootD, driven only through the dispatcher's API (the SDK and
 the ``ailuro`` CLI with ``--server``, no database URL on the client): raw files on tape -> staged and
 copied to disk -> N processing jobs -> one merge job on disk -> merged file archived to tape, every
-checksum consistent. The DDM agent is the one inside the dispatcher."""
+checksum consistent. The DDM agent is the one inside the dispatcher. The tape is recalled both ways:
+through XRootD's prepare protocol (the staging server; raw files evicted to tape after
+registration) and by the modelled delay (a plain server)."""
 
 # ruff: noqa: F811  (pytest fixtures imported from ddm_support are used as parameters)
 from __future__ import annotations
@@ -10,12 +12,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import zlib
 from pathlib import Path
 
 import pytest
 import yaml
-from ddm_support import ROOT, XRootDServers, put, random_file, se, wait_until, xrootd  # noqa: F401
+from ddm_support import ROOT, XRootDServers, evict, put, random_file, se, wait_until, xrootd  # noqa: F401
 from typer.testing import CliRunner
 
 from ailuro.client import Client
@@ -36,12 +39,16 @@ def _cli(address: str, *args: str) -> str:
     return result.stdout
 
 
-def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_dispatcher) -> None:
-    tape_base, disk_base = xrootd.tape, xrootd.disk
-    storage = (
-        se("EOS", disk_base, site="CERN"),
-        se("CASTOR", tape_base, site="CERN", kind="tape", staging_latency_s=1.5),
-    )
+@pytest.mark.parametrize("staging", ["prepare", "delay"])
+def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_dispatcher, staging: str) -> None:
+    disk_base = xrootd.disk
+    if staging == "prepare":
+        tape_base = f"{xrootd.stage}/{uuid.uuid4().hex[:8]}"
+        castor = se("CASTOR", tape_base, site="CERN", kind="tape", staging="prepare", staging_poll_s=0.3)
+    else:
+        tape_base = xrootd.tape
+        castor = se("CASTOR", tape_base, site="CERN", kind="tape", staging_latency_s=1.5)
+    storage = (se("EOS", disk_base, site="CERN"), castor)
     queues = (QueueConfig(name="CERN", vos=("compass",), input_se=("EOS",), output_se=("EOS",)),)
     d = make_dispatcher(
         queues=queues,
@@ -61,6 +68,9 @@ def test_compass_chain_end_to_end(xrootd: XRootDServers, tmp_path: Path, make_di
         put(tape_base, "compass", local.name, local)
     out = _cli(d.address, "ddm", "register", "compass:raw.T1", "--se", "CASTOR", *sorted(raws))
     assert out.strip() == f"registered {N_FILES} file(s) in compass:raw.T1 on CASTOR"
+    if staging == "prepare":  # migrated to tape and gone from the disk buffer: offline until recalled
+        for name in raws:
+            evict(f"{tape_base}/compass/{name}")
     spec_file = ROOT / "examples" / "compass_chain" / "task.yaml"
     task = yaml.safe_load(spec_file.read_text())
     task.update(name="T1", input_dataset="compass:raw.T1", archive_se="CASTOR")

@@ -37,9 +37,13 @@ def events_of(sub: Any, pid: int) -> list[tuple[int, int]]:
 
 
 def test_no_job_when_idle(dispatcher: RunningDispatcher, raw_pilot: Callable[..., Any]) -> None:
+    """Parked up to no_job_retry_s, then NoJob: the pilot may ask again soon (its next request parks too)."""
+    from dispatcher.services.parking import SOON_S
+
     p = raw_pilot(dispatcher.address, pilot_id="idle")
     p.request(1)
-    assert p.expect("no_job").retry_after_s == pytest.approx(dispatcher.config.no_job_retry_s)
+    answer = p.expect("no_job")
+    assert answer.n_given == 0 and answer.retry_after_s == pytest.approx(SOON_S)
 
 
 def test_full_lifecycle_on_a_stream(dispatcher: RunningDispatcher, sub: Any, raw_pilot: Callable[..., Any]) -> None:

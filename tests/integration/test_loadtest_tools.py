@@ -56,6 +56,9 @@ def test_lifecycle_bench_small_run_is_consistent() -> None:
         assert row in out, out[-4000:]
     assert out.count("consistency: OK") == 4
     assert "raw gRPC echo ceiling" in out
+    # the loop lag of every dispatcher process (1 + 2 per database) during its run
+    assert out.count("event loop lag, dispatcher process") == 6, out[-4000:]
+    assert out.count("loop callbacks: ") == 6 and "garbage collections: gen 0:" in out
 
 
 @pytest.mark.timeout(180)

@@ -217,6 +217,19 @@ def test_job_page(populated: Populated) -> None:
         assert part in html
 
 
+def test_job_that_never_ran_shows_no_usage(populated: Populated) -> None:
+    """A waiting job has no sent/start/end, CPU time or exit code: dashes, not "0s" and exit code 0."""
+    dash = "\N{EN DASH}"
+    waiting = next(r.job for r in populated.rows if r.job["status"] == "activated")
+    html = populated.client.get(f"/job/{waiting['panda_id']}").text
+    for cell in ("job-usage", "job-exit"):
+        assert f'<td id="{cell}">{dash}</td>' in html, cell
+    assert f"<tr><th>Sent</th><td>{dash}</td></tr>" in html
+    ran = populated.client.get(f"/job/{populated.log_job}").text
+    assert f'<td id="job-usage">{dash}' not in ran and f'<td id="job-exit">{dash}' not in ran
+    assert '<td id="job-usage">' in ran
+
+
 def test_log_download_and_stdout_view(populated: Populated) -> None:
     r = populated.client.get(f"/job/{populated.log_job}/log")
     assert r.status_code == 200

@@ -94,3 +94,31 @@ def test_waiting_job_page_explains_like_explain_job(
     # the owner's VO sees it; another VO does not see the job at all
     assert _json(monitor, f"/job/{ids[0]}", **who.bearer("alice", "compass"))["why"]["summary"] == rpc.summary
     assert monitor.get(f"/job/{ids[0]}", params={"json": ""}, headers=who.bearer("bob", "amber")).status_code == 404
+
+
+def test_a_deep_queue_is_not_ranked_on_the_job_page(
+    dispatcher2: RunningDispatcher, db_url: str, who: Identities
+) -> None:
+    """Over ``why_max_ranked`` waiting jobs the page says "more than N" (no position, no full read);
+    at N or fewer it ranks exactly as ExplainJob does."""
+    with Client(dispatcher2.address, identity="alice", vo="compass") as user:
+        ids = user.submit([job_pb2.Job(transformation="/bin/true", vo="compass", computing_site="LOCAL")] * 3)
+        rpc = user.brokerage.why(ids[2])
+    assert (rpc.claim_position, rpc.claim_waiting) == (3, 3)
+
+    def page(cap: int) -> dict[str, Any]:
+        app = create_app(MonitorConfig(db_url=db_url, auth=who.auth(), queues=QUEUES, why_max_ranked=cap))
+        try:
+            with TestClient(app, headers=who.admin()) as client:
+                data = _json(client, f"/job/{ids[2]}")["why"]
+                data["html"] = client.get(f"/job/{ids[2]}").text
+                return data
+        finally:
+            app.state.db.dispose()
+
+    shallow = page(3)
+    assert (shallow["claim_position"], shallow["claim_waiting"], shallow["claim_deeper_than"]) == (3, 3, 0)
+    assert shallow["summary"] == rpc.summary
+    deep = page(2)
+    assert (deep["claim_position"], deep["claim_waiting"], deep["claim_deeper_than"]) == (0, 0, 2)
+    assert "more than 2 waiting" in deep["html"]

@@ -3,11 +3,12 @@
 The usage lines (indented ``ailuro ...`` lines of "Data management (DDM)" and "The COMPASS chain
 (tasks)") are read from the README and run in order through the CLI against a dispatcher made
 from ``examples/compass_chain/queues.toml`` (its SE endpoints pointed at local directories, so the
-test owns its files), with the DDM agent running, in token mode as the README sets it up: the
-user's own token in ``~/.ailuro/token`` (a user of VO compass), the production manager's in
-``prod.token``. Optional parts ``[...]`` are included, so every
-documented option runs too; placeholders (TASK_ID, ID, REQ_ID, ...) get real values. A command
-that fails, or a README line naming a command that does not exist, fails the test.
+test owns its files, and its tape recalled by the modelled delay: ``file://`` has no prepare),
+with the DDM agent running, in token mode as the README sets it up: the user's own token in
+``~/.ailuro/token`` (a user of VO compass), the production manager's in ``prod.token``. Optional
+parts ``[...]`` are included, so every documented option runs too; placeholders (TASK_ID, ID,
+REQ_ID, ...) get real values. A command that fails, or a README line naming a command that does
+not exist, fails the test.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def test_readme_ddm_and_task_commands_run(
     data = tomllib.loads((ROOT / "examples" / "compass_chain" / "queues.toml").read_text())
     root = tmp_path / "se"
     storage = tuple(
-        dataclasses.replace(s, endpoints=((root / s.name).as_uri(),), staging_latency_s=0.1)
+        dataclasses.replace(s, endpoints=((root / s.name).as_uri(),), staging="delay", staging_latency_s=0.1)
         for s in parse_storage(data)
     )
     auth = AuthConfig(mode="token", state_dir=tmp_path / "auth")

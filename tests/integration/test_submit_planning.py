@@ -15,7 +15,7 @@ from ailuro.v1 import job_pb2
 from dispatcher.config import DispatcherConfig
 from dispatcher.services.submission import place_and_insert
 from dispatcher.states import JobState
-from dispatcher.store import catalog
+from dispatcher.store import catalog, dataflow
 from dispatcher.store.engine import Database, open_database
 from dispatcher.store.schema import ddm_job_links, job_events, jobs
 
@@ -89,3 +89,27 @@ def test_one_catalog_read_per_batch_and_jobs_inserted_in_their_planned_state(db:
         if planned == JobState.ASSIGNED:
             (why,) = [e.reason for e in history if e.panda_id == pid and e.to_status == "assigned"]
             assert "waiting for DDM transfers" in why
+
+
+def test_the_agent_reads_the_inputs_of_every_waiting_job_at_once_when_activating(db: Database) -> None:
+    _catalog(db)
+    with db.write() as conn:
+        ids = place_and_insert(conn, _specs(), _config(), owner="me", now=10.0)
+        on_tape = catalog.lookup_files(conn, [("compass", f"f{i}") for i in range(1, N, 2)])
+        for row in on_tape.values():  # the transfers arrived: every input is now on the queue's disk
+            catalog.set_replica(conn, int(row["file_id"]), "DISK", state=catalog.AVAILABLE, pfn="", now=11.0)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        text = statement.lstrip().upper()
+        if text.startswith("SELECT") and ("DDM_FILES" in text or "DDM_REPLICAS" in text):
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.write() as conn:
+            activated = dataflow.activate_ready(conn, {s.name: s for s in _config().storage}, now=12.0)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert sorted(activated) == sorted(ids[1::2])
+    assert len(statements) == 1, statements  # not two per job

@@ -12,6 +12,7 @@ from dispatcher.auth.policy import (
     is_secret_name,
     may,
     may_scope,
+    may_steer_task,
     method_denial,
 )
 from dispatcher.auth.principal import Principal
@@ -109,6 +110,26 @@ def test_a_vo_owns_the_catalog_scope_named_after_it() -> None:
     assert may_scope(bob, "atlas") and not may_scope(bob, "compass")
     assert not may_scope(token("boss", "compass", "admin"), "atlas")  # a VO's admin: its scope only
     assert may_scope(token("admin", "admin", "admin"), "atlas") and may_scope(believed_identity([]), "any")
+
+
+ALICE_TASK = Resource(vo="compass", owner="alice")
+
+
+def test_who_may_steer_a_task() -> None:
+    """The owner, an admin of the task's VO (or of every VO), production of the task's VO; nobody else."""
+    assert may_steer_task(token("alice"), ALICE_TASK)
+    assert not may_steer_task(token("carol"), ALICE_TASK)  # a plain member of the VO
+    assert may_steer_task(token("prod1", "compass", "production"), ALICE_TASK)  # any task of its VO
+    assert not may_steer_task(token("prod1", "atlas", "production"), ALICE_TASK)
+    assert may_steer_task(token("boss", "compass", "admin"), ALICE_TASK)
+    assert not may_steer_task(token("boss", "atlas", "admin"), ALICE_TASK)  # a VO's admin: its VO only
+    assert may_steer_task(token("admin", "admin", "admin"), ALICE_TASK)
+    # the owner's name does not carry across VOs
+    assert not may_steer_task(token("alice", "atlas"), ALICE_TASK)
+    # the development default acts on every VO but is production of no VO in particular
+    dev = believed_identity([])
+    assert not may_steer_task(dev, ALICE_TASK)
+    assert may_steer_task(dev, Resource(vo="compass", owner=dev.name))
 
 
 def test_trusted_metadata_claims_are_believed_and_no_claim_is_the_dev_default() -> None:

@@ -32,6 +32,9 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
     assert [q.name for q in config.queues] == ["CERN"] and config.storage_root == tmp_path
     default = config_from_args(build_parser("p", {}).parse_args(["--lease-s", "9"]))
     assert default.storage_root == DEFAULT_STORAGE_ROOT.expanduser().absolute() and default.lease_s == 9.0
+    assert default.loop_lag is None  # the loop lag monitor is opt-in
+    lag = config_from_args(build_parser("p", {}).parse_args(["--loop-lag-dir", str(tmp_path)])).loop_lag
+    assert lag is not None and lag.report_dir == tmp_path and lag.stall_ms == 5.0
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,8 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
         (["--queues", "/nonexistent/queues.toml"], "--queues"),
         (["--lease-s", "0"], "--lease-s"),
         (["--ddm-workers", "-1"], "--ddm-workers"),
+        (["--loop-stall-ms", "0"], "--loop-stall-ms"),
+        (["--loop-lag-dir", "/nonexistent/lag"], "--loop-lag-dir"),
     ],
 )
 def test_bad_options_name_the_option(argv: list[str], field: str) -> None:

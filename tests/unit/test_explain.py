@@ -82,3 +82,6 @@ def test_explain_the_claim_position_and_staging() -> None:
     assert staging.summary == "waits on CERN: inputs are not staged yet (job is assigned)"
     running = explain(facts(state=JobState.RUNNING), queues, position=0, waiting=10)
     assert running.summary == "the job is running: it is not waiting" and running.advice == ()
+    deep = explain(facts(), queues, position=0, waiting=0, deeper_than=5000)
+    assert deep.summary == "waits on CERN for a free pilot among more than 5,000 waiting jobs (not ranked)"
+    assert deep.advice == ()

@@ -1,0 +1,54 @@
+"""The opt-in event-loop lag monitor: a callback that holds the loop shows up as lag, a stall and a stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from dispatcher.config import LoopLagConfig
+from dispatcher.services.looplag import LoopLagMonitor, bucket, bucket_ms, percentile_ms
+from loadtests import _looplag
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """A deliberately blocking callback (what the monitor exists to find): it spins for ``seconds``
+    of this thread's CPU, so it holds the loop at least that long in wall time too."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_histogram_buckets_and_percentiles() -> None:
+    assert bucket(-1.0) == 0 and bucket_ms(bucket(0.05)) == 0.1
+    assert bucket_ms(bucket(12.34)) == 12.4 and bucket_ms(bucket(250.2)) == 251.0
+    assert bucket(1e9) == bucket(20_000.0)  # one overflow bucket: the histogram is bounded
+    hist = {bucket(0.3): 98, bucket(40.0): 1, bucket(900.0): 1}
+    assert percentile_ms(hist, 50) == 0.4 and percentile_ms(hist, 99) == 40.1 and percentile_ms(hist, 100) == 901.0
+    assert percentile_ms({}, 99) == 0.0
+
+
+def test_a_blocking_callback_is_measured_sampled_and_reported(tmp_path: Path) -> None:
+    monitor = LoopLagMonitor(LoopLagConfig(stall_ms=5.0, report_dir=tmp_path))
+
+    async def scenario() -> dict[int, dict[str, object]]:
+        monitor.start()
+        await asyncio.sleep(0.2)
+        before = _looplag.read(tmp_path)  # nothing written yet, or the quiet start
+        asyncio.get_running_loop().call_soon(_hold_the_loop, 0.3)
+        await asyncio.sleep(0.2)
+        await monitor.stop()
+        return before
+
+    before = asyncio.run(scenario())
+    report = json.loads((tmp_path / f"looplag-{monitor.snapshot()['pid']}.json").read_text())
+    assert report["max_ms"] >= 250 and report["stalls"] >= 1
+    sampled = [" ".join(entry["stack"]) for entry in report["stacks"]]
+    assert any("_hold_the_loop" in stack for stack in sampled), sampled
+    (lag,) = _looplag.during(before, _looplag.read(tmp_path))
+    assert lag.max_ms >= 250 and lag.stalls >= 1 and lag.samples >= 1
+    slow = {name: (count, total) for name, count, total, _gc in lag.slow_callbacks}
+    assert any("_hold_the_loop" in name and total >= 300 for name, (_, total) in slow.items()), slow
+    assert lag.callback_max_ms >= 300 and lag.callbacks > 10
+    assert asyncio.events.Handle._run.__name__ == "_run"  # put back at stop
