@@ -44,7 +44,8 @@ def test_register_ten_thousand_files_from_a_listing(make_dispatcher: Callable[..
         assert len(queued) == 5000  # the newest page; every file got one
     # again: idempotent, nothing new
     again = runner.invoke(app, [*args, "--files-from", str(listing), "--json"])
-    assert again.exit_code == 0 and len(json.loads(again.stdout)) == N
+    assert again.exit_code == 0, again.stderr  # say why (exit 1 without a message under stress-ng once)
+    assert len(json.loads(again.stdout)) == N
     # a bad line is refused naming it, before anything is sent
     listing.write_text("a.raw 12 0000000a\nb.raw twelve\n")
     bad = runner.invoke(app, [*args, "--files-from", str(listing)])

@@ -77,14 +77,16 @@ def test_lost_heartbeat_retries_until_max_attempt_then_fails(
 def test_heartbeats_keep_the_lease_alive(
     make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any]
 ) -> None:
-    d = make_dispatcher(lease_s=0.8, watchdog_interval_s=0.1)
+    # a 4 s lease: a heartbeat round trip on a loaded machine (stress-ng beside the suite) took longer
+    # than the former 0.8 s lease, which then lapsed between two heartbeats
+    d = make_dispatcher(lease_s=4.0, watchdog_interval_s=0.1)
     with grpc.insecure_channel(d.address) as ch:
         sub = submission_pb2_grpc.SubmissionServiceStub(ch)
         (pid,) = sub.SubmitJobs(S.SubmitJobsRequest(jobs=[J.Job(transformation="t")])).panda_ids
         p = raw_pilot(d.address, pilot_id="alive")
         p.request(1)
         p.expect("assignment")
-        for _ in range(8):  # 2.4 s, three leases long
+        for _ in range(40):  # 12 s or more, three leases long
             p.heartbeat(pid, 1, J.JOB_STATUS_RUNNING)
             assert p.ack_for(pid).result == P.ACK_RESULT_OK
             time.sleep(0.3)

@@ -78,10 +78,11 @@ def _kill_marked(marker: str) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_kill9_of_a_pilot_requeues_its_job_within_seconds(
+def test_kill9_of_a_pilot_requeues_its_job_before_its_lease_expires(
     make_dispatcher: Callable[..., Any], db_url: str, tmp_path: Path
 ) -> None:
-    # a 120 s lease: only the factory's report can bring the job back within the 30 s asked here
+    # a 120 s lease: only the factory's report can bring the job back within the 90 s waited here
+    # (a bound on the wait, generous for a loaded machine, not a speed claim)
     server = make_dispatcher(queues=(LIVE,), lease_s=120.0, watchdog_interval_s=0.5).address
     marker = f"liveness-{uuid.uuid4().hex[:8]}"
     factory = Factory(
@@ -115,9 +116,7 @@ def test_kill9_of_a_pilot_requeues_its_job_within_seconds(
             (wrapper_pid,) = [e["pid"] for e in state["workers"].values() if e["worker_id"] == running.pilot_id]
             (pilot_pid,) = _children(wrapper_pid)
             os.kill(pilot_pid, signal.SIGKILL)
-            killed = time.monotonic()
-            again = _wait(lambda: (j := client.get([pid])[0]).attempt_nr == 2 and j, 30, "the job to be requeued")
-            took = time.monotonic() - killed
+            again = _wait(lambda: (j := client.get([pid])[0]).attempt_nr == 2 and j, 90, "the job to be requeued")
             events = client.events(pid)
             lost = [e for e in events if f"pilot {running.pilot_id} is gone" in e.reason]
             assert lost, [e.reason for e in events]
@@ -128,7 +127,6 @@ def test_kill9_of_a_pilot_requeues_its_job_within_seconds(
                 job_pb2.JOB_STATUS_STARTING,
                 job_pb2.JOB_STATUS_RUNNING,
             )
-            assert took < 120  # well before the lease could have expired
     finally:
         stop.set()
         thread.join(timeout=30)

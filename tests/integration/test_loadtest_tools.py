@@ -41,11 +41,15 @@ def test_locust_compass_x10_short_run_is_clean() -> None:
     assert "grpc SubmitJobs" in out and "stream JobFinal" in out and "stream Heartbeat" in out
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(960)
 def test_lifecycle_bench_small_run_is_consistent() -> None:
-    """The lifecycle benchmark on both databases, one and two dispatchers, prints its table and passes its check."""
+    """The lifecycle benchmark on both databases, one and two dispatchers, prints its table and passes its check.
+
+    Four runs of 1,500 jobs: within the former 280 s bound on a quiet machine, not beside
+    ``stress-ng --cpu 2`` (26 jobs/s on SQLite there), hence a bound of 900 s on the wait.
+    """
     args = ["loadtests.bench", "--db", "both", "--dispatchers", "1,2", "--jobs", "1500", "--pilots", "20"]
-    res = _run([*args, "--slots", "20", "--echo-seconds", "1", "--kill-every", "50"], timeout=280)
+    res = _run([*args, "--slots", "20", "--echo-seconds", "1", "--kill-every", "50"], timeout=900)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     for row in ("sqlite       1", "sqlite       2", "postgres     1", "postgres     2"):

@@ -217,11 +217,11 @@ def test_kill_reaches_the_pilot_and_the_payload_is_gone(
         )
         pids = [int(p) for p in pid_file.read_text().split()]
         assert all(pid_alive(p) for p in pids)
-        killed_at = time.monotonic()
         (result,) = client.kill([panda_id], reason="test kill")
         assert result.accepted, result.message
-        wait_until(lambda: not any(pid_alive(p) for p in pids), 2.0, "the payload processes to be gone")
-        assert time.monotonic() - killed_at <= 2.0
+        # both processes would sleep 120 s and the child ignores SIGTERM: gone well before that means
+        # the kill reached the whole tree (a bound on the wait, not a speed claim)
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 60, "the payload processes to be gone")
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_CANCELLED, 10, "cancelled")
         assert pilot.wait() == 0, pilot.log()
         (job,) = client.get([panda_id])

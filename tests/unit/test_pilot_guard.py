@@ -91,8 +91,10 @@ def test_sigkilled_pilot_takes_the_whole_payload_tree_with_it(tmp_path: Path) ->
         pilot.kill()
         killed_at = time.monotonic()
         pilot.wait(10)
+        # every process would sleep 300 s: gone within the bound means the guard killed them
+        # (a bound on the wait, not a speed claim; a loaded machine is slow)
         while alive := [name for name, pid in pids.items() if _alive(pid)]:
-            assert time.monotonic() - killed_at < 2.0, f"still alive 2 s after the pilot died: {alive}"
+            assert time.monotonic() - killed_at < 60, f"still alive 60 s after the pilot died: {alive}"
             time.sleep(0.02)
     finally:
         if pilot.poll() is None:

@@ -85,7 +85,7 @@ async def test_missing_program_is_a_start_error(tmp_path: Path) -> None:
         await Payload(spec=_spec(tmp_path, [str(tmp_path / "nope")])).start()
 
 
-async def test_kill_stops_the_whole_tree_within_a_second(tmp_path: Path) -> None:
+async def test_kill_stops_the_whole_tree_even_processes_ignoring_sigterm(tmp_path: Path) -> None:
     payload = Payload(spec=_spec(tmp_path, [sys.executable, "-c", TERM_IGNORING_TREE], kill_grace_s=0.5))
     await payload.start()
     waiter = asyncio.create_task(payload.wait())
@@ -94,8 +94,10 @@ async def test_kill_stops_the_whole_tree_within_a_second(tmp_path: Path) -> None
     assert all(_alive(p) for p in pids)
     requested = time.monotonic()
     payload.request_kill(EndReason.KILLED, "test kill")
-    while any(_alive(p) for p in pids):
-        assert time.monotonic() - requested < 1.0, "payload tree survived the kill for more than 1 s"
+    # every process would sleep 300 s ignoring SIGTERM: gone within the bound means the kill escalated
+    # to SIGKILL across the tree (a bound on the wait, not a speed claim; a loaded machine is slow)
+    while alive := [p for p in pids if _alive(p)]:
+        assert time.monotonic() - requested < 60, f"payload processes {alive} survived the kill"
         await asyncio.sleep(0.02)
     result = await asyncio.wait_for(waiter, 5)
     assert (result.reason, result.signal, result.killed_by_pilot) == (EndReason.KILLED, 9, True)
