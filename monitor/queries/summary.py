@@ -116,8 +116,7 @@ def _tasks_from_counters(
         ((task, states) for task, states in matrix.items() if sum(states.values())),
         key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
     )[depth - LIST_LIMIT : depth]
-    everything = counts.facet_states(conn, flt, ["taskid"], vos=vos)["taskid"]
-    total = sum(1 for states in everything.values() if sum(states.values()))
+    total = counts.count_tasks(conn, flt, vos=vos)
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:

@@ -274,6 +274,8 @@ def _assert_vo_counts_exact(conn: Connection, everything: JobFilter, vos: tuple[
         {(f, v, s): n for f, vals in got.items() for v, states in vals.items() for s, n in states.items()}
     )
     assert +have_facets == want_facets, vos
+    tasks = {v for f, v, _ in want_facets if f == "taskid"}
+    assert mcounts.count_tasks(conn, everything, vos=vos) == len(tasks), vos
     assert vos == () or want_facets, "each VO must have jobs"
     have_errors = Counter({(r[0], r[1], int(r[2]), int(r[3]), r[4]): int(r[5]) for r in error_rows})
     assert +have_errors == want_errors, vos
