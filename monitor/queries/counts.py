@@ -150,10 +150,10 @@ def facet_states_last(
 
 
 def count_tasks(conn: Connection, flt: JobFilter, *, vos: VOs = None) -> int:
-    """How many tasks (of ``vos``) have jobs in the window, counted in SQL (no row per task leaves it).
+    """How many tasks (of ``vos``) have jobs in the window, summed in SQL (one id per task leaves it).
 
     A task counts when its counter rows sum above zero or a final job of the window's partial
-    first hour (read from ``jobs``) belongs to it; the few head tasks are checked against the sums.
+    first hour (read from ``jobs``) belongs to it.
     """
     window = Window.of(flt.since)
     wanted = all_statuses(flt)
@@ -163,14 +163,11 @@ def count_tasks(conn: Connection, flt: JobFilter, *, vos: VOs = None) -> int:
         return conds if wanted is None else [*conds, t.c.status.in_(sorted(set(wanted)))]
 
     c = _with_pending(job_counts, job_count_deltas, ("value", "n"), where).c
-    counted = select(c.value).group_by(c.value).having(func.sum(c.n) > 0)
-    total = int(conn.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
+    tasks = set(conn.execute(select(c.value).group_by(c.value).having(func.sum(c.n) > 0)).scalars())
     head_states = FINAL_VALUES if wanted is None else wanted
     column = jobs.c[FACET_COLUMNS["taskid"]]
-    head = sorted({str(r.task) for r in window.head_rows(conn, [column.label("task")], head_states, vos=vos)})
-    if head:
-        total += len(head) - len(conn.execute(counted.where(c.value.in_(head))).all())
-    return total
+    tasks.update(str(r.task) for r in window.head_rows(conn, [column.label("task")], head_states, vos=vos))
+    return len(tasks)
 
 
 def latest_tasks(
