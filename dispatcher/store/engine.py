@@ -86,8 +86,13 @@ class Database:
                     yield conn
                     if conn.info.get(_ACTIVATED) and self.is_postgres:
                         conn.execute(select(func.pg_notify(JOBS_CHANNEL, self.origin)))
-                finally:  # the flag lives on the pooled DBAPI connection: never leave it behind
-                    activated = bool(conn.info.pop(_ACTIVATED, False))
+                finally:
+                    # The flag lives on the pooled DBAPI connection: never leave it behind. A
+                    # connection invalidated mid-transaction (the database went away) refuses even
+                    # ``info`` until rolled back (PendingRollbackError, which would replace the
+                    # outage and reach the client as INTERNAL); its DBAPI connection, and the flag
+                    # with it, is discarded anyway.
+                    activated = not conn.invalidated and bool(conn.info.pop(_ACTIVATED, False))
         except Exception as exc:
             if is_unavailable(exc):
                 raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
