@@ -79,7 +79,13 @@ CFG
 start)
   [ -x "$R/usr/sbin/condor_master" ] || { echo "htcondor.sh: run setup first" >&2; exit 1; }
   P=$(master_pid)
-  if [ -n "$P" ] && kill -0 "$P" 2>/dev/null; then echo "condor already running (pid $P)"; exit 0; fi
+  if [ -n "$P" ] && kill -0 "$P" 2>/dev/null; then
+    # a pool started from another checkout binds that one: its pilots could not run this one's
+    # Python (exit 127), so restart it bound to this checkout
+    if [ "$(cat "$BASE/binds" 2>/dev/null)" = "$(bind_paths)" ]; then echo "condor already running (pid $P)"; exit 0; fi
+    echo "condor running for another checkout (pid $P): restarting it for $REPO"
+    "$0" stop
+  fi
   mnt proc "$R/proc" -t proc
   mnt /dev "$R/dev" --bind
   mnt /dev/pts "$R/dev/pts" --bind
