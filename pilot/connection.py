@@ -11,7 +11,6 @@ live in the spool, so nothing is lost by dropping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Protocol
 import grpc
 
 from ailuro import credentials, targets
+from ailuro.aio import wait_event
 from ailuro.backoff import backoff_delay
 from ailuro.v1 import pilot_pb2, pilot_pb2_grpc
 from ailuro.vocabulary import ROLES_METADATA_KEY
@@ -134,8 +134,7 @@ class Connection:
                     break
                 delay = self._backoff.next_delay()
                 log.info("reconnecting to %s in %.1fs", self.target, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await wait_event(stop, delay)  # never asyncio.wait_for: see ailuro/aio.py
 
     async def _one_stream(self, stub: pilot_pb2_grpc.PilotServiceStub, stop: asyncio.Event) -> None:
         call = stub.Connect(wait_for_ready=False, metadata=ROLE_METADATA)

@@ -46,6 +46,7 @@ import time
 from importlib import metadata
 
 from ailuro import errorcodes
+from ailuro.aio import wait_event
 from ailuro.v1 import job_pb2, pilot_pb2
 from ailuro.vocabulary import PilotExit as ExitCode
 from ddm.storage import StorageConfig, StorageResolver
@@ -242,8 +243,7 @@ class Pilot:
                         return ExitCode.OK
                     return ExitCode.NO_JOBS if self.conn.ever_connected else ExitCode.NEVER_CONNECTED
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
+            await wait_event(self._wake, 0.5)  # never asyncio.wait_for: see ailuro/aio.py
 
     def _active(self) -> list[JobContext]:
         """Jobs holding a slot: from assignment until their payload phase is over (a job storing its
@@ -531,8 +531,7 @@ class Pilot:
             self._period_changed.clear()
             wait_s = last + self.heartbeat_s - time.monotonic()
             if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._period_changed.wait(), wait_s)
+                await wait_event(self._period_changed, wait_s)
                 continue  # a Welcome changed the period (look again), or the beat is due now
             now = last = time.monotonic()
             if self.conn.connected.is_set():

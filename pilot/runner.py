@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ailuro.aio import wait_event
 from pilot import procfs
 from pilot.spawner import guard_server
 
@@ -277,8 +278,7 @@ class Payload:
                 else:
                     timeout = _LEFTOVER_KILL_TIMEOUT_S
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)  # never asyncio.wait_for: see ailuro/aio.py
         finally:
             if self._status_fd >= 0:
                 loop.remove_reader(self._status_fd)

@@ -21,10 +21,10 @@ change: a pilot sees a ``NoJob`` that comes later, or assignments that come soon
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 
+from ailuro.aio import wait_event
 from ailuro.v1 import pilot_pb2
 
 MAX_PARK_S = 10.0
@@ -89,8 +89,7 @@ class Parking:
         self.parked += 1
         self._parked_streams.add(owner)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), left)
+            await wait_event(event, left)  # never asyncio.wait_for: see ailuro/aio.py
         finally:
             self.parked -= 1
             self._parked_streams.discard(owner)

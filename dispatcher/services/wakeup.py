@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from ailuro.aio import wait_event
 from dispatcher.services.runtime import Runtime
 from dispatcher.store.engine import JOBS_CHANNEL
 from dispatcher.store.jobs import COMMANDS_CHANNEL
@@ -92,8 +93,7 @@ class CommandWakeup:
 
     async def wait(self, timeout: float) -> None:
         """Return when notified or after ``timeout`` seconds, whichever comes first."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)  # never asyncio.wait_for: see ailuro/aio.py
         self._event.clear()
 
     def stop(self) -> None:
