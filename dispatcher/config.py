@@ -153,6 +153,12 @@ class DispatcherConfig:
     limit). gRPC's own default (1,000, rising to 3,000) makes it refuse new calls with CANCELLED
     while the loop is busy: a storm of 10,000 pilots reconnecting to one dispatcher lost about
     one stream in eight to it. Pilots retry refused streams, but nothing is gained by refusing."""
+    max_pending_call_wait_s: int = 600
+    """How long (whole seconds) gRPC may hold an incoming call for the event loop before it cancels
+    it. gRPC's own default, 30 s, is reached by a reconnect storm on a busy host: 4,000 pilot
+    streams opened at once beside ``stress-ng --cpu 2`` were registered too slowly and 3,444 of them
+    were cancelled (CANCELLED) after waiting 30 s. Like ``max_pending_calls``: a late answer costs
+    the pilot nothing, a refusal costs a reconnect that only adds to the storm."""
     ddm_workers: int = 8
     """Requests the DDM agent inside this dispatcher runs at once; the agent runs only when
     ``storage`` is configured, and 0 turns it off here (another dispatcher on the same database runs it)."""

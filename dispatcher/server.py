@@ -131,6 +131,7 @@ async def _start(config: DispatcherConfig) -> _Started:
             ("grpc.absolute_max_metadata_size", 16 * 1024),
             ("grpc.server.max_pending_requests", config.max_pending_calls),
             ("grpc.server.max_pending_requests_hard_limit", 2 * config.max_pending_calls),
+            ("grpc.server_max_unrequested_time_in_server", config.max_pending_call_wait_s),
             # Clients ping every ailuro.targets.KEEPALIVE_TIME_MS to notice a vanished host: accept
             # that (gRPC's default cuts clients pinging more than every 5 min), and ping back so a
             # stream whose pilot host vanished is closed and its pilot marked disconnected.
