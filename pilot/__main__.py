@@ -74,6 +74,12 @@ def build_parser(prog: str = "python -m pilot", environ: Mapping[str, str] | Non
     )
     p.add_argument("--walltime-s", type=float, default=0.0, help="lifetime of the pilot in seconds (0: unlimited)")
     p.add_argument("--max-jobs", type=int, default=0, help="exit after this many jobs (0: unlimited)")
+    p.add_argument(
+        "--final-flush-timeout-s",
+        type=float,
+        default=15.0,
+        help="at exit, wait this long for spooled final reports to be acknowledged (default: %(default)s)",
+    )
     p.add_argument("--jobs-in-parallel", type=int, default=1, help="jobs run at the same time (default: %(default)s)")
     p.add_argument("--kill-grace-s", type=float, default=1.0, help="seconds between SIGTERM and SIGKILL of a payload")
     p.add_argument("--spool", type=Path, help="directory of undelivered final reports (default: <workdir>/spool)")
@@ -170,6 +176,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         idle_timeout_s=args.idle_timeout_s,
         walltime_s=args.walltime_s,
         max_jobs=args.max_jobs,
+        final_flush_timeout_s=args.final_flush_timeout_s,
         jobs_in_parallel=args.jobs_in_parallel,
         kill_grace_s=args.kill_grace_s,
         keep_workdirs=args.keep_workdirs,

@@ -308,40 +308,52 @@ def test_lost_pilot_fails_over_and_its_late_report_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("payload_s", "downtime_s"),
+    ("ends_during_outage", "downtime_s"),
     [
-        pytest.param(6.0, 1.0, id="job-outlives-the-outage"),
-        pytest.param(1.0, 4.0, id="job-ends-during-the-outage"),
+        pytest.param(False, 1.0, id="job-outlives-the-outage"),
+        pytest.param(True, 4.0, id="job-ends-during-the-outage"),
     ],
 )
 def test_dispatcher_restart_loses_nothing_and_runs_nothing_twice(
     make_dispatcher: Callable[..., RunningDispatcher],
     pilots: Callable[..., PilotProcess],
     tmp_path: Path,
-    payload_s: float,
+    ends_during_outage: bool,
     downtime_s: float,
 ) -> None:
     """Heartbeats resume on the new dispatcher with the same epoch, or the spooled final is delivered."""
     # Leases and waits are long enough for the pilot's reconnect backoff (full jitter, up to 30 s)
-    # on a loaded machine: what is asserted is the outcome (same attempt, same epoch, one run).
+    # on a loaded machine: what is asserted is the outcome (same attempt, same epoch, one run). The
+    # payload ends when the test opens its gate (during the outage, or once the new dispatcher
+    # listens), not after a fixed sleep: on a busy machine a 1 s payload ended before the first
+    # dispatcher stopped, and the final never met the outage.
     first = make_dispatcher(lease_s=120.0)
     runs = tmp_path / "runs.txt"
+    gate = tmp_path / "gate"
     code = (
         "import os, time\n"
         f"open({str(runs)!r}, 'a').write(os.environ['AILURO_PANDA_ID'] + '\\n')\n"
-        f"time.sleep({payload_s})\n"
+        "deadline = time.monotonic() + 300\n"
+        f"while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
         "open('out.dat', 'w').write('done')\n"
     )
     job = python_job("survivor", code, files=[job_pb2.File(lfn="out.dat", type=job_pb2.FILE_TYPE_OUTPUT)])
     with Client(first.address) as client:
         (panda_id,) = client.submit([job])
-        pilot = pilots(first.address, "pilot-steady", "--max-jobs", "1", "--idle-timeout-s", "30")
+        # the final flush outlasts the outage plus a reconnect backoff on a loaded machine
+        pilot = pilots(
+            first.address, "pilot-steady", "--max-jobs", "1", "--idle-timeout-s", "30", "--final-flush-timeout-s", "120"
+        )
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 30, "running")
         epoch = client.get([panda_id])[0].lease_epoch
     port = first.port
     first.stop()
+    if ends_during_outage:
+        gate.touch()
     time.sleep(downtime_s)  # the pilot keeps reconnecting meanwhile
     second = make_dispatcher(port=port, lease_s=120.0)
+    gate.touch()
     with Client(second.address) as client:
         try:
             wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_FINISHED, 90, "the job to finish")
@@ -364,12 +376,23 @@ def test_spooled_final_is_delivered_by_the_next_pilot(
     """A pilot that dies with an undelivered final leaves it in the spool; the next one sends it."""
     first = make_dispatcher(lease_s=60.0)
     spool = tmp_path / "shared-spool"
+    # The payload ends once the dispatcher is gone (the test opens the gate), not after a fixed
+    # sleep: on a busy machine a 1.5 s payload could end before the stop (no final to spool) or
+    # pass through RUNNING between two polls.
+    gate = tmp_path / "gate"
+    payload = (
+        "import os, time\n"
+        "deadline = time.monotonic() + 300\n"
+        f"while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+    )
     with Client(first.address) as client:
-        (panda_id,) = client.submit([python_job("spooled", "import time; time.sleep(1.5)")])
+        (panda_id,) = client.submit([python_job("spooled", payload)])
         pilot = pilots(first.address, "pilot-one", "--spool", str(spool), "--max-jobs", "1")
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 30, "running")
     port = first.port
     first.stop()
+    gate.touch()
     wait_until(lambda: list(spool.glob("final-*.pb")), 20, "the final report in the spool")
     pilot.proc.send_signal(signal.SIGKILL)
     pilot.proc.wait(10)
@@ -438,10 +461,11 @@ def test_pilot_walltime_running_out_fails_the_job_as_retryable(
     """The pilot's own lifetime ends mid-job: the payload is stopped, 1213, and another pilot may retry."""
     with Client(dispatcher.address) as client:
         (panda_id,) = client.submit([python_job("outlived", "import time; time.sleep(120)", max_attempt=2)])
-        # 10 s of the 13 are the margin under which no job is taken: it starts at once, then runs out
-        pilot = pilots(dispatcher.address, "pilot-mortal", "--walltime-s", "13", "--idle-timeout-s", "30")
-        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 10, "running")
-        assert pilot.wait(40) == 0, pilot.log()
+        # 10 s of the 40 are the margin under which no job is taken: it takes the job if it asks
+        # within 30 s (a loaded machine took more than 3 s to start a pilot), then runs out mid-job
+        pilot = pilots(dispatcher.address, "pilot-mortal", "--walltime-s", "40", "--idle-timeout-s", "60")
+        wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_RUNNING, 40, "running")
+        assert pilot.wait(90) == 0, pilot.log()
         (job,) = client.get([panda_id])
     assert (job.status, job.attempt_nr) == (JS.JOB_STATUS_ACTIVATED, 2), pilot.log()
     assert [(e.component, e.code) for e in job.errors] == [(job_pb2.ERROR_COMPONENT_PILOT, errorcodes.MAX_WALLTIME)]
