@@ -112,7 +112,9 @@ def make_dispatcher(db_url: str) -> Iterator[Callable[..., RunningDispatcher]]:
 
     yield make
     for d in reversed(started):
-        d.stop()
+        # A bound on the wait for the stop, not a timing check: a dispatcher closing 4,000 streams
+        # beside stress-ng took 29.8 s of the 30 s default (test_reconnect_storm.py).
+        d.stop(timeout=120)
 
 
 @pytest.fixture

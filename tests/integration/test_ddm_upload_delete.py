@@ -74,9 +74,11 @@ def test_upload_delete_and_expiry(xrootd: XRootDServers, tmp_path: Path, make_di
     wait_until(lambda: "CASTOR" not in _replicas(a, "user:u1.root"), 60, "the tape replica deleted")
     with pytest.raises(NotFound):
         protocol_for(tape_url).stat(tape_url)
-    _ok(_run(a, "ddm", "replicate", "user:u2.root", "--to", "CASTOR", "--lifetime", "3"))
+    # The lifetime runs from the request: with 3 s, a copy slower than that on a busy machine was
+    # deleted as soon as it arrived, and the CLI polls (a subprocess each) never saw it available.
+    _ok(_run(a, "ddm", "replicate", "user:u2.root", "--to", "CASTOR", "--lifetime", "30"))
     wait_until(lambda: _replicas(a, "user:u2.root").get("CASTOR") == "available", 60, "u2 on tape")
-    wait_until(lambda: "CASTOR" not in _replicas(a, "user:u2.root"), 60, "the tape copy of u2 expired")
+    wait_until(lambda: "CASTOR" not in _replicas(a, "user:u2.root"), 120, "the tape copy of u2 expired")
     assert _replicas(a, "user:u2.root") == {"EOS": "available"}
     # progress: every request ended (2 register verifies, 2 upload verifies reused or new, 2 copies, 2 deletes)
     progress = json.loads(_ok(_run(a, "ddm", "requests", "--json")))
