@@ -19,7 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary, names, backoff, credentials
+SDK_CORE = "sdk-core"  # ailuro/__init__, v1 stubs, errors, errorcodes, targets, vocabulary, names, backoff, aio,
+# credentials
 SDK = "sdk"  # the rest of ailuro/: client, jobspec, queues, ddm client, compat
 DDM_KIT = "ddm-kit"  # ddm/__init__, checksum, protocols, storage: what the pilot stages files with
 EVERYTHING = frozenset(
@@ -67,6 +68,7 @@ _SDK_CORE_FILES = {
     "vocabulary.py",
     "names.py",
     "backoff.py",
+    "aio.py",
     "credentials.py",
 }
 _DDM_KIT_FILES = {"__init__.py", "checksum.py", "storage.py"}
