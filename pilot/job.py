@@ -303,7 +303,8 @@ def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
     logger.propagate = False
     handler = JobLog()
     logger.addHandler(handler)
-    _TO_PILOT_LOG.level = logging.DEBUG if logging.getLogger("pilot.job").isEnabledFor(logging.DEBUG) else logging.WARNING
+    verbose = logging.getLogger("pilot.job").isEnabledFor(logging.DEBUG)
+    _TO_PILOT_LOG.level = logging.DEBUG if verbose else logging.WARNING
     logger.addHandler(_TO_PILOT_LOG)
     return logger, handler
 

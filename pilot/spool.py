@@ -266,4 +266,3 @@ class FinalSpool:
         target.mkdir(exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.replace(target / path.name)
-
