@@ -4,8 +4,9 @@ Why: the payload runs in its own session, so when the pilot is killed with SIGKI
 OOM killer, a human) nothing would stop it. Its lease then lapses and the dispatcher retries the
 job elsewhere while the orphan still runs: the job would run twice. The guard closes that hole:
 
-- a job's guard leads a new session and process group; the payload runs as the guard's child in
-  that same group, so the pilot's ``killpg`` still reaches the whole tree;
+- the payload leads a new session and process group of its own (server mode; in single mode
+  the payload stays in the guard's), so the pilot's ``killpg`` reaches its whole tree; the guard
+  is its parent;
 - ``prctl(PR_SET_PDEATHSIG)`` makes the kernel signal the guard when its parent dies, and
   ``getppid()`` is checked right after, so a parent that died before the ``prctl`` is noticed too
   (then the payload is never started). The guard also polls ``getppid()`` once a second, in case
@@ -20,14 +21,17 @@ Two ways to run it:
 ``python -m pilot.guard --serve --parent PID --control-fd FD`` (what the pilot uses): one *guard
 server* per pilot, started once. For each payload the pilot sends it a request on the control
 socket (:func:`encode_request`: argv, cwd, environment, plus stdout, stderr and a status socket
-as passed file descriptors); the server forks a job guard from itself (a fork of a small
-single-threaded process: no interpreter start per job) which does the above with the server as
-its parent. The chain holds when the pilot dies: the server gets its parent-death signal and
-SIGKILLs every process below it; a server that vanishes by SIGKILL still triggers each job guard's
-own parent-death signal. The server keeps its copy of the job's status socket until it reaped the
-job guard and then writes ``reaped <wait status>``: the end of that stream tells the pilot that
-nothing of the job is left. A pilot that closes the status socket early gives up on the job: its
-guard kills the tree at once.
+as passed file descriptors); the server hands it to a free *job guard*, forking one from itself
+when none is free (a fork of a small single-threaded process: no interpreter start per job), so
+there are as many job guards as payloads ever ran at once, and each is reused for payload after
+payload: a fork per job cost the guard and its payload ~2 ms of CPU, more than ``/bin/true``
+itself. A job guard serves one payload at a time and does the above with the server as its
+parent; whatever is below it when its payload ended is that payload's leftover. The chain holds
+when the pilot dies: the server gets its parent-death signal and SIGKILLs every process below it;
+a server that vanishes by SIGKILL still triggers each job guard's own parent-death signal. The
+job guard keeps the job's status socket until it reaped the payload and killed its leftovers,
+then closes it: the end of that stream tells the pilot that nothing of the job is left. A pilot
+that closes the status socket early gives up on the job: its guard kills the tree at once.
 
 ``python -m pilot.guard --parent PID --status-fd FD -- PROGRAM ARGS...``: one guard for one
 payload, started by the pilot itself (kept for wrappers and tests).
@@ -35,12 +39,13 @@ payload, started by the pilot itself (kept for wrappers and tests).
 When the payload's main process ends, the guard kills whatever it left behind (it has no child
 left in the common case, which costs one ``waitpid``; else the ``/proc`` walk), and reports on
 the status descriptor, one line each: ``started <pid> <guard pid>``, ``error <message>`` (the
-payload could not be started), ``exited <raw wait status> <guard cpu s> <payload tree cpu s>``.
+payload could not be started), ``exited <raw wait status> <guard cpu s> <payload tree cpu s>``
+(this payload's share of a reused guard's figures).
 Its exit code is the payload's in shell convention (128 + N for a signal).
 
 The guard ignores SIGTERM, SIGINT and SIGHUP (with handlers, which ``exec`` resets, so the payload
-gets default dispositions): the pilot signals the process group to stop the payload, and the guard
-must outlive the payload to report it. SIGKILL ends the guard like anything else.
+gets default dispositions): the guard must outlive the payload to report it, and the pilot never
+signals it (it is outside the payload's group). SIGKILL ends the guard like anything else.
 
 Caveat: ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the process exits, so the pilot
 must start its guard server from a thread that lives as long as the pilot (its event-loop thread).

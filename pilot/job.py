@@ -45,7 +45,7 @@ from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
 from pilot import environment, procfs, sandbox, staging
 from pilot.config import PilotConfig
-from pilot.logtar import JobLog, log_lfn, make_log_tarball
+from pilot.logtar import JobLog, ToPilotLog, log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
 
 PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
@@ -280,21 +280,9 @@ def _tail(path: Path, size: int = 65536) -> str:
         return ""
 
 
-class _ToPilotLog(logging.Handler):
-    """Hands a job's messages on to the pilot's own log: warnings and errors always, the rest at ``-v``.
-
-    Why: a job's routine messages (started, ended, staged out, tarball) are all in its pilot.log;
-    writing each a second time to the pilot's stderr cost a formatting and a write per line. The
-    pilot's log keeps one line when a job comes and one when it ends (``main``).
-    """
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger("pilot.job").handle(record)
-
-
 def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
     """The job's own logger: its messages are kept for the tarball's pilot.log (and the pilot's log
-    gets its warnings and errors, or everything at ``-v``: :class:`_ToPilotLog`).
+    gets its warnings and errors, or everything at ``-v``: :class:`pilot.logtar.ToPilotLog`).
 
     It is not registered with :mod:`logging` (which keeps every named logger for good, and clears
     all their caches on each ``setLevel``): a pilot running 100,000 jobs must not grow with them.
@@ -303,13 +291,8 @@ def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
     logger.propagate = False
     handler = JobLog()
     logger.addHandler(handler)
-    verbose = logging.getLogger("pilot.job").isEnabledFor(logging.DEBUG)
-    _TO_PILOT_LOG.level = logging.DEBUG if verbose else logging.WARNING
-    logger.addHandler(_TO_PILOT_LOG)
+    logger.addHandler(ToPilotLog.shared())
     return logger, handler
-
-
-_TO_PILOT_LOG = _ToPilotLog()
 
 
 async def run_job(ctx: JobContext, services: JobServices) -> None:
