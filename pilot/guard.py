@@ -399,8 +399,13 @@ def _close_all(fds: Sequence[int]) -> None:
             os.close(fd)
 
 
-def _serve_job(server: int, raw: bytes, fds: list[int]) -> None:
-    """In a job guard: run one request's payload in a new session, report, close the job's descriptors."""
+def _serve_job(server: int, raw: bytes, fds: list[int], conn: socket.socket) -> None:
+    """In a job guard: run one request's payload in a new session, report, close the job's descriptors.
+
+    The guard tells the server it is free (a byte on ``conn``) *before* it closes the job's status
+    socket: the pilot's next request, which follows that end of stream, then never finds this
+    guard still marked busy (which would fork a needless new one).
+    """
     out, err, status_fd = fds
     try:
         request = json.loads(raw[_HEADER.size :])
@@ -420,6 +425,8 @@ def _serve_job(server: int, raw: bytes, fds: list[int]) -> None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         _report(status_fd, f"error bad spawn request: {exc}")
     finally:
+        with contextlib.suppress(OSError):  # a server that is gone: the next read says so
+            conn.send(b"\0")
         _close_all(fds)  # the end of the status stream: nothing of the job is left
 
 
@@ -427,8 +434,8 @@ def _job_guard(server: int, conn: socket.socket) -> int:
     """In a forked child: a job guard serving one payload at a time, as the server hands them over.
 
     It is reused for job after job (a fork per job cost more CPU than a short payload), and stays
-    each payload's parent and subreaper, with its parent-death signal on the server. After each
-    job it writes one byte on ``conn``: free again. Returns when the server closes ``conn``.
+    each payload's parent and subreaper, with its parent-death signal on the server. At the end of
+    each job it writes one byte on ``conn``: free again. Returns when the server closes ``conn``.
     """
     if not _watch_parent(server):
         return 128 + signal.SIGKILL
@@ -446,12 +453,7 @@ def _job_guard(server: int, conn: socket.socket) -> int:
         if got is None:
             kill_tree()
             return 0
-        _serve_job(server, *got)
-        try:
-            conn.send(b"\0")
-        except OSError:
-            kill_tree()
-            return 0
+        _serve_job(server, *got, conn)
 
 
 def _children_of(me: int, skip: set[int]) -> list[int]:
