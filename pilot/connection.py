@@ -107,6 +107,7 @@ class Connection:
         self.connected = asyncio.Event()
         self.ever_connected = False
         self.streams_opened = 0
+        self._metadata: tuple[tuple[str, str], ...] = ROLE_METADATA
 
     def send(self, msg: pilot_pb2.PilotMessage) -> bool:
         """Queue ``msg`` on the current stream; ``False`` (message dropped) when disconnected."""
@@ -117,9 +118,12 @@ class Connection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a stream open until ``stop`` is set; raises ``DispatcherRefused`` on a fatal status."""
-        # The token is read once: the channel's interceptor sends the same metadata on every call.
+        # The token is read once and sent with each Connect call's metadata (one call per stream).
+        # Not through the channel's token interceptor: an intercepted stream passes every message
+        # through an extra queue and task each way, a per-job cost for a call that lasts for hours.
         token = credentials.resolve_token(token_file=self._token_file)
-        async with targets.aio_channel(self.target, token=token, tls=credentials.tls_credentials()) as channel:
+        self._metadata = (*ROLE_METADATA, *credentials.bearer_metadata(token))
+        async with targets.aio_channel(self.target, token=None, tls=credentials.tls_credentials()) as channel:
             stub = pilot_pb2_grpc.PilotServiceStub(channel)
             while not stop.is_set():
                 try:
@@ -137,7 +141,7 @@ class Connection:
                 await wait_event(stop, delay)  # never asyncio.wait_for: see ailuro/aio.py
 
     async def _one_stream(self, stub: pilot_pb2_grpc.PilotServiceStub, stop: asyncio.Event) -> None:
-        call = stub.Connect(wait_for_ready=False, metadata=ROLE_METADATA)
+        call = stub.Connect(wait_for_ready=False, metadata=self._metadata)
         outbox: asyncio.Queue[pilot_pb2.PilotMessage] = asyncio.Queue()
         writer: asyncio.Task[None] | None = None
         stopper = asyncio.create_task(stop.wait())

@@ -4,8 +4,9 @@ Why: the payload runs in its own session, so when the pilot is killed with SIGKI
 OOM killer, a human) nothing would stop it. Its lease then lapses and the dispatcher retries the
 job elsewhere while the orphan still runs: the job would run twice. The guard closes that hole:
 
-- a job's guard leads a new session and process group; the payload runs as the guard's child in
-  that same group, so the pilot's ``killpg`` still reaches the whole tree;
+- the payload leads a new session and process group of its own (server mode; in single mode
+  the payload stays in the guard's), so the pilot's ``killpg`` reaches its whole tree; the guard
+  is its parent;
 - ``prctl(PR_SET_PDEATHSIG)`` makes the kernel signal the guard when its parent dies, and
   ``getppid()`` is checked right after, so a parent that died before the ``prctl`` is noticed too
   (then the payload is never started). The guard also polls ``getppid()`` once a second, in case
@@ -20,14 +21,17 @@ Two ways to run it:
 ``python -m pilot.guard --serve --parent PID --control-fd FD`` (what the pilot uses): one *guard
 server* per pilot, started once. For each payload the pilot sends it a request on the control
 socket (:func:`encode_request`: argv, cwd, environment, plus stdout, stderr and a status socket
-as passed file descriptors); the server forks a job guard from itself (a fork of a small
-single-threaded process: no interpreter start per job) which does the above with the server as
-its parent. The chain holds when the pilot dies: the server gets its parent-death signal and
-SIGKILLs every process below it; a server that vanishes by SIGKILL still triggers each job guard's
-own parent-death signal. The server keeps its copy of the job's status socket until it reaped the
-job guard and then writes ``reaped <wait status>``: the end of that stream tells the pilot that
-nothing of the job is left. A pilot that closes the status socket early gives up on the job: its
-guard kills the tree at once.
+as passed file descriptors); the server hands it to a free *job guard*, forking one from itself
+when none is free (a fork of a small single-threaded process: no interpreter start per job), so
+there are as many job guards as payloads ever ran at once, and each is reused for payload after
+payload: a fork per job cost the guard and its payload ~2 ms of CPU, more than ``/bin/true``
+itself. A job guard serves one payload at a time and does the above with the server as its
+parent; whatever is below it when its payload ended is that payload's leftover. The chain holds
+when the pilot dies: the server gets its parent-death signal and SIGKILLs every process below it;
+a server that vanishes by SIGKILL still triggers each job guard's own parent-death signal. The
+job guard keeps the job's status socket until it reaped the payload and killed its leftovers,
+then closes it: the end of that stream tells the pilot that nothing of the job is left. A pilot
+that closes the status socket early gives up on the job: its guard kills the tree at once.
 
 ``python -m pilot.guard --parent PID --status-fd FD -- PROGRAM ARGS...``: one guard for one
 payload, started by the pilot itself (kept for wrappers and tests).
@@ -35,12 +39,13 @@ payload, started by the pilot itself (kept for wrappers and tests).
 When the payload's main process ends, the guard kills whatever it left behind (it has no child
 left in the common case, which costs one ``waitpid``; else the ``/proc`` walk), and reports on
 the status descriptor, one line each: ``started <pid> <guard pid>``, ``error <message>`` (the
-payload could not be started), ``exited <raw wait status> <guard cpu s> <payload tree cpu s>``.
+payload could not be started), ``exited <raw wait status> <guard cpu s> <payload tree cpu s>``
+(this payload's share of a reused guard's figures).
 Its exit code is the payload's in shell convention (128 + N for a signal).
 
 The guard ignores SIGTERM, SIGINT and SIGHUP (with handlers, which ``exec`` resets, so the payload
-gets default dispositions): the pilot signals the process group to stop the payload, and the guard
-must outlive the payload to report it. SIGKILL ends the guard like anything else.
+gets default dispositions): the guard must outlive the payload to report it, and the pilot never
+signals it (it is outside the payload's group). SIGKILL ends the guard like anything else.
 
 Caveat: ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the process exits, so the pilot
 must start its guard server from a thread that lives as long as the pilot (its event-loop thread).
@@ -149,17 +154,22 @@ def _has_children() -> bool:
     return True
 
 
-def kill_tree() -> None:
-    """SIGKILL everything below the guard until nothing is left (or give up after a few rounds)."""
+def kill_tree() -> list[tuple[int, int]]:
+    """SIGKILL everything below the guard until nothing is left (or give up after a few rounds).
+
+    Returns the children it reaped meanwhile (pid, wait status).
+    """
+    reaped: list[tuple[int, int]] = []
     for _ in range(_SWEEP_ROUNDS):
         pids = _descendants()
         if not pids:
-            return
+            break
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
-        _reap_all()
+        reaped += _reap_all()
+    return reaped + _reap_all()
 
 
 def _shell_code(status: int) -> int:
@@ -218,11 +228,47 @@ def guard_payload(
     """
     if not _watch_parent(parent):
         return 128 + signal.SIGKILL
+    status = _guard_one(
+        parent,
+        status_fd,
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=stdout,
+        stderr=stderr,
+        new_session=False,
+        watch_status=watch_status,
+    )
+    return START_ERROR_EXIT if status is None else _shell_code(status)
+
+
+def _guard_one(
+    parent: int,
+    status_fd: int,
+    argv: Sequence[str],
+    *,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdout: int | None,
+    stderr: int | None,
+    new_session: bool,
+    watch_status: bool = False,
+) -> int | None:
+    """Start one payload and watch it to its end and its leftovers' (the guard's parent-death
+    handling is already set up); returns its wait status, ``None`` when it could not start.
+
+    A guard serves one payload at a time, so whatever is below it when the payload's main process
+    ended is that payload's leftover. CPU figures are this payload's share (a reused guard's
+    totals are read before and after).
+    """
+    own_before, tree_before = _cpu_s(resource.RUSAGE_SELF), _cpu_s(resource.RUSAGE_CHILDREN)
     try:
-        payload = _start_payload(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, keep=(status_fd,))
+        payload = _start_payload(
+            argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, keep=(status_fd,), new_session=new_session
+        )
     except OSError as exc:
         _report(status_fd, f"error cannot start {argv[0]!r}: {exc}")
-        return START_ERROR_EXIT
+        return None
     _report(status_fd, f"started {payload} {os.getpid()}")
     pidfd = os.pidfd_open(payload)
     watched = [pidfd, status_fd] if watch_status else [pidfd]
@@ -232,19 +278,22 @@ def guard_payload(
         if os.getppid() != parent:
             os.kill(os.getpid(), PILOT_DEATH_SIGNAL)
         if status_fd in ready and not _read_or_eof(status_fd):
-            kill_tree()  # the pilot let go of this job: nothing of it may run on
+            # the pilot let go of this job: nothing of it may run on
+            status = dict(kill_tree()).get(payload)
             watched = [pidfd]
-        with contextlib.suppress(ChildProcessError):
-            pid, st = os.waitpid(payload, os.WNOHANG)
-            if pid:
-                status = st
+        if status is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, st = os.waitpid(payload, os.WNOHANG)
+                if pid:
+                    status = st
     os.close(pidfd)
     if _has_children():
         kill_tree()  # a payload must not outlive its job
     _reap_all()
-    own = _cpu_s(resource.RUSAGE_SELF)
-    _report(status_fd, f"exited {status} {own:.3f} {_cpu_s(resource.RUSAGE_CHILDREN):.3f}")
-    return _shell_code(status)
+    own = _cpu_s(resource.RUSAGE_SELF) - own_before
+    tree = _cpu_s(resource.RUSAGE_CHILDREN) - tree_before
+    _report(status_fd, f"exited {status} {own:.3f} {tree:.3f}")
+    return status
 
 
 def _start_payload(
@@ -255,6 +304,7 @@ def _start_payload(
     stdout: int | None,
     stderr: int | None,
     keep: Sequence[int],
+    new_session: bool = False,
 ) -> int:
     """Start the payload with ``posix_spawn`` (a vfork: no copy of the guard); its pid.
 
@@ -279,10 +329,19 @@ def _start_payload(
     if stderr is not None:
         actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
     if cwd is not None:
-        os.chdir(cwd)  # the guard serves this one payload: its directory may as well be the payload's
-    return os.posix_spawn(
-        program, list(argv), environ, file_actions=actions, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ)
-    )
+        os.chdir(cwd)  # posix_spawn has no chdir action here: the guard goes there for the payload
+    try:
+        return os.posix_spawn(
+            program,
+            list(argv),
+            environ,
+            file_actions=actions,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            setsid=new_session,
+        )
+    finally:
+        if cwd is not None:
+            os.chdir("/")  # not kept in the job's work directory, which goes away with the job
 
 
 def _read_or_eof(fd: int) -> bool:
@@ -309,37 +368,92 @@ def encode_request(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> byt
     return _HEADER.pack(len(body)) + body
 
 
-def _read_request(sock: socket.socket) -> tuple[dict[str, object], list[int]] | None:
-    """One request and its descriptors (stdout, stderr, status); ``None`` at end of stream."""
+def _read_request(sock: socket.socket) -> tuple[bytes, list[int]] | None:
+    """One request as sent (header and body) and its descriptors; ``None`` at end of stream."""
     head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 3)
     if not head:
         return None
     while len(head) < _HEADER.size:
         more = sock.recv(_HEADER.size - len(head))
         if not more:
+            _close_all(fds)
             return None
         head += more
     (size,) = _HEADER.unpack(head)
     if size > MAX_REQUEST_BYTES or len(fds) != 3:
+        _close_all(fds)
         raise ValueError(f"bad spawn request ({size} bytes, {len(fds)} descriptors)")
-    body = bytearray()
-    while len(body) < size:
-        chunk = sock.recv(min(size - len(body), 1 << 20))
+    body = bytearray(head)
+    while len(body) < _HEADER.size + size:
+        chunk = sock.recv(min(_HEADER.size + size - len(body), 1 << 20))
         if not chunk:
+            _close_all(fds)
             return None
         body += chunk
-    return json.loads(body), fds
+    return bytes(body), fds
 
 
-def _job_guard(parent: int, request: dict[str, object], fds: list[int]) -> int:
-    """In the forked child: become the job's guard; returns the exit code."""
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _serve_job(server: int, raw: bytes, fds: list[int], conn: socket.socket) -> None:
+    """In a job guard: run one request's payload in a new session, report, close the job's descriptors.
+
+    The guard tells the server it is free (a byte on ``conn``) *before* it closes the job's status
+    socket: the pilot's next request, which follows that end of stream, then never finds this
+    guard still marked busy (which would fork a needless new one).
+    """
     out, err, status_fd = fds
-    os.setsid()
-    argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
-    env = {str(k): str(v) for k, v in request["env"].items()}  # type: ignore[attr-defined]
-    return guard_payload(
-        parent, status_fd, argv, cwd=str(request["cwd"]), env=env, stdout=out, stderr=err, watch_status=True
-    )
+    try:
+        request = json.loads(raw[_HEADER.size :])
+        argv = [str(a) for a in request["argv"]]
+        env = {str(k): str(v) for k, v in request["env"].items()}
+        _guard_one(
+            server,
+            status_fd,
+            argv,
+            cwd=str(request["cwd"]),
+            env=env,
+            stdout=out,
+            stderr=err,
+            new_session=True,
+            watch_status=True,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _report(status_fd, f"error bad spawn request: {exc}")
+    finally:
+        with contextlib.suppress(OSError):  # a server that is gone: the next read says so
+            conn.send(b"\0")
+        _close_all(fds)  # the end of the status stream: nothing of the job is left
+
+
+def _job_guard(server: int, conn: socket.socket) -> int:
+    """In a forked child: a job guard serving one payload at a time, as the server hands them over.
+
+    It is reused for job after job (a fork per job cost more CPU than a short payload), and stays
+    each payload's parent and subreaper, with its parent-death signal on the server. At the end of
+    each job it writes one byte on ``conn``: free again. Returns when the server closes ``conn``.
+    """
+    if not _watch_parent(server):
+        return 128 + signal.SIGKILL
+    while True:
+        ready, _, _ = select.select([conn], [], [], _POLL_S)
+        if os.getppid() != server:
+            os.kill(os.getpid(), PILOT_DEATH_SIGNAL)
+        if not ready:
+            continue
+        try:
+            got = _read_request(conn)
+        except (OSError, ValueError) as exc:
+            print(f"payload guard: bad spawn request: {exc}", file=sys.stderr)
+            got = None
+        if got is None:
+            kill_tree()
+            return 0
+        _serve_job(server, *got, conn)
 
 
 def _children_of(me: int, skip: set[int]) -> list[int]:
@@ -372,8 +486,37 @@ def _sweep_orphans(me: int, guards: set[int], ended: dict[int, int]) -> None:
         ended.update(_reap_all())
 
 
-def _spawn(me: int, control: socket.socket, guards: dict[int, tuple[int, int]]) -> bool:
-    """Read one request and fork its job guard; ``False`` when the pilot closed the socket."""
+class _Guard:
+    """The server's handle on one job guard: its pid, pidfd and the socket jobs go through."""
+
+    def __init__(self, pid: int, pidfd: int, conn: socket.socket) -> None:
+        self.pid, self.pidfd, self.conn = pid, pidfd, conn
+        self.busy = False
+
+
+def _fork_guard(me: int, control: socket.socket, guards: list[_Guard], pending: Sequence[int]) -> _Guard:
+    """Fork a new job guard; ``pending`` (the request being handed over) is not inherited: a copy
+    of a job's status socket left in its guard would keep the stream from ending."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            mine.close()
+            control.close()
+            _close_all(pending)
+            for g in guards:
+                os.close(g.pidfd)
+                g.conn.close()
+            code = _job_guard(me, theirs)
+        finally:
+            os._exit(code)
+    theirs.close()
+    return _Guard(pid, os.pidfd_open(pid), mine)
+
+
+def _dispatch(me: int, control: socket.socket, guards: list[_Guard]) -> bool:
+    """Hand one request to a free job guard (forked if none is); ``False`` when the pilot closed."""
     try:
         got = _read_request(control)
     except (OSError, ValueError) as exc:
@@ -381,52 +524,50 @@ def _spawn(me: int, control: socket.socket, guards: dict[int, tuple[int, int]]) 
         return True
     if got is None:
         return False
-    request, fds = got
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            control.close()
-            for pidfd, (_, status_fd) in guards.items():
-                os.close(pidfd)
-                os.close(status_fd)
-            code = _job_guard(me, request, fds)
-        finally:
-            os._exit(code)
-    os.close(fds[0])
-    os.close(fds[1])
-    # the status socket stays open here until the job guard is reaped: the pilot's end of
-    # stream then means its pid is free, and nothing of the job is left
-    guards[os.pidfd_open(pid)] = (pid, fds[2])
+    raw, fds = got
+    try:
+        guard = next((g for g in guards if not g.busy), None)
+        if guard is None:
+            guard = _fork_guard(me, control, guards, fds)
+            guards.append(guard)
+        socket.send_fds(guard.conn, [raw], fds)
+        guard.busy = True
+    except OSError as exc:  # the pilot sees its status socket closed without a word: a start error
+        print(f"payload guard: cannot hand over a spawn request: {exc}", file=sys.stderr)
+    finally:
+        _close_all(fds)
     return True
 
 
 def serve(parent: int, control_fd: int) -> int:
-    """Server mode: start a job guard per request on ``control_fd`` until the pilot closes it."""
+    """Server mode: have a job guard start each request on ``control_fd`` until the pilot closes it."""
     me = os.getpid()
     if not _watch_parent(parent):
         return 128 + signal.SIGKILL
     control = socket.socket(fileno=control_fd)
-    guards: dict[int, tuple[int, int]] = {}  # pidfd -> (job guard pid, its status socket)
+    guards: list[_Guard] = []
     ended: dict[int, int] = {}  # reaped pid -> wait status
     while True:
-        ready, _, _ = select.select([control.fileno(), *guards], [], [], _POLL_S)
+        watched = [control.fileno(), *(g.pidfd for g in guards), *(g.conn.fileno() for g in guards if g.busy)]
+        ready, _, _ = select.select(watched, [], [], _POLL_S)
         if os.getppid() != parent:
             os.kill(me, PILOT_DEATH_SIGNAL)
-        done = [fd for fd in ready if fd in guards]
-        if done:
+        for g in [g for g in guards if g.busy and g.conn.fileno() in ready]:
+            with contextlib.suppress(OSError):
+                if g.conn.recv(64):
+                    g.busy = False  # done with its job (a dead guard is handled by its pidfd)
+        dead = [g for g in guards if g.pidfd in ready]
+        if dead:
             ended.update(_reap_all())
-            finished = [(guards.pop(fd), fd) for fd in done]
-            if any(os.WIFSIGNALED(ended.get(pid, 0)) for (pid, _), _ in finished):
+            for g in dead:
+                guards.remove(g)
+                os.close(g.pidfd)
+                g.conn.close()
+            if any(os.WIFSIGNALED(ended.get(g.pid, 0)) for g in dead):
                 # killed before it could clean up after its payload: what it left came to us
-                _sweep_orphans(me, {pid for pid, _ in guards.values()}, ended)
-            for (pid, status_fd), pidfd in finished:
-                os.close(pidfd)
-                _report(status_fd, f"reaped {ended.pop(pid, 0)}")
-                os.close(status_fd)
-            live = {pid for pid, _ in guards.values()}
-            ended = {pid: st for pid, st in ended.items() if pid in live}
-        if control.fileno() in ready and not _spawn(me, control, guards):
+                _sweep_orphans(me, {g.pid for g in guards}, ended)
+            ended.clear()
+        if control.fileno() in ready and not _dispatch(me, control, guards):
             kill_tree()  # the pilot let go: nothing of its payloads may outlive it
             return 0
 

@@ -45,7 +45,7 @@ from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.storage import StorageResolver
 from pilot import environment, procfs, sandbox, staging
 from pilot.config import PilotConfig
-from pilot.logtar import JobLog, log_lfn, make_log_tarball
+from pilot.logtar import JobLog, ToPilotLog, log_lfn, make_log_tarball
 from pilot.runner import EndReason, Payload, PayloadResult, PayloadSpec, PayloadStartError, Usage
 
 PILOT_SIGNALLED = errorcodes.PILOT_SIGNALLED
@@ -281,15 +281,17 @@ def _tail(path: Path, size: int = 65536) -> str:
 
 
 def _job_logger(ctx: JobContext) -> tuple[logging.Logger, JobLog]:
-    """The job's own logger: its messages are kept for the tarball's pilot.log and reach the pilot's log.
+    """The job's own logger: its messages are kept for the tarball's pilot.log (and the pilot's log
+    gets its warnings and errors, or everything at ``-v``: :class:`pilot.logtar.ToPilotLog`).
 
     It is not registered with :mod:`logging` (which keeps every named logger for good, and clears
     all their caches on each ``setLevel``): a pilot running 100,000 jobs must not grow with them.
     """
     logger = logging.Logger(f"pilot.job.{ctx.panda_id}", logging.INFO)
-    logger.parent = logging.getLogger("pilot.job")
+    logger.propagate = False
     handler = JobLog()
     logger.addHandler(handler)
+    logger.addHandler(ToPilotLog.shared())
     return logger, handler
 
 
@@ -298,9 +300,11 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
     config = services.config
     job = ctx.job
     try:
-        if ctx.workdir.exists():
+        try:
+            ctx.workdir.mkdir(parents=True)
+        except FileExistsError:  # left by an earlier pilot: start from scratch (rare: no check first)
             shutil.rmtree(ctx.workdir)
-        ctx.workdir.mkdir(parents=True)
+            ctx.workdir.mkdir(parents=True)
         logger, handler = _job_logger(ctx)
         ctx.logger = logger
         ctx.marks["workdir"] = time.monotonic()
@@ -371,7 +375,26 @@ async def run_job(ctx: JobContext, services: JobServices) -> None:
     final = _final(ctx, errors, files, result, forced_retryable, cancelled=cancelled)
     services.report_final(ctx, final)
     if not config.keep_workdirs:
-        shutil.rmtree(ctx.workdir, ignore_errors=True)
+        _remove_workdir(ctx.workdir, log_file_of(job).lfn)
+
+
+def _remove_workdir(workdir: Path, tarball: str) -> None:
+    """Remove a finished job's work directory: the usual files one by one, else the whole tree.
+
+    Why not always ``rmtree``: for a short job the directory holds just the payload's output and the
+    log tarball, and three unlinks and an ``rmdir`` cost a third of ``rmtree``'s walk.
+    """
+    for name in (STDOUT_NAME, STDERR_NAME, tarball):
+        try:
+            os.unlink(workdir / name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            break
+    try:
+        os.rmdir(workdir)
+    except OSError:  # the payload left more (or a directory named like one of those)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _stage_in(ctx: JobContext, services: JobServices, logger: logging.Logger) -> None:

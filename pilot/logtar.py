@@ -56,6 +56,30 @@ class JobLog(logging.Handler):
         return "".join(self._lines) + note
 
 
+class ToPilotLog(logging.Handler):
+    """Hands a job's messages on to the pilot's own log: warnings and errors always, the rest at ``-v``.
+
+    Why: a job's routine messages (started, ended, staged out, tarball) are all in its pilot.log;
+    writing each a second time to the pilot's stderr cost a formatting and a write per line. The
+    pilot's log keeps a line when a job comes and one when it ends (:mod:`pilot.main`).
+    """
+
+    _shared: ToPilotLog | None = None
+
+    @classmethod
+    def shared(cls) -> ToPilotLog:
+        """The one instance every job logger uses, its level set by the pilot's (``-v``) now."""
+        if cls._shared is None:
+            cls._shared = cls()
+        verbose = logging.getLogger("pilot.job").isEnabledFor(logging.DEBUG)
+        cls._shared.level = logging.DEBUG if verbose else logging.WARNING
+        return cls._shared
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Pass ``record`` to the handlers of the pilot's ``pilot.job`` logger."""
+        logging.getLogger("pilot.job").handle(record)
+
+
 def log_lfn(job_name: str, panda_id: int = 0) -> str:
     """The conventional LOG file name of a job, ``<job_name>.job.log.tgz``.
 

@@ -110,12 +110,13 @@ class PayloadStartError(Exception):
 class Payload:
     """One running payload process tree, under its job guard (:mod:`pilot.guard`).
 
-    The job guard leads the payload's session and process group and is the payload's parent.
-    Signals go to the group (the guard ignores SIGTERM and outlives the payload to report its
-    wait status); SIGKILL reaches the guard as well. The guard server holds the status socket open
-    until it reaped the guard, so the end of the stream means every process of the job is gone
-    (the pilot signals the group only before that: its id is not reused while the guard is a
-    zombie). Usage figures exclude the guard's own CPU and RSS, and include everything below it.
+    The payload's main process leads its own session and process group; its job guard is its
+    parent and subreaper, outside that group, and serves one payload at a time (the guard server
+    reuses it for the next one). Signals go to the group and to tree members outside it, never to
+    the guard. The guard holds the job's status socket until it reaped the payload and killed
+    what it left, so the end of the stream means every process of the job is gone (the group is
+    signalled only before the guard's report: its id may be reused once the payload is reaped).
+    Usage figures exclude the guard's own CPU and RSS, and include everything below it.
     """
 
     spec: PayloadSpec
@@ -136,7 +137,7 @@ class Payload:
 
     @property
     def pid(self) -> int | None:
-        """Pid of the guard, which is also the process-group and session id of the payload tree."""
+        """Pid of the payload's guard (reused for the pilot's later payloads; not in their group)."""
         return self._guard_pid
 
     async def start(self) -> None:
@@ -331,13 +332,24 @@ class Payload:
             return self._kill.sigkill_at
         return float("inf")
 
+    def _tree(self) -> list[procfs.ProcInfo]:
+        """The payload's processes: everything below its guard (which serves one payload at a time
+        and is their subreaper), or, once the guard is gone, the payload's session and descendants."""
+        assert self._guard_pid is not None and self.payload_pid is not None
+        if self._status_eof:
+            return procfs.process_tree(self.payload_pid)
+        return [p for p in procfs.process_tree(self._guard_pid) if p.pid != self._guard_pid]
+
     def _sample(self, now: float) -> None:
-        assert self._guard_pid is not None
-        tree = procfs.tree_usage(self._guard_pid, exclude_root=True)
-        self.usage.cpu_time_s = max(self.usage.cpu_time_s, tree.cpu_s)
-        self.usage.max_rss_kb = max(self.usage.max_rss_kb, tree.rss_kb)
+        tree = self._tree()
+        # the guard is reused: its reaped children's CPU (earlier jobs) must not count, so only live
+        # members are summed; what this payload's reaped children used comes with the guard's report
+        cpu_s = sum(p.cpu_s for p in tree)
+        rss_kb = sum(p.rss_kb for p in tree)
+        self.usage.cpu_time_s = max(self.usage.cpu_time_s, cpu_s)
+        self.usage.max_rss_kb = max(self.usage.max_rss_kb, rss_kb)
         self.usage.walltime_s = now - self._started
-        self._last_rss_kb = tree.rss_kb
+        self._last_rss_kb = rss_kb
 
     def _check_limits(self, now: float) -> None:
         if self._kill is not None:
@@ -356,19 +368,24 @@ class Payload:
             )
 
     def _signal_tree(self, sig: signal.Signals) -> bool:
-        """Send ``sig`` to the process group and to tree members outside it.
+        """Send ``sig`` to the payload's process group and to tree members outside it.
 
-        Returns whether any live (non-zombie) member was found. Every group member is in the
-        payload's session, so the tree read from /proc covers the whole group.
+        Returns whether any live (non-zombie) member was found. The group is the payload's own
+        session (its main process leads it); the guard is outside it and never signalled. The
+        group is signalled only while the main process is not known to be reaped (no ``exited``
+        report read just before): its id could be reused once it is.
         """
-        assert self._guard_pid is not None
-        root = self._guard_pid
-        live = [p for p in procfs.process_tree(root) if p.state != "Z"]
-        if not self._status_eof or any(p.pgrp == root for p in live):
+        assert self._guard_pid is not None and self.payload_pid is not None
+        group = self.payload_pid
+        self._read_status()
+        if self._status_buf:
+            self._wake.set()  # a report read here is handled by the monitor loop
+        live = [p for p in self._tree() if p.state != "Z"]
+        if self._report() is None and (not self._status_eof or any(p.pgrp == group for p in live)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(root, sig)
+                os.killpg(group, sig)
         for p in live:
-            if p.pgrp != root:
+            if p.pgrp != group:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(p.pid, sig)
         return bool(live)

@@ -87,8 +87,10 @@ class GuardServer:
                     self._start()
                 assert self._sock is not None
                 try:
-                    socket.send_fds(self._sock, [request[:4]], [stdout, stderr, status])
-                    self._sock.sendall(request[4:])
+                    # one sendmsg for the descriptors and as much of the request as fits
+                    sent = socket.send_fds(self._sock, [request], [stdout, stderr, status])
+                    if sent < len(request):
+                        self._sock.sendall(request[sent:])
                     return
                 except OSError:
                     if attempt == 2:

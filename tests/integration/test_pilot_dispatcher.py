@@ -26,6 +26,7 @@ from ailuro.client import Client
 from ailuro.v1 import job_pb2, pilot_pb2
 from ddm.protocols import url_to_path
 from dispatcher.server import RunningDispatcher
+from pilot.spool import FinalSpool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -393,7 +394,7 @@ def test_spooled_final_is_delivered_by_the_next_pilot(
     port = first.port
     first.stop()
     gate.touch()
-    wait_until(lambda: list(spool.glob("final-*.pb")), 20, "the final report in the spool")
+    wait_until(lambda: FinalSpool(spool).pending(), 20, "the final report in the spool")
     pilot.proc.send_signal(signal.SIGKILL)
     pilot.proc.wait(10)
     second = make_dispatcher(port=port, lease_s=60.0)
@@ -402,7 +403,7 @@ def test_spooled_final_is_delivered_by_the_next_pilot(
         wait_until(lambda: job_status(client, panda_id) == JS.JOB_STATUS_FINISHED, 30, "the spooled final")
         assert client.get([panda_id])[0].pilot_id == "pilot-one"
     assert heir.wait() == 82, heir.log()  # it delivered the report but never got a job of its own
-    assert list(spool.glob("final-*.pb")) == []
+    assert FinalSpool(spool).pending() == []
 
 
 def test_sigterm_fails_the_running_job_as_retryable(

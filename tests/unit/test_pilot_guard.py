@@ -187,8 +187,9 @@ def test_guard_runs_from_its_source_when_there_is_no_file(tmp_path: Path) -> Non
     assert lines[0].startswith("started ") and lines[1].startswith(f"exited {5 << 8} ")
 
 
-async def test_one_guard_server_forks_the_guard_of_every_payload(tmp_path: Path) -> None:
-    # no interpreter start per job: each job's guard is a fork of the pilot's one guard server
+async def test_one_guard_server_forks_the_guards_and_reuses_them(tmp_path: Path) -> None:
+    # no interpreter start per job: each job's guard is a fork of the pilot's one guard server,
+    # one per payload running at once, and a free one serves the next payload (no fork per job)
     first = Payload(spec=_spec(tmp_path, ["sleep", "0.5"]))
     second = Payload(spec=_spec(tmp_path, ["sleep", "0.5"]))
     await first.start()
@@ -200,8 +201,15 @@ async def test_one_guard_server_forks_the_guard_of_every_payload(tmp_path: Path)
     assert "--serve" in procfs.cmdline(server)
     results = await asyncio.gather(first.wait(), second.wait())
     assert [r.exit_code for r in results] == [0, 0]
-    # the end of the status stream comes after the server reaped the guard: nothing of the job is left
-    assert not any(Path(f"/proc/{g}").exists() for g in guards)
+    # the end of the status stream comes after the guard reaped the payload: nothing of the job is left
+    assert not any(_alive(p) for p in (first.payload_pid, second.payload_pid))  # type: ignore[arg-type]
+    third = Payload(spec=_spec(tmp_path, ["sleep", "0.5"]))
+    await third.start()
+    assert third.pid in guards and third.payload_pid not in (first.payload_pid, second.payload_pid)
+    # each payload leads its own session and process group, outside its guard's
+    info = procfs.read_proc(third.payload_pid)  # type: ignore[arg-type]
+    assert info is not None and info.session == info.pgrp == third.payload_pid
+    assert (await asyncio.wait_for(third.wait(), 20)).exit_code == 0
 
 
 async def test_a_pilot_that_lets_go_of_a_job_takes_its_tree_down(tmp_path: Path) -> None:

@@ -241,7 +241,9 @@ async def test_abandoned_job_is_never_reported(env: tuple[JobServices, Recorder,
     ctx.abandon("stale epoch")
     await asyncio.wait_for(task, 10)
     assert rec.finals == []
-    assert ctx.payload.pid is not None and not Path(f"/proc/{ctx.payload.pid}").exists()
+    # nothing of the job runs on (its guard is reused by the next payload)
+    pid = ctx.payload.payload_pid
+    assert pid is not None and not Path(f"/proc/{pid}").exists()
 
 
 def test_payload_argv(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ import logging
 import tarfile
 from pathlib import Path
 
-from pilot.logtar import JobLog, log_lfn, make_log_tarball
+import pytest
+
+from pilot.logtar import JobLog, ToPilotLog, log_lfn, make_log_tarball
 
 
 def test_tarball_content(tmp_path: Path) -> None:
@@ -47,3 +49,25 @@ def test_job_log_keeps_at_most_its_limit() -> None:
     text = handler.text()
     assert "message 0" in text and "message 49" not in text
     assert len(text.encode()) < 300 and "more messages dropped" in text
+
+
+def test_a_jobs_routine_lines_reach_the_pilots_log_only_at_verbose(caplog: pytest.LogCaptureFixture) -> None:
+    """Every line stays in the job's pilot.log; the pilot's own log gets warnings, or all with -v."""
+    pilot_job = logging.getLogger("pilot.job")
+    before = pilot_job.level
+    try:
+        for level, expect_info in ((logging.INFO, False), (logging.DEBUG, True)):
+            pilot_job.setLevel(level)
+            caplog.clear()
+            job = logging.Logger("pilot.job.1", logging.INFO)
+            job.propagate = False
+            kept = JobLog()
+            job.addHandler(kept)
+            job.addHandler(ToPilotLog.shared())
+            job.info("payload started")
+            job.warning("stage-out slow")
+            assert "payload started" in kept.text() and "stage-out slow" in kept.text()
+            passed = [r.getMessage() for r in caplog.records]
+            assert ("payload started" in passed) is expect_info and "stage-out slow" in passed
+    finally:
+        pilot_job.setLevel(before)
