@@ -72,7 +72,7 @@ class CommandRelay:
             if not self.streams:
                 continue
             try:
-                self._deliver(await self.rt.db_call(take))
+                self._deliver(await self.rt.db_call_urgent(take))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -93,7 +93,7 @@ class CommandRelay:
             with self.rt.db.write() as conn:
                 return pstore.take_commands(conn, command_ids=local)
 
-        self._deliver(await self.rt.db_call(take))
+        self._deliver(await self.rt.db_call_urgent(take))
 
     def _deliver(self, rows: Sequence[Any]) -> None:
         for row in rows:
@@ -115,7 +115,7 @@ class CommandRelay:
             with self.rt.db.write() as conn:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
-        rows = await self.rt.db_call(take)
+        rows = await self.rt.db_call_urgent(take)
         for r in rows:
             self.rt.metrics.commands.labels(r["type"]).inc()
         return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]

@@ -354,7 +354,7 @@ class SubmissionService:
                 )
                 return results, commands
 
-        results, commands = await self.rt.db_call(run)
+        results, commands = await self.rt.db_call_urgent(run)  # a person waits for the kill
         log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), len(commands))
         return results, commands
 
