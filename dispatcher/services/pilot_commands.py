@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,10 @@ class CommandRelay:
             with self.rt.db.write() as conn:
                 return pstore.take_commands(conn, command_ids=local)
 
-        self._deliver(await self.rt.db_call_urgent(take))
+        started = time.perf_counter()
+        rows = await self.rt.db_call_urgent(take)
+        self.rt.db_times.record("kills: commands taken", time.perf_counter() - started)
+        self._deliver(rows)
 
     def _deliver(self, rows: Sequence[Any]) -> None:
         for row in rows:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -354,7 +355,9 @@ class SubmissionService:
                 )
                 return results, commands
 
+        started = time.perf_counter()
         results, commands = await self.rt.db_call_urgent(run)  # a person waits for the kill
+        self.rt.db_times.record("kills: transaction", time.perf_counter() - started)
         log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), len(commands))
         return results, commands
 
