@@ -587,6 +587,15 @@ class PilotHub:
 
     # --- commands (the relay in pilot_commands.py does the work) --------------------------------
 
+    def streams_here(self, pilot_id: str) -> bool:
+        """Whether ``pilot_id`` streams to this process now (read from a database thread too:
+        one dict lookup, atomic)."""
+        return pilot_id in self.streams
+
+    def deliver_commands(self, rows: Sequence[Any]) -> None:
+        """Send commands already taken from ``pilot_commands`` (marked delivered) to their streams."""
+        self.commands.deliver(rows)
+
     async def push_commands(self, commands: Sequence[KillCommand]) -> None:
         """Deliver commands at once to pilots streaming here (others are picked up by their process)."""
         await self.commands.push(commands)

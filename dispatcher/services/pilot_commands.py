@@ -73,7 +73,7 @@ class CommandRelay:
             if not self.streams:
                 continue
             try:
-                self._deliver(await self.rt.db_call_urgent(take))
+                self.deliver(await self.rt.db_call_urgent(take))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -97,9 +97,9 @@ class CommandRelay:
         started = time.perf_counter()
         rows = await self.rt.db_call_urgent(take)
         self.rt.db_times.record("kills: commands taken", time.perf_counter() - started)
-        self._deliver(rows)
+        self.deliver(rows)
 
-    def _deliver(self, rows: Sequence[Any]) -> None:
+    def deliver(self, rows: Sequence[Any]) -> None:
         for row in rows:
             stream = self.streams.get(row["pilot_id"])
             if stream is None:
