@@ -118,6 +118,9 @@ class DispatcherConfig:
     """Upper bound of rows one group-commit transaction touches."""
     claim_window_ms: float = 2.0
     """Job requests arriving within this window are claimed in one transaction."""
+    claim_batches_in_flight: int = 2
+    """Claim transactions one process runs at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` keeps
+    them disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer)."""
     pilot_stale_s: float = 30.0  # = dispatcher.store.pilots.PILOT_STALE_S, the monitor's window
     """A pilot row not refreshed for this long no longer counts as connected (its dispatcher died)."""
     share_refresh_s: float = 5.0
@@ -133,6 +136,9 @@ class DispatcherConfig:
     """Pilot commands (delivered or not) are deleted this long after they were issued."""
     db_threads: int = 8
     """Worker threads doing database work, so the event loop never blocks on the database."""
+    urgent_db_threads: int = 4
+    """Further database threads only for latency-critical calls (claims, kills, pilot commands), so
+    they never queue behind bulk work; 0: those share the ``db_threads`` pool."""
     bundle_port: int | None = None
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the

@@ -140,6 +140,21 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         help="job requests parked at once per process; 0 answers NoJob at once (default: %(default)s)",
     )
     p.add_argument(
+        "--claim-batches-in-flight",
+        dest="claim_batches_in_flight",
+        type=int,
+        default=DispatcherConfig.claim_batches_in_flight,
+        help="claim transactions run at once per process on PostgreSQL (SQLite: always 1) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--urgent-db-threads",
+        dest="urgent_db_threads",
+        type=int,
+        default=DispatcherConfig.urgent_db_threads,
+        help="database threads reserved for claims, kills and pilot commands; 0 shares the main pool "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -211,6 +226,10 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         raise InvalidArgument(f"{args.metrics_port} + {args.workers} workers passes 65535", field="--metrics-port")
     if args.ddm_workers < 0:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
+    if not 1 <= args.claim_batches_in_flight <= 16:
+        raise InvalidArgument(f"must be 1 to 16, not {args.claim_batches_in_flight}", field="--claim-batches-in-flight")
+    if not 0 <= args.urgent_db_threads <= 64:
+        raise InvalidArgument(f"must be 0 to 64, not {args.urgent_db_threads}", field="--urgent-db-threads")
     if args.auth != TOKEN_MODE and not is_loopback(args.host):
         raise InvalidArgument(
             f"--auth {args.auth} is allowed on a loopback --host only; use --auth token", field="--auth"
@@ -265,6 +284,8 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         ddm_workers=args.ddm_workers,
         no_job_retry_s=args.no_job_retry_s,
         max_parked_requests=args.max_parked_requests,
+        claim_batches_in_flight=args.claim_batches_in_flight,
+        urgent_db_threads=args.urgent_db_threads,
         loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),

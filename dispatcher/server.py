@@ -103,7 +103,9 @@ def _bind(server: grpc.aio.Server, config: DispatcherConfig) -> int:
 async def _start(config: DispatcherConfig) -> _Started:
     interceptor = build_interceptor(config.auth, host=config.host)  # refuses an unsafe set-up first
     agent_threads = config.ddm_workers + 2 if config.storage and config.ddm_workers > 0 else 0
-    db = await asyncio.to_thread(open_database, config.db_url, pool_size=config.db_threads + 4 + agent_threads)
+    db = await asyncio.to_thread(
+        open_database, config.db_url, pool_size=config.db_threads + config.urgent_db_threads + 4 + agent_threads
+    )
     runtime = Runtime(config, db)
     hub = PilotHub(runtime)
     events = EventTail(runtime)
@@ -114,7 +116,7 @@ async def _start(config: DispatcherConfig) -> _Started:
     await events.start()
     watchdog.start()
     folder.start()
-    lag = LoopLagMonitor(config.loop_lag) if config.loop_lag is not None else None
+    lag = LoopLagMonitor(config.loop_lag, db_times=runtime.db_times) if config.loop_lag is not None else None
     if lag is not None:
         lag.start()
     agent = InProcessAgent.start(config, db) if agent_threads else None

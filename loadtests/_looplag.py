@@ -48,6 +48,10 @@ class LoopLag:
     """Garbage collections during the load by generation: (count, total ms, largest of the process life ms)."""
     stacks: list[dict[str, object]] = field(default_factory=list)
     """The most sampled stall stacks (cumulative), ``{"samples": n, "stack": [...]}``."""
+    db_times: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    """Database-side durations during the load by name (``Runtime.db_times``): (count, p50, p99, max ms)."""
+    db_peaks: dict[str, int] = field(default_factory=dict)
+    """Largest values of the process life by name (e.g. claim batches in the database at once)."""
 
     def short(self) -> str:
         """``p50/p99/max`` in ms, for a table cell."""
@@ -78,6 +82,10 @@ class LoopLag:
             "    garbage collections: "
             + ", ".join(f"gen {g}: {n} = {t:.0f} ms (max {m:.0f} ms)" for g, (n, t, m) in sorted(self.gc.items()))
         )
+        for name, (n, p50, p99, top) in sorted(self.db_times.items()):
+            lines.append(f"    {name}: {n} x, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {top:.0f} ms")
+        if self.db_peaks:
+            lines.append("    peaks: " + ", ".join(f"{name} {v}" for name, v in sorted(self.db_peaks.items())))
         for entry in self.stacks[:3]:  # where the sampled stalls were (innermost frame first)
             lines.append(f"    {entry['samples']} samples: {' <- '.join(entry['stack'][:5])}")  # type: ignore[index]
         return lines
@@ -134,6 +142,15 @@ def _thread_shares(new: dict[str, Any], old: dict[str, Any]) -> dict[str, float]
     }
 
 
+def _db_times(new: dict[str, Any], old: dict[str, Any]) -> dict[str, tuple[int, float, float, float]]:
+    out = {}
+    for name, hist_new in new.items():
+        hist = _diff(hist_new, old.get(name, {}))
+        if hist:
+            out[name] = (sum(hist.values()), percentile_ms(hist, 50), percentile_ms(hist, 99), bucket_ms(max(hist)))
+    return out
+
+
 def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, object]]) -> list[LoopLag]:
     """Lag figures between two readings, one per process (processes started later count whole)."""
     out = []
@@ -157,6 +174,8 @@ def during(before: dict[int, dict[str, object]], after: dict[int, dict[str, obje
                 **_thread_shares(report, old),
                 gc=_gc_diff(report.get("gc", {}), old.get("gc", {})),  # type: ignore[arg-type]
                 stacks=list(report.get("stacks", [])),  # type: ignore[call-overload]
+                db_times=_db_times(report.get("db_times", {}), old.get("db_times", {})),  # type: ignore[arg-type]
+                db_peaks=dict(report.get("db_peaks", {})),  # type: ignore[call-overload]
             )
         )
     return out

@@ -100,6 +100,8 @@ class LifecycleConfig:
     token_auth: bool = True
     """Run the dispatchers in token mode (an embedded issuer); clients send its admin token. False:
     the loopback development mode (``--auth trusted-metadata``), to measure what tokens cost."""
+    dispatcher_args: tuple[str, ...] = ()
+    """Further ``ailuro server`` options (``--dispatcher-arg``), e.g. to compare settings in one tree."""
 
 
 @dataclass(kw_only=True)
@@ -414,6 +416,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
     ctx = mp.get_context("spawn")
     res = Result(db=kind, dispatchers=n_dispatchers)
     extra: tuple[str, ...] = ("--workers", str(workers)) if workers > 1 else ()
+    extra = (*extra, *cfg.dispatcher_args)
     with database(kind, pg_settings=cfg.pg_settings) as url, ExitStack() as stack:
         lag_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ailuro-bench-lag-")))
         extra = (*extra, "--loop-stall-ms", str(_looplag.STALL_MS), "--loop-lag-dir", str(lag_dir))
@@ -529,6 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         "--pg-set", action="append", default=[], help="NAME=VALUE set on the benchmark database (repeatable)"
     )
     p.add_argument(
+        "--dispatcher-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to every `ailuro server` (repeatable; e.g. --dispatcher-arg=--claim-batches-in-flight=1)",
+    )
+    p.add_argument(
         "--auth",
         choices=["token", "trusted-metadata"],
         default="token",
@@ -551,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_settings=tuple(a.pg_set),
         token_auth=a.auth == "token",
         scrape_s=a.scrape_metrics,
+        dispatcher_args=tuple(a.dispatcher_arg),
     )
     kinds = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     counts = [int(x) for x in a.dispatchers.split(",") if x]

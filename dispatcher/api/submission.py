@@ -38,7 +38,9 @@ class SubmissionServicer(submission_pb2_grpc.SubmissionServiceServicer):
     async def KillJobs(
         self, request: submission_pb2.KillJobsRequest, context: grpc.aio.ServicerContext
     ) -> submission_pb2.KillJobsResponse:
-        results, commands = await self.service.kill(request, identity_of(context))
+        # commands for pilots streaming here are taken in the kill's own transaction
+        results, commands, taken = await self.service.kill(request, identity_of(context), local=self.hub.streams_here)
+        self.hub.deliver_commands(taken)
         await self.hub.push_commands(commands)
         return submission_pb2.KillJobsResponse(results=results)
 

@@ -235,7 +235,14 @@ class PilotHub:
         self.streams: dict[str, PilotStream] = {}
         self._enabled = {q.name for q in cfg.queues if q.enabled}
         self._claims: GroupCommitter[pstore.ClaimRequest, list[pilot_pb2.JobAssignment]] = GroupCommitter(
-            runtime, self._claim_batch, name="claims", window_s=cfg.claim_window_ms / 1000, max_batch=1000
+            runtime,
+            self._claim_batch,
+            name="claims",
+            window_s=cfg.claim_window_ms / 1000,
+            max_batch=1000,
+            # concurrent claims are disjoint on PostgreSQL (SKIP LOCKED); SQLite has one writer
+            in_flight=cfg.claim_batches_in_flight if runtime.db.is_postgres else 1,
+            urgent=True,  # a pilot waits for it: never behind heartbeat flushes and finals
         )
         self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
             runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
@@ -408,8 +415,7 @@ class PilotHub:
         cfg = self.rt.config
         for r in reqs:  # this function may be re-run after a transient conflict
             r.assignments.clear()
-        if self.policy.due(self.rt.now()):
-            self.policy.refresh(self.rt.db, self.rt.now())
+        self.policy.refresh_if_due(self.rt.db, self.rt.now())  # thread-safe: batches may run at once
         with self.rt.db.write() as conn:
             now = self.rt.now()
             charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
@@ -580,6 +586,15 @@ class PilotHub:
         await rt.db_call(run)
 
     # --- commands (the relay in pilot_commands.py does the work) --------------------------------
+
+    def streams_here(self, pilot_id: str) -> bool:
+        """Whether ``pilot_id`` streams to this process now (read from a database thread too:
+        one dict lookup, atomic)."""
+        return pilot_id in self.streams
+
+    def deliver_commands(self, rows: Sequence[Any]) -> None:
+        """Send commands already taken from ``pilot_commands`` (marked delivered) to their streams."""
+        self.commands.deliver(rows)
 
     async def push_commands(self, commands: Sequence[KillCommand]) -> None:
         """Deliver commands at once to pilots streaming here (others are picked up by their process)."""

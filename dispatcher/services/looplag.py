@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from dispatcher.config import LoopLagConfig
 
@@ -178,11 +179,25 @@ class CallbackTimer:
             entry[3] += gc_s * 1e3
 
 
+class DbTimesLike(Protocol):
+    """What the report reads of ``dispatcher.services.runtime.DbTimes`` (which imports this module)."""
+
+    def peaks(self) -> dict[str, int]:
+        """Largest values by name."""
+        ...
+
+    def snapshot(self) -> dict[str, dict[int, int]]:
+        """Histograms by name."""
+        ...
+
+
 class LoopLagMonitor:
     """Measures the lag of the running loop; :meth:`start` in the loop, :meth:`stop` at shutdown."""
 
-    def __init__(self, config: LoopLagConfig) -> None:
+    def __init__(self, config: LoopLagConfig, *, db_times: DbTimesLike | None = None) -> None:
         self.config = config
+        self._db_times = db_times
+        """Database waits, batch times and peaks (``Runtime.db_times``), written with the report."""
         self.hist: dict[int, int] = {}
         self.max_ms = 0.0
         self.stalls = 0
@@ -306,6 +321,11 @@ class LoopLagMonitor:
                 str(gen): {"count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 1)}
                 for gen, (c, t, m) in sorted(gc_pauses.items())
             },
+            "db_times": {
+                name: {str(k): v for k, v in sorted(h.items())}
+                for name, h in (self._db_times.snapshot() if self._db_times is not None else {}).items()
+            },
+            "db_peaks": self._db_times.peaks() if self._db_times is not None else {},
         }
 
     def _thread_times(self) -> dict[str, float]:

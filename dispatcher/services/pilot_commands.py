@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,7 @@ class CommandRelay:
             if not self.streams:
                 continue
             try:
-                self._deliver(await self.rt.db_call(take))
+                self.deliver(await self.rt.db_call_urgent(take))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -93,9 +94,12 @@ class CommandRelay:
             with self.rt.db.write() as conn:
                 return pstore.take_commands(conn, command_ids=local)
 
-        self._deliver(await self.rt.db_call(take))
+        started = time.perf_counter()
+        rows = await self.rt.db_call_urgent(take)
+        self.rt.db_times.record("kills: commands taken", time.perf_counter() - started)
+        self.deliver(rows)
 
-    def _deliver(self, rows: Sequence[Any]) -> None:
+    def deliver(self, rows: Sequence[Any]) -> None:
         for row in rows:
             stream = self.streams.get(row["pilot_id"])
             if stream is None:
@@ -115,7 +119,7 @@ class CommandRelay:
             with self.rt.db.write() as conn:
                 return pstore.take_commands(conn, pilot_id=pilot_id)
 
-        rows = await self.rt.db_call(take)
+        rows = await self.rt.db_call_urgent(take)
         for r in rows:
             self.rt.metrics.commands.labels(r["type"]).inc()
         return [command_message(r["panda_id"], r["type"], r["reason"], r["command_id"]) for r in rows]

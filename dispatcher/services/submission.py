@@ -6,8 +6,10 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +28,7 @@ from dispatcher.states import status_count_list
 from dispatcher.store import audit, dataflow
 from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
+from dispatcher.store import pilots as pstore
 from dispatcher.store import workers as wstore
 from dispatcher.store.schema import jobs as jobs_table
 from dispatcher.store.schema import submit_requests
@@ -330,12 +333,17 @@ class SubmissionService:
     # --- kill / retry -----------------------------------------------------------------------
 
     async def kill(
-        self, req: submission_pb2.KillJobsRequest, identity: Identity
-    ) -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
-        """Cancel queued jobs now; flag jobs on pilots and return the kill commands to push."""
+        self, req: submission_pb2.KillJobsRequest, identity: Identity, *, local: Callable[[str], bool] | None = None
+    ) -> tuple[list[submission_pb2.KillResult], list[store.KillCommand], list[Any]]:
+        """Cancel queued jobs now; flag jobs on pilots and return the kill commands to push.
+
+        ``local(pilot_id)``: whether the pilot streams to this process; its commands are taken
+        (marked delivered) in the killing transaction itself and returned as rows to deliver at
+        once (third item), which saves the kill a second transaction; the rest are returned to push.
+        """
         validation.validate_kill(req)
 
-        def run() -> tuple[list[submission_pb2.KillResult], list[store.KillCommand]]:
+        def run() -> tuple[list[submission_pb2.KillResult], list[store.KillCommand], list[Any]]:
             with self.rt.db.write() as conn:
                 authz.require_jobs(conn, list(req.panda_ids), identity, Action.KILL)
                 now = self.rt.now()
@@ -352,11 +360,17 @@ class SubmissionService:
                     detail={"jobs": len(results), "accepted": len(accepted), "reason": req.reason[:200]},
                     now=now,
                 )
-                return results, commands
+                here = [c.command_id for c in commands if local is not None and local(c.pilot_id)]
+                taken = pstore.take_commands(conn, command_ids=here) if here else []
+                done = {r["command_id"] for r in taken}
+                return results, [c for c in commands if c.command_id not in done], taken
 
-        results, commands = await self.rt.db_call(run)
-        log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), len(commands))
-        return results, commands
+        started = time.perf_counter()
+        results, commands, taken = await self.rt.db_call_urgent(run)  # a person waits for the kill
+        self.rt.db_times.record("kills: transaction", time.perf_counter() - started)
+        n = len(commands) + len(taken)
+        log.info("%s killed %d job(s): %d command(s) for pilots", identity.name, len(results), n)
+        return results, commands, taken
 
     async def retry(self, req: submission_pb2.RetryJobsRequest, identity: Identity) -> list[int]:
         """Resubmit final failed/cancelled/closed jobs as new jobs; their new panda_ids in request order.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -71,3 +72,57 @@ def test_group_committer_answers_each_caller(runtime: Runtime) -> None:
     results = asyncio.run(main())
     assert isinstance(results[5], ValueError)
     assert [r for i, r in enumerate(results) if i != 5] == [2 * i for i in range(10) if i != 5]
+
+
+class Gate:
+    """A batch process that blocks until released, counting how many batches are inside at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.peak = 0
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        with self.lock:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+        self.entered.release()
+        self.release.wait(timeout=30)
+        with self.lock:
+            self.inside -= 1
+        return [2 * i for i in items]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+def test_group_committer_runs_up_to_in_flight_batches_at_once(tmp_path: Path, in_flight: int) -> None:
+    """With ``in_flight`` = n, n batches are in the database together and a further one waits;
+    every caller still gets its own result once the batches are released."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    rt = Runtime(DispatcherConfig(db_url=url, db_threads=2, urgent_db_threads=4), Database(url))
+    gate = Gate()
+
+    async def main() -> list[int]:
+        gc: GroupCommitter[int, int] = GroupCommitter(rt, gate, name="t", in_flight=in_flight, urgent=True)
+        gc.start()
+        try:
+            calls = []
+            for i in range(in_flight + 1):  # one batch each: submitted after the previous one entered
+                calls.append(asyncio.create_task(gc.submit(i)))
+                if i < in_flight:
+                    await asyncio.to_thread(gate.entered.acquire, True, 30)
+            await asyncio.sleep(0.2)  # give a wrongly admitted extra batch the time to enter
+            assert gate.peak == in_flight
+            gate.release.set()
+            return await asyncio.gather(*calls)
+        finally:
+            gate.release.set()
+            await gc.stop()
+
+    try:
+        assert asyncio.run(main()) == [2 * i for i in range(in_flight + 1)]
+        assert gate.peak == in_flight
+        assert rt.db_times.peaks()["t: batches in flight"] == in_flight
+    finally:
+        rt.close()
