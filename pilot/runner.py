@@ -192,9 +192,8 @@ class Payload:
 
         loop.add_reader(self._status_fd, readable)
         try:
-            await asyncio.wait_for(got_line.wait(), _GUARD_START_TIMEOUT_S)
-        except TimeoutError:
-            pass  # closing the status socket makes the guard kill whatever it started
+            # on a timeout, closing the status socket makes the guard kill whatever it started
+            await wait_event(got_line, _GUARD_START_TIMEOUT_S)
         finally:
             loop.remove_reader(self._status_fd)
         line, newline, rest = self._status_buf.partition(b"\n")
