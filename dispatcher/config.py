@@ -118,6 +118,9 @@ class DispatcherConfig:
     """Upper bound of rows one group-commit transaction touches."""
     claim_window_ms: float = 2.0
     """Job requests arriving within this window are claimed in one transaction."""
+    finals_window_ms: float = 5.0
+    """Final reports arriving within this window are applied in one transaction (their acks wait
+    that much longer; a pilot's next job request does not wait for them)."""
     pilot_stale_s: float = 30.0  # = dispatcher.store.pilots.PILOT_STALE_S, the monitor's window
     """A pilot row not refreshed for this long no longer counts as connected (its dispatcher died)."""
     share_refresh_s: float = 5.0
