@@ -65,12 +65,12 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
     for ch in changes:
         groups[tuple(sorted(k for k in ch.values if k != ERRORS))].append(ch)
     applied: set[int] = set()
-    if conn.dialect.name == "postgresql":
-        # One statement per chunk updates the jobs, clears the errors of those that set them and
-        # appends the events of the applied ones (see _update_chunk_pg).
+    if conn.dialect.name == "postgresql" and len(changes) <= _INLINE_MAX:
+        # A small batch (a pilot's final, one request's claim): one statement per group updates the
+        # jobs, clears the errors of those that set them and appends the events of the applied ones
+        # (see _update_chunk_pg); round trips are its cost, not rows.
         for cols, group in groups.items():
-            for start in range(0, len(group), _PG_CHUNK_ROWS):
-                applied |= _update_chunk_pg(conn, cols, group[start : start + _PG_CHUNK_ROWS], now)
+            applied |= _update_chunk_pg(conn, cols, group, now, inline=True)
         rows = [
             (ch.panda_id, seq, ch.attempt_nr, int(e.component), int(e.code), e.diag)
             for ch in changes
@@ -79,11 +79,15 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
         ]
         bulk.append_rows(conn, job_errors, errors.COLUMNS, rows)  # old rows went in the update
     else:
+        pg = conn.dialect.name == "postgresql"
+        step = _PG_CHUNK_ROWS if pg else _CHUNK_ROWS
         for cols, group in groups.items():
-            for start in range(0, len(group), _CHUNK_ROWS):
-                applied |= _update_chunk(conn, cols, group[start : start + _CHUNK_ROWS], now)
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                applied |= _update_chunk_pg(conn, cols, chunk, now) if pg else _update_chunk(conn, cols, chunk, now)
         replaced = [(ch.panda_id, ch.attempt_nr, ch.values[ERRORS]) for ch in changes if ERRORS in ch.values]
         errors.replace(conn, [item for item in replaced if item[0] in applied])  # one DELETE and one append
+        # COPY on PostgreSQL: for large batches its C row writer beats arrays bound to an INSERT
         append_events(conn, [ev for ch in changes if ch.panda_id in applied for ev in _events_of(ch, now)])
     counters.record_changes(conn, changes, applied, now=now)  # written at commit, in one upsert
     if any(ch.to_status == JobState.ACTIVATED and ch.panda_id in applied for ch in changes):
@@ -114,15 +118,19 @@ def append_events(conn: Connection, events: Sequence[tuple[Any, ...]]) -> None:
 # a text() statement with named parameters per row spent most of the hot path's CPU in
 # SQLAlchemy and psycopg query parsing.
 _PG_CHUNK_ROWS = 5000
+_INLINE_MAX = 64
+"""Batches up to this many changes clear errors and append events inside the UPDATE (PostgreSQL)."""
 
 
 _EVENT_TYPES = ("BIGINT", "FLOAT8", "VARCHAR(16)", "VARCHAR(16)", "VARCHAR(255)", "TEXT", "INTEGER", "BIGINT")
 
 
-def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float) -> set[int]:
-    """Update one chunk; in the same statement, for the jobs it updated, delete the errors of those
-    whose change sets them and append their events (no separate DELETE and COPY round trips: with
-    pilots' finals arriving one at a time, each was a round trip of its own per final)."""
+def _update_chunk_pg(
+    conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float, *, inline: bool = False
+) -> set[int]:
+    """Update one chunk; ``inline``: in the same statement, for the jobs it updated, delete the errors
+    of those whose change sets them and append their events (no separate DELETE and COPY round trips:
+    with pilots' finals arriving one at a time, each was a round trip of its own per final)."""
     dialect = conn.dialect
     casts = ["BIGINT", "VARCHAR(16)", "BIGINT", "VARCHAR(16)", *[jobs.c[c].type.compile(dialect=dialect) for c in cols]]
     names = ["v_id", "v_from", "v_epoch", "v_to", *[f"v_c{k}" for k in range(len(cols))]]
@@ -141,14 +149,14 @@ def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change
         [ch.to_status.value for ch in chunk],
     ]
     params += [[ch.values[c] for ch in chunk] for c in cols]
-    cleared = [ch.panda_id for ch in chunk if ERRORS in ch.values]
+    cleared = [ch.panda_id for ch in chunk if ERRORS in ch.values] if inline else []
     if cleared:
         sql += (
             ", d AS (DELETE FROM job_errors WHERE panda_id = ANY(%s::BIGINT[]) "
             "AND panda_id IN (SELECT panda_id FROM u))"
         )
         params.append(cleared)
-    events = [ev for ch in chunk for ev in _events_of(ch, now)]
+    events = [ev for ch in chunk for ev in _events_of(ch, now)] if inline else []
     if events:
         # WITH ORDINALITY + ORDER BY: event ids are drawn in the order the changes listed them
         sql += (
