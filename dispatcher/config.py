@@ -121,6 +121,9 @@ class DispatcherConfig:
     claim_batches_in_flight: int = 2
     """Claim transactions one process runs at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` keeps
     them disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer)."""
+    finals_window_ms: float = 5.0
+    """Final reports arriving within this window are applied in one transaction (their acks wait
+    that much longer; a pilot's next job request does not wait for them)."""
     pilot_stale_s: float = 30.0  # = dispatcher.store.pilots.PILOT_STALE_S, the monitor's window
     """A pilot row not refreshed for this long no longer counts as connected (its dispatcher died)."""
     share_refresh_s: float = 5.0

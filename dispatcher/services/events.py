@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 WATCHER_BUFFER = 10_000
 _MAX_GAP_IDS = 1000
+_IDLE_NEWEST_S = 1.0
+"""While nobody watches, the tail reads the newest event id this often (not every poll)."""
 
 
 class _Watcher:
@@ -188,10 +190,17 @@ class EventTail:
         self._seen = {e for e in self._seen if e >= floor}
 
     async def _run(self) -> None:
+        idle_rounds = 0
         while True:
             await asyncio.sleep(self.rt.config.command_poll_s)
             try:
                 if not self._watchers:  # nobody listens: just move the start point along
+                    # ... about once a second, not every poll: a new watcher only needs the start
+                    # point near the end of the table (events before its own floor are dropped).
+                    idle_rounds += 1
+                    if idle_rounds * self.rt.config.command_poll_s < _IDLE_NEWEST_S:
+                        continue
+                    idle_rounds = 0
                     newest = await self.rt.db_call(self._newest)
                     # A watcher that subscribed while that query ran took the old start point as
                     # the end of its replay (``watch``): jumping ahead now would lose every event

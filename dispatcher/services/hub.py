@@ -245,7 +245,7 @@ class PilotHub:
             urgent=True,  # a pilot waits for it: never behind heartbeat flushes and finals
         )
         self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
-            runtime, self._finals_batch, name="finals", max_batch=cfg.max_batch
+            runtime, self._finals_batch, name="finals", window_s=cfg.finals_window_ms / 1000, max_batch=cfg.max_batch
         )
         # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
         self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}

@@ -53,6 +53,8 @@ class CommandWakeup:
         self._event = asyncio.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ailuro-command-listen", daemon=True)
+        self.listening = False
+        """Whether the LISTEN connection is up (then a command's NOTIFY wakes the poll at once)."""
 
     @classmethod
     def start_for(cls, runtime: Runtime, on_jobs: Callable[[], None] | None = None) -> CommandWakeup | None:
@@ -81,6 +83,7 @@ class CommandWakeup:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {COMMANDS_CHANNEL}")
                     conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                    self.listening = True
                     self._wake()  # commands written while this was not listening
                     if self._on_jobs is not None:
                         self._wake(self._on_jobs)  # and jobs activated meanwhile
@@ -88,6 +91,7 @@ class CommandWakeup:
                         for note in conn.notifies(timeout=_NOTIFY_WAIT_S, stop_after=1):
                             self._notified(note.channel, note.payload)
             except Exception as exc:  # the database is away: the poll covers it; try again
+                self.listening = False
                 log.debug("command listener: %r; reconnecting", exc)
                 self._stop.wait(_RECONNECT_S)
 
@@ -102,9 +106,18 @@ class CommandWakeup:
         self._thread.join(timeout=2 * _NOTIFY_WAIT_S + 1)
 
 
+LISTENING_POLL_S = 2.0
+"""The command poll's interval (at least) while the LISTEN connection is up: a safety net only."""
+
+
 async def wait_for_commands(wakeup: CommandWakeup | None, timeout: float) -> None:
-    """Sleep ``timeout`` seconds, or less when another process wrote a command (PostgreSQL)."""
+    """Sleep ``timeout`` seconds, or less when another process wrote a command (PostgreSQL).
+
+    While the listener is connected every command's ``NOTIFY`` wakes this at once (and a reconnect
+    wakes it too), so the poll behind it waits :data:`LISTENING_POLL_S`: polling 5x a second cost
+    an idle dispatcher a read transaction each time.
+    """
     if wakeup is None:
         await asyncio.sleep(timeout)
     else:
-        await wakeup.wait(timeout)
+        await wakeup.wait(max(timeout, LISTENING_POLL_S) if wakeup.listening else timeout)

@@ -72,6 +72,8 @@ TRANSITION = "transition"
 """Facet name of the flow counts (``value`` = target state, ``status`` = '')."""
 FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 _INFO_KEY = "ailuro.counter_deltas"
+ERRORS_KEY = "errors"
+"""``transitions.ERRORS``: the key of ``Change.values`` that replaces a job's errors."""
 _CHUNK = 2000  # rows of deltas per statement: 5 bind parameters each, well under both backends' limits
 FOLD_LOCK_KEY = 0x41696C75726F  # "Ailuro": the PostgreSQL advisory lock held by the one running fold
 FOLD_BATCH = 20_000
@@ -114,6 +116,10 @@ def record_changes(conn: Connection, changes: Iterable[Change], applied: set[int
         if ch.from_status == ch.to_status:
             continue
         _move(pending, ch.panda_id, ch.from_status, ch.to_status, now)
+        if ch.to_status != JobState.FAILED and ch.values.get(ERRORS_KEY) == []:
+            # It ends with no errors (this change cleared them) and not failed: it has no error
+            # keys, so the read at commit (_count_errors) need not look at it.
+            pending.failed.pop(ch.panda_id, None)
 
 
 def record_inserts(conn: Connection, panda_ids: Sequence[int], states: Sequence[JobState], *, now: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select as selectmod
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from ailuro.errors import Unavailable
 
@@ -63,9 +64,8 @@ class Database:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
             _tune_sqlite(self.engine)
         else:
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
-            )
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
+            _ping_when_needed(self.engine)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.on_activated: Callable[[], None] | None = None
         """Called (from the committing thread) after a write transaction that made jobs ``activated``."""
@@ -184,6 +184,52 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 def _reason(exc: BaseException) -> BaseException:
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle in the pool longer than this is pinged before it is used."""
+_CHECKED_IN = "ailuro_checked_in"
+
+
+def _ping_when_needed(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it may have gone away (PostgreSQL).
+
+    SQLAlchemy's ``pool_pre_ping`` costs a ``SELECT 1`` round trip per transaction; with
+    pilots' finals and requests arriving one at a time that was one statement in ten of the
+    dispatcher's. A connection that was used within :data:`PING_AFTER_IDLE_S` and whose socket
+    has nothing to read is handed out as it is. A server that terminated the session or shut down
+    (``pg_terminate_backend``, a restart: 57P01) sends its error and closes the socket, which makes
+    it readable, so such a connection is still pinged, found dead and replaced here. What is left
+    (a session lost silently within the last second) fails at its first statement as an outage:
+    ``Unavailable``, which every caller already treats as "retry".
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle = time.monotonic() - record.info.get(_CHECKED_IN, 0.0)
+        if idle < PING_AFTER_IDLE_S and not _readable(dbapi_conn):
+            return
+        if not engine.dialect._do_ping_w_event(dbapi_conn):  # the same ping pool_pre_ping makes
+            raise DisconnectionError("pooled connection failed its ping")  # the pool replaces it
+
+
+def _readable(dbapi_conn: Any) -> bool:
+    """Whether the server sent something to an idle connection (an error, EOF): then it is pinged."""
+    try:
+        poller = selectmod.poll()
+        poller.register(dbapi_conn.pgconn.socket, selectmod.POLLIN | selectmod.POLLERR | selectmod.POLLHUP)
+        return bool(poller.poll(0))
+    except Exception:  # no socket (closed, broken): let the ping find out
+        return True
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -27,7 +27,7 @@ from dispatcher.store import dataflow
 from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
 from dispatcher.store.leases import kill_error, lease_of, mark_kills_delivered, pilot_claim, pilot_principals
-from dispatcher.store.schema import files, pilot_commands, pilots
+from dispatcher.store.schema import ddm_job_links, files, jobs, pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
 AckResult = pilot_pb2.AckResult
@@ -418,11 +418,12 @@ def apply_finals(
     summary each writes into the job's history. ``applied`` (when given) receives panda_id →
     computing site of every job a report changed (for the dispatcher's counters).
     """
-    rows = fetch_rows(conn, [f.report.panda_id for f in finals], lock=True)
+    rows, linked = _rows_with_links(conn, [f.report.panda_id for f in finals])
     foreign = [r["pilot_id"] for f in finals if (r := rows.get(f.report.panda_id)) and r["pilot_id"] != f.pilot_id]
     owners = pilot_principals(conn, foreign)  # the rare case: a final from another pilot than the holder
-    done = [f.report.panda_id for f in finals if f.report.status == job_pb2.JOB_STATUS_FINISHED]
-    links = dataflow.verify_sites(conn, done)  # DDM jobs: outputs verified on an SE before they finish
+    done = {f.report.panda_id for f in finals if f.report.status == job_pb2.JOB_STATUS_FINISHED}
+    # DDM jobs: outputs verified on an SE before they finish (what dataflow.verify_sites returns)
+    links = {pid: link for pid, link in linked.items() if pid in done and link["output_se"]}
     out: list[tuple[AckResult, str]] = []
     changes: list[Change] = []
     with_outputs: set[int] = set()
@@ -461,9 +462,35 @@ def apply_finals(
     return out
 
 
+def _rows_with_links(conn: Connection, ids: Sequence[int]) -> tuple[dict[int, Any], dict[int, Any]]:
+    """The job rows (locked on PostgreSQL, as ``fetch_rows(lock=True)``) and their DDM links, in one read.
+
+    A final of a job without DDM used to cost a second round trip only to learn it has no link.
+    """
+    rows: dict[int, Any] = {}
+    links: dict[int, Any] = {}
+    link_cols = (ddm_job_links.c.panda_id.label("link_id"), ddm_job_links.c.input_se, ddm_job_links.c.output_se)
+    joined = jobs.outerjoin(ddm_job_links, ddm_job_links.c.panda_id == jobs.c.panda_id)
+    for part in chunks(sorted(set(ids))):
+        stmt = select(jobs, *link_cols).select_from(joined).where(jobs.c.panda_id.in_(part)).order_by(jobs.c.panda_id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(of=jobs)
+        for row in conn.execute(stmt).mappings():
+            pid = row["panda_id"]
+            rows[pid] = row
+            if row["link_id"] is not None:
+                links[pid] = {"panda_id": pid, "input_se": row["input_se"], "output_se": row["output_se"]}
+    return rows, links
+
+
 def _store_output_files(conn: Connection, reports: Sequence[pilot_pb2.JobFinal]) -> None:
+    """Record the files the reports name: a known (panda_id, lfn) is updated, a new one inserted."""
     reported = [(r.panda_id, f) for r in reports for f in r.files]
     if not reported:
+        return
+    if len({(pid, f.lfn) for pid, f in reported}) == len(reported):
+        # one statement instead of a read and a write (an executemany: one multi-row INSERT on PostgreSQL)
+        conn.execute(_upsert_files(conn), [_new_file_row(pid, f) for pid, f in reported])
         return
     existing: set[tuple[int, str]] = set()
     for part in chunks(sorted({pid for pid, _ in reported})):
@@ -500,6 +527,40 @@ def _store_output_files(conn: Connection, reports: Sequence[pilot_pb2.JobFinal])
         conn.execute(upd, updates)
     if inserts:
         conn.execute(files.insert(), inserts)
+
+
+def _new_file_row(pid: int, f: job_pb2.File) -> dict[str, Any]:
+    return {
+        "panda_id": pid,
+        "lfn": f.lfn,
+        "guid": f.guid,
+        "type": FILE_TYPE_NAMES.get(f.type, "output"),
+        "dataset": f.dataset,
+        "scope": f.scope,
+        "source_se": f.source_se,
+        "destination_se": f.destination_se,
+        "size": f.size,
+        "adler32": f.adler32.lower(),
+        "pfn": f.pfn,
+        "status": f.status or "transferred",
+    }
+
+
+def _upsert_files(conn: Connection) -> Any:
+    """``INSERT ... ON CONFLICT (panda_id, lfn) DO UPDATE`` of what a report says about a file, run as
+    an executemany (each key once; a known row keeps its other columns, as the read-then-write path did).
+    Built once per dialect: SQLAlchemy's compiled cache then serves every batch."""
+    stmt = _UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        ins = _insert_for(conn)(files)
+        updated = {c: ins.excluded[c] for c in ("size", "adler32", "pfn", "status")}
+        stmt = _UPSERTS[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=[files.c.panda_id, files.c.lfn], set_=updated
+        )
+    return stmt
+
+
+_UPSERTS: dict[str, Any] = {}
 
 
 def resume_held(

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, text
 from dispatcher.states import JobState, check_transition
 from dispatcher.store import bulk, counters, errors
 from dispatcher.store.engine import mark_activated
-from dispatcher.store.schema import job_events, jobs
+from dispatcher.store.schema import job_errors, job_events, jobs
 
-ERRORS = "errors"
+ERRORS = counters.ERRORS_KEY
 """The key of :attr:`Change.values` that replaces the job's errors (a list of ``JobError``)."""
 _CHUNK_ROWS = 400  # keeps bind parameters per statement well under SQLite's and PostgreSQL's limits
 
@@ -65,34 +65,43 @@ def apply_changes(conn: Connection, changes: Sequence[Change], *, now: float) ->
     for ch in changes:
         groups[tuple(sorted(k for k in ch.values if k != ERRORS))].append(ch)
     applied: set[int] = set()
-    pg = conn.dialect.name == "postgresql"
-    update_chunk = _update_chunk_pg if pg else _update_chunk
-    step = _PG_CHUNK_ROWS if pg else _CHUNK_ROWS
-    for cols, group in groups.items():
-        for start in range(0, len(group), step):
-            applied |= update_chunk(conn, cols, group[start : start + step], now)
-    replaced = [(ch.panda_id, ch.attempt_nr, ch.values[ERRORS]) for ch in changes if ERRORS in ch.values]
-    errors.replace(conn, [item for item in replaced if item[0] in applied])  # one DELETE and one append
+    if conn.dialect.name == "postgresql" and len(changes) <= _INLINE_MAX:
+        # A small batch (a pilot's final, one request's claim): one statement per group updates the
+        # jobs, clears the errors of those that set them and appends the events of the applied ones
+        # (see _update_chunk_pg); round trips are its cost, not rows.
+        for cols, group in groups.items():
+            applied |= _update_chunk_pg(conn, cols, group, now, inline=True)
+        rows = [
+            (ch.panda_id, seq, ch.attempt_nr, int(e.component), int(e.code), e.diag)
+            for ch in changes
+            if ERRORS in ch.values and ch.panda_id in applied
+            for seq, e in enumerate(ch.values[ERRORS])
+        ]
+        bulk.append_rows(conn, job_errors, errors.COLUMNS, rows)  # old rows went in the update
+    else:
+        pg = conn.dialect.name == "postgresql"
+        step = _PG_CHUNK_ROWS if pg else _CHUNK_ROWS
+        for cols, group in groups.items():
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                applied |= _update_chunk_pg(conn, cols, chunk, now) if pg else _update_chunk(conn, cols, chunk, now)
+        replaced = [(ch.panda_id, ch.attempt_nr, ch.values[ERRORS]) for ch in changes if ERRORS in ch.values]
+        errors.replace(conn, [item for item in replaced if item[0] in applied])  # one DELETE and one append
+        # COPY on PostgreSQL: for large batches its C row writer beats arrays bound to an INSERT
+        append_events(conn, [ev for ch in changes if ch.panda_id in applied for ev in _events_of(ch, now)])
     counters.record_changes(conn, changes, applied, now=now)  # written at commit, in one upsert
-    events = [
-        (
-            ch.panda_id,
-            now,
-            src.value,
-            dst.value,
-            ch.actor[:255],
-            reason,
-            ch.attempt_nr,
-            ch.epoch if ch.event_epoch is None else ch.event_epoch,
-        )
-        for ch in changes
-        if ch.panda_id in applied
-        for src, dst, reason in ch.transitions()
-    ]
-    append_events(conn, events)
     if any(ch.to_status == JobState.ACTIVATED and ch.panda_id in applied for ch in changes):
         mark_activated(conn)  # a requeue, retry or DDM activation: parked job requests look again
     return applied
+
+
+def _events_of(ch: Change, now: float) -> list[tuple[Any, ...]]:
+    """The ``job_events`` rows (:data:`EVENT_COLUMNS` order) an applied change appends."""
+    epoch = ch.epoch if ch.event_epoch is None else ch.event_epoch
+    return [
+        (ch.panda_id, now, src.value, dst.value, ch.actor[:255], reason, ch.attempt_nr, epoch)
+        for src, dst, reason in ch.transitions()
+    ]
 
 
 EVENT_COLUMNS = ("panda_id", "time", "from_status", "to_status", "actor", "reason", "attempt_nr", "lease_epoch")
@@ -109,18 +118,28 @@ def append_events(conn: Connection, events: Sequence[tuple[Any, ...]]) -> None:
 # a text() statement with named parameters per row spent most of the hot path's CPU in
 # SQLAlchemy and psycopg query parsing.
 _PG_CHUNK_ROWS = 5000
+_INLINE_MAX = 64
+"""Batches up to this many changes clear errors and append events inside the UPDATE (PostgreSQL)."""
 
 
-def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float) -> set[int]:
+_EVENT_TYPES = ("BIGINT", "FLOAT8", "VARCHAR(16)", "VARCHAR(16)", "VARCHAR(255)", "TEXT", "INTEGER", "BIGINT")
+
+
+def _update_chunk_pg(
+    conn: Connection, cols: tuple[str, ...], chunk: list[Change], now: float, *, inline: bool = False
+) -> set[int]:
+    """Update one chunk; ``inline``: in the same statement, for the jobs it updated, delete the errors
+    of those whose change sets them and append their events (no separate DELETE and COPY round trips:
+    with pilots' finals arriving one at a time, each was a round trip of its own per final)."""
     dialect = conn.dialect
     casts = ["BIGINT", "VARCHAR(16)", "BIGINT", "VARCHAR(16)", *[jobs.c[c].type.compile(dialect=dialect) for c in cols]]
     names = ["v_id", "v_from", "v_epoch", "v_to", *[f"v_c{k}" for k in range(len(cols))]]
     sets = ["status = v.v_to", "modification_time = %s", *[f"{c} = v.v_c{k}" for k, c in enumerate(cols)]]
     sql = (
-        f"UPDATE jobs SET {', '.join(sets)} "
+        f"WITH u AS (UPDATE jobs SET {', '.join(sets)} "
         f"FROM unnest({', '.join(f'%s::{t}[]' for t in casts)}) AS v({', '.join(names)}) "
         "WHERE jobs.panda_id = v.v_id AND jobs.status = v.v_from AND jobs.lease_epoch = v.v_epoch "
-        "RETURNING jobs.panda_id"
+        "RETURNING jobs.panda_id)"
     )
     params: list[Any] = [
         now,
@@ -130,6 +149,25 @@ def _update_chunk_pg(conn: Connection, cols: tuple[str, ...], chunk: list[Change
         [ch.to_status.value for ch in chunk],
     ]
     params += [[ch.values[c] for ch in chunk] for c in cols]
+    cleared = [ch.panda_id for ch in chunk if ERRORS in ch.values] if inline else []
+    if cleared:
+        sql += (
+            ", d AS (DELETE FROM job_errors WHERE panda_id = ANY(%s::BIGINT[]) "
+            "AND panda_id IN (SELECT panda_id FROM u))"
+        )
+        params.append(cleared)
+    events = [ev for ch in chunk for ev in _events_of(ch, now)] if inline else []
+    if events:
+        # WITH ORDINALITY + ORDER BY: event ids are drawn in the order the changes listed them
+        sql += (
+            f", e AS (INSERT INTO job_events ({', '.join(EVENT_COLUMNS)}) "
+            f"SELECT {', '.join(f'ev.{c}' for c in EVENT_COLUMNS)} "
+            f"FROM unnest({', '.join(f'%s::{t}[]' for t in _EVENT_TYPES)}) WITH ORDINALITY "
+            f"AS ev({', '.join(EVENT_COLUMNS)}, ord) "
+            "WHERE ev.panda_id IN (SELECT panda_id FROM u) ORDER BY ev.ord)"
+        )
+        params += [[ev[i] for ev in events] for i in range(len(EVENT_COLUMNS))]
+    sql += " SELECT panda_id FROM u"
     return {r[0] for r in conn.exec_driver_sql(sql, tuple(params))}
 
 
