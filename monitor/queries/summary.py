@@ -110,13 +110,20 @@ def _tasks_from_counters(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of tasks (of ``vos``) from the task counters, and the total.
 
-    A task's owner and creation come from its first job."""
-    matrix, last = counts.latest_tasks(conn, flt, depth, vos=vos)
-    ranked = sorted(
-        ((task, states) for task, states in matrix.items() if sum(states.values())),
-        key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
-    )[depth - LIST_LIMIT : depth]
-    total = counts.count_tasks(conn, flt, vos=vos)
+    Unfiltered, the page ranks the per-task summaries (:func:`counts.task_page`); filtered by
+    state, it sums the task counters of those states. A task's owner and creation come from its
+    first job."""
+    if counts.all_statuses(flt) is None:
+        rows, total = counts.task_page(conn, flt, depth - LIST_LIMIT, depth, vos=vos)
+        ranked = [(task, states) for task, states, _ in rows]
+        last = {task: latest for task, _, latest in rows}
+    else:
+        matrix, last = counts.latest_tasks(conn, flt, depth, vos=vos)
+        ranked = sorted(
+            ((task, states) for task, states in matrix.items() if sum(states.values())),
+            key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
+        )[depth - LIST_LIMIT : depth]
+        total = counts.count_tasks(conn, flt, vos=vos)
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:
