@@ -388,6 +388,8 @@ job_counts = Table(
     # the counted jobs' VO (migration 0016), so a VO member's pages sum their VOs' rows; '' for flows
     Column("vo", String(255), nullable=False, server_default=""),
     PrimaryKeyConstraint("facet", "width", "bucket", "value", "status", "vo", name="pk_job_counts"),
+    # one value's rows of a window (the tasks of one /tasks/ page), migration 0017
+    Index("ix_job_counts_value", "facet", "value", "width", "bucket"),
 )
 
 job_error_counts = Table(

@@ -77,14 +77,18 @@ class Window:
 
     def clause(self, table: Any, *, active: bool = True) -> ColumnElement[bool]:
         """Rows of ``table`` (job_counts or job_error_counts) inside the window."""
+        return or_(*self.parts(table, active=active))
+
+    def parts(self, table: Any, *, active: bool = True) -> list[ColumnElement[bool]]:
+        """The window's bucket ranges (active, hours, days), each one range of the counters' primary key."""
         c = table.c
         terms = [
             and_(c.width == 1, c.bucket >= self.first_hour, c.bucket < self.first_day),
             and_(c.width == DAY_HOURS, c.bucket >= self.first_day),
         ]
         if active:
-            terms.insert(0, c.width == 0)
-        return or_(*terms)
+            terms.insert(0, and_(c.width == 0, c.bucket == 0))
+        return terms
 
     def head_rows(
         self, conn: Connection, columns: Iterable[Any], statuses: Iterable[str], *, vos: VOs = None
@@ -316,12 +320,16 @@ def _task_states(
     """``{task: {status: n}}`` and latest changes of the tasks ``values`` (a list or a subquery of
     counter values) over the window: their counter rows plus pending deltas, and ``head`` (the
     final jobs of the window's partial first hour), as :func:`latest_tasks` counts them."""
-    c = _with_pending(
-        job_counts,
-        job_count_deltas,
-        ("value", "status", "n", "last"),
-        lambda t: [t.c.facet == "taskid", t.c.value.in_(values), window.clause(t), t.c.n != 0, *_vo_terms(t, vos)],
-    ).c
+    # one SELECT per bucket range: with the ranges OR-ed, PostgreSQL read every counter row
+    columns = ("value", "status", "n", "last")
+    parts = [
+        select(*(t.c[k] for k in columns)).where(
+            t.c.facet == "taskid", part, t.c.value.in_(values), t.c.n != 0, *_vo_terms(t, vos)
+        )
+        for t in (job_counts, job_count_deltas)
+        for part in window.parts(t)
+    ]
+    c = union_all(*parts).subquery("counted").c
     stmt = select(c.value, c.status, func.sum(c.n), func.max(c.last)).group_by(c.value, c.status)
     matrix: dict[str, dict[str, int]] = defaultdict(dict)
     last: dict[str, float] = {}

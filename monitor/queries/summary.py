@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, Connection, column, func, select, values
 
 from ailuro.vocabulary import QUEUED_WORKER_STATES
 from dispatcher.convert import FINAL_WORKER_STATES
@@ -127,9 +127,11 @@ def _tasks_from_counters(
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:
-        firsts = (
-            select(func.min(jobs.c.panda_id)).where(jobs.c.task_id.in_(ids)).group_by(jobs.c.task_id).scalar_subquery()
-        )
+        # each task's first job by one index probe (ix_jobs_task), not a GROUP BY over all its jobs
+        task = values(column("id", BigInteger), name="page_tasks").data([(i,) for i in ids])
+        probe = select(jobs.c.panda_id).where(jobs.c.task_id == task.c.id).order_by(jobs.c.panda_id).limit(1)
+        probes = select(probe.correlate(task).scalar_subquery()).select_from(task)
+        firsts = [int(i) for i in conn.execute(probes).scalars() if i is not None]
         stmt = select(jobs.c.task_id, jobs.c.owner, jobs.c.creation_time).where(jobs.c.panda_id.in_(firsts))
         first = {int(r.task_id): r for r in conn.execute(stmt)}
     tasks = []
