@@ -127,11 +127,19 @@ def _tasks_from_counters(
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:
-        # each task's first job by one index probe (ix_jobs_task), not a GROUP BY over all its jobs
-        task = values(column("id", BigInteger), name="page_tasks").data([(i,) for i in ids])
-        probe = select(jobs.c.panda_id).where(jobs.c.task_id == task.c.id).order_by(jobs.c.panda_id).limit(1)
-        probes = select(probe.correlate(task).scalar_subquery()).select_from(task)
-        firsts = [int(i) for i in conn.execute(probes).scalars() if i is not None]
+        if conn.dialect.name == "postgresql":
+            # each task's first job by one index probe (ix_jobs_task), not a GROUP BY over all its jobs
+            task = values(column("id", BigInteger), name="page_tasks").data([(i,) for i in ids])
+            probe = select(jobs.c.panda_id).where(jobs.c.task_id == task.c.id).order_by(jobs.c.panda_id).limit(1)
+            probes = select(probe.correlate(task).scalar_subquery()).select_from(task)
+            firsts: Any = [int(i) for i in conn.execute(probes).scalars() if i is not None]
+        else:  # SQLite has no column names for a VALUES alias; its MIN per group reads the index anyway
+            firsts = (
+                select(func.min(jobs.c.panda_id))
+                .where(jobs.c.task_id.in_(ids))
+                .group_by(jobs.c.task_id)
+                .scalar_subquery()
+            )
         stmt = select(jobs.c.task_id, jobs.c.owner, jobs.c.creation_time).where(jobs.c.panda_id.in_(firsts))
         first = {int(r.task_id): r for r in conn.execute(stmt)}
     tasks = []
