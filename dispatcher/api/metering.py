@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from dispatcher.auth.interceptor import replace_behavior
 from dispatcher.services.metrics import DispatcherMetrics
 
 
@@ -92,9 +93,5 @@ class MeteringInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                method = short_method(handler_call_details.method)
-                return handler._replace(**{kind: _wrap(behavior, self._metrics, method)})
-        return handler
+        method = short_method(handler_call_details.method)
+        return replace_behavior(handler, lambda behavior: _wrap(behavior, self._metrics, method))

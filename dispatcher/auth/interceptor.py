@@ -165,6 +165,18 @@ def _wrap_behavior(behavior: Callable[..., Any], authenticate: Authenticate, met
     return unary
 
 
+def replace_behavior(
+    handler: grpc.RpcMethodHandler, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> grpc.RpcMethodHandler:
+    """``handler`` with its one behaviour (whichever of the four call kinds it has) passed through
+    ``wrap``; shared by every server interceptor here (authentication, metering)."""
+    for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
+        behavior = getattr(handler, kind)
+        if behavior is not None:
+            return handler._replace(**{kind: wrap(behavior)})
+    return handler
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every RPC except :data:`EXEMPT_PREFIXES` with ``authenticate``."""
 
@@ -179,12 +191,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
             return handler
-        for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream"):
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                wrapped = _wrap_behavior(behavior, self._authenticate, handler_call_details.method)
-                return handler._replace(**{kind: wrapped})
-        return handler
+        method = handler_call_details.method
+        return replace_behavior(handler, lambda behavior: _wrap_behavior(behavior, self._authenticate, method))
 
 
 def is_loopback(host: str) -> bool:
