@@ -136,8 +136,9 @@ def _viewer_token(directory: Path, viewer: str) -> tuple[str, str]:
     return str(files.jwks), token
 
 
-def bench(url: str, repeat: int, viewer: str = "admin") -> list[tuple[str, float, float]]:
-    """Time every page and its JSON twin over HTTP as ``viewer``; returns (path, median ms, max ms)."""
+def bench(url: str, repeat: int, viewer: str = "admin", only: tuple[str, ...] = ()) -> list[tuple[str, float, float]]:
+    """Time every page (or those whose path starts with one of ``only``) and its JSON twin over
+    HTTP as ``viewer``; returns (path, median ms, max ms)."""
     import tempfile
     import urllib.error
     import urllib.request
@@ -185,6 +186,8 @@ def bench(url: str, repeat: int, viewer: str = "admin") -> list[tuple[str, float
         "/plots/?hours=168",
         *(["/metrics"] if viewer == "admin" else []),
     ]
+    if only:
+        paths = [p for p in paths if p.startswith(only)]
     auth_dir = tempfile.TemporaryDirectory(prefix="ailuro-bench-auth-")
     jwks, token = _viewer_token(Path(auth_dir.name), viewer)
     running = run_in_thread(MonitorConfig(db_url=url, port=0, auth=MonitorAuth(embedded_jwks=jwks)))
@@ -227,6 +230,9 @@ def main() -> None:
     parser.add_argument(
         "--viewer", choices=("admin", "vo"), default="admin", help="time pages as an admin or as a VO member"
     )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="PREFIX", help="time only the pages starting so (repeatable)"
+    )
     args = parser.parse_args()
 
     admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
@@ -248,7 +254,7 @@ def main() -> None:
                 f"in {time.perf_counter() - t0:.0f} s (incl. VACUUM ANALYZE)",
                 flush=True,
             )
-        results = bench(url, args.repeat, args.viewer)
+        results = bench(url, args.repeat, args.viewer, tuple(args.only))
         print(f"\npage times over {args.jobs:,} jobs (PostgreSQL, median / max of {args.repeat}, ms):")
         width = max(len(p) for p, _, _ in results)
         for path, med, worst in results:

@@ -3,8 +3,9 @@
 The monitor must never change what the dispatcher relies on, so read-only is enforced by the
 database itself, not only by the code: PostgreSQL sessions start with
 ``default_transaction_read_only=on`` (any write fails), SQLite connections with
-``PRAGMA query_only=ON``. Every request runs in one transaction, so the counts on a page are
-consistent with each other. Migrations are never run from here: the dispatcher owns the schema.
+``PRAGMA query_only=ON``. Every request runs in one transaction with one snapshot (REPEATABLE
+READ on PostgreSQL; SQLite's deferred transaction reads one snapshot), so the counts on a page
+are consistent with each other. Migrations are never run from here: the dispatcher owns the schema.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ REQUIRED_TABLES = frozenset(
         "job_error_counts",
         "job_count_deltas",
         "job_error_count_deltas",
+        "task_summaries",
         "ddm_datasets",
         "ddm_dataset_files",
         "ddm_files",
@@ -39,7 +41,7 @@ REQUIRED_TABLES = frozenset(
     }
 )
 """The dispatcher's tables the monitor reads (DDM catalog: 0003; counters: migrations 0004 and 0005;
-factory queue health: 0008)."""
+factory queue health: 0008; task summaries: 0017)."""
 
 
 class SchemaMissing(RuntimeError):
@@ -64,6 +66,10 @@ class MonitorDatabase:
                 max_overflow=pool_size,
                 pool_pre_ping=True,
                 connect_args={"options": options},
+                # one snapshot for the whole request, not one per statement: a page that reads the
+                # per-task summaries and then the counters of its tasks must not see a fold happen
+                # between the two (a read-only transaction never fails to serialize)
+                isolation_level="REPEATABLE READ",
             )
 
     @property

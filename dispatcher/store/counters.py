@@ -28,7 +28,9 @@ PostgreSQL one folder at a time holds a transaction-level advisory lock; a secon
 round. Even without the lock no row could be counted twice: a delta row is folded by the
 transaction that deletes it, and only one can. Rows of transactions still open are invisible to
 the fold and folded in a later round. Readers stay exact by adding the pending deltas to the
-folded rows in the same statement (one snapshot; see ``monitor/queries/counts.py``).
+folded rows in the same statement (one snapshot; see ``monitor/queries/counts.py``). The same
+fold keeps one summary row per task and VO (``task_summaries``, :mod:`.task_summaries`) from the
+task counters it has just upserted, so ``/tasks/`` ranks tasks without summing their rows.
 
 :func:`rebuild` recomputes everything from ``jobs`` and ``job_events`` (the migration's backfill,
 and bulk loaders that bypass the store), and empties the delta tables.
@@ -46,6 +48,7 @@ from sqlalchemy import Connection, Engine, delete, event, inspect, select, text
 
 from dispatcher.jobfields import fields_by_key
 from dispatcher.states import FINAL_STATES, JobState
+from dispatcher.store import task_summaries
 from dispatcher.store.schema import (
     job_count_deltas,
     job_counts,
@@ -426,6 +429,13 @@ def _fold_counts(conn: Connection, limit: int) -> int:
             "last = CASE WHEN excluded.last > job_counts.last THEN excluded.last ELSE job_counts.last END"
         )
         conn.execute(text(sql), params)
+    # the per-task summaries follow the task counters in the same transaction (migration 0017)
+    tasks = [(value, vo) for facet, _, _, value, _, vo in sums if facet == task_summaries.TASK_FACET]
+    final_last: dict[tuple[str, str], float] = {}
+    for (facet, width, _, value, _, vo), (n, last) in sums.items():
+        if facet == task_summaries.TASK_FACET and width > 0 and n:
+            final_last[(value, vo)] = max(final_last.get((value, vo), 0.0), last)
+    task_summaries.update(conn, tasks, final_last)
     return len(rows)
 
 
@@ -479,6 +489,7 @@ def rebuild(conn: Connection) -> None:
         )
     )
     _rebuild_errors(conn)
+    task_summaries.rebuild(conn)
 
 
 def rebuild_errors(conn: Connection) -> None:

@@ -388,6 +388,8 @@ job_counts = Table(
     # the counted jobs' VO (migration 0016), so a VO member's pages sum their VOs' rows; '' for flows
     Column("vo", String(255), nullable=False, server_default=""),
     PrimaryKeyConstraint("facet", "width", "bucket", "value", "status", "vo", name="pk_job_counts"),
+    # one value's rows of a window (the tasks of one /tasks/ page), migration 0017
+    Index("ix_job_counts_value", "facet", "value", "width", "bucket"),
 )
 
 job_error_counts = Table(
@@ -424,6 +426,24 @@ job_count_deltas = Table(
     Column("n", BigInteger, nullable=False),
     Column("last", Float, nullable=False),
     Column("vo", String(255), nullable=False, server_default=""),
+)
+
+# --- Per-task summary of the task counters (migration 0017), kept by the same fold: the monitor's
+# /tasks/ ranks tasks by one index range here instead of summing every task's counter rows. -----
+
+task_summaries = Table(
+    "task_summaries",
+    metadata,
+    Column("task_id", BigInteger, nullable=False),
+    Column("vo", String(255), nullable=False),
+    Column("active", BigInteger, nullable=False),  # its jobs not final yet (width-0 taskid rows summed)
+    # latest change counted in its width-0 rows that still hold jobs (0 when none)
+    Column("active_last", Float, nullable=False),
+    Column("final_last", Float, nullable=False),  # latest time one of its jobs became final (0: none)
+    Column("last", Float, nullable=False),  # the larger of the two: its latest change
+    PrimaryKeyConstraint("task_id", "vo", name="pk_task_summaries"),
+    Index("ix_task_summaries_last", "last", "task_id"),
+    Index("ix_task_summaries_vo_last", "vo", "last", "task_id"),
 )
 
 job_error_count_deltas = Table(

@@ -35,7 +35,14 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Connection, Subquery, Table, and_, cast, func, or_, select, union_all
 
 from dispatcher.store.counters import DAY_HOURS, FACET_COLUMNS, FINAL_VALUES, HOUR, hour_of
-from dispatcher.store.schema import job_count_deltas, job_counts, job_error_count_deltas, job_error_counts, jobs
+from dispatcher.store.schema import (
+    job_count_deltas,
+    job_counts,
+    job_error_count_deltas,
+    job_error_counts,
+    jobs,
+    task_summaries,
+)
 from monitor.filters import JobFilter, Viewer
 
 _COUNT_COLUMNS = ("facet", "width", "bucket", "value", "status", "n", "last")
@@ -70,14 +77,18 @@ class Window:
 
     def clause(self, table: Any, *, active: bool = True) -> ColumnElement[bool]:
         """Rows of ``table`` (job_counts or job_error_counts) inside the window."""
+        return or_(*self.parts(table, active=active))
+
+    def parts(self, table: Any, *, active: bool = True) -> list[ColumnElement[bool]]:
+        """The window's bucket ranges (active, hours, days), each one range of the counters' primary key."""
         c = table.c
         terms = [
             and_(c.width == 1, c.bucket >= self.first_hour, c.bucket < self.first_day),
             and_(c.width == DAY_HOURS, c.bucket >= self.first_day),
         ]
         if active:
-            terms.insert(0, c.width == 0)
-        return or_(*terms)
+            terms.insert(0, and_(c.width == 0, c.bucket == 0))
+        return terms
 
     def head_rows(
         self, conn: Connection, columns: Iterable[Any], statuses: Iterable[str], *, vos: VOs = None
@@ -225,6 +236,113 @@ def latest_tasks(
         matrix[value][row.status] = matrix[value].get(row.status, 0) + 1
         last[value] = max(last.get(value, 0.0), float(row.modification_time))
     return dict(matrix), last
+
+
+_LISTED = 5000
+"""Tasks with pending deltas up to this many are passed as a list (else as a subquery: a folder
+that stopped leaves many, and SQLite bounds the bind parameters of one statement)."""
+TaskRow = tuple[str, dict[str, int], float]
+"""A task on the tasks page: its id (as the counters write it), ``{status: jobs}`` in the window, its latest change."""
+
+
+def task_page(conn: Connection, flt: JobFilter, start: int, stop: int, *, vos: VOs = None) -> tuple[list[TaskRow], int]:
+    """Tasks ``start:stop`` (of ``vos``) of the unfiltered window, latest change first, and how many there are.
+
+    The same tasks, counts and order as ranking :func:`facet_states_last` of ``taskid`` (what
+    :func:`latest_tasks` does), read from the per-task summaries (``task_summaries``, see
+    ``dispatcher/store/task_summaries.py``): a task is in the window when it has jobs not final
+    yet or ``last >= since``, and its latest change there is ``last``, else ``active_last``. So
+    the ranking is an index range on ``last`` with a LIMIT and the total one count, whatever the
+    number of tasks. A task with deltas not folded yet is not summarised yet: those few are
+    counted from their counter rows plus deltas, exactly as before, and merged in. Only the
+    page's tasks have their counter rows read. The caller's transaction must be one snapshot
+    (the monitor's is), so a fold between these statements cannot count a delta twice.
+    """
+    window = Window.of(flt.since)
+    head = window.head_rows(conn, [jobs.c[FACET_COLUMNS["taskid"]].label("task"), jobs.c.status], FINAL_VALUES, vos=vos)
+    d = job_count_deltas
+    pending_values: Any = select(d.c.value).where(d.c.facet == "taskid", *_vo_terms(d, vos)).distinct()
+    listed = conn.execute(pending_values.limit(_LISTED + 1)).scalars().all()
+    if len(listed) <= _LISTED:  # the usual few tasks changed since the last fold: bound, not a subquery
+        pending_values = list(listed)
+    pending, pending_last = _task_states(conn, window, head, pending_values, vos) if listed else ({}, {})
+    pending_ids = select(cast(d.c.value, BigInteger)).where(d.c.facet == "taskid", *_vo_terms(d, vos))
+    ranked = _summary_ranking(conn, flt.since, stop, vos, pending_ids)
+    ranked += [(last, int(task)) for task, last in pending_last.items() if sum(pending[task].values())]
+    ranked.sort(key=lambda kv: (-kv[0], -kv[1]))
+    chosen = ranked[start:stop]
+    rest = [str(task) for _, task in chosen if str(task) not in pending]
+    states, _ = _task_states(conn, window, head, rest, vos) if rest else ({}, {})
+    rows = [(str(task), {**states.get(str(task), {}), **pending.get(str(task), {})}, key) for key, task in chosen]
+    s = task_summaries
+    in_window = or_(s.c.active > 0, s.c.last >= flt.since)
+    summarised = select(func.count(func.distinct(s.c.task_id))).where(
+        in_window, *_vo_terms(s, vos), s.c.task_id.notin_(pending_ids)
+    )
+    total = int(conn.execute(summarised).scalar_one()) + sum(1 for n in pending.values() if sum(n.values()))
+    return rows, total
+
+
+def _summary_ranking(conn: Connection, since: float, depth: int, vos: VOs, pending_ids: Any) -> list[tuple[float, int]]:
+    """The first ``depth`` summarised tasks of the window (none with pending deltas) as ``(latest change, task)``.
+
+    First the tasks changed since ``since`` (``last``, index range), then, if that is not enough,
+    the tasks changed before but still holding jobs not final yet (``active_last``). A task of
+    several VOs has several rows: its latest change is its first in this order.
+    """
+    s = task_summaries
+    base = [*_vo_terms(s, vos), s.c.task_id.notin_(pending_ids)]
+    parts = [
+        (s.c.last, [s.c.last >= since]),
+        (s.c.active_last, [s.c.last < since, s.c.active > 0]),
+    ]
+    seen: dict[int, float] = {}
+    for key, terms in parts:
+        limit = depth
+        while True:
+            stmt = select(key, s.c.task_id).where(*base, *terms).order_by(key.desc(), s.c.task_id.desc())
+            rows = conn.execute(stmt.limit(limit)).all()
+            found = dict(seen)
+            for value, task in rows:
+                found.setdefault(int(task), float(value))
+            if len(found) >= depth or len(rows) < limit:
+                break
+            limit *= 2  # rows of the same task in several VOs: read further
+        seen = found
+        if len(seen) >= depth:
+            break
+    return sorted(((v, t) for t, v in seen.items()), key=lambda kv: (-kv[0], -kv[1]))[:depth]
+
+
+def _task_states(
+    conn: Connection, window: Window, head: list[Any], values: Any, vos: VOs
+) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+    """``{task: {status: n}}`` and latest changes of the tasks ``values`` (a list or a subquery of
+    counter values) over the window: their counter rows plus pending deltas, and ``head`` (the
+    final jobs of the window's partial first hour), as :func:`latest_tasks` counts them."""
+    # one SELECT per bucket range: with the ranges OR-ed, PostgreSQL read every counter row
+    columns = ("value", "status", "n", "last")
+    parts = [
+        select(*(t.c[k] for k in columns)).where(
+            t.c.facet == "taskid", part, t.c.value.in_(values), t.c.n != 0, *_vo_terms(t, vos)
+        )
+        for t in (job_counts, job_count_deltas)
+        for part in window.parts(t)
+    ]
+    c = union_all(*parts).subquery("counted").c
+    stmt = select(c.value, c.status, func.sum(c.n), func.max(c.last)).group_by(c.value, c.status)
+    matrix: dict[str, dict[str, int]] = defaultdict(dict)
+    last: dict[str, float] = {}
+    for value, status, n, latest in conn.execute(stmt.having(func.sum(c.n) != 0)):
+        matrix[value][status] = int(n)
+        last[value] = max(last.get(value, 0.0), float(latest))
+    wanted = set(values) if isinstance(values, list) else set(conn.execute(values).scalars())
+    for row in head:
+        value = str(row.task)
+        if value in wanted:
+            matrix[value][row.status] = matrix[value].get(row.status, 0) + 1
+            last[value] = max(last.get(value, 0.0), float(row.modification_time))
+    return {v: dict(states) for v, states in matrix.items()}, last
 
 
 def _facet_query(

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, Connection, column, func, select, values
 
 from ailuro.vocabulary import QUEUED_WORKER_STATES
 from dispatcher.convert import FINAL_WORKER_STATES
@@ -110,19 +110,36 @@ def _tasks_from_counters(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of tasks (of ``vos``) from the task counters, and the total.
 
-    A task's owner and creation come from its first job."""
-    matrix, last = counts.latest_tasks(conn, flt, depth, vos=vos)
-    ranked = sorted(
-        ((task, states) for task, states in matrix.items() if sum(states.values())),
-        key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
-    )[depth - LIST_LIMIT : depth]
-    total = counts.count_tasks(conn, flt, vos=vos)
+    Unfiltered, the page ranks the per-task summaries (:func:`counts.task_page`); filtered by
+    state, it sums the task counters of those states. A task's owner and creation come from its
+    first job."""
+    if counts.all_statuses(flt) is None:
+        rows, total = counts.task_page(conn, flt, depth - LIST_LIMIT, depth, vos=vos)
+        ranked = [(task, states) for task, states, _ in rows]
+        last = {task: latest for task, _, latest in rows}
+    else:
+        matrix, last = counts.latest_tasks(conn, flt, depth, vos=vos)
+        ranked = sorted(
+            ((task, states) for task, states in matrix.items() if sum(states.values())),
+            key=lambda kv: (-last.get(kv[0], 0.0), -int(kv[0])),
+        )[depth - LIST_LIMIT : depth]
+        total = counts.count_tasks(conn, flt, vos=vos)
     ids = [int(task) for task, _ in ranked]
     first: dict[int, Any] = {}
     if ids:
-        firsts = (
-            select(func.min(jobs.c.panda_id)).where(jobs.c.task_id.in_(ids)).group_by(jobs.c.task_id).scalar_subquery()
-        )
+        if conn.dialect.name == "postgresql":
+            # each task's first job by one index probe (ix_jobs_task), not a GROUP BY over all its jobs
+            task = values(column("id", BigInteger), name="page_tasks").data([(i,) for i in ids])
+            probe = select(jobs.c.panda_id).where(jobs.c.task_id == task.c.id).order_by(jobs.c.panda_id).limit(1)
+            probes = select(probe.correlate(task).scalar_subquery()).select_from(task)
+            firsts: Any = [int(i) for i in conn.execute(probes).scalars() if i is not None]
+        else:  # SQLite has no column names for a VALUES alias; its MIN per group reads the index anyway
+            firsts = (
+                select(func.min(jobs.c.panda_id))
+                .where(jobs.c.task_id.in_(ids))
+                .group_by(jobs.c.task_id)
+                .scalar_subquery()
+            )
         stmt = select(jobs.c.task_id, jobs.c.owner, jobs.c.creation_time).where(jobs.c.panda_id.in_(firsts))
         first = {int(r.task_id): r for r in conn.execute(stmt)}
     tasks = []

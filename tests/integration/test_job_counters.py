@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, delete, inspect, select, text
+from task_summary_checks import assert_summaries_exact, assert_task_pages_exact
 from test_job_errors_migration import migrate_to
 
 from ailuro import errorcodes
@@ -225,6 +226,7 @@ def assert_exact(url: str, *, folded: bool = False) -> None:
             counts, errors = stored(conn, pending=not folded)
             assert counts == expected_counts(conn)
             assert errors == expected_errors(conn)
+            assert_summaries_exact(conn)  # the per-task summaries (0017) follow every fold
             n_final = conn.execute(
                 select(jobs.c.panda_id).where(jobs.c.status.in_([s.value for s in FINAL_STATES]))
             ).all()
@@ -251,6 +253,7 @@ def assert_monitor_exact(url: str) -> None:
             assert seen == set(VOS), "the workload must submit jobs of both VOs"
             for vos in (None, ("compass",), ("amber",), VOS, ()):
                 _assert_vo_counts_exact(conn, everything, vos)
+                assert_task_pages_exact(conn, vos)  # /tasks/ from the summaries, windows cutting the hours
     finally:
         mon.engine.dispose()
     assert Counter({(s, h): n for s, hours in transitions.items() for h, n in hours.items()}) == want_flows
