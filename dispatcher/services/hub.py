@@ -39,6 +39,7 @@ from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import Presence
 from dispatcher.services.runtime import Runtime
 from dispatcher.states import JobState
+from dispatcher.store import finals as fstore
 from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
 from dispatcher.store.leases import check_pilot_owner
@@ -244,7 +245,7 @@ class PilotHub:
             in_flight=cfg.claim_batches_in_flight if runtime.db.is_postgres else 1,
             urgent=True,  # a pilot waits for it: never behind heartbeat flushes and finals
         )
-        self._finals: GroupCommitter[pstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
+        self._finals: GroupCommitter[fstore.FinalIn, tuple[pstore.AckResult, str]] = GroupCommitter(
             runtime, self._finals_batch, name="finals", window_s=cfg.finals_window_ms / 1000, max_batch=cfg.max_batch
         )
         # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
@@ -420,6 +421,10 @@ class PilotHub:
             now = self.rt.now()
             charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
         self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
+        if any(r.passed_over for r in reqs) and self.rt.db.on_activated is not None:
+            # Rows this batch locked and left are claimable again: a batch running beside it skipped
+            # them and may have parked its requests (seen as +4 % on `sleep 1` jobs in lockstep).
+            self.rt.db.on_activated()
         return [r.assignments for r in reqs]
 
     # --- heartbeats -------------------------------------------------------------------------
@@ -526,7 +531,7 @@ class PilotHub:
             del self._beats[(report.panda_id, pilot_id)]  # superseded by the final
             pending[1].buffered -= 1
         sender = stream.principal if stream is not None else principal
-        item = pstore.FinalIn(report=report, pilot_id=pilot_id, principal=sender)
+        item = fstore.FinalIn(report=report, pilot_id=pilot_id, principal=sender)
         outcome = await _settled(self._finals.submit(item))
         # An outage is raised: the stream ends UNAVAILABLE and the pilot resends the report from its spool.
         res, msg = _item_outcome(outcome)
@@ -534,10 +539,10 @@ class PilotHub:
             panda_id=report.panda_id, lease_epoch=report.lease_epoch, result=res, message=msg, is_final=True
         )
 
-    def _finals_batch(self, items: Sequence[pstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
+    def _finals_batch(self, items: Sequence[fstore.FinalIn]) -> list[tuple[pstore.AckResult, str]]:
         applied: dict[int, str] = {}
         with self.rt.db.write() as conn:
-            out = pstore.apply_finals(
+            out = fstore.apply_finals(
                 conn, items, now=self.rt.now(), reason_chars=self.rt.config.limits.event_reason_chars, applied=applied
             )
         # counted after the commit (a batch re-run after a conflict counts once)

@@ -121,11 +121,12 @@ def candidates(conn: Connection, queue: str, *, wanted: int, policy: ClaimPolicy
 
 def plan_queue(
     conn: Connection, queue: str, requests: Sequence[tuple[int, Offer]], *, policy: ClaimPolicy
-) -> list[tuple[int, Any, Leaf]]:
-    """``(request index, job row, leaf)`` for the requests of one queue; nothing when its status forbids."""
+) -> tuple[list[tuple[int, Any, Leaf]], int]:
+    """``(request index, job row, leaf)`` for the requests of one queue (nothing when its status
+    forbids), and how many candidate rows were read (locked on PostgreSQL) to plan them."""
     status = policy.status(queue)
     if claim_refusal(status, TEST_LABEL):  # offline: nothing at all
-        return []
+        return [], 0
     rows = candidates(conn, queue, wanted=sum(n for n, _ in requests), policy=policy)
     tree = policy.tree
     cands = []
@@ -147,4 +148,4 @@ def plan_queue(
             needs = shapes[shape] = needs_of(row)
         cands.append(Candidate(row["panda_id"], leaf, row["current_priority"], needs))
     plan = assign(ShareOrder(tree, policy.usage, cands, sums=policy.sums), requests)
-    return [(i, by_id[c.key], c.leaf) for i, c in plan]
+    return [(i, by_id[c.key], c.leaf) for i, c in plan], len(rows)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from ailuro.errors import PermissionDenied
 from ailuro.v1 import factory_pb2
 from dispatcher.store.jobs import chunks
-from dispatcher.store.pilots import _insert_for
+from dispatcher.store.pilots import insert_for
 from dispatcher.store.schema import factories, factory_queues, workers
 
 MAX_HEALTH_ERROR = 500
@@ -36,7 +36,7 @@ def authenticate(conn: Connection, factory_id: str, secret: str, *, now: float) 
             "changing workers needs the factory's id and secret in the call metadata", field="metadata"
         )
     digest = secret_digest(secret)
-    ins = _insert_for(conn)(factories).values(factory_id=factory_id, secret_sha256=digest, first_seen=now)
+    ins = insert_for(conn)(factories).values(factory_id=factory_id, secret_sha256=digest, first_seen=now)
     conn.execute(ins.on_conflict_do_nothing(index_elements=[factories.c.factory_id]))
     stored = conn.execute(select(factories.c.secret_sha256).where(factories.c.factory_id == factory_id)).scalar_one()
     if not hmac.compare_digest(stored, digest):
@@ -65,7 +65,7 @@ def report_health(conn: Connection, factory_id: str, items: Sequence[factory_pb2
             "backoff_until": float(h.backoff_until),
             "updated": now,
         }
-        ins = _insert_for(conn)(factory_queues).values(factory_id=factory_id, queue=h.queue, **values)
+        ins = insert_for(conn)(factory_queues).values(factory_id=factory_id, queue=h.queue, **values)
         conn.execute(
             ins.on_conflict_do_update(index_elements=[factory_queues.c.factory_id, factory_queues.c.queue], set_=values)
         )

@@ -13,7 +13,7 @@ from ailuro.v1 import factory_pb2
 from dispatcher.convert import FINAL_WORKER_STATES, WORKER_STATE_NAMES, WORKER_STATES_BY_NAME
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.jobs import chunks
-from dispatcher.store.pilots import _insert_for, connected_clause
+from dispatcher.store.pilots import connected_clause, insert_for
 from dispatcher.store.schema import jobs, pilots, workers
 
 _ON_PILOT = [s.value for s in ON_PILOT_STATES]
@@ -33,7 +33,7 @@ def register_workers(conn: Connection, items: Sequence[factory_pb2.Worker], *, n
             "update_time": now,
             "log_path": w.log_path,
         }
-        ins = _insert_for(conn)(workers).values(worker_id=w.worker_id, **values)
+        ins = insert_for(conn)(workers).values(worker_id=w.worker_id, **values)
         conn.execute(ins.on_conflict_do_update(index_elements=[workers.c.worker_id], set_=values))
 
 

@@ -21,6 +21,7 @@ from dispatcher.matching import Offer
 from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.shares import subtree_usage
 from dispatcher.store import brokerage as bstore
+from dispatcher.store import finals as fstore
 from dispatcher.store import jobs as store
 from dispatcher.store import pilots as pstore
 from dispatcher.store.engine import Database, open_database
@@ -92,11 +93,11 @@ def _finish(db: Database, pilots: list[_Pilot], now: float) -> None:
         for pid, (end, epoch, _) in list(p.running.items()):
             if end <= now:
                 report = pilot_pb2.JobFinal(panda_id=pid, lease_epoch=epoch, status=job_pb2.JOB_STATUS_FINISHED)
-                finals.append(pstore.FinalIn(report=report, pilot_id=p.name))
+                finals.append(fstore.FinalIn(report=report, pilot_id=p.name))
                 del p.running[pid]
     if finals:
         with db.write() as conn:
-            outcome = pstore.apply_finals(conn, finals, now=now)
+            outcome = fstore.apply_finals(conn, finals, now=now)
         assert all(res == pstore.OK for res, _ in outcome), outcome
 
 

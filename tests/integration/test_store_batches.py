@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from ailuro.v1 import job_pb2, pilot_pb2
 from dispatcher.states import JobState
+from dispatcher.store import finals as fstore
 from dispatcher.store import jobs as store
 from dispatcher.store import pilots as pstore
 from dispatcher.store.engine import Database, open_database
@@ -82,7 +83,7 @@ def test_a_renewal_never_revives_a_job_that_left_the_pilot(db: Database) -> None
     _apply(db, [_beat(a, ea, JobState.RUNNING)], now)
     with db.write() as conn:
         final = pilot_pb2.JobFinal(panda_id=a, lease_epoch=ea, status=job_pb2.JOB_STATUS_FINISHED)
-        assert pstore.apply_finals(conn, [pstore.FinalIn(report=final, pilot_id="p1")], now=now)[0][0] == OK
+        assert fstore.apply_finals(conn, [fstore.FinalIn(report=final, pilot_id="p1")], now=now)[0][0] == OK
     ((result, message),) = _apply(db, [_beat(a, ea, JobState.RUNNING, cpu=9.0)], now + 1)
     assert result == STALE and "finished" in message
     row = _row(db, a)
@@ -92,3 +93,27 @@ def test_a_renewal_never_revives_a_job_that_left_the_pilot(db: Database) -> None
 def test_inserting_no_jobs_is_a_no_op(db: Database) -> None:
     with db.write() as conn:
         assert store.insert_jobs(conn, [], owner="me", now=1) == []
+
+
+def test_a_claim_tells_how_many_locked_candidates_it_passed_over(db: Database, db_url: str) -> None:
+    """A claim reads (on PostgreSQL: locks) a window of candidates and hands out fewer; it says how
+    many it passed over, because a claim running beside it skipped those rows and may have found
+    nothing: the hub wakes parked requests after such a commit. On PostgreSQL the second claim is
+    run beside the first to show that it does find nothing until the first commits."""
+    spec = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", vo="compass", prod_source_label="user")
+    with db.write() as conn:
+        store.insert_jobs(conn, [store.NewJob(spec=spec, brokerage_reason="test") for _ in range(3)], owner="me", now=1)
+    first = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p1", queue="LOCAL"), n=1)
+    second = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p2", queue="LOCAL"), n=1)
+    with db.write() as conn:
+        pstore.claim_jobs(conn, [first], lease_s=60, now=time.time())
+        assert len(first.assignments) == 1
+        assert first.passed_over == 2
+        if db_url.startswith("postgresql"):
+            with db.write() as beside:
+                pstore.claim_jobs(beside, [second], lease_s=60, now=time.time())
+            assert second.assignments == [] and second.passed_over == 0
+    if db_url.startswith("postgresql"):
+        with db.write() as conn:
+            pstore.claim_jobs(conn, [second], lease_s=60, now=time.time())
+        assert len(second.assignments) == 1 and second.passed_over == 1
