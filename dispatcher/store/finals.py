@@ -201,19 +201,7 @@ def _store_output_files(conn: Connection, reports: Sequence[pilot_pb2.JobFinal])
         if (pid, f.lfn) in existing:
             updates.append({"b_pid": pid, "b_lfn": f.lfn, **row})
         else:
-            inserts.append(
-                {
-                    "panda_id": pid,
-                    "lfn": f.lfn,
-                    "guid": f.guid,
-                    "type": FILE_TYPE_NAMES.get(f.type, "output"),
-                    "dataset": f.dataset,
-                    "scope": f.scope,
-                    "source_se": f.source_se,
-                    "destination_se": f.destination_se,
-                    **row,
-                }
-            )
+            inserts.append(_new_file_row(pid, f))
             existing.add((pid, f.lfn))
     if updates:
         upd = (
