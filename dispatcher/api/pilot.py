@@ -23,8 +23,9 @@ from dispatcher.api.errors import identity_of, streaming, unary
 from dispatcher.auth.policy import Action, Resource, may
 from dispatcher.pilot_protocol import job_request_problem, no_more_jobs, welcome
 from dispatcher.services.debug import DebugService
-from dispatcher.services.hub import PilotHub, PilotStream, pilot_info, pilot_principal
+from dispatcher.services.hub import PilotHub, pilot_info, pilot_principal
 from dispatcher.services.parking import SOON_S, claim_or_park
+from dispatcher.services.streams import PilotStream
 from dispatcher.states import JobState
 from dispatcher.store import pilots as pstore
 

@@ -24,7 +24,7 @@ from dispatcher.store import pilots as pstore
 from dispatcher.store.jobs import KillCommand
 
 if TYPE_CHECKING:
-    from dispatcher.services.hub import PilotStream
+    from dispatcher.services.streams import PilotStream
 
 log = logging.getLogger(__name__)
 
