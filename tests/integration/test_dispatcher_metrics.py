@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +80,19 @@ def test_metrics_count_what_the_dispatcher_did(
         with pytest.raises(Exception, match="job_name"):
             client.submit([{"job_name": "x" * 100_000, "transformation": "t.sh"}])
 
+    # grpc's context.abort() sends the status to the client before the handler's wrapper (which
+    # counts the call) has finished, so a scrape right after the client saw INVALID_ARGUMENT may
+    # come before that count: wait for it (bounded), then every counter must have moved exactly.
+    refused = {"method": "SubmissionService/SubmitJobs", "code": "INVALID_ARGUMENT"}
+    deadline = time.monotonic() + 60
     after = scrape(d.metrics_port)
+    while (
+        value(after, "ailuro_dispatcher_rpcs_total", **refused)
+        == value(before, "ailuro_dispatcher_rpcs_total", **refused)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        after = scrape(d.metrics_port)
 
     def moved(sample: str, **labels: str) -> float:
         return value(after, sample, **labels) - value(before, sample, **labels)
