@@ -130,6 +130,17 @@ def _heartbeat_acks(
     ]
 
 
+def spare_after_serving_all(reqs: Sequence[pstore.ClaimRequest]) -> bool:
+    """Whether a claim batch left locked candidates in a queue whose requests it served in full.
+
+    Only then does it wake the parked requests: a wake so follows at least one job handed out, so
+    parked requests that nothing fits (a job longer than their walltime, say) cannot wake each
+    other in a loop. Rows passed over in a queue it left short are not worth a second look.
+    """
+    short = {r.pilot.queue for r in reqs if len(r.assignments) < r.n}
+    return any(r.passed_over and r.pilot.queue not in short for r in reqs)
+
+
 class PilotHub:
     """Streams of this process and the batched database work behind them."""
 
@@ -324,7 +335,7 @@ class PilotHub:
             now = self.rt.now()
             charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
         self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
-        if any(r.passed_over for r in reqs) and self.rt.db.on_activated is not None:
+        if spare_after_serving_all(reqs) and self.rt.db.on_activated is not None:
             # Rows this batch locked and left are claimable again: a batch running beside it skipped
             # them and may have parked its requests (seen as +4 % on `sleep 1` jobs in lockstep).
             self.rt.db.on_activated()
