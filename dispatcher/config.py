@@ -118,9 +118,12 @@ class DispatcherConfig:
     """Upper bound of rows one group-commit transaction touches."""
     claim_window_ms: float = 2.0
     """Job requests arriving within this window are claimed in one transaction."""
-    claim_batches_in_flight: int = 2
+    claim_batches_in_flight: int = 1
     """Claim transactions one process runs at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` keeps
-    them disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer)."""
+    them disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer).
+    Opt-in above 1: a claim locks a window of candidates, and a batch beside it skips those rows, so
+    a request it could have served may be answered short (a streamed one is re-claimed when the
+    other commits, a unary ``GetJob`` is not)."""
     finals_window_ms: float = 5.0
     """Final reports arriving within this window are applied in one transaction (their acks wait
     that much longer; a pilot's next job request does not wait for them)."""
