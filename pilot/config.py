@@ -108,6 +108,8 @@ class PilotConfig:
             raise ValueError("status_delay_s must not be negative")
         if self.cores < 1:
             raise ValueError("cores must be at least 1")
+        if not 0 <= self.final_flush_timeout_s <= 3600:  # also refuses NaN
+            raise ValueError("final_flush_timeout_s must be 0 to 3600 seconds")
 
 
 def detect_batch_id(environ: Mapping[str, str]) -> str:

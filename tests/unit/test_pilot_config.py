@@ -112,3 +112,10 @@ def test_explicit_transport_wins_over_the_environment(tmp_path: Path, monkeypatc
 def test_disk_offer_is_the_free_space_of_the_workdir(tmp_path: Path) -> None:
     assert free_disk_mb(tmp_path) > 0
     assert free_disk_mb(tmp_path / "not" / "yet") == free_disk_mb(tmp_path)  # nearest existing parent
+
+
+@pytest.mark.parametrize("value", [-1.0, 3601.0, float("nan")])
+def test_final_flush_timeout_is_bounded(tmp_path: Path, value: float) -> None:
+    common = {"server": "h:1", "queue": "Q", "pilot_id": "p", "workdir": tmp_path, "spool_dir": tmp_path}
+    with pytest.raises(ValueError, match="final_flush_timeout_s"):
+        PilotConfig(final_flush_timeout_s=value, **common)  # type: ignore[arg-type]
