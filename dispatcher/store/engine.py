@@ -218,8 +218,10 @@ def _ping_when_needed(engine: Engine) -> None:
         idle = time.monotonic() - record.info.get(_CHECKED_IN, 0.0)
         if idle < PING_AFTER_IDLE_S and not _readable(dbapi_conn):
             return
-        if not engine.dialect._do_ping_w_event(dbapi_conn):  # the same ping pool_pre_ping makes
-            raise DisconnectionError("pooled connection failed its ping")  # the pool replaces it
+        try:
+            engine.dialect.do_ping(dbapi_conn)  # the ping pool_pre_ping makes, through the public API
+        except Exception as exc:
+            raise DisconnectionError("pooled connection failed its ping") from exc  # the pool replaces it
 
 
 def _readable(dbapi_conn: Any) -> bool:
