@@ -335,7 +335,8 @@ class PilotHub:
             now = self.rt.now()
             charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
         self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
-        if spare_after_serving_all(reqs) and self.rt.db.on_activated is not None:
+        beside = cfg.claim_batches_in_flight > 1 and self.rt.db.is_postgres  # else none ran beside it
+        if beside and spare_after_serving_all(reqs) and self.rt.db.on_activated is not None:
             # Rows this batch locked and left are claimable again: a batch running beside it skipped
             # them and may have parked its requests (seen as +4 % on `sleep 1` jobs in lockstep).
             self.rt.db.on_activated()
