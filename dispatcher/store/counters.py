@@ -39,6 +39,7 @@ and bulk loaders that bypass the store), and empties the delta tables.
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ def _move(pending: _Pending, pid: int, src: JobState, dst: JobState, now: float)
 
 
 def _pending(conn: Connection, now: float) -> _Pending:
-    _install(conn.engine)
+    install(conn.engine)
     pending = conn.info.get(_INFO_KEY)
     if pending is None:
         pending = conn.info[_INFO_KEY] = _Pending()
@@ -157,11 +158,26 @@ def _pending(conn: Connection, now: float) -> _Pending:
     return pending
 
 
-def _install(engine: Engine) -> None:
-    if not event.contains(engine, "commit", _on_commit):
-        event.listen(engine, "commit", _on_commit)
-        event.listen(engine, "rollback", _discard)
-        event.listen(engine, "begin", _discard)  # never carry deltas of an abandoned transaction over
+_INSTALL_LOCK = threading.Lock()
+
+
+def install(engine: Engine) -> None:
+    """Attach the listeners that fold or drop a transaction's counter deltas (idempotent).
+
+    :class:`~dispatcher.store.engine.Database` calls this when it creates its engine, before any
+    thread uses it: SQLAlchemy iterates an engine's listener deque without a lock, and adding one
+    lazily from a writing thread while a reader began its transaction raised "deque mutated during
+    iteration" in the reader (a fresh-clone CI run, GetJobs → INTERNAL). The call in
+    :func:`_pending` only covers engines made elsewhere (tests), and the lock keeps two first
+    writers from attaching the listeners twice.
+    """
+    if event.contains(engine, "commit", _on_commit):
+        return
+    with _INSTALL_LOCK:
+        if not event.contains(engine, "commit", _on_commit):
+            event.listen(engine, "commit", _on_commit)
+            event.listen(engine, "rollback", _discard)
+            event.listen(engine, "begin", _discard)  # never carry deltas of an abandoned transaction over
 
 
 def _discard(conn: Connection) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select, t
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from ailuro.errors import Unavailable
+from dispatcher.store import counters
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Database:
         else:
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
             _ping_when_needed(self.engine)
+        # Every listener is attached here, before any thread uses the engine (see counters.install).
+        counters.install(self.engine)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self.on_activated: Callable[[], None] | None = None
         """Called (from the committing thread) after a write transaction that made jobs ``activated``."""
