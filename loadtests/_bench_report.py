@@ -50,6 +50,7 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"  steady window (middle 60 % of completions): {r.steady_jobs_per_s:,.0f} jobs/s, "
             f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms"
         )
+        lines.append(r.box.line())
         for lag in r.loop_lag:
             lines += lag.report_lines()
         lines += [f"  {line}" for line in r.check.summary().splitlines()]

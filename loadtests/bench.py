@@ -54,7 +54,7 @@ import grpc
 
 from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from loadtests import _looplag, consistency
+from loadtests import _box, _looplag, consistency
 from loadtests._bench_report import report
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
 from loadtests._machine import uptime
@@ -127,6 +127,8 @@ class Result:
     check: consistency.Consistency = field(default_factory=consistency.Consistency)
     loop_lag: list[_looplag.LoopLag] = field(default_factory=list)
     """Event-loop lag of each dispatcher process during the load (``--loop-lag-dir`` reports)."""
+    box: _box.BoxShare = field(default_factory=_box.BoxShare)
+    """Who used the machine's cores during the load, and the load generator's own loop lag."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -143,6 +145,8 @@ async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
     channels = [grpc.aio.insecure_channel(a, interceptors=aio_interceptors(resolve_token())) for a in addresses]
     stubs = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
     ids: list[int] = []
+    probe = _box.LagProbe()
+    probe.start()
     t0 = time.time()
     queued = 0  # jobs handed to a worker so far (for pacing)
 
@@ -170,7 +174,7 @@ async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
     finally:
         for c in channels:
             await c.close()
-    return {"ids": ids, "t0": t0, "t1": time.time()}
+    return {"ids": ids, "t0": t0, "t1": time.time(), "probe": probe.stop()}
 
 
 def _submit_process(addresses: list[str], cfg: LifecycleConfig, out: Any) -> None:
@@ -381,6 +385,8 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
             await asyncio.sleep(0.1)
 
     watcher = asyncio.create_task(watch_total())
+    probe = _box.LagProbe()
+    probe.start()
     pacer = asyncio.create_task(shared.pace(cfg.rate / cfg.load_processes)) if cfg.rate else None
     try:
         await asyncio.wait_for(asyncio.gather(*(p.run() for p in pilots)), timeout=cfg.timeout_s)
@@ -395,6 +401,7 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
         "getjob": shared.getjob,
         "kill": shared.kill_lat,
         "assigned": shared.assigned,
+        "probe": probe.stop(),
     }
 
 
@@ -437,6 +444,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         cpu0 = sum(tree_cpu_seconds(h.pid) for h in handles)
         _looplag.settle()  # every process has written its first report: the baseline
         lag0 = _looplag.read(lag_dir)
+        box0 = _box.box_cpu()
         done = ctx.Value("q", 0)
         out: Any = ctx.Queue()
         procs = [ctx.Process(target=_submit_process, args=(addresses, cfg, out))]
@@ -452,6 +460,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
             if p.is_alive():
                 p.kill()
         cpu1 = sum(tree_cpu_seconds(h.pid) for h in handles)
+        box1 = _box.box_cpu()
         _looplag.settle()
         res.loop_lag = _looplag.during(lag0, _looplag.read(lag_dir))
         errors = [r["error"] for r in results if "error" in r]
@@ -477,6 +486,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         res.kill_p50_ms, res.kill_p99_ms = percentile(kills, 50) * 1e3, percentile(kills, 99) * 1e3
         res.kills = len(kills)
         res.cpu_ms_per_job = (cpu1 - cpu0) * 1e3 / max(res.jobs, 1)
+        res.box = _box.share(box0, box1, dispatcher_s=cpu1 - cpu0, load=[r["probe"] for r in results])
         assigned = [tuple(a) for r in pil for a in r["assigned"]]
         res.check = consistency.check(url, submitted=sub["ids"], assignments=assigned, expect_final=True)
     return res
