@@ -145,6 +145,10 @@ class DispatcherConfig:
     urgent_db_threads: int = 4
     """Further database threads only for latency-critical calls (claims, kills, pilot commands), so
     they never queue behind bulk work; 0: those share the ``db_threads`` pool."""
+    gil_switch_interval_ms: float = 5.0
+    """How long the thread holding Python's GIL (the event loop, a database thread) runs before a
+    waiting thread gets it (``sys.setswitchinterval``; Python's default is 5 ms). A database
+    thread whose statement returned waits up to this long for the GIL after each round trip."""
     bundle_port: int | None = None
     """Serve the pilot bundle over HTTP on ``host`` at this port (``GET /pilot/bundle.pyz`` and
     ``/pilot/bundle.json`` with its version and sha256), for pilot wrappers that download the

@@ -155,6 +155,13 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--gil-switch-interval-ms",
+        dest="gil_switch_interval_ms",
+        type=float,
+        default=DispatcherConfig.gil_switch_interval_ms,
+        help="how long a thread holds the GIL before a waiting one gets it (default: %(default)s)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -228,6 +235,9 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
     if not 1 <= args.claim_batches_in_flight <= 16:
         raise InvalidArgument(f"must be 1 to 16, not {args.claim_batches_in_flight}", field="--claim-batches-in-flight")
+    if not 0.1 <= args.gil_switch_interval_ms <= 100:  # NaN fails this too
+        interval = args.gil_switch_interval_ms
+        raise InvalidArgument(f"must be 0.1 to 100, not {interval}", field="--gil-switch-interval-ms")
     if not 0 <= args.urgent_db_threads <= 64:
         raise InvalidArgument(f"must be 0 to 64, not {args.urgent_db_threads}", field="--urgent-db-threads")
     if args.auth != TOKEN_MODE and not is_loopback(args.host):
@@ -286,6 +296,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         max_parked_requests=args.max_parked_requests,
         claim_batches_in_flight=args.claim_batches_in_flight,
         urgent_db_threads=args.urgent_db_threads,
+        gil_switch_interval_ms=args.gil_switch_interval_ms,
         loop_lag=loop_lag,
         auth=auth,
         storage_root=Path(args.storage_root).expanduser().absolute(),

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -240,6 +241,7 @@ async def serve(
     ``on_metrics(port)`` before that when it serves metrics."""
     started = await _start(config)
     freeze_startup_heap()
+    sys.setswitchinterval(config.gil_switch_interval_ms / 1000)  # process-wide: only a served process sets it
     if on_metrics is not None and config.metrics_port is not None:
         on_metrics(started.metrics_port)
     stop = asyncio.Event()

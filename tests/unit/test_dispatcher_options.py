@@ -35,6 +35,8 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
     assert default.loop_lag is None  # the loop lag monitor is opt-in
     lag = config_from_args(build_parser("p", {}).parse_args(["--loop-lag-dir", str(tmp_path)])).loop_lag
     assert lag is not None and lag.report_dir == tmp_path and lag.stall_ms == 5.0
+    gil = config_from_args(build_parser("p", {}).parse_args(["--gil-switch-interval-ms", "1.5"]))
+    assert gil.gil_switch_interval_ms == 1.5
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,11 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
         (["--ddm-workers", "-1"], "--ddm-workers"),
         (["--loop-stall-ms", "0"], "--loop-stall-ms"),
         (["--loop-lag-dir", "/nonexistent/lag"], "--loop-lag-dir"),
+        (["--claim-batches-in-flight", "0"], "--claim-batches-in-flight"),
+        (["--urgent-db-threads", "65"], "--urgent-db-threads"),
+        (["--gil-switch-interval-ms", "0"], "--gil-switch-interval-ms"),
+        (["--gil-switch-interval-ms", "nan"], "--gil-switch-interval-ms"),
+        (["--gil-switch-interval-ms", "101"], "--gil-switch-interval-ms"),
     ],
 )
 def test_bad_options_name_the_option(argv: list[str], field: str) -> None:
