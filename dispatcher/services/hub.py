@@ -416,7 +416,10 @@ class PilotHub:
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
             self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
+            started = time.perf_counter()
             results = await run_isolated(self.rt, self._heartbeat_batch, [b for b, _ in chunk], name="heartbeats")
+            # it holds the row of every job it renews: a kill of one of them waits for its commit
+            self.rt.db_times.record("heartbeats: flush", time.perf_counter() - started)
             # Building thousands of acks is bulk work: on a thread the GIL's switch interval slices it,
             # so job requests and kills are served in between instead of after it.
             for stream, message in await asyncio.to_thread(_heartbeat_acks, chunk, results):
