@@ -43,6 +43,8 @@ from dispatcher.store.jobs import KillCommand
 from dispatcher.store.leases import check_pilot_owner
 
 log = logging.getLogger(__name__)
+POLICY_LOOP_MIN_S = 0.5
+"""The policy refresh loop wakes at most this often (``share_refresh_s`` 0 refreshes in every claim)."""
 
 TRUSTED_METADATA = "trusted-metadata"
 """The issuer part of a principal named by trusted metadata (development mode): no token issuer."""
@@ -182,6 +184,7 @@ class PilotHub:
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="heartbeat-flush"),
             asyncio.create_task(self.commands.run(), name="command-poll"),
+            asyncio.create_task(self._policy_loop(), name="claim-policy-refresh"),
         ]
 
     async def stop(self) -> None:
@@ -330,7 +333,9 @@ class PilotHub:
         cfg = self.rt.config
         for r in reqs:  # this function may be re-run after a transient conflict
             r.assignments.clear()
-        self.policy.refresh_if_due(self.rt.db, self.rt.now())  # thread-safe: batches may run at once
+        # Refreshed by _policy_loop; here only when that fell far behind (or never ran): the refresh
+        # counts every waiting job, and a claim batch carrying it made every request behind it wait.
+        self.policy.refresh_if_stale(self.rt.db, self.rt.now())  # thread-safe: batches may run at once
         with self.rt.db.write() as conn:
             now = self.rt.now()
             charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
@@ -341,6 +346,17 @@ class PilotHub:
             # them and may have parked its requests (seen as +4 % on `sleep 1` jobs in lockstep).
             self.rt.db.on_activated()
         return [r.assignments for r in reqs]
+
+    async def _policy_loop(self) -> None:
+        """Refresh the claim policy every ``share_refresh_s`` on the bulk lane, off the claim path."""
+        while True:
+            await asyncio.sleep(max(self.rt.config.share_refresh_s, POLICY_LOOP_MIN_S))
+            try:
+                await self.rt.db_call(self.policy.refresh_if_due, self.rt.db, self.rt.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round (or a claim, once stale) tries again
+                log.warning("claim policy refresh failed: %s", describe(exc))
 
     # --- heartbeats -------------------------------------------------------------------------
 

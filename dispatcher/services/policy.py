@@ -1,9 +1,10 @@
 """The claim's view of queue status, share weights, decayed usage and demand, refreshed periodically.
 
 Reading all of it on every claim batch would add several queries to the hot path, so one
-process keeps it and refreshes it every ``share_refresh_s`` in a short transaction before a
-claim; between
-refreshes its own claims are charged to the local copy at once. Charges are written to
+process keeps it and refreshes it every ``share_refresh_s`` in a short transaction of its own,
+from a background task on the bulk database lane; a claim refreshes it itself only when that
+task fell behind by another ``share_refresh_s`` (or never ran). Between refreshes its own
+claims are charged to the local copy at once. Charges are written to
 ``share_usage`` at the next refresh (a crash loses at most that long of charges, which only
 shifts fair share slightly). A status set through this process applies here at once and in
 other dispatcher processes at their next refresh.
@@ -88,6 +89,12 @@ class ClaimPolicyCache:
         with self._lock:
             state, tree, sums = self._state, self._tree, self._sums
         return ClaimPolicy(tree=tree, usage=state.usage, statuses=state.statuses, demand=state.demand, sums=sums)
+
+    def refresh_if_stale(self, db: Database, now: float) -> None:
+        """:meth:`refresh_if_due` when the last refresh is older than twice ``share_refresh_s``
+        (the claim path's fallback: the background refresh normally keeps it younger)."""
+        if now - self._refreshed_at >= 2 * self.rt.config.share_refresh_s:
+            self.refresh_if_due(db, now)
 
     def refresh_if_due(self, db: Database, now: float) -> None:
         """:meth:`refresh` when :meth:`due`, unless another thread is refreshing right now."""

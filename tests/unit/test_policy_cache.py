@@ -80,3 +80,28 @@ def test_status_set_on_the_loop_is_seen_by_the_next_snapshot(runtime: Runtime) -
     cache.set_status("LOCAL", QueueStatus.OFFLINE)
     assert cache.offline("LOCAL") and cache.policy().status("LOCAL") is QueueStatus.OFFLINE
     assert old.status("LOCAL") is QueueStatus.ONLINE  # a snapshot taken before is not changed under its reader
+
+
+def test_the_claim_path_refreshes_only_when_the_background_refresh_fell_behind(tmp_path: Path) -> None:
+    """The hub refreshes the policy every ``share_refresh_s`` off the claim path; a claim batch
+    refreshes it itself only once it is twice that old (or was never read)."""
+    url = f"sqlite:///{tmp_path / 'y.db'}"
+    rt = Runtime(DispatcherConfig(db_url=url, db_threads=2, share_refresh_s=5.0), open_database(url))
+    try:
+        cache = ClaimPolicyCache(rt)
+        refreshed: list[float] = []
+        real = cache.refresh
+
+        def counting(db: object, now: float) -> None:
+            refreshed.append(now)
+            real(db, now)  # type: ignore[arg-type]
+
+        cache.refresh = counting  # type: ignore[method-assign]
+        cache.refresh_if_stale(rt.db, 1000.0)  # never read: the claim reads it
+        cache.refresh_if_stale(rt.db, 1006.0)  # due, but the background refresh's turn
+        cache.refresh_if_due(rt.db, 1006.0)  # the background refresh
+        cache.refresh_if_stale(rt.db, 1015.9)
+        cache.refresh_if_stale(rt.db, 1016.0)  # 10 s old: the background refresh fell behind
+        assert refreshed == [1000.0, 1006.0, 1016.0]
+    finally:
+        rt.close()
