@@ -111,8 +111,10 @@ def test_demo_refuses_a_foreign_directory(tmp_path: Path) -> None:
 
 def test_demo_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
+    # 1,000 jobs: the interrupt must reach a running demo; 200 were all done before it on a
+    # starved machine (a fresh-clone CI beside stress-ng: exit 0 after 21 s, never interrupted)
     proc = subprocess.Popen(
-        [*DEMO, "--jobs", "200", "--workdir", str(workdir), "--no-live"],
+        [*DEMO, "--jobs", "1000", "--workdir", str(workdir), "--no-live"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
