@@ -48,7 +48,8 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
         )
         lines.append(
             f"  steady window (middle 60 % of completions): {r.steady_jobs_per_s:,.0f} jobs/s, "
-            f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms"
+            f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms; "
+            f"{r.nojob:,} requests answered NoJob (p99 {r.nojob_p99_ms:,.0f} ms parked), not in the GetJob figures"
         )
         lines.append(r.box.line())
         for lag in r.loop_lag:

@@ -14,7 +14,8 @@ default settings). Load comes from separate processes over real gRPC, asyncio cl
   two seconds ahead of the pilots);
 - ``--load-processes`` pilot processes with ``--pilots`` Connect streams in total, spread
   round-robin over the dispatchers. Each stream keeps ``--slots`` jobs in hand with
-  ``JobRequest(n=1)`` messages (GetJob latency = request to answer; with ``--rate R`` the pilot
+  ``JobRequest(n=1)`` messages (GetJob latency = request to the assignment that names it; a
+  request answered NoJob, after waiting parked for work that did not come, is counted apart; with ``--rate R`` the pilot
   processes together send at most R requests per second, an open loop at the target load). A job goes
   ``STARTING`` -> ``RUNNING`` x ``--renewals`` in HeartbeatBatch messages, each sent once the
   previous heartbeat of that job was acknowledged (the dispatcher acks after its periodic flush),
@@ -122,6 +123,9 @@ class Result:
     kills: int = 0
     steady_getjob_p50_ms: float = 0.0
     steady_getjob_p99_ms: float = 0.0
+    nojob: int = 0
+    """Job requests answered NoJob (after waiting parked for work): not in the GetJob figures."""
+    nojob_p99_ms: float = 0.0
     submit_per_s: float = 0.0
     cpu_ms_per_job: float = 0.0
     check: consistency.Consistency = field(default_factory=consistency.Consistency)
@@ -155,9 +159,12 @@ async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
         k = 0
         while sizes:
             n = sizes.popleft()
-            if cfg.rate:  # stay two seconds ahead of the pilots, no more
-                queued += n
-                await asyncio.sleep(max(0.0, t0 + queued / cfg.rate - 2.0 - time.time()))
+            if cfg.rate:  # in the database two seconds before the pilots reach the batch's first job, no sooner
+                # (this slept until two seconds before its *last* job was due: at 300 jobs/s a
+                # 500-job batch was sent 0.3 s before its first job, and the queue ran dry whenever
+                # a submission took longer; pilots' requests then waited parked for it)
+                first, queued = queued, queued + n
+                await asyncio.sleep(max(0.0, t0 + first / cfg.rate - 2.0 - time.time()))
             jobs = []
             for i in range(n):
                 job = job_pb2.Job()
@@ -209,7 +216,8 @@ class _Shared:
         self.done = done  # mp.Value shared by the pilot processes: jobs completed
         self.total = total
         self.finished_at: list[float] = []
-        self.getjob: list[tuple[float, float]] = []  # (wall clock answered, seconds)
+        self.getjob: list[tuple[float, float]] = []  # (wall clock answered, seconds): answered with a job
+        self.nojob: list[float] = []  # seconds: answered NoJob (after waiting parked for work)
         self.kill_lat: list[float] = []
         self.assigned: list[tuple[int, int]] = []
         self.running_seen = 0
@@ -255,7 +263,8 @@ class _LifecyclePilot:
         self.pilot_id = pilot_id
         self.call = stub.Connect()
         self.jobs: dict[int, list[int]] = {}  # panda_id -> [epoch, heartbeats acked]
-        self.requests: deque[float] = deque()
+        self.requests: dict[int, float] = {}  # request_id -> sent (answers name their request)
+        self.next_request = 1
         self.due: list[pilot_pb2.Heartbeat] = []
         self.killing: dict[int, float] = {}
         self.cancelled: set[int] = set()
@@ -292,10 +301,10 @@ class _LifecyclePilot:
             await self._write(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=batch)))
         free = self.sh.cfg.slots - len(self.jobs) - len(self.requests)
         if free > 0 and time.monotonic() >= self.idle_until:
-            msg = pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1))
             for _ in range(self.sh.take(free)):
-                self.requests.append(time.perf_counter())
-                await self._write(msg)
+                rid, self.next_request = self.next_request, self.next_request + 1
+                self.requests[rid] = time.perf_counter()
+                await self._write(pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1, request_id=rid)))
 
     async def _final(self, pid: int, epoch: int, status: int) -> None:
         await self._write(pilot_pb2.PilotMessage(final=real_final(pid, epoch, status)))
@@ -312,13 +321,13 @@ class _LifecyclePilot:
                 return
             kind = msg.WhichOneof("msg")
             if kind == "assignment":
-                sh.getjob.append((time.time(), time.perf_counter() - self.requests.popleft()))
+                sh.getjob.append((time.time(), time.perf_counter() - self.requests.pop(msg.assignment.request_id)))
                 a = msg.assignment
                 self.jobs[a.job.panda_id] = [a.lease_epoch, 0]
                 sh.assigned.append((a.job.panda_id, a.lease_epoch))
                 self._beat(a.job.panda_id, a.lease_epoch, _STARTING)
             elif kind == "no_job":
-                sh.getjob.append((time.time(), time.perf_counter() - self.requests.popleft()))
+                sh.nojob.append(time.perf_counter() - self.requests.pop(msg.no_job.request_id))
                 self.idle_until = time.monotonic() + min(msg.no_job.retry_after_s, 0.5)
             elif kind == "command":
                 pid = msg.command.panda_id
@@ -399,6 +408,7 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
     return {
         "finished_at": shared.finished_at,
         "getjob": shared.getjob,
+        "nojob": shared.nojob,
         "kill": shared.kill_lat,
         "assigned": shared.assigned,
         "probe": probe.stop(),
@@ -482,6 +492,8 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
             res.steady_getjob_p50_ms = percentile(steady, 50) * 1e3
             res.steady_getjob_p99_ms = percentile(steady, 99) * 1e3
         kills = [x for r in pil for x in r["kill"]]
+        nojob = [x for r in pil for x in r["nojob"]]
+        res.nojob, res.nojob_p99_ms = len(nojob), percentile(nojob, 99) * 1e3
         res.getjob_p50_ms, res.getjob_p99_ms = percentile(getjob, 50) * 1e3, percentile(getjob, 99) * 1e3
         res.kill_p50_ms, res.kill_p99_ms = percentile(kills, 50) * 1e3, percentile(kills, 99) * 1e3
         res.kills = len(kills)

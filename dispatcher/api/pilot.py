@@ -178,6 +178,11 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
             why = self._why_fewer(stream.pilot)
             # its next request parks (no busy loop): it may as well be there now
             stream.send(self._no_more(req, len(assignments), why, retry_s=SOON_S if soon else None))
+        # arrival to answer queued on the stream, parking included (the bench prints it beside
+        # the pilot-side GetJob latency: what is left between the two is the transport and the pilot)
+        self.hub.rt.db_times.record(
+            "getjob: request to answer" if assignments else "getjob: answered none", time.monotonic() - arrived
+        )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "request %d of pilot %s answered in %.2f ms with %d job(s)",
