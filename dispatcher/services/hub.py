@@ -418,7 +418,7 @@ class PilotHub:
                 log.error("heartbeat flush failed; the batch will be resent by the pilots: %s", describe(exc))
 
     async def _flush_heartbeats(self) -> None:
-        """Write the buffered heartbeats (``max_batch`` per transaction) and ack each chunk after it commits.
+        """Write the buffered heartbeats (``heartbeat_flush_rows`` per transaction) and ack each chunk after it commits.
 
         A heartbeat the database refuses is acked REJECTED alone (see :func:`run_isolated`).
         """
@@ -428,7 +428,7 @@ class PilotHub:
         items = list(batch.values())
         for _, stream in items:
             stream.buffered = 0
-        step = self.rt.config.max_batch
+        step = max(1, min(self.rt.config.heartbeat_flush_rows, self.rt.config.max_batch))
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
             self.rt.metrics.batch_size.labels("heartbeats").observe(len(chunk))
