@@ -58,6 +58,9 @@ MAX_FILES_PER_JOB = 5000
 MAX_TEXT = 1000
 MAX_REQUEST_ID = 128
 MAX_ATTEMPT = 100
+MAX_USAGE_S = 1e9
+"""Largest cpu or wall time a pilot may report (~31 years): the start time derived from a huge
+walltime was -inf once scaled to nanoseconds, and every ListJobs of that job failed INTERNAL."""
 DEFAULT_MAX_ATTEMPT = 3
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 5000
@@ -320,8 +323,8 @@ def metrics_problem(m: job_pb2.JobMetrics, where: str = "metrics") -> str | None
     """
     for name in ("cpu_time_s", "walltime_s"):
         value = getattr(m, name)
-        if not math.isfinite(value) or value < 0:
-            return f"{where}.{name} must be a finite number >= 0, got {value!r}"
+        if not math.isfinite(value) or not 0 <= value <= MAX_USAGE_S:
+            return f"{where}.{name} must be a finite number from 0 to {MAX_USAGE_S:g}, got {value!r}"
     if m.max_rss_kb < 0:
         return f"{where}.max_rss_kb must be >= 0, got {m.max_rss_kb}"
     return None

@@ -20,6 +20,8 @@ P = pilot_pb2
     [
         ({"cpu_time_s": math.nan}, "metrics.cpu_time_s"),
         ({"walltime_s": math.inf}, "metrics.walltime_s"),
+        ({"walltime_s": 1.7e308}, "metrics.walltime_s"),  # finite, but its derived start time was -inf
+        ({"cpu_time_s": 1e9 + 1}, "metrics.cpu_time_s"),
         ({"cpu_time_s": -1.0}, "metrics.cpu_time_s"),
         ({"max_rss_kb": -5}, "metrics.max_rss_kb"),
     ],
