@@ -99,10 +99,10 @@ def _postgres_s() -> float:
 
 def box_cpu() -> BoxCpu:
     """Read the machine's and PostgreSQL's CPU counters now."""
-    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in first]
+    lines = Path("/proc/stat").read_text().splitlines()
+    values = [int(v) for v in lines[0].split()[1:]]
     idle = values[3] + values[4]  # idle, iowait
-    cores = sum(1 for line in Path("/proc/stat").read_text().splitlines() if line[:3] == "cpu" and line[3:4].isdigit())
+    cores = sum(1 for line in lines if line[:3] == "cpu" and line[3:4].isdigit())
     busy_s = (sum(values[:8]) - idle) / _CLK_TCK
     return BoxCpu(at=time.monotonic(), busy_s=busy_s, cores=cores, postgres_s=_postgres_s())
 

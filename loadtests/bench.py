@@ -59,6 +59,7 @@ from loadtests import _box, _looplag, consistency
 from loadtests._bench_report import report
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
 from loadtests._machine import uptime
+from loadtests._pilot_state import PilotProcessState
 from loadtests._scrape import Scraper, free_port_block
 from loadtests.echo import measure_ceiling
 
@@ -208,46 +209,6 @@ def real_final(panda_id: int, epoch: int, status: int) -> pilot_pb2.JobFinal:
     return pilot_pb2.JobFinal(panda_id=panda_id, lease_epoch=epoch, status=status, metrics=metrics, files=[log_file])
 
 
-class _Shared:
-    """Per-process state of all its pilot streams."""
-
-    def __init__(self, cfg: LifecycleConfig, done: Any, total: int) -> None:
-        self.cfg = cfg
-        self.done = done  # mp.Value shared by the pilot processes: jobs completed
-        self.total = total
-        self.finished_at: list[float] = []
-        self.getjob: list[tuple[float, float]] = []  # (wall clock answered, seconds): answered with a job
-        self.nojob: list[float] = []  # seconds: answered NoJob (after waiting parked for work)
-        self.kill_lat: list[float] = []
-        self.assigned: list[tuple[int, int]] = []
-        self.running_seen = 0
-        self.stop = asyncio.Event()
-        self.tokens = 0.0
-        """Job requests this process may still send (``--rate``); refilled by :meth:`pace`."""
-
-    async def pace(self, rate: float) -> None:
-        """Add ``rate`` request tokens per second, holding at most a tenth of a second's worth."""
-        last = time.monotonic()
-        while not self.stop.is_set():
-            await asyncio.sleep(self.cfg.tick_s / 2)
-            now = time.monotonic()
-            self.tokens = min(self.tokens + (now - last) * rate, max(rate * 0.1, 1.0))
-            last = now
-
-    def take(self, wanted: int) -> int:
-        """How many of ``wanted`` job requests may go out now."""
-        if not self.cfg.rate:
-            return wanted
-        n = min(wanted, int(self.tokens))
-        self.tokens -= n
-        return n
-
-    def complete(self) -> None:
-        self.finished_at.append(time.time())
-        with self.done.get_lock():
-            self.done.value += 1
-
-
 class _LifecyclePilot:
     """One Connect stream holding up to ``slots`` jobs through their whole lifecycle."""
 
@@ -256,7 +217,7 @@ class _LifecyclePilot:
         stub: pilot_pb2_grpc.PilotServiceStub,
         killer: submission_pb2_grpc.SubmissionServiceStub,
         pilot_id: str,
-        shared: _Shared,
+        shared: PilotProcessState,
     ) -> None:
         self.sh = shared
         self.killer = killer
@@ -379,7 +340,7 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
     channels = [
         grpc.aio.insecure_channel(a, options=own, interceptors=auth) for _ in range(cfg.connections) for a in addresses
     ]
-    shared = _Shared(cfg, done, total)
+    shared = PilotProcessState(cfg, done, total)
     stubs = [pilot_pb2_grpc.PilotServiceStub(c) for c in channels]
     killers = [submission_pb2_grpc.SubmissionServiceStub(c) for c in channels]
     # Streams spread round-robin over addresses (and connections); each pilot's kills go through
