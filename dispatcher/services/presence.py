@@ -25,6 +25,10 @@ from dispatcher.store import pilots as pstore
 
 log = logging.getLogger(__name__)
 
+PRESENCE_REFRESH_S = 1.0
+"""How often the live pilots' ``last_seen`` is refreshed (by the heartbeat flush loop, at most this
+often; a row counts as connected for ``PILOT_STALE_S``, 30 s, after it)."""
+
 T = TypeVar("T")
 
 
@@ -83,7 +87,7 @@ class Presence:
         ``last_seen`` and is left alone; only rows older than the refresh interval are swept.
         """
         now = self.rt.now()
-        margin = max(2 * self.rt.config.heartbeat_flush_s, 1.0)
+        margin = 2 * PRESENCE_REFRESH_S
         with self.rt.db.write() as conn:
             pstore.touch_pilots(conn, dispatcher_id=self.rt.dispatcher_id, pilot_ids=sorted(live), now=now)
             pstore.sweep_pilots(conn, dispatcher_id=self.rt.dispatcher_id, before=now - margin, now=now)
