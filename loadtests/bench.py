@@ -230,11 +230,18 @@ class _LifecyclePilot:
         self.killing: dict[int, float] = {}
         self.cancelled: set[int] = set()
         self.idle_until = 0.0
-        self._lock = asyncio.Lock()  # one write at a time on a call
+        # One writer task sends what the tick and the reader queue, in order: the reader never
+        # waits for a write (it did, under a lock, so an assignment read behind a final being
+        # written counted that write in its GetJob latency; a real pilot reads and writes apart).
+        self._outbox: asyncio.Queue[pilot_pb2.PilotMessage | None] = asyncio.Queue()
 
     async def _write(self, msg: pilot_pb2.PilotMessage) -> None:
-        async with self._lock:
+        self._outbox.put_nowait(msg)
+
+    async def _writer(self) -> None:
+        while (msg := await self._outbox.get()) is not None:
             await self.call.write(msg)
+        await self.call.done_writing()
 
     def _beat(self, pid: int, epoch: int, status: int) -> None:
         self.due.append(pilot_pb2.Heartbeat(panda_id=pid, lease_epoch=epoch, status=status))
@@ -242,19 +249,22 @@ class _LifecyclePilot:
     async def run(self) -> None:
         hello = pilot_pb2.Hello(pilot_id=self.pilot_id, queue=QUEUE, node="bench", cores=self.sh.cfg.slots)
         await self._write(pilot_pb2.PilotMessage(hello=hello))
+        writer = asyncio.create_task(self._writer())
         reader = asyncio.create_task(self._read())
         try:
             while not self.sh.stop.is_set():
-                if reader.done():  # the stream ended or a reply was refused: fail the run loudly
-                    reader.result()
-                    raise RuntimeError(f"pilot {self.pilot_id}: stream ended early")
+                for task in (reader, writer):
+                    if task.done():  # the stream ended or a reply was refused: fail the run loudly
+                        task.result()
+                        raise RuntimeError(f"pilot {self.pilot_id}: stream ended early")
                 await self._tick()
                 await asyncio.sleep(self.sh.cfg.tick_s)
-            async with self._lock:
-                await self.call.done_writing()
+            self._outbox.put_nowait(None)  # the writer sends what is queued, then half-closes
+            await asyncio.wait_for(writer, timeout=30)
             await asyncio.wait_for(reader, timeout=30)
         finally:
             reader.cancel()
+            writer.cancel()
 
     async def _tick(self) -> None:
         if self.due:
