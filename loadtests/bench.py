@@ -235,7 +235,7 @@ class _LifecyclePilot:
         # written counted that write in its GetJob latency; a real pilot reads and writes apart).
         self._outbox: asyncio.Queue[pilot_pb2.PilotMessage | None] = asyncio.Queue()
 
-    async def _write(self, msg: pilot_pb2.PilotMessage) -> None:
+    def _write(self, msg: pilot_pb2.PilotMessage) -> None:
         self._outbox.put_nowait(msg)
 
     async def _writer(self) -> None:
@@ -248,7 +248,7 @@ class _LifecyclePilot:
 
     async def run(self) -> None:
         hello = pilot_pb2.Hello(pilot_id=self.pilot_id, queue=QUEUE, node="bench", cores=self.sh.cfg.slots)
-        await self._write(pilot_pb2.PilotMessage(hello=hello))
+        self._write(pilot_pb2.PilotMessage(hello=hello))
         writer = asyncio.create_task(self._writer())
         reader = asyncio.create_task(self._read())
         try:
@@ -257,7 +257,7 @@ class _LifecyclePilot:
                     if task.done():  # the stream ended or a reply was refused: fail the run loudly
                         task.result()
                         raise RuntimeError(f"pilot {self.pilot_id}: stream ended early")
-                await self._tick()
+                self._tick()
                 await asyncio.sleep(self.sh.cfg.tick_s)
             self._outbox.put_nowait(None)  # the writer sends what is queued, then half-closes
             await asyncio.wait_for(writer, timeout=30)
@@ -266,19 +266,19 @@ class _LifecyclePilot:
             reader.cancel()
             writer.cancel()
 
-    async def _tick(self) -> None:
+    def _tick(self) -> None:
         if self.due:
             batch, self.due = [hb for hb in self.due if hb.panda_id not in self.cancelled], []
-            await self._write(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=batch)))
+            self._write(pilot_pb2.PilotMessage(heartbeats=pilot_pb2.HeartbeatBatch(heartbeats=batch)))
         free = self.sh.cfg.slots - len(self.jobs) - len(self.requests)
         if free > 0 and time.monotonic() >= self.idle_until:
             for _ in range(self.sh.take(free)):
                 rid, self.next_request = self.next_request, self.next_request + 1
                 self.requests[rid] = time.perf_counter()
-                await self._write(pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1, request_id=rid)))
+                self._write(pilot_pb2.PilotMessage(job_request=pilot_pb2.JobRequest(n=1, request_id=rid)))
 
-    async def _final(self, pid: int, epoch: int, status: int) -> None:
-        await self._write(pilot_pb2.PilotMessage(final=real_final(pid, epoch, status)))
+    def _final(self, pid: int, epoch: int, status: int) -> None:
+        self._write(pilot_pb2.PilotMessage(final=real_final(pid, epoch, status)))
 
     async def _kill(self, pid: int) -> None:
         self.killing[pid] = time.perf_counter()
@@ -307,12 +307,12 @@ class _LifecyclePilot:
                 if pid in self.jobs and self.jobs[pid][1] >= 0:
                     self.cancelled.add(pid)
                     self.jobs[pid][1] = -1  # stop heartbeating; report it cancelled
-                    await self._final(pid, self.jobs[pid][0], job_pb2.JOB_STATUS_CANCELLED)
+                    self._final(pid, self.jobs[pid][0], job_pb2.JOB_STATUS_CANCELLED)
             elif kind == "acks":
                 for ack in msg.acks.acks:
-                    await self._ack(ack)
+                    self._ack(ack)
 
-    async def _ack(self, ack: pilot_pb2.Ack) -> None:
+    def _ack(self, ack: pilot_pb2.Ack) -> None:
         sh = self.sh
         pid = ack.panda_id
         job = self.jobs.get(pid)
@@ -339,7 +339,7 @@ class _LifecyclePilot:
             self._beat(pid, job[0], _RUNNING)
         else:
             job[1] = -1
-            await self._final(pid, job[0], job_pb2.JOB_STATUS_FINISHED)
+            self._final(pid, job[0], job_pb2.JOB_STATUS_FINISHED)
 
 
 async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: Any, total: int) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def flush_pause(interval_s: float, took_s: float) -> float:
     ``interval_s`` while flushes are short. A flush that took longer than that (the dispatcher is
     near saturation) is followed by a pause as long as it took, up to :data:`FLUSH_PAUSE_MAX_S`: the
     flush then holds the database and the GIL at most about half of the time, and its batches grow
-    instead of its transactions (one per 0.1 s cost ~10 % of the closed-loop throughput).
+    instead of its transactions.
     """
     return max(interval_s, min(took_s, FLUSH_PAUSE_MAX_S))
 
