@@ -147,6 +147,14 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         help="claim transactions run at once per process on PostgreSQL (SQLite: always 1) (default: %(default)s)",
     )
     p.add_argument(
+        "--claim-pool-s",
+        dest="claim_pool_s",
+        type=float,
+        default=DispatcherConfig.claim_pool_s,
+        help="PostgreSQL: seconds candidate jobs read for a queue serve later claims (one statement per "
+        "claim); 0 makes every claim a locked transaction (default: %(default)s)",
+    )
+    p.add_argument(
         "--urgent-db-threads",
         dest="urgent_db_threads",
         type=int,
@@ -235,6 +243,8 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         raise InvalidArgument(f"must be 0 or more, not {args.ddm_workers}", field="--ddm-workers")
     if not 1 <= args.claim_batches_in_flight <= 16:
         raise InvalidArgument(f"must be 1 to 16, not {args.claim_batches_in_flight}", field="--claim-batches-in-flight")
+    if not 0 <= args.claim_pool_s <= 60:  # NaN fails this too
+        raise InvalidArgument(f"must be 0 to 60, not {args.claim_pool_s}", field="--claim-pool-s")
     if not 0.1 <= args.gil_switch_interval_ms <= 100:  # NaN fails this too
         interval = args.gil_switch_interval_ms
         raise InvalidArgument(f"must be 0.1 to 100, not {interval}", field="--gil-switch-interval-ms")
@@ -295,6 +305,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         no_job_retry_s=args.no_job_retry_s,
         max_parked_requests=args.max_parked_requests,
         claim_batches_in_flight=args.claim_batches_in_flight,
+        claim_pool_s=args.claim_pool_s,
         urgent_db_threads=args.urgent_db_threads,
         gil_switch_interval_ms=args.gil_switch_interval_ms,
         loop_lag=loop_lag,

@@ -30,6 +30,7 @@ from dispatcher.logsafe import describe
 from dispatcher.matching import Offer
 from dispatcher.pilot_protocol import welcome
 from dispatcher.services.batching import GroupCommitter, run_isolated
+from dispatcher.services.claimpool import ClaimPool
 from dispatcher.services.parking import Parking
 from dispatcher.services.pilot_commands import CommandRelay, command_message
 from dispatcher.services.policy import ClaimPolicyCache
@@ -172,7 +173,7 @@ class PilotHub:
             name="claims",
             window_s=cfg.claim_window_ms / 1000,
             max_batch=1000,
-            # concurrent claims are disjoint on PostgreSQL (SKIP LOCKED); SQLite has one writer
+            # concurrent claims are disjoint on PostgreSQL (held shelf rows, SKIP LOCKED); SQLite has one writer
             in_flight=cfg.claim_batches_in_flight if runtime.db.is_postgres else 1,
             urgent=True,  # a pilot waits for it: never behind heartbeat flushes and finals
         )
@@ -182,6 +183,12 @@ class PilotHub:
         # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
         self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}
         self.policy = ClaimPolicyCache(runtime)
+        self.claim_pool = (
+            ClaimPool(runtime.db, max_age_s=cfg.claim_pool_s, peak=runtime.db_times.peak)
+            if runtime.db.is_postgres and cfg.claim_pool_s > 0
+            else None
+        )
+        """One-statement claims from candidates read ahead (PostgreSQL; ``services/claimpool.py``)."""
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self.commands = CommandRelay(runtime, self.streams)
@@ -351,9 +358,13 @@ class PilotHub:
         # Refreshed by _policy_loop; here only when that fell far behind (or never ran): the refresh
         # counts every waiting job, and a claim batch carrying it made every request behind it wait.
         self.policy.refresh_if_stale(self.rt.db, self.rt.now())  # thread-safe: batches may run at once
-        with self.rt.db.write() as conn:
+        if self.claim_pool is not None:
             now = self.rt.now()
-            charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
+            charged = self.claim_pool.claim(reqs, policy=self.policy.policy(), lease_s=cfg.lease_s, now=now)
+        else:
+            with self.rt.db.write() as conn:
+                now = self.rt.now()
+                charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
         self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
         beside = cfg.claim_batches_in_flight > 1 and self.rt.db.is_postgres  # else none ran beside it
         if beside and spare_after_serving_all(reqs) and self.rt.db.on_activated is not None:

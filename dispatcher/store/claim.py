@@ -28,6 +28,7 @@ COLUMNS = (
     jobs.c.prod_source_label,
     jobs.c.current_priority,
     jobs.c.lease_epoch,
+    jobs.c.modification_time,  # the one-statement claim writes a row only while this is unchanged
     jobs.c.attempt_nr,
     jobs.c.owner,
     jobs.c.creation_time,
@@ -97,8 +98,12 @@ def _leaves_below_target(policy: ClaimPolicy, queue: str) -> list[DemandKey]:
     return sorted(keys, key=rank)[: policy.leaf_windows]
 
 
-def candidates(conn: Connection, queue: str, *, wanted: int, policy: ClaimPolicy) -> list[Any]:
-    """Activated jobs of ``queue`` worth considering for ``wanted`` jobs (locked on PostgreSQL)."""
+def candidates(conn: Connection, queue: str, *, wanted: int, policy: ClaimPolicy, lock: bool = True) -> list[Any]:
+    """Activated jobs of ``queue`` worth considering for ``wanted`` jobs.
+
+    ``lock``: on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` (the claim transaction's read); the
+    one-statement claim reads without locking (``store/claim_pg.py`` checks each row as it writes).
+    """
     status = policy.status(queue)
     cond = _base(queue, status)
     window = max(4 * wanted, 50)
@@ -114,7 +119,7 @@ def candidates(conn: Connection, queue: str, *, wanted: int, policy: ClaimPolicy
             parts.append(select(jobs.c.panda_id).where(*leaf_cond).order_by(*order).limit(per_leaf).subquery())
         ids = union(*(select(p.c.panda_id) for p in parts))
         stmt = select(*COLUMNS).where(*cond, jobs.c.panda_id.in_(ids)).order_by(*order)
-    if conn.dialect.name == "postgresql":
+    if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(conn.execute(stmt).mappings())
 
@@ -124,10 +129,20 @@ def plan_queue(
 ) -> tuple[list[tuple[int, Any, Leaf]], int]:
     """``(request index, job row, leaf)`` for the requests of one queue (nothing when its status
     forbids), and how many candidate rows were read (locked on PostgreSQL) to plan them."""
-    status = policy.status(queue)
-    if claim_refusal(status, TEST_LABEL):  # offline: nothing at all
+    if claim_refusal(policy.status(queue), TEST_LABEL):  # offline: nothing at all
         return [], 0
     rows = candidates(conn, queue, wanted=sum(n for n, _ in requests), policy=policy)
+    return plan_rows(queue, rows, requests, policy=policy), len(rows)
+
+
+def plan_rows(
+    queue: str, rows: Sequence[Any], requests: Sequence[tuple[int, Offer]], *, policy: ClaimPolicy
+) -> list[tuple[int, Any, Leaf]]:
+    """``(request index, job row, leaf)``: which of the candidate ``rows`` of ``queue`` go to which
+    request (queue status, resources, share order). Pure: no database."""
+    status = policy.status(queue)
+    if claim_refusal(status, TEST_LABEL):  # offline: nothing at all
+        return []
     tree = policy.tree
     cands = []
     by_id: dict[int, Any] = {}
@@ -148,4 +163,4 @@ def plan_queue(
             needs = shapes[shape] = needs_of(row)
         cands.append(Candidate(row["panda_id"], leaf, row["current_priority"], needs))
     plan = assign(ShareOrder(tree, policy.usage, cands, sums=policy.sums), requests)
-    return [(i, by_id[c.key], c.leaf) for i, c in plan], len(rows)
+    return [(i, by_id[c.key], c.leaf) for i, c in plan]

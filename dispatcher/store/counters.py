@@ -209,8 +209,8 @@ def flush(conn: Connection, pending: _Pending) -> None:
         _count_errors(conn, pending.failed, pending.now)
 
 
-def _value_expr(column: str) -> str:
-    return f"CAST(j.{column} AS VARCHAR(255))" if column == "task_id" else f"j.{column}"
+def _value_expr(column: str, alias: str = "j") -> str:
+    return f"CAST({alias}.{column} AS VARCHAR(255))" if column == "task_id" else f"{alias}.{column}"
 
 
 # PostgreSQL: the deltas travel as one array per column through ``unnest``, so the statement text
@@ -227,6 +227,31 @@ _COUNT_DELTAS_SQL = (
     f"UNION ALL SELECT '{TRANSITION}', 1, t.hour, t.dst, '', t.n, %s, '' "
     "FROM unnest(%s::BIGINT[], %s::VARCHAR(255)[], %s::BIGINT[]) AS t(hour, dst, n)"
 )
+
+
+def move_deltas_sql(source: str, src: JobState, dst: JobState) -> str:
+    """``INSERT INTO job_count_deltas ...`` counting every row of the CTE ``source`` as moved ``src -> dst``.
+
+    For a statement that changes jobs' states in itself and commits alone (the one-statement claim,
+    ``store/claim_pg.py``): what :func:`record_changes` and the commit listener append for it, read
+    from the rows the statement updated. ``source`` must return the facet columns and ``vo``. Only
+    moves between states that are not final (those count in the active bucket alone). Parameters,
+    in order: the time, its epoch hour, the time.
+    """
+    if src.is_final or dst.is_final:
+        raise ValueError(f"only moves between states that are not final: {src.value} -> {dst.value}")
+    case = " ".join(f"WHEN '{name}' THEN {_value_expr(col, 's')}" for name, col in FACET_COLUMNS.items())
+    facets = ", ".join(f"('{name}')" for name in FACET_COLUMNS)
+    return (
+        "INSERT INTO job_count_deltas (facet, width, bucket, value, status, n, last, vo) "
+        f"SELECT f.facet, {ACTIVE_WIDTH}, 0, CASE f.facet {case} END, m.status, SUM(m.delta), %s, s.vo "
+        f"FROM {source} s CROSS JOIN (VALUES {facets}) AS f(facet) "
+        f"CROSS JOIN (VALUES ('{src.value}', -1), ('{dst.value}', 1)) AS m(status, delta) "
+        "GROUP BY 1, 2, 3, 4, 5, 8 "
+        f"UNION ALL SELECT '{TRANSITION}', 1, %s, '{dst.value}', '', COUNT(*), %s, '' FROM {source} HAVING COUNT(*) > 0"
+    )
+
+
 _ERROR_COLUMNS = ("facet", "width", "bucket", "status", "component", "code", "value", "vo", "n", "example")
 _ERROR_DELTAS_SQL = (
     f"INSERT INTO job_error_count_deltas ({', '.join(_ERROR_COLUMNS)}) SELECT * FROM unnest("

@@ -114,6 +114,23 @@ class Database:
                 raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
             raise
 
+    @contextlib.contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which every statement commits by itself (no ``BEGIN``, no ``COMMIT``).
+
+        For single statements that carry their whole transaction (PostgreSQL's one-statement claim,
+        ``store/claim_pg.py``): a ``BEGIN`` and a ``COMMIT`` are two round trips of their own, and
+        on a busy machine each waited as long as the statement. The counters' commit listener does
+        not run here: such a statement writes its own counter deltas.
+        """
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
+            raise
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -205,14 +205,7 @@ def claim_jobs(
                 from_status=JobState.ACTIVATED,
                 epoch=row["lease_epoch"],
                 to_status=JobState.SENT,
-                values={
-                    "lease_epoch": row["lease_epoch"] + 1,
-                    "pilot_id": req.pilot.pilot_id,
-                    "batch_id": req.pilot.batch_id,
-                    "node": req.pilot.node,
-                    "sent_time": now,
-                    "lease_expires": now + lease_s,
-                },
+                values=sent_values(row, req.pilot, lease_s=lease_s, now=now),
                 reason=f"sent to pilot {req.pilot.pilot_id}",
                 actor=f"pilot:{req.pilot.pilot_id}",
                 attempt_nr=row["attempt_nr"],
@@ -222,16 +215,30 @@ def claim_jobs(
         ]
         applied = apply_changes(conn, changes, now=now)
         for (req, row), ch in zip(plan, changes, strict=True):
-            if row["panda_id"] not in applied:
-                continue
-            job = jobfields.pilot_job({**row, **ch.values, "status": ch.to_status})  # the row as written
-            req.assignments.append(
-                pilot_pb2.JobAssignment(job=job, lease_epoch=row["lease_epoch"] + 1, lease_s=int(lease_s))
-            )
+            if row["panda_id"] in applied:
+                req.assignments.append(assignment(row, ch.values, lease_s=lease_s))
         for _, row, leaf in planned:
             if row["panda_id"] in applied:
                 charged[leaf] += charge(needs_of(row), policy.tree)
     return dict(charged)
+
+
+def sent_values(row: Any, pilot: PilotInfo, *, lease_s: float, now: float) -> dict[str, Any]:
+    """The columns a claim writes besides the state when it sends job ``row`` to ``pilot``."""
+    return {
+        "lease_epoch": row["lease_epoch"] + 1,
+        "pilot_id": pilot.pilot_id,
+        "batch_id": pilot.batch_id,
+        "node": pilot.node,
+        "sent_time": now,
+        "lease_expires": now + lease_s,
+    }
+
+
+def assignment(row: Any, values: dict[str, Any], *, lease_s: float) -> pilot_pb2.JobAssignment:
+    """What the pilot is sent for job ``row`` once ``values`` (:func:`sent_values`) are written."""
+    job = jobfields.pilot_job({**row, **values, "status": JobState.SENT})  # the row as written
+    return pilot_pb2.JobAssignment(job=job, lease_epoch=values["lease_epoch"], lease_s=int(lease_s))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,8 @@
 """Several claim batches in the database at once per process (issue #18): still exactly once.
 
-On PostgreSQL a dispatcher process runs up to ``claim_batches_in_flight`` claim transactions at
-the same time (``FOR UPDATE SKIP LOCKED`` keeps them disjoint), with a thread-safe share-policy
-cache between them. Here two such processes serve one queue while every claimed row is slowed
+On PostgreSQL a dispatcher process runs up to ``claim_batches_in_flight`` claim batches at the
+same time (held shelf rows and ``SKIP LOCKED`` keep them disjoint; with ``claim_pool_s`` 0, locked
+claim transactions), with a thread-safe share-policy cache between them. Here two such processes serve one queue while every claimed row is slowed
 down in the database (a trigger, so batches overlap), and mid-run every session is killed once
 (batches in flight fail while others commit); the consistency check must find every job
 finished once, none dispatched twice, and the reports must show batches really overlapped.
@@ -55,15 +55,22 @@ def _peaks(lag_dir: Path) -> list[int]:
     return [int(json.loads(p.read_text()).get("db_peaks", {}).get(PEAK, 0)) for p in lag_dir.glob("looplag-*.json")]
 
 
+@pytest.mark.parametrize("pool_s", [0.5, 0.0], ids=["one-statement", "locked-transaction"])
 def test_concurrent_claim_batches_dispatch_exactly_once(
-    pg_url: str, dispatchers: Callable[..., Any], tmp_path: Path
+    pg_url: str, dispatchers: Callable[..., Any], tmp_path: Path, pool_s: float
 ) -> None:
-    """Two processes x 3 claim batches in flight, slowed claims, sessions killed once: exactly once."""
+    """Two processes x 3 claim batches in flight, slowed claims, sessions killed once: exactly once,
+    with claims from the shelves (the default) and with the locked claim transaction."""
     url = make_url(pg_url)
     admin_url = url.set(database="postgres").render_as_string(hide_password=False)
     lag_dir = tmp_path / "lag"
     lag_dir.mkdir()
-    opts = {"claim_batches_in_flight": 3, "claim_window_ms": 0.5, "loop_lag_dir": str(lag_dir)}
+    opts = {
+        "claim_batches_in_flight": 3,
+        "claim_window_ms": 0.5,
+        "loop_lag_dir": str(lag_dir),
+        "claim_pool_s": pool_s,
+    }
     d1, d2 = dispatchers(pg_url, "d1", **opts), dispatchers(pg_url, "d2", **opts)
     _execute(pg_url, SLOW_CLAIMS)  # the schema exists once a dispatcher is up
     tally = Tally()

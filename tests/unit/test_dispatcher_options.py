@@ -37,6 +37,9 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
     assert lag is not None and lag.report_dir == tmp_path and lag.stall_ms == 5.0
     gil = config_from_args(build_parser("p", {}).parse_args(["--gil-switch-interval-ms", "1.5"]))
     assert gil.gil_switch_interval_ms == 1.5
+    assert default.claim_pool_s == 0.5  # one-statement claims by default (PostgreSQL)
+    locked = config_from_args(build_parser("p", {}).parse_args(["--claim-pool-s", "0"]))
+    assert locked.claim_pool_s == 0.0
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,9 @@ def test_environment_and_flags_build_the_config(tmp_path: Path) -> None:
         (["--loop-lag-dir", "/nonexistent/lag"], "--loop-lag-dir"),
         (["--claim-batches-in-flight", "0"], "--claim-batches-in-flight"),
         (["--urgent-db-threads", "65"], "--urgent-db-threads"),
+        (["--claim-pool-s", "-1"], "--claim-pool-s"),
+        (["--claim-pool-s", "nan"], "--claim-pool-s"),
+        (["--claim-pool-s", "61"], "--claim-pool-s"),
         (["--gil-switch-interval-ms", "0"], "--gil-switch-interval-ms"),
         (["--gil-switch-interval-ms", "nan"], "--gil-switch-interval-ms"),
         (["--gil-switch-interval-ms", "101"], "--gil-switch-interval-ms"),

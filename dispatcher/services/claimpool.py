@@ -1,0 +1,210 @@
+"""Claims on PostgreSQL: candidate jobs read ahead per queue, handed out in one statement each batch.
+
+A claim transaction waited at five round trips (``store/claim_pg.py`` says what was measured). Here
+a batch of job requests plans from candidate rows this process read earlier for the queue (the
+*shelf*: at most ``claim_pool_s`` old, the rows earlier batches did not take) and sends the planned
+jobs with one autocommit statement, which writes a row only if it is still as it was read. So a
+batch costs one round trip; two when its queue's shelf is empty or stale and is read first.
+
+When the statement leaves a planned job out (a kill, a retry, another dispatcher took it since the
+read), or the shelf left a request short, the queue is read again and planned again, at most
+:data:`ATTEMPTS` times in all. Rows of this process's batches in flight are *held*: a batch beside
+them does not plan them. Nothing is reserved in the database, so a dispatcher that dies holds
+nothing back: every job it had on its shelf is still ``activated``, for every other dispatcher.
+
+The cost is staleness: a job activated while its queue's shelf holds other rows waits at most
+``claim_pool_s`` before a claim considers it, and priorities and resources are judged as read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ailuro.v1 import pilot_pb2
+from dispatcher.matching import TEST_LABEL, claim_refusal
+from dispatcher.shares import Leaf, charge
+from dispatcher.store import claim_pg
+from dispatcher.store import pilots as pstore
+from dispatcher.store.claim import ClaimPolicy, candidates, needs_of, plan_rows
+from dispatcher.store.engine import Database
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+"""Plans per queue and batch at most: the shelf, then fresh reads after a miss or a short request."""
+MIN_READ = 16
+"""A queue is read for at least this many jobs (the window read is four times that: 64 rows)."""
+
+LEFT_OUT = "claims: planned jobs one statement left out"
+"""The name of the peak of jobs a claim statement did not send (changed or taken since the read)."""
+
+
+@dataclass
+class _Shelf:
+    read_at: float
+    """``time.monotonic()`` of the read its rows came from (the oldest, after merging)."""
+    rows: list[Any]
+
+
+@dataclass
+class _Planned:
+    req: pstore.ClaimRequest
+    row: Any
+    leaf: Leaf
+    done: pilot_pb2.JobAssignment
+
+
+class ClaimPool:
+    """The shelves of one dispatcher process and the claims made from them (thread-safe)."""
+
+    def __init__(self, db: Database, *, max_age_s: float, peak: Callable[[str, int], None] | None = None) -> None:
+        self.db = db
+        self.max_age_s = max_age_s
+        self._peak = peak or (lambda _name, _value: None)
+        """Reports :data:`LEFT_OUT` (the loop-lag report's ``db_peaks``; tests read it)."""
+        self._lock = threading.Lock()
+        self._shelves: dict[str, _Shelf] = {}
+        self._held: set[int] = set()
+
+    def claim(
+        self, reqs: Sequence[pstore.ClaimRequest], *, policy: ClaimPolicy, lease_s: float, now: float
+    ) -> dict[Leaf, float]:
+        """Fill ``reqs``' assignments; the core-seconds handed out per share leaf.
+
+        Raises only before anything was sent (the batch can then be re-run or split); a failure
+        after a statement committed ends the batch with what was sent.
+        """
+        charged: dict[Leaf, float] = defaultdict(float)
+        todo: dict[str, list[pstore.ClaimRequest]] = defaultdict(list)
+        for r in reqs:
+            if not claim_refusal(policy.status(r.pilot.queue), TEST_LABEL):  # offline: nothing at all
+                todo[r.pilot.queue].append(r)
+        fresh: set[str] = set()
+        for attempt in range(ATTEMPTS):
+            if not todo:
+                break
+            try:
+                todo, fresh = self._attempt(todo, fresh, charged, policy=policy, lease_s=lease_s, now=now)
+            except Exception:
+                if attempt == 0:
+                    raise  # nothing sent yet
+                log.warning("claim: a later attempt failed; the batch keeps what was sent", exc_info=True)
+                break
+        return dict(charged)
+
+    def _attempt(
+        self,
+        todo: dict[str, list[pstore.ClaimRequest]],
+        fresh: set[str],
+        charged: dict[Leaf, float],
+        *,
+        policy: ClaimPolicy,
+        lease_s: float,
+        now: float,
+    ) -> tuple[dict[str, list[pstore.ClaimRequest]], set[str]]:
+        """One plan and one statement for every queue of ``todo``; the queues worth another attempt."""
+        planned: list[_Planned] = []
+        taken: dict[str, tuple[float, list[Any], bool]] = {}
+        try:
+            for queue, reqs in todo.items():
+                short = [r for r in reqs if len(r.assignments) < r.n]
+                wanted = sum(r.n - len(r.assignments) for r in short)
+                read_at, rows, was_fresh = self._rows(queue, wanted, policy, fresh=queue in fresh)
+                taken[queue] = (read_at, rows, was_fresh)
+                wants = [(r.n - len(r.assignments), r.effective_offer()) for r in short]
+                for i, row, leaf in plan_rows(queue, rows, wants, policy=policy):
+                    done = self._assignment(row, short[i], lease_s=lease_s, now=now)
+                    if done is not None:
+                        planned.append(_Planned(req=short[i], row=row, leaf=leaf, done=done))
+            sent = self._send(planned, lease_s=lease_s, now=now)
+        except BaseException:
+            self._put_back(taken, used=set())
+            raise
+        for p in planned:
+            if p.row["panda_id"] in sent:
+                p.req.assignments.append(p.done)
+                charged[p.leaf] += charge(needs_of(p.row), policy.tree)
+        used = {p.row["panda_id"] for p in planned}  # sent or gone: either way not worth keeping
+        spare = self._put_back(taken, used=used)
+        missed = {p.req.pilot.queue for p in planned if p.row["panda_id"] not in sent}
+        self._peak(LEFT_OUT, len(planned) - len(sent))
+        again: dict[str, list[pstore.ClaimRequest]] = {}
+        for queue, reqs in todo.items():
+            for r in reqs:
+                r.passed_over = spare.get(queue, 0)
+            short = [r for r in reqs if len(r.assignments) < r.n]
+            # another look only where it can find more: a job left out, or a shelf that fell short
+            if short and (queue in missed or not taken[queue][2]):
+                again[queue] = reqs
+        return again, set(again)
+
+    def _rows(self, queue: str, wanted: int, policy: ClaimPolicy, *, fresh: bool) -> tuple[float, list[Any], bool]:
+        """``(read_at, rows, read now)``: the queue's shelf if it is young and not empty (and
+        ``fresh`` is not asked), else a new read; the rows are held until :meth:`_put_back`."""
+        with self._lock:
+            shelf = None if fresh else self._shelves.pop(queue, None)
+            if shelf is not None and shelf.rows and time.monotonic() - shelf.read_at < self.max_age_s:
+                self._held.update(r["panda_id"] for r in shelf.rows)
+                return shelf.read_at, shelf.rows, False
+        read_at = time.monotonic()
+        with self.db.autocommit() as conn:
+            rows = candidates(conn, queue, wanted=max(wanted, MIN_READ), policy=policy, lock=False)
+        with self._lock:
+            rows = [r for r in rows if r["panda_id"] not in self._held]
+            self._held.update(r["panda_id"] for r in rows)
+        return read_at, rows, True
+
+    def _put_back(self, taken: dict[str, tuple[float, list[Any], bool]], *, used: set[int]) -> dict[str, int]:
+        """Release the held rows; shelve the unused ones (merged into a newer shelf, keeping the older
+        time). How many went back per queue."""
+        spare: dict[str, int] = {}
+        with self._lock:
+            for queue, (read_at, rows, _) in taken.items():
+                self._held.difference_update(r["panda_id"] for r in rows)
+                left = [r for r in rows if r["panda_id"] not in used]
+                spare[queue] = len(left)
+                if not left:
+                    continue
+                shelf = self._shelves.get(queue)
+                if shelf is None:
+                    self._shelves[queue] = _Shelf(read_at=read_at, rows=left)
+                    continue
+                have = {r["panda_id"] for r in shelf.rows}
+                shelf.rows.extend(r for r in left if r["panda_id"] not in have)
+                shelf.read_at = min(shelf.read_at, read_at)
+        return spare
+
+    @staticmethod
+    def _assignment(
+        row: Any, req: pstore.ClaimRequest, *, lease_s: float, now: float
+    ) -> pilot_pb2.JobAssignment | None:
+        """The assignment, built before the statement so nothing can fail after it committed."""
+        try:
+            return pstore.assignment(row, pstore.sent_values(row, req.pilot, lease_s=lease_s, now=now), lease_s=lease_s)
+        except Exception:
+            log.exception("claim: job %s cannot be turned into an assignment; it is not sent", row["panda_id"])
+            return None
+
+    def _send(self, planned: Sequence[_Planned], *, lease_s: float, now: float) -> set[int]:
+        if not planned:
+            return set()
+        sends = [
+            claim_pg.Send(
+                panda_id=p.row["panda_id"],
+                epoch=p.row["lease_epoch"],
+                modified=p.row["modification_time"],
+                queue=p.req.pilot.queue,
+                pilot_id=p.req.pilot.pilot_id,
+                batch_id=p.req.pilot.batch_id,
+                node=p.req.pilot.node,
+            )
+            for p in planned
+        ]
+        with self.db.autocommit() as conn:
+            return claim_pg.send(conn, sends, lease_s=lease_s, now=now)

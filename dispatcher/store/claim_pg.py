@@ -1,0 +1,93 @@
+"""The claim in one statement (PostgreSQL): planned jobs become ``sent`` in a single round trip.
+
+The claim transaction (``pilots.claim_jobs``) costs five round trips: ``BEGIN``, the locked
+candidate read, the update with its events, the counter deltas and ``COMMIT``. Measured at 300
+claims/s on 2 cores, each waited p99 ~7 ms for PostgreSQL or the GIL, so a claim took 7 ms at the
+median and 35 to 58 ms at p99 although it used 3 ms of CPU. Here the candidates were read earlier
+without locks (``services/claimpool.py`` keeps them per queue), the plan is made in Python, and
+one autocommit statement
+
+- locks the planned rows still as they were read (``activated``, same lease epoch, same
+  modification time, same queue) with ``FOR UPDATE SKIP LOCKED``: a row another writer changed
+  or holds is left out, never waited for and never overwritten;
+- moves them to ``sent`` with the pilot's columns and the next lease epoch;
+- appends their ``job_events`` rows and their counter deltas (``counters.move_deltas_sql``);
+- returns the ids it moved.
+
+Exactly once: a job moves only from the state and epoch the plan saw, under its row lock, and the
+statement commits as a whole or not at all. A row that changed since the read is simply not
+returned; the caller reads again (``services/claimpool.py``). The transition is checked against
+the one table in ``dispatcher/states.py`` like every other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from dispatcher.states import JobState, check_transition
+from dispatcher.store.counters import FACET_COLUMNS, hour_of, move_deltas_sql
+from dispatcher.store.transitions import EVENT_COLUMNS
+
+_FROM, _TO = JobState.ACTIVATED, JobState.SENT
+
+
+@dataclass(frozen=True, kw_only=True)
+class Send:
+    """One planned ``activated -> sent``: the row as it was read and the pilot it goes to."""
+
+    panda_id: int
+    epoch: int
+    """The lease epoch read (the job is written with ``epoch + 1``)."""
+    modified: float
+    """The ``modification_time`` read: any write to the row since then makes the claim skip it."""
+    queue: str
+    pilot_id: str
+    batch_id: str
+    node: str
+
+
+_RETURNED = sorted({"panda_id", "attempt_nr", "lease_epoch", "pilot_id", "vo", *FACET_COLUMNS.values()})
+_SQL = (
+    "WITH v AS (SELECT * FROM unnest(%s::BIGINT[], %s::BIGINT[], %s::FLOAT8[], %s::VARCHAR(255)[], "
+    "%s::VARCHAR(255)[], %s::VARCHAR(255)[], %s::VARCHAR(255)[]) "
+    "AS v(id, epoch, modified, queue, pilot, batch, node)), "
+    "l AS (SELECT j.panda_id FROM jobs j JOIN v ON j.panda_id = v.id "
+    f"WHERE j.status = '{_FROM.value}' AND j.lease_epoch = v.epoch AND j.modification_time = v.modified "
+    "AND j.computing_site = v.queue FOR UPDATE OF j SKIP LOCKED), "
+    f"u AS (UPDATE jobs SET status = '{_TO.value}', modification_time = %s, lease_epoch = v.epoch + 1, "
+    "pilot_id = v.pilot, batch_id = v.batch, node = v.node, sent_time = %s, lease_expires = %s "
+    "FROM v WHERE jobs.panda_id = v.id AND jobs.panda_id IN (SELECT panda_id FROM l) "
+    f"RETURNING {', '.join(f'jobs.{c}' for c in _RETURNED)}), "
+    f"e AS (INSERT INTO job_events ({', '.join(EVENT_COLUMNS)}) "
+    f"SELECT u.panda_id, %s, '{_FROM.value}', '{_TO.value}', left('pilot:' || u.pilot_id, 255), "
+    "'sent to pilot ' || u.pilot_id, u.attempt_nr, u.lease_epoch FROM u ORDER BY u.panda_id), "
+    f"d AS ({move_deltas_sql('u', _FROM, _TO)}) "
+    "SELECT panda_id FROM u"
+)
+
+
+def send(conn: Connection, sends: Sequence[Send], *, lease_s: float, now: float) -> set[int]:
+    """Move ``sends`` to ``sent`` in one statement on an autocommit ``conn``; the ids it moved."""
+    if not sends:
+        return set()
+    check_transition(sends[0].panda_id, _FROM, _TO)
+    params = (
+        [s.panda_id for s in sends],
+        [s.epoch for s in sends],
+        [s.modified for s in sends],
+        [s.queue for s in sends],
+        [s.pilot_id for s in sends],
+        [s.batch_id for s in sends],
+        [s.node for s in sends],
+        now,
+        now,
+        now + lease_s,
+        now,
+        now,
+        hour_of(now),
+        now,
+    )
+    return {r[0] for r in conn.exec_driver_sql(_SQL, params)}

@@ -1,0 +1,197 @@
+"""The one-statement claim and the per-process shelves behind it (PostgreSQL, issue #18).
+
+``store/claim_pg.py`` sends a planned job only while its row is as it was read, skips a row another
+transaction holds instead of waiting for it, and writes the job's event and counter deltas in the
+same statement. ``services/claimpool.py`` plans from a queue's shelf while it is young, and reads the
+queue again when the statement left a job out or the shelf fell short.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from test_job_counters import expected_counts, stored
+
+from ailuro.v1 import job_pb2
+from dispatcher.services.claimpool import LEFT_OUT, ClaimPool
+from dispatcher.store import claim_pg
+from dispatcher.store import jobs as store
+from dispatcher.store import pilots as pstore
+from dispatcher.store.claim import ClaimPolicy, candidates
+from dispatcher.store.engine import Database, open_database
+from dispatcher.store.schema import job_events, jobs
+
+pytestmark = pytest.mark.postgres
+
+LEASE_S = 60.0
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Database]:
+    database = open_database(pg_url)
+    yield database
+    database.dispose()
+
+
+def _submit(db: Database, n: int, *, site: str = "LOCAL", walltime_s: int = 0) -> list[int]:
+    spec = job_pb2.Job(
+        transformation="/bin/true",
+        computing_site=site,
+        vo="compass",
+        prod_source_label="user",
+        max_walltime_s=walltime_s,
+    )
+    with db.write() as conn:
+        new = [store.NewJob(spec=spec, brokerage_reason="test") for _ in range(n)]
+        return store.insert_jobs(conn, new, owner="me", now=time.time())
+
+
+def _send(row: Any, queue: str = "LOCAL", pilot: str = "p1") -> claim_pg.Send:
+    return claim_pg.Send(
+        panda_id=row["panda_id"],
+        epoch=row["lease_epoch"],
+        modified=row["modification_time"],
+        queue=queue,
+        pilot_id=pilot,
+        batch_id="b1",
+        node="n1",
+    )
+
+
+def _status(db: Database, ids: list[int]) -> dict[int, str]:
+    with db.read() as conn:
+        return dict(conn.execute(select(jobs.c.panda_id, jobs.c.status).where(jobs.c.panda_id.in_(ids))).all())
+
+
+def _sent_events(db: Database) -> list[tuple[int, str]]:
+    with db.read() as conn:
+        stmt = select(job_events.c.panda_id, job_events.c.actor).where(job_events.c.to_status == "sent")
+        return sorted(conn.execute(stmt).all())
+
+
+def _assert_counters_exact(db: Database) -> None:
+    with db.read() as conn:
+        counts, _ = stored(conn, pending=True)
+        assert counts == expected_counts(conn)
+
+
+def test_send_moves_only_rows_unchanged_since_the_read(db: Database) -> None:
+    """Killed, rewritten, moved to another queue, locked elsewhere: left out; the rest is sent once."""
+    killed, rewritten, moved, locked, good = _submit(db, 5)
+    with db.autocommit() as conn:
+        rows = {r["panda_id"]: r for r in candidates(conn, "LOCAL", wanted=5, policy=ClaimPolicy(), lock=False)}
+    assert set(rows) == {killed, rewritten, moved, locked, good}
+    with db.write() as conn:
+        store.kill_jobs(conn, [killed], who="me", reason="test", now=time.time())
+        conn.execute(
+            text("UPDATE jobs SET modification_time = modification_time + 1 WHERE panda_id = :p"), {"p": rewritten}
+        )
+    sends = [_send(rows[p]) for p in (killed, rewritten, locked, good)] + [_send(rows[moved], queue="ELSEWHERE")]
+    with db.engine.connect() as holder:
+        holder.execute(text("SELECT 1 FROM jobs WHERE panda_id = :p FOR UPDATE"), {"p": locked})
+        with db.autocommit() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '10s'")  # a wait for the held row fails instead of hanging
+            sent = claim_pg.send(conn, sends, lease_s=LEASE_S, now=time.time())
+            conn.exec_driver_sql("RESET lock_timeout")
+        holder.rollback()
+    assert sent == {good}
+    assert _status(db, [killed, rewritten, moved, locked, good]) == {
+        killed: "cancelled",
+        rewritten: "activated",
+        moved: "activated",
+        locked: "activated",
+        good: "sent",
+    }
+    with db.read() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.panda_id == good)).mappings().one()
+    assert (row["pilot_id"], row["batch_id"], row["node"]) == ("p1", "b1", "n1")
+    assert row["lease_epoch"] == rows[good]["lease_epoch"] + 1
+    assert _sent_events(db) == [(good, "pilot:p1")]
+    _assert_counters_exact(db)  # the statement's own counter deltas, without the commit listener
+    with db.autocommit() as conn:  # the same plan again: only the row no longer held, nothing twice
+        assert claim_pg.send(conn, sends, lease_s=LEASE_S, now=time.time()) == {locked}
+    assert _sent_events(db) == sorted([(good, "pilot:p1"), (locked, "pilot:p1")])
+    _assert_counters_exact(db)
+
+
+class _Reads:
+    """Counts the candidate reads (``SELECT ... FROM jobs`` without a lock) an engine runs."""
+
+    def __init__(self, db: Database) -> None:
+        self.n = 0
+        event.listen(db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if (
+            statement.lstrip().upper().startswith("SELECT")
+            and "FROM jobs" in statement
+            and "FOR UPDATE" not in statement
+        ):
+            self.n += 1
+
+
+def _request(n: int = 1, *, pilot: str = "p1", walltime_left_s: int = 0) -> pstore.ClaimRequest:
+    return pstore.ClaimRequest(
+        pilot=pstore.PilotInfo(pilot_id=pilot, queue="LOCAL"), n=n, walltime_left_s=walltime_left_s
+    )
+
+
+def _claim(pool: ClaimPool, *reqs: pstore.ClaimRequest) -> list[int]:
+    pool.claim(reqs, policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+    return [a.job.panda_id for r in reqs for a in r.assignments]
+
+
+def test_the_shelf_serves_later_claims_until_it_is_old(db: Database) -> None:
+    ids = _submit(db, 10)
+    reads = _Reads(db)
+    pool = ClaimPool(db, max_age_s=60)
+    first = _claim(pool, _request(2))
+    assert len(first) == 2 and reads.n == 1
+    second = _claim(pool, _request(3), _request(1, pilot="p2"))
+    assert len(second) == 4 and reads.n == 1  # from the shelf: no read
+    young = ClaimPool(db, max_age_s=0.0)  # every shelf is already too old
+    assert len(_claim(young, _request(1))) == 1 and reads.n == 2
+    assert len(_claim(young, _request(1))) == 1 and reads.n == 3
+    rest = _claim(pool, _request(10))  # the shelf's rows the other pool took are left out, then read again
+    assert len(rest) == 2
+    sent = _sent_events_ids(db)
+    assert sorted(sent) == sorted(ids)  # every job sent, none twice
+    _assert_counters_exact(db)
+
+
+def _sent_events_ids(db: Database) -> list[int]:
+    return [pid for pid, _ in _sent_events(db)]
+
+
+def test_a_shelf_that_falls_short_is_read_again(db: Database) -> None:
+    """The shelf holds only a long job; a pilot with little walltime left gets the short job activated since."""
+    _submit(db, 2, walltime_s=10_000)
+    pool = ClaimPool(db, max_age_s=60)
+    reads = _Reads(db)
+    assert len(_claim(pool, _request(1))) == 1 and reads.n == 1  # one long job stays on the shelf
+    (short,) = _submit(db, 1, walltime_s=100)
+    assert _claim(pool, _request(1, walltime_left_s=600)) == [short]
+    assert reads.n == 2  # the shelf (nothing fits) and then one read
+
+
+def test_jobs_taken_elsewhere_are_left_out_and_the_queue_read_again(db: Database) -> None:
+    """Another dispatcher claims what this shelf holds: the statement leaves those out, the next read
+    finds the rest, and no job is sent twice."""
+    ids = _submit(db, 6)
+    peaks: dict[str, int] = {}
+    pool = ClaimPool(db, max_age_s=60, peak=lambda name, v: peaks.__setitem__(name, max(v, peaks.get(name, 0))))
+    assert len(_claim(pool, _request(1))) == 1  # the other five are on the shelf
+    other = _request(3, pilot="other")
+    with db.write() as conn:  # the locked transaction of another process
+        pstore.claim_jobs(conn, [other], lease_s=LEASE_S, now=time.time())
+    assert len(other.assignments) == 3
+    mine = _claim(pool, _request(2))
+    assert len(mine) == 2 and peaks[LEFT_OUT] >= 1
+    assert not set(mine) & {a.job.panda_id for a in other.assignments}
+    sent = _sent_events_ids(db)
+    assert sorted(sent) == sorted(ids) and len(sent) == len(set(sent))
+    _assert_counters_exact(db)
