@@ -2,10 +2,11 @@
 
 On PostgreSQL a dispatcher process runs up to ``claim_batches_in_flight`` claim batches at the
 same time (held shelf rows and ``SKIP LOCKED`` keep them disjoint; with ``claim_pool_s`` 0, locked
-claim transactions), with a thread-safe share-policy cache between them. Here two such processes serve one queue while every claimed row is slowed
-down in the database (a trigger, so batches overlap), and mid-run every session is killed once
-(batches in flight fail while others commit); the consistency check must find every job
-finished once, none dispatched twice, and the reports must show batches really overlapped.
+claim transactions), with a thread-safe share-policy cache between them. Here two such processes
+serve one queue while every claimed row is slowed down in the database (a trigger, so batches
+overlap), and mid-run every session is killed once (batches in flight fail while others commit);
+the consistency check must find every job finished once, none dispatched twice, and the reports
+must show batches really overlapped.
 """
 
 from __future__ import annotations
