@@ -22,12 +22,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ailuro.v1 import pilot_pb2
 from dispatcher.matching import TEST_LABEL, claim_refusal
+from dispatcher.services.runtime import DbTimes
 from dispatcher.shares import Leaf, charge
 from dispatcher.store import claim_pg
 from dispatcher.store import pilots as pstore
@@ -43,12 +44,16 @@ MIN_READ = 16
 
 LEFT_OUT = "claims: planned jobs one statement left out"
 """The name of the peak of jobs a claim statement did not send (changed or taken since the read)."""
+READ = "claims: queue read"
+"""The name of the durations of candidate reads (a shelf empty, stale or short)."""
+SEND = "claims: one-statement send"
+"""The name of the durations of the claim statements."""
 
 
 @dataclass
 class _Shelf:
     read_at: float
-    """``time.monotonic()`` of the read its rows came from (the oldest, after merging)."""
+    """``time.monotonic()`` of the read its rows came from (the newest, after merging)."""
     rows: list[Any]
 
 
@@ -63,11 +68,12 @@ class _Planned:
 class ClaimPool:
     """The shelves of one dispatcher process and the claims made from them (thread-safe)."""
 
-    def __init__(self, db: Database, *, max_age_s: float, peak: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, db: Database, *, max_age_s: float, times: DbTimes | None = None) -> None:
         self.db = db
         self.max_age_s = max_age_s
-        self._peak = peak or (lambda _name, _value: None)
-        """Reports :data:`LEFT_OUT` (the loop-lag report's ``db_peaks``; tests read it)."""
+        self.times = times or DbTimes()
+        """Where reads, statements (:data:`READ`, :data:`SEND`) and :data:`LEFT_OUT` are counted (the
+        loop-lag report's ``db_times`` and ``db_peaks``)."""
         self._lock = threading.Lock()
         self._shelves: dict[str, _Shelf] = {}
         self._held: set[int] = set()
@@ -133,7 +139,7 @@ class ClaimPool:
         used = {p.row["panda_id"] for p in planned}  # sent or gone: either way not worth keeping
         spare = self._put_back(taken, used=used)
         missed = {p.req.pilot.queue for p in planned if p.row["panda_id"] not in sent}
-        self._peak(LEFT_OUT, len(planned) - len(sent))
+        self.times.peak(LEFT_OUT, len(planned) - len(sent))
         again: dict[str, list[pstore.ClaimRequest]] = {}
         for queue, reqs in todo.items():
             for r in reqs:
@@ -155,14 +161,16 @@ class ClaimPool:
         read_at = time.monotonic()
         with self.db.autocommit() as conn:
             rows = candidates(conn, queue, wanted=max(wanted, MIN_READ), policy=policy, lock=False)
+        self.times.record(READ, time.monotonic() - read_at)
         with self._lock:
             rows = [r for r in rows if r["panda_id"] not in self._held]
             self._held.update(r["panda_id"] for r in rows)
         return read_at, rows, True
 
     def _put_back(self, taken: dict[str, tuple[float, list[Any], bool]], *, used: set[int]) -> dict[str, int]:
-        """Release the held rows; shelve the unused ones (merged into a newer shelf, keeping the older
-        time). How many went back per queue."""
+        """Release the held rows; shelve the unused ones (merged into the queue's shelf, which then
+        counts from the newer read: that read saw every job activated before it). How many went back
+        per queue."""
         spare: dict[str, int] = {}
         with self._lock:
             for queue, (read_at, rows, _) in taken.items():
@@ -177,7 +185,7 @@ class ClaimPool:
                     continue
                 have = {r["panda_id"] for r in shelf.rows}
                 shelf.rows.extend(r for r in left if r["panda_id"] not in have)
-                shelf.read_at = min(shelf.read_at, read_at)
+                shelf.read_at = max(shelf.read_at, read_at)
         return spare
 
     @staticmethod
@@ -206,5 +214,8 @@ class ClaimPool:
             )
             for p in planned
         ]
+        started = time.monotonic()
         with self.db.autocommit() as conn:
-            return claim_pg.send(conn, sends, lease_s=lease_s, now=now)
+            sent = claim_pg.send(conn, sends, lease_s=lease_s, now=now)
+        self.times.record(SEND, time.monotonic() - started)
+        return sent

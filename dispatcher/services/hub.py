@@ -184,7 +184,7 @@ class PilotHub:
         self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}
         self.policy = ClaimPolicyCache(runtime)
         self.claim_pool = (
-            ClaimPool(runtime.db, max_age_s=cfg.claim_pool_s, peak=runtime.db_times.peak)
+            ClaimPool(runtime.db, max_age_s=cfg.claim_pool_s, times=runtime.db_times)
             if runtime.db.is_postgres and cfg.claim_pool_s > 0
             else None
         )
