@@ -54,9 +54,15 @@ _SQL = (
     "WITH v AS (SELECT * FROM unnest(%s::BIGINT[], %s::BIGINT[], %s::FLOAT8[], %s::VARCHAR(255)[], "
     "%s::VARCHAR(255)[], %s::VARCHAR(255)[], %s::VARCHAR(255)[]) "
     "AS v(id, epoch, modified, queue, pilot, batch, node)), "
-    "l AS (SELECT j.panda_id FROM jobs j JOIN v ON j.panda_id = v.id "
-    f"WHERE j.status = '{_FROM.value}' AND j.lease_epoch = v.epoch AND j.modification_time = v.modified "
-    "AND j.computing_site = v.queue FOR UPDATE OF j SKIP LOCKED), "
+    # One primary-key probe per planned job, locked first, then checked: with the checks inside the
+    # probe the planner, misled by the estimates, scanned the claim index for each of the few planned
+    # ones (5 ms with 3,800 jobs waiting, measured; 1.5 ms for the whole statement through the key).
+    # OFFSET 0 keeps the checks out of the probe (PostgreSQL pushes no condition into such a subquery).
+    # The lock returns the row's newest version, so the checks see what a concurrent writer committed.
+    "l AS (SELECT x.panda_id FROM v CROSS JOIN LATERAL (SELECT j.panda_id, j.status, j.lease_epoch, "
+    "j.modification_time, j.computing_site FROM jobs j WHERE j.panda_id = v.id OFFSET 0 FOR UPDATE SKIP LOCKED) x "
+    f"WHERE x.status = '{_FROM.value}' AND x.lease_epoch = v.epoch AND x.modification_time = v.modified "
+    "AND x.computing_site = v.queue), "
     f"u AS (UPDATE jobs SET status = '{_TO.value}', modification_time = %s, lease_epoch = v.epoch + 1, "
     "pilot_id = v.pilot, batch_id = v.batch, node = v.node, sent_time = %s, lease_expires = %s "
     "FROM v WHERE jobs.panda_id = v.id AND jobs.panda_id IN (SELECT panda_id FROM l) "
