@@ -160,12 +160,13 @@ async def _submit(addresses: list[str], cfg: LifecycleConfig) -> dict[str, Any]:
         k = 0
         while sizes:
             n = sizes.popleft()
-            if cfg.rate:  # in the database two seconds before the pilots reach the batch's first job, no sooner
+            if cfg.rate:  # in the database SUBMIT_LEAD_S before the pilots reach the batch's first job, no sooner
                 # (this slept until two seconds before its *last* job was due: at 300 jobs/s a
                 # 500-job batch was sent 0.3 s before its first job, and the queue ran dry whenever
-                # a submission took longer; pilots' requests then waited parked for it)
+                # a submission took longer; pilots' requests then waited parked for it). The pilots
+                # start asking SUBMIT_LEAD_S after t0, so job k is due at t0 + SUBMIT_LEAD_S + k / rate.
                 first, queued = queued, queued + n
-                await asyncio.sleep(max(0.0, t0 + first / cfg.rate - 2.0 - time.time()))
+                await asyncio.sleep(max(0.0, t0 + first / cfg.rate - time.time()))
             jobs = []
             for i in range(n):
                 job = job_pb2.Job()
