@@ -105,9 +105,9 @@ class DispatcherConfig:
     one transaction holding the rows it renews, and runs beside claims on the same cores and GIL:
     measured (lifecycle benchmark, PostgreSQL, 2 cores, 300-390 jobs/s), every 1 s a flush took p50
     257-271 ms and GetJob p99 was 226-239 ms; every 0.25 s 79 ms and 110 ms; every 0.1 s 38-41 ms
-    and 87-99 ms (kill p99 265-290 -> 92-100 ms), the closed-loop throughput unchanged. A flush
-    that takes longer than this is followed by a pause as long as it took (``hub.flush_pause``, at
-    most 1 s), so near saturation the batches grow instead of the transactions. An empty buffer
+    and 87-99 ms (kill p99 265-290 -> 92-100 ms), the closed-loop throughput unchanged. The next
+    flush starts this long after the last one ended (``PilotHub._flush_loop`` says why not longer
+    after a long one), so near saturation the batches grow with the backlog. An empty buffer
     costs nothing; the pilots' ``last_seen`` is refreshed at its own pace
     (``presence.PRESENCE_REFRESH_S``)."""
     heartbeat_flush_rows: int = 5000
