@@ -152,18 +152,24 @@ class ClaimPool:
 
     def _rows(self, queue: str, wanted: int, policy: ClaimPolicy, *, fresh: bool) -> tuple[float, list[Any], bool]:
         """``(read_at, rows, read now)``: the queue's shelf if it is young and not empty (and
-        ``fresh`` is not asked), else a new read; the rows are held until :meth:`_put_back`."""
+        ``fresh`` is not asked), else a new read; the rows are held until :meth:`_put_back`.
+
+        A new read replaces the shelf (its rows are read again if still waiting) and leaves out the
+        rows held when it began as well as those held now: a batch beside it may send some and let
+        go of them while the read runs, and the read's snapshot can predate that send.
+        """
         with self._lock:
-            shelf = None if fresh else self._shelves.pop(queue, None)
-            if shelf is not None and shelf.rows and time.monotonic() - shelf.read_at < self.max_age_s:
+            shelf = self._shelves.pop(queue, None)
+            if not fresh and shelf is not None and shelf.rows and time.monotonic() - shelf.read_at < self.max_age_s:
                 self._held.update(r["panda_id"] for r in shelf.rows)
                 return shelf.read_at, shelf.rows, False
+            held_before = set(self._held)
         read_at = time.monotonic()
         with self.db.autocommit() as conn:
             rows = candidates(conn, queue, wanted=max(wanted, MIN_READ), policy=policy, lock=False)
         self.times.record(READ, time.monotonic() - read_at)
         with self._lock:
-            rows = [r for r in rows if r["panda_id"] not in self._held]
+            rows = [r for r in rows if r["panda_id"] not in self._held and r["panda_id"] not in held_before]
             self._held.update(r["panda_id"] for r in rows)
         return read_at, rows, True
 
