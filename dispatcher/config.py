@@ -132,10 +132,10 @@ class DispatcherConfig:
     max_batch: int = 5000
     """Upper bound of rows one group-commit transaction touches."""
     claim_window_ms: float = 2.0
-    """Job requests arriving within this window are claimed in one transaction."""
+    """Job requests arriving within this window are claimed in one batch (one statement on PostgreSQL)."""
     claim_batches_in_flight: int = 1
-    """Claim transactions one process runs at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` keeps
-    them disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer).
+    """Claim batches one process runs at once on PostgreSQL (held rows and ``SKIP LOCKED`` keep them
+    disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer).
     Opt-in above 1: a claim holds a window of candidates (locked, or held off its queue's shelf), and
     a batch beside it skips those rows, so a request it could have served may be answered short (a
     streamed one is re-claimed when the other commits, a unary ``GetJob`` is not)."""

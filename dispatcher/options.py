@@ -144,7 +144,7 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         dest="claim_batches_in_flight",
         type=int,
         default=DispatcherConfig.claim_batches_in_flight,
-        help="claim transactions run at once per process on PostgreSQL (SQLite: always 1) (default: %(default)s)",
+        help="claim batches run at once per process on PostgreSQL (SQLite: always 1) (default: %(default)s)",
     )
     p.add_argument(
         "--claim-pool-s",

@@ -6,7 +6,8 @@ of finals holds the interpreter. N worker processes each have their own GIL, eve
 connection pool; the kernel spreads incoming connections over them (``SO_REUSEPORT``), so a
 pilot stream lives on one worker and a busy neighbour cannot stall it. Every worker is a whole
 dispatcher with its own ``dispatcher_id``: the coordination several dispatchers already use
-(claims with ``FOR UPDATE SKIP LOCKED``, kills through ``pilot_commands``, leases) needs nothing new.
+(claims conditional on the row as read, with ``SKIP LOCKED``; kills through ``pilot_commands``;
+leases) needs nothing new.
 
 The supervisor here does no request work: it migrates the schema once, holds the port (so
 ``--port 0`` works and a restarted worker gets the same port back), starts the workers, restarts
