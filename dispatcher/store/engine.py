@@ -106,13 +106,8 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (plain ``BEGIN`` on SQLite, so it never waits for the writer)."""
-        try:
-            with self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
-                yield conn
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
-            raise
+        with _outage_as_unavailable(), self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
+            yield conn
 
     @contextlib.contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -123,17 +118,23 @@ class Database:
         on a busy machine each waited as long as the statement. The counters' commit listener does
         not run here: such a statement writes its own counter deltas.
         """
-        try:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                yield conn
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
-            raise
+        with _outage_as_unavailable(), self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _outage_as_unavailable() -> Iterator[None]:
+    """Turn a lost or unreachable database (:func:`is_unavailable`) into ``Unavailable``."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise Unavailable(f"database unavailable: {_reason(exc)}") from exc
+        raise
 
 
 T = TypeVar("T")
