@@ -17,10 +17,11 @@ split: it fails the whole batch at once instead of hammering a database that is 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar, cast
 
 from ailuro.errors import Unavailable
 from dispatcher.logsafe import describe
@@ -30,11 +31,13 @@ log = logging.getLogger(__name__)
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
+Process = Callable[[Sequence[I]], Sequence[R]] | Callable[[Sequence[I]], Awaitable[Sequence[R]]]
+"""A batch's work: blocking (run on a database thread) or a coroutine function (awaited on the loop)."""
 
 
 async def run_isolated(
     runtime: Runtime,
-    process: Callable[[Sequence[I]], Sequence[R]],
+    process: Process[I, R],
     items: Sequence[I],
     *,
     name: str,
@@ -47,12 +50,16 @@ async def run_isolated(
     re-run on a subset: it is one complete transaction). A failing batch of ``n`` items with
     ``k`` bad ones costs about ``2 k log2(n)`` extra transactions; an outage costs none.
     ``urgent``: on the database lane of latency-critical calls (:meth:`Runtime.db_call_urgent`).
+    A coroutine function ``process`` is awaited on the event loop instead.
     """
     if not items:
         return []
     try:
-        call = runtime.db_call_urgent if urgent else runtime.db_call
-        results = await call(process, items)
+        if inspect.iscoroutinefunction(process):
+            results = await cast(Callable[[Sequence[I]], Awaitable[Sequence[R]]], process)(items)
+        else:
+            call = runtime.db_call_urgent if urgent else runtime.db_call
+            results = await call(cast(Callable[[Sequence[I]], Sequence[R]], process), items)
     except asyncio.CancelledError:
         raise
     except Unavailable as exc:  # the database, not an item: splitting would only multiply the waiting
@@ -76,7 +83,7 @@ class GroupCommitter(Generic[I, R]):
     def __init__(
         self,
         runtime: Runtime,
-        process: Callable[[Sequence[I]], Sequence[R]],
+        process: Process[I, R],
         *,
         name: str,
         window_s: float = 0.0,

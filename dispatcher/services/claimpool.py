@@ -14,15 +14,20 @@ nothing back: every job it had on its shelf is still ``activated``, for every ot
 
 The cost is staleness: a job activated while its queue's shelf holds other rows waits at most
 ``claim_pool_s`` before a claim considers it, and priorities and resources are judged as read.
+
+The claim runs on the event loop: it plans in memory and awaits the statement on an async
+connection (``store/aio.py``); only a queue read goes to a database thread. On a database thread a
+batch cost two more hand-offs (loop to thread and back), each a wait for a core and for the GIL
+behind the heartbeat flush and finals threads. The shelves are touched by the loop only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +37,7 @@ from dispatcher.services.runtime import DbTimes
 from dispatcher.shares import Leaf, charge
 from dispatcher.store import claim_pg
 from dispatcher.store import pilots as pstore
+from dispatcher.store.aio import AsyncConnections
 from dispatcher.store.claim import ClaimPolicy, candidates, needs_of, plan_rows
 from dispatcher.store.engine import Database
 
@@ -65,20 +71,43 @@ class _Planned:
     done: pilot_pb2.JobAssignment
 
 
-class ClaimPool:
-    """The shelves of one dispatcher process and the claims made from them (thread-safe)."""
+Blocking = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs a blocking database call off the event loop (``Runtime.db_call_urgent``)."""
 
-    def __init__(self, db: Database, *, max_age_s: float, times: DbTimes | None = None) -> None:
+
+async def _to_thread(fn: Callable[[], Any]) -> Any:
+    return await asyncio.to_thread(fn)
+
+
+class ClaimPool:
+    """The shelves of one dispatcher process and the claims made from them (one event loop's)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_age_s: float,
+        times: DbTimes | None = None,
+        batches: int = 1,
+        blocking: Blocking = _to_thread,
+    ) -> None:
         self.db = db
         self.max_age_s = max_age_s
+        self.batches = batches
+        """Claim batches the process runs at once: each takes its own part of a shelf (:meth:`_part`)."""
         self.times = times or DbTimes()
         """Where reads, statements (:data:`READ`, :data:`SEND`) and :data:`LEFT_OUT` are counted (the
         loop-lag report's ``db_times`` and ``db_peaks``)."""
-        self._lock = threading.Lock()
+        self._blocking = blocking
+        self._conns = AsyncConnections(db.url)
         self._shelves: dict[str, _Shelf] = {}
         self._held: set[int] = set()
 
-    def claim(
+    async def close(self) -> None:
+        """Close the claim statement's connections."""
+        await self._conns.close()
+
+    async def claim(
         self, reqs: Sequence[pstore.ClaimRequest], *, policy: ClaimPolicy, lease_s: float, now: float
     ) -> dict[Leaf, float]:
         """Fill ``reqs``' assignments; the core-seconds handed out per share leaf.
@@ -96,7 +125,7 @@ class ClaimPool:
             if not todo:
                 break
             try:
-                todo, fresh = self._attempt(todo, fresh, charged, policy=policy, lease_s=lease_s, now=now)
+                todo, fresh = await self._attempt(todo, fresh, charged, policy=policy, lease_s=lease_s, now=now)
             except Exception:
                 if attempt == 0:
                     raise  # nothing sent yet
@@ -104,7 +133,7 @@ class ClaimPool:
                 break
         return dict(charged)
 
-    def _attempt(
+    async def _attempt(
         self,
         todo: dict[str, list[pstore.ClaimRequest]],
         fresh: set[str],
@@ -121,14 +150,14 @@ class ClaimPool:
             for queue, reqs in todo.items():
                 short = [r for r in reqs if len(r.assignments) < r.n]
                 wanted = sum(r.n - len(r.assignments) for r in short)
-                read_at, rows, was_fresh = self._rows(queue, wanted, policy, fresh=queue in fresh)
+                read_at, rows, was_fresh = await self._rows(queue, wanted, policy, fresh=queue in fresh)
                 taken[queue] = (read_at, rows, was_fresh)
                 wants = [(r.n - len(r.assignments), r.effective_offer()) for r in short]
                 for i, row, leaf in plan_rows(queue, rows, wants, policy=policy):
                     done = self._assignment(row, short[i], lease_s=lease_s, now=now)
                     if done is not None:
                         planned.append(_Planned(req=short[i], row=row, leaf=leaf, done=done))
-            sent = self._send(planned, lease_s=lease_s, now=now)
+            sent = await self._send(planned, lease_s=lease_s, now=now)
         except BaseException:
             self._put_back(taken, used=set())
             raise
@@ -150,48 +179,69 @@ class ClaimPool:
                 again[queue] = reqs
         return again, set(again)
 
-    def _rows(self, queue: str, wanted: int, policy: ClaimPolicy, *, fresh: bool) -> tuple[float, list[Any], bool]:
-        """``(read_at, rows, read now)``: the queue's shelf if it is young and not empty (and
-        ``fresh`` is not asked), else a new read; the rows are held until :meth:`_put_back`.
+    async def _rows(
+        self, queue: str, wanted: int, policy: ClaimPolicy, *, fresh: bool
+    ) -> tuple[float, list[Any], bool]:
+        """``(read_at, rows, read now)``: rows of the queue's shelf that no batch holds, if the shelf
+        is young and has some (and ``fresh`` is not asked), else a new read; the rows are held
+        until :meth:`_put_back`.
+
+        With several batches in flight each takes its own part of the shelf (:meth:`_part`), so a
+        batch beside another plans from what that one left instead of reading the queue again.
 
         A new read replaces the shelf (its rows are read again if still waiting) and leaves out the
         rows held when it began as well as those held now: a batch beside it may send some and let
         go of them while the read runs, and the read's snapshot can predate that send.
         """
-        with self._lock:
-            shelf = self._shelves.pop(queue, None)
-            if not fresh and shelf is not None and shelf.rows and time.monotonic() - shelf.read_at < self.max_age_s:
-                self._held.update(r["panda_id"] for r in shelf.rows)
-                return shelf.read_at, shelf.rows, False
-            held_before = set(self._held)
+        shelf = self._shelves.get(queue)
+        if not fresh and shelf is not None and time.monotonic() - shelf.read_at < self.max_age_s:
+            free = [r for r in shelf.rows if r["panda_id"] not in self._held]
+            if free:
+                mine = self._part(free, wanted)
+                self._held.update(r["panda_id"] for r in mine)
+                return shelf.read_at, mine, False
+        held_before = set(self._held)
         read_at = time.monotonic()
-        with self.db.autocommit() as conn:
-            rows = candidates(conn, queue, wanted=max(wanted, MIN_READ), policy=policy, lock=False)
+
+        def read() -> list[Any]:
+            with self.db.autocommit() as conn:
+                return candidates(conn, queue, wanted=max(wanted, MIN_READ), policy=policy, lock=False)
+
+        rows = await self._blocking(read)
         self.times.record(READ, time.monotonic() - read_at)
-        with self._lock:
-            rows = [r for r in rows if r["panda_id"] not in self._held and r["panda_id"] not in held_before]
-            self._held.update(r["panda_id"] for r in rows)
+        rows = [r for r in rows if r["panda_id"] not in self._held and r["panda_id"] not in held_before]
+        self._held.update(r["panda_id"] for r in rows)
+        # the rows other batches hold come back into it with their _put_back, if unused
+        self._shelves[queue] = _Shelf(read_at=read_at, rows=list(rows))
         return read_at, rows, True
 
+    def _part(self, free: list[Any], wanted: int) -> list[Any]:
+        """The free shelf rows one batch plans from: all of them with one batch in flight; with
+        more, a share (at least four per job wanted) so the next batch finds rows too."""
+        if self.batches <= 1:
+            return free
+        return free[: max(4 * wanted, len(free) // self.batches)]
+
     def _put_back(self, taken: dict[str, tuple[float, list[Any], bool]], *, used: set[int]) -> dict[str, int]:
-        """Release the held rows; shelve the unused ones (merged into the queue's shelf, which then
-        counts from the newer read: that read saw every job activated before it). How many went back
-        per queue."""
+        """Release the held rows: the used ones leave the queue's shelf, the unused ones stay on
+        it (added back if a read replaced it meanwhile; the shelf then counts from the newer read,
+        which saw every job activated before it). How many went back per queue."""
         spare: dict[str, int] = {}
-        with self._lock:
-            for queue, (read_at, rows, _) in taken.items():
-                self._held.difference_update(r["panda_id"] for r in rows)
-                left = [r for r in rows if r["panda_id"] not in used]
-                spare[queue] = len(left)
-                if not left:
-                    continue
-                shelf = self._shelves.get(queue)
-                if shelf is None:
+        for queue, (read_at, rows, _) in taken.items():
+            self._held.difference_update(r["panda_id"] for r in rows)
+            left = [r for r in rows if r["panda_id"] not in used]
+            spare[queue] = len(left)
+            shelf = self._shelves.get(queue)
+            if shelf is None:
+                if left:
                     self._shelves[queue] = _Shelf(read_at=read_at, rows=left)
-                    continue
-                have = {r["panda_id"] for r in shelf.rows}
-                shelf.rows.extend(r for r in left if r["panda_id"] not in have)
-                shelf.read_at = max(shelf.read_at, read_at)
+                continue
+            gone = {r["panda_id"] for r in rows if r["panda_id"] in used}
+            if gone:
+                shelf.rows = [r for r in shelf.rows if r["panda_id"] not in gone]
+            have = {r["panda_id"] for r in shelf.rows}
+            shelf.rows.extend(r for r in left if r["panda_id"] not in have)
+            shelf.read_at = max(shelf.read_at, read_at)
         return spare
 
     @staticmethod
@@ -205,7 +255,7 @@ class ClaimPool:
             log.exception("claim: job %s cannot be turned into an assignment; it is not sent", row["panda_id"])
             return None
 
-    def _send(self, planned: Sequence[_Planned], *, lease_s: float, now: float) -> set[int]:
+    async def _send(self, planned: Sequence[_Planned], *, lease_s: float, now: float) -> set[int]:
         if not planned:
             return set()
         sends = [
@@ -221,7 +271,7 @@ class ClaimPool:
             for p in planned
         ]
         started = time.monotonic()
-        with self.db.autocommit() as conn:
-            sent = claim_pg.send(conn, sends, lease_s=lease_s, now=now)
+        async with self._conns.connection() as conn:
+            sent = await claim_pg.send_async(conn, sends, lease_s=lease_s, now=now)
         self.times.record(SEND, time.monotonic() - started)
         return sent

@@ -37,6 +37,7 @@ from dispatcher.services.policy import ClaimPolicyCache
 from dispatcher.services.presence import PRESENCE_REFRESH_S, Presence
 from dispatcher.services.runtime import Runtime
 from dispatcher.services.streams import PilotStream
+from dispatcher.shares import Leaf
 from dispatcher.states import JobState
 from dispatcher.store import finals as fstore
 from dispatcher.store import pilots as pstore
@@ -152,9 +153,23 @@ class PilotHub:
         cfg = runtime.config
         self.streams: dict[str, PilotStream] = {}
         self._enabled = {q.name for q in cfg.queues if q.enabled}
+        self.policy = ClaimPolicyCache(runtime)
+        self.claim_pool = (
+            ClaimPool(
+                runtime.db,
+                max_age_s=cfg.claim_pool_s,
+                times=runtime.db_times,
+                batches=cfg.claim_batches_in_flight,
+                blocking=runtime.db_call_urgent,
+            )
+            if runtime.db.is_postgres and cfg.claim_pool_s > 0
+            else None
+        )
+        """One-statement claims from candidates read ahead, awaited on the loop (PostgreSQL;
+        ``services/claimpool.py``); else the locked claim transaction on a database thread."""
         self._claims: GroupCommitter[pstore.ClaimRequest, list[pilot_pb2.JobAssignment]] = GroupCommitter(
             runtime,
-            self._claim_batch,
+            self._claim_batch if self.claim_pool is None else self._claim_batch_pooled,
             name="claims",
             window_s=cfg.claim_window_ms / 1000,
             max_batch=1000,
@@ -167,13 +182,6 @@ class PilotHub:
         )
         # keyed by (panda_id, pilot_id): another pilot's beat for a job never displaces its holder's
         self._beats: dict[tuple[int, str], tuple[pstore.HeartbeatIn, PilotStream]] = {}
-        self.policy = ClaimPolicyCache(runtime)
-        self.claim_pool = (
-            ClaimPool(runtime.db, max_age_s=cfg.claim_pool_s, times=runtime.db_times)
-            if runtime.db.is_postgres and cfg.claim_pool_s > 0
-            else None
-        )
-        """One-statement claims from candidates read ahead (PostgreSQL; ``services/claimpool.py``)."""
         self._tasks: list[asyncio.Task[None]] = []
         self.presence = Presence(runtime)
         self.commands = CommandRelay(runtime, self.streams)
@@ -206,6 +214,8 @@ class PilotHub:
             await self._flush_heartbeats()
         await self._claims.stop()
         await self._finals.stop()
+        if self.claim_pool is not None:
+            await self.claim_pool.close()
         for stream in list(self.streams.values()):
             stream.out.put_nowait(None)
             stream.closed = True
@@ -337,21 +347,36 @@ class PilotHub:
         return outcome
 
     def _claim_batch(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
+        """The locked claim transaction, on a database thread (SQLite, or ``claim_pool_s`` 0)."""
         cfg = self.rt.config
         for r in reqs:  # this function may be re-run after a transient conflict
             r.assignments.clear()
         # Refreshed by _policy_loop; here only when that fell far behind (or never ran): the refresh
         # counts every waiting job, and a claim batch carrying it made every request behind it wait.
         self.policy.refresh_if_stale(self.rt.db, self.rt.now())  # thread-safe: batches may run at once
-        if self.claim_pool is not None:
+        with self.rt.db.write() as conn:
             now = self.rt.now()
-            charged = self.claim_pool.claim(reqs, policy=self.policy.policy(), lease_s=cfg.lease_s, now=now)
-        else:
-            with self.rt.db.write() as conn:
-                now = self.rt.now()
-                charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
-        self.policy.charge(charged)  # after the commit: a re-run batch is not charged twice
-        beside = cfg.claim_batches_in_flight > 1 and self.rt.db.is_postgres  # else none ran beside it
+            charged = pstore.claim_jobs(conn, reqs, lease_s=cfg.lease_s, now=now, policy=self.policy.policy())
+        return self._claimed(reqs, charged)
+
+    async def _claim_batch_pooled(self, reqs: Sequence[pstore.ClaimRequest]) -> list[list[pilot_pb2.JobAssignment]]:
+        """The one-statement claim from the shelves, on the event loop (``services/claimpool.py``)."""
+        assert self.claim_pool is not None
+        for r in reqs:  # a batch split after a failure runs its halves again
+            r.assignments.clear()
+        if self.policy.stale(self.rt.now()):  # as in _claim_batch, on a thread: it reads every waiting job
+            await self.rt.db_call_urgent(self.policy.refresh_if_stale, self.rt.db, self.rt.now())
+        lease_s, now = self.rt.config.lease_s, self.rt.now()
+        charged = await self.claim_pool.claim(reqs, policy=self.policy.policy(), lease_s=lease_s, now=now)
+        return self._claimed(reqs, charged)
+
+    def _claimed(
+        self, reqs: Sequence[pstore.ClaimRequest], charged: dict[Leaf, float]
+    ) -> list[list[pilot_pb2.JobAssignment]]:
+        """After a claim committed: charge the shares (once: a re-run batch is not charged twice),
+        wake parked requests if it left rows beside another batch, and the assignments per request."""
+        self.policy.charge(charged)
+        beside = self.rt.config.claim_batches_in_flight > 1 and self.rt.db.is_postgres  # else none ran beside it
         if beside and spare_after_serving_all(reqs) and self.rt.db.on_activated is not None:
             # Rows this batch locked and left are claimable again: a batch running beside it skipped
             # them and may have parked its requests (seen as +4 % on `sleep 1` jobs in lockstep).

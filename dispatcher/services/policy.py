@@ -90,10 +90,14 @@ class ClaimPolicyCache:
             state, tree, sums = self._state, self._tree, self._sums
         return ClaimPolicy(tree=tree, usage=state.usage, statuses=state.statuses, demand=state.demand, sums=sums)
 
+    def stale(self, now: float) -> bool:
+        """Whether the last refresh is older than twice ``share_refresh_s`` (the background
+        refresh normally keeps it younger)."""
+        return now - self._refreshed_at >= 2 * self.rt.config.share_refresh_s
+
     def refresh_if_stale(self, db: Database, now: float) -> None:
-        """:meth:`refresh_if_due` when the last refresh is older than twice ``share_refresh_s``
-        (the claim path's fallback: the background refresh normally keeps it younger)."""
-        if now - self._refreshed_at >= 2 * self.rt.config.share_refresh_s:
+        """:meth:`refresh_if_due` when :meth:`stale` (the claim path's fallback)."""
+        if self.stale(now):
             self.refresh_if_due(db, now)
 
     def refresh_if_due(self, db: Database, now: float) -> None:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection
+import psycopg
 
 from dispatcher.states import JobState, check_transition
 from dispatcher.store.counters import FACET_COLUMNS, hour_of, move_deltas_sql
@@ -75,12 +76,9 @@ _SQL = (
 )
 
 
-def send(conn: Connection, sends: Sequence[Send], *, lease_s: float, now: float) -> set[int]:
-    """Move ``sends`` to ``sent`` in one statement on an autocommit ``conn``; the ids it moved."""
-    if not sends:
-        return set()
+def _params(sends: Sequence[Send], *, lease_s: float, now: float) -> tuple[Any, ...]:
     check_transition(sends[0].panda_id, _FROM, _TO)
-    params = (
+    return (
         [s.panda_id for s in sends],
         [s.epoch for s in sends],
         [s.modified for s in sends],
@@ -96,4 +94,16 @@ def send(conn: Connection, sends: Sequence[Send], *, lease_s: float, now: float)
         hour_of(now),
         now,
     )
-    return {r[0] for r in conn.exec_driver_sql(_SQL, params)}
+
+
+async def send_async(
+    conn: psycopg.AsyncConnection[Any], sends: Sequence[Send], *, lease_s: float, now: float
+) -> set[int]:
+    """Move ``sends`` to ``sent`` in one statement; the ids it moved. On a psycopg async connection
+    in autocommit (``store/aio.py``): the event loop awaits the statement itself instead of handing
+    it to a database thread and back."""
+    if not sends:
+        return set()
+    async with conn.cursor() as cur:
+        await cur.execute(_SQL, _params(sends, lease_s=lease_s, now=now))
+        return {r[0] for r in await cur.fetchall()}

@@ -8,6 +8,7 @@ queue again when the statement left a job out or the shelf fell short.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,11 +17,13 @@ import pytest
 from sqlalchemy import event, select, text
 from test_job_counters import expected_counts, stored
 
+from ailuro.errors import Unavailable
 from ailuro.v1 import job_pb2
 from dispatcher.services.claimpool import LEFT_OUT, ClaimPool
 from dispatcher.store import claim_pg
 from dispatcher.store import jobs as store
 from dispatcher.store import pilots as pstore
+from dispatcher.store.aio import AsyncConnections
 from dispatcher.store.claim import ClaimPolicy, candidates
 from dispatcher.store.engine import Database, open_database
 from dispatcher.store.schema import job_events, jobs
@@ -62,6 +65,22 @@ def _send(row: Any, queue: str = "LOCAL", pilot: str = "p1") -> claim_pg.Send:
     )
 
 
+def _send_now(db: Database, sends: list[claim_pg.Send], *setup: str) -> set[int]:
+    """:func:`claim_pg.send_async` on a connection of its own, after the ``setup`` statements."""
+
+    async def run() -> set[int]:
+        conns = AsyncConnections(db.url)
+        try:
+            async with conns.connection() as conn:
+                for statement in setup:
+                    await conn.execute(statement)
+                return await claim_pg.send_async(conn, sends, lease_s=LEASE_S, now=time.time())
+        finally:
+            await conns.close()
+
+    return asyncio.run(run())
+
+
 def _status(db: Database, ids: list[int]) -> dict[int, str]:
     with db.read() as conn:
         return dict(conn.execute(select(jobs.c.panda_id, jobs.c.status).where(jobs.c.panda_id.in_(ids))).all())
@@ -93,10 +112,7 @@ def test_send_moves_only_rows_unchanged_since_the_read(db: Database) -> None:
     sends = [_send(rows[p]) for p in (killed, rewritten, locked, good)] + [_send(rows[moved], queue="ELSEWHERE")]
     with db.engine.connect() as holder:
         holder.execute(text("SELECT 1 FROM jobs WHERE panda_id = :p FOR UPDATE"), {"p": locked})
-        with db.autocommit() as conn:
-            conn.exec_driver_sql("SET lock_timeout = '10s'")  # a wait for the held row fails instead of hanging
-            sent = claim_pg.send(conn, sends, lease_s=LEASE_S, now=time.time())
-            conn.exec_driver_sql("RESET lock_timeout")
+        sent = _send_now(db, sends, "SET lock_timeout = '10s'")  # a wait for the held row fails, not hangs
         holder.rollback()
     assert sent == {good}
     assert _status(db, [killed, rewritten, moved, locked, good]) == {
@@ -112,8 +128,7 @@ def test_send_moves_only_rows_unchanged_since_the_read(db: Database) -> None:
     assert row["lease_epoch"] == rows[good]["lease_epoch"] + 1
     assert _sent_events(db) == [(good, "pilot:p1")]
     _assert_counters_exact(db)  # the statement's own counter deltas, without the commit listener
-    with db.autocommit() as conn:  # the same plan again: only the row no longer held, nothing twice
-        assert claim_pg.send(conn, sends, lease_s=LEASE_S, now=time.time()) == {locked}
+    assert _send_now(db, sends) == {locked}  # the same plan again: only the row no longer held, nothing twice
     assert _sent_events(db) == sorted([(good, "pilot:p1"), (locked, "pilot:p1")])
     _assert_counters_exact(db)
 
@@ -141,7 +156,13 @@ def _request(n: int = 1, *, pilot: str = "p1", walltime_left_s: int = 0) -> psto
 
 
 def _claim(pool: ClaimPool, *reqs: pstore.ClaimRequest) -> list[int]:
-    pool.claim(reqs, policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+    async def run() -> None:
+        try:
+            await pool.claim(reqs, policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+        finally:
+            await pool.close()  # its connections belong to this event loop
+
+    asyncio.run(run())
     return [a.job.panda_id for r in reqs for a in r.assignments]
 
 
@@ -193,4 +214,66 @@ def test_jobs_taken_elsewhere_are_left_out_and_the_queue_read_again(db: Database
     assert not set(mine) & {a.job.panda_id for a in other.assignments}
     sent = _sent_events_ids(db)
     assert sorted(sent) == sorted(ids) and len(sent) == len(set(sent))
+    _assert_counters_exact(db)
+
+
+def test_batches_in_flight_share_one_shelf_and_none_takes_a_job_twice(db: Database) -> None:
+    """With two batches in flight each plans from its own part of the queue's shelf: the second
+    finds rows the first does not hold instead of reading the queue again."""
+    ids = _submit(db, 40)
+    pool = ClaimPool(db, max_age_s=60, batches=2)
+    reads = _Reads(db)
+    assert len(_claim(pool, _request(1))) == 1 and reads.n == 1  # 39 on the shelf
+    first, second = _request(2), _request(2, pilot="p2")
+
+    async def both() -> None:
+        try:
+            policy, now = ClaimPolicy(), time.time()
+            await asyncio.gather(
+                pool.claim([first], policy=policy, lease_s=LEASE_S, now=now),
+                pool.claim([second], policy=policy, lease_s=LEASE_S, now=now),
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(both())
+    got = [a.job.panda_id for r in (first, second) for a in r.assignments]
+    assert len(got) == 4 and len(set(got)) == 4
+    assert reads.n == 1  # both from the shelf
+    assert pool.times.peaks().get(LEFT_OUT, 0) == 0  # disjoint parts: nothing collided
+    sent = _sent_events_ids(db)
+    assert len(sent) == 5 == len(set(sent)) and set(sent) <= set(ids)
+    _assert_counters_exact(db)
+
+
+def test_a_lost_claim_connection_is_unavailable_and_the_next_claim_connects_again(db: Database) -> None:
+    """The statement's connection is killed by the server: that batch fails ``Unavailable`` and
+    sends nothing; the next one opens a new connection and sends."""
+    _submit(db, 3)
+    pool = ClaimPool(db, max_age_s=60)
+
+    async def run() -> tuple[BaseException | None, int]:
+        try:
+            await pool.claim([_request(1)], policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+            async with pool._conns.connection() as conn:  # the idle connection the next batch takes
+                pid = conn.info.backend_pid
+            with db.autocommit() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            lost = _request(1)
+            failed: BaseException | None = None
+            try:
+                await pool.claim([lost], policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+            except Unavailable as exc:
+                failed = exc
+            assert not lost.assignments
+            again = _request(1)
+            await pool.claim([again], policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+            return failed, len(again.assignments)
+        finally:
+            await pool.close()
+
+    failed, n = asyncio.run(run())
+    assert isinstance(failed, Unavailable) and "database unavailable" in str(failed)
+    assert n == 1
+    assert len(_sent_events_ids(db)) == 2
     _assert_counters_exact(db)
