@@ -136,13 +136,15 @@ class DispatcherConfig:
     claim_batches_in_flight: int = 1
     """Claim batches one process runs at once on PostgreSQL (held rows and ``SKIP LOCKED`` keep them
     disjoint), so a request need not wait for the batch in flight; always 1 on SQLite (one writer).
+    With the shelves each batch plans from its own part of the queue's shelf (``services/claimpool.py``).
     Opt-in above 1: a claim holds a window of candidates (locked, or held off its queue's shelf), and
     a batch beside it skips those rows, so a request it could have served may be answered short (a
     streamed one is re-claimed when the other commits, a unary ``GetJob`` is not)."""
     claim_pool_s: float = 0.5
     """PostgreSQL: how long candidate jobs read for a queue serve later claims of this process
-    (``services/claimpool.py``): a claim is then one statement, one round trip instead of five
-    (GetJob p99 at half of saturation: see the README's load tests). A job activated meanwhile
+    (``services/claimpool.py``): a claim is then one statement, one round trip instead of five,
+    awaited on the event loop (``store/aio.py``) rather than on a database thread (GetJob p99 at
+    half of saturation: see the README's load tests). A job activated meanwhile
     waits at most this long behind the rows already read. 0: every claim is the locked transaction
     of ``store/pilots.py`` (also what SQLite always does)."""
     finals_window_ms: float = 5.0
