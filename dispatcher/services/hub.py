@@ -1,7 +1,8 @@
 """The pilot hub: the hot path between pilot streams and the database (DESIGN.md section 9).
 
 - Job requests from all streams are claimed together (:class:`GroupCommitter`, one transaction
-  per batch) and answered with assignments or ``NoJob``.
+  per batch: on PostgreSQL one statement awaited on the event loop, ``services/claimpool.py``)
+  and answered with assignments or ``NoJob``.
 - Heartbeats are coalesced in memory (the latest per job) and flushed in bulk every
   ``heartbeat_flush_s``; their acks go out after the flush commits.
 - Final reports are group-committed and acknowledged only after their transaction commits.
