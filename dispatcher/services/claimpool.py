@@ -81,10 +81,6 @@ Blocking = Callable[[Callable[[], Any]], Awaitable[Any]]
 """Runs a blocking database call off the event loop (``Runtime.db_call_urgent``)."""
 
 
-async def _to_thread(fn: Callable[[], Any]) -> Any:
-    return await asyncio.to_thread(fn)
-
-
 class ClaimPool:
     """The shelves of one dispatcher process and the claims made from them (one event loop's)."""
 
@@ -95,7 +91,7 @@ class ClaimPool:
         max_age_s: float,
         times: DbTimes | None = None,
         batches: int = 1,
-        blocking: Blocking = _to_thread,
+        blocking: Blocking = asyncio.to_thread,
     ) -> None:
         self.db = db
         self.max_age_s = max_age_s

@@ -19,8 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from ailuro.errors import Unavailable
-from dispatcher.store.engine import is_unavailable
+from dispatcher.store.engine import outage_as_unavailable
 
 CONNECT_TIMEOUT_S = 10
 """How long opening a connection may take before the batch fails ``Unavailable`` (libpq's
@@ -40,21 +39,20 @@ class AsyncConnections:
         """An idle connection, or a new one; back to the idle ones unless the block failed."""
         conn = None
         try:
-            while self._idle and conn is None:
-                conn = self._idle.pop()
-                if conn.closed:
-                    conn = None
-            if conn is None:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                )
-            yield conn
-        except BaseException as exc:
-            if conn is not None:
+            with outage_as_unavailable():
+                while self._idle and conn is None:
+                    conn = self._idle.pop()
+                    if conn.closed:
+                        conn = None
+                if conn is None:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    )
+                yield conn
+        except BaseException:
+            if conn is not None:  # after a failed or cancelled statement its state is unknown
                 with contextlib.suppress(Exception):
                     await conn.close()
-            if isinstance(exc, Exception) and is_unavailable(exc):
-                raise Unavailable(f"database unavailable: {exc}") from exc
             raise
         self._idle.append(conn)
 

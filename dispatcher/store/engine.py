@@ -106,7 +106,7 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (plain ``BEGIN`` on SQLite, so it never waits for the writer)."""
-        with _outage_as_unavailable(), self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
+        with outage_as_unavailable(), self.engine.connect().execution_options(ailuro_read=True) as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
@@ -118,7 +118,7 @@ class Database:
         on a busy machine each waited as long as the statement. The counters' commit listener does
         not run here: such a statement writes its own counter deltas.
         """
-        with _outage_as_unavailable(), self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with outage_as_unavailable(), self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             yield conn
 
     def dispose(self) -> None:
@@ -127,8 +127,9 @@ class Database:
 
 
 @contextlib.contextmanager
-def _outage_as_unavailable() -> Iterator[None]:
-    """Turn a lost or unreachable database (:func:`is_unavailable`) into ``Unavailable``."""
+def outage_as_unavailable() -> Iterator[None]:
+    """Turn a lost or unreachable database (:func:`is_unavailable`) into ``Unavailable`` (also
+    around the awaits of ``store/aio.py``'s async connections)."""
     try:
         yield
     except Exception as exc:
