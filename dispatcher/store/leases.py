@@ -22,8 +22,25 @@ from dispatcher.store.schema import jobs, pilots
 _ON_PILOT = [s.value for s in ON_PILOT_STATES]
 
 
+LEASE_COLUMNS = (
+    "panda_id",
+    "status",
+    "lease_epoch",
+    "pilot_id",
+    "attempt_nr",
+    "max_attempt",
+    "start_time",
+    "kill_requested",
+    "kill_reason",
+    "kill_delivered",
+    "last_final_epoch",
+    "last_final_status",
+)
+"""The columns :func:`lease_of` reads: what a heartbeat's or a reconnecting pilot's locked read fetches."""
+
+
 def lease_of(row: Any) -> dec.Lease:
-    """A job row as the decisions see it."""
+    """A job row as the decisions see it (any row with :data:`LEASE_COLUMNS`)."""
     return dec.Lease(
         panda_id=row["panda_id"],
         status=JobState(row["status"]),

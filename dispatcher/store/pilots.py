@@ -24,7 +24,7 @@ from dispatcher.shares import Leaf, charge
 from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
-from dispatcher.store.leases import lease_of, mark_kills_delivered, pilot_claim
+from dispatcher.store.leases import LEASE_COLUMNS, lease_of, mark_kills_delivered, pilot_claim
 from dispatcher.store.schema import pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -261,7 +261,8 @@ def apply_heartbeats(
     """
     renewed = _renew_pg(conn, beats, lease_s=lease_s, now=now) if conn.dialect.name == "postgresql" else set()
     rest = [b for b in beats if b.panda_id not in renewed]
-    rows = fetch_rows(conn, [b.panda_id for b in rest], lock=True)
+    # the lease's columns, not all 44: these rows are read under lock in every heartbeat flush
+    rows = fetch_rows(conn, [b.panda_id for b in rest], lock=True, columns=LEASE_COLUMNS)
     out: list[tuple[AckResult, str]] = []
     changes: dict[int, Change] = {}
     for b in beats:
@@ -342,7 +343,7 @@ def resume_held(
     conn: Connection, pilot: PilotInfo, held: Sequence[pilot_pb2.HeldJob], *, lease_s: float, now: float
 ) -> dict[int, tuple[AckResult, str, bool]]:
     """Renew the leases of jobs a reconnecting pilot still runs: ``{panda_id: (AckResult, message, kill)}``."""
-    rows = fetch_rows(conn, [h.panda_id for h in held], lock=True)
+    rows = fetch_rows(conn, [h.panda_id for h in held], lock=True, columns=LEASE_COLUMNS)
     out: dict[int, tuple[AckResult, str, bool]] = {}
     changes = []
     for h in held:
