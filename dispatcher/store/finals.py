@@ -19,7 +19,7 @@ from dispatcher import decisions as dec
 from dispatcher.convert import FILE_TYPE_NAMES
 from dispatcher.states import JobState
 from dispatcher.store import dataflow
-from dispatcher.store.jobs import chunks
+from dispatcher.store.jobs import chunks, ids_match
 from dispatcher.store.leases import kill_error, lease_of, pilot_principals
 from dispatcher.store.pilots import ACK_OF, OK, REJECTED, STALE, AckResult, insert_for
 from dispatcher.store.schema import ddm_job_links, files, jobs
@@ -171,7 +171,8 @@ def _rows_with_links(conn: Connection, ids: Sequence[int]) -> tuple[dict[int, An
     link_cols = (ddm_job_links.c.panda_id.label("link_id"), ddm_job_links.c.input_se, ddm_job_links.c.output_se)
     joined = jobs.outerjoin(ddm_job_links, ddm_job_links.c.panda_id == jobs.c.panda_id)
     for part in chunks(sorted(set(ids))):
-        stmt = select(jobs, *link_cols).select_from(joined).where(jobs.c.panda_id.in_(part)).order_by(jobs.c.panda_id)
+        picked = ids_match(conn, jobs.c.panda_id, part)
+        stmt = select(jobs, *link_cols).select_from(joined).where(picked).order_by(jobs.c.panda_id)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(of=jobs)
         for row in conn.execute(stmt).mappings():

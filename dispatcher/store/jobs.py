@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, and_, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ailuro import errorcodes
 from ailuro.errors import FailedPrecondition, NotFound
@@ -106,6 +107,20 @@ def insert_jobs(conn: Connection, new_jobs: Sequence[NewJob], *, owner: str, now
     return ids
 
 
+def ids_match(conn: Connection, column: ColumnElement[int], part: Sequence[int]) -> ColumnElement[bool]:
+    """``column`` (an id) among ``part``: on PostgreSQL ``= ANY(array)``, one parameter, so every
+    length is the same statement; elsewhere ``IN (...)``, one parameter per id.
+
+    Why: an ``IN`` list of 300 ids rendered 300 typed placeholders on every call, and the driver
+    parsed the statement again for each new length (psycopg keeps the last 128 parsings, objects
+    the garbage collector walks). Measured on a locked read of 300 rows (median of 60 each, Python
+    CPU per read): all 44 columns 7.2 ms with ``IN``, 5.2 ms with ``ANY``; the 12 lease columns
+    (the heartbeat flush's read) 6.0 ms with ``IN``, 3.7 ms with ``ANY``."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(part), type_=ARRAY(BigInteger)))
+    return column.in_(part)
+
+
 def fetch_rows(
     conn: Connection, ids: Sequence[int], *, lock: bool = False, columns: Sequence[str] | None = None
 ) -> dict[int, Any]:
@@ -114,7 +129,7 @@ def fetch_rows(
     out: dict[int, Any] = {}
     picked = [jobs] if columns is None else [jobs.c.panda_id, *(jobs.c[c] for c in columns if c != "panda_id")]
     for part in chunks(sorted(set(ids))):
-        stmt = select(*picked).where(jobs.c.panda_id.in_(part)).order_by(jobs.c.panda_id)
+        stmt = select(*picked).where(ids_match(conn, jobs.c.panda_id, part)).order_by(jobs.c.panda_id)
         if lock and conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         for row in conn.execute(stmt).mappings():
