@@ -30,6 +30,7 @@ import psycopg
 
 from dispatcher.states import JobState, check_transition
 from dispatcher.store.counters import FACET_COLUMNS, hour_of, move_deltas_sql
+from dispatcher.store.pgarrays import pg_array
 from dispatcher.store.transitions import EVENT_COLUMNS
 
 _FROM, _TO = JobState.ACTIVATED, JobState.SENT
@@ -79,13 +80,13 @@ _SQL = (
 def _params(sends: Sequence[Send], *, lease_s: float, now: float) -> tuple[Any, ...]:
     check_transition(sends[0].panda_id, _FROM, _TO)
     return (
-        [s.panda_id for s in sends],
-        [s.epoch for s in sends],
-        [s.modified for s in sends],
-        [s.queue for s in sends],
-        [s.pilot_id for s in sends],
-        [s.batch_id for s in sends],
-        [s.node for s in sends],
+        pg_array([s.panda_id for s in sends], "int"),
+        pg_array([s.epoch for s in sends], "int"),
+        pg_array([s.modified for s in sends], "float"),
+        pg_array([s.queue for s in sends], "text"),
+        pg_array([s.pilot_id for s in sends], "text"),
+        pg_array([s.batch_id for s in sends], "text"),
+        pg_array([s.node for s in sends], "text"),
         now,
         now,
         now + lease_s,

@@ -50,6 +50,7 @@ from sqlalchemy import Connection, Engine, delete, event, inspect, select, text
 from dispatcher.jobfields import fields_by_key
 from dispatcher.states import FINAL_STATES, JobState
 from dispatcher.store import task_summaries
+from dispatcher.store.pgarrays import Kind, pg_array
 from dispatcher.store.schema import (
     job_count_deltas,
     job_counts,
@@ -268,8 +269,14 @@ def _insert_count_deltas_pg(
 ) -> None:
     if not stock and not flows:
         return
-    params: list[Any] = [now, *([key[i] for key, _ in stock] for i in range(4)), [n for _, n in stock], now]
-    params += [[hour for (hour, _), _ in flows], [dst for (_, dst), _ in flows], [n for _, n in flows]]
+    kinds: tuple[Kind, ...] = ("int", "int", "int", "text")
+    params: list[Any] = [now, *(pg_array([key[i] for key, _ in stock], kinds[i]) for i in range(4))]
+    params += [pg_array([n for _, n in stock], "int"), now]
+    params += [
+        pg_array([hour for (hour, _), _ in flows], "int"),
+        pg_array([dst for (_, dst), _ in flows], "text"),
+        pg_array([n for _, n in flows], "int"),
+    ]
     conn.exec_driver_sql(_COUNT_DELTAS_SQL, tuple(params))
 
 

@@ -25,6 +25,7 @@ from dispatcher.states import ON_PILOT_STATES, JobState
 from dispatcher.store.claim import ClaimPolicy, needs_of, plan_queue
 from dispatcher.store.jobs import chunks, fetch_rows
 from dispatcher.store.leases import LEASE_COLUMNS, lease_of, mark_kills_delivered, pilot_claim
+from dispatcher.store.pgarrays import pg_array
 from dispatcher.store.schema import pilot_commands, pilots
 from dispatcher.store.transitions import Change, apply_changes
 
@@ -305,6 +306,7 @@ def apply_heartbeats(
 # rest (status changes, stale, unknown or foreign jobs) take the read-judge-write path. The WHERE
 # clause is ``decisions.judge_heartbeat`` for an unchanged status (same epoch, a state on a pilot,
 # the same pilot), checked under the row lock, so a renewal never overwrites a concurrent change.
+_ON_PILOT_ARRAY = pg_array(ON_PILOT_VALUES, "text")
 _RENEW_SQL = (
     "UPDATE jobs SET lease_expires = %s, modification_time = %s, "
     "cpu_time_s = v.cpu, max_rss_kb = v.rss, walltime_s = v.wall "
@@ -327,14 +329,14 @@ def _renew_pg(conn: Connection, beats: Sequence[HeartbeatIn], *, lease_s: float,
     params = (
         now + lease_s,
         now,
-        [b.panda_id for b in single],
-        [b.epoch for b in single],
-        [b.status.value for b in single],
-        [b.metrics.cpu_time_s for b in single],
-        [b.metrics.max_rss_kb for b in single],
-        [b.metrics.walltime_s for b in single],
-        [b.pilot_id for b in single],
-        ON_PILOT_VALUES,
+        pg_array([b.panda_id for b in single], "int"),
+        pg_array([b.epoch for b in single], "int"),
+        pg_array([b.status.value for b in single], "text"),
+        pg_array([b.metrics.cpu_time_s for b in single], "float"),
+        pg_array([b.metrics.max_rss_kb for b in single], "int"),
+        pg_array([b.metrics.walltime_s for b in single], "float"),
+        pg_array([b.pilot_id for b in single], "text"),
+        _ON_PILOT_ARRAY,
     )
     return {r[0] for r in conn.exec_driver_sql(_RENEW_SQL, params)}
 

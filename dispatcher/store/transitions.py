@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from dispatcher.states import JobState, check_transition
 from dispatcher.store import bulk, counters, errors
 from dispatcher.store.engine import mark_activated
+from dispatcher.store.pgarrays import Kind, column_array, pg_array
 from dispatcher.store.schema import job_errors, job_events, jobs
 
 ERRORS = counters.ERRORS_KEY
@@ -123,6 +124,8 @@ _INLINE_MAX = 64
 
 
 _EVENT_TYPES = ("BIGINT", "FLOAT8", "VARCHAR(16)", "VARCHAR(16)", "VARCHAR(255)", "TEXT", "INTEGER", "BIGINT")
+_EVENT_KINDS: tuple[Kind, ...] = ("int", "float", "text", "text", "text", "text", "int", "int")
+"""How :data:`_EVENT_TYPES` are written (``store/pgarrays.py``)."""
 
 
 def _update_chunk_pg(
@@ -143,19 +146,19 @@ def _update_chunk_pg(
     )
     params: list[Any] = [
         now,
-        [ch.panda_id for ch in chunk],
-        [ch.from_status.value for ch in chunk],
-        [ch.epoch for ch in chunk],
-        [ch.to_status.value for ch in chunk],
+        pg_array([ch.panda_id for ch in chunk], "int"),
+        pg_array([ch.from_status.value for ch in chunk], "text"),
+        pg_array([ch.epoch for ch in chunk], "int"),
+        pg_array([ch.to_status.value for ch in chunk], "text"),
     ]
-    params += [[ch.values[c] for ch in chunk] for c in cols]
+    params += [column_array([ch.values[c] for ch in chunk], jobs.c[c].type) for c in cols]
     cleared = [ch.panda_id for ch in chunk if ERRORS in ch.values] if inline else []
     if cleared:
         sql += (
             ", d AS (DELETE FROM job_errors WHERE panda_id = ANY(%s::BIGINT[]) "
             "AND panda_id IN (SELECT panda_id FROM u))"
         )
-        params.append(cleared)
+        params.append(pg_array(cleared, "int"))
     events = [ev for ch in chunk for ev in _events_of(ch, now)] if inline else []
     if events:
         # WITH ORDINALITY + ORDER BY: event ids are drawn in the order the changes listed them
@@ -166,7 +169,7 @@ def _update_chunk_pg(
             f"AS ev({', '.join(EVENT_COLUMNS)}, ord) "
             "WHERE ev.panda_id IN (SELECT panda_id FROM u) ORDER BY ev.ord)"
         )
-        params += [[ev[i] for ev in events] for i in range(len(EVENT_COLUMNS))]
+        params += [pg_array([ev[i] for ev in events], kind) for i, kind in enumerate(_EVENT_KINDS)]
     sql += " SELECT panda_id FROM u"
     return {r[0] for r in conn.exec_driver_sql(sql, tuple(params))}
 
