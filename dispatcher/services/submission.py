@@ -28,7 +28,6 @@ from dispatcher.states import status_count_list
 from dispatcher.store import audit, dataflow
 from dispatcher.store import brokerage as bstore
 from dispatcher.store import jobs as store
-from dispatcher.store import pilots as pstore
 from dispatcher.store import workers as wstore
 from dispatcher.store.schema import jobs as jobs_table
 from dispatcher.store.schema import submit_requests
@@ -337,9 +336,9 @@ class SubmissionService:
     ) -> tuple[list[submission_pb2.KillResult], list[store.KillCommand], list[Any]]:
         """Cancel queued jobs now; flag jobs on pilots and return the kill commands to push.
 
-        ``local(pilot_id)``: whether the pilot streams to this process; its commands are taken
-        (marked delivered) in the killing transaction itself and returned as rows to deliver at
-        once (third item), which saves the kill a second transaction; the rest are returned to push.
+        ``local(pilot_id)``: whether the pilot streams to this process; its commands are written
+        delivered by the killing statements themselves (``store.kill_jobs``) and returned as rows to
+        deliver at once (third item); the rest are returned to push.
         """
         validation.validate_kill(req)
 
@@ -348,7 +347,7 @@ class SubmissionService:
                 authz.require_jobs(conn, list(req.panda_ids), identity, Action.KILL)
                 now = self.rt.now()
                 results, commands = store.kill_jobs(
-                    conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=now
+                    conn, list(req.panda_ids), who=identity.name, reason=req.reason, now=now, here=local
                 )
                 accepted = [r.panda_id for r in results if r.accepted]
                 audit.record(
@@ -360,10 +359,18 @@ class SubmissionService:
                     detail={"jobs": len(results), "accepted": len(accepted), "reason": req.reason[:200]},
                     now=now,
                 )
-                here = [c.command_id for c in commands if local is not None and local(c.pilot_id)]
-                taken = pstore.take_commands(conn, command_ids=here) if here else []
-                done = {r["command_id"] for r in taken}
-                return results, [c for c in commands if c.command_id not in done], taken
+                taken = [
+                    {
+                        "command_id": c.command_id,
+                        "pilot_id": c.pilot_id,
+                        "panda_id": c.panda_id,
+                        "type": "kill",
+                        "reason": c.reason,
+                    }
+                    for c in commands
+                    if c.delivered
+                ]
+                return results, [c for c in commands if not c.delivered], taken
 
         started = time.perf_counter()
         results, commands, taken = await self.rt.db_call_urgent(run)  # a person waits for the kill

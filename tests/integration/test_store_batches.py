@@ -117,3 +117,21 @@ def test_a_claim_tells_how_many_locked_candidates_it_passed_over(db: Database, d
         with db.write() as conn:
             pstore.claim_jobs(conn, [second], lease_s=60, now=time.time())
         assert len(second.assignments) == 1 and second.passed_over == 1
+
+
+def test_a_kill_writes_the_commands_of_pilots_here_delivered(db: Database) -> None:
+    """``kill_jobs(here=...)``: the caller sends the commands of the pilots streaming to it after the
+    commit, so those are written delivered, with the job's ``kill_delivered``, in the kill's own
+    statements; a command for a pilot elsewhere waits undelivered for its process."""
+    from dispatcher.store.schema import pilot_commands
+
+    (a, _), (b, _) = _claimed(db, 2)
+    with db.write() as conn:
+        conn.execute(jobs.update().where(jobs.c.panda_id == b).values(pilot_id="p2"))
+        _, commands = store.kill_jobs(conn, [a, b], who="me", reason="test", now=time.time(), here=lambda p: p == "p1")
+    assert {(c.panda_id, c.pilot_id, c.delivered) for c in commands} == {(a, "p1", True), (b, "p2", False)}
+    with db.read() as conn:
+        written = {r.panda_id: r.delivered for r in conn.execute(select(pilot_commands))}
+    assert written == {a: True, b: False}
+    assert (_row(db, a)["kill_requested"], _row(db, a)["kill_delivered"]) == (True, True)
+    assert (_row(db, b)["kill_requested"], _row(db, b)["kill_delivered"]) == (True, False)
