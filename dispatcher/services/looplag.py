@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import json
 import logging
 import math
 import os
-import sys
+import re
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import IO, Protocol
 
 from dispatcher.config import LoopLagConfig
 
@@ -77,15 +79,26 @@ def percentile_ms(hist: dict[int, int], q: float) -> float:
     return bucket_ms(max(hist))
 
 
-def _stack(frame: object) -> tuple[str, ...]:
-    """The innermost ``STACK_DEPTH`` frames as ``file:line function``, innermost first."""
-    out = []
-    while frame is not None and len(out) < STACK_DEPTH:
-        code = frame.f_code  # type: ignore[attr-defined]
-        path = code.co_filename
-        short = "/".join(path.split("/")[-2:])
-        out.append(f"{short}:{frame.f_lineno} {code.co_name}")  # type: ignore[attr-defined]
-        frame = frame.f_back  # type: ignore[attr-defined]
+_THREAD_HEADER = re.compile(r"^(?:Current thread|Thread) 0x([0-9a-f]+)")
+_FRAME_LINE = re.compile(r'^  File "(.*)", line (\S+) in (.*)$')
+
+
+def thread_stack(dump: str, ident: int) -> tuple[str, ...]:
+    """Thread ``ident``'s innermost ``STACK_DEPTH`` frames in a ``faulthandler`` dump of all
+    threads, as ``file:line function``, innermost first (empty if the dump does not show it)."""
+    out: list[str] = []
+    mine = False
+    for line in dump.splitlines():
+        head = _THREAD_HEADER.match(line)
+        if head:
+            if mine:
+                break
+            mine = int(head.group(1), 16) == ident
+            continue
+        frame = _FRAME_LINE.match(line) if mine else None
+        if frame and len(out) < STACK_DEPTH:
+            short = "/".join(frame.group(1).split("/")[-2:])
+            out.append(f"{short}:{frame.group(2)} {frame.group(3)}")
     return tuple(out)
 
 
@@ -212,6 +225,8 @@ class LoopLagMonitor:
         self._logged_stalls = 0
         self._next_log = 0.0
         self.callbacks: CallbackTimer | None = None
+        self._scratch: IO[bytes] | None = None
+        """Where the sampler has ``faulthandler`` write the threads' stacks (a temporary file)."""
 
     def start(self) -> None:
         """Start the probe task on the running loop and the sampling thread."""
@@ -234,6 +249,8 @@ class LoopLagMonitor:
         self._halt.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
+        if self._scratch is not None and (self._thread is None or not self._thread.is_alive()):
+            self._scratch.close()
         self.write_report()
 
     async def _probe(self) -> None:
@@ -259,19 +276,35 @@ class LoopLagMonitor:
         while not self._halt.wait(period):
             now = time.perf_counter()
             if now - self._last_wake > threshold:
-                frame = sys._current_frames().get(self._loop_thread)
-                if frame is not None:
-                    key = _stack(frame)
+                key = self._sample_loop_stack()
+                if key:
                     with self._lock:
                         if key in self.stacks or len(self.stacks) < MAX_STACKS:
                             self.stacks[key] += 1
                         else:
                             self.stacks[("(other)",)] += 1
-                del frame
             if now >= next_report:
                 next_report = now + REPORT_S
                 self.write_report()
                 self._log_stalls(now)
+
+    def _sample_loop_stack(self) -> tuple[str, ...]:
+        """The loop thread's stack now, read by ``faulthandler`` (C code that walks the interpreter's
+        frames in one go while this thread holds the GIL) into a scratch file.
+
+        Why not ``sys._current_frames()``: walking another thread's frame objects in Python
+        (``f_back``, ``f_lineno``) can lose the GIL between two steps, and the loop thread then pops
+        the frames being walked. On CPython 3.11.7 that crashed a dispatcher under benchmark load
+        (SIGSEGV in ``PyFrame_GetBack``, 2026-12-07)."""
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until stop)
+        fd = self._scratch.fileno()
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        faulthandler.dump_traceback(fd, all_threads=True)
+        size = os.lseek(fd, 0, os.SEEK_CUR)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return thread_stack(os.read(fd, size).decode("utf-8", "replace"), self._loop_thread)
 
     def _log_stalls(self, now: float) -> None:
         if self.stalls == self._logged_stalls or now < self._next_log:

@@ -52,3 +52,39 @@ def test_a_blocking_callback_is_measured_sampled_and_reported(tmp_path: Path) ->
     assert any("_hold_the_loop" in name and total >= 300 for name, (_, total) in slow.items()), slow
     assert lag.callback_max_ms >= 300 and lag.callbacks > 10
     assert asyncio.events.Handle._run.__name__ == "_run"  # put back at stop
+
+
+def test_another_threads_stack_is_read_from_a_faulthandler_dump(tmp_path: Path) -> None:
+    """The stall sampler reads the loop thread's stack from ``faulthandler`` (walked in C under the
+    GIL), not by walking another thread's frame objects in Python (a SIGSEGV on CPython 3.11.7)."""
+    import faulthandler
+    import threading
+
+    from dispatcher.services.looplag import STACK_DEPTH, thread_stack
+
+    started, release = threading.Event(), threading.Event()
+
+    def _parked_in_a_named_function(depth: int) -> None:
+        if depth:
+            _parked_in_a_named_function(depth - 1)
+            return
+        started.set()
+        release.wait(30)
+
+    worker = threading.Thread(target=_parked_in_a_named_function, args=(STACK_DEPTH + 5,))
+    worker.start()
+    try:
+        assert started.wait(30)
+        with (tmp_path / "dump").open("w+b") as f:
+            faulthandler.dump_traceback(f.fileno(), all_threads=True)
+            f.seek(0)
+            dump = f.read().decode()
+        assert worker.ident is not None
+        stack = thread_stack(dump, worker.ident)
+        assert len(stack) == STACK_DEPTH  # bounded, innermost first
+        assert "wait" in stack[0] and all(" " in s and ":" in s for s in stack)
+        assert sum("_parked_in_a_named_function" in s for s in stack) >= STACK_DEPTH - 3
+        assert thread_stack(dump, 12345) == ()  # a thread the dump does not show
+    finally:
+        release.set()
+        worker.join(30)
