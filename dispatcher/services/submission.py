@@ -359,17 +359,7 @@ class SubmissionService:
                     detail={"jobs": len(results), "accepted": len(accepted), "reason": req.reason[:200]},
                     now=now,
                 )
-                taken = [
-                    {
-                        "command_id": c.command_id,
-                        "pilot_id": c.pilot_id,
-                        "panda_id": c.panda_id,
-                        "type": "kill",
-                        "reason": c.reason,
-                    }
-                    for c in commands
-                    if c.delivered
-                ]
+                taken = [c.row() for c in commands if c.delivered]
                 return results, [c for c in commands if not c.delivered], taken
 
         started = time.perf_counter()

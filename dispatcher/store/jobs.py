@@ -235,6 +235,16 @@ class KillCommand:
     delivered: bool = False
     """Written delivered: its pilot streams to the killing process, which sends it after the commit."""
 
+    def row(self) -> dict[str, Any]:
+        """The command as a ``pilot_commands`` row (what ``take_commands`` returns)."""
+        return {
+            "command_id": self.command_id,
+            "pilot_id": self.pilot_id,
+            "panda_id": self.panda_id,
+            "type": "kill",
+            "reason": self.reason,
+        }
+
 
 def kill_jobs(
     conn: Connection,
