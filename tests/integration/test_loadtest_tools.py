@@ -61,6 +61,20 @@ def test_lifecycle_bench_small_run_is_consistent() -> None:
     assert out.count("loop callbacks: ") == 6 and "garbage collections: gen 0:" in out
 
 
+@pytest.mark.timeout(600)
+def test_saturation_mode_prints_three_rows_with_submission_alongside() -> None:
+    """``--saturation``: the closed loop with submission bounded ahead of completions, then 50 %
+    and 80 % of its steady rate; three consistent rows."""
+    args = ["loadtests.bench", "--db", "postgres", "--dispatchers", "1", "--saturation", "--jobs", "800"]
+    res = _run([*args, "--pilots", "8", "--slots", "10", "--submit-ahead", "40", "--echo-seconds", "1"], timeout=580)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert "800 jobs submitted at most 40 ahead of completions" in out, out[-4000:]
+    for row in ("closed+submit", "50% = ", "80% = "):
+        assert row in out, out[-4000:]
+    assert out.count("consistency: OK") == 3
+
+
 @pytest.mark.timeout(180)
 def test_memory_tool_small_run() -> None:
     """RSS is printed with every stream connected and after a claim burst against the queue."""
