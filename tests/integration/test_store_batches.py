@@ -135,3 +135,49 @@ def test_a_kill_writes_the_commands_of_pilots_here_delivered(db: Database) -> No
     assert written == {a: True, b: False}
     assert (_row(db, a)["kill_requested"], _row(db, a)["kill_delivered"]) == (True, True)
     assert (_row(db, b)["kill_requested"], _row(db, b)["kill_delivered"]) == (True, False)
+
+
+def test_final_files_update_a_known_row_and_insert_new_ones_verbatim(db: Database) -> None:
+    """The files of a batch of finals in one upsert: a file the job declared keeps its guid and
+    dataset and takes the reported size, checksum, location and status; new ones (the log, a name
+    with quotes, backslashes, braces and commas) are stored exactly as reported."""
+    out = job_pb2.File(lfn="out.root", guid="g-1", type=job_pb2.FILE_TYPE_OUTPUT, dataset="ds", scope="compass")
+    spec = job_pb2.Job(
+        transformation="/bin/true", computing_site="LOCAL", vo="compass", prod_source_label="user", files=[out]
+    )
+    plain = job_pb2.Job(transformation="/bin/true", computing_site="LOCAL", vo="compass", prod_source_label="user")
+    with db.write() as conn:
+        new = [store.NewJob(spec=j, brokerage_reason="test") for j in (spec, plain)]
+        store.insert_jobs(conn, new, owner="me", now=1)
+    req = pstore.ClaimRequest(pilot=pstore.PilotInfo(pilot_id="p1", queue="LOCAL"), n=2)
+    with db.write() as conn:
+        pstore.claim_jobs(conn, [req], lease_s=60, now=time.time())
+    epochs = {x.job.panda_id: x.lease_epoch for x in req.assignments}
+    a = next(x.job.panda_id for x in req.assignments if x.job.files)  # the one that declared out.root
+    (b,) = set(epochs) - {a}
+    odd = 'we"ird\\,{name} NULL'
+    reported = {
+        a: [
+            job_pb2.File(lfn="out.root", size=10, adler32="ABCD0123", pfn='root://se//a "q"\\{}', status=""),
+            job_pb2.File(lfn="log.tgz", type=job_pb2.FILE_TYPE_LOG, size=3, adler32="00000001", pfn="root://se//l"),
+        ],
+        b: [job_pb2.File(lfn=odd, type=job_pb2.FILE_TYPE_OUTPUT, size=7, adler32="0000000f", pfn="root://se//b")],
+    }
+    finals = [
+        fstore.FinalIn(
+            report=pilot_pb2.JobFinal(panda_id=p, lease_epoch=epochs[p], status=job_pb2.JOB_STATUS_FINISHED, files=fs),
+            pilot_id="p1",
+        )
+        for p, fs in reported.items()
+    ]
+    with db.write() as conn:
+        assert [r for r, _ in fstore.apply_finals(conn, finals, now=time.time())] == [OK, OK]
+        stored = store.fetch_files(conn, [a, b])
+    by_lfn = {(p, f["lfn"]): f for p, fs in stored.items() for f in fs}
+    declared = by_lfn[(a, "out.root")]
+    assert (declared["guid"], declared["dataset"], declared["scope"]) == ("g-1", "ds", "compass")
+    assert (declared["size"], declared["adler32"], declared["pfn"]) == (10, "abcd0123", 'root://se//a "q"\\{}')
+    assert declared["status"] == "transferred"
+    assert (by_lfn[(a, "log.tgz")]["type"], by_lfn[(a, "log.tgz")]["size"]) == ("log", 3)
+    assert (by_lfn[(b, odd)]["type"], by_lfn[(b, odd)]["adler32"]) == ("output", "0000000f")
+    assert len(stored[a]) == 2 and len(stored[b]) == 1
