@@ -51,6 +51,10 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"GetJob p50 {r.steady_getjob_p50_ms:.1f} ms, p99 {r.steady_getjob_p99_ms:.1f} ms; "
             f"{r.nojob:,} requests answered NoJob (p99 {r.nojob_p99_ms:,.0f} ms parked), not in the GetJob figures"
         )
+        lines.append(
+            f"  load generator: a JobRequest queued to written p50 {r.written_p50_ms:.1f} ms, "
+            f"p99 {r.written_p99_ms:.1f} ms (inside GetJob latency)"
+        )
         lines.append(r.box.line())
         for lag in r.loop_lag:
             lines += lag.report_lines()

@@ -30,6 +30,7 @@ class PilotProcessState:
         self.finished_at: list[float] = []
         self.getjob: list[tuple[float, float]] = []  # (wall clock answered, seconds): answered with a job
         self.nojob: list[float] = []  # seconds: answered NoJob (after waiting parked for work)
+        self.written: list[float] = []  # seconds: a JobRequest queued on its stream until its write completed
         self.kill_lat: list[float] = []
         self.assigned: list[tuple[int, int]] = []
         self.running_seen = 0

@@ -135,6 +135,9 @@ class Result:
     nojob: int = 0
     """Job requests answered NoJob (after waiting parked for work): not in the GetJob figures."""
     nojob_p99_ms: float = 0.0
+    written_p50_ms: float = 0.0
+    written_p99_ms: float = 0.0
+    """A JobRequest queued on its stream to written by the load generator (part of GetJob latency)."""
     submit_per_s: float = 0.0
     cpu_ms_per_job: float = 0.0
     check: consistency.Consistency = field(default_factory=consistency.Consistency)
@@ -198,6 +201,10 @@ class _LifecyclePilot:
     async def _writer(self) -> None:
         while (msg := await self._outbox.get()) is not None:
             await self.call.write(msg)
+            if msg.WhichOneof("msg") == "job_request":  # how much of GetJob the generator's own write is
+                sent = self.requests.get(msg.job_request.request_id)
+                if sent is not None:
+                    self.sh.written.append(time.perf_counter() - sent)
         await self.call.done_writing()
 
     def _beat(self, pid: int, epoch: int, status: int) -> None:
@@ -337,6 +344,7 @@ async def _pilots(addresses: list[str], cfg: LifecycleConfig, index: int, done: 
         "finished_at": shared.finished_at,
         "getjob": shared.getjob,
         "nojob": shared.nojob,
+        "written": shared.written,
         "kill": shared.kill_lat,
         "assigned": shared.assigned,
         "probe": probe.stop(),
@@ -422,6 +430,8 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         kills = [x for r in pil for x in r["kill"]]
         nojob = [x for r in pil for x in r["nojob"]]
         res.nojob, res.nojob_p99_ms = len(nojob), percentile(nojob, 99) * 1e3
+        written = [x for r in pil for x in r["written"]]
+        res.written_p50_ms, res.written_p99_ms = percentile(written, 50) * 1e3, percentile(written, 99) * 1e3
         res.getjob_p50_ms, res.getjob_p99_ms = percentile(getjob, 50) * 1e3, percentile(getjob, 99) * 1e3
         res.kill_p50_ms, res.kill_p99_ms = percentile(kills, 50) * 1e3, percentile(kills, 99) * 1e3
         res.kills = len(kills)
