@@ -25,6 +25,17 @@ QUEUE = "LOCAL"
 """The queue the benchmark's jobs go to and its pilots serve."""
 
 
+def named_jobs(template: job_pb2.Job, n: int, prefix: str) -> list[job_pb2.Job]:
+    """``n`` copies of ``template`` named ``bench.<prefix>.<i>``."""
+    jobs = []
+    for i in range(n):
+        job = job_pb2.Job()
+        job.CopyFrom(template)
+        job.job_name = f"bench.{prefix}.{i}"
+        jobs.append(job)
+    return jobs
+
+
 async def submit(addresses: list[str], cfg: LifecycleConfig, done: Any) -> dict[str, Any]:
     """Submit ``cfg.jobs`` jobs in batches from ``cfg.submitters`` workers; ``done`` is the pilots'
     shared count of finished jobs (the bound of ``cfg.submit_ahead``). The ids, times and loop lag."""
@@ -55,12 +66,7 @@ async def submit(addresses: list[str], cfg: LifecycleConfig, done: Any) -> dict[
                 while queued - done.value + n > max(cfg.submit_ahead, n):
                     await asyncio.sleep(0.01)
                 queued += n
-            jobs = []
-            for i in range(n):
-                job = job_pb2.Job()
-                job.CopyFrom(template)
-                job.job_name = f"bench.{w}.{k}.{i}"
-                jobs.append(job)
+            jobs = named_jobs(template, n, f"{w}.{k}")
             req = submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs)
             resp = await stubs[(w + k) % len(stubs)].SubmitJobs(req, timeout=120)
             ids.extend(resp.panda_ids)

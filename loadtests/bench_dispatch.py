@@ -32,6 +32,7 @@ import grpc
 
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
 from loadtests._harness import aio_channel, database, dispatcher_process, percentile
+from loadtests._submitter import named_jobs
 from loadtests.echo import EchoCeiling, measure_ceiling
 
 QUEUE = "LOCAL"
@@ -81,12 +82,7 @@ async def _submit_all(address: str, cfg: BenchConfig) -> float:
         async def worker(w: int) -> None:
             while not queue.empty():
                 n = queue.get_nowait()
-                jobs = []
-                for k in range(n):
-                    job = job_pb2.Job()
-                    job.CopyFrom(template)
-                    job.job_name = f"bench.{w}.{k}"
-                    jobs.append(job)
+                jobs = named_jobs(template, n, str(w))
                 await stub.SubmitJobs(
                     submission_pb2.SubmitJobsRequest(request_id=uuid.uuid4().hex, jobs=jobs), timeout=120
                 )
