@@ -60,16 +60,22 @@ def run(
     raise typer.Exit(rc)
 
 
-@loadtest_app.command("bench")
+@loadtest_app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
+    ctx: typer.Context,
     db: str = typer.Option("postgres", "--db", help="sqlite, postgres or both."),
     dispatchers: str = typer.Option("1,2", "--dispatchers", help="Comma-separated dispatcher process counts."),
     jobs: int = typer.Option(40_000, "--jobs", min=100, help="Jobs per configuration."),
 ) -> None:
-    """Full job lifecycle throughput, GetJob and kill latency, beside the raw gRPC echo ceiling."""
+    """Full job lifecycle throughput, GetJob and kill latency, beside the raw gRPC echo ceiling.
+
+    Every further option of ``python -m loadtests.bench`` passes through (``--rate R``,
+    ``--saturation``, ``--auth trusted-metadata``, ``--workers N``, ...; ``python -m loadtests.bench
+    --help`` lists them), checked by its own parser.
+    """
     with reported_errors():
         mod = _module("bench")
-    raise typer.Exit(mod.main(["--db", db, "--dispatchers", dispatchers, "--jobs", str(jobs)]))
+    raise typer.Exit(mod.main(["--db", db, "--dispatchers", dispatchers, "--jobs", str(jobs), *ctx.args]))
 
 
 @loadtest_app.command("pilots")

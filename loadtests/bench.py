@@ -29,7 +29,9 @@ default settings). Load comes from separate processes over real gRPC, asyncio cl
 
 ``--saturation`` measures the closed-loop steady throughput S first, then offers 50 % and 80 % of
 S (each a fresh database and dispatcher) and prints the three rows: the latency targets of the
-hot path are stated at those loads.
+hot path are stated at those loads. Its closed loop submits alongside (at most every pilot slot
++ 2,000 jobs ahead of the completions, ``--submit-ahead``), so S is measured on the same
+lifecycle, submission included, that the paced rows offer.
 
 Printed: jobs/s end to end (first submit to last final ack) and steady (the middle 60 % of
 completions), jobs/day, GetJob p50/p99, kill p50/p99, dispatcher CPU ms per job, the raw gRPC
@@ -119,7 +121,7 @@ class Result:
     db: str
     dispatchers: int
     label: str = ""
-    """What was offered: ``closed`` or ``NN% = R/s`` (saturation mode)."""
+    """What was offered: ``closed+submit`` or ``NN% = R/s`` (saturation mode)."""
     planned: int = 0
     """Jobs the run submits (``LifecycleConfig.jobs`` of its own configuration)."""
     jobs: int = 0

@@ -103,6 +103,11 @@ def test_cli_registers_loadtest_commands() -> None:
         assert name in res.output
     res = runner.invoke(app, ["loadtest", "run", "--scenario", "nope"])
     assert res.exit_code == 2
+    # bench passes further options to loadtests.bench, whose parser refuses what it does not know
+    res = runner.invoke(app, ["loadtest", "bench", "--saturation", "--auth", "nope"])
+    assert res.exit_code == 2 and "--auth" in res.output
+    res = runner.invoke(app, ["loadtest", "bench", "--no-such-option"])
+    assert res.exit_code == 2 and "--no-such-option" in res.output
 
 
 def test_consistency_accounts_for_submissions_whose_reply_was_cut(pg_url: str, tmp_path: Path) -> None:
