@@ -21,7 +21,7 @@ from dispatcher.states import JobState
 from dispatcher.store import dataflow
 from dispatcher.store.jobs import chunks, ids_match
 from dispatcher.store.leases import kill_error, lease_of, pilot_principals
-from dispatcher.store.pgarrays import Kind, pg_array
+from dispatcher.store.pgarrays import column_array, kind_of
 from dispatcher.store.pilots import ACK_OF, OK, REJECTED, STALE, AckResult, insert_for
 from dispatcher.store.schema import ddm_job_links, files, jobs
 from dispatcher.store.transitions import Change, apply_changes
@@ -255,25 +255,12 @@ def _upsert_files(conn: Connection) -> Any:
 
 _UPSERTS: dict[str, Any] = {}
 
-_FILE_COLUMNS: tuple[tuple[str, Kind], ...] = (
-    ("panda_id", "int"),
-    ("lfn", "text"),
-    ("guid", "text"),
-    ("type", "text"),
-    ("dataset", "text"),
-    ("scope", "text"),
-    ("source_se", "text"),
-    ("destination_se", "text"),
-    ("size", "int"),
-    ("adler32", "text"),
-    ("pfn", "text"),
-    ("status", "text"),
-)
-"""The columns :func:`_new_file_row` fills, in the order of :data:`_UPSERT_FILES_PG`'s arrays."""
+_FILE_COLUMNS: tuple[str, ...] = tuple(_new_file_row(0, job_pb2.File()))
+"""The columns :func:`_new_file_row` fills (its keys, in order): those of :data:`_UPSERT_FILES_PG`."""
 _UPSERT_FILES_PG = (
-    f"INSERT INTO files ({', '.join(c for c, _ in _FILE_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join('%s::BIGINT[]' if k == 'int' else '%s::TEXT[]' for _, k in _FILE_COLUMNS)}) "
-    "ON CONFLICT (panda_id, lfn) DO UPDATE SET size = EXCLUDED.size, adler32 = EXCLUDED.adler32, "
+    f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join("%s::BIGINT[]" if kind_of(files.c[c].type) == "int" else "%s::TEXT[]" for c in _FILE_COLUMNS)
+    + ") ON CONFLICT (panda_id, lfn) DO UPDATE SET size = EXCLUDED.size, adler32 = EXCLUDED.adler32, "
     "pfn = EXCLUDED.pfn, status = EXCLUDED.status"
 )
 """:func:`_upsert_files` on PostgreSQL as one statement over column arrays (``store/pgarrays.py``).
@@ -288,4 +275,4 @@ the executemany, 0.48 ms with this."""
 
 def _file_arrays(rows: Sequence[dict[str, Any]]) -> tuple[str | list[Any], ...]:
     """The rows of :func:`_new_file_row` as one array literal per column of :data:`_FILE_COLUMNS`."""
-    return tuple(pg_array([r[c] for r in rows], kind) for c, kind in _FILE_COLUMNS)
+    return tuple(column_array([r[c] for r in rows], files.c[c].type) for c in _FILE_COLUMNS)
