@@ -25,57 +25,59 @@ _sym_db = _symbol_database.Default()
 from ailuro.v1 import job_pb2 as ailuro_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61iluro/v1/pilot.proto\x12\tailuro.v1\x1a\x13\x61iluro/v1/job.proto\"0\n\x07HeldJob\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\"\xda\x01\n\x05Hello\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x11\n\tmemory_mb\x18\x06 \x01(\x05\x12\x17\n\x0fwalltime_left_s\x18\x07 \x01(\x05\x12\x0f\n\x07version\x18\x08 \x01(\t\x12%\n\theld_jobs\x18\t \x03(\x0b\x32\x12.ailuro.v1.HeldJob\x12\x0f\n\x07\x64isk_mb\x18\x14 \x01(\x05\x12\x0c\n\x04tags\x18\x15 \x03(\t\"\x86\x01\n\nJobRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x17\n\x0fwalltime_left_s\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\x03\x12\x12\n\ncores_free\x18\n \x01(\x05\x12\x16\n\x0ememory_mb_free\x18\x0b \x01(\x05\x12\x14\n\x0c\x64isk_mb_free\x18\x0c \x01(\x05\"\x80\x01\n\tHeartbeat\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12&\n\x07metrics\x18\x04 \x01(\x0b\x32\x15.ailuro.v1.JobMetrics\":\n\x0eHeartbeatBatch\x12(\n\nheartbeats\x18\x01 \x03(\x0b\x32\x14.ailuro.v1.Heartbeat\"\xd7\x01\n\x08JobFinal\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12#\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x13.ailuro.v1.JobError\x12&\n\x07metrics\x18\x05 \x01(\x0b\x32\x15.ailuro.v1.JobMetrics\x12\x1e\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0f.ailuro.v1.File\x12\x11\n\tretryable\x18\x07 \x01(\x08\"\xed\x01\n\x0cPilotMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.ailuro.v1.HelloH\x00\x12,\n\x0bjob_request\x18\x02 \x01(\x0b\x32\x15.ailuro.v1.JobRequestH\x00\x12/\n\nheartbeats\x18\x03 \x01(\x0b\x32\x19.ailuro.v1.HeartbeatBatchH\x00\x12$\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x13.ailuro.v1.JobFinalH\x00\x12.\n\x0c\x64\x65\x62ug_report\x18\x05 \x01(\x0b\x32\x16.ailuro.v1.DebugReportH\x00\x42\x05\n\x03msg\"Z\n\x0b\x44\x65\x62ugReport\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12\x12\n\ncommand_id\x18\x03 \x01(\x03\x12\x10\n\x08snapshot\x18\x04 \x01(\t\"\x82\x02\n\x0bPilotLimits\x12\x1c\n\x14max_jobs_per_request\x18\x01 \x01(\x05\x12\x1e\n\x16heartbeats_per_message\x18\x02 \x01(\x05\x12\x1b\n\x13held_jobs_per_hello\x18\x03 \x01(\x05\x12\x18\n\x10\x65rrors_per_final\x18\x04 \x01(\x05\x12\x17\n\x0f\x66iles_per_final\x18\x05 \x01(\x05\x12\x12\n\ndiag_chars\x18\x06 \x01(\x05\x12\x1a\n\x12pending_per_stream\x18\x07 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\x03\x12\x1a\n\x12\x64\x65\x62ug_report_bytes\x18\t \x01(\x05\"\x82\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rdispatcher_id\x18\x02 \x01(\t\x12\x0f\n\x07lease_s\x18\x03 \x01(\x05\x12\x13\n\x0bheartbeat_s\x18\x04 \x01(\x01\x12&\n\x06limits\x18\x05 \x01(\x0b\x32\x16.ailuro.v1.PilotLimits\"f\n\rJobAssignment\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.ailuro.v1.Job\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12\x0f\n\x07lease_s\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\x03\"\x7f\n\x05NoJob\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x12\n\nrequest_id\x18\x02 \x01(\x03\x12\x13\n\x0bn_requested\x18\x03 \x01(\x05\x12\x0f\n\x07n_given\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rinvalid_field\x18\x06 \x01(\t\"e\n\x07\x43ommand\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.ailuro.v1.CommandType\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\ncommand_id\x18\x04 \x01(\x03\"u\n\x03\x41\x63k\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06result\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.AckResult\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08is_final\x18\x05 \x01(\x08\"(\n\x08\x41\x63kBatch\x12\x1c\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Ack\"\xe1\x01\n\x11\x44ispatcherMessage\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x18.ailuro.v1.JobAssignmentH\x00\x12\"\n\x06no_job\x18\x02 \x01(\x0b\x32\x10.ailuro.v1.NoJobH\x00\x12%\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x12.ailuro.v1.CommandH\x00\x12#\n\x04\x61\x63ks\x18\x04 \x01(\x0b\x32\x13.ailuro.v1.AckBatchH\x00\x12%\n\x07welcome\x18\x05 \x01(\x0b\x32\x12.ailuro.v1.WelcomeH\x00\x42\x05\n\x03msg\";\n\rGetJobRequest\x12\x1f\n\x05pilot\x18\x01 \x01(\x0b\x32\x10.ailuro.v1.Hello\x12\t\n\x01n\x18\x02 \x01(\x05\"{\n\x0eGetJobResponse\x12-\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x18.ailuro.v1.JobAssignment\x12\x15\n\rretry_after_s\x18\x02 \x01(\x01\x12#\n\x07welcome\x18\x03 \x01(\x0b\x32\x12.ailuro.v1.Welcome\"\xa2\x01\n\x10UpdateJobRequest\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12(\n\nheartbeats\x18\x02 \x03(\x0b\x32\x14.ailuro.v1.Heartbeat\x12#\n\x06\x66inals\x18\x03 \x03(\x0b\x32\x13.ailuro.v1.JobFinal\x12-\n\rdebug_reports\x18\x04 \x03(\x0b\x32\x16.ailuro.v1.DebugReport\"W\n\x11UpdateJobResponse\x12\x1c\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Ack\x12$\n\x08\x63ommands\x18\x02 \x03(\x0b\x32\x12.ailuro.v1.Command*Z\n\x0b\x43ommandType\x12\x1c\n\x18\x43OMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OMMAND_TYPE_KILL\x10\x01\x12\x16\n\x12\x43OMMAND_TYPE_DEBUG\x10\x02*\x89\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x11\n\rACK_RESULT_OK\x10\x01\x12\x1a\n\x16\x41\x43K_RESULT_STALE_EPOCH\x10\x02\x12\x18\n\x14\x41\x43K_RESULT_NOT_FOUND\x10\x03\x12\x17\n\x13\x41\x43K_RESULT_REJECTED\x10\x04\x32\xdb\x01\n\x0cPilotService\x12\x44\n\x07\x43onnect\x12\x17.ailuro.v1.PilotMessage\x1a\x1c.ailuro.v1.DispatcherMessage(\x01\x30\x01\x12=\n\x06GetJob\x12\x18.ailuro.v1.GetJobRequest\x1a\x19.ailuro.v1.GetJobResponse\x12\x46\n\tUpdateJob\x12\x1b.ailuro.v1.UpdateJobRequest\x1a\x1c.ailuro.v1.UpdateJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61iluro/v1/pilot.proto\x12\tailuro.v1\x1a\x13\x61iluro/v1/job.proto\"0\n\x07HeldJob\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\"\xf1\x01\n\x05Hello\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\x12\r\n\x05\x63ores\x18\x05 \x01(\x05\x12\x11\n\tmemory_mb\x18\x06 \x01(\x05\x12\x17\n\x0fwalltime_left_s\x18\x07 \x01(\x05\x12\x0f\n\x07version\x18\x08 \x01(\t\x12%\n\theld_jobs\x18\t \x03(\x0b\x32\x12.ailuro.v1.HeldJob\x12\x0f\n\x07\x64isk_mb\x18\x14 \x01(\x05\x12\x0c\n\x04tags\x18\x15 \x03(\t\x12\x15\n\rreads_batches\x18\x16 \x01(\x08\"\x86\x01\n\nJobRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x17\n\x0fwalltime_left_s\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\x03\x12\x12\n\ncores_free\x18\n \x01(\x05\x12\x16\n\x0ememory_mb_free\x18\x0b \x01(\x05\x12\x14\n\x0c\x64isk_mb_free\x18\x0c \x01(\x05\"\x80\x01\n\tHeartbeat\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12&\n\x07metrics\x18\x04 \x01(\x0b\x32\x15.ailuro.v1.JobMetrics\":\n\x0eHeartbeatBatch\x12(\n\nheartbeats\x18\x01 \x03(\x0b\x32\x14.ailuro.v1.Heartbeat\"\xd7\x01\n\x08JobFinal\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.JobStatus\x12#\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x13.ailuro.v1.JobError\x12&\n\x07metrics\x18\x05 \x01(\x0b\x32\x15.ailuro.v1.JobMetrics\x12\x1e\n\x05\x66iles\x18\x06 \x03(\x0b\x32\x0f.ailuro.v1.File\x12\x11\n\tretryable\x18\x07 \x01(\x08\"\xed\x01\n\x0cPilotMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.ailuro.v1.HelloH\x00\x12,\n\x0bjob_request\x18\x02 \x01(\x0b\x32\x15.ailuro.v1.JobRequestH\x00\x12/\n\nheartbeats\x18\x03 \x01(\x0b\x32\x19.ailuro.v1.HeartbeatBatchH\x00\x12$\n\x05\x66inal\x18\x04 \x01(\x0b\x32\x13.ailuro.v1.JobFinalH\x00\x12.\n\x0c\x64\x65\x62ug_report\x18\x05 \x01(\x0b\x32\x16.ailuro.v1.DebugReportH\x00\x42\x05\n\x03msg\"Z\n\x0b\x44\x65\x62ugReport\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12\x12\n\ncommand_id\x18\x03 \x01(\x03\x12\x10\n\x08snapshot\x18\x04 \x01(\t\"\x82\x02\n\x0bPilotLimits\x12\x1c\n\x14max_jobs_per_request\x18\x01 \x01(\x05\x12\x1e\n\x16heartbeats_per_message\x18\x02 \x01(\x05\x12\x1b\n\x13held_jobs_per_hello\x18\x03 \x01(\x05\x12\x18\n\x10\x65rrors_per_final\x18\x04 \x01(\x05\x12\x17\n\x0f\x66iles_per_final\x18\x05 \x01(\x05\x12\x12\n\ndiag_chars\x18\x06 \x01(\x05\x12\x1a\n\x12pending_per_stream\x18\x07 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x08 \x01(\x03\x12\x1a\n\x12\x64\x65\x62ug_report_bytes\x18\t \x01(\x05\"\x82\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rdispatcher_id\x18\x02 \x01(\t\x12\x0f\n\x07lease_s\x18\x03 \x01(\x05\x12\x13\n\x0bheartbeat_s\x18\x04 \x01(\x01\x12&\n\x06limits\x18\x05 \x01(\x0b\x32\x16.ailuro.v1.PilotLimits\"f\n\rJobAssignment\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.ailuro.v1.Job\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12\x0f\n\x07lease_s\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\x03\"\x7f\n\x05NoJob\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x12\n\nrequest_id\x18\x02 \x01(\x03\x12\x13\n\x0bn_requested\x18\x03 \x01(\x05\x12\x0f\n\x07n_given\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rinvalid_field\x18\x06 \x01(\t\"e\n\x07\x43ommand\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.ailuro.v1.CommandType\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\ncommand_id\x18\x04 \x01(\x03\"u\n\x03\x41\x63k\x12\x10\n\x08panda_id\x18\x01 \x01(\x03\x12\x13\n\x0blease_epoch\x18\x02 \x01(\x03\x12$\n\x06result\x18\x03 \x01(\x0e\x32\x14.ailuro.v1.AckResult\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08is_final\x18\x05 \x01(\x08\"(\n\x08\x41\x63kBatch\x12\x1c\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Ack\"\x8e\x02\n\x11\x44ispatcherMessage\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x18.ailuro.v1.JobAssignmentH\x00\x12\"\n\x06no_job\x18\x02 \x01(\x0b\x32\x10.ailuro.v1.NoJobH\x00\x12%\n\x07\x63ommand\x18\x03 \x01(\x0b\x32\x12.ailuro.v1.CommandH\x00\x12#\n\x04\x61\x63ks\x18\x04 \x01(\x0b\x32\x13.ailuro.v1.AckBatchH\x00\x12%\n\x07welcome\x18\x05 \x01(\x0b\x32\x12.ailuro.v1.WelcomeH\x00\x12+\n\x05\x62\x61tch\x18\x06 \x01(\x0b\x32\x1a.ailuro.v1.DispatcherBatchH\x00\x42\x05\n\x03msg\"A\n\x0f\x44ispatcherBatch\x12.\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.ailuro.v1.DispatcherMessage\";\n\rGetJobRequest\x12\x1f\n\x05pilot\x18\x01 \x01(\x0b\x32\x10.ailuro.v1.Hello\x12\t\n\x01n\x18\x02 \x01(\x05\"{\n\x0eGetJobResponse\x12-\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x18.ailuro.v1.JobAssignment\x12\x15\n\rretry_after_s\x18\x02 \x01(\x01\x12#\n\x07welcome\x18\x03 \x01(\x0b\x32\x12.ailuro.v1.Welcome\"\xa2\x01\n\x10UpdateJobRequest\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12(\n\nheartbeats\x18\x02 \x03(\x0b\x32\x14.ailuro.v1.Heartbeat\x12#\n\x06\x66inals\x18\x03 \x03(\x0b\x32\x13.ailuro.v1.JobFinal\x12-\n\rdebug_reports\x18\x04 \x03(\x0b\x32\x16.ailuro.v1.DebugReport\"W\n\x11UpdateJobResponse\x12\x1c\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x0e.ailuro.v1.Ack\x12$\n\x08\x63ommands\x18\x02 \x03(\x0b\x32\x12.ailuro.v1.Command*Z\n\x0b\x43ommandType\x12\x1c\n\x18\x43OMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43OMMAND_TYPE_KILL\x10\x01\x12\x16\n\x12\x43OMMAND_TYPE_DEBUG\x10\x02*\x89\x01\n\tAckResult\x12\x1a\n\x16\x41\x43K_RESULT_UNSPECIFIED\x10\x00\x12\x11\n\rACK_RESULT_OK\x10\x01\x12\x1a\n\x16\x41\x43K_RESULT_STALE_EPOCH\x10\x02\x12\x18\n\x14\x41\x43K_RESULT_NOT_FOUND\x10\x03\x12\x17\n\x13\x41\x43K_RESULT_REJECTED\x10\x04\x32\xdb\x01\n\x0cPilotService\x12\x44\n\x07\x43onnect\x12\x17.ailuro.v1.PilotMessage\x1a\x1c.ailuro.v1.DispatcherMessage(\x01\x30\x01\x12=\n\x06GetJob\x12\x18.ailuro.v1.GetJobRequest\x1a\x19.ailuro.v1.GetJobResponse\x12\x46\n\tUpdateJob\x12\x1b.ailuro.v1.UpdateJobRequest\x1a\x1c.ailuro.v1.UpdateJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ailuro.v1.pilot_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMMANDTYPE']._serialized_start=2765
-  _globals['_COMMANDTYPE']._serialized_end=2855
-  _globals['_ACKRESULT']._serialized_start=2858
-  _globals['_ACKRESULT']._serialized_end=2995
+  _globals['_COMMANDTYPE']._serialized_start=2900
+  _globals['_COMMANDTYPE']._serialized_end=2990
+  _globals['_ACKRESULT']._serialized_start=2993
+  _globals['_ACKRESULT']._serialized_end=3130
   _globals['_HELDJOB']._serialized_start=57
   _globals['_HELDJOB']._serialized_end=105
   _globals['_HELLO']._serialized_start=108
-  _globals['_HELLO']._serialized_end=326
-  _globals['_JOBREQUEST']._serialized_start=329
-  _globals['_JOBREQUEST']._serialized_end=463
-  _globals['_HEARTBEAT']._serialized_start=466
-  _globals['_HEARTBEAT']._serialized_end=594
-  _globals['_HEARTBEATBATCH']._serialized_start=596
-  _globals['_HEARTBEATBATCH']._serialized_end=654
-  _globals['_JOBFINAL']._serialized_start=657
-  _globals['_JOBFINAL']._serialized_end=872
-  _globals['_PILOTMESSAGE']._serialized_start=875
-  _globals['_PILOTMESSAGE']._serialized_end=1112
-  _globals['_DEBUGREPORT']._serialized_start=1114
-  _globals['_DEBUGREPORT']._serialized_end=1204
-  _globals['_PILOTLIMITS']._serialized_start=1207
-  _globals['_PILOTLIMITS']._serialized_end=1465
-  _globals['_WELCOME']._serialized_start=1468
-  _globals['_WELCOME']._serialized_end=1598
-  _globals['_JOBASSIGNMENT']._serialized_start=1600
-  _globals['_JOBASSIGNMENT']._serialized_end=1702
-  _globals['_NOJOB']._serialized_start=1704
-  _globals['_NOJOB']._serialized_end=1831
-  _globals['_COMMAND']._serialized_start=1833
-  _globals['_COMMAND']._serialized_end=1934
-  _globals['_ACK']._serialized_start=1936
-  _globals['_ACK']._serialized_end=2053
-  _globals['_ACKBATCH']._serialized_start=2055
-  _globals['_ACKBATCH']._serialized_end=2095
-  _globals['_DISPATCHERMESSAGE']._serialized_start=2098
-  _globals['_DISPATCHERMESSAGE']._serialized_end=2323
-  _globals['_GETJOBREQUEST']._serialized_start=2325
-  _globals['_GETJOBREQUEST']._serialized_end=2384
-  _globals['_GETJOBRESPONSE']._serialized_start=2386
-  _globals['_GETJOBRESPONSE']._serialized_end=2509
-  _globals['_UPDATEJOBREQUEST']._serialized_start=2512
-  _globals['_UPDATEJOBREQUEST']._serialized_end=2674
-  _globals['_UPDATEJOBRESPONSE']._serialized_start=2676
-  _globals['_UPDATEJOBRESPONSE']._serialized_end=2763
-  _globals['_PILOTSERVICE']._serialized_start=2998
-  _globals['_PILOTSERVICE']._serialized_end=3217
+  _globals['_HELLO']._serialized_end=349
+  _globals['_JOBREQUEST']._serialized_start=352
+  _globals['_JOBREQUEST']._serialized_end=486
+  _globals['_HEARTBEAT']._serialized_start=489
+  _globals['_HEARTBEAT']._serialized_end=617
+  _globals['_HEARTBEATBATCH']._serialized_start=619
+  _globals['_HEARTBEATBATCH']._serialized_end=677
+  _globals['_JOBFINAL']._serialized_start=680
+  _globals['_JOBFINAL']._serialized_end=895
+  _globals['_PILOTMESSAGE']._serialized_start=898
+  _globals['_PILOTMESSAGE']._serialized_end=1135
+  _globals['_DEBUGREPORT']._serialized_start=1137
+  _globals['_DEBUGREPORT']._serialized_end=1227
+  _globals['_PILOTLIMITS']._serialized_start=1230
+  _globals['_PILOTLIMITS']._serialized_end=1488
+  _globals['_WELCOME']._serialized_start=1491
+  _globals['_WELCOME']._serialized_end=1621
+  _globals['_JOBASSIGNMENT']._serialized_start=1623
+  _globals['_JOBASSIGNMENT']._serialized_end=1725
+  _globals['_NOJOB']._serialized_start=1727
+  _globals['_NOJOB']._serialized_end=1854
+  _globals['_COMMAND']._serialized_start=1856
+  _globals['_COMMAND']._serialized_end=1957
+  _globals['_ACK']._serialized_start=1959
+  _globals['_ACK']._serialized_end=2076
+  _globals['_ACKBATCH']._serialized_start=2078
+  _globals['_ACKBATCH']._serialized_end=2118
+  _globals['_DISPATCHERMESSAGE']._serialized_start=2121
+  _globals['_DISPATCHERMESSAGE']._serialized_end=2391
+  _globals['_DISPATCHERBATCH']._serialized_start=2393
+  _globals['_DISPATCHERBATCH']._serialized_end=2458
+  _globals['_GETJOBREQUEST']._serialized_start=2460
+  _globals['_GETJOBREQUEST']._serialized_end=2519
+  _globals['_GETJOBRESPONSE']._serialized_start=2521
+  _globals['_GETJOBRESPONSE']._serialized_end=2644
+  _globals['_UPDATEJOBREQUEST']._serialized_start=2647
+  _globals['_UPDATEJOBREQUEST']._serialized_end=2809
+  _globals['_UPDATEJOBRESPONSE']._serialized_start=2811
+  _globals['_UPDATEJOBRESPONSE']._serialized_end=2898
+  _globals['_PILOTSERVICE']._serialized_start=3133
+  _globals['_PILOTSERVICE']._serialized_end=3352
 # @@protoc_insertion_point(module_scope)

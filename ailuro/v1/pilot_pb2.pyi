@@ -39,7 +39,7 @@ class HeldJob(_message.Message):
     def __init__(self, panda_id: _Optional[int] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("pilot_id", "queue", "node", "batch_id", "cores", "memory_mb", "walltime_left_s", "version", "held_jobs", "disk_mb", "tags")
+    __slots__ = ("pilot_id", "queue", "node", "batch_id", "cores", "memory_mb", "walltime_left_s", "version", "held_jobs", "disk_mb", "tags", "reads_batches")
     PILOT_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class Hello(_message.Message):
     HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
     DISK_MB_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    READS_BATCHES_FIELD_NUMBER: _ClassVar[int]
     pilot_id: str
     queue: str
     node: str
@@ -62,7 +63,8 @@ class Hello(_message.Message):
     held_jobs: _containers.RepeatedCompositeFieldContainer[HeldJob]
     disk_mb: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    reads_batches: bool
+    def __init__(self, pilot_id: _Optional[str] = ..., queue: _Optional[str] = ..., node: _Optional[str] = ..., batch_id: _Optional[str] = ..., cores: _Optional[int] = ..., memory_mb: _Optional[int] = ..., walltime_left_s: _Optional[int] = ..., version: _Optional[str] = ..., held_jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., disk_mb: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., reads_batches: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
     __slots__ = ("n", "walltime_left_s", "request_id", "cores_free", "memory_mb_free", "disk_mb_free")
@@ -239,18 +241,26 @@ class AckBatch(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[Ack, _Mapping]]] = ...) -> None: ...
 
 class DispatcherMessage(_message.Message):
-    __slots__ = ("assignment", "no_job", "command", "acks", "welcome")
+    __slots__ = ("assignment", "no_job", "command", "acks", "welcome", "batch")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     NO_JOB_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     assignment: JobAssignment
     no_job: NoJob
     command: Command
     acks: AckBatch
     welcome: Welcome
-    def __init__(self, assignment: _Optional[_Union[JobAssignment, _Mapping]] = ..., no_job: _Optional[_Union[NoJob, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., acks: _Optional[_Union[AckBatch, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ...) -> None: ...
+    batch: DispatcherBatch
+    def __init__(self, assignment: _Optional[_Union[JobAssignment, _Mapping]] = ..., no_job: _Optional[_Union[NoJob, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., acks: _Optional[_Union[AckBatch, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., batch: _Optional[_Union[DispatcherBatch, _Mapping]] = ...) -> None: ...
+
+class DispatcherBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[DispatcherMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[DispatcherMessage, _Mapping]]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("pilot", "n")

@@ -69,7 +69,7 @@ class PilotServicer(pilot_pb2_grpc.PilotServiceServicer):
         reader = asyncio.create_task(self._read(stream, request_iterator), name=f"pilot-{stream.pilot.pilot_id}")
         try:
             while True:
-                item = await stream.out.get()
+                item = await stream.next_out()
                 if item is None:
                     return
                 if isinstance(item, BaseException):

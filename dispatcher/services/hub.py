@@ -248,7 +248,8 @@ class PilotHub:
             raise PermissionDenied(
                 f"pilot id {info.pilot_id!r} belongs to another principal and is connected", field="hello.pilot_id"
             )
-        stream = PilotStream(pilot=info, principal=principal, send_limit=self.rt.config.limits.send_queue_per_stream)
+        limit = self.rt.config.limits.send_queue_per_stream
+        stream = PilotStream(pilot=info, principal=principal, send_limit=limit, reads_batches=hello.reads_batches)
         # Welcome first, queued before the stream is findable (a command could otherwise come first):
         # the pilot learns lease, heartbeat period and limits before anything else.
         hi = welcome(self.rt.config, session_id=stream.session_id, dispatcher_id=self.rt.dispatcher_id)

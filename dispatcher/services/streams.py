@@ -29,6 +29,15 @@ comes near this; a pilot that stopped reading would otherwise grow the queue wit
 _PENDING_POLL_S = 0.02
 """How often a stream paused over ``pending_per_stream`` looks whether its backlog drained."""
 
+BATCH_MESSAGES = 256
+"""Messages in one ``DispatcherBatch`` at most (the contract in ``pilot.proto`` states it)."""
+BATCH_BYTES = 1024 * 1024
+"""Serialized bytes of the messages in one ``DispatcherBatch`` at most (a quarter of gRPC's default
+4 MiB receive limit; one larger message still goes alone, as it always did)."""
+
+Outgoing = pilot_pb2.DispatcherMessage | BaseException | None
+"""What a stream's writer takes: a message, the error that ends the stream, or ``None`` (its end)."""
+
 
 @dataclass(eq=False, kw_only=True)
 class PilotStream:
@@ -40,7 +49,9 @@ class PilotStream:
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     """Names this stream (``Welcome.session_id``); a reconnect is a new session. The pilot's reports
     count only while it is the pilot's current one."""
-    out: asyncio.Queue[pilot_pb2.DispatcherMessage | BaseException | None] = field(default_factory=asyncio.Queue)
+    out: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
+    reads_batches: bool = False
+    """``Hello.reads_batches``: what is queued together may be written as one ``DispatcherBatch``."""
     closed: bool = False
     handler: asyncio.Task[Any] | None = None
     """The task serving the Connect call, cancelled when the pilot stops reading."""
@@ -51,6 +62,8 @@ class PilotStream:
     buffered: int = 0
     """Heartbeats of this stream waiting for the next flush."""
     _acks: list[pilot_pb2.Ack] = field(default_factory=list)
+    _carry: list[Outgoing] = field(default_factory=list)
+    """What :meth:`next_out` took from the queue and did not fit in its batch: written next."""
 
     @property
     def backed_up(self) -> bool:
@@ -72,6 +85,32 @@ class PilotStream:
                     f"(pending_per_stream) is {limit}: wait for answers before sending more"
                 )
             await asyncio.sleep(_PENDING_POLL_S)
+
+    async def next_out(self) -> Outgoing:
+        """What to write next: a message, the messages queued behind it as one batch, or the end.
+
+        A claim batch answers several of a pilot's requests at once and a flush or group commit
+        queues an AckBatch beside them: one gRPC write each, in turn, each waiting for a pass of
+        the event loop. At 720 jobs/s an assignment found p50 2 / p99 14 messages queued ahead
+        of it on its stream (none of them acks) and waited p99 17.5 ms to be taken (the lifecycle
+        benchmark, instrumented). A pilot that reads batches gets what is queued in one write.
+        """
+        item = self._carry.pop() if self._carry else await self.out.get()
+        if not self.reads_batches or self.out.empty() or not isinstance(item, pilot_pb2.DispatcherMessage):
+            return item
+        if item.WhichOneof("msg") == "welcome":  # always alone: the stream's first message
+            return item
+        batch, size = [item], item.ByteSize()
+        while len(batch) < BATCH_MESSAGES and not self.out.empty():
+            nxt = self.out.get_nowait()
+            if not isinstance(nxt, pilot_pb2.DispatcherMessage) or size + (n := nxt.ByteSize()) > BATCH_BYTES:
+                self._carry.append(nxt)  # the end of the stream, or a message for the next write
+                break
+            batch.append(nxt)
+            size += n
+        if len(batch) == 1:
+            return item
+        return pilot_pb2.DispatcherMessage(batch=pilot_pb2.DispatcherBatch(messages=batch))
 
     def send(self, msg: pilot_pb2.DispatcherMessage) -> None:
         """Queue a message for the pilot (dropped once the stream closed; cuts a stuck stream)."""
