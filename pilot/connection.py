@@ -146,7 +146,9 @@ class Connection:
         writer: asyncio.Task[None] | None = None
         stopper = asyncio.create_task(stop.wait())
         try:
-            await call.write(pilot_pb2.PilotMessage(hello=self._make_hello()))
+            hello = self._make_hello()
+            hello.reads_batches = True  # this transport unpacks a DispatcherBatch (below)
+            await call.write(pilot_pb2.PilotMessage(hello=hello))
             self._outbox = outbox
             self.connected.set()
             self.ever_connected = True
@@ -169,7 +171,9 @@ class Connection:
                 if not got_message:
                     self._backoff.reset()  # a stream that delivers messages is a working connection
                     got_message = True
-                self._on_message(msg)
+                # several messages queued together come in one write; each is handled alone, in order
+                for one in msg.batch.messages if msg.HasField("batch") else (msg,):
+                    self._on_message(one)
         finally:
             self.connected.clear()
             self._outbox = None
