@@ -213,7 +213,9 @@ class _LifecyclePilot:
         self.due.append(pilot_pb2.Heartbeat(panda_id=pid, lease_epoch=epoch, status=status))
 
     async def run(self) -> None:
-        hello = pilot_pb2.Hello(pilot_id=self.pilot_id, queue=QUEUE, node="bench", cores=self.sh.cfg.slots)
+        hello = pilot_pb2.Hello(
+            pilot_id=self.pilot_id, queue=QUEUE, node="bench", cores=self.sh.cfg.slots, reads_batches=True
+        )
         self._write(pilot_pb2.PilotMessage(hello=hello))
         writer = asyncio.create_task(self._writer())
         reader = asyncio.create_task(self._read())
@@ -251,32 +253,37 @@ class _LifecyclePilot:
         await self.killer.KillJobs(submission_pb2.KillJobsRequest(panda_ids=[pid], reason="bench"), timeout=30)
 
     async def _read(self) -> None:
-        sh = self.sh
         while True:
             msg = await self.call.read()
             if msg is grpc.aio.EOF:
                 return
-            kind = msg.WhichOneof("msg")
-            if kind == "assignment":
-                sh.getjob.append((time.time(), time.perf_counter() - self.requests.pop(msg.assignment.request_id)))
-                a = msg.assignment
-                self.jobs[a.job.panda_id] = [a.lease_epoch, 0]
-                sh.assigned.append((a.job.panda_id, a.lease_epoch))
-                self._beat(a.job.panda_id, a.lease_epoch, _STARTING)
-            elif kind == "no_job":
-                sh.nojob.append(time.perf_counter() - self.requests.pop(msg.no_job.request_id))
-                self.idle_until = time.monotonic() + min(msg.no_job.retry_after_s, 0.5)
-            elif kind == "command":
-                pid = msg.command.panda_id
-                if pid in self.killing:
-                    sh.kill_lat.append(time.perf_counter() - self.killing.pop(pid))
-                if pid in self.jobs and self.jobs[pid][1] >= 0:
-                    self.cancelled.add(pid)
-                    self.jobs[pid][1] = -1  # stop heartbeating; report it cancelled
-                    self._final(pid, self.jobs[pid][0], job_pb2.JOB_STATUS_CANCELLED)
-            elif kind == "acks":
-                for ack in msg.acks.acks:
-                    self._ack(ack)
+            for one in msg.batch.messages if msg.HasField("batch") else (msg,):
+                self._on_message(one)
+
+    def _on_message(self, msg: pilot_pb2.DispatcherMessage) -> None:
+        """One message from the dispatcher (a batch's are read one by one, in order)."""
+        sh = self.sh
+        kind = msg.WhichOneof("msg")
+        if kind == "assignment":
+            sh.getjob.append((time.time(), time.perf_counter() - self.requests.pop(msg.assignment.request_id)))
+            a = msg.assignment
+            self.jobs[a.job.panda_id] = [a.lease_epoch, 0]
+            sh.assigned.append((a.job.panda_id, a.lease_epoch))
+            self._beat(a.job.panda_id, a.lease_epoch, _STARTING)
+        elif kind == "no_job":
+            sh.nojob.append(time.perf_counter() - self.requests.pop(msg.no_job.request_id))
+            self.idle_until = time.monotonic() + min(msg.no_job.retry_after_s, 0.5)
+        elif kind == "command":
+            pid = msg.command.panda_id
+            if pid in self.killing:
+                sh.kill_lat.append(time.perf_counter() - self.killing.pop(pid))
+            if pid in self.jobs and self.jobs[pid][1] >= 0:
+                self.cancelled.add(pid)
+                self.jobs[pid][1] = -1  # stop heartbeating; report it cancelled
+                self._final(pid, self.jobs[pid][0], job_pb2.JOB_STATUS_CANCELLED)
+        elif kind == "acks":
+            for ack in msg.acks.acks:
+                self._ack(ack)
 
     def _ack(self, ack: pilot_pb2.Ack) -> None:
         sh = self.sh
