@@ -155,6 +155,14 @@ def build_parser(prog: str, environ: Mapping[str, str]) -> argparse.ArgumentPars
         "claim); 0 makes every claim a locked transaction (default: %(default)s)",
     )
     p.add_argument(
+        "--claim-read-ahead",
+        dest="claim_read_ahead",
+        action=argparse.BooleanOptionalAction,
+        default=DispatcherConfig.claim_read_ahead,
+        help="PostgreSQL: read a queue's next candidates in the background when a claim leaves its "
+        "shelf low or half-aged (default: %(default)s)",
+    )
+    p.add_argument(
         "--urgent-db-threads",
         dest="urgent_db_threads",
         type=int,
@@ -306,6 +314,7 @@ def config_from_args(args: argparse.Namespace) -> DispatcherConfig:
         max_parked_requests=args.max_parked_requests,
         claim_batches_in_flight=args.claim_batches_in_flight,
         claim_pool_s=args.claim_pool_s,
+        claim_read_ahead=args.claim_read_ahead,
         urgent_db_threads=args.urgent_db_threads,
         gil_switch_interval_ms=args.gil_switch_interval_ms,
         loop_lag=loop_lag,

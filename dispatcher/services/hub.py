@@ -162,6 +162,7 @@ class PilotHub:
                 times=runtime.db_times,
                 batches=cfg.claim_batches_in_flight,
                 blocking=runtime.db_call_urgent,
+                read_ahead=cfg.claim_read_ahead,
             )
             if runtime.db.is_postgres and cfg.claim_pool_s > 0
             else None

@@ -277,3 +277,125 @@ def test_a_lost_claim_connection_is_unavailable_and_the_next_claim_connects_agai
     assert n == 1
     assert len(_sent_events_ids(db)) == 2
     _assert_counters_exact(db)
+
+
+class _TaggedReads:
+    """A ``blocking`` hook for :class:`ClaimPool` that notes which task ran each queue read (a read
+    ahead's task is named so) and can hold a read ahead's answer until ``release`` is set (the read
+    itself has run by then: its snapshot predates whatever a batch sends meanwhile)."""
+
+    def __init__(self) -> None:
+        self.by: list[str] = []
+        self.hold = False
+        self.release = asyncio.Event()
+        self.ahead_read = asyncio.Event()
+        """Set once a read ahead's SELECT has returned (before it is held)."""
+        self.fail_ahead = False
+
+    async def __call__(self, fn: Any) -> Any:
+        task = asyncio.current_task()
+        name = task.get_name() if task is not None else ""
+        ahead = name.startswith("claims: read ahead")
+        self.by.append("ahead" if ahead else "batch")
+        rows = await asyncio.to_thread(fn)
+        if ahead:
+            self.ahead_read.set()
+        if ahead and self.fail_ahead:
+            raise ConnectionError("the database went away")
+        if ahead and self.hold:
+            await self.release.wait()
+        return rows
+
+
+async def _settle(pool: ClaimPool) -> None:
+    """Wait for the reads ahead in flight (the test's view: nothing else waits for them)."""
+    while pool._ahead:
+        await asyncio.gather(*pool._ahead.values(), return_exceptions=True)
+
+
+def _claim_in(pool: ClaimPool, *reqs: pstore.ClaimRequest) -> Any:
+    return pool.claim(reqs, policy=ClaimPolicy(), lease_s=LEASE_S, now=time.time())
+
+
+def test_a_batch_that_leaves_the_shelf_low_reads_ahead_and_the_next_batch_does_not_read(db: Database) -> None:
+    ids = _submit(db, 100)
+    hook = _TaggedReads()
+    pool = ClaimPool(db, max_age_s=60, blocking=hook, read_ahead=True)
+
+    async def run() -> list[int]:
+        try:
+            first = _request(60)
+            await _claim_in(pool, first)  # reads 100 rows, takes 60: 40 left, under twice 60
+            assert "LOCAL" in pool._ahead  # the next read has begun
+            await _settle(pool)
+            assert hook.by == ["batch", "ahead"]
+            second = _request(40, pilot="p2")
+            await _claim_in(pool, second)  # plans from what the read ahead brought
+            assert "batch" not in hook.by[1:]  # no batch read for itself
+            return [a.job.panda_id for r in (first, second) for a in r.assignments]
+        finally:
+            await pool.close()
+
+    got = asyncio.run(run())
+    assert sorted(got) == sorted(ids)  # all 100, none twice
+    assert pool.times.peaks().get(LEFT_OUT, 0) == 0
+    sent = _sent_events_ids(db)
+    assert sorted(sent) == sorted(ids)
+    _assert_counters_exact(db)
+
+
+def test_rows_sent_while_a_read_ahead_runs_are_not_put_back_on_the_shelf(db: Database) -> None:
+    """The read's snapshot still shows them activated; a batch planning from the old shelf meanwhile
+    sent them. The new shelf leaves them out, so no later batch plans a job already sent."""
+    ids = _submit(db, 100)
+    hook = _TaggedReads()
+    hook.hold = True
+    pool = ClaimPool(db, max_age_s=60, blocking=hook, read_ahead=True)
+
+    async def run() -> tuple[set[int], set[int], list[int]]:
+        try:
+            await _claim_in(pool, _request(60))  # 40 left; the read ahead runs and is held
+            await asyncio.wait_for(hook.ahead_read.wait(), 60)  # its SELECT has run; its answer is held
+            middle = _request(10, pilot="p2")
+            await _claim_in(pool, middle)  # from the old shelf, while the read is held
+            sent_meanwhile = {a.job.panda_id for a in middle.assignments}
+            hook.release.set()
+            await _settle(pool)
+            shelf = {r["panda_id"] for r in pool._shelves["LOCAL"].rows}
+            rest = _request(100, pilot="p3")
+            await _claim_in(pool, rest)
+            return sent_meanwhile, shelf, [a.job.panda_id for a in rest.assignments]
+        finally:
+            await pool.close()
+
+    sent_meanwhile, shelf, rest = asyncio.run(run())
+    assert len(sent_meanwhile) == 10
+    assert shelf and not shelf & sent_meanwhile  # the read saw them activated; they were left out
+    assert len(rest) == 30 and not set(rest) & sent_meanwhile
+    assert pool.times.peaks().get(LEFT_OUT, 0) == 0  # nothing planned that was already gone
+    sent = _sent_events_ids(db)
+    assert sorted(sent) == sorted(ids)  # every job once
+    _assert_counters_exact(db)
+
+
+def test_a_failed_read_ahead_leaves_the_next_batch_to_read_for_itself(db: Database) -> None:
+    ids = _submit(db, 30)
+    hook = _TaggedReads()
+    hook.fail_ahead = True
+    pool = ClaimPool(db, max_age_s=60, blocking=hook, read_ahead=True)
+
+    async def run() -> list[int]:
+        try:
+            first = _request(20)
+            await _claim_in(pool, first)
+            await _settle(pool)
+            second = _request(20, pilot="p2")
+            await _claim_in(pool, second)
+            return [a.job.panda_id for r in (first, second) for a in r.assignments]
+        finally:
+            await pool.close()
+
+    got = asyncio.run(run())
+    assert sorted(got) == sorted(ids)
+    assert hook.by.count("ahead") >= 1 and hook.by.count("batch") >= 1
+    _assert_counters_exact(db)
