@@ -115,7 +115,7 @@ class ClaimPool:
         self._conns = AsyncConnections(db.url)
         self._shelves: dict[str, _Shelf] = {}
         self._held: set[int] = set()
-        self._ahead: dict[str, asyncio.Task[None]] = {}
+        self._ahead: dict[str, asyncio.Task[bool]] = {}
         """The background read of a queue in flight (at most one per queue)."""
         self._sent_while_read: dict[str, list[set[int]]] = defaultdict(list)
         """Per read of a queue in flight: the rows that left its shelf (sent or gone) meanwhile,
@@ -272,9 +272,12 @@ class ClaimPool:
         if queue in self._ahead or queue in self._sent_while_read:
             return
         shelf = self._shelves.get(queue)
-        low = shelf is None or len(shelf.rows) < max(MIN_READ, 2 * took)
-        if not low and time.monotonic() - shelf.read_at < self.max_age_s / 2:
-            return
+        if (
+            shelf is not None
+            and len(shelf.rows) >= max(MIN_READ, 2 * took)
+            and time.monotonic() - shelf.read_at < self.max_age_s / 2
+        ):
+            return  # enough rows, young enough
         self._ahead[queue] = asyncio.get_running_loop().create_task(
             self._read_ahead(queue, max(took, MIN_READ), policy), name=f"claims: read ahead {queue}"
         )
