@@ -225,17 +225,13 @@ class ClaimPool:
         """
         shelf = self._shelves.get(queue)
         if not fresh and shelf is not None and time.monotonic() - shelf.read_at < self.max_age_s:
-            free = [r for r in shelf.rows if r["panda_id"] not in self._held]
-            if free:
-                mine = self._part(free, wanted)
-                self._held.update(r["panda_id"] for r in mine)
+            mine = self._take(shelf, wanted)
+            if mine:
                 return shelf.read_at, mine, False
         ahead = self._ahead.get(queue)
         if ahead is not None and await asyncio.shield(ahead):  # it began earlier than a read now would
             shelf = self._shelves[queue]
-            mine = self._part([r for r in shelf.rows if r["panda_id"] not in self._held], wanted)
-            self._held.update(r["panda_id"] for r in mine)
-            return shelf.read_at, mine, True
+            return shelf.read_at, self._take(shelf, wanted), True
         read_at, rows = await self._read(queue, wanted, policy)
         self._held.update(r["panda_id"] for r in rows)
         # the rows other batches hold come back into it with their _put_back, if unused
@@ -298,6 +294,12 @@ class ClaimPool:
             # rows held by a batch now are not in ``rows``: its _put_back adds the unused ones back
             self._shelves[queue] = _Shelf(read_at=read_at, rows=rows)
         return True
+
+    def _take(self, shelf: _Shelf, wanted: int) -> list[Any]:
+        """This batch's part of the shelf rows no batch holds, held from now until :meth:`_put_back`."""
+        mine = self._part([r for r in shelf.rows if r["panda_id"] not in self._held], wanted)
+        self._held.update(r["panda_id"] for r in mine)
+        return mine
 
     def _part(self, free: list[Any], wanted: int) -> list[Any]:
         """The free shelf rows one batch plans from: all of them with one batch in flight; with
