@@ -74,15 +74,18 @@ def test_parked_request_for_two_gets_what_came_and_may_ask_again_soon(
 def test_parking_is_bounded_in_time_and_count(
     make_dispatcher: Callable[..., RunningDispatcher], raw_pilot: Callable[..., Any]
 ) -> None:
-    d = make_dispatcher(no_job_retry_s=0.5, max_parked_requests=1)
+    # Parked for MAX_PARK_S (the cap on --no-job-retry), not for a short --no-job-retry: with 0.5 s,
+    # a first claim slower than that on a busy machine (a cold connection, say) left the request
+    # nothing to park for, and the second pilot's connect had to beat the first one's deadline.
+    d = make_dispatcher(no_job_retry_s=3600.0, max_parked_requests=1)
     first = raw_pilot(d.address, pilot_id="first")
     first.request(1)
     wait_parked(d, 1)
     second = raw_pilot(d.address, pilot_id="second")
     second.request(1)
     refused = second.expect("no_job")  # over the limit: answered at once, told the normal retry
-    assert refused.n_given == 0 and refused.retry_after_s == pytest.approx(0.5)
-    ended = first.expect("no_job", timeout=MAX_PARK_S * 3)  # the deadline ends it with NoJob
+    assert refused.n_given == 0 and refused.retry_after_s == pytest.approx(3600.0)
+    ended = first.expect("no_job", timeout=MAX_PARK_S * 3)  # the deadline (MAX_PARK_S) ends it with NoJob
     assert ended.n_given == 0 and ended.retry_after_s == pytest.approx(SOON_S)
     assert d.hub is not None and d.hub.parking.parked == 0
 
