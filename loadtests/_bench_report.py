@@ -56,6 +56,8 @@ def report(results: list[Result], ceiling: EchoCeiling, cfg: LifecycleConfig, *,
             f"p99 {r.written_p99_ms:.1f} ms (inside GetJob latency)"
         )
         lines.append(r.box.line())
+        if r.disk.flushes:
+            lines.append(r.disk.line())
         for lag in r.loop_lag:
             lines += lag.report_lines()
         lines += [f"  {line}" for line in r.check.summary().splitlines()]

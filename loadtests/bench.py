@@ -55,7 +55,7 @@ import grpc
 
 from ailuro.credentials import aio_interceptors, resolve_token
 from ailuro.v1 import job_pb2, pilot_pb2, pilot_pb2_grpc, submission_pb2, submission_pb2_grpc
-from loadtests import _box, _looplag, consistency
+from loadtests import _box, _disk, _looplag, consistency
 from loadtests._bench_report import report
 from loadtests._harness import database, dispatcher_handle, load_issuer, percentile, tree_cpu_seconds
 from loadtests._machine import uptime
@@ -147,6 +147,8 @@ class Result:
     """Event-loop lag of each dispatcher process during the load (``--loop-lag-dir`` reports)."""
     box: _box.BoxShare = field(default_factory=_box.BoxShare)
     """Who used the machine's cores during the load, and the load generator's own loop lag."""
+    disk: _disk.DiskFigures = field(default_factory=_disk.DiskFigures)
+    """How long a small durable write took meanwhile: every commit waits for one (``_disk.py``)."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -400,6 +402,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
         _looplag.settle()  # every process has written its first report: the baseline
         lag0 = _looplag.read(lag_dir)
         box0 = _box.box_cpu()
+        disk = _disk.DiskProbe().start()
         done = ctx.Value("q", 0)
         out: Any = ctx.Queue()
         procs = [ctx.Process(target=submit_process, args=(addresses, cfg, done, out))]
@@ -416,6 +419,7 @@ def run_lifecycle(kind: str, n_dispatchers: int, cfg: LifecycleConfig, *, worker
                 p.kill()
         cpu1 = sum(tree_cpu_seconds(h.pid) for h in handles)
         box1 = _box.box_cpu()
+        res.disk = disk.stop()
         _looplag.settle()
         res.loop_lag = _looplag.during(lag0, _looplag.read(lag_dir))
         errors = [r["error"] for r in results if "error" in r]
