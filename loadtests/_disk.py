@@ -44,19 +44,20 @@ class DiskFigures:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     stalls: tuple[tuple[float, float], ...] = ()
-    """``(seconds since the probe started, milliseconds)`` of every flush of :data:`STALL_S` or more."""
+    """``(wall-clock time it began, milliseconds)`` of every flush of :data:`STALL_S` or more: the
+    time, to be read beside PostgreSQL's log (its checkpoints, with ``log_checkpoints``)."""
     where: str = ""
 
     def line(self) -> str:
         """One report line (empty when the probe did not run)."""
         if not self.flushes:
             return ""
-        at = ", ".join(f"{ms:.0f} ms at {t:.0f} s" for t, ms in self.stalls[:8])
+        at = ", ".join(f"{ms:.0f} ms at {time.strftime('%H:%M:%S', time.gmtime(t))}" for t, ms in self.stalls[:8])
         more = f" and {len(self.stalls) - 8} more" if len(self.stalls) > 8 else ""
         return (
             f"  disk ({self.where}): {self.flushes:,} flushes of {BLOCK // 1024} KiB, fdatasync p50 "
             f"{self.p50_ms:.2f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.0f} ms; "
-            f"{len(self.stalls)} of {STALL_S * 1e3:.0f} ms or more" + (f": {at}{more}" if at else "")
+            f"{len(self.stalls)} of {STALL_S * 1e3:.0f} ms or more (UTC)" + (f": {at}{more}" if at else "")
         )
 
 
@@ -77,16 +78,15 @@ class DiskProbe:
     def _run(self) -> None:
         block = os.urandom(BLOCK)
         fd, path = tempfile.mkstemp(prefix="ailuro-disk-probe-", dir=self.directory)
-        started = time.monotonic()
         try:
             while not self._stop.wait(INTERVAL_S):
-                t = time.monotonic()
+                t, wall = time.monotonic(), time.time()
                 os.pwrite(fd, block, (len(self._took) % SLOTS) * BLOCK)
                 os.fdatasync(fd)
                 took = time.monotonic() - t
                 self._took.append(took)
                 if took >= STALL_S:
-                    self._stalls.append((t - started, took * 1e3))
+                    self._stalls.append((wall, took * 1e3))
         finally:
             os.close(fd)
             os.unlink(path)
